@@ -1,0 +1,18 @@
+//! Wire and domain types shared by the IMC agent and server.
+//!
+//! Layout:
+//! - [`status`]: document status and image mode, the words of DESIGN.md.
+//! - [`cover_code`]: how cover codes look, are issued and are recognised.
+//! - [`api`]: JSON bodies of the HTTP API under `/api/v1`.
+//! - [`protocol`]: the agent uplink spoken over WebSocket.
+//!
+//! Only this crate knows the wire format. It holds no async runtime and no
+//! storage: whatever is `Serialize` here is a contract with the outside.
+
+pub mod api;
+pub mod cover_code;
+pub mod protocol;
+pub mod status;
+
+pub use cover_code::{CoverCode, CoverPatterns};
+pub use status::{DocStatus, ImageMode};
