@@ -1,0 +1,160 @@
+//! IMC scan-desk agent.
+//!
+//! Layout, in the order a page travels:
+//! - [`watch`]: finds settled files in the scanner folders.
+//! - [`ingest`]: splits a file into pages ([`pages`]), reads barcodes
+//!   ([`decode`]), spools the bytes and commits them to the [`queue`], or
+//!   quarantines the file with the reason.
+//! - [`queue`]: the durable SQLite queue; packets are formed there.
+//! - [`uplink`]: streams queued pages to the server and seals packets.
+//! - [`enroll`], [`status`], [`inspect`]: the other commands.
+//!
+//! [`run`] takes its config and a shutdown token from the caller, so the
+//! binary, the server's demo and tests all run the same code.
+
+pub mod config;
+pub mod decode;
+pub mod enroll;
+mod fsutil;
+pub mod ingest;
+pub mod inspect;
+pub mod pages;
+pub mod queue;
+pub mod status;
+pub mod uplink;
+pub mod watch;
+
+use anyhow::Context;
+use config::AgentConfig;
+use imc_shared::CoverPatterns;
+use queue::Queue;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Files waiting between the watcher and ingest; the watcher waits when full.
+const INGEST_BACKLOG: usize = 256;
+
+/// Runs the agent until `shutdown` is cancelled; every task is awaited before it returns.
+pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    if config.watch.is_empty() {
+        anyhow::bail!("no folder to watch: pass --watch DIR or set `watch` in the config");
+    }
+    let data_dir = config.data_dir()?;
+    let queue = Arc::new(Queue::open(&data_dir)?);
+    clean_spool(&queue).context("cleaning the spool")?;
+    let patterns = match queue.meta(uplink::PATTERNS_KEY)? {
+        Some(json) => serde_json::from_str::<Vec<String>>(&json)
+            .ok()
+            .and_then(|p| CoverPatterns::new(&p).ok())
+            .unwrap_or_default(),
+        None => CoverPatterns::default(),
+    };
+    let patterns = Arc::new(RwLock::new(patterns));
+    let work = Arc::new(Notify::new());
+    let config = Arc::new(config);
+    tracing::info!(
+        watch = ?config.watch,
+        data = %data_dir.display(),
+        server = %config.server_url,
+        "agent running"
+    );
+
+    let mut tasks = JoinSet::new();
+    let (candidates_tx, mut candidates) = mpsc::channel(INGEST_BACKLOG);
+    let watcher = watch::Watch::new(config.watch.clone(), config.settle(), config.rescan(), Arc::clone(&queue));
+    tasks.spawn(watcher.run(candidates_tx, shutdown.clone()));
+
+    let ingest = Arc::new(ingest::Ingest {
+        queue: Arc::clone(&queue),
+        patterns: Arc::clone(&patterns),
+        full_scan: config.full_barcode_scan,
+        quarantine_dir: {
+            let config = Arc::clone(&config);
+            Box::new(move |inbox| config.quarantine_dir_for(inbox))
+        },
+    });
+    {
+        let work = Arc::clone(&work);
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            loop {
+                let candidate = tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    c = candidates.recv() => match c { Some(c) => c, None => return Ok(()) },
+                };
+                let ingest = Arc::clone(&ingest);
+                let path = candidate.key.path.clone();
+                let span = tracing::info_span!("ingest", file = %path.display());
+                let result = tokio::task::spawn_blocking(move || span.in_scope(|| ingest.file(&candidate))).await?;
+                match result {
+                    Ok(_) => work.notify_one(),
+                    // A failure to commit is not the file's fault: it stays in the inbox and is retried.
+                    Err(e) => tracing::error!(file = %path.display(), error = format!("{e:#}"), "could not queue file"),
+                }
+            }
+        });
+    }
+
+    {
+        let queue = Arc::clone(&queue);
+        let work = Arc::clone(&work);
+        let shutdown = shutdown.clone();
+        let idle_ms = config.seal_after_ms as i64;
+        let every = (config.seal_after() / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tick.tick() => {}
+                }
+                let queue = Arc::clone(&queue);
+                let sealed = tokio::task::spawn_blocking(move || queue.seal_idle(idle_ms)).await??;
+                if sealed > 0 {
+                    work.notify_one();
+                }
+            }
+        });
+    }
+
+    let link = uplink::Uplink {
+        config: Arc::clone(&config),
+        queue: Arc::clone(&queue),
+        patterns,
+        work,
+    };
+    tasks.spawn(link.run(shutdown.clone()));
+
+    // The first task to fail stops the others: a desk agent that cannot watch
+    // or queue must say so rather than limp on.
+    let mut first_error = None;
+    while let Some(done) = tasks.join_next().await {
+        let result = done.map_err(anyhow::Error::from).and_then(|r| r);
+        if let Err(e) = result {
+            if first_error.is_none() {
+                first_error = Some(e);
+            }
+            shutdown.cancel();
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Removes spool files no queued page points to (left by a crash before commit).
+fn clean_spool(queue: &Queue) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(queue.spool_dir())? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !queue.is_spooled_page_pending(&name)? {
+            std::fs::remove_file(entry.path())
+                .with_context(|| format!("removing orphan spool file {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}

@@ -1,1 +1,103 @@
-fn main() {}
+//! `imc-agent`: parses arguments, sets up logging, and calls the library.
+
+use clap::{Parser, Subcommand};
+use imc_agent::config::{self, AgentConfig};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "imc-agent", version, about = "IMC scan-desk agent")]
+struct Cli {
+    /// Config file (default: the OS's standard config folder).
+    #[arg(long, global = true, env = "IMC_AGENT_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Enrol this desk with a server, using a one-time code from the administrator.
+    Enroll {
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        code: String,
+        /// Name shown to administrators (default: the computer name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Watch scanner folders and deliver pages until stopped.
+    Run {
+        /// A scanner output folder; repeat for several. Adds to the config's list.
+        #[arg(long)]
+        watch: Vec<PathBuf>,
+    },
+    /// Show the link, the queue, recent packets and quarantined files.
+    Status,
+    /// Print pages, barcodes and the packet split of files as JSON lines; uploads nothing.
+    Inspect {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("IMC_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config_path = match cli.config {
+        Some(path) => path,
+        None => config::default_config_path()?,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    match cli.command {
+        Command::Enroll { server, code, name } => {
+            let config = runtime.block_on(imc_agent::enroll::enroll(&config_path, &server, &code, name))?;
+            println!("enrolled as agent {} at site {}; config in {}", config.agent_id, config.site, config_path.display());
+        }
+        Command::Run { watch } => {
+            let mut config = AgentConfig::load(&config_path)?;
+            config.watch.extend(watch);
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            runtime.block_on(async {
+                let stop = shutdown.clone();
+                tokio::spawn(async move {
+                    let _ = tokio::signal::ctrl_c().await;
+                    stop.cancel();
+                });
+                imc_agent::run(config, shutdown).await
+            })?;
+        }
+        Command::Status => print!("{}", imc_agent::status::render(&AgentConfig::load(&config_path)?)?),
+        Command::Inspect { files } => {
+            // Use the patterns this desk learned from its server, if it has them.
+            let patterns = AgentConfig::load(&config_path)
+                .ok()
+                .and_then(|c| c.data_dir().ok())
+                .and_then(|dir| imc_agent::queue::Queue::open(&dir).ok())
+                .and_then(|q| q.meta(imc_agent::uplink::PATTERNS_KEY).ok().flatten())
+                .and_then(|json| serde_json::from_str::<Vec<String>>(&json).ok())
+                .and_then(|p| imc_shared::CoverPatterns::new(&p).ok())
+                .unwrap_or_default();
+            let failed = imc_agent::inspect::inspect(&files, &patterns, &mut std::io::stdout().lock())?;
+            if failed > 0 {
+                return Ok(ExitCode::from(2));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

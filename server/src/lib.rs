@@ -1,0 +1,86 @@
+//! IMC server: documents from ERPs, packets from scan desks, matching and sign-off.
+//!
+//! Layout:
+//! - [`serve`] runs the HTTP API and the agent uplink on a given listener until
+//!   a shutdown future resolves; the binary (`main.rs`) only parses arguments.
+//! - `routes/`: the HTTP handlers, one file per area; `uplink`: the agent WebSocket.
+//! - `store/`: metadata behind the [`store::Store`] trait (SQLite embedded);
+//!   `blobs`: image bytes, content-addressed.
+//! - `workflow`: the document lifecycle rules; `cover/`: cover sheet drawing.
+//! - `demo`: the one-command demonstration.
+
+pub mod auth;
+pub mod blobs;
+pub mod config;
+pub mod cover;
+pub mod demo;
+mod error;
+mod routes;
+mod state;
+pub mod store;
+pub mod uplink;
+pub mod workflow;
+
+use anyhow::Context;
+use blobs::FolderBlobs;
+use config::ServerConfig;
+use state::AppState;
+use std::future::Future;
+use std::sync::Arc;
+use store::{SqliteStore, Store, TokenRole};
+use tokio::net::TcpListener;
+
+/// Opens (or creates) the data dir and everything the server keeps in it.
+pub async fn open(config: ServerConfig) -> anyhow::Result<AppState> {
+    let data_dir = &config.data_dir;
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    let db_path = config.database_path();
+    let fresh = !db_path.exists();
+    let store = SqliteStore::open(&db_path).with_context(|| format!("opening database {}", db_path.display()))?;
+    if fresh {
+        if let Some(token) = &config.bootstrap_token {
+            store
+                .add_api_token("bootstrap", TokenRole::Admin, &auth::hash_secret(token))
+                .await
+                .context("storing the bootstrap token")?;
+            tracing::info!("IMC_BOOTSTRAP_TOKEN stored as an admin API token");
+        }
+    }
+    let blobs = FolderBlobs::open(&config.blobs_dir())?;
+    let covers = match &config.cover_font {
+        Some(path) => cover::CoverRenderer::with_font_file(path)
+            .with_context(|| format!("loading cover font {}", path.display()))?,
+        None => cover::CoverRenderer::from_system_fonts(),
+    };
+    Ok(AppState {
+        store: Arc::new(store) as Arc<dyn Store>,
+        blobs: Arc::new(blobs),
+        covers: Arc::new(covers),
+        desks: uplink::Desks::new(config.max_agents),
+        config: Arc::new(config),
+    })
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    config: ServerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let state = open(config).await?;
+    serve_state(state, listener, shutdown).await
+}
+
+pub async fn serve_state(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = routes::router(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")
+}
+
+pub use state::AppState as ServerState;

@@ -1,1 +1,112 @@
-fn main() {}
+//! `imc-server`: parses arguments, sets up logging, and calls the library.
+
+use clap::{Parser, Subcommand};
+use imc_server::config::ServerConfig;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "imc-server", version, about = "IMC central server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API and the agent uplink.
+    Serve {
+        #[arg(long, env = "IMC_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long, env = "IMC_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// A TTF/OTF/TTC font with Chinese glyphs for cover sheets (default: search system fonts).
+        #[arg(long, env = "IMC_COVER_FONT")]
+        cover_font: Option<PathBuf>,
+    },
+    /// Run the whole product on this machine: server, an agent watching a demo inbox, sample documents.
+    Demo {
+        /// Folder for the demo's data, inbox and cover sheets.
+        #[arg(long, default_value = "imc-demo")]
+        dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("IMC_LOG")
+                .unwrap_or_else(|_| "info,tower_http=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let stop = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        stop.cancel();
+    });
+    token
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Serve {
+                data_dir,
+                listen,
+                cover_font,
+            } => {
+                let mut config = ServerConfig::new(data_dir);
+                config.bootstrap_token = std::env::var("IMC_BOOTSTRAP_TOKEN").ok().filter(|t| !t.is_empty());
+                config.cover_font = cover_font;
+                let listener = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
+                tracing::info!(addr = %listener.local_addr()?, "imc-server listening");
+                let shutdown = shutdown_on_signal();
+                imc_server::serve(config, listener, async move { shutdown.cancelled().await }).await
+            }
+            Command::Demo { dir, listen } => {
+                let shutdown = shutdown_on_signal();
+                imc_server::demo::run(imc_server::demo::DemoOptions { dir, listen }, shutdown).await
+            }
+        }
+    })
+}

@@ -1,0 +1,218 @@
+//! The agent's one config file (TOML), written by `imc-agent enroll`.
+//!
+//! Defaults live in the OS's standard places (`directories`): the config under
+//! the user's config dir, the queue and spool under the local data dir. Every
+//! command takes `--config PATH` to point elsewhere (tests, several agents on
+//! one PC).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no config at {0}: enrol this desk first with `imc-agent enroll --server URL --code CODE`")]
+    Missing(PathBuf),
+    #[error("config {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config {path} is not valid: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("no standard config folder on this system; pass --config PATH")]
+    NoHome,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct AgentConfig {
+    /// Base URL of the server, e.g. `https://imc.example.com`.
+    pub server_url: String,
+    pub agent_id: String,
+    pub site: String,
+    /// The agent's credential; shown nowhere, not even in Debug output.
+    pub token: String,
+    /// Scanner output folders to watch.
+    #[serde(default)]
+    pub watch: Vec<PathBuf>,
+    /// Queue database and page spool. Defaults to the OS's local data folder.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// Where delivered source files go; defaults to `done` next to each inbox.
+    #[serde(default)]
+    pub done_dir: Option<PathBuf>,
+    /// Where unreadable files go; defaults to `quarantine` next to each inbox.
+    #[serde(default)]
+    pub quarantine_dir: Option<PathBuf>,
+    /// How long size and mtime must stay unchanged before a file is taken.
+    #[serde(default = "default_settle_ms")]
+    pub settle_ms: u64,
+    /// Full rescan of the folders, for shares where events never fire.
+    #[serde(default = "default_rescan_secs")]
+    pub rescan_secs: u64,
+    /// A packet with no new page for this long is closed (the batch is over).
+    #[serde(default = "default_seal_after_ms")]
+    pub seal_after_ms: u64,
+    /// Also look for every barcode symbology on each page (slower).
+    #[serde(default)]
+    pub full_barcode_scan: bool,
+}
+
+fn default_settle_ms() -> u64 {
+    1000
+}
+fn default_rescan_secs() -> u64 {
+    10
+}
+fn default_seal_after_ms() -> u64 {
+    5000
+}
+
+impl fmt::Debug for AgentConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentConfig")
+            .field("server_url", &self.server_url)
+            .field("agent_id", &self.agent_id)
+            .field("site", &self.site)
+            .field("token", &"<hidden>")
+            .field("watch", &self.watch)
+            .field("data_dir", &self.data_dir)
+            .field("settle_ms", &self.settle_ms)
+            .field("rescan_secs", &self.rescan_secs)
+            .field("seal_after_ms", &self.seal_after_ms)
+            .finish()
+    }
+}
+
+impl AgentConfig {
+    pub fn new(server_url: String, agent_id: String, site: String, token: String) -> AgentConfig {
+        AgentConfig {
+            server_url,
+            agent_id,
+            site,
+            token,
+            watch: Vec::new(),
+            data_dir: None,
+            done_dir: None,
+            quarantine_dir: None,
+            settle_ms: default_settle_ms(),
+            rescan_secs: default_rescan_secs(),
+            seal_after_ms: default_seal_after_ms(),
+            full_barcode_scan: false,
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ConfigError::Missing(path.to_owned())),
+            Err(source) => return Err(ConfigError::Io { path: path.to_owned(), source }),
+        };
+        toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Writes the file readable by its owner only: it holds the token.
+    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
+        let io = |source| ConfigError::Io { path: path.to_owned(), source };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let text = toml::to_string_pretty(self).map_err(|e| ConfigError::Invalid {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let tmp = path.with_extension("toml.tmp");
+        std::fs::write(&tmp, text).map_err(io)?;
+        restrict_to_owner(&tmp).map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
+    }
+
+    pub fn data_dir(&self) -> Result<PathBuf, ConfigError> {
+        match &self.data_dir {
+            Some(dir) => Ok(dir.clone()),
+            None => default_data_dir(),
+        }
+    }
+
+    pub fn settle(&self) -> Duration {
+        Duration::from_millis(self.settle_ms)
+    }
+
+    pub fn rescan(&self) -> Duration {
+        Duration::from_secs(self.rescan_secs.max(1))
+    }
+
+    pub fn seal_after(&self) -> Duration {
+        Duration::from_millis(self.seal_after_ms)
+    }
+
+    /// `done` next to the inbox, unless configured.
+    pub fn done_dir_for(&self, inbox: &Path) -> PathBuf {
+        self.done_dir.clone().unwrap_or_else(|| sibling(inbox, "done"))
+    }
+
+    pub fn quarantine_dir_for(&self, inbox: &Path) -> PathBuf {
+        self.quarantine_dir.clone().unwrap_or_else(|| sibling(inbox, "quarantine"))
+    }
+}
+
+fn sibling(inbox: &Path, name: &str) -> PathBuf {
+    match inbox.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.join(name),
+        _ => inbox.join(name),
+    }
+}
+
+fn project_dirs() -> Result<directories::ProjectDirs, ConfigError> {
+    directories::ProjectDirs::from("com", "IMC", "imc-agent").ok_or(ConfigError::NoHome)
+}
+
+pub fn default_config_path() -> Result<PathBuf, ConfigError> {
+    Ok(project_dirs()?.config_dir().join("agent.toml"))
+}
+
+pub fn default_data_dir() -> Result<PathBuf, ConfigError> {
+    Ok(project_dirs()?.data_local_dir().to_owned())
+}
+
+#[cfg(unix)]
+fn restrict_to_owner(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
+#[cfg(not(unix))]
+fn restrict_to_owner(_path: &Path) -> std::io::Result<()> {
+    // On Windows the per-user config folder is already private to the user.
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_hides_the_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        let mut config = AgentConfig::new("http://127.0.0.1:1".into(), "a1".into(), "hq".into(), "secret".into());
+        config.watch.push(dir.path().join("inbox"));
+        config.save(&path).unwrap();
+        let back = AgentConfig::load(&path).unwrap();
+        assert_eq!(back.token, "secret");
+        assert_eq!(back.watch, config.watch);
+        assert!(!format!("{back:?}").contains("secret"));
+        assert_eq!(back.done_dir_for(&dir.path().join("inbox")), dir.path().join("done"));
+    }
+
+    #[test]
+    fn missing_config_says_how_to_enrol() {
+        let err = AgentConfig::load(Path::new("/nonexistent/agent.toml")).unwrap_err();
+        assert!(err.to_string().contains("imc-agent enroll"), "{err}");
+    }
+}

@@ -1,0 +1,195 @@
+//! From a settled file to pages committed in the queue, or to quarantine.
+//!
+//! Order of durability: each page's bytes are written to the spool and
+//! fsynced first, then the file and its pages are committed in one queue
+//! transaction. A crash before the commit leaves only orphan spool files,
+//! which start-up removes; the source file is still in the inbox and is taken
+//! again.
+
+use crate::decode::{self, DecodeOptions};
+use crate::fsutil;
+use crate::pages::{self, PageError};
+use crate::queue::{NewPage, Queue};
+use crate::watch::Candidate;
+use imc_shared::protocol::BarcodeInfo;
+use imc_shared::CoverPatterns;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use uuid::Uuid;
+
+/// What ingest learned about one page; also what `imc-agent inspect` prints.
+#[derive(Debug, Clone)]
+pub struct PageReport {
+    pub index: usize,
+    pub width: u32,
+    pub height: u32,
+    pub content_type: &'static str,
+    pub size: u64,
+    pub cover_code: Option<String>,
+    pub barcodes: Vec<BarcodeInfo>,
+    pub blank: bool,
+}
+
+pub struct Analyzed {
+    pub page: pages::Page,
+    pub report: PageReport,
+}
+
+/// Decodes a file into pages and reads their barcodes; pure, no side effects.
+pub fn analyze(bytes: Vec<u8>, patterns: &CoverPatterns, full_scan: bool) -> Result<Vec<Analyzed>, PageError> {
+    let pages = pages::extract(bytes)?;
+    let patterns = patterns.clone();
+    let options = DecodeOptions {
+        is_cover: Box::new(move |text: &str| patterns.is_cover(text)),
+        full_scan,
+    };
+    Ok(pages
+        .into_iter()
+        .enumerate()
+        .map(|(index, page)| {
+            let found = decode::scan_page(&page.gray, &options);
+            let report = PageReport {
+                index,
+                width: page.gray.width(),
+                height: page.gray.height(),
+                content_type: page.content_type,
+                size: page.bytes.len() as u64,
+                cover_code: found.cover_code,
+                barcodes: found
+                    .barcodes
+                    .into_iter()
+                    .map(|b| BarcodeInfo {
+                        format: b.symbology.as_str().to_owned(),
+                        text: b.text,
+                        orientation: b.orientation,
+                    })
+                    .collect(),
+                blank: pages::is_blank(&page.gray),
+            };
+            Analyzed { page, report }
+        })
+        .collect())
+}
+
+pub struct Ingest {
+    pub queue: Arc<Queue>,
+    pub patterns: Arc<RwLock<CoverPatterns>>,
+    pub full_scan: bool,
+    pub quarantine_dir: Box<dyn Fn(&Path) -> PathBuf + Send + Sync>,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    Queued { pages: usize },
+    AlreadyQueued,
+    Quarantined { reason: String },
+    /// The file vanished or changed before it could be read; the watcher will see it again.
+    Skipped,
+}
+
+impl Ingest {
+    /// Blocking: run it on the blocking pool.
+    pub fn file(&self, candidate: &Candidate) -> anyhow::Result<Outcome> {
+        let path = &candidate.key.path;
+        if self.queue.knows(&candidate.key)? {
+            return Ok(Outcome::AlreadyQueued);
+        }
+        let bytes = match read_bounded(path, pages::MAX_FILE_BYTES) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Skipped),
+            Err(e) if e.kind() == std::io::ErrorKind::FileTooLarge => {
+                return self.quarantine(candidate, &PageError::TooLarge(candidate.key.size).to_string());
+            }
+            Err(e) => return Err(anyhow::anyhow!("reading {}: {e}", path.display())),
+        };
+        if bytes.len() as u64 != candidate.key.size {
+            return Ok(Outcome::Skipped);
+        }
+        let file_sha = hex::encode(Sha256::digest(&bytes));
+        let patterns = self
+            .patterns
+            .read()
+            .map_err(|_| anyhow::anyhow!("cover pattern lock poisoned"))?
+            .clone();
+        let analyzed = match analyze(bytes, &patterns, self.full_scan) {
+            Ok(analyzed) => analyzed,
+            Err(e) => return self.quarantine(candidate, &e.to_string()),
+        };
+        let source_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut new_pages = Vec::with_capacity(analyzed.len());
+        for a in &analyzed {
+            let capture_id = Uuid::now_v7();
+            let spool_path = self.queue.spool_dir().join(capture_id.to_string());
+            fsutil::write_durably(&spool_path, &a.page.bytes)?;
+            let name = if analyzed.len() == 1 {
+                source_name.clone()
+            } else {
+                format!("{source_name}#{}", a.report.index + 1)
+            };
+            new_pages.push(NewPage {
+                capture_id,
+                spool_path,
+                sha256: hex::encode(Sha256::digest(&a.page.bytes)),
+                size: a.page.bytes.len() as u64,
+                content_type: a.page.content_type.to_owned(),
+                source_name: name,
+                cover_code: a.report.cover_code.clone(),
+                barcodes_json: serde_json::to_string(&a.report.barcodes)?,
+                blank: a.report.blank,
+            });
+        }
+        if !self.queue.enqueue(&candidate.watch_dir, &candidate.key, &file_sha, &new_pages)? {
+            for page in &new_pages {
+                let _ = std::fs::remove_file(&page.spool_path);
+            }
+            return Ok(Outcome::AlreadyQueued);
+        }
+        for a in &analyzed {
+            match &a.report.cover_code {
+                Some(code) => tracing::info!(file = %path.display(), cover = %code, "cover sheet read: new packet"),
+                None => tracing::debug!(file = %path.display(), page = a.report.index, "page queued"),
+            }
+        }
+        Ok(Outcome::Queued { pages: new_pages.len() })
+    }
+
+    /// Moves the file aside with a note saying why; the agent carries on.
+    fn quarantine(&self, candidate: &Candidate, reason: &str) -> anyhow::Result<Outcome> {
+        let path = &candidate.key.path;
+        let dir = (self.quarantine_dir)(&candidate.watch_dir);
+        let moved = fsutil::move_into(path, &dir);
+        let moved_to = match &moved {
+            Ok(target) => {
+                let mut note = target.clone().into_os_string();
+                note.push(".reason.txt");
+                if let Err(e) = std::fs::write(&note, format!("{reason}\n")) {
+                    tracing::warn!(file = %target.display(), error = %e, "could not write the quarantine note");
+                }
+                Some(target.clone())
+            }
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "could not move the file to quarantine; leaving it");
+                None
+            }
+        };
+        self.queue
+            .quarantine(&candidate.watch_dir, &candidate.key, reason, moved_to.as_deref())?;
+        tracing::warn!(file = %path.display(), reason, "file quarantined");
+        Ok(Outcome::Quarantined { reason: reason.to_owned() })
+    }
+}
+
+fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(std::io::Error::new(std::io::ErrorKind::FileTooLarge, "file too large"));
+    }
+    Ok(bytes)
+}

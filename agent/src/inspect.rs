@@ -1,0 +1,68 @@
+//! `imc-agent inspect FILE...`: what the agent would make of files, as JSON
+//! lines, uploading nothing.
+
+use crate::ingest;
+use imc_shared::CoverPatterns;
+use serde_json::json;
+use std::io::Write;
+use std::path::Path;
+
+/// Prints one line per page and one per packet in the split; returns how many files failed.
+pub fn inspect(files: &[impl AsRef<Path>], patterns: &CoverPatterns, out: &mut impl Write) -> std::io::Result<usize> {
+    let mut failed = 0;
+    // Packets run across files, in the order given, as they would in an inbox.
+    let mut packets: Vec<(Option<String>, Vec<String>)> = Vec::new();
+    for file in files {
+        let file = file.as_ref();
+        let name = file.display().to_string();
+        let started = std::time::Instant::now();
+        let analyzed = std::fs::read(file)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| ingest::analyze(bytes, patterns, true).map_err(|e| e.to_string()));
+        let analyzed = match analyzed {
+            Ok(a) => a,
+            Err(error) => {
+                failed += 1;
+                writeln!(out, "{}", json!({"type": "error", "file": name, "error": error}))?;
+                continue;
+            }
+        };
+        let ms = started.elapsed().as_secs_f64() * 1000.0 / analyzed.len().max(1) as f64;
+        for a in analyzed {
+            let r = &a.report;
+            let page_ref = format!("{name}#{}", r.index + 1);
+            match &r.cover_code {
+                Some(code) => packets.push((Some(code.clone()), vec![page_ref])),
+                None => match packets.last_mut() {
+                    Some((_, pages)) => pages.push(page_ref),
+                    None => packets.push((None, vec![page_ref])),
+                },
+            }
+            let line = json!({
+                "type": "page",
+                "file": name,
+                "page": r.index,
+                "width": r.width,
+                "height": r.height,
+                "content_type": r.content_type,
+                "size": r.size,
+                "barcodes": r.barcodes.iter().map(|b| json!({"format": b.format, "text": b.text, "orientation": b.orientation})).collect::<Vec<_>>(),
+                "cover_code": r.cover_code,
+                "blank": r.blank,
+                "ms": (ms * 10.0).round() / 10.0,
+            });
+            writeln!(out, "{line}")?;
+        }
+    }
+    for (i, (cover, pages)) in packets.iter().enumerate() {
+        let line = json!({
+            "type": "packet",
+            "packet": i,
+            "cover_code": cover,
+            "pages": pages,
+            "empty": cover.is_some() && pages.len() == 1,
+        });
+        writeln!(out, "{line}")?;
+    }
+    Ok(failed)
+}

@@ -1,0 +1,146 @@
+//! Turning a scanned file into pages: what bytes each page is, and its pixels.
+//!
+//! A single-image file is one page delivered byte for byte as it is. Limits on
+//! file size and decoded pixels keep a hostile or broken file from exhausting
+//! the desk PC; breaking one is an error that quarantines the file.
+
+use image::{GrayImage, ImageFormat};
+use std::io::Cursor;
+
+/// Largest scanned file taken at all.
+pub const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
+/// Largest page side: A3 at 600 dpi is about 7,000 x 9,900.
+pub const MAX_SIDE: u32 = 12_000;
+/// Largest decoded allocation for one page.
+pub const MAX_DECODED_BYTES: u64 = 512 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    #[error("file is {0} bytes, over the limit of {MAX_FILE_BYTES}")]
+    TooLarge(u64),
+    #[error("file is empty")]
+    Empty,
+    #[error("not an image format the agent reads (JPEG, PNG, BMP, WebP, TIFF)")]
+    UnknownFormat,
+    #[error("cannot decode {format} image: {message}")]
+    Decode { format: &'static str, message: String },
+}
+
+pub struct Page {
+    /// The bytes delivered to the server for this page.
+    pub bytes: Vec<u8>,
+    pub content_type: &'static str,
+    pub gray: GrayImage,
+}
+
+fn describe(format: ImageFormat) -> Option<(&'static str, &'static str)> {
+    Some(match format {
+        ImageFormat::Jpeg => ("JPEG", "image/jpeg"),
+        ImageFormat::Png => ("PNG", "image/png"),
+        ImageFormat::Bmp => ("BMP", "image/bmp"),
+        ImageFormat::WebP => ("WebP", "image/webp"),
+        ImageFormat::Tiff => ("TIFF", "image/tiff"),
+        _ => return None,
+    })
+}
+
+fn limits() -> image::Limits {
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_DECODED_BYTES);
+    limits
+}
+
+/// Splits a file into pages. The format comes from the bytes, never the name.
+pub fn extract(bytes: Vec<u8>) -> Result<Vec<Page>, PageError> {
+    if bytes.is_empty() {
+        return Err(PageError::Empty);
+    }
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(PageError::TooLarge(bytes.len() as u64));
+    }
+    let format = image::guess_format(&bytes).map_err(|_| PageError::UnknownFormat)?;
+    let (name, content_type) = describe(format).ok_or(PageError::UnknownFormat)?;
+    let gray = decode_gray(&bytes, format).map_err(|message| PageError::Decode { format: name, message })?;
+    Ok(vec![Page {
+        bytes,
+        content_type,
+        gray,
+    }])
+}
+
+fn decode_gray(bytes: &[u8], format: ImageFormat) -> Result<GrayImage, String> {
+    let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format);
+    reader.limits(limits());
+    let image = reader.decode().map_err(|e| e.to_string())?;
+    Ok(image.into_luma8())
+}
+
+/// A page with almost no dark pixels away from its edges: the back of a duplex
+/// scan. Marked, never dropped.
+pub fn is_blank(gray: &GrayImage) -> bool {
+    let (w, h) = gray.dimensions();
+    if w < 20 || h < 20 {
+        return false;
+    }
+    // Skip a 5% margin, where scanner edges and punch holes show.
+    let (x0, y0, x1, y1) = (w / 20, h / 20, w - w / 20, h - h / 20);
+    let step = (w.min(h) / 400).max(1);
+    let (mut dark, mut total) = (0u64, 0u64);
+    for y in (y0..y1).step_by(step as usize) {
+        for x in (x0..x1).step_by(step as usize) {
+            total += 1;
+            if gray.get_pixel(x, y).0[0] < 128 {
+                dark += 1;
+            }
+        }
+    }
+    total > 0 && dark * 1000 < total * 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::Luma;
+
+    fn png(img: &GrayImage) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn a_single_image_is_one_page_byte_for_byte() {
+        let img = GrayImage::from_pixel(100, 80, Luma([255]));
+        let bytes = png(&img);
+        let pages = extract(bytes.clone()).unwrap();
+        assert_eq!(pages.len(), 1);
+        assert_eq!(pages[0].bytes, bytes);
+        assert_eq!(pages[0].content_type, "image/png");
+        assert_eq!(pages[0].gray.dimensions(), (100, 80));
+    }
+
+    #[test]
+    fn garbage_and_truncation_are_errors() {
+        assert!(matches!(extract(b"hello, not an image".to_vec()), Err(PageError::UnknownFormat)));
+        assert!(matches!(extract(Vec::new()), Err(PageError::Empty)));
+        let img = GrayImage::from_pixel(300, 300, Luma([10]));
+        let mut bytes = png(&img);
+        bytes.truncate(bytes.len() / 2);
+        assert!(matches!(extract(bytes), Err(PageError::Decode { .. })));
+    }
+
+    #[test]
+    fn blank_detection() {
+        let white = GrayImage::from_pixel(800, 1100, Luma([250]));
+        assert!(is_blank(&white));
+        let mut text = white.clone();
+        for y in 200..260 {
+            for x in 100..700 {
+                text.put_pixel(x, y, Luma([0]));
+            }
+        }
+        assert!(!is_blank(&text));
+    }
+}

@@ -1,0 +1,653 @@
+//! The agent's durable queue: one SQLite file (WAL, `synchronous = FULL`).
+//!
+//! It is the source of truth on the desk. A page is copied into the spool and
+//! its row committed here before anything is sent; it leaves the queue only
+//! when the server has said `Stored`. Packets are assigned here, in the same
+//! transaction as their pages, so a crash never leaves a page without a packet.
+//! Methods are synchronous: async callers run them on the blocking pool.
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("queue database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("queue data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("queue lock poisoned")]
+    Poisoned,
+}
+
+pub type QueueResult<T> = Result<T, QueueError>;
+
+/// Identifies one version of a file in an inbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileKey {
+    pub path: PathBuf,
+    pub size: u64,
+    pub mtime_ns: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewPage {
+    pub capture_id: Uuid,
+    pub spool_path: PathBuf,
+    pub sha256: String,
+    pub size: u64,
+    pub content_type: String,
+    pub source_name: String,
+    pub cover_code: Option<String>,
+    pub barcodes_json: String,
+    pub blank: bool,
+}
+
+/// A page waiting to be delivered, in scan order.
+#[derive(Debug, Clone)]
+pub struct QueuedPage {
+    pub capture_id: Uuid,
+    pub packet_id: Uuid,
+    pub page_index: u32,
+    pub cover_code: Option<String>,
+    pub spool_path: PathBuf,
+    pub sha256: String,
+    pub size: u64,
+    pub content_type: String,
+    pub source_name: String,
+    pub barcodes_json: String,
+    pub blank: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SealWork {
+    pub packet_id: Uuid,
+    pub cover_code: Option<String>,
+    pub page_count: u32,
+}
+
+/// A source file all of whose pages the server has stored.
+#[derive(Debug, Clone)]
+pub struct DeliveredFile {
+    pub id: i64,
+    pub path: PathBuf,
+    pub watch_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct QueueStats {
+    pub pages: u64,
+    pub bytes: u64,
+    pub quarantined: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct PacketSummary {
+    pub id: String,
+    pub cover_code: Option<String>,
+    pub pages: u32,
+    pub pages_stored: u32,
+    pub sealed: bool,
+    pub outcome: Option<String>,
+    pub matched: Option<bool>,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Quarantined {
+    pub path: String,
+    pub reason: String,
+    pub at: String,
+}
+
+pub struct Queue {
+    conn: Mutex<Connection>,
+    spool_dir: PathBuf,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL,
+    watch_dir TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    state TEXT NOT NULL,            -- queued | done | quarantined
+    reason TEXT,
+    moved_to TEXT,
+    created_at TEXT NOT NULL,
+    UNIQUE (path, size, mtime_ns, sha256)
+);
+CREATE INDEX IF NOT EXISTS files_by_key ON files (path, size, mtime_ns);
+CREATE TABLE IF NOT EXISTS packets (
+    id TEXT PRIMARY KEY,
+    watch_dir TEXT NOT NULL,
+    cover_code TEXT,
+    sealed INTEGER NOT NULL DEFAULT 0,
+    page_count INTEGER,
+    seal_acked INTEGER NOT NULL DEFAULT 0,
+    outcome TEXT,
+    matched INTEGER,
+    last_page_at_ms INTEGER NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS packets_open ON packets (watch_dir, sealed);
+-- seq is scan order: pages are delivered in it.
+CREATE TABLE IF NOT EXISTS pages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    capture_id TEXT NOT NULL UNIQUE,
+    packet_id TEXT NOT NULL REFERENCES packets (id),
+    page_index INTEGER NOT NULL,
+    file_id INTEGER NOT NULL REFERENCES files (id),
+    spool_path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    content_type TEXT NOT NULL,
+    source_name TEXT NOT NULL,
+    barcodes TEXT NOT NULL,
+    blank INTEGER NOT NULL,
+    state TEXT NOT NULL,            -- queued | stored
+    stored_at TEXT
+);
+CREATE INDEX IF NOT EXISTS pages_by_state ON pages (state, seq);
+CREATE INDEX IF NOT EXISTS pages_by_file ON pages (file_id);
+CREATE INDEX IF NOT EXISTS pages_by_packet ON pages (packet_id);
+";
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn uuid(text: &str) -> QueueResult<Uuid> {
+    Uuid::parse_str(text).map_err(|e| QueueError::Corrupt(format!("id {text:?}: {e}")))
+}
+
+impl Queue {
+    pub fn open(data_dir: &Path) -> QueueResult<Queue> {
+        let path = data_dir.join("queue.sqlite3");
+        let open_err = |source| QueueError::Open { path: path.clone(), source };
+        std::fs::create_dir_all(data_dir.join("spool"))
+            .map_err(|e| open_err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+        let conn = Connection::open(&path).map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
+        // FULL: a committed page survives power loss, not only a process crash.
+        conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(open_err)?;
+        conn.execute_batch(SCHEMA).map_err(open_err)?;
+        Ok(Queue {
+            conn: Mutex::new(conn),
+            spool_dir: data_dir.join("spool"),
+        })
+    }
+
+    pub fn spool_dir(&self) -> &Path {
+        &self.spool_dir
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> QueueResult<T>) -> QueueResult<T> {
+        let mut conn = self.conn.lock().map_err(|_| QueueError::Poisoned)?;
+        f(&mut conn)
+    }
+
+    fn tx<T>(&self, f: impl FnOnce(&Transaction<'_>) -> QueueResult<T>) -> QueueResult<T> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let value = f(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        })
+    }
+
+    pub fn meta(&self, key: &str) -> QueueResult<Option<String>> {
+        self.with(|c| Ok(c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()?))
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> QueueResult<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2",
+                params![key, value],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// True when this exact file version was already taken (queued, delivered or quarantined).
+    pub fn knows(&self, key: &FileKey) -> QueueResult<bool> {
+        self.with(|c| {
+            Ok(c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM files WHERE path = ?1 AND size = ?2 AND mtime_ns = ?3)",
+                params![key.path.to_string_lossy(), key.size, key.mtime_ns],
+                |r| r.get(0),
+            )?)
+        })
+    }
+
+    /// Commits a file and its pages (already in the spool) in scan order,
+    /// assigning each page to a packet: a cover starts a new one.
+    pub fn enqueue(&self, watch_dir: &Path, key: &FileKey, sha256: &str, pages: &[NewPage]) -> QueueResult<bool> {
+        let watch = watch_dir.to_string_lossy().into_owned();
+        self.tx(|tx| {
+            let inserted = tx.execute(
+                "INSERT INTO files (path, watch_dir, size, mtime_ns, sha256, state, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6) ON CONFLICT DO NOTHING",
+                params![key.path.to_string_lossy(), watch, key.size, key.mtime_ns, sha256, now()],
+            )?;
+            if inserted == 0 {
+                return Ok(false);
+            }
+            let file_id = tx.last_insert_rowid();
+            for page in pages {
+                let packet_id = match &page.cover_code {
+                    Some(code) => {
+                        seal_open(tx, &watch)?;
+                        new_packet(tx, &watch, Some(code))?
+                    }
+                    None => match open_packet(tx, &watch)? {
+                        Some(id) => id,
+                        None => new_packet(tx, &watch, None)?,
+                    },
+                };
+                let page_index: u32 = tx.query_row(
+                    "SELECT COUNT(*) FROM pages WHERE packet_id = ?1",
+                    [&packet_id],
+                    |r| r.get(0),
+                )?;
+                tx.execute(
+                    "INSERT INTO pages (capture_id, packet_id, page_index, file_id, spool_path, sha256, size, \
+                     content_type, source_name, barcodes, blank, state) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'queued')",
+                    params![
+                        page.capture_id.to_string(),
+                        packet_id,
+                        page_index,
+                        file_id,
+                        page.spool_path.to_string_lossy(),
+                        page.sha256,
+                        page.size,
+                        page.content_type,
+                        page.source_name,
+                        page.barcodes_json,
+                        page.blank
+                    ],
+                )?;
+                tx.execute(
+                    "UPDATE packets SET last_page_at_ms = ?2 WHERE id = ?1",
+                    params![packet_id, now_ms()],
+                )?;
+            }
+            if pages.is_empty() {
+                tx.execute("UPDATE files SET state = 'done' WHERE id = ?1", [file_id])?;
+            }
+            Ok(true)
+        })
+    }
+
+    /// Records an unreadable file so it is reported, and never taken again.
+    pub fn quarantine(&self, watch_dir: &Path, key: &FileKey, reason: &str, moved_to: Option<&Path>) -> QueueResult<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO files (path, watch_dir, size, mtime_ns, sha256, state, reason, moved_to, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, '', 'quarantined', ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+                params![
+                    key.path.to_string_lossy(),
+                    watch_dir.to_string_lossy(),
+                    key.size,
+                    key.mtime_ns,
+                    reason,
+                    moved_to.map(|p| p.to_string_lossy().into_owned()),
+                    now()
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Closes packets that saw no new page for `idle_ms`: the batch is over.
+    pub fn seal_idle(&self, idle_ms: i64) -> QueueResult<usize> {
+        self.tx(|tx| {
+            let cutoff = now_ms() - idle_ms;
+            let ids: Vec<String> = {
+                let mut stmt = tx.prepare("SELECT id FROM packets WHERE sealed = 0 AND last_page_at_ms <= ?1")?;
+                let ids = stmt.query_map([cutoff], |r| r.get(0))?;
+                ids.collect::<Result<_, _>>()?
+            };
+            for id in &ids {
+                seal(tx, id)?;
+            }
+            Ok(ids.len())
+        })
+    }
+
+    pub fn next_page(&self) -> QueueResult<Option<QueuedPage>> {
+        self.with(|c| {
+            let row = c
+                .query_row(
+                    "SELECT p.capture_id, p.packet_id, p.page_index, k.cover_code, p.spool_path, p.sha256, p.size, \
+                     p.content_type, p.source_name, p.barcodes, p.blank \
+                     FROM pages p JOIN packets k ON k.id = p.packet_id \
+                     WHERE p.state = 'queued' ORDER BY p.seq LIMIT 1",
+                    [],
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, u32>(2)?,
+                            r.get::<_, Option<String>>(3)?,
+                            r.get::<_, String>(4)?,
+                            r.get::<_, String>(5)?,
+                            r.get::<_, u64>(6)?,
+                            r.get::<_, String>(7)?,
+                            r.get::<_, String>(8)?,
+                            r.get::<_, String>(9)?,
+                            r.get::<_, bool>(10)?,
+                        ))
+                    },
+                )
+                .optional()?;
+            let Some((capture, packet, page_index, cover_code, spool, sha256, size, content_type, source_name, barcodes, blank)) =
+                row
+            else {
+                return Ok(None);
+            };
+            Ok(Some(QueuedPage {
+                capture_id: uuid(&capture)?,
+                packet_id: uuid(&packet)?,
+                page_index,
+                cover_code,
+                spool_path: PathBuf::from(spool),
+                sha256,
+                size,
+                content_type,
+                source_name,
+                barcodes_json: barcodes,
+                blank,
+            }))
+        })
+    }
+
+    /// A sealed packet whose pages are all stored and whose seal the server has not confirmed.
+    pub fn next_seal(&self) -> QueueResult<Option<SealWork>> {
+        self.with(|c| {
+            let row = c
+                .query_row(
+                    "SELECT k.id, k.cover_code, k.page_count FROM packets k \
+                     WHERE k.sealed = 1 AND k.seal_acked = 0 \
+                     AND NOT EXISTS (SELECT 1 FROM pages p WHERE p.packet_id = k.id AND p.state = 'queued') \
+                     ORDER BY k.created_at, k.rowid LIMIT 1",
+                    [],
+                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, u32>(2)?)),
+                )
+                .optional()?;
+            row.map(|(id, cover_code, page_count)| {
+                Ok(SealWork {
+                    packet_id: uuid(&id)?,
+                    cover_code,
+                    page_count,
+                })
+            })
+            .transpose()
+        })
+    }
+
+    /// Marks a page delivered; returns the source files now wholly delivered.
+    pub fn mark_stored(&self, capture_id: Uuid) -> QueueResult<Vec<DeliveredFile>> {
+        self.tx(|tx| {
+            tx.execute(
+                "UPDATE pages SET state = 'stored', stored_at = ?2 WHERE capture_id = ?1 AND state = 'queued'",
+                params![capture_id.to_string(), now()],
+            )?;
+            let mut stmt = tx.prepare(
+                "SELECT f.id, f.path, f.watch_dir FROM files f JOIN pages p ON p.file_id = f.id \
+                 WHERE p.capture_id = ?1 AND f.state = 'queued' \
+                 AND NOT EXISTS (SELECT 1 FROM pages q WHERE q.file_id = f.id AND q.state = 'queued')",
+            )?;
+            let files = stmt.query_map([capture_id.to_string()], |r| {
+                Ok(DeliveredFile {
+                    id: r.get(0)?,
+                    path: PathBuf::from(r.get::<_, String>(1)?),
+                    watch_dir: PathBuf::from(r.get::<_, String>(2)?),
+                })
+            })?;
+            Ok(files.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// Files delivered whose move to `done` has not happened yet (e.g. after a crash).
+    pub fn delivered_unmoved(&self) -> QueueResult<Vec<DeliveredFile>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT f.id, f.path, f.watch_dir FROM files f WHERE f.state = 'queued' \
+                 AND NOT EXISTS (SELECT 1 FROM pages q WHERE q.file_id = f.id AND q.state = 'queued')",
+            )?;
+            let files = stmt.query_map([], |r| {
+                Ok(DeliveredFile {
+                    id: r.get(0)?,
+                    path: PathBuf::from(r.get::<_, String>(1)?),
+                    watch_dir: PathBuf::from(r.get::<_, String>(2)?),
+                })
+            })?;
+            Ok(files.collect::<Result<_, _>>()?)
+        })
+    }
+
+    pub fn mark_file_done(&self, file_id: i64, moved_to: Option<&Path>) -> QueueResult<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE files SET state = 'done', moved_to = ?2 WHERE id = ?1",
+                params![file_id, moved_to.map(|p| p.to_string_lossy().into_owned())],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn mark_seal_acked(&self, packet_id: Uuid) -> QueueResult<()> {
+        self.with(|c| {
+            c.execute("UPDATE packets SET seal_acked = 1 WHERE id = ?1", [packet_id.to_string()])?;
+            Ok(())
+        })
+    }
+
+    pub fn record_outcome(&self, packet_id: Uuid, matched: bool, message: &str) -> QueueResult<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE packets SET outcome = ?2, matched = ?3 WHERE id = ?1",
+                params![packet_id.to_string(), message, matched],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Spool files with no queued page behind them: left by a crash between
+    /// the spool write and the commit, or already delivered.
+    pub fn is_spooled_page_pending(&self, capture_id: &str) -> QueueResult<bool> {
+        self.with(|c| {
+            Ok(c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM pages WHERE capture_id = ?1 AND state = 'queued')",
+                [capture_id],
+                |r| r.get(0),
+            )?)
+        })
+    }
+
+    pub fn stats(&self) -> QueueResult<QueueStats> {
+        self.with(|c| {
+            let (pages, bytes): (u64, u64) = c.query_row(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM pages WHERE state = 'queued'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let quarantined: u64 =
+                c.query_row("SELECT COUNT(*) FROM files WHERE state = 'quarantined'", [], |r| r.get(0))?;
+            Ok(QueueStats { pages, bytes, quarantined })
+        })
+    }
+
+    pub fn recent_packets(&self, limit: u32) -> QueueResult<Vec<PacketSummary>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT k.id, k.cover_code, \
+                 (SELECT COUNT(*) FROM pages p WHERE p.packet_id = k.id), \
+                 (SELECT COUNT(*) FROM pages p WHERE p.packet_id = k.id AND p.state = 'stored'), \
+                 k.sealed, k.outcome, k.matched, k.created_at \
+                 FROM packets k ORDER BY k.created_at DESC, k.rowid DESC LIMIT ?1",
+            )?;
+            let rows = stmt.query_map([limit], |r| {
+                Ok(PacketSummary {
+                    id: r.get(0)?,
+                    cover_code: r.get(1)?,
+                    pages: r.get(2)?,
+                    pages_stored: r.get(3)?,
+                    sealed: r.get(4)?,
+                    outcome: r.get(5)?,
+                    matched: r.get(6)?,
+                    created_at: r.get(7)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    pub fn quarantined(&self, limit: u32) -> QueueResult<Vec<Quarantined>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT COALESCE(moved_to, path), COALESCE(reason, ''), created_at FROM files \
+                 WHERE state = 'quarantined' ORDER BY id DESC LIMIT ?1",
+            )?;
+            let rows = stmt.query_map([limit], |r| {
+                Ok(Quarantined {
+                    path: r.get(0)?,
+                    reason: r.get(1)?,
+                    at: r.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+}
+
+fn open_packet(tx: &Transaction<'_>, watch: &str) -> QueueResult<Option<String>> {
+    Ok(tx
+        .query_row(
+            "SELECT id FROM packets WHERE watch_dir = ?1 AND sealed = 0 ORDER BY created_at DESC LIMIT 1",
+            [watch],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+fn new_packet(tx: &Transaction<'_>, watch: &str, cover_code: Option<&str>) -> QueueResult<String> {
+    let id = Uuid::now_v7().to_string();
+    tx.execute(
+        "INSERT INTO packets (id, watch_dir, cover_code, last_page_at_ms, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![id, watch, cover_code, now_ms(), now()],
+    )?;
+    Ok(id)
+}
+
+fn seal_open(tx: &Transaction<'_>, watch: &str) -> QueueResult<()> {
+    if let Some(id) = open_packet(tx, watch)? {
+        seal(tx, &id)?;
+    }
+    Ok(())
+}
+
+fn seal(tx: &Transaction<'_>, packet_id: &str) -> QueueResult<()> {
+    tx.execute(
+        "UPDATE packets SET sealed = 1, page_count = (SELECT COUNT(*) FROM pages WHERE packet_id = ?1) WHERE id = ?1",
+        [packet_id],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(cover: Option<&str>) -> NewPage {
+        NewPage {
+            capture_id: Uuid::new_v4(),
+            spool_path: PathBuf::from("/spool/x"),
+            sha256: "0".repeat(64),
+            size: 10,
+            content_type: "image/png".into(),
+            source_name: "x.png".into(),
+            cover_code: cover.map(str::to_owned),
+            barcodes_json: "[]".into(),
+            blank: false,
+        }
+    }
+
+    fn key(name: &str) -> FileKey {
+        FileKey {
+            path: PathBuf::from(name),
+            size: 10,
+            mtime_ns: 1,
+        }
+    }
+
+    #[test]
+    fn covers_split_packets_in_scan_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path()).unwrap();
+        let inbox = Path::new("/inbox");
+        // A stray page, then cover A with two pages, then cover B with one.
+        let pages = [page(None), page(Some("A")), page(None), page(None), page(Some("B")), page(None)];
+        for (i, p) in pages.iter().enumerate() {
+            assert!(q.enqueue(inbox, &key(&format!("{i}")), "h", std::slice::from_ref(p)).unwrap());
+        }
+        assert!(!q.enqueue(inbox, &key("0"), "h", &[page(None)]).unwrap(), "same file twice");
+        assert_eq!(q.seal_idle(-1).unwrap(), 1, "only B is still open");
+
+        let mut seen = Vec::new();
+        while let Some(p) = q.next_page().unwrap() {
+            seen.push((p.cover_code.clone(), p.page_index));
+            q.mark_stored(p.capture_id).unwrap();
+        }
+        let expected = vec![
+            (None, 0),
+            (Some("A".to_owned()), 0),
+            (Some("A".to_owned()), 1),
+            (Some("A".to_owned()), 2),
+            (Some("B".to_owned()), 0),
+            (Some("B".to_owned()), 1),
+        ];
+        assert_eq!(seen, expected);
+        let mut seals = Vec::new();
+        while let Some(s) = q.next_seal().unwrap() {
+            seals.push((s.cover_code.clone(), s.page_count));
+            q.mark_seal_acked(s.packet_id).unwrap();
+        }
+        assert_eq!(seals, vec![(None, 1), (Some("A".into()), 3), (Some("B".into()), 2)]);
+        assert_eq!(q.stats().unwrap().pages, 0);
+    }
+
+    #[test]
+    fn a_file_is_delivered_when_all_its_pages_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path()).unwrap();
+        let pages = [page(Some("A")), page(None)];
+        q.enqueue(Path::new("/inbox"), &key("multi.tif"), "h", &pages).unwrap();
+        assert!(q.knows(&key("multi.tif")).unwrap());
+        let first = q.next_page().unwrap().unwrap();
+        assert!(q.mark_stored(first.capture_id).unwrap().is_empty());
+        let second = q.next_page().unwrap().unwrap();
+        let done = q.mark_stored(second.capture_id).unwrap();
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].path, PathBuf::from("multi.tif"));
+    }
+}

@@ -1,0 +1,53 @@
+//! `imc-agent status`: what the desk's queue and link look like, as text.
+
+use crate::config::AgentConfig;
+use crate::queue::Queue;
+use std::fmt::Write;
+
+pub fn render(config: &AgentConfig) -> anyhow::Result<String> {
+    let data_dir = config.data_dir()?;
+    let queue = Queue::open(&data_dir)?;
+    let mut out = String::new();
+    writeln!(out, "agent {} at site {}", config.agent_id, config.site)?;
+    writeln!(out, "server {}", config.server_url)?;
+    let link = queue
+        .meta(crate::uplink::LINK_STATE_KEY)?
+        .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok());
+    match link {
+        Some(link) => writeln!(
+            out,
+            "link: {} ({}) since {}",
+            link["state"].as_str().unwrap_or("?"),
+            link["detail"].as_str().unwrap_or(""),
+            link["at"].as_str().unwrap_or("?")
+        )?,
+        None => writeln!(out, "link: never connected")?,
+    }
+    let stats = queue.stats()?;
+    writeln!(out, "queue: {} pages, {} bytes waiting", stats.pages, stats.bytes)?;
+    writeln!(out, "watching: {}", config.watch.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))?;
+    writeln!(out, "recent packets:")?;
+    for p in queue.recent_packets(10)? {
+        let fate = match (p.matched, &p.outcome) {
+            (_, Some(message)) => message.clone(),
+            _ if !p.sealed => "open (more pages may follow)".to_owned(),
+            _ if p.pages_stored < p.pages => "sending".to_owned(),
+            _ => "sent, waiting for the server".to_owned(),
+        };
+        writeln!(
+            out,
+            "  {} cover {} pages {}/{} sent: {}",
+            p.created_at,
+            p.cover_code.as_deref().unwrap_or("(none)"),
+            p.pages_stored,
+            p.pages,
+            fate
+        )?;
+    }
+    let quarantined = queue.quarantined(20)?;
+    writeln!(out, "quarantined files: {}", stats.quarantined)?;
+    for q in quarantined {
+        writeln!(out, "  {} {}: {}", q.at, q.path, q.reason)?;
+    }
+    Ok(out)
+}

@@ -1,0 +1,96 @@
+//! Administration: image schemes, enrollment codes, and agent enrolment.
+
+use super::extract::{ApiJson, ApiPath};
+use crate::auth::{self, Caller};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::store::{Scheme, StoreError};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use imc_shared::api::{EnrollRequest, EnrollResponse, EnrollmentCode, PutScheme, SchemeView};
+
+fn name_ok(field: &str, value: &str) -> ApiResult<()> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::field(field, format!("{field} must be 1-64 letters, digits, '-', '_' or '.'")))
+    }
+}
+
+pub async fn put_scheme(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(body): ApiJson<PutScheme>,
+) -> ApiResult<Json<SchemeView>> {
+    caller.require_admin()?;
+    name_ok("name", &name)?;
+    let scheme = Scheme {
+        name,
+        org: body.org.filter(|o| !o.trim().is_empty()),
+        doc_type: body.doc_type.filter(|t| !t.trim().is_empty()),
+        mode: body.mode,
+        rules: body.rules,
+    };
+    let scheme = state.store.put_scheme(scheme, &caller.actor()).await?;
+    Ok(Json(SchemeView {
+        name: scheme.name,
+        org: scheme.org,
+        doc_type: scheme.doc_type,
+        mode: scheme.mode,
+        rules: scheme.rules,
+    }))
+}
+
+pub async fn enrollment_code(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(site): ApiPath<String>,
+) -> ApiResult<(StatusCode, Json<EnrollmentCode>)> {
+    caller.require_admin()?;
+    name_ok("site", &site)?;
+    // Short enough to type at a desk, long enough not to be guessed in its lifetime.
+    let code = auth::new_secret("enr")[..20].to_owned();
+    let ttl = chrono::Duration::from_std(state.config.enrollment_code_ttl)
+        .map_err(|e| anyhow::anyhow!("enrollment code ttl: {e}"))?;
+    let expires_at = (chrono::Utc::now() + ttl).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    state
+        .store
+        .add_enrollment_code(&site, &auth::hash_secret(&code), &expires_at)
+        .await?;
+    Ok((StatusCode::CREATED, Json(EnrollmentCode { code, site, expires_at })))
+}
+
+/// The one call an agent makes without a token: the code is its credential.
+pub async fn enroll(State(state): State<AppState>, ApiJson(body): ApiJson<EnrollRequest>) -> ApiResult<Json<EnrollResponse>> {
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 128 {
+        return Err(ApiError::field("name", "name must be 1-128 characters"));
+    }
+    let agent_id = uuid::Uuid::new_v4().to_string();
+    let token = auth::new_secret("agt");
+    let agent = state
+        .store
+        .enroll_agent(
+            &auth::hash_secret(body.code.trim()),
+            &agent_id,
+            name,
+            &auth::hash_secret(&token),
+            body.agent_version.as_deref(),
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound(_) => ApiError::Forbidden("enrollment code is unknown, already used or expired".into()),
+            other => other.into(),
+        })?;
+    tracing::info!(agent = %agent.id, site = %agent.site, name = %agent.name, "agent enrolled");
+    Ok(Json(EnrollResponse {
+        agent_id: agent.id,
+        site: agent.site,
+        token,
+    }))
+}

@@ -1,0 +1,433 @@
+//! Document calls: create (cover push), read, status, covers, images, decisions.
+
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::views;
+use crate::auth::Caller;
+use crate::blobs::is_sha256_hex;
+use crate::cover::CoverFields;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::store::{Created, Decision, Document, NewDocument, NewImage, StoreError};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use imc_shared::api::{
+    CreateDocument, DocumentCreated, DocumentView, ImageList, ReasonBody, StatusQuery, StatusQueryResult,
+    StatusView,
+};
+use imc_shared::{CoverCode, CoverPatterns};
+use serde::Deserialize;
+
+/// Most ids or doc_nos one bulk status call may ask for.
+pub const MAX_BULK_STATUS: usize = 1000;
+const MAX_KEY_LEN: usize = 128;
+const MAX_TEXT_LEN: usize = 1024;
+
+fn required(field: &str, value: &str) -> ApiResult<String> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(ApiError::field(field, format!("{field} must not be empty")));
+    }
+    if value.chars().count() > MAX_KEY_LEN {
+        return Err(ApiError::field(field, format!("{field} is longer than {MAX_KEY_LEN} characters")));
+    }
+    Ok(value.to_owned())
+}
+
+fn optional(field: &str, value: Option<String>) -> ApiResult<Option<String>> {
+    match value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
+        Some(v) if v.chars().count() > MAX_TEXT_LEN => {
+            Err(ApiError::field(field, format!("{field} is longer than {MAX_TEXT_LEN} characters")))
+        }
+        other => Ok(other),
+    }
+}
+
+fn valid_amount(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    !int.is_empty()
+        && int.len() <= 15
+        && frac.len() <= 6
+        && int.bytes().all(|b| b.is_ascii_digit())
+        && frac.bytes().all(|b| b.is_ascii_digit())
+        && !(digits.contains('.') && frac.is_empty())
+}
+
+async fn new_document(state: &AppState, body: CreateDocument) -> ApiResult<NewDocument> {
+    let cover_code = match body.cover_code.map(|c| c.trim().to_owned()) {
+        Some(code) => {
+            let patterns = state.store.cover_patterns().await?;
+            let patterns = CoverPatterns::new(&patterns).map_err(anyhow::Error::from)?;
+            if !patterns.is_cover(&code) {
+                return Err(ApiError::field(
+                    "cover_code",
+                    format!("cover code {code:?} matches none of the configured cover code patterns"),
+                ));
+            }
+            code
+        }
+        None => CoverCode::issue(rand::random()).to_string(),
+    };
+    let amount = body.amount.map(|a| a.to_text());
+    if let Some(amount) = &amount {
+        if !valid_amount(amount) {
+            return Err(ApiError::field("amount", format!("amount {amount:?} is not a decimal number")));
+        }
+    }
+    Ok(NewDocument {
+        source_system: required("source_system", &body.source_system)?,
+        doc_no: required("doc_no", &body.doc_no)?,
+        doc_type: required("doc_type", &body.doc_type)?,
+        org: required("org", &body.org)?,
+        cover_code,
+        title: optional("title", body.title)?,
+        amount,
+        submitter: optional("submitter", body.submitter)?,
+        metadata: body.metadata,
+    })
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateDocument>,
+) -> ApiResult<(StatusCode, Json<DocumentCreated>)> {
+    caller.require_api()?;
+    let erp_code = body.cover_code.is_some();
+    // An issued code may collide with an existing one (45 random bits): draw again.
+    let mut attempts = 0;
+    let created = loop {
+        let doc = new_document(&state, body.clone()).await?;
+        match state.store.create_document(doc, &caller.actor()).await {
+            Err(StoreError::Conflict(_)) if !erp_code && attempts < 5 => attempts += 1,
+            other => break other?,
+        }
+    };
+    let (status, doc) = match created {
+        Created::New(doc) => (StatusCode::CREATED, doc),
+        Created::Existing(doc) => (StatusCode::OK, doc),
+    };
+    Ok((
+        status,
+        Json(DocumentCreated {
+            id: doc.id,
+            cover_url: views::cover_url(doc.id),
+            doc_no: doc.doc_no,
+            cover_code: doc.cover_code,
+            mode: doc.mode,
+            status: doc.status,
+        }),
+    ))
+}
+
+async fn require(state: &AppState, id: i64) -> ApiResult<Document> {
+    state
+        .store
+        .document(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("document {id}")))
+}
+
+async fn full_view(state: &AppState, doc: Document) -> ApiResult<DocumentView> {
+    let images = state.store.images(doc.id).await?;
+    Ok(views::document(doc, images))
+}
+
+pub async fn get_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<DocumentView>> {
+    caller.require_api()?;
+    let doc = require(&state, id).await?;
+    Ok(Json(full_view(&state, doc).await?))
+}
+
+#[derive(Deserialize)]
+pub struct FindQuery {
+    doc_no: String,
+    #[serde(default)]
+    source_system: Option<String>,
+}
+
+#[derive(serde::Serialize)]
+pub struct DocumentList {
+    documents: Vec<DocumentView>,
+}
+
+pub async fn find(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<FindQuery>,
+) -> ApiResult<Json<DocumentList>> {
+    caller.require_api()?;
+    let mut documents = Vec::new();
+    for doc in state.store.documents_by_doc_no(&query.doc_no).await? {
+        if query.source_system.as_ref().is_none_or(|s| *s == doc.source_system) {
+            documents.push(full_view(&state, doc).await?);
+        }
+    }
+    Ok(Json(DocumentList { documents }))
+}
+
+pub async fn status(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<StatusView>> {
+    caller.require_api()?;
+    Ok(Json(views::status(&require(&state, id).await?)))
+}
+
+pub async fn status_query(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(query): ApiJson<StatusQuery>,
+) -> ApiResult<Json<StatusQueryResult>> {
+    caller.require_api()?;
+    let (docs, asked): (Vec<Document>, Vec<String>) = match (query.ids, query.doc_nos) {
+        (Some(ids), None) => {
+            check_bulk("ids", ids.len())?;
+            let asked = ids.iter().map(i64::to_string).collect();
+            (state.store.documents_by_ids(&ids).await?, asked)
+        }
+        (None, Some(doc_nos)) => {
+            check_bulk("doc_nos", doc_nos.len())?;
+            (state.store.documents_by_doc_nos(&doc_nos).await?, doc_nos)
+        }
+        _ => return Err(ApiError::bad_request("give exactly one of ids or doc_nos")),
+    };
+    let found: std::collections::HashSet<String> = docs
+        .iter()
+        .flat_map(|d| [d.id.to_string(), d.doc_no.clone()])
+        .collect();
+    let not_found = asked.into_iter().filter(|k| !found.contains(k)).collect();
+    Ok(Json(StatusQueryResult {
+        results: docs.iter().map(views::status).collect(),
+        not_found,
+    }))
+}
+
+fn check_bulk(field: &str, len: usize) -> ApiResult<()> {
+    if len > MAX_BULK_STATUS {
+        return Err(ApiError::field(field, format!("at most {MAX_BULK_STATUS} per call, got {len}")));
+    }
+    Ok(())
+}
+
+async fn render_cover(state: &AppState, id: i64, pdf: bool) -> ApiResult<Vec<u8>> {
+    let doc = require(state, id).await?;
+    let covers = state.covers.clone();
+    tokio::task::spawn_blocking(move || {
+        let fields = CoverFields {
+            cover_code: &doc.cover_code,
+            source_system: &doc.source_system,
+            doc_no: &doc.doc_no,
+            doc_type: &doc.doc_type,
+            org: &doc.org,
+            title: doc.title.as_deref(),
+            amount: doc.amount.as_deref(),
+            submitter: doc.submitter.as_deref(),
+            created_at: &doc.created_at,
+        };
+        if pdf {
+            covers.render_pdf(&fields)
+        } else {
+            covers.render_png(&fields)
+        }
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("cover rendering task for document {id}: {e}"))?
+    .map_err(|e| ApiError::Internal(anyhow::anyhow!("cover sheet of document {id}: {e}")))
+}
+
+pub async fn cover_png(State(state): State<AppState>, caller: Caller, ApiPath(id): ApiPath<i64>) -> ApiResult<Response> {
+    caller.require_api()?;
+    let bytes = render_cover(&state, id, false).await?;
+    Ok(([(header::CONTENT_TYPE, "image/png")], bytes).into_response())
+}
+
+pub async fn cover_pdf(State(state): State<AppState>, caller: Caller, ApiPath(id): ApiPath<i64>) -> ApiResult<Response> {
+    caller.require_api()?;
+    let bytes = render_cover(&state, id, true).await?;
+    Ok(([(header::CONTENT_TYPE, "application/pdf")], bytes).into_response())
+}
+
+pub async fn images(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<ImageList>> {
+    caller.require_api()?;
+    require(&state, id).await?;
+    let images = state.store.images(id).await?;
+    Ok(Json(ImageList {
+        document_id: id,
+        images: images.into_iter().map(views::image).collect(),
+    }))
+}
+
+/// Image bytes never change for an id, so clients may cache them for good.
+pub async fn image_bytes(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    caller.require_api()?;
+    let image = state
+        .store
+        .image(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("image {id}")))?;
+    blob_response(&state, &image.sha256, &image.content_type, &headers).await
+}
+
+pub async fn blob_response(state: &AppState, sha256: &str, content_type: &str, headers: &HeaderMap) -> ApiResult<Response> {
+    let etag = format!("\"{sha256}\"");
+    let cache = [
+        (header::ETAG, etag.clone()),
+        (header::CACHE_CONTROL, "private, max-age=31536000, immutable".to_owned()),
+    ];
+    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+        return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
+    }
+    let bytes = state.blobs.get(sha256).await?;
+    Ok((cache, [(header::CONTENT_TYPE, content_type.to_owned())], bytes).into_response())
+}
+
+/// The capture API (basic and sync modes): the body is the image itself.
+pub async fn upload_image(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<imc_shared::api::ImageView>)> {
+    caller.require_api()?;
+    let doc = require(&state, id).await?;
+    if body.is_empty() {
+        return Err(ApiError::bad_request("the request body must be the image bytes"));
+    }
+    // Trust the bytes, not the declared Content-Type.
+    let content_type = sniff_content_type(&body)
+        .ok_or_else(|| ApiError::bad_request("the body is not a JPEG, PNG, TIFF, BMP, WebP or PDF file"))?;
+    if crate::workflow::on_images(doc.mode, doc.status, false).is_none() {
+        return Err(ApiError::InvalidTransition {
+            current: doc.status,
+            message: format!("a {} mode document in this status takes no uploaded images", doc.mode),
+        });
+    }
+    let size = body.len() as u64;
+    let sha256 = state.blobs.put(body.to_vec()).await?;
+    debug_assert!(is_sha256_hex(&sha256));
+    let image = state
+        .store
+        .add_image(
+            id,
+            NewImage {
+                sha256,
+                size,
+                content_type: content_type.to_owned(),
+            },
+            &caller.actor(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(views::image(image))))
+}
+
+pub fn sniff_content_type(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(b"%PDF-") {
+        return Some("application/pdf");
+    }
+    match image::guess_format(bytes).ok()? {
+        image::ImageFormat::Jpeg => Some("image/jpeg"),
+        image::ImageFormat::Png => Some("image/png"),
+        image::ImageFormat::Tiff => Some("image/tiff"),
+        image::ImageFormat::Bmp => Some("image/bmp"),
+        image::ImageFormat::WebP => Some("image/webp"),
+        _ => None,
+    }
+}
+
+async fn decide(state: &AppState, caller: &Caller, id: i64, decision: Decision) -> ApiResult<Json<DocumentView>> {
+    let doc = state.store.decide(id, decision, &caller.actor()).await?;
+    Ok(Json(full_view(state, doc).await?))
+}
+
+fn reason(body: ReasonBody) -> ApiResult<String> {
+    let reason = body.reason.trim().to_owned();
+    if reason.is_empty() {
+        return Err(ApiError::field("reason", "a reason is required"));
+    }
+    if reason.chars().count() > MAX_TEXT_LEN {
+        return Err(ApiError::field("reason", format!("reason is longer than {MAX_TEXT_LEN} characters")));
+    }
+    Ok(reason)
+}
+
+pub async fn sign_off(State(state): State<AppState>, caller: Caller, ApiPath(id): ApiPath<i64>) -> ApiResult<Json<DocumentView>> {
+    caller.require_api()?;
+    decide(&state, &caller, id, Decision::SignOff).await
+}
+
+pub async fn reject(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<ReasonBody>,
+) -> ApiResult<Json<DocumentView>> {
+    caller.require_api()?;
+    decide(&state, &caller, id, Decision::Reject { reason: reason(body)? }).await
+}
+
+pub async fn unsign(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<ReasonBody>,
+) -> ApiResult<Json<DocumentView>> {
+    caller.require_api()?;
+    decide(&state, &caller, id, Decision::Unsign { reason: reason(body)? }).await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CancelBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    body: Bytes,
+) -> ApiResult<Json<DocumentView>> {
+    caller.require_api()?;
+    // The body is optional here: an empty one cancels without a reason.
+    let body: CancelBody = if body.iter().all(u8::is_ascii_whitespace) {
+        CancelBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("cancel body: {e}")))?
+    };
+    let reason = body.reason.filter(|r| !r.trim().is_empty());
+    decide(&state, &caller, id, Decision::Cancel { reason }).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts() {
+        for ok in ["0", "12", "-3.5", "1234.56", "100000000000000"] {
+            assert!(valid_amount(ok), "{ok}");
+        }
+        for bad in ["", "-", "1.", ".5", "1e5", "12,00", "abc", "1.1234567", "1000000000000000"] {
+            assert!(!valid_amount(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! Store rows turned into the wire types of `imc_shared::api`.
+
+use crate::store::{Document, Image, Packet};
+use imc_shared::api::{DocumentView, ImageView, PacketPageView, PacketView, StatusView};
+
+pub fn cover_url(id: i64) -> String {
+    format!("/api/v1/documents/{id}/cover.png")
+}
+
+pub fn image(image: Image) -> ImageView {
+    ImageView {
+        url: format!("/api/v1/images/{}", image.id),
+        id: image.id,
+        sha256: image.sha256,
+        page_no: image.page_no,
+        content_type: image.content_type,
+        size: image.size,
+        blank: image.blank,
+        barcodes: image.barcodes,
+    }
+}
+
+pub fn document(doc: Document, images: Vec<Image>) -> DocumentView {
+    DocumentView {
+        cover_url: cover_url(doc.id),
+        id: doc.id,
+        source_system: doc.source_system,
+        doc_no: doc.doc_no,
+        doc_type: doc.doc_type,
+        org: doc.org,
+        cover_code: doc.cover_code,
+        title: doc.title,
+        amount: doc.amount,
+        submitter: doc.submitter,
+        metadata: doc.metadata,
+        mode: doc.mode,
+        ready: doc.status.is_ready(),
+        status: doc.status,
+        reject_reason: doc.reject_reason,
+        created_at: doc.created_at,
+        updated_at: doc.updated_at,
+        images: images.into_iter().map(image).collect(),
+    }
+}
+
+pub fn status(doc: &Document) -> StatusView {
+    StatusView {
+        id: doc.id,
+        doc_no: doc.doc_no.clone(),
+        status: doc.status,
+        ready: doc.status.is_ready(),
+        image_count: doc.image_count,
+        updated_at: doc.updated_at.clone(),
+    }
+}
+
+pub fn packet(packet: Packet) -> PacketView {
+    PacketView {
+        id: packet.id.to_string(),
+        state: packet.state,
+        cover_code: packet.cover_code,
+        agent_id: packet.agent_id,
+        site: packet.site,
+        page_count: packet.sealed_page_count.unwrap_or(packet.pages.len() as u32),
+        document_id: packet.document_id,
+        reason: packet.reason,
+        created_at: packet.created_at,
+        pages: packet
+            .pages
+            .into_iter()
+            .map(|p| PacketPageView {
+                page_index: p.page_index,
+                sha256: p.sha256,
+                size: p.size,
+                content_type: p.content_type,
+                source_name: p.source_name,
+                blank: p.blank,
+            })
+            .collect(),
+    }
+}

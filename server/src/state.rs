@@ -1,0 +1,17 @@
+//! What every handler shares.
+
+use crate::blobs::BlobStore;
+use crate::config::ServerConfig;
+use crate::cover::CoverRenderer;
+use crate::store::Store;
+use crate::uplink::Desks;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub covers: Arc<CoverRenderer>,
+    pub config: Arc<ServerConfig>,
+    pub desks: Desks,
+}

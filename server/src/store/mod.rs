@@ -1,0 +1,264 @@
+//! Metadata storage: documents, packets, pages, agents, tokens, audit.
+//!
+//! Handlers speak to a [`Store`] trait object so that a PostgreSQL backend can
+//! join the embedded SQLite one without touching them. Rows here are internal
+//! types, converted to the wire types of `imc_shared::api` at the edge.
+//!
+//! Architecture invariant: every state change that must happen together (a
+//! packet completing and its document becoming `matched`, say) happens inside
+//! one store call, so one transaction; handlers never compose two writes.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use imc_shared::api::PacketState;
+use imc_shared::protocol::BarcodeInfo;
+use imc_shared::{DocStatus, ImageMode};
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("document {id} is {current}; {action} is not allowed")]
+    InvalidTransition {
+        id: i64,
+        current: DocStatus,
+        action: &'static str,
+    },
+    #[error("storage task failed: {0}")]
+    Task(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Who did something, for the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor(pub String);
+
+#[derive(Debug, Clone)]
+pub struct NewDocument {
+    pub source_system: String,
+    pub doc_no: String,
+    pub doc_type: String,
+    pub org: String,
+    /// Chosen by the ERP (validated by the caller) or issued by the server.
+    pub cover_code: String,
+    pub title: Option<String>,
+    pub amount: Option<String>,
+    pub submitter: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Document {
+    pub id: i64,
+    pub source_system: String,
+    pub doc_no: String,
+    pub doc_type: String,
+    pub org: String,
+    pub cover_code: String,
+    pub title: Option<String>,
+    pub amount: Option<String>,
+    pub submitter: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+    pub mode: ImageMode,
+    pub status: DocStatus,
+    pub reject_reason: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub image_count: u32,
+}
+
+/// What `create_document` did.
+#[derive(Debug, Clone)]
+pub enum Created {
+    New(Document),
+    /// The same (source_system, doc_no) existed: it is returned unchanged.
+    Existing(Document),
+}
+
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub id: i64,
+    pub document_id: i64,
+    pub page_no: u32,
+    pub sha256: String,
+    pub size: u64,
+    pub content_type: String,
+    pub blank: bool,
+    pub barcodes: Vec<BarcodeInfo>,
+}
+
+/// An image arriving through the capture API (basic and sync modes).
+#[derive(Debug, Clone)]
+pub struct NewImage {
+    pub sha256: String,
+    pub size: u64,
+    pub content_type: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Scheme {
+    pub name: String,
+    pub org: Option<String>,
+    pub doc_type: Option<String>,
+    pub mode: ImageMode,
+    pub rules: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRole {
+    Admin,
+    Api,
+}
+
+impl TokenRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenRole::Admin => "admin",
+            TokenRole::Api => "api",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiToken {
+    pub id: i64,
+    pub name: String,
+    pub role: TokenRole,
+}
+
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub id: String,
+    pub site: String,
+    pub name: String,
+}
+
+/// A page that arrived whole over the uplink and whose bytes are durable.
+#[derive(Debug, Clone)]
+pub struct StoredPage {
+    pub capture_id: Uuid,
+    pub packet_id: Uuid,
+    pub page_index: u32,
+    pub cover_code: Option<String>,
+    pub sha256: String,
+    pub size: u64,
+    pub content_type: String,
+    pub source_name: String,
+    pub barcodes: Vec<BarcodeInfo>,
+    pub blank: bool,
+}
+
+/// What became of a packet once all its pages and its seal were in.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PacketResolution {
+    /// Still waiting for pages or the seal.
+    Open,
+    Matched { document_id: i64, doc_no: String },
+    Unmatched { reason: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Packet {
+    pub id: Uuid,
+    pub agent_id: String,
+    pub site: String,
+    pub cover_code: Option<String>,
+    pub state: PacketState,
+    pub sealed_page_count: Option<u32>,
+    pub document_id: Option<i64>,
+    pub reason: Option<String>,
+    pub created_at: String,
+    pub pages: Vec<PacketPage>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PacketPage {
+    pub page_index: u32,
+    pub sha256: String,
+    pub size: u64,
+    pub content_type: String,
+    pub source_name: String,
+    pub blank: bool,
+}
+
+/// A decision taken by sign-off staff or an ERP on a document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    SignOff,
+    Reject { reason: String },
+    Unsign { reason: String },
+    Cancel { reason: Option<String> },
+}
+
+impl Decision {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Decision::SignOff => "sign-off",
+            Decision::Reject { .. } => "reject",
+            Decision::Unsign { .. } => "unsign",
+            Decision::Cancel { .. } => "cancel",
+        }
+    }
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // Credentials.
+    async fn add_api_token(&self, name: &str, role: TokenRole, token_hash: &str) -> StoreResult<i64>;
+    async fn api_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiToken>>;
+    async fn add_enrollment_code(&self, site: &str, code_hash: &str, expires_at: &str) -> StoreResult<()>;
+    /// Spends a code and enrols an agent in one step; a spent or expired code fails.
+    async fn enroll_agent(
+        &self,
+        code_hash: &str,
+        agent_id: &str,
+        name: &str,
+        token_hash: &str,
+        version: Option<&str>,
+    ) -> StoreResult<Agent>;
+    async fn agent_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<Agent>>;
+    async fn agent_seen(&self, agent_id: &str, report: Option<imc_shared::protocol::AgentReport>) -> StoreResult<()>;
+
+    // Settings and schemes.
+    async fn cover_patterns(&self) -> StoreResult<Vec<String>>;
+    async fn put_scheme(&self, scheme: Scheme, actor: &Actor) -> StoreResult<Scheme>;
+
+    // Documents.
+    async fn create_document(&self, doc: NewDocument, actor: &Actor) -> StoreResult<Created>;
+    async fn document(&self, id: i64) -> StoreResult<Option<Document>>;
+    async fn documents_by_doc_no(&self, doc_no: &str) -> StoreResult<Vec<Document>>;
+    async fn documents_by_ids(&self, ids: &[i64]) -> StoreResult<Vec<Document>>;
+    async fn documents_by_doc_nos(&self, doc_nos: &[String]) -> StoreResult<Vec<Document>>;
+    async fn images(&self, document_id: i64) -> StoreResult<Vec<Image>>;
+    async fn image(&self, image_id: i64) -> StoreResult<Option<Image>>;
+    async fn add_image(&self, document_id: i64, image: NewImage, actor: &Actor) -> StoreResult<Image>;
+    async fn decide(&self, document_id: i64, decision: Decision, actor: &Actor) -> StoreResult<Document>;
+
+    // Packets from agents.
+    /// Records a durable page; idempotent on `capture_id`. Resolves the packet
+    /// when this page completes a sealed one.
+    async fn record_page(&self, agent: &Agent, page: StoredPage) -> StoreResult<PacketResolution>;
+    async fn page_stored(&self, capture_id: Uuid) -> StoreResult<bool>;
+    /// Records that the packet holds exactly `page_count` pages; idempotent.
+    async fn seal_packet(
+        &self,
+        agent: &Agent,
+        packet_id: Uuid,
+        cover_code: Option<String>,
+        page_count: u32,
+    ) -> StoreResult<PacketResolution>;
+    async fn packets(&self, state: Option<PacketState>, limit: u32) -> StoreResult<Vec<Packet>>;
+    async fn match_packet(&self, packet_id: Uuid, document_id: i64, actor: &Actor) -> StoreResult<Document>;
+    async fn packet_page_blob(&self, packet_id: Uuid, page_index: u32) -> StoreResult<Option<(String, String)>>;
+}

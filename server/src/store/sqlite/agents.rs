@@ -1,0 +1,113 @@
+//! Credentials, agents and settings.
+
+use super::now;
+use crate::store::{Agent, ApiToken, StoreError, StoreResult, TokenRole};
+use imc_shared::protocol::AgentReport;
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+pub fn add_api_token(tx: &Transaction<'_>, name: &str, role: TokenRole, token_hash: &str) -> StoreResult<i64> {
+    tx.execute(
+        "INSERT INTO api_tokens (token_hash, name, role, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![token_hash, name, role.as_str(), now()],
+    )?;
+    Ok(tx.last_insert_rowid())
+}
+
+pub fn api_token_by_hash(conn: &Connection, token_hash: &str) -> StoreResult<Option<ApiToken>> {
+    let row = conn
+        .query_row(
+            "SELECT id, name, role FROM api_tokens WHERE token_hash = ?1 AND revoked_at IS NULL",
+            [token_hash],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)),
+        )
+        .optional()?;
+    row.map(|(id, name, role)| {
+        let role = match role.as_str() {
+            "admin" => TokenRole::Admin,
+            "api" => TokenRole::Api,
+            other => return Err(StoreError::Corrupt(format!("token {id} has unknown role {other:?}"))),
+        };
+        Ok(ApiToken { id, name, role })
+    })
+    .transpose()
+}
+
+pub fn add_enrollment_code(tx: &Transaction<'_>, site: &str, code_hash: &str, expires_at: &str) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO enrollment_codes (code_hash, site, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+        params![code_hash, site, now(), expires_at],
+    )?;
+    Ok(())
+}
+
+pub fn enroll(
+    tx: &Transaction<'_>,
+    code_hash: &str,
+    agent_id: &str,
+    name: &str,
+    token_hash: &str,
+    version: Option<&str>,
+) -> StoreResult<Agent> {
+    let at = now();
+    let site: Option<String> = tx
+        .query_row(
+            "UPDATE enrollment_codes SET used_at = ?2, used_by = ?3 \
+             WHERE code_hash = ?1 AND used_at IS NULL AND expires_at > ?2 RETURNING site",
+            params![code_hash, at, agent_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(site) = site else {
+        return Err(StoreError::NotFound("enrollment code (unknown, already used or expired)".into()));
+    };
+    tx.execute(
+        "INSERT INTO agents (id, site, name, token_hash, version, enrolled_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![agent_id, site, name, token_hash, version, at],
+    )?;
+    Ok(Agent {
+        id: agent_id.to_owned(),
+        site,
+        name: name.to_owned(),
+    })
+}
+
+pub fn agent_by_token_hash(conn: &Connection, token_hash: &str) -> StoreResult<Option<Agent>> {
+    Ok(conn
+        .query_row(
+            "SELECT id, site, name FROM agents WHERE token_hash = ?1 AND revoked_at IS NULL",
+            [token_hash],
+            |r| {
+                Ok(Agent {
+                    id: r.get(0)?,
+                    site: r.get(1)?,
+                    name: r.get(2)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+pub fn seen(tx: &Transaction<'_>, agent_id: &str, report: Option<&AgentReport>) -> StoreResult<()> {
+    match report {
+        Some(r) => tx.execute(
+            "UPDATE agents SET last_seen_at = ?2, queue_pages = ?3, queue_bytes = ?4, quarantined = ?5 WHERE id = ?1",
+            params![agent_id, now(), r.queue_pages, r.queue_bytes, r.quarantined],
+        )?,
+        None => tx.execute(
+            "UPDATE agents SET last_seen_at = ?2 WHERE id = ?1",
+            params![agent_id, now()],
+        )?,
+    };
+    Ok(())
+}
+
+pub fn cover_patterns(conn: &Connection) -> StoreResult<Vec<String>> {
+    let stored: Option<String> = conn
+        .query_row("SELECT value FROM settings WHERE key = 'cover_code_patterns'", [], |r| r.get(0))
+        .optional()?;
+    match stored {
+        Some(json) => serde_json::from_str(&json)
+            .map_err(|e| StoreError::Corrupt(format!("setting cover_code_patterns: {e}"))),
+        None => Ok(vec![imc_shared::cover_code::DEFAULT_PATTERN.to_owned()]),
+    }
+}

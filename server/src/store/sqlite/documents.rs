@@ -1,0 +1,229 @@
+//! Documents, their images, schemes, decisions and the audit trail.
+
+use super::rows::{self, DOCUMENT_COLUMNS, IMAGE_COLUMNS};
+use super::{now, packets};
+use crate::store::*;
+use crate::workflow::{self, Attach};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transaction};
+
+pub fn put_scheme(tx: &Transaction<'_>, scheme: Scheme, actor: &Actor) -> StoreResult<Scheme> {
+    let rules = scheme.rules.as_ref().map(|r| r.to_string());
+    tx.execute(
+        "INSERT INTO schemes (name, org, doc_type, mode, rules, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+         ON CONFLICT (name) DO UPDATE SET org = ?2, doc_type = ?3, mode = ?4, rules = ?5, updated_at = ?6",
+        params![scheme.name, scheme.org, scheme.doc_type, scheme.mode.as_str(), rules, now()],
+    )?;
+    audit(tx, actor, None, "scheme.put", None, None, Some(&format!("{} -> {}", scheme.name, scheme.mode)))?;
+    Ok(scheme)
+}
+
+/// The most specific scheme wins: org and type, then type, then org, then a
+/// global one; no scheme at all means basic mode.
+fn resolve_mode(tx: &Transaction<'_>, org: &str, doc_type: &str) -> StoreResult<ImageMode> {
+    let mode: Option<String> = tx
+        .query_row(
+            "SELECT mode FROM schemes \
+             WHERE (org IS NULL OR org = ?1) AND (doc_type IS NULL OR doc_type = ?2) \
+             ORDER BY (doc_type IS NOT NULL) * 2 + (org IS NOT NULL) DESC, name LIMIT 1",
+            params![org, doc_type],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match mode {
+        Some(mode) => mode
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("scheme mode: {e}"))),
+        None => Ok(ImageMode::Basic),
+    }
+}
+
+pub fn create(tx: &Transaction<'_>, doc: NewDocument, actor: &Actor) -> StoreResult<Created> {
+    let existing: Option<i64> = tx
+        .query_row(
+            "SELECT id FROM documents WHERE source_system = ?1 AND doc_no = ?2",
+            params![doc.source_system, doc.doc_no],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(id) = existing {
+        return Ok(Created::Existing(require(tx, id)?));
+    }
+    let taken: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM documents WHERE cover_code = ?1)",
+        [&doc.cover_code],
+        |r| r.get(0),
+    )?;
+    if taken {
+        return Err(StoreError::Conflict(format!(
+            "cover code {} belongs to another document",
+            doc.cover_code
+        )));
+    }
+    let mode = resolve_mode(tx, &doc.org, &doc.doc_type)?;
+    let at = now();
+    tx.execute(
+        "INSERT INTO documents (source_system, doc_no, doc_type, org, cover_code, title, amount, submitter, \
+         metadata, mode, status, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+        params![
+            doc.source_system,
+            doc.doc_no,
+            doc.doc_type,
+            doc.org,
+            doc.cover_code,
+            doc.title,
+            doc.amount,
+            doc.submitter,
+            doc.metadata.as_ref().map(|m| m.to_string()),
+            mode.as_str(),
+            DocStatus::AwaitingImages.as_str(),
+            at,
+        ],
+    )?;
+    let id = tx.last_insert_rowid();
+    audit(tx, actor, Some(id), "document.create", None, Some(DocStatus::AwaitingImages), None)?;
+    // Late binding: paper that arrived before its document attaches now.
+    packets::attach_waiting_packets(tx, id, &doc.cover_code)?;
+    Ok(Created::New(require(tx, id)?))
+}
+
+pub fn require(conn: &Connection, id: i64) -> StoreResult<Document> {
+    by_id(conn, id)?.ok_or_else(|| StoreError::NotFound(format!("document {id}")))
+}
+
+pub fn by_id(conn: &Connection, id: i64) -> StoreResult<Option<Document>> {
+    let sql = format!("SELECT {DOCUMENT_COLUMNS} FROM documents d WHERE d.id = ?1");
+    conn.prepare_cached(&sql)?
+        .query_row([id], rows::document)
+        .optional()?
+        .transpose()
+}
+
+pub fn by_ids(conn: &Connection, ids: &[i64]) -> StoreResult<Vec<Document>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let marks = vec!["?"; chunk.len()].join(",");
+        let sql = format!("SELECT {DOCUMENT_COLUMNS} FROM documents d WHERE d.id IN ({marks})");
+        let mut stmt = conn.prepare(&sql)?;
+        out.extend(rows::collect(stmt.query_map(params_from_iter(chunk), rows::document)?)?);
+    }
+    Ok(out)
+}
+
+pub fn by_doc_nos(conn: &Connection, doc_nos: &[String]) -> StoreResult<Vec<Document>> {
+    let mut out = Vec::with_capacity(doc_nos.len());
+    for chunk in doc_nos.chunks(500) {
+        let marks = vec!["?"; chunk.len()].join(",");
+        let sql = format!(
+            "SELECT {DOCUMENT_COLUMNS} FROM documents d WHERE d.doc_no IN ({marks}) ORDER BY d.id"
+        );
+        let mut stmt = conn.prepare(&sql)?;
+        out.extend(rows::collect(stmt.query_map(params_from_iter(chunk), rows::document)?)?);
+    }
+    Ok(out)
+}
+
+pub fn images(conn: &Connection, document_id: i64) -> StoreResult<Vec<Image>> {
+    let sql = format!(
+        "SELECT {IMAGE_COLUMNS} FROM images WHERE document_id = ?1 AND replaced_at IS NULL ORDER BY page_no"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let images = rows::collect(stmt.query_map([document_id], rows::image)?)?;
+    Ok(images)
+}
+
+pub fn image(conn: &Connection, image_id: i64) -> StoreResult<Option<Image>> {
+    let sql = format!("SELECT {IMAGE_COLUMNS} FROM images WHERE id = ?1");
+    conn.query_row(&sql, [image_id], rows::image).optional()?.transpose()
+}
+
+/// The capture API: an image uploaded straight onto a document.
+pub fn add_uploaded_image(tx: &Transaction<'_>, document_id: i64, image: NewImage, actor: &Actor) -> StoreResult<Image> {
+    let doc = require(tx, document_id)?;
+    let Some(attach) = workflow::on_images(doc.mode, doc.status, false) else {
+        return Err(StoreError::InvalidTransition {
+            id: doc.id,
+            current: doc.status,
+            action: if doc.mode == ImageMode::Match {
+                "uploading images (match mode takes scanned paper)"
+            } else {
+                "uploading images"
+            },
+        });
+    };
+    let page_no = next_page_no(tx, document_id)?;
+    tx.execute(
+        "INSERT INTO images (document_id, page_no, sha256, size, content_type, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![document_id, page_no, image.sha256, image.size, image.content_type, now()],
+    )?;
+    let image_id = tx.last_insert_rowid();
+    apply_attach(tx, &doc, attach, actor, "images.upload")?;
+    image_by_id(tx, image_id)
+}
+
+fn image_by_id(conn: &Connection, id: i64) -> StoreResult<Image> {
+    image(conn, id)?.ok_or_else(|| StoreError::NotFound(format!("image {id}")))
+}
+
+pub fn next_page_no(conn: &Connection, document_id: i64) -> StoreResult<u32> {
+    Ok(conn.query_row(
+        "SELECT COALESCE(MAX(page_no), 0) + 1 FROM images WHERE document_id = ?1 AND replaced_at IS NULL",
+        [document_id],
+        |r| r.get(0),
+    )?)
+}
+
+/// Moves the document to the status an attachment leads to, with its audit row.
+pub fn apply_attach(tx: &Transaction<'_>, doc: &Document, attach: Attach, actor: &Actor, action: &str) -> StoreResult<()> {
+    let to = match attach {
+        Attach::Append(to) | Attach::Replace(to) => to,
+    };
+    set_status(tx, doc.id, to, None)?;
+    audit(tx, actor, Some(doc.id), action, Some(doc.status), Some(to), None)
+}
+
+pub fn decide(tx: &Transaction<'_>, document_id: i64, decision: &Decision, actor: &Actor) -> StoreResult<Document> {
+    let doc = require(tx, document_id)?;
+    let Some(to) = workflow::after_decision(doc.mode, doc.status, decision) else {
+        return Err(StoreError::InvalidTransition {
+            id: doc.id,
+            current: doc.status,
+            action: decision.name(),
+        });
+    };
+    let reason = match decision {
+        Decision::SignOff => None,
+        Decision::Reject { reason } | Decision::Unsign { reason } => Some(reason.as_str()),
+        Decision::Cancel { reason } => reason.as_deref(),
+    };
+    let reject_reason = matches!(decision, Decision::Reject { .. }).then_some(reason).flatten();
+    set_status(tx, doc.id, to, reject_reason)?;
+    audit(tx, actor, Some(doc.id), decision.name(), Some(doc.status), Some(to), reason)?;
+    require(tx, document_id)
+}
+
+fn set_status(tx: &Transaction<'_>, id: i64, status: DocStatus, reject_reason: Option<&str>) -> StoreResult<()> {
+    tx.execute(
+        "UPDATE documents SET status = ?2, reject_reason = ?3, updated_at = ?4 WHERE id = ?1",
+        params![id, status.as_str(), reject_reason, now()],
+    )?;
+    Ok(())
+}
+
+pub fn audit(
+    tx: &Transaction<'_>,
+    actor: &Actor,
+    document_id: Option<i64>,
+    action: &str,
+    from: Option<DocStatus>,
+    to: Option<DocStatus>,
+    reason: Option<&str>,
+) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO audit (at, actor, document_id, action, from_status, to_status, reason) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![now(), actor.0, document_id, action, from.map(|s| s.as_str()), to.map(|s| s.as_str()), reason],
+    )?;
+    Ok(())
+}

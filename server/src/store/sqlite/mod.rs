@@ -1,0 +1,243 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! One writer connection behind a mutex (SQLite allows one writer at a time
+//! anyway) and a few reader connections, so status queries never wait behind a
+//! write. All calls run on tokio's blocking pool: rusqlite is synchronous.
+//! `synchronous = FULL`: a commit is on disk before the call returns, which is
+//! what lets the uplink acknowledge a page right after it.
+
+mod agents;
+mod documents;
+mod packets;
+mod rows;
+
+use super::*;
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+const READERS: usize = 4;
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> StoreResult<SqliteStore> {
+        let writer = Connection::open(path)?;
+        writer.pragma_update(None, "journal_mode", "WAL")?;
+        writer.pragma_update(None, "synchronous", "FULL")?;
+        writer.pragma_update(None, "foreign_keys", "ON")?;
+        writer.busy_timeout(std::time::Duration::from_secs(10))?;
+        writer.execute_batch(include_str!("schema.sql"))?;
+        let readers = (0..READERS)
+            .map(|_| {
+                let conn = Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                conn.busy_timeout(std::time::Duration::from_secs(10))?;
+                Ok(Mutex::new(conn))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                writer: Mutex::new(writer),
+                readers,
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` in one write transaction, committed when it returns Ok.
+    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner
+                .writer
+                .lock()
+                .map_err(|_| StoreError::Task("writer lock poisoned".into()))?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let value = f(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            // Take a free reader if there is one; otherwise wait on one.
+            let guard = inner
+                .readers
+                .iter()
+                .find_map(|r| r.try_lock().ok())
+                .map(Ok)
+                .unwrap_or_else(|| inner.readers[0].lock())
+                .map_err(|_| StoreError::Task("reader lock poisoned".into()))?;
+            f(&guard)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+pub(crate) fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn add_api_token(&self, name: &str, role: TokenRole, token_hash: &str) -> StoreResult<i64> {
+        let (name, token_hash) = (name.to_owned(), token_hash.to_owned());
+        self.write(move |tx| agents::add_api_token(tx, &name, role, &token_hash)).await
+    }
+
+    async fn api_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiToken>> {
+        let token_hash = token_hash.to_owned();
+        self.read(move |c| agents::api_token_by_hash(c, &token_hash)).await
+    }
+
+    async fn add_enrollment_code(&self, site: &str, code_hash: &str, expires_at: &str) -> StoreResult<()> {
+        let (site, code_hash, expires_at) = (site.to_owned(), code_hash.to_owned(), expires_at.to_owned());
+        self.write(move |tx| agents::add_enrollment_code(tx, &site, &code_hash, &expires_at))
+            .await
+    }
+
+    async fn enroll_agent(
+        &self,
+        code_hash: &str,
+        agent_id: &str,
+        name: &str,
+        token_hash: &str,
+        version: Option<&str>,
+    ) -> StoreResult<Agent> {
+        let args = (
+            code_hash.to_owned(),
+            agent_id.to_owned(),
+            name.to_owned(),
+            token_hash.to_owned(),
+            version.map(str::to_owned),
+        );
+        self.write(move |tx| agents::enroll(tx, &args.0, &args.1, &args.2, &args.3, args.4.as_deref()))
+            .await
+    }
+
+    async fn agent_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<Agent>> {
+        let token_hash = token_hash.to_owned();
+        self.read(move |c| agents::agent_by_token_hash(c, &token_hash)).await
+    }
+
+    async fn agent_seen(&self, agent_id: &str, report: Option<imc_shared::protocol::AgentReport>) -> StoreResult<()> {
+        let agent_id = agent_id.to_owned();
+        self.write(move |tx| agents::seen(tx, &agent_id, report.as_ref())).await
+    }
+
+    async fn cover_patterns(&self) -> StoreResult<Vec<String>> {
+        self.read(agents::cover_patterns).await
+    }
+
+    async fn put_scheme(&self, scheme: Scheme, actor: &Actor) -> StoreResult<Scheme> {
+        let actor = actor.clone();
+        self.write(move |tx| documents::put_scheme(tx, scheme, &actor)).await
+    }
+
+    async fn create_document(&self, doc: NewDocument, actor: &Actor) -> StoreResult<Created> {
+        let actor = actor.clone();
+        self.write(move |tx| documents::create(tx, doc, &actor)).await
+    }
+
+    async fn document(&self, id: i64) -> StoreResult<Option<Document>> {
+        self.read(move |c| documents::by_id(c, id)).await
+    }
+
+    async fn documents_by_doc_no(&self, doc_no: &str) -> StoreResult<Vec<Document>> {
+        let doc_no = doc_no.to_owned();
+        self.read(move |c| documents::by_doc_nos(c, std::slice::from_ref(&doc_no))).await
+    }
+
+    async fn documents_by_ids(&self, ids: &[i64]) -> StoreResult<Vec<Document>> {
+        let ids = ids.to_vec();
+        self.read(move |c| documents::by_ids(c, &ids)).await
+    }
+
+    async fn documents_by_doc_nos(&self, doc_nos: &[String]) -> StoreResult<Vec<Document>> {
+        let doc_nos = doc_nos.to_vec();
+        self.read(move |c| documents::by_doc_nos(c, &doc_nos)).await
+    }
+
+    async fn images(&self, document_id: i64) -> StoreResult<Vec<Image>> {
+        self.read(move |c| documents::images(c, document_id)).await
+    }
+
+    async fn image(&self, image_id: i64) -> StoreResult<Option<Image>> {
+        self.read(move |c| documents::image(c, image_id)).await
+    }
+
+    async fn add_image(&self, document_id: i64, image: NewImage, actor: &Actor) -> StoreResult<Image> {
+        let actor = actor.clone();
+        self.write(move |tx| documents::add_uploaded_image(tx, document_id, image, &actor))
+            .await
+    }
+
+    async fn decide(&self, document_id: i64, decision: Decision, actor: &Actor) -> StoreResult<Document> {
+        let actor = actor.clone();
+        self.write(move |tx| documents::decide(tx, document_id, &decision, &actor)).await
+    }
+
+    async fn record_page(&self, agent: &Agent, page: StoredPage) -> StoreResult<PacketResolution> {
+        let agent = agent.clone();
+        self.write(move |tx| packets::record_page(tx, &agent, &page)).await
+    }
+
+    async fn page_stored(&self, capture_id: Uuid) -> StoreResult<bool> {
+        self.read(move |c| packets::page_stored(c, capture_id)).await
+    }
+
+    async fn seal_packet(
+        &self,
+        agent: &Agent,
+        packet_id: Uuid,
+        cover_code: Option<String>,
+        page_count: u32,
+    ) -> StoreResult<PacketResolution> {
+        let agent = agent.clone();
+        self.write(move |tx| packets::seal(tx, &agent, packet_id, cover_code, page_count))
+            .await
+    }
+
+    async fn packets(&self, state: Option<PacketState>, limit: u32) -> StoreResult<Vec<Packet>> {
+        self.read(move |c| packets::list(c, state, limit)).await
+    }
+
+    async fn match_packet(&self, packet_id: Uuid, document_id: i64, actor: &Actor) -> StoreResult<Document> {
+        let actor = actor.clone();
+        self.write(move |tx| packets::match_by_hand(tx, packet_id, document_id, &actor))
+            .await
+    }
+
+    async fn packet_page_blob(&self, packet_id: Uuid, page_index: u32) -> StoreResult<Option<(String, String)>> {
+        self.read(move |c| packets::page_blob(c, packet_id, page_index)).await
+    }
+}

@@ -1,0 +1,311 @@
+//! Packets from agents: recording pages and seals, and matching a complete
+//! packet to the document its cover code names.
+
+use super::documents::{apply_attach, next_page_no, require};
+use super::now;
+use crate::store::*;
+use crate::workflow::{self, Attach};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+pub fn page_stored(conn: &Connection, capture_id: Uuid) -> StoreResult<bool> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pages WHERE capture_id = ?1)",
+        [capture_id.to_string()],
+        |r| r.get(0),
+    )?)
+}
+
+fn ensure_packet(tx: &Transaction<'_>, agent: &Agent, packet_id: Uuid, cover_code: Option<&str>) -> StoreResult<()> {
+    let at = now();
+    tx.execute(
+        "INSERT INTO packets (id, agent_id, site, cover_code, state, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?5) ON CONFLICT (id) DO NOTHING",
+        params![packet_id.to_string(), agent.id, agent.site, cover_code, at],
+    )?;
+    let (owner, stored_cover): (String, Option<String>) = tx.query_row(
+        "SELECT agent_id, cover_code FROM packets WHERE id = ?1",
+        [packet_id.to_string()],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if owner != agent.id {
+        return Err(StoreError::Conflict(format!("packet {packet_id} belongs to another agent")));
+    }
+    if stored_cover.as_deref() != cover_code {
+        return Err(StoreError::Conflict(format!(
+            "packet {packet_id} has cover code {stored_cover:?}, not {cover_code:?}"
+        )));
+    }
+    Ok(())
+}
+
+pub fn record_page(tx: &Transaction<'_>, agent: &Agent, page: &StoredPage) -> StoreResult<PacketResolution> {
+    if page_stored(tx, page.capture_id)? {
+        return resolve(tx, page.packet_id, &Actor(format!("agent:{}", agent.id)));
+    }
+    ensure_packet(tx, agent, page.packet_id, page.cover_code.as_deref())?;
+    let barcodes = serde_json::to_string(&page.barcodes)
+        .map_err(|e| StoreError::Corrupt(format!("page {} barcodes: {e}", page.capture_id)))?;
+    let inserted = tx.execute(
+        "INSERT INTO pages (capture_id, packet_id, page_index, sha256, size, content_type, source_name, \
+         barcodes, blank, stored_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+         ON CONFLICT (packet_id, page_index) DO NOTHING",
+        params![
+            page.capture_id.to_string(),
+            page.packet_id.to_string(),
+            page.page_index,
+            page.sha256,
+            page.size,
+            page.content_type,
+            page.source_name,
+            barcodes,
+            page.blank,
+            now()
+        ],
+    )?;
+    if inserted == 0 {
+        return Err(StoreError::Conflict(format!(
+            "packet {} already has a different page {}",
+            page.packet_id, page.page_index
+        )));
+    }
+    resolve(tx, page.packet_id, &Actor(format!("agent:{}", agent.id)))
+}
+
+pub fn seal(
+    tx: &Transaction<'_>,
+    agent: &Agent,
+    packet_id: Uuid,
+    cover_code: Option<String>,
+    page_count: u32,
+) -> StoreResult<PacketResolution> {
+    ensure_packet(tx, agent, packet_id, cover_code.as_deref())?;
+    let sealed: Option<u32> = tx.query_row(
+        "SELECT sealed_page_count FROM packets WHERE id = ?1",
+        [packet_id.to_string()],
+        |r| r.get(0),
+    )?;
+    match sealed {
+        Some(count) if count != page_count => {
+            return Err(StoreError::Conflict(format!(
+                "packet {packet_id} was sealed with {count} pages, not {page_count}"
+            )))
+        }
+        Some(_) => {}
+        None => {
+            tx.execute(
+                "UPDATE packets SET sealed_page_count = ?2, updated_at = ?3 WHERE id = ?1",
+                params![packet_id.to_string(), page_count, now()],
+            )?;
+        }
+    }
+    resolve(tx, packet_id, &Actor(format!("agent:{}", agent.id)))
+}
+
+/// Decides a complete packet's fate once; later calls report that fate.
+fn resolve(tx: &Transaction<'_>, packet_id: Uuid, actor: &Actor) -> StoreResult<PacketResolution> {
+    let (state, sealed, cover, document_id, reason): (String, Option<u32>, Option<String>, Option<i64>, Option<String>) =
+        tx.query_row(
+            "SELECT state, sealed_page_count, cover_code, document_id, reason FROM packets WHERE id = ?1",
+            [packet_id.to_string()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )?;
+    match (state.as_str(), document_id) {
+        ("matched", Some(id)) => {
+            let doc = require(tx, id)?;
+            return Ok(PacketResolution::Matched { document_id: id, doc_no: doc.doc_no });
+        }
+        ("unmatched", _) => {
+            return Ok(PacketResolution::Unmatched { reason: reason.unwrap_or_default() });
+        }
+        _ => {}
+    }
+    let Some(sealed) = sealed else {
+        return Ok(PacketResolution::Open);
+    };
+    let have: u32 = tx.query_row(
+        "SELECT COUNT(*) FROM pages WHERE packet_id = ?1",
+        [packet_id.to_string()],
+        |r| r.get(0),
+    )?;
+    if have < sealed {
+        return Ok(PacketResolution::Open);
+    }
+    if have > sealed {
+        return Err(StoreError::Conflict(format!(
+            "packet {packet_id} has {have} pages but was sealed with {sealed}"
+        )));
+    }
+    let outcome = match &cover {
+        None => Err("no cover sheet before these pages".to_owned()),
+        Some(code) => match document_by_cover(tx, code)? {
+            None => Err(format!("cover code {code} names no document yet")),
+            Some(doc) => match workflow::on_images(doc.mode, doc.status, true) {
+                None => Err(format!("document {} is {} and takes no scanned pages", doc.doc_no, doc.status)),
+                Some(attach) => {
+                    attach_packet(tx, packet_id, &doc, attach, actor)?;
+                    Ok(PacketResolution::Matched { document_id: doc.id, doc_no: doc.doc_no })
+                }
+            },
+        },
+    };
+    match outcome {
+        Ok(resolution) => Ok(resolution),
+        Err(reason) => {
+            tx.execute(
+                "UPDATE packets SET state = 'unmatched', reason = ?2, updated_at = ?3 WHERE id = ?1",
+                params![packet_id.to_string(), reason, now()],
+            )?;
+            Ok(PacketResolution::Unmatched { reason })
+        }
+    }
+}
+
+fn document_by_cover(conn: &Connection, cover_code: &str) -> StoreResult<Option<Document>> {
+    let id: Option<i64> = conn
+        .query_row("SELECT id FROM documents WHERE cover_code = ?1", [cover_code], |r| r.get(0))
+        .optional()?;
+    id.map(|id| require(conn, id)).transpose()
+}
+
+/// Makes the packet's pages the document's images (after, or instead of, the
+/// ones it has) and moves the document on.
+fn attach_packet(tx: &Transaction<'_>, packet_id: Uuid, doc: &Document, attach: Attach, actor: &Actor) -> StoreResult<()> {
+    let at = now();
+    if let Attach::Replace(_) = attach {
+        tx.execute(
+            "UPDATE images SET replaced_at = ?2 WHERE document_id = ?1 AND replaced_at IS NULL",
+            params![doc.id, at],
+        )?;
+    }
+    let first = next_page_no(tx, doc.id)?;
+    tx.execute(
+        "INSERT INTO images (document_id, page_no, sha256, size, content_type, blank, barcodes, packet_id, \
+         capture_id, created_at) \
+         SELECT ?1, ?2 + page_index, sha256, size, content_type, blank, barcodes, packet_id, capture_id, ?3 \
+         FROM pages WHERE packet_id = ?4 ORDER BY page_index",
+        params![doc.id, first, at, packet_id.to_string()],
+    )?;
+    tx.execute(
+        "UPDATE packets SET state = 'matched', document_id = ?2, reason = NULL, updated_at = ?3 WHERE id = ?1",
+        params![packet_id.to_string(), doc.id, at],
+    )?;
+    apply_attach(tx, doc, attach, actor, "packet.match")
+}
+
+/// Late binding: packets that waited for this cover code attach to the new document.
+pub fn attach_waiting_packets(tx: &Transaction<'_>, document_id: i64, cover_code: &str) -> StoreResult<()> {
+    let waiting: Vec<String> = {
+        let mut stmt = tx.prepare(
+            "SELECT id FROM packets WHERE cover_code = ?1 AND state = 'unmatched' ORDER BY created_at, id",
+        )?;
+        let ids = stmt.query_map([cover_code], |r| r.get(0))?;
+        ids.collect::<Result<_, _>>()?
+    };
+    for id in waiting {
+        let packet_id = Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(format!("packet id {id}: {e}")))?;
+        let doc = require(tx, document_id)?;
+        if let Some(attach) = workflow::on_images(doc.mode, doc.status, true) {
+            attach_packet(tx, packet_id, &doc, attach, &Actor("system:late-binding".into()))?;
+        }
+    }
+    Ok(())
+}
+
+pub fn match_by_hand(tx: &Transaction<'_>, packet_id: Uuid, document_id: i64, actor: &Actor) -> StoreResult<Document> {
+    let state: Option<(String, Option<i64>)> = tx
+        .query_row(
+            "SELECT state, document_id FROM packets WHERE id = ?1",
+            [packet_id.to_string()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    match state {
+        None => return Err(StoreError::NotFound(format!("packet {packet_id}"))),
+        Some((state, _)) if state == "open" => {
+            return Err(StoreError::Conflict(format!("packet {packet_id} is still arriving")))
+        }
+        Some((_, Some(doc))) => {
+            return Err(StoreError::Conflict(format!("packet {packet_id} is already matched to document {doc}")))
+        }
+        Some(_) => {}
+    }
+    let doc = require(tx, document_id)?;
+    let Some(attach) = workflow::on_images(doc.mode, doc.status, true) else {
+        return Err(StoreError::InvalidTransition {
+            id: doc.id,
+            current: doc.status,
+            action: "attaching a packet",
+        });
+    };
+    attach_packet(tx, packet_id, &doc, attach, actor)?;
+    require(tx, document_id)
+}
+
+pub fn list(conn: &Connection, state: Option<PacketState>, limit: u32) -> StoreResult<Vec<Packet>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, agent_id, site, cover_code, state, sealed_page_count, document_id, reason, created_at \
+         FROM packets WHERE ?1 IS NULL OR state = ?1 ORDER BY created_at, id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![state.map(|s| s.as_str()), limit], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, Option<String>>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, Option<u32>>(5)?,
+            r.get::<_, Option<i64>>(6)?,
+            r.get::<_, Option<String>>(7)?,
+            r.get::<_, String>(8)?,
+        ))
+    })?;
+    let mut packets = Vec::new();
+    for row in rows {
+        let (id, agent_id, site, cover_code, state, sealed_page_count, document_id, reason, created_at) = row?;
+        let packet_id = Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(format!("packet id {id}: {e}")))?;
+        let state = state
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("packet {id} state: {e}")))?;
+        packets.push(Packet {
+            id: packet_id,
+            agent_id,
+            site,
+            cover_code,
+            state,
+            sealed_page_count,
+            document_id,
+            reason,
+            created_at,
+            pages: pages(conn, &id)?,
+        });
+    }
+    Ok(packets)
+}
+
+fn pages(conn: &Connection, packet_id: &str) -> StoreResult<Vec<PacketPage>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT page_index, sha256, size, content_type, source_name, blank FROM pages \
+         WHERE packet_id = ?1 ORDER BY page_index",
+    )?;
+    let pages = stmt.query_map([packet_id], |r| {
+        Ok(PacketPage {
+            page_index: r.get(0)?,
+            sha256: r.get(1)?,
+            size: r.get(2)?,
+            content_type: r.get(3)?,
+            source_name: r.get(4)?,
+            blank: r.get(5)?,
+        })
+    })?;
+    Ok(pages.collect::<Result<_, _>>()?)
+}
+
+pub fn page_blob(conn: &Connection, packet_id: Uuid, page_index: u32) -> StoreResult<Option<(String, String)>> {
+    Ok(conn
+        .query_row(
+            "SELECT sha256, content_type FROM pages WHERE packet_id = ?1 AND page_index = ?2",
+            params![packet_id.to_string(), page_index],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?)
+}

@@ -1,0 +1,117 @@
+-- Embedded metadata schema. Version 1.
+CREATE TABLE IF NOT EXISTS api_tokens (
+    id INTEGER PRIMARY KEY,
+    token_hash TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+CREATE TABLE IF NOT EXISTS enrollment_codes (
+    code_hash TEXT PRIMARY KEY,
+    site TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    used_at TEXT,
+    used_by TEXT
+);
+CREATE TABLE IF NOT EXISTS agents (
+    id TEXT PRIMARY KEY,
+    site TEXT NOT NULL,
+    name TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    version TEXT,
+    enrolled_at TEXT NOT NULL,
+    last_seen_at TEXT,
+    revoked_at TEXT,
+    queue_pages INTEGER,
+    queue_bytes INTEGER,
+    quarantined INTEGER
+);
+CREATE TABLE IF NOT EXISTS settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS schemes (
+    name TEXT PRIMARY KEY,
+    org TEXT,
+    doc_type TEXT,
+    mode TEXT NOT NULL,
+    rules TEXT,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS documents (
+    id INTEGER PRIMARY KEY,
+    source_system TEXT NOT NULL,
+    doc_no TEXT NOT NULL,
+    doc_type TEXT NOT NULL,
+    org TEXT NOT NULL,
+    cover_code TEXT NOT NULL UNIQUE,
+    title TEXT,
+    amount TEXT,
+    submitter TEXT,
+    metadata TEXT,
+    mode TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reject_reason TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    UNIQUE (source_system, doc_no)
+);
+CREATE INDEX IF NOT EXISTS documents_by_doc_no ON documents (doc_no);
+CREATE INDEX IF NOT EXISTS documents_by_status ON documents (status, updated_at);
+CREATE TABLE IF NOT EXISTS packets (
+    id TEXT PRIMARY KEY,
+    agent_id TEXT NOT NULL,
+    site TEXT NOT NULL,
+    cover_code TEXT,
+    state TEXT NOT NULL,
+    sealed_page_count INTEGER,
+    document_id INTEGER REFERENCES documents (id),
+    reason TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS packets_by_state ON packets (state, created_at);
+CREATE INDEX IF NOT EXISTS packets_by_cover ON packets (cover_code);
+-- A page as delivered by an agent; its bytes are the blob named by sha256.
+CREATE TABLE IF NOT EXISTS pages (
+    capture_id TEXT PRIMARY KEY,
+    packet_id TEXT NOT NULL REFERENCES packets (id),
+    page_index INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    content_type TEXT NOT NULL,
+    source_name TEXT NOT NULL,
+    barcodes TEXT NOT NULL,
+    blank INTEGER NOT NULL,
+    stored_at TEXT NOT NULL,
+    UNIQUE (packet_id, page_index)
+);
+-- A document's images. Replaced images (a rescan) are kept as evidence.
+CREATE TABLE IF NOT EXISTS images (
+    id INTEGER PRIMARY KEY,
+    document_id INTEGER NOT NULL REFERENCES documents (id),
+    page_no INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    content_type TEXT NOT NULL,
+    blank INTEGER NOT NULL DEFAULT 0,
+    barcodes TEXT NOT NULL DEFAULT '[]',
+    packet_id TEXT,
+    capture_id TEXT,
+    created_at TEXT NOT NULL,
+    replaced_at TEXT
+);
+CREATE INDEX IF NOT EXISTS images_by_document ON images (document_id, replaced_at, page_no);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    document_id INTEGER,
+    action TEXT NOT NULL,
+    from_status TEXT,
+    to_status TEXT,
+    reason TEXT
+);
+CREATE INDEX IF NOT EXISTS audit_by_document ON audit (document_id, id);

@@ -1,0 +1,382 @@
+//! The agent uplink: one WebSocket per agent, carrying pages in and
+//! acknowledgements and packet outcomes out (protocol in `imc_shared::protocol`).
+//!
+//! Invariant: `Stored` is sent only after the page's bytes are fsynced into
+//! the blob store and its row is committed. Partial uploads live as files under
+//! `partials/` so a reconnecting agent resumes where the bytes stopped.
+
+use crate::auth::hash_secret;
+use crate::blobs::is_sha256_hex;
+use crate::state::AppState;
+use crate::store::{Agent, PacketResolution, StoredPage};
+use anyhow::Context;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use imc_shared::protocol::*;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+use uuid::Uuid;
+
+/// Pages one connection may have in flight at once; bounds its memory and files.
+const MAX_OPEN_UPLOADS: usize = 8;
+const HELLO_TIMEOUT: Duration = Duration::from_secs(15);
+/// An agent pings every few seconds; silence this long means the link is dead.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+const CONTENT_TYPES: &[&str] = &["image/jpeg", "image/png", "image/tiff", "image/bmp", "image/webp", "application/pdf"];
+
+/// The scan desks connected to this server.
+#[derive(Clone)]
+pub struct Desks {
+    slots: Arc<Semaphore>,
+}
+
+impl Desks {
+    pub fn new(max_agents: usize) -> Desks {
+        Desks {
+            slots: Arc::new(Semaphore::new(max_agents)),
+        }
+    }
+}
+
+pub async fn upgrade(State(state): State<AppState>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
+    // Authenticate before upgrading: an unknown caller never gets to send a frame.
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let agent = match token {
+        Some(token) => state.store.agent_by_token_hash(&hash_secret(token.trim())).await,
+        None => Ok(None),
+    };
+    let agent = match agent {
+        Ok(Some(agent)) => agent,
+        Ok(None) => return crate::error::ApiError::Unauthorized.into_response(),
+        Err(e) => return crate::error::ApiError::from(e).into_response(),
+    };
+    ws.max_message_size(MAX_CHUNK_BYTES + 64)
+        .max_frame_size(MAX_CHUNK_BYTES + 64)
+        .on_upgrade(move |socket| {
+            let span = tracing::info_span!("uplink", agent = %agent.id, site = %agent.site);
+            async move {
+                let Ok(_slot) = state.desks.slots.clone().acquire_owned().await else {
+                    return;
+                };
+                tracing::info!("agent connected");
+                match Session::new(state, agent).run(socket).await {
+                    Ok(()) => tracing::info!("agent disconnected"),
+                    Err(e) => tracing::warn!(error = format!("{e:#}"), "agent session ended"),
+                }
+            }
+            .instrument(span)
+        })
+}
+
+struct Upload {
+    offer: PageOffer,
+    path: PathBuf,
+    file: tokio::fs::File,
+    received: u64,
+    hasher: Sha256,
+}
+
+struct Session {
+    state: AppState,
+    agent: Agent,
+    uploads: HashMap<Uuid, Upload>,
+}
+
+fn error(code: &str, message: impl Into<String>, capture_id: Option<Uuid>, fatal: bool) -> ServerMessage {
+    ServerMessage::Error(ProtocolError {
+        code: code.to_owned(),
+        message: message.into(),
+        capture_id,
+        fatal,
+    })
+}
+
+async fn send(socket: &mut WebSocket, msg: &ServerMessage) -> anyhow::Result<()> {
+    let json = serde_json::to_string(msg).context("encoding server message")?;
+    socket.send(Message::Text(json.into())).await.context("sending to agent")
+}
+
+impl Session {
+    fn new(state: AppState, agent: Agent) -> Session {
+        Session {
+            state,
+            agent,
+            uploads: HashMap::new(),
+        }
+    }
+
+    async fn run(mut self, mut socket: WebSocket) -> anyhow::Result<()> {
+        let hello = match tokio::time::timeout(HELLO_TIMEOUT, socket.recv()).await {
+            Ok(Some(Ok(Message::Text(text)))) => serde_json::from_str::<AgentMessage>(&text).ok(),
+            Ok(_) => None,
+            Err(_) => anyhow::bail!("no hello within {HELLO_TIMEOUT:?}"),
+        };
+        let Some(AgentMessage::Hello(hello)) = hello else {
+            send(&mut socket, &error("expected_hello", "the first message must be hello", None, true)).await?;
+            anyhow::bail!("first message was not a hello");
+        };
+        if hello.protocol_version != PROTOCOL_VERSION {
+            let message = format!(
+                "server speaks uplink protocol {PROTOCOL_VERSION}, agent sent {}; update the agent",
+                hello.protocol_version
+            );
+            send(&mut socket, &error("unsupported_protocol", message.clone(), None, true)).await?;
+            anyhow::bail!(message);
+        }
+        self.state.store.agent_seen(&self.agent.id, None).await?;
+        let welcome = Welcome {
+            protocol_version: PROTOCOL_VERSION,
+            agent_id: self.agent.id.clone(),
+            site: self.agent.site.clone(),
+            cover_patterns: self.state.store.cover_patterns().await?,
+            max_chunk_bytes: MAX_CHUNK_BYTES as u64,
+        };
+        send(&mut socket, &ServerMessage::Welcome(welcome)).await?;
+
+        loop {
+            let frame = match tokio::time::timeout(IDLE_TIMEOUT, socket.recv()).await {
+                Err(_) => anyhow::bail!("no traffic for {IDLE_TIMEOUT:?}"),
+                Ok(None) | Ok(Some(Ok(Message::Close(_)))) => return Ok(()),
+                Ok(Some(Err(e))) => return Err(e).context("reading from agent"),
+                Ok(Some(Ok(frame))) => frame,
+            };
+            let replies = match frame {
+                Message::Text(text) => match serde_json::from_str::<AgentMessage>(&text) {
+                    Ok(msg) => self.on_message(msg).await?,
+                    Err(e) => vec![error("malformed", format!("unreadable message: {e}"), None, true)],
+                },
+                Message::Binary(bytes) => self.on_chunk(&bytes).await?,
+                Message::Ping(_) | Message::Pong(_) => Vec::new(),
+                Message::Close(_) => return Ok(()),
+            };
+            for reply in &replies {
+                send(&mut socket, reply).await?;
+            }
+            if let Some(ServerMessage::Error(ProtocolError { fatal: true, message, .. })) = replies.last() {
+                anyhow::bail!("protocol error: {message}");
+            }
+        }
+    }
+
+    async fn on_message(&mut self, msg: AgentMessage) -> anyhow::Result<Vec<ServerMessage>> {
+        match msg {
+            AgentMessage::Hello(_) => Ok(vec![error("unexpected_hello", "hello was already received", None, true)]),
+            AgentMessage::Offer(offer) => self.on_offer(offer).await,
+            AgentMessage::Seal(seal) => self.on_seal(seal).await,
+            AgentMessage::Report(report) => {
+                self.state.store.agent_seen(&self.agent.id, Some(report)).await?;
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    async fn on_offer(&mut self, offer: PageOffer) -> anyhow::Result<Vec<ServerMessage>> {
+        let id = offer.capture_id;
+        if let Err(why) = validate_offer(&offer) {
+            return Ok(vec![error("bad_offer", why, Some(id), false)]);
+        }
+        if self.state.store.page_stored(id).await? {
+            return Ok(vec![ServerMessage::Stored { capture_id: id }]);
+        }
+        // Same bytes already here (from this or another page): no need to send them.
+        if self.state.blobs.contains(&offer.sha256).await? {
+            return self.commit(offer).await;
+        }
+        if !self.uploads.contains_key(&id) && self.uploads.len() >= MAX_OPEN_UPLOADS {
+            let msg = format!("at most {MAX_OPEN_UPLOADS} pages may be in flight");
+            return Ok(vec![error("too_many_uploads", msg, Some(id), false)]);
+        }
+        let upload = self.open_partial(offer).await?;
+        let offset = upload.received;
+        self.uploads.insert(id, upload);
+        Ok(vec![ServerMessage::Resume { capture_id: id, offset }])
+    }
+
+    /// Opens (or reopens, after a reconnect) the partial file of a page.
+    async fn open_partial(&self, offer: PageOffer) -> anyhow::Result<Upload> {
+        let dir = self.state.config.partials_dir().join(&self.agent.id);
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join(format!("{}.part", offer.capture_id));
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)
+            .await
+            .with_context(|| format!("opening {}", path.display()))?;
+        let mut hasher = Sha256::new();
+        let mut received = file.metadata().await?.len();
+        if received > offer.size {
+            file.set_len(0).await?;
+            received = 0;
+        } else if received > 0 {
+            // Re-hash what is already there so the final check covers every byte.
+            let mut existing = tokio::fs::File::open(&path).await?;
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = existing.read(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+            }
+        }
+        Ok(Upload {
+            offer,
+            path,
+            file,
+            received,
+            hasher,
+        })
+    }
+
+    async fn on_chunk(&mut self, frame: &[u8]) -> anyhow::Result<Vec<ServerMessage>> {
+        let chunk = match Chunk::decode(frame) {
+            Ok(chunk) => chunk,
+            Err(e) => return Ok(vec![error("bad_chunk", e.to_string(), None, true)]),
+        };
+        let id = chunk.capture_id;
+        let Some(upload) = self.uploads.get_mut(&id) else {
+            return Ok(vec![error("unknown_upload", "chunk for a page that was not offered", Some(id), false)]);
+        };
+        if chunk.offset != upload.received {
+            let msg = format!("chunk at offset {}, expected {}", chunk.offset, upload.received);
+            self.uploads.remove(&id);
+            return Ok(vec![error("out_of_order", msg, Some(id), false)]);
+        }
+        if upload.received + chunk.data.len() as u64 > upload.offer.size {
+            let path = upload.path.clone();
+            self.uploads.remove(&id);
+            let _ = tokio::fs::remove_file(&path).await;
+            return Ok(vec![error("too_long", "more bytes than the offer said", Some(id), false)]);
+        }
+        upload
+            .file
+            .write_all(chunk.data)
+            .await
+            .with_context(|| format!("writing {}", upload.path.display()))?;
+        upload.hasher.update(chunk.data);
+        upload.received += chunk.data.len() as u64;
+        if upload.received < upload.offer.size {
+            return Ok(Vec::new());
+        }
+        let Some(mut upload) = self.uploads.remove(&id) else {
+            return Ok(Vec::new());
+        };
+        upload
+            .file
+            .sync_all()
+            .await
+            .with_context(|| format!("syncing {}", upload.path.display()))?;
+        let digest = hex::encode(upload.hasher.finalize_reset());
+        if digest != upload.offer.sha256 {
+            let _ = tokio::fs::remove_file(&upload.path).await;
+            let msg = format!("bytes hash to {digest}, offer said {}", upload.offer.sha256);
+            return Ok(vec![error("checksum_mismatch", msg, Some(id), false)]);
+        }
+        drop(upload.file);
+        self.state.blobs.put_file(&upload.path, &digest).await?;
+        self.commit(upload.offer).await
+    }
+
+    /// Records a page whose bytes are durable, then acknowledges it.
+    async fn commit(&mut self, offer: PageOffer) -> anyhow::Result<Vec<ServerMessage>> {
+        let id = offer.capture_id;
+        let packet_id = offer.packet_id;
+        let page = StoredPage {
+            capture_id: id,
+            packet_id,
+            page_index: offer.page_index,
+            cover_code: offer.cover_code,
+            sha256: offer.sha256,
+            size: offer.size,
+            content_type: offer.content_type,
+            source_name: offer.source_name,
+            barcodes: offer.barcodes,
+            blank: offer.blank,
+        };
+        match self.state.store.record_page(&self.agent, page).await {
+            Ok(resolution) => {
+                let mut replies = vec![ServerMessage::Stored { capture_id: id }];
+                replies.extend(outcome(packet_id, resolution));
+                Ok(replies)
+            }
+            Err(crate::store::StoreError::Conflict(msg)) => Ok(vec![error("conflict", msg, Some(id), false)]),
+            Err(e) => Err(e).with_context(|| format!("recording page {id}")),
+        }
+    }
+
+    async fn on_seal(&mut self, seal: PacketSeal) -> anyhow::Result<Vec<ServerMessage>> {
+        let packet_id = seal.packet_id;
+        match self
+            .state
+            .store
+            .seal_packet(&self.agent, packet_id, seal.cover_code, seal.page_count)
+            .await
+        {
+            Ok(resolution) => {
+                let mut replies = vec![ServerMessage::Sealed { packet_id }];
+                replies.extend(outcome(packet_id, resolution));
+                Ok(replies)
+            }
+            Err(crate::store::StoreError::Conflict(msg)) => Ok(vec![error("conflict", msg, None, false)]),
+            Err(e) => Err(e).with_context(|| format!("sealing packet {packet_id}")),
+        }
+    }
+}
+
+fn outcome(packet_id: Uuid, resolution: PacketResolution) -> Option<ServerMessage> {
+    let outcome = match resolution {
+        PacketResolution::Open => return None,
+        PacketResolution::Matched { document_id, doc_no } => PacketOutcome {
+            packet_id,
+            matched: true,
+            document_id: Some(document_id),
+            message: format!("matched to document {doc_no}"),
+            doc_no: Some(doc_no),
+        },
+        PacketResolution::Unmatched { reason } => PacketOutcome {
+            packet_id,
+            matched: false,
+            document_id: None,
+            doc_no: None,
+            message: reason,
+        },
+    };
+    Some(ServerMessage::PacketOutcome(outcome))
+}
+
+fn validate_offer(offer: &PageOffer) -> Result<(), String> {
+    if offer.size == 0 || offer.size > MAX_PAGE_BYTES {
+        return Err(format!("page size {} is outside 1..={MAX_PAGE_BYTES}", offer.size));
+    }
+    if !is_sha256_hex(&offer.sha256) {
+        return Err("sha256 must be 64 lowercase hex digits".into());
+    }
+    if !CONTENT_TYPES.contains(&offer.content_type.as_str()) {
+        return Err(format!("content type {:?} is not accepted", offer.content_type));
+    }
+    if offer.page_index > 100_000 {
+        return Err("page_index is implausibly large".into());
+    }
+    if offer.cover_code.as_ref().is_some_and(|c| c.len() > 128) || offer.source_name.len() > 1024 {
+        return Err("cover_code or source_name too long".into());
+    }
+    if offer.barcodes.len() > 64 || offer.barcodes.iter().any(|b| b.text.len() > 4096) {
+        return Err("too many or too long barcodes".into());
+    }
+    Ok(())
+}
