@@ -22,6 +22,8 @@ pub enum PageError {
     Empty,
     #[error("not an image format the agent reads (JPEG, PNG, BMP, WebP, TIFF)")]
     UnknownFormat,
+    #[error("JPEG is truncated (no end-of-image marker); was the scanner still writing it?")]
+    TruncatedJpeg,
     #[error("cannot decode {format} image: {message}")]
     Decode { format: &'static str, message: String },
 }
@@ -62,12 +64,23 @@ pub fn extract(bytes: Vec<u8>) -> Result<Vec<Page>, PageError> {
     }
     let format = image::guess_format(&bytes).map_err(|_| PageError::UnknownFormat)?;
     let (name, content_type) = describe(format).ok_or(PageError::UnknownFormat)?;
+    // JPEG decoders happily return the top part of a cut-off file; we must not.
+    if format == ImageFormat::Jpeg && !has_jpeg_end(&bytes) {
+        return Err(PageError::TruncatedJpeg);
+    }
     let gray = decode_gray(&bytes, format).map_err(|message| PageError::Decode { format: name, message })?;
     Ok(vec![Page {
         bytes,
         content_type,
         gray,
     }])
+}
+
+/// The end-of-image marker, allowing the zero padding some scanners append.
+fn has_jpeg_end(bytes: &[u8]) -> bool {
+    let tail = &bytes[bytes.len().saturating_sub(4096)..];
+    let trimmed = tail.iter().rposition(|&b| b != 0).map_or(&tail[..0], |end| &tail[..=end]);
+    trimmed.ends_with(&[0xFF, 0xD9])
 }
 
 fn decode_gray(bytes: &[u8], format: ImageFormat) -> Result<GrayImage, String> {
@@ -129,6 +142,16 @@ mod tests {
         let mut bytes = png(&img);
         bytes.truncate(bytes.len() / 2);
         assert!(matches!(extract(bytes), Err(PageError::Decode { .. })));
+
+        let mut jpeg = Vec::new();
+        let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 80);
+        img.write_with_encoder(encoder).unwrap();
+        assert_eq!(extract(jpeg.clone()).map(|p| p.len()).ok(), Some(1));
+        let mut padded = jpeg.clone();
+        padded.extend_from_slice(&[0; 16]);
+        assert!(extract(padded).is_ok(), "zero padding after EOI is fine");
+        jpeg.truncate(jpeg.len() - 10);
+        assert!(matches!(extract(jpeg), Err(PageError::TruncatedJpeg)));
     }
 
     #[test]

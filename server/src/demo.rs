@@ -150,7 +150,7 @@ fn write_sample_pages(dir: &Path) -> anyhow::Result<()> {
     for n in 1..=2u32 {
         let mut page = GrayImage::from_pixel(1240, 1754, Luma([250]));
         for line in 0..(12 + n * 4) {
-            let y = 200 + line * 90;
+            let y = 200 + line * 70;
             let width = 400 + (line * 137 % 600);
             for yy in y..y + 24 {
                 for x in 150..150 + width {

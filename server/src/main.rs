@@ -99,7 +99,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let listener = tokio::net::TcpListener::bind(listen)
                     .await
                     .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
-                tracing::info!(addr = %listener.local_addr()?, "imc-server listening");
+                // Printed on stdout so scripts (and tests binding port 0) learn the address.
+                println!("imc-server listening on http://{}", listener.local_addr()?);
                 let shutdown = shutdown_on_signal();
                 imc_server::serve(config, listener, async move { shutdown.cancelled().await }).await
             }

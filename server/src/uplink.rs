@@ -46,7 +46,11 @@ impl Desks {
     }
 }
 
-pub async fn upgrade(State(state): State<AppState>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
+pub async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
     // Authenticate before upgrading: an unknown caller never gets to send a frame.
     let token = headers
         .get(axum::http::header::AUTHORIZATION)
@@ -60,6 +64,13 @@ pub async fn upgrade(State(state): State<AppState>, headers: HeaderMap, ws: WebS
         Ok(Some(agent)) => agent,
         Ok(None) => return crate::error::ApiError::Unauthorized.into_response(),
         Err(e) => return crate::error::ApiError::from(e).into_response(),
+    };
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => {
+            return crate::error::ApiError::bad_request(format!("the uplink is a WebSocket: {}", rejection.body_text()))
+                .into_response();
+        }
     };
     ws.max_message_size(MAX_CHUNK_BYTES + 64)
         .max_frame_size(MAX_CHUNK_BYTES + 64)

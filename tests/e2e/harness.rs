@@ -1,0 +1,264 @@
+//! Starts real server and agent processes for a test and cleans up on drop.
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const TOKEN: &str = "imc_test_admin_token_0123456789";
+
+/// Where cargo put the workspace's executables: next to this test's `deps` folder.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace binaries first (`cargo build --workspace --bins`, done by scripts/test.sh)",
+        path.display()
+    );
+    path
+}
+
+/// Polls `check` until it returns Some, or fails after `limit`.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub struct TestServer {
+    pub child: Child,
+    pub base: String,
+    _tmp: Option<tempfile::TempDir>,
+    pub client: reqwest::Client,
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let data_dir = tmp.path().join("data");
+        let mut server = TestServer::start_on(&data_dir, "127.0.0.1:0").expect("server starts");
+        server._tmp = Some(tmp);
+        server
+    }
+
+    /// Starts on a given data dir (to restart on the same one) and address.
+    pub fn start_on(data_dir: &Path, listen: &str) -> anyhow::Result<TestServer> {
+        let mut child = Command::new(bin("imc-server"))
+            .args(["serve", "--data-dir"])
+            .arg(data_dir)
+            .args(["--listen", listen])
+            .env("IMC_BOOTSTRAP_TOKEN", TOKEN)
+            .env("IMC_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("spawning imc-server")?;
+        let stdout = child.stdout.take().context("server stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("imc-server listening on ") {
+                    let _ = tx.send(url.to_owned());
+                }
+            }
+        });
+        let base = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(base) => base,
+            Err(_) => {
+                let _ = child.kill();
+                bail!("imc-server did not report its address within 30 s");
+            }
+        };
+        Ok(TestServer {
+            child,
+            base,
+            _tmp: None,
+            client: reqwest::Client::new(),
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.client.get(self.url(path)).bearer_auth(TOKEN).send().await.expect("GET");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get_bytes(&self, path: &str) -> (u16, Vec<u8>) {
+        let r = self.client.get(self.url(path)).bearer_auth(TOKEN).send().await.expect("GET");
+        let status = r.status().as_u16();
+        (status, r.bytes().await.expect("body").to_vec())
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self.client.post(self.url(path)).bearer_auth(TOKEN).json(&body).send().await.expect("POST");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self.client.put(self.url(path)).bearer_auth(TOKEN).json(&body).send().await.expect("PUT");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A document in match mode (the scheme makes every document match mode).
+    pub async fn match_document(&self, doc_no: &str) -> Value {
+        let (status, _) = self.put("/schemes/all-match", serde_json::json!({"mode": "match"})).await;
+        assert_eq!(status, 200);
+        let (status, doc) = self
+            .post(
+                "/documents",
+                serde_json::json!({"source_system": "ERP", "doc_no": doc_no, "doc_type": "expense", "org": "HQ"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{doc}");
+        doc
+    }
+
+    pub async fn status_of(&self, id: i64) -> String {
+        let (_, status) = self.get(&format!("/documents/{id}/status")).await;
+        status["status"].as_str().unwrap_or_default().to_owned()
+    }
+
+    pub async fn wait_for_status(&self, id: i64, want: &str, limit: Duration) {
+        eventually(&format!("document {id} to become {want}"), limit, || async {
+            (self.status_of(id).await == want).then_some(())
+        })
+        .await
+    }
+
+    pub async fn enrollment_code(&self, site: &str) -> String {
+        let (status, body) = self.post(&format!("/sites/{site}/enrollment-codes"), serde_json::json!({})).await;
+        assert_eq!(status, 201, "{body}");
+        body["code"].as_str().expect("code").to_owned()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub struct TestAgent {
+    child: Option<Child>,
+    pub config: PathBuf,
+    pub inbox: PathBuf,
+    pub root: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl TestAgent {
+    /// Enrols through the real `imc-agent enroll` and tunes timings for tests.
+    pub async fn enroll(server: &TestServer) -> TestAgent {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let root = tmp.path().to_owned();
+        let config = root.join("agent.toml");
+        let code = server.enrollment_code("test-site").await;
+        let output = Command::new(bin("imc-agent"))
+            .arg("--config")
+            .arg(&config)
+            .args(["enroll", "--server", &server.base, "--code", &code, "--name", "desk-1"])
+            .output()
+            .expect("run imc-agent enroll");
+        assert!(output.status.success(), "enroll failed: {}", String::from_utf8_lossy(&output.stderr));
+        let mut table: toml::Table = toml::from_str(&std::fs::read_to_string(&config).expect("config")).expect("toml");
+        table.insert("data_dir".into(), root.join("data").to_string_lossy().into_owned().into());
+        table.insert("settle_ms".into(), 200.into());
+        table.insert("seal_after_ms".into(), 1500.into());
+        table.insert("rescan_secs".into(), 2.into());
+        std::fs::write(&config, toml::to_string(&table).expect("toml")).expect("write config");
+        let inbox = root.join("inbox");
+        std::fs::create_dir_all(&inbox).expect("inbox");
+        TestAgent {
+            child: None,
+            config,
+            inbox,
+            root,
+            _tmp: tmp,
+        }
+    }
+
+    pub fn start(&mut self) {
+        let child = Command::new(bin("imc-agent"))
+            .arg("--config")
+            .arg(&self.config)
+            .arg("run")
+            .arg("--watch")
+            .arg(&self.inbox)
+            .env("IMC_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn imc-agent run");
+        self.child = Some(child);
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn done_dir(&self) -> PathBuf {
+        self.root.join("done")
+    }
+
+    pub fn quarantine_dir(&self) -> PathBuf {
+        self.root.join("quarantine")
+    }
+
+    /// Writes a file into the inbox the way a scanner finishing a page would.
+    pub fn drop_file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let tmp = self.inbox.join(format!("{name}.tmp"));
+        std::fs::write(&tmp, bytes).expect("write scan");
+        let path = self.inbox.join(name);
+        std::fs::rename(&tmp, &path).expect("rename scan");
+        path
+    }
+
+    pub fn status(&self) -> String {
+        let output = Command::new(bin("imc-agent"))
+            .arg("--config")
+            .arg(&self.config)
+            .arg("status")
+            .output()
+            .expect("run imc-agent status");
+        assert!(output.status.success(), "status failed: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
+
+impl Drop for TestAgent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
