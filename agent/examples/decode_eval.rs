@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use imc_agent::decode::{DecodeOptions, PageBarcodes, Symbology, scan_page};
 use image::{DynamicImage, GrayImage, Luma};
+use imc_agent::decode::{DecodeOptions, PageBarcodes, Symbology, scan_page};
 
 struct Row {
     path: String,

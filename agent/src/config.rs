@@ -12,7 +12,9 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("no config at {0}: enrol this desk first with `imc-agent enroll --server URL --code CODE`")]
+    #[error(
+        "no config at {0}: enrol this desk first with `imc-agent enroll --server URL --code CODE`"
+    )]
     Missing(PathBuf),
     #[error("config {path}: {source}")]
     Io {
@@ -107,8 +109,15 @@ impl AgentConfig {
     pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ConfigError::Missing(path.to_owned())),
-            Err(source) => return Err(ConfigError::Io { path: path.to_owned(), source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ConfigError::Missing(path.to_owned()));
+            }
+            Err(source) => {
+                return Err(ConfigError::Io {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
         };
         toml::from_str(&text).map_err(|e| ConfigError::Invalid {
             path: path.to_owned(),
@@ -118,7 +127,10 @@ impl AgentConfig {
 
     /// Writes the file readable by its owner only: it holds the token.
     pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
-        let io = |source| ConfigError::Io { path: path.to_owned(), source };
+        let io = |source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
@@ -153,11 +165,15 @@ impl AgentConfig {
 
     /// `done` next to the inbox, unless configured.
     pub fn done_dir_for(&self, inbox: &Path) -> PathBuf {
-        self.done_dir.clone().unwrap_or_else(|| sibling(inbox, "done"))
+        self.done_dir
+            .clone()
+            .unwrap_or_else(|| sibling(inbox, "done"))
     }
 
     pub fn quarantine_dir_for(&self, inbox: &Path) -> PathBuf {
-        self.quarantine_dir.clone().unwrap_or_else(|| sibling(inbox, "quarantine"))
+        self.quarantine_dir
+            .clone()
+            .unwrap_or_else(|| sibling(inbox, "quarantine"))
     }
 }
 
@@ -200,14 +216,22 @@ mod tests {
     fn round_trips_and_hides_the_token() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("agent.toml");
-        let mut config = AgentConfig::new("http://127.0.0.1:1".into(), "a1".into(), "hq".into(), "secret".into());
+        let mut config = AgentConfig::new(
+            "http://127.0.0.1:1".into(),
+            "a1".into(),
+            "hq".into(),
+            "secret".into(),
+        );
         config.watch.push(dir.path().join("inbox"));
         config.save(&path).unwrap();
         let back = AgentConfig::load(&path).unwrap();
         assert_eq!(back.token, "secret");
         assert_eq!(back.watch, config.watch);
         assert!(!format!("{back:?}").contains("secret"));
-        assert_eq!(back.done_dir_for(&dir.path().join("inbox")), dir.path().join("done"));
+        assert_eq!(
+            back.done_dir_for(&dir.path().join("inbox")),
+            dir.path().join("done")
+        );
     }
 
     #[test]

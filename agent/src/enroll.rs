@@ -1,21 +1,26 @@
 //! `imc-agent enroll`: trade a one-time code for this desk's credentials.
 
 use crate::config::AgentConfig;
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use imc_shared::api::{EnrollRequest, EnrollResponse, ErrorBody};
 use std::path::Path;
 
-pub async fn enroll(config_path: &Path, server: &str, code: &str, name: Option<String>) -> anyhow::Result<AgentConfig> {
+pub async fn enroll(
+    config_path: &Path,
+    server: &str,
+    code: &str,
+    name: Option<String>,
+) -> anyhow::Result<AgentConfig> {
     let server = server.trim_end_matches('/');
     if !(server.starts_with("http://") || server.starts_with("https://")) {
         bail!("server URL {server:?} must start with http:// or https://");
     }
-    if let Ok(existing) = AgentConfig::load(config_path) {
-        if existing.server_url == server {
-            // Running the same enrolment twice changes nothing: the code is spent already.
-            tracing::info!(config = %config_path.display(), "already enrolled with this server");
-            return Ok(existing);
-        }
+    if let Ok(existing) = AgentConfig::load(config_path)
+        && existing.server_url == server
+    {
+        // Running the same enrolment twice changes nothing: the code is spent already.
+        tracing::info!(config = %config_path.display(), "already enrolled with this server");
+        return Ok(existing);
     }
     let name = name.unwrap_or_else(default_name);
     let url = format!("{server}/api/v1/agents/enroll");
@@ -37,8 +42,16 @@ pub async fn enroll(config_path: &Path, server: &str, code: &str, name: Option<S
         };
         bail!("enrolment refused by the server: {message}");
     }
-    let enrolled: EnrollResponse = response.json().await.context("reading the enrolment answer")?;
-    let config = AgentConfig::new(server.to_owned(), enrolled.agent_id, enrolled.site, enrolled.token);
+    let enrolled: EnrollResponse = response
+        .json()
+        .await
+        .context("reading the enrolment answer")?;
+    let config = AgentConfig::new(
+        server.to_owned(),
+        enrolled.agent_id,
+        enrolled.site,
+        enrolled.token,
+    );
     config.save(config_path)?;
     Ok(config)
 }
@@ -47,7 +60,11 @@ fn default_name() -> String {
     std::env::var("COMPUTERNAME")
         .or_else(|_| std::env::var("HOSTNAME"))
         .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_owned()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_owned())
+        })
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "scan-desk".to_owned())
 }

@@ -28,11 +28,17 @@ pub fn sync_dir(_dir: &Path) -> std::io::Result<()> {
 /// the name is taken, so nothing already there is overwritten.
 pub fn move_into(path: &Path, dir: &Path) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let stem = Path::new(name).file_stem().unwrap_or(name).to_string_lossy().into_owned();
-    let ext = Path::new(name).extension().map(|e| format!(".{}", e.to_string_lossy()));
+    let name = path.file_name().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name")
+    })?;
+    let stem = Path::new(name)
+        .file_stem()
+        .unwrap_or(name)
+        .to_string_lossy()
+        .into_owned();
+    let ext = Path::new(name)
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()));
     for n in 0..10_000u32 {
         let candidate = match n {
             0 => dir.join(name),
@@ -56,7 +62,11 @@ pub fn move_into(path: &Path, dir: &Path) -> std::io::Result<PathBuf> {
             Err(e) => return Err(e),
         }
     }
-    Err(std::io::Error::other(format!("no free name for {} in {}", name.to_string_lossy(), dir.display())))
+    Err(std::io::Error::other(format!(
+        "no free name for {} in {}",
+        name.to_string_lossy(),
+        dir.display()
+    )))
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@ use crate::fsutil;
 use crate::pages::{self, PageError};
 use crate::queue::{NewPage, Queue};
 use crate::watch::Candidate;
-use imc_shared::protocol::BarcodeInfo;
 use imc_shared::CoverPatterns;
+use imc_shared::protocol::BarcodeInfo;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -37,7 +37,11 @@ pub struct Analyzed {
 }
 
 /// Decodes a file into pages and reads their barcodes; pure, no side effects.
-pub fn analyze(bytes: Vec<u8>, patterns: &CoverPatterns, full_scan: bool) -> Result<Vec<Analyzed>, PageError> {
+pub fn analyze(
+    bytes: Vec<u8>,
+    patterns: &CoverPatterns,
+    full_scan: bool,
+) -> Result<Vec<Analyzed>, PageError> {
     let pages = pages::extract(bytes)?;
     let patterns = patterns.clone();
     let options = DecodeOptions {
@@ -81,9 +85,13 @@ pub struct Ingest {
 
 #[derive(Debug, PartialEq)]
 pub enum Outcome {
-    Queued { pages: usize },
+    Queued {
+        pages: usize,
+    },
     AlreadyQueued,
-    Quarantined { reason: String },
+    Quarantined {
+        reason: String,
+    },
     /// The file vanished or changed before it could be read; the watcher will see it again.
     Skipped,
 }
@@ -99,7 +107,10 @@ impl Ingest {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Skipped),
             Err(e) if e.kind() == std::io::ErrorKind::FileTooLarge => {
-                return self.quarantine(candidate, &PageError::TooLarge(candidate.key.size).to_string());
+                return self.quarantine(
+                    candidate,
+                    &PageError::TooLarge(candidate.key.size).to_string(),
+                );
             }
             Err(e) => return Err(anyhow::anyhow!("reading {}: {e}", path.display())),
         };
@@ -142,7 +153,10 @@ impl Ingest {
                 blank: a.report.blank,
             });
         }
-        if !self.queue.enqueue(&candidate.watch_dir, &candidate.key, &file_sha, &new_pages)? {
+        if !self
+            .queue
+            .enqueue(&candidate.watch_dir, &candidate.key, &file_sha, &new_pages)?
+        {
             for page in &new_pages {
                 let _ = std::fs::remove_file(&page.spool_path);
             }
@@ -150,11 +164,17 @@ impl Ingest {
         }
         for a in &analyzed {
             match &a.report.cover_code {
-                Some(code) => tracing::info!(file = %path.display(), cover = %code, "cover sheet read: new packet"),
-                None => tracing::debug!(file = %path.display(), page = a.report.index, "page queued"),
+                Some(code) => {
+                    tracing::info!(file = %path.display(), cover = %code, "cover sheet read: new packet")
+                }
+                None => {
+                    tracing::debug!(file = %path.display(), page = a.report.index, "page queued")
+                }
             }
         }
-        Ok(Outcome::Queued { pages: new_pages.len() })
+        Ok(Outcome::Queued {
+            pages: new_pages.len(),
+        })
     }
 
     /// Moves the file aside with a note saying why; the agent carries on.
@@ -176,10 +196,16 @@ impl Ingest {
                 None
             }
         };
-        self.queue
-            .quarantine(&candidate.watch_dir, &candidate.key, reason, moved_to.as_deref())?;
+        self.queue.quarantine(
+            &candidate.watch_dir,
+            &candidate.key,
+            reason,
+            moved_to.as_deref(),
+        )?;
         tracing::warn!(file = %path.display(), reason, "file quarantined");
-        Ok(Outcome::Quarantined { reason: reason.to_owned() })
+        Ok(Outcome::Quarantined {
+            reason: reason.to_owned(),
+        })
     }
 }
 
@@ -189,7 +215,10 @@ fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     file.take(limit + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > limit {
-        return Err(std::io::Error::new(std::io::ErrorKind::FileTooLarge, "file too large"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            "file too large",
+        ));
     }
     Ok(bytes)
 }

@@ -8,7 +8,11 @@ use std::io::Write;
 use std::path::Path;
 
 /// Prints one line per page and one per packet in the split; returns how many files failed.
-pub fn inspect(files: &[impl AsRef<Path>], patterns: &CoverPatterns, out: &mut impl Write) -> std::io::Result<usize> {
+pub fn inspect(
+    files: &[impl AsRef<Path>],
+    patterns: &CoverPatterns,
+    out: &mut impl Write,
+) -> std::io::Result<usize> {
     let mut failed = 0;
     // Packets run across files, in the order given, as they would in an inbox.
     let mut packets: Vec<(Option<String>, Vec<String>)> = Vec::new();
@@ -23,7 +27,11 @@ pub fn inspect(files: &[impl AsRef<Path>], patterns: &CoverPatterns, out: &mut i
             Ok(a) => a,
             Err(error) => {
                 failed += 1;
-                writeln!(out, "{}", json!({"type": "error", "file": name, "error": error}))?;
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"type": "error", "file": name, "error": error})
+                )?;
                 continue;
             }
         };

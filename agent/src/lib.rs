@@ -30,7 +30,7 @@ use imc_shared::CoverPatterns;
 use queue::Queue;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -64,7 +64,12 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
 
     let mut tasks = JoinSet::new();
     let (candidates_tx, mut candidates) = mpsc::channel(INGEST_BACKLOG);
-    let watcher = watch::Watch::new(config.watch.clone(), config.settle(), config.rescan(), Arc::clone(&queue));
+    let watcher = watch::Watch::new(
+        config.watch.clone(),
+        config.settle(),
+        config.rescan(),
+        Arc::clone(&queue),
+    );
     tasks.spawn(watcher.run(candidates_tx, shutdown.clone()));
 
     let ingest = Arc::new(ingest::Ingest {
@@ -103,7 +108,8 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         let work = Arc::clone(&work);
         let shutdown = shutdown.clone();
         let idle_ms = config.seal_after_ms as i64;
-        let every = (config.seal_after() / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let every =
+            (config.seal_after() / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
         tasks.spawn(async move {
             let mut tick = tokio::time::interval(every);
             loop {
@@ -112,7 +118,8 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
                     _ = tick.tick() => {}
                 }
                 let queue = Arc::clone(&queue);
-                let sealed = tokio::task::spawn_blocking(move || queue.seal_idle(idle_ms)).await??;
+                let sealed =
+                    tokio::task::spawn_blocking(move || queue.seal_idle(idle_ms)).await??;
                 if sealed > 0 {
                     work.notify_one();
                 }
@@ -152,8 +159,9 @@ fn clean_spool(queue: &Queue) -> anyhow::Result<()> {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if !queue.is_spooled_page_pending(&name)? {
-            std::fs::remove_file(entry.path())
-                .with_context(|| format!("removing orphan spool file {}", entry.path().display()))?;
+            std::fs::remove_file(entry.path()).with_context(|| {
+                format!("removing orphan spool file {}", entry.path().display())
+            })?;
         }
     }
     Ok(())

@@ -45,7 +45,8 @@ enum Command {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("IMC_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("IMC_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -66,8 +67,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
         Command::Enroll { server, code, name } => {
-            let config = runtime.block_on(imc_agent::enroll::enroll(&config_path, &server, &code, name))?;
-            println!("enrolled as agent {} at site {}; config in {}", config.agent_id, config.site, config_path.display());
+            let config = runtime.block_on(imc_agent::enroll::enroll(
+                &config_path,
+                &server,
+                &code,
+                name,
+            ))?;
+            println!(
+                "enrolled as agent {} at site {}; config in {}",
+                config.agent_id,
+                config.site,
+                config_path.display()
+            );
         }
         Command::Run { watch } => {
             let mut config = AgentConfig::load(&config_path)?;
@@ -82,7 +93,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 imc_agent::run(config, shutdown).await
             })?;
         }
-        Command::Status => print!("{}", imc_agent::status::render(&AgentConfig::load(&config_path)?)?),
+        Command::Status => print!(
+            "{}",
+            imc_agent::status::render(&AgentConfig::load(&config_path)?)?
+        ),
         Command::Inspect { files } => {
             // Use the patterns this desk learned from its server, if it has them.
             let patterns = AgentConfig::load(&config_path)
@@ -93,7 +107,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .and_then(|json| serde_json::from_str::<Vec<String>>(&json).ok())
                 .and_then(|p| imc_shared::CoverPatterns::new(&p).ok())
                 .unwrap_or_default();
-            let failed = imc_agent::inspect::inspect(&files, &patterns, &mut std::io::stdout().lock())?;
+            let failed =
+                imc_agent::inspect::inspect(&files, &patterns, &mut std::io::stdout().lock())?;
             if failed > 0 {
                 return Ok(ExitCode::from(2));
             }

@@ -25,7 +25,10 @@ pub enum PageError {
     #[error("JPEG is truncated (no end-of-image marker); was the scanner still writing it?")]
     TruncatedJpeg,
     #[error("cannot decode {format} image: {message}")]
-    Decode { format: &'static str, message: String },
+    Decode {
+        format: &'static str,
+        message: String,
+    },
 }
 
 pub struct Page {
@@ -68,7 +71,10 @@ pub fn extract(bytes: Vec<u8>) -> Result<Vec<Page>, PageError> {
     if format == ImageFormat::Jpeg && !has_jpeg_end(&bytes) {
         return Err(PageError::TruncatedJpeg);
     }
-    let gray = decode_gray(&bytes, format).map_err(|message| PageError::Decode { format: name, message })?;
+    let gray = decode_gray(&bytes, format).map_err(|message| PageError::Decode {
+        format: name,
+        message,
+    })?;
     Ok(vec![Page {
         bytes,
         content_type,
@@ -79,7 +85,10 @@ pub fn extract(bytes: Vec<u8>) -> Result<Vec<Page>, PageError> {
 /// The end-of-image marker, allowing the zero padding some scanners append.
 fn has_jpeg_end(bytes: &[u8]) -> bool {
     let tail = &bytes[bytes.len().saturating_sub(4096)..];
-    let trimmed = tail.iter().rposition(|&b| b != 0).map_or(&tail[..0], |end| &tail[..=end]);
+    let trimmed = tail
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(&tail[..0], |end| &tail[..=end]);
     trimmed.ends_with(&[0xFF, 0xD9])
 }
 
@@ -136,7 +145,10 @@ mod tests {
 
     #[test]
     fn garbage_and_truncation_are_errors() {
-        assert!(matches!(extract(b"hello, not an image".to_vec()), Err(PageError::UnknownFormat)));
+        assert!(matches!(
+            extract(b"hello, not an image".to_vec()),
+            Err(PageError::UnknownFormat)
+        ));
         assert!(matches!(extract(Vec::new()), Err(PageError::Empty)));
         let img = GrayImage::from_pixel(300, 300, Luma([10]));
         let mut bytes = png(&img);

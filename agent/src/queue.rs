@@ -6,7 +6,7 @@
 //! transaction as their pages, so a crash never leaves a page without a packet.
 //! Methods are synchronous: async callers run them on the blocking pool.
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use uuid::Uuid;
@@ -178,15 +178,22 @@ fn uuid(text: &str) -> QueueResult<Uuid> {
 impl Queue {
     pub fn open(data_dir: &Path) -> QueueResult<Queue> {
         let path = data_dir.join("queue.sqlite3");
-        let open_err = |source| QueueError::Open { path: path.clone(), source };
+        let open_err = |source| QueueError::Open {
+            path: path.clone(),
+            source,
+        };
         std::fs::create_dir_all(data_dir.join("spool"))
             .map_err(|e| open_err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
         let conn = Connection::open(&path).map_err(open_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
         // FULL: a committed page survives power loss, not only a process crash.
-        conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(open_err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(open_err)?;
         conn.execute_batch(SCHEMA).map_err(open_err)?;
         Ok(Queue {
             conn: Mutex::new(conn),
@@ -213,7 +220,12 @@ impl Queue {
     }
 
     pub fn meta(&self, key: &str) -> QueueResult<Option<String>> {
-        self.with(|c| Ok(c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()?))
+        self.with(|c| {
+            Ok(
+                c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                    .optional()?,
+            )
+        })
     }
 
     pub fn set_meta(&self, key: &str, value: &str) -> QueueResult<()> {
@@ -239,7 +251,13 @@ impl Queue {
 
     /// Commits a file and its pages (already in the spool) in scan order,
     /// assigning each page to a packet: a cover starts a new one.
-    pub fn enqueue(&self, watch_dir: &Path, key: &FileKey, sha256: &str, pages: &[NewPage]) -> QueueResult<bool> {
+    pub fn enqueue(
+        &self,
+        watch_dir: &Path,
+        key: &FileKey,
+        sha256: &str,
+        pages: &[NewPage],
+    ) -> QueueResult<bool> {
         let watch = watch_dir.to_string_lossy().into_owned();
         self.tx(|tx| {
             let inserted = tx.execute(
@@ -298,7 +316,13 @@ impl Queue {
     }
 
     /// Records an unreadable file so it is reported, and never taken again.
-    pub fn quarantine(&self, watch_dir: &Path, key: &FileKey, reason: &str, moved_to: Option<&Path>) -> QueueResult<()> {
+    pub fn quarantine(
+        &self,
+        watch_dir: &Path,
+        key: &FileKey,
+        reason: &str,
+        moved_to: Option<&Path>,
+    ) -> QueueResult<()> {
         self.with(|c| {
             c.execute(
                 "INSERT INTO files (path, watch_dir, size, mtime_ns, sha256, state, reason, moved_to, created_at) \
@@ -322,7 +346,8 @@ impl Queue {
         self.tx(|tx| {
             let cutoff = now_ms() - idle_ms;
             let ids: Vec<String> = {
-                let mut stmt = tx.prepare("SELECT id FROM packets WHERE sealed = 0 AND last_page_at_ms <= ?1")?;
+                let mut stmt = tx
+                    .prepare("SELECT id FROM packets WHERE sealed = 0 AND last_page_at_ms <= ?1")?;
                 let ids = stmt.query_map([cutoff], |r| r.get(0))?;
                 ids.collect::<Result<_, _>>()?
             };
@@ -457,7 +482,10 @@ impl Queue {
 
     pub fn mark_seal_acked(&self, packet_id: Uuid) -> QueueResult<()> {
         self.with(|c| {
-            c.execute("UPDATE packets SET seal_acked = 1 WHERE id = ?1", [packet_id.to_string()])?;
+            c.execute(
+                "UPDATE packets SET seal_acked = 1 WHERE id = ?1",
+                [packet_id.to_string()],
+            )?;
             Ok(())
         })
     }
@@ -491,9 +519,16 @@ impl Queue {
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
-            let quarantined: u64 =
-                c.query_row("SELECT COUNT(*) FROM files WHERE state = 'quarantined'", [], |r| r.get(0))?;
-            Ok(QueueStats { pages, bytes, quarantined })
+            let quarantined: u64 = c.query_row(
+                "SELECT COUNT(*) FROM files WHERE state = 'quarantined'",
+                [],
+                |r| r.get(0),
+            )?;
+            Ok(QueueStats {
+                pages,
+                bytes,
+                quarantined,
+            })
         })
     }
 
@@ -606,11 +641,24 @@ mod tests {
         let q = Queue::open(dir.path()).unwrap();
         let inbox = Path::new("/inbox");
         // A stray page, then cover A with two pages, then cover B with one.
-        let pages = [page(None), page(Some("A")), page(None), page(None), page(Some("B")), page(None)];
+        let pages = [
+            page(None),
+            page(Some("A")),
+            page(None),
+            page(None),
+            page(Some("B")),
+            page(None),
+        ];
         for (i, p) in pages.iter().enumerate() {
-            assert!(q.enqueue(inbox, &key(&format!("{i}")), "h", std::slice::from_ref(p)).unwrap());
+            assert!(
+                q.enqueue(inbox, &key(&format!("{i}")), "h", std::slice::from_ref(p))
+                    .unwrap()
+            );
         }
-        assert!(!q.enqueue(inbox, &key("0"), "h", &[page(None)]).unwrap(), "same file twice");
+        assert!(
+            !q.enqueue(inbox, &key("0"), "h", &[page(None)]).unwrap(),
+            "same file twice"
+        );
         assert_eq!(q.seal_idle(-1).unwrap(), 1, "only B is still open");
 
         let mut seen = Vec::new();
@@ -632,7 +680,10 @@ mod tests {
             seals.push((s.cover_code.clone(), s.page_count));
             q.mark_seal_acked(s.packet_id).unwrap();
         }
-        assert_eq!(seals, vec![(None, 1), (Some("A".into()), 3), (Some("B".into()), 2)]);
+        assert_eq!(
+            seals,
+            vec![(None, 1), (Some("A".into()), 3), (Some("B".into()), 2)]
+        );
         assert_eq!(q.stats().unwrap().pages, 0);
     }
 
@@ -641,7 +692,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let q = Queue::open(dir.path()).unwrap();
         let pages = [page(Some("A")), page(None)];
-        q.enqueue(Path::new("/inbox"), &key("multi.tif"), "h", &pages).unwrap();
+        q.enqueue(Path::new("/inbox"), &key("multi.tif"), "h", &pages)
+            .unwrap();
         assert!(q.knows(&key("multi.tif")).unwrap());
         let first = q.next_page().unwrap().unwrap();
         assert!(q.mark_stored(first.capture_id).unwrap().is_empty());

@@ -24,8 +24,21 @@ pub fn render(config: &AgentConfig) -> anyhow::Result<String> {
         None => writeln!(out, "link: never connected")?,
     }
     let stats = queue.stats()?;
-    writeln!(out, "queue: {} pages, {} bytes waiting", stats.pages, stats.bytes)?;
-    writeln!(out, "watching: {}", config.watch.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))?;
+    writeln!(
+        out,
+        "queue: {} pages, {} bytes waiting",
+        stats.pages, stats.bytes
+    )?;
+    writeln!(
+        out,
+        "watching: {}",
+        config
+            .watch
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )?;
     writeln!(out, "recent packets:")?;
     for p in queue.recent_packets(10)? {
         let fate = match (p.matched, &p.outcome) {

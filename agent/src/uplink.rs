@@ -8,21 +8,22 @@
 
 use crate::config::AgentConfig;
 use crate::fsutil;
-use crate::queue::{QueuedPage, Queue, SealWork};
-use anyhow::{bail, Context};
+use crate::queue::{Queue, QueuedPage, SealWork};
+use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
-use imc_shared::protocol::*;
 use imc_shared::CoverPatterns;
+use imc_shared::protocol::*;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::Notify;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The server answers every message promptly; silence this long means a dead link.
@@ -79,7 +80,9 @@ pub fn uplink_url(server_url: &str) -> anyhow::Result<String> {
 
 impl Uplink {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let mut backoff = Backoff { current: BACKOFF_MIN };
+        let mut backoff = Backoff {
+            current: BACKOFF_MIN,
+        };
         loop {
             let result = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
@@ -87,7 +90,10 @@ impl Uplink {
             };
             match result {
                 Ok(()) if shutdown.is_cancelled() => return Ok(()),
-                Ok(()) => self.set_link("disconnected", "server closed the connection").await,
+                Ok(()) => {
+                    self.set_link("disconnected", "server closed the connection")
+                        .await
+                }
                 Err(e) => {
                     tracing::warn!(error = format!("{e:#}"), "uplink down; will retry");
                     self.set_link("disconnected", &format!("{e:#}")).await;
@@ -111,33 +117,48 @@ impl Uplink {
     async fn set_link(&self, state: &str, detail: &str) {
         let value = serde_json::json!({ "state": state, "detail": detail, "at": chrono::Utc::now().to_rfc3339() })
             .to_string();
-        if let Err(e) = self.blocking(move |q| Ok(q.set_meta(LINK_STATE_KEY, &value)?)).await {
+        if let Err(e) = self
+            .blocking(move |q| Ok(q.set_meta(LINK_STATE_KEY, &value)?))
+            .await
+        {
             tracing::warn!(error = %e, "could not record the link state");
         }
     }
 
     async fn connect(&self) -> anyhow::Result<Socket> {
         let url = uplink_url(&self.config.server_url)?;
-        let mut request = url.as_str().into_client_request().context("building the uplink request")?;
+        let mut request = url
+            .as_str()
+            .into_client_request()
+            .context("building the uplink request")?;
         request.headers_mut().insert(
             "Authorization",
             format!("Bearer {}", self.config.token)
                 .parse()
                 .context("agent token is not a valid header value")?,
         );
-        let (socket, _) = tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(request))
-            .await
-            .with_context(|| format!("connecting to {url}: timed out"))?
-            .map_err(|e| match e {
-                tokio_tungstenite::tungstenite::Error::Http(response) if response.status() == 401 => {
-                    anyhow::anyhow!("the server refused this agent's token (revoked? enrol again)")
-                }
-                other => anyhow::anyhow!("connecting to {url}: {other}"),
-            })?;
+        let (socket, _) =
+            tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(request))
+                .await
+                .with_context(|| format!("connecting to {url}: timed out"))?
+                .map_err(|e| match e {
+                    tokio_tungstenite::tungstenite::Error::Http(response)
+                        if response.status() == 401 =>
+                    {
+                        anyhow::anyhow!(
+                            "the server refused this agent's token (revoked? enrol again)"
+                        )
+                    }
+                    other => anyhow::anyhow!("connecting to {url}: {other}"),
+                })?;
         Ok(socket)
     }
 
-    async fn session(&self, backoff: &mut Backoff, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    async fn session(
+        &self,
+        backoff: &mut Backoff,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
         let mut ws = self.connect().await?;
         let hello = AgentMessage::Hello(Hello {
             protocol_version: PROTOCOL_VERSION,
@@ -149,7 +170,8 @@ impl Uplink {
         };
         self.adopt_patterns(&welcome.cover_patterns).await;
         backoff.reset();
-        self.set_link("connected", &format!("site {}", welcome.site)).await;
+        self.set_link("connected", &format!("site {}", welcome.site))
+            .await;
         tracing::info!(site = %welcome.site, "connected to the server");
         let chunk = (welcome.max_chunk_bytes as usize).clamp(4 * 1024, MAX_CHUNK_BYTES);
 
@@ -193,11 +215,16 @@ impl Uplink {
                     *current = compiled;
                 }
                 let json = serde_json::to_string(patterns).unwrap_or_default();
-                if let Err(e) = self.blocking(move |q| Ok(q.set_meta(PATTERNS_KEY, &json)?)).await {
+                if let Err(e) = self
+                    .blocking(move |q| Ok(q.set_meta(PATTERNS_KEY, &json)?))
+                    .await
+                {
                     tracing::warn!(error = %e, "could not keep the cover patterns");
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "server sent a cover pattern that does not compile; keeping the old ones"),
+            Err(e) => {
+                tracing::warn!(error = %e, "server sent a cover pattern that does not compile; keeping the old ones")
+            }
         }
     }
 
@@ -220,7 +247,9 @@ impl Uplink {
             let Some(msg) = parse(frame)? else { continue };
             match msg {
                 ServerMessage::PacketOutcome(_) => self.unsolicited(msg).await?,
-                ServerMessage::Error(e) if e.fatal => bail!("server refused: {} ({})", e.message, e.code),
+                ServerMessage::Error(e) if e.fatal => {
+                    bail!("server refused: {} ({})", e.message, e.code)
+                }
                 other => return Ok(other),
             }
         }
@@ -234,10 +263,14 @@ impl Uplink {
                 } else {
                     tracing::warn!(packet = %outcome.packet_id, "packet not matched: {}", outcome.message);
                 }
-                self.blocking(move |q| Ok(q.record_outcome(outcome.packet_id, outcome.matched, &outcome.message)?))
-                    .await
+                self.blocking(move |q| {
+                    Ok(q.record_outcome(outcome.packet_id, outcome.matched, &outcome.message)?)
+                })
+                .await
             }
-            ServerMessage::Error(e) if e.fatal => bail!("server refused: {} ({})", e.message, e.code),
+            ServerMessage::Error(e) if e.fatal => {
+                bail!("server refused: {} ({})", e.message, e.code)
+            }
             other => {
                 tracing::debug!(?other, "unexpected message while idle");
                 Ok(())
@@ -255,16 +288,20 @@ impl Uplink {
         send(ws, &msg).await?;
         match self.reply(ws).await? {
             ServerMessage::Sealed { packet_id: id } if id == packet_id => {
-                self.blocking(move |q| Ok(q.mark_seal_acked(packet_id)?)).await
+                self.blocking(move |q| Ok(q.mark_seal_acked(packet_id)?))
+                    .await
             }
-            ServerMessage::Error(e) => bail!("sealing packet {packet_id}: {} ({})", e.message, e.code),
+            ServerMessage::Error(e) => {
+                bail!("sealing packet {packet_id}: {} ({})", e.message, e.code)
+            }
             other => bail!("sealing packet {packet_id}: unexpected reply {other:?}"),
         }
     }
 
     async fn deliver(&self, ws: &mut Socket, page: QueuedPage, chunk: usize) -> anyhow::Result<()> {
         let id = page.capture_id;
-        let barcodes: Vec<BarcodeInfo> = serde_json::from_str(&page.barcodes_json).unwrap_or_default();
+        let barcodes: Vec<BarcodeInfo> =
+            serde_json::from_str(&page.barcodes_json).unwrap_or_default();
         let offer = AgentMessage::Offer(PageOffer {
             capture_id: id,
             packet_id: page.packet_id,
@@ -288,7 +325,13 @@ impl Uplink {
         }
         match reply {
             ServerMessage::Stored { capture_id } if capture_id == id => {}
-            ServerMessage::Error(e) => bail!("page {} ({}): {} ({})", id, page.source_name, e.message, e.code),
+            ServerMessage::Error(e) => bail!(
+                "page {} ({}): {} ({})",
+                id,
+                page.source_name,
+                e.message,
+                e.code
+            ),
             other => bail!("page {id}: unexpected reply {other:?}"),
         }
         let spool = page.spool_path.clone();
@@ -303,7 +346,13 @@ impl Uplink {
     }
 
     /// Sends the spool copy (never the inbox file, which may have changed) from `offset`.
-    async fn stream(&self, ws: &mut Socket, page: &QueuedPage, offset: u64, chunk: usize) -> anyhow::Result<()> {
+    async fn stream(
+        &self,
+        ws: &mut Socket,
+        page: &QueuedPage,
+        offset: u64,
+        chunk: usize,
+    ) -> anyhow::Result<()> {
         let path = &page.spool_path;
         let mut file = tokio::fs::File::open(path)
             .await
@@ -322,7 +371,9 @@ impl Uplink {
                 data: &buf[..want],
             }
             .encode();
-            ws.send(Message::Binary(frame.into())).await.context("sending page bytes")?;
+            ws.send(Message::Binary(frame.into()))
+                .await
+                .context("sending page bytes")?;
             at += want as u64;
         }
         Ok(())
@@ -355,14 +406,18 @@ impl Uplink {
 
 async fn send(ws: &mut Socket, msg: &AgentMessage) -> anyhow::Result<()> {
     let json = serde_json::to_string(msg)?;
-    ws.send(Message::Text(json.into())).await.context("sending to the server")
+    ws.send(Message::Text(json.into()))
+        .await
+        .context("sending to the server")
 }
 
 fn parse(frame: Message) -> anyhow::Result<Option<ServerMessage>> {
     match frame {
-        Message::Text(text) => Ok(Some(
-            serde_json::from_str(&text).with_context(|| format!("unreadable server message {text:?}"))?,
-        )),
+        Message::Text(text) => {
+            Ok(Some(serde_json::from_str(&text).with_context(|| {
+                format!("unreadable server message {text:?}")
+            })?))
+        }
         Message::Close(_) => bail!("server closed the connection"),
         _ => Ok(None),
     }
@@ -374,14 +429,22 @@ mod tests {
 
     #[test]
     fn uplink_urls() {
-        assert_eq!(uplink_url("http://h:1/").unwrap(), "ws://h:1/api/v1/agent/uplink");
-        assert_eq!(uplink_url("https://h").unwrap(), "wss://h/api/v1/agent/uplink");
+        assert_eq!(
+            uplink_url("http://h:1/").unwrap(),
+            "ws://h:1/api/v1/agent/uplink"
+        );
+        assert_eq!(
+            uplink_url("https://h").unwrap(),
+            "wss://h/api/v1/agent/uplink"
+        );
         assert!(uplink_url("ftp://h").is_err());
     }
 
     #[test]
     fn backoff_grows_with_jitter_and_caps() {
-        let mut b = Backoff { current: BACKOFF_MIN };
+        let mut b = Backoff {
+            current: BACKOFF_MIN,
+        };
         let waits: Vec<_> = (0..12).map(|_| b.next()).collect();
         assert!(waits[0] >= BACKOFF_MIN / 2 && waits[0] <= BACKOFF_MIN);
         assert!(waits.iter().all(|w| *w <= BACKOFF_MAX));

@@ -35,9 +35,18 @@ pub fn ignored(path: &Path) -> bool {
     name.starts_with('.')
         || name.starts_with('~')
         || name.ends_with('~')
-        || [".tmp", ".part", ".partial", ".crdownload", ".filepart", ".reason.txt", ".db", ".ini"]
-            .iter()
-            .any(|ext| lower.ends_with(ext))
+        || [
+            ".tmp",
+            ".part",
+            ".partial",
+            ".crdownload",
+            ".filepart",
+            ".reason.txt",
+            ".db",
+            ".ini",
+        ]
+        .iter()
+        .any(|ext| lower.ends_with(ext))
 }
 
 fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
@@ -63,22 +72,33 @@ pub struct Watch {
 
 impl Watch {
     pub fn new(dirs: Vec<PathBuf>, settle: Duration, rescan: Duration, queue: Arc<Queue>) -> Watch {
-        Watch { dirs, settle, rescan, queue }
+        Watch {
+            dirs,
+            settle,
+            rescan,
+            queue,
+        }
     }
 
     /// Sends candidates in the order they settled (oldest mtime first within a tick).
-    pub async fn run(self, out: mpsc::Sender<Candidate>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        out: mpsc::Sender<Candidate>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
         let (event_tx, mut events) = mpsc::channel::<PathBuf>(4096);
-        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if let Ok(event) = res {
-                for path in event.paths {
-                    // A full channel is fine: the rescan will find the file.
-                    let _ = event_tx.try_send(path);
+        let mut watcher =
+            notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+                if let Ok(event) = res {
+                    for path in event.paths {
+                        // A full channel is fine: the rescan will find the file.
+                        let _ = event_tx.try_send(path);
+                    }
                 }
-            }
-        })?;
+            })?;
         for dir in &self.dirs {
-            std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("creating watch folder {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("creating watch folder {}: {e}", dir.display()))?;
             if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
                 // Some shares refuse watches; polling still covers them.
                 tracing::warn!(dir = %dir.display(), error = %e, "no change events for this folder; polling only");
@@ -117,7 +137,9 @@ impl Watch {
         if ignored(&path) || pending.contains_key(&path) || pending.len() >= MAX_PENDING {
             return;
         }
-        let Ok(meta) = std::fs::metadata(&path) else { return };
+        let Ok(meta) = std::fs::metadata(&path) else {
+            return;
+        };
         if !meta.is_file() {
             return;
         }
@@ -132,7 +154,11 @@ impl Watch {
         );
     }
 
-    fn rescan_all(&self, pending: &mut HashMap<PathBuf, Pending>, taken: &mut HashMap<PathBuf, (u64, i64)>) {
+    fn rescan_all(
+        &self,
+        pending: &mut HashMap<PathBuf, Pending>,
+        taken: &mut HashMap<PathBuf, (u64, i64)>,
+    ) {
         let mut present = std::collections::HashSet::new();
         for dir in &self.dirs {
             let entries = match std::fs::read_dir(dir) {
@@ -145,10 +171,12 @@ impl Watch {
             for entry in entries.flatten() {
                 let path = entry.path();
                 present.insert(path.clone());
-                if let Some(&(size, mtime)) = taken.get(&path) {
-                    if entry.metadata().is_ok_and(|m| m.len() == size && mtime_ns(&m) == mtime) {
-                        continue;
-                    }
+                if let Some(&(size, mtime)) = taken.get(&path)
+                    && entry
+                        .metadata()
+                        .is_ok_and(|m| m.len() == size && mtime_ns(&m) == mtime)
+                {
+                    continue;
                 }
                 self.consider(pending, dir.clone(), path);
             }
@@ -195,7 +223,10 @@ impl Watch {
             let queue = Arc::clone(&self.queue);
             let key = candidate.key.clone();
             let known = tokio::task::spawn_blocking(move || queue.knows(&key)).await??;
-            taken.insert(candidate.key.path.clone(), (candidate.key.size, candidate.key.mtime_ns));
+            taken.insert(
+                candidate.key.path.clone(),
+                (candidate.key.size, candidate.key.mtime_ns),
+            );
             if !known {
                 fresh.push(candidate);
             }
@@ -210,7 +241,15 @@ mod tests {
 
     #[test]
     fn scanner_temp_names_are_ignored() {
-        for name in ["scan.tmp", ".hidden.jpg", "~scan.jpg", "scan.jpg~", "x.PART", "x.pdf.crdownload", "a.jpg.reason.txt"] {
+        for name in [
+            "scan.tmp",
+            ".hidden.jpg",
+            "~scan.jpg",
+            "scan.jpg~",
+            "x.PART",
+            "x.pdf.crdownload",
+            "a.jpg.reason.txt",
+        ] {
             assert!(ignored(Path::new(name)), "{name}");
         }
         for name in ["scan_0001.jpg", "batch.TIF", "fax.pdf"] {

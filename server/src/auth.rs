@@ -24,7 +24,11 @@ pub fn hash_secret(secret: &str) -> String {
 /// An authenticated caller of the HTTP API.
 #[derive(Debug, Clone)]
 pub enum Caller {
-    Token { id: i64, name: String, role: TokenRole },
+    Token {
+        id: i64,
+        name: String,
+        role: TokenRole,
+    },
     Agent(Agent),
 }
 
@@ -46,7 +50,10 @@ impl Caller {
 
     pub fn require_admin(&self) -> Result<(), ApiError> {
         match self {
-            Caller::Token { role: TokenRole::Admin, .. } => Ok(()),
+            Caller::Token {
+                role: TokenRole::Admin,
+                ..
+            } => Ok(()),
             _ => Err(ApiError::Forbidden("this call needs an admin token".into())),
         }
     }
@@ -65,7 +72,10 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts).ok_or(ApiError::Unauthorized)?;
         let hash = hash_secret(token);
         if let Some(t) = state.store.api_token_by_hash(&hash).await? {

@@ -36,7 +36,10 @@ pub trait BlobStore: Send + Sync + 'static {
 }
 
 pub fn is_sha256_hex(name: &str) -> bool {
-    name.len() == 64 && name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    name.len() == 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -52,7 +55,9 @@ impl FolderBlobs {
     pub fn open(root: &Path) -> Result<FolderBlobs, BlobError> {
         let tmp = root.join(".tmp");
         std::fs::create_dir_all(&tmp).map_err(|source| BlobError::Io { path: tmp, source })?;
-        Ok(FolderBlobs { root: root.to_owned() })
+        Ok(FolderBlobs {
+            root: root.to_owned(),
+        })
     }
 
     fn path_of(&self, sha256: &str) -> Result<PathBuf, BlobError> {
@@ -64,7 +69,10 @@ impl FolderBlobs {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BlobError + '_ {
-    move |source| BlobError::Io { path: path.to_owned(), source }
+    move |source| BlobError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// Renames `from` to `to` durably; if `to` exists the bytes are already there.
@@ -81,7 +89,9 @@ fn install(from: &Path, to: &Path) -> Result<(), BlobError> {
 
 #[cfg(unix)]
 fn sync_dir(dir: &Path) -> Result<(), BlobError> {
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))
 }
 
 #[cfg(not(unix))]
@@ -109,7 +119,9 @@ impl BlobStore for FolderBlobs {
         let path = self.path_of(sha256)?;
         match tokio::fs::read(&path).await {
             Ok(bytes) => Ok(bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(BlobError::NotFound(sha256.to_owned())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(BlobError::NotFound(sha256.to_owned()))
+            }
             Err(source) => Err(BlobError::Io { path, source }),
         }
     }
@@ -155,8 +167,14 @@ mod tests {
         assert_eq!(blobs.put(b"page".to_vec()).await.unwrap(), sha);
         assert_eq!(blobs.get(&sha).await.unwrap(), b"page");
         assert!(blobs.contains(&sha).await.unwrap());
-        assert!(matches!(blobs.get("../../etc/passwd").await, Err(BlobError::BadName(_))));
+        assert!(matches!(
+            blobs.get("../../etc/passwd").await,
+            Err(BlobError::BadName(_))
+        ));
         let missing = sha256_hex(b"other");
-        assert!(matches!(blobs.get(&missing).await, Err(BlobError::NotFound(_))));
+        assert!(matches!(
+            blobs.get(&missing).await,
+            Err(BlobError::NotFound(_))
+        ));
     }
 }

@@ -49,7 +49,10 @@ impl fmt::Debug for ServerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerConfig")
             .field("data_dir", &self.data_dir)
-            .field("bootstrap_token", &self.bootstrap_token.as_ref().map(|_| "<hidden>"))
+            .field(
+                "bootstrap_token",
+                &self.bootstrap_token.as_ref().map(|_| "<hidden>"),
+            )
             .field("max_body_bytes", &self.max_body_bytes)
             .field("enrollment_code_ttl", &self.enrollment_code_ttl)
             .field("cover_font", &self.cover_font)

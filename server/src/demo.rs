@@ -23,9 +23,24 @@ pub struct DemoOptions {
 }
 
 const SAMPLES: &[(&str, &str, &str, &str)] = &[
-    ("EXP-2026-0001", "expense", "差旅费报销 北京-上海 Travel Beijing-Shanghai", "3260.50"),
-    ("EXP-2026-0002", "expense", "办公用品采购 Office supplies", "418.00"),
-    ("AP-2026-0107", "payable", "供应商发票 Supplier invoice 上海某某科技有限公司", "12800.00"),
+    (
+        "EXP-2026-0001",
+        "expense",
+        "差旅费报销 北京-上海 Travel Beijing-Shanghai",
+        "3260.50",
+    ),
+    (
+        "EXP-2026-0002",
+        "expense",
+        "办公用品采购 Office supplies",
+        "418.00",
+    ),
+    (
+        "AP-2026-0107",
+        "payable",
+        "供应商发票 Supplier invoice 上海某某科技有限公司",
+        "12800.00",
+    ),
 ];
 
 pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -47,14 +62,22 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::R
 
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
-        .with_context(|| format!("binding {} (pass --listen to use another address)", options.listen))?;
+        .with_context(|| {
+            format!(
+                "binding {} (pass --listen to use another address)",
+                options.listen
+            )
+        })?;
     let addr = listener.local_addr()?;
     let base = format!("http://{addr}");
     let server_stop = shutdown.clone();
-    let server = tokio::spawn(crate::serve_state(state, listener, async move { server_stop.cancelled().await }));
+    let server = tokio::spawn(crate::serve_state(state, listener, async move {
+        server_stop.cancelled().await
+    }));
 
     let api = Api::new(&base, &token);
-    api.put("/schemes/demo", serde_json::json!({"mode": "match"})).await?;
+    api.put("/schemes/demo", serde_json::json!({"mode": "match"}))
+        .await?;
     let mut docs = Vec::new();
     for (doc_no, doc_type, title, amount) in SAMPLES {
         let created: DocumentCreated = api
@@ -66,18 +89,29 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::R
                 }),
             )
             .await?;
-        let png = api.bytes(&format!("/documents/{}/cover.png", created.id)).await?;
+        let png = api
+            .bytes(&format!("/documents/{}/cover.png", created.id))
+            .await?;
         let cover_path = covers_dir.join(format!("{doc_no}-cover.png"));
-        std::fs::write(&cover_path, png).with_context(|| format!("writing {}", cover_path.display()))?;
+        std::fs::write(&cover_path, png)
+            .with_context(|| format!("writing {}", cover_path.display()))?;
         docs.push(created);
     }
     write_sample_pages(&samples_dir)?;
 
     // The in-process agent enrols like any desk: with a one-time code.
-    let code: EnrollmentCode = api.post("/sites/demo-site/enrollment-codes", serde_json::json!({})).await?;
+    let code: EnrollmentCode = api
+        .post("/sites/demo-site/enrollment-codes", serde_json::json!({}))
+        .await?;
     let agent_config_path = dir.join("agent").join("agent.toml");
     let _ = std::fs::remove_file(&agent_config_path);
-    let mut agent = imc_agent::enroll::enroll(&agent_config_path, &base, &code.code, Some("demo-desk".into())).await?;
+    let mut agent = imc_agent::enroll::enroll(
+        &agent_config_path,
+        &base,
+        &code.code,
+        Some("demo-desk".into()),
+    )
+    .await?;
     agent.watch = vec![inbox.clone()];
     agent.data_dir = Some(dir.join("agent").join("data"));
     agent.settle_ms = 300;
@@ -106,21 +140,34 @@ fn print_welcome(base: &str, token: &str, docs: &[DocumentCreated], dir: &Path) 
     println!();
     println!("Sample documents (match mode):");
     for doc in docs {
-        println!("  #{:<3} {:<14} cover {}  {}{}", doc.id, doc.doc_no, doc.cover_code, base, doc.cover_url);
+        println!(
+            "  #{:<3} {:<14} cover {}  {}{}",
+            doc.id, doc.doc_no, doc.cover_code, base, doc.cover_url
+        );
     }
     if let Some(first) = docs.first() {
         println!();
         println!("Scan a packet: copy a cover sheet, then its pages, into the inbox:");
-        println!("  cp {d}/covers/{}-cover.png {d}/inbox/ && cp {d}/samples/*.png {d}/inbox/", first.doc_no);
+        println!(
+            "  cp {d}/covers/{}-cover.png {d}/inbox/ && cp {d}/samples/*.png {d}/inbox/",
+            first.doc_no
+        );
         println!("Then look at the document and sign it off:");
-        println!("  curl -s -H 'Authorization: Bearer {token}' {base}/api/v1/documents/{}", first.id);
-        println!("  curl -s -X POST -H 'Authorization: Bearer {token}' {base}/api/v1/documents/{}/sign-off", first.id);
+        println!(
+            "  curl -s -H 'Authorization: Bearer {token}' {base}/api/v1/documents/{}",
+            first.id
+        );
+        println!(
+            "  curl -s -X POST -H 'Authorization: Bearer {token}' {base}/api/v1/documents/{}/sign-off",
+            first.id
+        );
     }
     println!();
 }
 
 async fn watch_statuses(api: &Api, docs: &[DocumentCreated], shutdown: &CancellationToken) {
-    let mut last: HashMap<i64, String> = docs.iter().map(|d| (d.id, d.status.to_string())).collect();
+    let mut last: HashMap<i64, String> =
+        docs.iter().map(|d| (d.id, d.status.to_string())).collect();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let shutdown_on_signal = shutdown.clone();
     tokio::spawn(async move {
@@ -133,12 +180,18 @@ async fn watch_statuses(api: &Api, docs: &[DocumentCreated], shutdown: &Cancella
             _ = tick.tick() => {}
         }
         for doc in docs {
-            let Ok(status) = api.get::<StatusView>(&format!("/documents/{}/status", doc.id)).await else {
+            let Ok(status) = api
+                .get::<StatusView>(&format!("/documents/{}/status", doc.id))
+                .await
+            else {
                 continue;
             };
             let now = status.status.to_string();
             if last.get(&doc.id) != Some(&now) {
-                println!("{} is now {} ({} images)", doc.doc_no, now, status.image_count);
+                println!(
+                    "{} is now {} ({} images)",
+                    doc.doc_no, now, status.image_count
+                );
                 last.insert(doc.id, now);
             }
         }
@@ -159,7 +212,8 @@ fn write_sample_pages(dir: &Path) -> anyhow::Result<()> {
             }
         }
         let path = dir.join(format!("receipt-{n}.png"));
-        page.save(&path).with_context(|| format!("writing {}", path.display()))?;
+        page.save(&path)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }
@@ -189,24 +243,50 @@ impl Api {
         anyhow::bail!("{what}: {status}: {body}")
     }
 
-    async fn post<T: serde::de::DeserializeOwned>(&self, path: &str, body: serde_json::Value) -> anyhow::Result<T> {
-        let response = self.client.post(format!("{}{path}", self.base)).bearer_auth(&self.token).json(&body).send().await?;
+    async fn post<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> anyhow::Result<T> {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await?;
         Ok(Self::check(response, path).await?.json().await?)
     }
 
     async fn put(&self, path: &str, body: serde_json::Value) -> anyhow::Result<()> {
-        let response = self.client.put(format!("{}{path}", self.base)).bearer_auth(&self.token).json(&body).send().await?;
+        let response = self
+            .client
+            .put(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await?;
         Self::check(response, path).await?;
         Ok(())
     }
 
     async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
-        let response = self.client.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await?;
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
         Ok(Self::check(response, path).await?.json().await?)
     }
 
     async fn bytes(&self, path: &str) -> anyhow::Result<Vec<u8>> {
-        let response = self.client.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await?;
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
         Ok(Self::check(response, path).await?.bytes().await?.to_vec())
     }
 }

@@ -5,11 +5,11 @@
 
 use crate::blobs::BlobError;
 use crate::store::StoreError;
+use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use imc_shared::api::{ErrorBody, ErrorDetail};
 use imc_shared::DocStatus;
+use imc_shared::api::{ErrorBody, ErrorDetail};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -20,7 +20,10 @@ pub enum ApiError {
     #[error("{0} not found")]
     NotFound(String),
     #[error("{message}")]
-    BadRequest { field: Option<String>, message: String },
+    BadRequest {
+        field: Option<String>,
+        message: String,
+    },
     #[error("{0}")]
     Conflict(String),
     #[error("document is {current}; {message}")]
@@ -52,7 +55,9 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(what) => ApiError::NotFound(what),
             StoreError::Conflict(message) => ApiError::Conflict(message),
-            StoreError::InvalidTransition { current, action, .. } => ApiError::InvalidTransition {
+            StoreError::InvalidTransition {
+                current, action, ..
+            } => ApiError::InvalidTransition {
                 current,
                 message: format!("{action} is not allowed"),
             },

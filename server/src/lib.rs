@@ -33,18 +33,18 @@ use tokio::net::TcpListener;
 /// Opens (or creates) the data dir and everything the server keeps in it.
 pub async fn open(config: ServerConfig) -> anyhow::Result<AppState> {
     let data_dir = &config.data_dir;
-    std::fs::create_dir_all(data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
     let db_path = config.database_path();
     let fresh = !db_path.exists();
-    let store = SqliteStore::open(&db_path).with_context(|| format!("opening database {}", db_path.display()))?;
-    if fresh {
-        if let Some(token) = &config.bootstrap_token {
-            store
-                .add_api_token("bootstrap", TokenRole::Admin, &auth::hash_secret(token))
-                .await
-                .context("storing the bootstrap token")?;
-            tracing::info!("IMC_BOOTSTRAP_TOKEN stored as an admin API token");
-        }
+    let store = SqliteStore::open(&db_path)
+        .with_context(|| format!("opening database {}", db_path.display()))?;
+    if fresh && let Some(token) = &config.bootstrap_token {
+        store
+            .add_api_token("bootstrap", TokenRole::Admin, &auth::hash_secret(token))
+            .await
+            .context("storing the bootstrap token")?;
+        tracing::info!("IMC_BOOTSTRAP_TOKEN stored as an admin API token");
     }
     let blobs = FolderBlobs::open(&config.blobs_dir())?;
     let covers = match &config.cover_font {

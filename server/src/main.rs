@@ -65,7 +65,7 @@ fn shutdown_on_signal() -> CancellationToken {
 
 #[cfg(unix)]
 async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {
             tokio::select! {
@@ -94,7 +94,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 cover_font,
             } => {
                 let mut config = ServerConfig::new(data_dir);
-                config.bootstrap_token = std::env::var("IMC_BOOTSTRAP_TOKEN").ok().filter(|t| !t.is_empty());
+                config.bootstrap_token = std::env::var("IMC_BOOTSTRAP_TOKEN")
+                    .ok()
+                    .filter(|t| !t.is_empty());
                 config.cover_font = cover_font;
                 let listener = tokio::net::TcpListener::bind(listen)
                     .await

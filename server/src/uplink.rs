@@ -10,8 +10,8 @@ use crate::blobs::is_sha256_hex;
 use crate::state::AppState;
 use crate::store::{Agent, PacketResolution, StoredPage};
 use anyhow::Context;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use imc_shared::protocol::*;
@@ -30,7 +30,14 @@ const MAX_OPEN_UPLOADS: usize = 8;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(15);
 /// An agent pings every few seconds; silence this long means the link is dead.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-const CONTENT_TYPES: &[&str] = &["image/jpeg", "image/png", "image/tiff", "image/bmp", "image/webp", "application/pdf"];
+const CONTENT_TYPES: &[&str] = &[
+    "image/jpeg",
+    "image/png",
+    "image/tiff",
+    "image/bmp",
+    "image/webp",
+    "application/pdf",
+];
 
 /// The scan desks connected to this server.
 #[derive(Clone)]
@@ -57,7 +64,12 @@ pub async fn upgrade(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let agent = match token {
-        Some(token) => state.store.agent_by_token_hash(&hash_secret(token.trim())).await,
+        Some(token) => {
+            state
+                .store
+                .agent_by_token_hash(&hash_secret(token.trim()))
+                .await
+        }
         None => Ok(None),
     };
     let agent = match agent {
@@ -68,8 +80,11 @@ pub async fn upgrade(
     let ws = match ws {
         Ok(ws) => ws,
         Err(rejection) => {
-            return crate::error::ApiError::bad_request(format!("the uplink is a WebSocket: {}", rejection.body_text()))
-                .into_response();
+            return crate::error::ApiError::bad_request(format!(
+                "the uplink is a WebSocket: {}",
+                rejection.body_text()
+            ))
+            .into_response();
         }
     };
     ws.max_message_size(MAX_CHUNK_BYTES + 64)
@@ -104,7 +119,12 @@ struct Session {
     uploads: HashMap<Uuid, Upload>,
 }
 
-fn error(code: &str, message: impl Into<String>, capture_id: Option<Uuid>, fatal: bool) -> ServerMessage {
+fn error(
+    code: &str,
+    message: impl Into<String>,
+    capture_id: Option<Uuid>,
+    fatal: bool,
+) -> ServerMessage {
     ServerMessage::Error(ProtocolError {
         code: code.to_owned(),
         message: message.into(),
@@ -115,7 +135,10 @@ fn error(code: &str, message: impl Into<String>, capture_id: Option<Uuid>, fatal
 
 async fn send(socket: &mut WebSocket, msg: &ServerMessage) -> anyhow::Result<()> {
     let json = serde_json::to_string(msg).context("encoding server message")?;
-    socket.send(Message::Text(json.into())).await.context("sending to agent")
+    socket
+        .send(Message::Text(json.into()))
+        .await
+        .context("sending to agent")
 }
 
 impl Session {
@@ -134,7 +157,16 @@ impl Session {
             Err(_) => anyhow::bail!("no hello within {HELLO_TIMEOUT:?}"),
         };
         let Some(AgentMessage::Hello(hello)) = hello else {
-            send(&mut socket, &error("expected_hello", "the first message must be hello", None, true)).await?;
+            send(
+                &mut socket,
+                &error(
+                    "expected_hello",
+                    "the first message must be hello",
+                    None,
+                    true,
+                ),
+            )
+            .await?;
             anyhow::bail!("first message was not a hello");
         };
         if hello.protocol_version != PROTOCOL_VERSION {
@@ -142,7 +174,11 @@ impl Session {
                 "server speaks uplink protocol {PROTOCOL_VERSION}, agent sent {}; update the agent",
                 hello.protocol_version
             );
-            send(&mut socket, &error("unsupported_protocol", message.clone(), None, true)).await?;
+            send(
+                &mut socket,
+                &error("unsupported_protocol", message.clone(), None, true),
+            )
+            .await?;
             anyhow::bail!(message);
         }
         self.state.store.agent_seen(&self.agent.id, None).await?;
@@ -165,7 +201,12 @@ impl Session {
             let replies = match frame {
                 Message::Text(text) => match serde_json::from_str::<AgentMessage>(&text) {
                     Ok(msg) => self.on_message(msg).await?,
-                    Err(e) => vec![error("malformed", format!("unreadable message: {e}"), None, true)],
+                    Err(e) => vec![error(
+                        "malformed",
+                        format!("unreadable message: {e}"),
+                        None,
+                        true,
+                    )],
                 },
                 Message::Binary(bytes) => self.on_chunk(&bytes).await?,
                 Message::Ping(_) | Message::Pong(_) => Vec::new(),
@@ -174,7 +215,12 @@ impl Session {
             for reply in &replies {
                 send(&mut socket, reply).await?;
             }
-            if let Some(ServerMessage::Error(ProtocolError { fatal: true, message, .. })) = replies.last() {
+            if let Some(ServerMessage::Error(ProtocolError {
+                fatal: true,
+                message,
+                ..
+            })) = replies.last()
+            {
                 anyhow::bail!("protocol error: {message}");
             }
         }
@@ -182,11 +228,19 @@ impl Session {
 
     async fn on_message(&mut self, msg: AgentMessage) -> anyhow::Result<Vec<ServerMessage>> {
         match msg {
-            AgentMessage::Hello(_) => Ok(vec![error("unexpected_hello", "hello was already received", None, true)]),
+            AgentMessage::Hello(_) => Ok(vec![error(
+                "unexpected_hello",
+                "hello was already received",
+                None,
+                true,
+            )]),
             AgentMessage::Offer(offer) => self.on_offer(offer).await,
             AgentMessage::Seal(seal) => self.on_seal(seal).await,
             AgentMessage::Report(report) => {
-                self.state.store.agent_seen(&self.agent.id, Some(report)).await?;
+                self.state
+                    .store
+                    .agent_seen(&self.agent.id, Some(report))
+                    .await?;
                 Ok(Vec::new())
             }
         }
@@ -211,7 +265,10 @@ impl Session {
         let upload = self.open_partial(offer).await?;
         let offset = upload.received;
         self.uploads.insert(id, upload);
-        Ok(vec![ServerMessage::Resume { capture_id: id, offset }])
+        Ok(vec![ServerMessage::Resume {
+            capture_id: id,
+            offset,
+        }])
     }
 
     /// Opens (or reopens, after a reconnect) the partial file of a page.
@@ -261,10 +318,18 @@ impl Session {
         };
         let id = chunk.capture_id;
         let Some(upload) = self.uploads.get_mut(&id) else {
-            return Ok(vec![error("unknown_upload", "chunk for a page that was not offered", Some(id), false)]);
+            return Ok(vec![error(
+                "unknown_upload",
+                "chunk for a page that was not offered",
+                Some(id),
+                false,
+            )]);
         };
         if chunk.offset != upload.received {
-            let msg = format!("chunk at offset {}, expected {}", chunk.offset, upload.received);
+            let msg = format!(
+                "chunk at offset {}, expected {}",
+                chunk.offset, upload.received
+            );
             self.uploads.remove(&id);
             return Ok(vec![error("out_of_order", msg, Some(id), false)]);
         }
@@ -272,7 +337,12 @@ impl Session {
             let path = upload.path.clone();
             self.uploads.remove(&id);
             let _ = tokio::fs::remove_file(&path).await;
-            return Ok(vec![error("too_long", "more bytes than the offer said", Some(id), false)]);
+            return Ok(vec![error(
+                "too_long",
+                "more bytes than the offer said",
+                Some(id),
+                false,
+            )]);
         }
         upload
             .file
@@ -325,7 +395,9 @@ impl Session {
                 replies.extend(outcome(packet_id, resolution));
                 Ok(replies)
             }
-            Err(crate::store::StoreError::Conflict(msg)) => Ok(vec![error("conflict", msg, Some(id), false)]),
+            Err(crate::store::StoreError::Conflict(msg)) => {
+                Ok(vec![error("conflict", msg, Some(id), false)])
+            }
             Err(e) => Err(e).with_context(|| format!("recording page {id}")),
         }
     }
@@ -343,7 +415,9 @@ impl Session {
                 replies.extend(outcome(packet_id, resolution));
                 Ok(replies)
             }
-            Err(crate::store::StoreError::Conflict(msg)) => Ok(vec![error("conflict", msg, None, false)]),
+            Err(crate::store::StoreError::Conflict(msg)) => {
+                Ok(vec![error("conflict", msg, None, false)])
+            }
             Err(e) => Err(e).with_context(|| format!("sealing packet {packet_id}")),
         }
     }
@@ -352,7 +426,10 @@ impl Session {
 fn outcome(packet_id: Uuid, resolution: PacketResolution) -> Option<ServerMessage> {
     let outcome = match resolution {
         PacketResolution::Open => return None,
-        PacketResolution::Matched { document_id, doc_no } => PacketOutcome {
+        PacketResolution::Matched {
+            document_id,
+            doc_no,
+        } => PacketOutcome {
             packet_id,
             matched: true,
             document_id: Some(document_id),
@@ -372,13 +449,19 @@ fn outcome(packet_id: Uuid, resolution: PacketResolution) -> Option<ServerMessag
 
 fn validate_offer(offer: &PageOffer) -> Result<(), String> {
     if offer.size == 0 || offer.size > MAX_PAGE_BYTES {
-        return Err(format!("page size {} is outside 1..={MAX_PAGE_BYTES}", offer.size));
+        return Err(format!(
+            "page size {} is outside 1..={MAX_PAGE_BYTES}",
+            offer.size
+        ));
     }
     if !is_sha256_hex(&offer.sha256) {
         return Err("sha256 must be 64 lowercase hex digits".into());
     }
     if !CONTENT_TYPES.contains(&offer.content_type.as_str()) {
-        return Err(format!("content type {:?} is not accepted", offer.content_type));
+        return Err(format!(
+            "content type {:?} is not accepted",
+            offer.content_type
+        ));
     }
     if offer.page_index > 100_000 {
         return Err("page_index is implausibly large".into());

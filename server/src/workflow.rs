@@ -7,7 +7,11 @@ use crate::store::Decision;
 use imc_shared::{DocStatus, ImageMode};
 
 /// The status a decision leads to, or `None` when it is not allowed now.
-pub fn after_decision(mode: ImageMode, current: DocStatus, decision: &Decision) -> Option<DocStatus> {
+pub fn after_decision(
+    mode: ImageMode,
+    current: DocStatus,
+    decision: &Decision,
+) -> Option<DocStatus> {
     use DocStatus::*;
     match (decision, current) {
         (Decision::Cancel { .. }, Cancelled) => None,
@@ -53,8 +57,12 @@ mod tests {
     #[test]
     fn match_mode_decisions() {
         let m = ImageMode::Match;
-        let reject = Decision::Reject { reason: "blurred".into() };
-        let unsign = Decision::Unsign { reason: "wrong".into() };
+        let reject = Decision::Reject {
+            reason: "blurred".into(),
+        };
+        let unsign = Decision::Unsign {
+            reason: "wrong".into(),
+        };
         let table = [
             (Matched, Decision::SignOff, Some(Ready)),
             (AwaitingImages, Decision::SignOff, None),
@@ -67,13 +75,20 @@ mod tests {
             (Cancelled, Decision::Cancel { reason: None }, None),
         ];
         for (from, decision, to) in table {
-            assert_eq!(after_decision(m, from, &decision), to, "{from} {decision:?}");
+            assert_eq!(
+                after_decision(m, from, &decision),
+                to,
+                "{from} {decision:?}"
+            );
         }
     }
 
     #[test]
     fn basic_mode_has_no_sign_off() {
-        assert_eq!(after_decision(ImageMode::Basic, Ready, &Decision::SignOff), None);
+        assert_eq!(
+            after_decision(ImageMode::Basic, Ready, &Decision::SignOff),
+            None
+        );
         assert_eq!(
             on_images(ImageMode::Basic, AwaitingImages, false),
             Some(Attach::Append(Ready))
@@ -83,7 +98,10 @@ mod tests {
     #[test]
     fn scanned_packets() {
         let m = ImageMode::Match;
-        assert_eq!(on_images(m, AwaitingImages, true), Some(Attach::Append(Matched)));
+        assert_eq!(
+            on_images(m, AwaitingImages, true),
+            Some(Attach::Append(Matched))
+        );
         assert_eq!(on_images(m, Rejected, true), Some(Attach::Replace(Matched)));
         assert_eq!(on_images(m, Ready, true), None);
         assert_eq!(on_images(m, Cancelled, true), None);

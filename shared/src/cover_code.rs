@@ -121,8 +121,8 @@ impl CoverPatterns {
         if !matches {
             return false;
         }
-        let issued_shape = text.starts_with(ISSUED_PREFIX)
-            && text.len() == ISSUED_PREFIX.len() + BODY_LEN + 1;
+        let issued_shape =
+            text.starts_with(ISSUED_PREFIX) && text.len() == ISSUED_PREFIX.len() + BODY_LEN + 1;
         !issued_shape || CoverCode::is_valid_issued(text)
     }
 }
@@ -131,7 +131,9 @@ impl Default for CoverPatterns {
     fn default() -> Self {
         // The default pattern is a literal that compiles; an empty set would
         // recognise nothing, which is the safe failure.
-        CoverPatterns::new(&[DEFAULT_PATTERN]).unwrap_or(CoverPatterns { patterns: Vec::new() })
+        CoverPatterns::new(&[DEFAULT_PATTERN]).unwrap_or(CoverPatterns {
+            patterns: Vec::new(),
+        })
     }
 }
 

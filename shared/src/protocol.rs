@@ -89,11 +89,18 @@ pub struct AgentReport {
 pub enum ServerMessage {
     Welcome(Welcome),
     /// Send the page's bytes from `offset`.
-    Resume { capture_id: Uuid, offset: u64 },
+    Resume {
+        capture_id: Uuid,
+        offset: u64,
+    },
     /// The page is durably stored; the agent may let it go.
-    Stored { capture_id: Uuid },
+    Stored {
+        capture_id: Uuid,
+    },
     /// The seal is durably recorded.
-    Sealed { packet_id: Uuid },
+    Sealed {
+        packet_id: Uuid,
+    },
     /// What became of a sealed packet, for the clerk at the desk.
     PacketOutcome(PacketOutcome),
     /// The request could not be served; `capture_id` names the page when it is about one.
@@ -195,9 +202,17 @@ mod tests {
     fn chunk_round_trips_and_rejects_damage() {
         let id = Uuid::new_v4();
         let data = b"page bytes".to_vec();
-        let frame = Chunk { capture_id: id, offset: 4096, data: &data }.encode();
+        let frame = Chunk {
+            capture_id: id,
+            offset: 4096,
+            data: &data,
+        }
+        .encode();
         let chunk = Chunk::decode(&frame).unwrap();
-        assert_eq!((chunk.capture_id, chunk.offset, chunk.data), (id, 4096, &data[..]));
+        assert_eq!(
+            (chunk.capture_id, chunk.offset, chunk.data),
+            (id, 4096, &data[..])
+        );
 
         let mut damaged = frame.clone();
         let last = damaged.len() - 1;

@@ -1,14 +1,17 @@
 //! The capture API of basic mode: images uploaded straight onto a document.
 
-use crate::harness::{TestServer, TOKEN};
+use crate::harness::{TOKEN, TestServer};
 use crate::scan;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn basic_mode_documents_are_ready_once_an_image_is_uploaded() {
     let server = TestServer::start();
     let (status, doc) = server
-        .post("/documents", json!({"source_system": "ERP", "doc_no": "B-1", "doc_type": "misc", "org": "HQ"}))
+        .post(
+            "/documents",
+            json!({"source_system": "ERP", "doc_no": "B-1", "doc_type": "misc", "org": "HQ"}),
+        )
         .await;
     assert_eq!(status, 201);
     assert_eq!(doc["mode"], "basic", "no scheme means basic");
@@ -35,7 +38,12 @@ async fn basic_mode_documents_are_ready_once_an_image_is_uploaded() {
     let (_, served) = server.get_bytes(&format!("/images/{}", image["id"])).await;
     assert_eq!(served, page);
 
-    let (status, _) = server.post(&format!("/documents/{id}/cancel"), json!({"reason": "duplicate"})).await;
+    let (status, _) = server
+        .post(
+            &format!("/documents/{id}/cancel"),
+            json!({"reason": "duplicate"}),
+        )
+        .await;
     assert_eq!(status, 200);
     let r = upload(page).await.unwrap();
     assert_eq!(r.status(), 409, "a cancelled document takes no images");

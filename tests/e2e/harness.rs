@@ -1,6 +1,6 @@
 //! Starts real server and agent processes for a test and cleans up on drop.
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -33,7 +33,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -95,32 +98,60 @@ impl TestServer {
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self.client.get(self.url(path)).bearer_auth(TOKEN).send().await.expect("GET");
+        let r = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("GET");
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn get_bytes(&self, path: &str) -> (u16, Vec<u8>) {
-        let r = self.client.get(self.url(path)).bearer_auth(TOKEN).send().await.expect("GET");
+        let r = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("GET");
         let status = r.status().as_u16();
         (status, r.bytes().await.expect("body").to_vec())
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = self.client.post(self.url(path)).bearer_auth(TOKEN).json(&body).send().await.expect("POST");
+        let r = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = self.client.put(self.url(path)).bearer_auth(TOKEN).json(&body).send().await.expect("PUT");
+        let r = self
+            .client
+            .put(self.url(path))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .expect("PUT");
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
     /// A document in match mode (the scheme makes every document match mode).
     pub async fn match_document(&self, doc_no: &str) -> Value {
-        let (status, _) = self.put("/schemes/all-match", serde_json::json!({"mode": "match"})).await;
+        let (status, _) = self
+            .put("/schemes/all-match", serde_json::json!({"mode": "match"}))
+            .await;
         assert_eq!(status, 200);
         let (status, doc) = self
             .post(
@@ -138,14 +169,21 @@ impl TestServer {
     }
 
     pub async fn wait_for_status(&self, id: i64, want: &str, limit: Duration) {
-        eventually(&format!("document {id} to become {want}"), limit, || async {
-            (self.status_of(id).await == want).then_some(())
-        })
+        eventually(
+            &format!("document {id} to become {want}"),
+            limit,
+            || async { (self.status_of(id).await == want).then_some(()) },
+        )
         .await
     }
 
     pub async fn enrollment_code(&self, site: &str) -> String {
-        let (status, body) = self.post(&format!("/sites/{site}/enrollment-codes"), serde_json::json!({})).await;
+        let (status, body) = self
+            .post(
+                &format!("/sites/{site}/enrollment-codes"),
+                serde_json::json!({}),
+            )
+            .await;
         assert_eq!(status, 201, "{body}");
         body["code"].as_str().expect("code").to_owned()
     }
@@ -180,12 +218,28 @@ impl TestAgent {
         let output = Command::new(bin("imc-agent"))
             .arg("--config")
             .arg(&config)
-            .args(["enroll", "--server", &server.base, "--code", &code, "--name", "desk-1"])
+            .args([
+                "enroll",
+                "--server",
+                &server.base,
+                "--code",
+                &code,
+                "--name",
+                "desk-1",
+            ])
             .output()
             .expect("run imc-agent enroll");
-        assert!(output.status.success(), "enroll failed: {}", String::from_utf8_lossy(&output.stderr));
-        let mut table: toml::Table = toml::from_str(&std::fs::read_to_string(&config).expect("config")).expect("toml");
-        table.insert("data_dir".into(), root.join("data").to_string_lossy().into_owned().into());
+        assert!(
+            output.status.success(),
+            "enroll failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let mut table: toml::Table =
+            toml::from_str(&std::fs::read_to_string(&config).expect("config")).expect("toml");
+        table.insert(
+            "data_dir".into(),
+            root.join("data").to_string_lossy().into_owned().into(),
+        );
         table.insert("settle_ms".into(), 200.into());
         table.insert("seal_after_ms".into(), 1500.into());
         table.insert("rescan_secs".into(), 2.into());
@@ -247,7 +301,11 @@ impl TestAgent {
             .arg("status")
             .output()
             .expect("run imc-agent status");
-        assert!(output.status.success(), "status failed: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "status failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 }

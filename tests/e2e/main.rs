@@ -3,6 +3,9 @@
 //! One test binary; `harness` starts and stops the processes, `scan` makes
 //! scanner-like images.
 
+// A test that cannot set itself up should fail loudly, right there.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod harness;
 mod scan;
 

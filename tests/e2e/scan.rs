@@ -1,7 +1,7 @@
 //! Scanner-like images made by the tests themselves: degraded covers,
 //! text-like pages, and pages carrying arbitrary barcodes.
 
-use image::{imageops, GrayImage, ImageFormat, Luma};
+use image::{GrayImage, ImageFormat, Luma, imageops};
 use rand::{Rng, SeedableRng};
 use std::io::Cursor;
 
@@ -14,7 +14,9 @@ pub struct Degrade {
 }
 
 pub fn decode_gray(bytes: &[u8]) -> GrayImage {
-    image::load_from_memory(bytes).expect("decodable image").into_luma8()
+    image::load_from_memory(bytes)
+        .expect("decodable image")
+        .into_luma8()
 }
 
 /// Takes a 300 dpi page and returns a scanner-like JPEG of it.
@@ -48,7 +50,8 @@ pub fn jpeg(page: &GrayImage, quality: u8) -> Vec<u8> {
 
 pub fn png(page: &GrayImage) -> Vec<u8> {
     let mut out = Cursor::new(Vec::new());
-    page.write_to(&mut out, ImageFormat::Png).expect("png encode");
+    page.write_to(&mut out, ImageFormat::Png)
+        .expect("png encode");
     out.into_inner()
 }
 
@@ -111,14 +114,25 @@ pub fn barcode_page(text: &str) -> GrayImage {
 }
 
 /// Paints a bit matrix at integer module size; a 1-row matrix (1D code) is stretched to `bar_height`.
-fn paint(page: &mut GrayImage, matrix: &rxing::common::BitMatrix, left: u32, top: u32, module: u32, bar_height: u32) {
+fn paint(
+    page: &mut GrayImage,
+    matrix: &rxing::common::BitMatrix,
+    left: u32,
+    top: u32,
+    module: u32,
+    bar_height: u32,
+) {
     let rows = matrix.getHeight();
     for my in 0..rows {
         for mx in 0..matrix.getWidth() {
             if !matrix.get(mx, my) {
                 continue;
             }
-            let (h, y0) = if rows == 1 { (bar_height, top) } else { (module, top + my * module) };
+            let (h, y0) = if rows == 1 {
+                (bar_height, top)
+            } else {
+                (module, top + my * module)
+            };
             for y in y0..y0 + h {
                 for x in left + mx * module..left + (mx + 1) * module {
                     if x < page.width() && y < page.height() {

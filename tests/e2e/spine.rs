@@ -1,6 +1,6 @@
 //! The spine: a scanned cover sheet reaches its document, which is signed off.
 
-use crate::harness::{eventually, sha256_hex, TestAgent, TestServer};
+use crate::harness::{TestAgent, TestServer, eventually, sha256_hex};
 use crate::scan::{self, Degrade};
 use serde_json::json;
 use std::time::Duration;
@@ -15,13 +15,20 @@ async fn a_scanned_packet_matches_its_document_and_is_signed_off() {
     assert_eq!(doc["status"], "awaiting_images");
     assert_eq!(doc["mode"], "match");
 
-    let (status, cover_png) = server.get_bytes(&format!("/documents/{id}/cover.png")).await;
+    let (status, cover_png) = server
+        .get_bytes(&format!("/documents/{id}/cover.png"))
+        .await;
     assert_eq!(status, 200);
     let cover = scan::decode_gray(&cover_png);
     assert_eq!(cover.dimensions(), (2480, 3508), "A4 at 300 dpi");
     let scanned_cover = scan::degrade(
         &cover,
-        &Degrade { dpi: 200, skew_degrees: 1.5, noise: 12, jpeg_quality: 70 },
+        &Degrade {
+            dpi: 200,
+            skew_degrees: 1.5,
+            noise: 12,
+            jpeg_quality: 70,
+        },
         1,
     );
     let page2 = scan::jpeg(&scan::text_page(2), 80);
@@ -41,11 +48,21 @@ async fn a_scanned_packet_matches_its_document_and_is_signed_off() {
     assert_eq!(images.len(), 3, "{doc}");
     for (image, bytes) in images.iter().zip([&scanned_cover, &page2, &page3]) {
         assert_eq!(image["sha256"], sha256_hex(bytes));
-        let (status, served) = server.get_bytes(image["url"].as_str().unwrap().trim_start_matches("/api/v1")).await;
+        let (status, served) = server
+            .get_bytes(image["url"].as_str().unwrap().trim_start_matches("/api/v1"))
+            .await;
         assert_eq!(status, 200);
-        assert_eq!(&served, bytes, "image {} differs from the dropped file", image["page_no"]);
+        assert_eq!(
+            &served, bytes,
+            "image {} differs from the dropped file",
+            image["page_no"]
+        );
     }
-    assert_eq!(images[0]["barcodes"].as_array().map(|b| b.is_empty()), Some(false), "cover barcodes recorded");
+    assert_eq!(
+        images[0]["barcodes"].as_array().map(|b| b.is_empty()),
+        Some(false),
+        "cover barcodes recorded"
+    );
 
     // Delivered files leave the inbox for `done`, never deleted.
     eventually("delivered files to move to done", WAIT, || async {
@@ -56,11 +73,20 @@ async fn a_scanned_packet_matches_its_document_and_is_signed_off() {
         assert!(agent.done_dir().join(name).exists(), "{name} in done");
     }
 
-    let (status, signed) = server.post(&format!("/documents/{id}/sign-off"), json!({})).await;
+    let (status, signed) = server
+        .post(&format!("/documents/{id}/sign-off"), json!({}))
+        .await;
     assert_eq!(status, 200, "{signed}");
     assert_eq!(signed["status"], "ready");
     let (_, st) = server.get(&format!("/documents/{id}/status")).await;
-    assert_eq!((st["status"].as_str(), st["ready"].as_bool(), st["image_count"].as_u64()), (Some("ready"), Some(true), Some(3)));
+    assert_eq!(
+        (
+            st["status"].as_str(),
+            st["ready"].as_bool(),
+            st["image_count"].as_u64()
+        ),
+        (Some("ready"), Some(true), Some(3))
+    );
 
     // The clerk sees the packet's fate on the desk.
     let status = agent.status();
@@ -92,7 +118,9 @@ async fn a_corrupt_scan_is_quarantined_and_the_agent_carries_on() {
     assert!(status.contains("broken.jpg"), "{status}");
 
     // Still working: a good packet after the bad files goes through.
-    let (_, cover_png) = server.get_bytes(&format!("/documents/{id}/cover.png")).await;
+    let (_, cover_png) = server
+        .get_bytes(&format!("/documents/{id}/cover.png"))
+        .await;
     agent.drop_file("good_0001.png", &cover_png);
     agent.drop_file("good_0002.png", &scan::png(&scan::text_page(4)));
     server.wait_for_status(id, "matched", WAIT).await;
@@ -101,14 +129,21 @@ async fn a_corrupt_scan_is_quarantined_and_the_agent_carries_on() {
 #[tokio::test]
 async fn paper_that_arrives_before_its_document_waits_and_binds_late() {
     let server = TestServer::start();
-    server.put("/schemes/all-match", json!({"mode": "match"})).await;
+    server
+        .put("/schemes/all-match", json!({"mode": "match"}))
+        .await;
     let mut agent = TestAgent::enroll(&server).await;
     agent.start();
 
     let code = imc_shared::CoverCode::issue(0x0123_4567_89AB).to_string();
     let cover = scan::degrade(
         &scan::barcode_page(&code),
-        &Degrade { dpi: 200, skew_degrees: -1.0, noise: 8, jpeg_quality: 75 },
+        &Degrade {
+            dpi: 200,
+            skew_degrees: -1.0,
+            noise: 8,
+            jpeg_quality: 75,
+        },
         7,
     );
     agent.drop_file("early_0001.jpg", &cover);
@@ -121,7 +156,13 @@ async fn paper_that_arrives_before_its_document_waits_and_binds_late() {
     .await;
     assert_eq!(packet["cover_code"], code.as_str());
     assert_eq!(packet["page_count"], 2);
-    assert!(packet["reason"].as_str().unwrap().contains("names no document"), "{packet}");
+    assert!(
+        packet["reason"]
+            .as_str()
+            .unwrap()
+            .contains("names no document"),
+        "{packet}"
+    );
 
     // The ERP pushes the document with that cover code later: it attaches at once.
     let (status, doc) = server
@@ -153,11 +194,21 @@ async fn pages_without_a_cover_are_matched_by_hand() {
     assert!(packet["cover_code"].is_null());
     let packet_id = packet["id"].as_str().unwrap();
 
-    let (status, body) = server.post(&format!("/packets/{packet_id}/match"), json!({"document_id": id})).await;
+    let (status, body) = server
+        .post(
+            &format!("/packets/{packet_id}/match"),
+            json!({"document_id": id}),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "matched");
     assert_eq!(body["images"].as_array().map(Vec::len), Some(1));
     // A packet is matched once.
-    let (status, body) = server.post(&format!("/packets/{packet_id}/match"), json!({"document_id": id})).await;
+    let (status, body) = server
+        .post(
+            &format!("/packets/{packet_id}/match"),
+            json!({"document_id": id}),
+        )
+        .await;
     assert_eq!(status, 409, "{body}");
 }

@@ -5,19 +5,24 @@ use crate::auth::{self, Caller};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::{Scheme, StoreError};
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use imc_shared::api::{EnrollRequest, EnrollResponse, EnrollmentCode, PutScheme, SchemeView};
 
 fn name_ok(field: &str, value: &str) -> ApiResult<()> {
     let ok = !value.is_empty()
         && value.len() <= 64
-        && value.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        && value
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if ok {
         Ok(())
     } else {
-        Err(ApiError::field(field, format!("{field} must be 1-64 letters, digits, '-', '_' or '.'")))
+        Err(ApiError::field(
+            field,
+            format!("{field} must be 1-64 letters, digits, '-', '_' or '.'"),
+        ))
     }
 }
 
@@ -57,16 +62,27 @@ pub async fn enrollment_code(
     let code = auth::new_secret("enr")[..20].to_owned();
     let ttl = chrono::Duration::from_std(state.config.enrollment_code_ttl)
         .map_err(|e| anyhow::anyhow!("enrollment code ttl: {e}"))?;
-    let expires_at = (chrono::Utc::now() + ttl).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let expires_at =
+        (chrono::Utc::now() + ttl).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     state
         .store
         .add_enrollment_code(&site, &auth::hash_secret(&code), &expires_at)
         .await?;
-    Ok((StatusCode::CREATED, Json(EnrollmentCode { code, site, expires_at })))
+    Ok((
+        StatusCode::CREATED,
+        Json(EnrollmentCode {
+            code,
+            site,
+            expires_at,
+        }),
+    ))
 }
 
 /// The one call an agent makes without a token: the code is its credential.
-pub async fn enroll(State(state): State<AppState>, ApiJson(body): ApiJson<EnrollRequest>) -> ApiResult<Json<EnrollResponse>> {
+pub async fn enroll(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<EnrollRequest>,
+) -> ApiResult<Json<EnrollResponse>> {
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 128 {
         return Err(ApiError::field("name", "name must be 1-128 characters"));
@@ -84,7 +100,9 @@ pub async fn enroll(State(state): State<AppState>, ApiJson(body): ApiJson<Enroll
         )
         .await
         .map_err(|e| match e {
-            StoreError::NotFound(_) => ApiError::Forbidden("enrollment code is unknown, already used or expired".into()),
+            StoreError::NotFound(_) => {
+                ApiError::Forbidden("enrollment code is unknown, already used or expired".into())
+            }
             other => other.into(),
         })?;
     tracing::info!(agent = %agent.id, site = %agent.site, name = %agent.name, "agent enrolled");

@@ -8,14 +8,14 @@ use crate::cover::CoverFields;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::{Created, Decision, Document, NewDocument, NewImage, StoreError};
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use imc_shared::api::{
-    CreateDocument, DocumentCreated, DocumentView, ImageList, ReasonBody, StatusQuery, StatusQueryResult,
-    StatusView,
+    CreateDocument, DocumentCreated, DocumentView, ImageList, ReasonBody, StatusQuery,
+    StatusQueryResult, StatusView,
 };
 use imc_shared::{CoverCode, CoverPatterns};
 use serde::Deserialize;
@@ -31,16 +31,20 @@ fn required(field: &str, value: &str) -> ApiResult<String> {
         return Err(ApiError::field(field, format!("{field} must not be empty")));
     }
     if value.chars().count() > MAX_KEY_LEN {
-        return Err(ApiError::field(field, format!("{field} is longer than {MAX_KEY_LEN} characters")));
+        return Err(ApiError::field(
+            field,
+            format!("{field} is longer than {MAX_KEY_LEN} characters"),
+        ));
     }
     Ok(value.to_owned())
 }
 
 fn optional(field: &str, value: Option<String>) -> ApiResult<Option<String>> {
     match value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
-        Some(v) if v.chars().count() > MAX_TEXT_LEN => {
-            Err(ApiError::field(field, format!("{field} is longer than {MAX_TEXT_LEN} characters")))
-        }
+        Some(v) if v.chars().count() > MAX_TEXT_LEN => Err(ApiError::field(
+            field,
+            format!("{field} is longer than {MAX_TEXT_LEN} characters"),
+        )),
         other => Ok(other),
     }
 }
@@ -64,7 +68,9 @@ async fn new_document(state: &AppState, body: CreateDocument) -> ApiResult<NewDo
             if !patterns.is_cover(&code) {
                 return Err(ApiError::field(
                     "cover_code",
-                    format!("cover code {code:?} matches none of the configured cover code patterns"),
+                    format!(
+                        "cover code {code:?} matches none of the configured cover code patterns"
+                    ),
                 ));
             }
             code
@@ -72,10 +78,13 @@ async fn new_document(state: &AppState, body: CreateDocument) -> ApiResult<NewDo
         None => CoverCode::issue(rand::random()).to_string(),
     };
     let amount = body.amount.map(|a| a.to_text());
-    if let Some(amount) = &amount {
-        if !valid_amount(amount) {
-            return Err(ApiError::field("amount", format!("amount {amount:?} is not a decimal number")));
-        }
+    if let Some(amount) = &amount
+        && !valid_amount(amount)
+    {
+        return Err(ApiError::field(
+            "amount",
+            format!("amount {amount:?} is not a decimal number"),
+        ));
     }
     Ok(NewDocument {
         source_system: required("source_system", &body.source_system)?,
@@ -166,7 +175,11 @@ pub async fn find(
     caller.require_api()?;
     let mut documents = Vec::new();
     for doc in state.store.documents_by_doc_no(&query.doc_no).await? {
-        if query.source_system.as_ref().is_none_or(|s| *s == doc.source_system) {
+        if query
+            .source_system
+            .as_ref()
+            .is_none_or(|s| *s == doc.source_system)
+        {
             documents.push(full_view(&state, doc).await?);
         }
     }
@@ -213,7 +226,10 @@ pub async fn status_query(
 
 fn check_bulk(field: &str, len: usize) -> ApiResult<()> {
     if len > MAX_BULK_STATUS {
-        return Err(ApiError::field(field, format!("at most {MAX_BULK_STATUS} per call, got {len}")));
+        return Err(ApiError::field(
+            field,
+            format!("at most {MAX_BULK_STATUS} per call, got {len}"),
+        ));
     }
     Ok(())
 }
@@ -244,13 +260,21 @@ async fn render_cover(state: &AppState, id: i64, pdf: bool) -> ApiResult<Vec<u8>
     .map_err(|e| ApiError::Internal(anyhow::anyhow!("cover sheet of document {id}: {e}")))
 }
 
-pub async fn cover_png(State(state): State<AppState>, caller: Caller, ApiPath(id): ApiPath<i64>) -> ApiResult<Response> {
+pub async fn cover_png(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Response> {
     caller.require_api()?;
     let bytes = render_cover(&state, id, false).await?;
     Ok(([(header::CONTENT_TYPE, "image/png")], bytes).into_response())
 }
 
-pub async fn cover_pdf(State(state): State<AppState>, caller: Caller, ApiPath(id): ApiPath<i64>) -> ApiResult<Response> {
+pub async fn cover_pdf(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Response> {
     caller.require_api()?;
     let bytes = render_cover(&state, id, true).await?;
     Ok(([(header::CONTENT_TYPE, "application/pdf")], bytes).into_response())
@@ -286,17 +310,34 @@ pub async fn image_bytes(
     blob_response(&state, &image.sha256, &image.content_type, &headers).await
 }
 
-pub async fn blob_response(state: &AppState, sha256: &str, content_type: &str, headers: &HeaderMap) -> ApiResult<Response> {
+pub async fn blob_response(
+    state: &AppState,
+    sha256: &str,
+    content_type: &str,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
     let etag = format!("\"{sha256}\"");
     let cache = [
         (header::ETAG, etag.clone()),
-        (header::CACHE_CONTROL, "private, max-age=31536000, immutable".to_owned()),
+        (
+            header::CACHE_CONTROL,
+            "private, max-age=31536000, immutable".to_owned(),
+        ),
     ];
-    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        == Some(etag.as_str())
+    {
         return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
     }
     let bytes = state.blobs.get(sha256).await?;
-    Ok((cache, [(header::CONTENT_TYPE, content_type.to_owned())], bytes).into_response())
+    Ok((
+        cache,
+        [(header::CONTENT_TYPE, content_type.to_owned())],
+        bytes,
+    )
+        .into_response())
 }
 
 /// The capture API (basic and sync modes): the body is the image itself.
@@ -309,15 +350,21 @@ pub async fn upload_image(
     caller.require_api()?;
     let doc = require(&state, id).await?;
     if body.is_empty() {
-        return Err(ApiError::bad_request("the request body must be the image bytes"));
+        return Err(ApiError::bad_request(
+            "the request body must be the image bytes",
+        ));
     }
     // Trust the bytes, not the declared Content-Type.
-    let content_type = sniff_content_type(&body)
-        .ok_or_else(|| ApiError::bad_request("the body is not a JPEG, PNG, TIFF, BMP, WebP or PDF file"))?;
+    let content_type = sniff_content_type(&body).ok_or_else(|| {
+        ApiError::bad_request("the body is not a JPEG, PNG, TIFF, BMP, WebP or PDF file")
+    })?;
     if crate::workflow::on_images(doc.mode, doc.status, false).is_none() {
         return Err(ApiError::InvalidTransition {
             current: doc.status,
-            message: format!("a {} mode document in this status takes no uploaded images", doc.mode),
+            message: format!(
+                "a {} mode document in this status takes no uploaded images",
+                doc.mode
+            ),
         });
     }
     let size = body.len() as u64;
@@ -352,7 +399,12 @@ pub fn sniff_content_type(bytes: &[u8]) -> Option<&'static str> {
     }
 }
 
-async fn decide(state: &AppState, caller: &Caller, id: i64, decision: Decision) -> ApiResult<Json<DocumentView>> {
+async fn decide(
+    state: &AppState,
+    caller: &Caller,
+    id: i64,
+    decision: Decision,
+) -> ApiResult<Json<DocumentView>> {
     let doc = state.store.decide(id, decision, &caller.actor()).await?;
     Ok(Json(full_view(state, doc).await?))
 }
@@ -363,12 +415,19 @@ fn reason(body: ReasonBody) -> ApiResult<String> {
         return Err(ApiError::field("reason", "a reason is required"));
     }
     if reason.chars().count() > MAX_TEXT_LEN {
-        return Err(ApiError::field("reason", format!("reason is longer than {MAX_TEXT_LEN} characters")));
+        return Err(ApiError::field(
+            "reason",
+            format!("reason is longer than {MAX_TEXT_LEN} characters"),
+        ));
     }
     Ok(reason)
 }
 
-pub async fn sign_off(State(state): State<AppState>, caller: Caller, ApiPath(id): ApiPath<i64>) -> ApiResult<Json<DocumentView>> {
+pub async fn sign_off(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<DocumentView>> {
     caller.require_api()?;
     decide(&state, &caller, id, Decision::SignOff).await
 }
@@ -380,7 +439,15 @@ pub async fn reject(
     ApiJson(body): ApiJson<ReasonBody>,
 ) -> ApiResult<Json<DocumentView>> {
     caller.require_api()?;
-    decide(&state, &caller, id, Decision::Reject { reason: reason(body)? }).await
+    decide(
+        &state,
+        &caller,
+        id,
+        Decision::Reject {
+            reason: reason(body)?,
+        },
+    )
+    .await
 }
 
 pub async fn unsign(
@@ -390,7 +457,15 @@ pub async fn unsign(
     ApiJson(body): ApiJson<ReasonBody>,
 ) -> ApiResult<Json<DocumentView>> {
     caller.require_api()?;
-    decide(&state, &caller, id, Decision::Unsign { reason: reason(body)? }).await
+    decide(
+        &state,
+        &caller,
+        id,
+        Decision::Unsign {
+            reason: reason(body)?,
+        },
+    )
+    .await
 }
 
 #[derive(Deserialize, Default)]
@@ -411,7 +486,8 @@ pub async fn cancel(
     let body: CancelBody = if body.iter().all(u8::is_ascii_whitespace) {
         CancelBody::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("cancel body: {e}")))?
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("cancel body: {e}")))?
     };
     let reason = body.reason.filter(|r| !r.trim().is_empty());
     decide(&state, &caller, id, Decision::Cancel { reason }).await
@@ -426,7 +502,17 @@ mod tests {
         for ok in ["0", "12", "-3.5", "1234.56", "100000000000000"] {
             assert!(valid_amount(ok), "{ok}");
         }
-        for bad in ["", "-", "1.", ".5", "1e5", "12,00", "abc", "1.1234567", "1000000000000000"] {
+        for bad in [
+            "",
+            "-",
+            "1.",
+            ".5",
+            "1e5",
+            "12,00",
+            "abc",
+            "1.1234567",
+            "1000000000000000",
+        ] {
             assert!(!valid_amount(bad), "{bad}");
         }
     }

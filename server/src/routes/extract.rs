@@ -15,15 +15,25 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(value)) => Ok(ApiJson(value)),
-            Err(JsonRejection::BytesRejection(e)) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+            Err(JsonRejection::BytesRejection(e))
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
+            {
                 Err(ApiError::TooLarge)
             }
             Err(JsonRejection::JsonDataError(e)) => {
                 // serde's message names the path of the offending field first.
                 let text = e.body_text();
-                let detail = text.rsplit_once("target type: ").map_or(text.as_str(), |(_, d)| d);
-                let field = detail.split_once(": ").map(|(f, _)| f.to_owned()).filter(|f| !f.contains(' '));
-                Err(ApiError::BadRequest { field, message: detail.to_owned() })
+                let detail = text
+                    .rsplit_once("target type: ")
+                    .map_or(text.as_str(), |(_, d)| d);
+                let field = detail
+                    .split_once(": ")
+                    .map(|(f, _)| f.to_owned())
+                    .filter(|f| !f.contains(' '));
+                Err(ApiError::BadRequest {
+                    field,
+                    message: detail.to_owned(),
+                })
             }
             Err(e) => Err(ApiError::bad_request(e.body_text())),
         }
@@ -39,7 +49,9 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|p| ApiPath(p.0))
-            .map_err(|e: PathRejection| ApiError::bad_request(format!("bad path: {}", e.body_text())))
+            .map_err(|e: PathRejection| {
+                ApiError::bad_request(format!("bad path: {}", e.body_text()))
+            })
     }
 }
 

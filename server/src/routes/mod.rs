@@ -8,9 +8,9 @@ mod packets;
 mod views;
 
 use crate::state::AppState;
+use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
-use axum::Router;
 
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
@@ -20,7 +20,10 @@ pub fn router(state: AppState) -> Router {
         .route("/documents/{id}/status", get(documents::status))
         .route("/documents/{id}/cover.png", get(documents::cover_png))
         .route("/documents/{id}/cover.pdf", get(documents::cover_pdf))
-        .route("/documents/{id}/images", get(documents::images).post(documents::upload_image))
+        .route(
+            "/documents/{id}/images",
+            get(documents::images).post(documents::upload_image),
+        )
         .route("/documents/{id}/sign-off", post(documents::sign_off))
         .route("/documents/{id}/reject", post(documents::reject))
         .route("/documents/{id}/unsign", post(documents::unsign))
@@ -30,7 +33,10 @@ pub fn router(state: AppState) -> Router {
         .route("/packets/{id}/match", post(packets::match_packet))
         .route("/packets/{id}/pages/{index}", get(packets::page_bytes))
         .route("/schemes/{name}", put(admin::put_scheme))
-        .route("/sites/{site}/enrollment-codes", post(admin::enrollment_code))
+        .route(
+            "/sites/{site}/enrollment-codes",
+            post(admin::enrollment_code),
+        )
         .route("/agents/enroll", post(admin::enroll))
         .route("/agent/uplink", get(crate::uplink::upgrade))
         .fallback(health::api_not_found);

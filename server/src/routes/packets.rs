@@ -6,10 +6,10 @@ use super::views;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use axum::Json;
 use imc_shared::api::{DocumentView, MatchPacket, PacketList, PacketState};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -32,7 +32,12 @@ pub async fn list(
         .state
         .map(|s| s.parse::<PacketState>())
         .transpose()
-        .map_err(|e| ApiError::field("state", format!("state: {e}; use open, unmatched or matched")))?;
+        .map_err(|e| {
+            ApiError::field(
+                "state",
+                format!("state: {e}; use open, unmatched or matched"),
+            )
+        })?;
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let packets = state.store.packets(packet_state, limit).await?;
     Ok(Json(PacketList {

@@ -61,7 +61,9 @@ pub fn packet(packet: Packet) -> PacketView {
         cover_code: packet.cover_code,
         agent_id: packet.agent_id,
         site: packet.site,
-        page_count: packet.sealed_page_count.unwrap_or(packet.pages.len() as u32),
+        page_count: packet
+            .sealed_page_count
+            .unwrap_or(packet.pages.len() as u32),
         document_id: packet.document_id,
         reason: packet.reason,
         created_at: packet.created_at,

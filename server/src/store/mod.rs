@@ -164,8 +164,13 @@ pub struct StoredPage {
 pub enum PacketResolution {
     /// Still waiting for pages or the seal.
     Open,
-    Matched { document_id: i64, doc_no: String },
-    Unmatched { reason: String },
+    Matched {
+        document_id: i64,
+        doc_no: String,
+    },
+    Unmatched {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -215,9 +220,19 @@ impl Decision {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     // Credentials.
-    async fn add_api_token(&self, name: &str, role: TokenRole, token_hash: &str) -> StoreResult<i64>;
+    async fn add_api_token(
+        &self,
+        name: &str,
+        role: TokenRole,
+        token_hash: &str,
+    ) -> StoreResult<i64>;
     async fn api_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiToken>>;
-    async fn add_enrollment_code(&self, site: &str, code_hash: &str, expires_at: &str) -> StoreResult<()>;
+    async fn add_enrollment_code(
+        &self,
+        site: &str,
+        code_hash: &str,
+        expires_at: &str,
+    ) -> StoreResult<()>;
     /// Spends a code and enrols an agent in one step; a spent or expired code fails.
     async fn enroll_agent(
         &self,
@@ -228,7 +243,11 @@ pub trait Store: Send + Sync + 'static {
         version: Option<&str>,
     ) -> StoreResult<Agent>;
     async fn agent_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<Agent>>;
-    async fn agent_seen(&self, agent_id: &str, report: Option<imc_shared::protocol::AgentReport>) -> StoreResult<()>;
+    async fn agent_seen(
+        &self,
+        agent_id: &str,
+        report: Option<imc_shared::protocol::AgentReport>,
+    ) -> StoreResult<()>;
 
     // Settings and schemes.
     async fn cover_patterns(&self) -> StoreResult<Vec<String>>;
@@ -242,8 +261,18 @@ pub trait Store: Send + Sync + 'static {
     async fn documents_by_doc_nos(&self, doc_nos: &[String]) -> StoreResult<Vec<Document>>;
     async fn images(&self, document_id: i64) -> StoreResult<Vec<Image>>;
     async fn image(&self, image_id: i64) -> StoreResult<Option<Image>>;
-    async fn add_image(&self, document_id: i64, image: NewImage, actor: &Actor) -> StoreResult<Image>;
-    async fn decide(&self, document_id: i64, decision: Decision, actor: &Actor) -> StoreResult<Document>;
+    async fn add_image(
+        &self,
+        document_id: i64,
+        image: NewImage,
+        actor: &Actor,
+    ) -> StoreResult<Image>;
+    async fn decide(
+        &self,
+        document_id: i64,
+        decision: Decision,
+        actor: &Actor,
+    ) -> StoreResult<Document>;
 
     // Packets from agents.
     /// Records a durable page; idempotent on `capture_id`. Resolves the packet
@@ -259,6 +288,15 @@ pub trait Store: Send + Sync + 'static {
         page_count: u32,
     ) -> StoreResult<PacketResolution>;
     async fn packets(&self, state: Option<PacketState>, limit: u32) -> StoreResult<Vec<Packet>>;
-    async fn match_packet(&self, packet_id: Uuid, document_id: i64, actor: &Actor) -> StoreResult<Document>;
-    async fn packet_page_blob(&self, packet_id: Uuid, page_index: u32) -> StoreResult<Option<(String, String)>>;
+    async fn match_packet(
+        &self,
+        packet_id: Uuid,
+        document_id: i64,
+        actor: &Actor,
+    ) -> StoreResult<Document>;
+    async fn packet_page_blob(
+        &self,
+        packet_id: Uuid,
+        page_index: u32,
+    ) -> StoreResult<Option<(String, String)>>;
 }

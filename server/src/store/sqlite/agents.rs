@@ -3,9 +3,14 @@
 use super::now;
 use crate::store::{Agent, ApiToken, StoreError, StoreResult, TokenRole};
 use imc_shared::protocol::AgentReport;
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-pub fn add_api_token(tx: &Transaction<'_>, name: &str, role: TokenRole, token_hash: &str) -> StoreResult<i64> {
+pub fn add_api_token(
+    tx: &Transaction<'_>,
+    name: &str,
+    role: TokenRole,
+    token_hash: &str,
+) -> StoreResult<i64> {
     tx.execute(
         "INSERT INTO api_tokens (token_hash, name, role, created_at) VALUES (?1, ?2, ?3, ?4)",
         params![token_hash, name, role.as_str(), now()],
@@ -18,21 +23,36 @@ pub fn api_token_by_hash(conn: &Connection, token_hash: &str) -> StoreResult<Opt
         .query_row(
             "SELECT id, name, role FROM api_tokens WHERE token_hash = ?1 AND revoked_at IS NULL",
             [token_hash],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)),
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            },
         )
         .optional()?;
     row.map(|(id, name, role)| {
         let role = match role.as_str() {
             "admin" => TokenRole::Admin,
             "api" => TokenRole::Api,
-            other => return Err(StoreError::Corrupt(format!("token {id} has unknown role {other:?}"))),
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "token {id} has unknown role {other:?}"
+                )));
+            }
         };
         Ok(ApiToken { id, name, role })
     })
     .transpose()
 }
 
-pub fn add_enrollment_code(tx: &Transaction<'_>, site: &str, code_hash: &str, expires_at: &str) -> StoreResult<()> {
+pub fn add_enrollment_code(
+    tx: &Transaction<'_>,
+    site: &str,
+    code_hash: &str,
+    expires_at: &str,
+) -> StoreResult<()> {
     tx.execute(
         "INSERT INTO enrollment_codes (code_hash, site, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
         params![code_hash, site, now(), expires_at],
@@ -58,7 +78,9 @@ pub fn enroll(
         )
         .optional()?;
     let Some(site) = site else {
-        return Err(StoreError::NotFound("enrollment code (unknown, already used or expired)".into()));
+        return Err(StoreError::NotFound(
+            "enrollment code (unknown, already used or expired)".into(),
+        ));
     };
     tx.execute(
         "INSERT INTO agents (id, site, name, token_hash, version, enrolled_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -103,7 +125,11 @@ pub fn seen(tx: &Transaction<'_>, agent_id: &str, report: Option<&AgentReport>) 
 
 pub fn cover_patterns(conn: &Connection) -> StoreResult<Vec<String>> {
     let stored: Option<String> = conn
-        .query_row("SELECT value FROM settings WHERE key = 'cover_code_patterns'", [], |r| r.get(0))
+        .query_row(
+            "SELECT value FROM settings WHERE key = 'cover_code_patterns'",
+            [],
+            |r| r.get(0),
+        )
         .optional()?;
     match stored {
         Some(json) => serde_json::from_str(&json)

@@ -4,7 +4,7 @@ use super::rows::{self, DOCUMENT_COLUMNS, IMAGE_COLUMNS};
 use super::{now, packets};
 use crate::store::*;
 use crate::workflow::{self, Attach};
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transaction};
+use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
 
 pub fn put_scheme(tx: &Transaction<'_>, scheme: Scheme, actor: &Actor) -> StoreResult<Scheme> {
     let rules = scheme.rules.as_ref().map(|r| r.to_string());
@@ -13,7 +13,15 @@ pub fn put_scheme(tx: &Transaction<'_>, scheme: Scheme, actor: &Actor) -> StoreR
          ON CONFLICT (name) DO UPDATE SET org = ?2, doc_type = ?3, mode = ?4, rules = ?5, updated_at = ?6",
         params![scheme.name, scheme.org, scheme.doc_type, scheme.mode.as_str(), rules, now()],
     )?;
-    audit(tx, actor, None, "scheme.put", None, None, Some(&format!("{} -> {}", scheme.name, scheme.mode)))?;
+    audit(
+        tx,
+        actor,
+        None,
+        "scheme.put",
+        None,
+        None,
+        Some(&format!("{} -> {}", scheme.name, scheme.mode)),
+    )?;
     Ok(scheme)
 }
 
@@ -81,7 +89,15 @@ pub fn create(tx: &Transaction<'_>, doc: NewDocument, actor: &Actor) -> StoreRes
         ],
     )?;
     let id = tx.last_insert_rowid();
-    audit(tx, actor, Some(id), "document.create", None, Some(DocStatus::AwaitingImages), None)?;
+    audit(
+        tx,
+        actor,
+        Some(id),
+        "document.create",
+        None,
+        Some(DocStatus::AwaitingImages),
+        None,
+    )?;
     // Late binding: paper that arrived before its document attaches now.
     packets::attach_waiting_packets(tx, id, &doc.cover_code)?;
     Ok(Created::New(require(tx, id)?))
@@ -105,7 +121,9 @@ pub fn by_ids(conn: &Connection, ids: &[i64]) -> StoreResult<Vec<Document>> {
         let marks = vec!["?"; chunk.len()].join(",");
         let sql = format!("SELECT {DOCUMENT_COLUMNS} FROM documents d WHERE d.id IN ({marks})");
         let mut stmt = conn.prepare(&sql)?;
-        out.extend(rows::collect(stmt.query_map(params_from_iter(chunk), rows::document)?)?);
+        out.extend(rows::collect(
+            stmt.query_map(params_from_iter(chunk), rows::document)?,
+        )?);
     }
     Ok(out)
 }
@@ -118,7 +136,9 @@ pub fn by_doc_nos(conn: &Connection, doc_nos: &[String]) -> StoreResult<Vec<Docu
             "SELECT {DOCUMENT_COLUMNS} FROM documents d WHERE d.doc_no IN ({marks}) ORDER BY d.id"
         );
         let mut stmt = conn.prepare(&sql)?;
-        out.extend(rows::collect(stmt.query_map(params_from_iter(chunk), rows::document)?)?);
+        out.extend(rows::collect(
+            stmt.query_map(params_from_iter(chunk), rows::document)?,
+        )?);
     }
     Ok(out)
 }
@@ -134,11 +154,18 @@ pub fn images(conn: &Connection, document_id: i64) -> StoreResult<Vec<Image>> {
 
 pub fn image(conn: &Connection, image_id: i64) -> StoreResult<Option<Image>> {
     let sql = format!("SELECT {IMAGE_COLUMNS} FROM images WHERE id = ?1");
-    conn.query_row(&sql, [image_id], rows::image).optional()?.transpose()
+    conn.query_row(&sql, [image_id], rows::image)
+        .optional()?
+        .transpose()
 }
 
 /// The capture API: an image uploaded straight onto a document.
-pub fn add_uploaded_image(tx: &Transaction<'_>, document_id: i64, image: NewImage, actor: &Actor) -> StoreResult<Image> {
+pub fn add_uploaded_image(
+    tx: &Transaction<'_>,
+    document_id: i64,
+    image: NewImage,
+    actor: &Actor,
+) -> StoreResult<Image> {
     let doc = require(tx, document_id)?;
     let Some(attach) = workflow::on_images(doc.mode, doc.status, false) else {
         return Err(StoreError::InvalidTransition {
@@ -155,7 +182,14 @@ pub fn add_uploaded_image(tx: &Transaction<'_>, document_id: i64, image: NewImag
     tx.execute(
         "INSERT INTO images (document_id, page_no, sha256, size, content_type, created_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![document_id, page_no, image.sha256, image.size, image.content_type, now()],
+        params![
+            document_id,
+            page_no,
+            image.sha256,
+            image.size,
+            image.content_type,
+            now()
+        ],
     )?;
     let image_id = tx.last_insert_rowid();
     apply_attach(tx, &doc, attach, actor, "images.upload")?;
@@ -175,15 +209,34 @@ pub fn next_page_no(conn: &Connection, document_id: i64) -> StoreResult<u32> {
 }
 
 /// Moves the document to the status an attachment leads to, with its audit row.
-pub fn apply_attach(tx: &Transaction<'_>, doc: &Document, attach: Attach, actor: &Actor, action: &str) -> StoreResult<()> {
+pub fn apply_attach(
+    tx: &Transaction<'_>,
+    doc: &Document,
+    attach: Attach,
+    actor: &Actor,
+    action: &str,
+) -> StoreResult<()> {
     let to = match attach {
         Attach::Append(to) | Attach::Replace(to) => to,
     };
     set_status(tx, doc.id, to, None)?;
-    audit(tx, actor, Some(doc.id), action, Some(doc.status), Some(to), None)
+    audit(
+        tx,
+        actor,
+        Some(doc.id),
+        action,
+        Some(doc.status),
+        Some(to),
+        None,
+    )
 }
 
-pub fn decide(tx: &Transaction<'_>, document_id: i64, decision: &Decision, actor: &Actor) -> StoreResult<Document> {
+pub fn decide(
+    tx: &Transaction<'_>,
+    document_id: i64,
+    decision: &Decision,
+    actor: &Actor,
+) -> StoreResult<Document> {
     let doc = require(tx, document_id)?;
     let Some(to) = workflow::after_decision(doc.mode, doc.status, decision) else {
         return Err(StoreError::InvalidTransition {
@@ -197,13 +250,28 @@ pub fn decide(tx: &Transaction<'_>, document_id: i64, decision: &Decision, actor
         Decision::Reject { reason } | Decision::Unsign { reason } => Some(reason.as_str()),
         Decision::Cancel { reason } => reason.as_deref(),
     };
-    let reject_reason = matches!(decision, Decision::Reject { .. }).then_some(reason).flatten();
+    let reject_reason = matches!(decision, Decision::Reject { .. })
+        .then_some(reason)
+        .flatten();
     set_status(tx, doc.id, to, reject_reason)?;
-    audit(tx, actor, Some(doc.id), decision.name(), Some(doc.status), Some(to), reason)?;
+    audit(
+        tx,
+        actor,
+        Some(doc.id),
+        decision.name(),
+        Some(doc.status),
+        Some(to),
+        reason,
+    )?;
     require(tx, document_id)
 }
 
-fn set_status(tx: &Transaction<'_>, id: i64, status: DocStatus, reject_reason: Option<&str>) -> StoreResult<()> {
+fn set_status(
+    tx: &Transaction<'_>,
+    id: i64,
+    status: DocStatus,
+    reject_reason: Option<&str>,
+) -> StoreResult<()> {
     tx.execute(
         "UPDATE documents SET status = ?2, reject_reason = ?3, updated_at = ?4 WHERE id = ?1",
         params![id, status.as_str(), reject_reason, now()],
@@ -223,7 +291,15 @@ pub fn audit(
     tx.execute(
         "INSERT INTO audit (at, actor, document_id, action, from_status, to_status, reason) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![now(), actor.0, document_id, action, from.map(|s| s.as_str()), to.map(|s| s.as_str()), reason],
+        params![
+            now(),
+            actor.0,
+            document_id,
+            action,
+            from.map(|s| s.as_str()),
+            to.map(|s| s.as_str()),
+            reason
+        ],
     )?;
     Ok(())
 }

@@ -109,18 +109,31 @@ pub(crate) fn now() -> String {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn add_api_token(&self, name: &str, role: TokenRole, token_hash: &str) -> StoreResult<i64> {
+    async fn add_api_token(
+        &self,
+        name: &str,
+        role: TokenRole,
+        token_hash: &str,
+    ) -> StoreResult<i64> {
         let (name, token_hash) = (name.to_owned(), token_hash.to_owned());
-        self.write(move |tx| agents::add_api_token(tx, &name, role, &token_hash)).await
+        self.write(move |tx| agents::add_api_token(tx, &name, role, &token_hash))
+            .await
     }
 
     async fn api_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiToken>> {
         let token_hash = token_hash.to_owned();
-        self.read(move |c| agents::api_token_by_hash(c, &token_hash)).await
+        self.read(move |c| agents::api_token_by_hash(c, &token_hash))
+            .await
     }
 
-    async fn add_enrollment_code(&self, site: &str, code_hash: &str, expires_at: &str) -> StoreResult<()> {
-        let (site, code_hash, expires_at) = (site.to_owned(), code_hash.to_owned(), expires_at.to_owned());
+    async fn add_enrollment_code(
+        &self,
+        site: &str,
+        code_hash: &str,
+        expires_at: &str,
+    ) -> StoreResult<()> {
+        let (site, code_hash, expires_at) =
+            (site.to_owned(), code_hash.to_owned(), expires_at.to_owned());
         self.write(move |tx| agents::add_enrollment_code(tx, &site, &code_hash, &expires_at))
             .await
     }
@@ -140,18 +153,26 @@ impl Store for SqliteStore {
             token_hash.to_owned(),
             version.map(str::to_owned),
         );
-        self.write(move |tx| agents::enroll(tx, &args.0, &args.1, &args.2, &args.3, args.4.as_deref()))
-            .await
+        self.write(move |tx| {
+            agents::enroll(tx, &args.0, &args.1, &args.2, &args.3, args.4.as_deref())
+        })
+        .await
     }
 
     async fn agent_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<Agent>> {
         let token_hash = token_hash.to_owned();
-        self.read(move |c| agents::agent_by_token_hash(c, &token_hash)).await
+        self.read(move |c| agents::agent_by_token_hash(c, &token_hash))
+            .await
     }
 
-    async fn agent_seen(&self, agent_id: &str, report: Option<imc_shared::protocol::AgentReport>) -> StoreResult<()> {
+    async fn agent_seen(
+        &self,
+        agent_id: &str,
+        report: Option<imc_shared::protocol::AgentReport>,
+    ) -> StoreResult<()> {
         let agent_id = agent_id.to_owned();
-        self.write(move |tx| agents::seen(tx, &agent_id, report.as_ref())).await
+        self.write(move |tx| agents::seen(tx, &agent_id, report.as_ref()))
+            .await
     }
 
     async fn cover_patterns(&self) -> StoreResult<Vec<String>> {
@@ -160,12 +181,14 @@ impl Store for SqliteStore {
 
     async fn put_scheme(&self, scheme: Scheme, actor: &Actor) -> StoreResult<Scheme> {
         let actor = actor.clone();
-        self.write(move |tx| documents::put_scheme(tx, scheme, &actor)).await
+        self.write(move |tx| documents::put_scheme(tx, scheme, &actor))
+            .await
     }
 
     async fn create_document(&self, doc: NewDocument, actor: &Actor) -> StoreResult<Created> {
         let actor = actor.clone();
-        self.write(move |tx| documents::create(tx, doc, &actor)).await
+        self.write(move |tx| documents::create(tx, doc, &actor))
+            .await
     }
 
     async fn document(&self, id: i64) -> StoreResult<Option<Document>> {
@@ -174,7 +197,8 @@ impl Store for SqliteStore {
 
     async fn documents_by_doc_no(&self, doc_no: &str) -> StoreResult<Vec<Document>> {
         let doc_no = doc_no.to_owned();
-        self.read(move |c| documents::by_doc_nos(c, std::slice::from_ref(&doc_no))).await
+        self.read(move |c| documents::by_doc_nos(c, std::slice::from_ref(&doc_no)))
+            .await
     }
 
     async fn documents_by_ids(&self, ids: &[i64]) -> StoreResult<Vec<Document>> {
@@ -195,24 +219,37 @@ impl Store for SqliteStore {
         self.read(move |c| documents::image(c, image_id)).await
     }
 
-    async fn add_image(&self, document_id: i64, image: NewImage, actor: &Actor) -> StoreResult<Image> {
+    async fn add_image(
+        &self,
+        document_id: i64,
+        image: NewImage,
+        actor: &Actor,
+    ) -> StoreResult<Image> {
         let actor = actor.clone();
         self.write(move |tx| documents::add_uploaded_image(tx, document_id, image, &actor))
             .await
     }
 
-    async fn decide(&self, document_id: i64, decision: Decision, actor: &Actor) -> StoreResult<Document> {
+    async fn decide(
+        &self,
+        document_id: i64,
+        decision: Decision,
+        actor: &Actor,
+    ) -> StoreResult<Document> {
         let actor = actor.clone();
-        self.write(move |tx| documents::decide(tx, document_id, &decision, &actor)).await
+        self.write(move |tx| documents::decide(tx, document_id, &decision, &actor))
+            .await
     }
 
     async fn record_page(&self, agent: &Agent, page: StoredPage) -> StoreResult<PacketResolution> {
         let agent = agent.clone();
-        self.write(move |tx| packets::record_page(tx, &agent, &page)).await
+        self.write(move |tx| packets::record_page(tx, &agent, &page))
+            .await
     }
 
     async fn page_stored(&self, capture_id: Uuid) -> StoreResult<bool> {
-        self.read(move |c| packets::page_stored(c, capture_id)).await
+        self.read(move |c| packets::page_stored(c, capture_id))
+            .await
     }
 
     async fn seal_packet(
@@ -231,13 +268,23 @@ impl Store for SqliteStore {
         self.read(move |c| packets::list(c, state, limit)).await
     }
 
-    async fn match_packet(&self, packet_id: Uuid, document_id: i64, actor: &Actor) -> StoreResult<Document> {
+    async fn match_packet(
+        &self,
+        packet_id: Uuid,
+        document_id: i64,
+        actor: &Actor,
+    ) -> StoreResult<Document> {
         let actor = actor.clone();
         self.write(move |tx| packets::match_by_hand(tx, packet_id, document_id, &actor))
             .await
     }
 
-    async fn packet_page_blob(&self, packet_id: Uuid, page_index: u32) -> StoreResult<Option<(String, String)>> {
-        self.read(move |c| packets::page_blob(c, packet_id, page_index)).await
+    async fn packet_page_blob(
+        &self,
+        packet_id: Uuid,
+        page_index: u32,
+    ) -> StoreResult<Option<(String, String)>> {
+        self.read(move |c| packets::page_blob(c, packet_id, page_index))
+            .await
     }
 }

@@ -5,7 +5,7 @@ use super::documents::{apply_attach, next_page_no, require};
 use super::now;
 use crate::store::*;
 use crate::workflow::{self, Attach};
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 pub fn page_stored(conn: &Connection, capture_id: Uuid) -> StoreResult<bool> {
     Ok(conn.query_row(
@@ -15,7 +15,12 @@ pub fn page_stored(conn: &Connection, capture_id: Uuid) -> StoreResult<bool> {
     )?)
 }
 
-fn ensure_packet(tx: &Transaction<'_>, agent: &Agent, packet_id: Uuid, cover_code: Option<&str>) -> StoreResult<()> {
+fn ensure_packet(
+    tx: &Transaction<'_>,
+    agent: &Agent,
+    packet_id: Uuid,
+    cover_code: Option<&str>,
+) -> StoreResult<()> {
     let at = now();
     tx.execute(
         "INSERT INTO packets (id, agent_id, site, cover_code, state, created_at, updated_at) \
@@ -28,7 +33,9 @@ fn ensure_packet(tx: &Transaction<'_>, agent: &Agent, packet_id: Uuid, cover_cod
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     if owner != agent.id {
-        return Err(StoreError::Conflict(format!("packet {packet_id} belongs to another agent")));
+        return Err(StoreError::Conflict(format!(
+            "packet {packet_id} belongs to another agent"
+        )));
     }
     if stored_cover.as_deref() != cover_code {
         return Err(StoreError::Conflict(format!(
@@ -38,7 +45,11 @@ fn ensure_packet(tx: &Transaction<'_>, agent: &Agent, packet_id: Uuid, cover_cod
     Ok(())
 }
 
-pub fn record_page(tx: &Transaction<'_>, agent: &Agent, page: &StoredPage) -> StoreResult<PacketResolution> {
+pub fn record_page(
+    tx: &Transaction<'_>,
+    agent: &Agent,
+    page: &StoredPage,
+) -> StoreResult<PacketResolution> {
     if page_stored(tx, page.capture_id)? {
         return resolve(tx, page.packet_id, &Actor(format!("agent:{}", agent.id)));
     }
@@ -88,7 +99,7 @@ pub fn seal(
         Some(count) if count != page_count => {
             return Err(StoreError::Conflict(format!(
                 "packet {packet_id} was sealed with {count} pages, not {page_count}"
-            )))
+            )));
         }
         Some(_) => {}
         None => {
@@ -112,10 +123,15 @@ fn resolve(tx: &Transaction<'_>, packet_id: Uuid, actor: &Actor) -> StoreResult<
     match (state.as_str(), document_id) {
         ("matched", Some(id)) => {
             let doc = require(tx, id)?;
-            return Ok(PacketResolution::Matched { document_id: id, doc_no: doc.doc_no });
+            return Ok(PacketResolution::Matched {
+                document_id: id,
+                doc_no: doc.doc_no,
+            });
         }
         ("unmatched", _) => {
-            return Ok(PacketResolution::Unmatched { reason: reason.unwrap_or_default() });
+            return Ok(PacketResolution::Unmatched {
+                reason: reason.unwrap_or_default(),
+            });
         }
         _ => {}
     }
@@ -140,10 +156,16 @@ fn resolve(tx: &Transaction<'_>, packet_id: Uuid, actor: &Actor) -> StoreResult<
         Some(code) => match document_by_cover(tx, code)? {
             None => Err(format!("cover code {code} names no document yet")),
             Some(doc) => match workflow::on_images(doc.mode, doc.status, true) {
-                None => Err(format!("document {} is {} and takes no scanned pages", doc.doc_no, doc.status)),
+                None => Err(format!(
+                    "document {} is {} and takes no scanned pages",
+                    doc.doc_no, doc.status
+                )),
                 Some(attach) => {
                     attach_packet(tx, packet_id, &doc, attach, actor)?;
-                    Ok(PacketResolution::Matched { document_id: doc.id, doc_no: doc.doc_no })
+                    Ok(PacketResolution::Matched {
+                        document_id: doc.id,
+                        doc_no: doc.doc_no,
+                    })
                 }
             },
         },
@@ -162,14 +184,24 @@ fn resolve(tx: &Transaction<'_>, packet_id: Uuid, actor: &Actor) -> StoreResult<
 
 fn document_by_cover(conn: &Connection, cover_code: &str) -> StoreResult<Option<Document>> {
     let id: Option<i64> = conn
-        .query_row("SELECT id FROM documents WHERE cover_code = ?1", [cover_code], |r| r.get(0))
+        .query_row(
+            "SELECT id FROM documents WHERE cover_code = ?1",
+            [cover_code],
+            |r| r.get(0),
+        )
         .optional()?;
     id.map(|id| require(conn, id)).transpose()
 }
 
 /// Makes the packet's pages the document's images (after, or instead of, the
 /// ones it has) and moves the document on.
-fn attach_packet(tx: &Transaction<'_>, packet_id: Uuid, doc: &Document, attach: Attach, actor: &Actor) -> StoreResult<()> {
+fn attach_packet(
+    tx: &Transaction<'_>,
+    packet_id: Uuid,
+    doc: &Document,
+    attach: Attach,
+    actor: &Actor,
+) -> StoreResult<()> {
     let at = now();
     if let Attach::Replace(_) = attach {
         tx.execute(
@@ -193,7 +225,11 @@ fn attach_packet(tx: &Transaction<'_>, packet_id: Uuid, doc: &Document, attach: 
 }
 
 /// Late binding: packets that waited for this cover code attach to the new document.
-pub fn attach_waiting_packets(tx: &Transaction<'_>, document_id: i64, cover_code: &str) -> StoreResult<()> {
+pub fn attach_waiting_packets(
+    tx: &Transaction<'_>,
+    document_id: i64,
+    cover_code: &str,
+) -> StoreResult<()> {
     let waiting: Vec<String> = {
         let mut stmt = tx.prepare(
             "SELECT id FROM packets WHERE cover_code = ?1 AND state = 'unmatched' ORDER BY created_at, id",
@@ -202,16 +238,28 @@ pub fn attach_waiting_packets(tx: &Transaction<'_>, document_id: i64, cover_code
         ids.collect::<Result<_, _>>()?
     };
     for id in waiting {
-        let packet_id = Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(format!("packet id {id}: {e}")))?;
+        let packet_id = Uuid::parse_str(&id)
+            .map_err(|e| StoreError::Corrupt(format!("packet id {id}: {e}")))?;
         let doc = require(tx, document_id)?;
         if let Some(attach) = workflow::on_images(doc.mode, doc.status, true) {
-            attach_packet(tx, packet_id, &doc, attach, &Actor("system:late-binding".into()))?;
+            attach_packet(
+                tx,
+                packet_id,
+                &doc,
+                attach,
+                &Actor("system:late-binding".into()),
+            )?;
         }
     }
     Ok(())
 }
 
-pub fn match_by_hand(tx: &Transaction<'_>, packet_id: Uuid, document_id: i64, actor: &Actor) -> StoreResult<Document> {
+pub fn match_by_hand(
+    tx: &Transaction<'_>,
+    packet_id: Uuid,
+    document_id: i64,
+    actor: &Actor,
+) -> StoreResult<Document> {
     let state: Option<(String, Option<i64>)> = tx
         .query_row(
             "SELECT state, document_id FROM packets WHERE id = ?1",
@@ -222,10 +270,14 @@ pub fn match_by_hand(tx: &Transaction<'_>, packet_id: Uuid, document_id: i64, ac
     match state {
         None => return Err(StoreError::NotFound(format!("packet {packet_id}"))),
         Some((state, _)) if state == "open" => {
-            return Err(StoreError::Conflict(format!("packet {packet_id} is still arriving")))
+            return Err(StoreError::Conflict(format!(
+                "packet {packet_id} is still arriving"
+            )));
         }
         Some((_, Some(doc))) => {
-            return Err(StoreError::Conflict(format!("packet {packet_id} is already matched to document {doc}")))
+            return Err(StoreError::Conflict(format!(
+                "packet {packet_id} is already matched to document {doc}"
+            )));
         }
         Some(_) => {}
     }
@@ -261,8 +313,19 @@ pub fn list(conn: &Connection, state: Option<PacketState>, limit: u32) -> StoreR
     })?;
     let mut packets = Vec::new();
     for row in rows {
-        let (id, agent_id, site, cover_code, state, sealed_page_count, document_id, reason, created_at) = row?;
-        let packet_id = Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(format!("packet id {id}: {e}")))?;
+        let (
+            id,
+            agent_id,
+            site,
+            cover_code,
+            state,
+            sealed_page_count,
+            document_id,
+            reason,
+            created_at,
+        ) = row?;
+        let packet_id = Uuid::parse_str(&id)
+            .map_err(|e| StoreError::Corrupt(format!("packet id {id}: {e}")))?;
         let state = state
             .parse()
             .map_err(|e| StoreError::Corrupt(format!("packet {id} state: {e}")))?;
@@ -300,7 +363,11 @@ fn pages(conn: &Connection, packet_id: &str) -> StoreResult<Vec<PacketPage>> {
     Ok(pages.collect::<Result<_, _>>()?)
 }
 
-pub fn page_blob(conn: &Connection, packet_id: Uuid, page_index: u32) -> StoreResult<Option<(String, String)>> {
+pub fn page_blob(
+    conn: &Connection,
+    packet_id: Uuid,
+    page_index: u32,
+) -> StoreResult<Option<(String, String)>> {
     Ok(conn
         .query_row(
             "SELECT sha256, content_type FROM pages WHERE packet_id = ?1 AND page_index = ?2",

@@ -47,7 +47,8 @@ pub fn document(row: &Row<'_>) -> rusqlite::Result<Result<Document, StoreError>>
     Ok(parsed)
 }
 
-pub const IMAGE_COLUMNS: &str = "id, document_id, page_no, sha256, size, content_type, blank, barcodes";
+pub const IMAGE_COLUMNS: &str =
+    "id, document_id, page_no, sha256, size, content_type, blank, barcodes";
 
 pub fn image(row: &Row<'_>) -> rusqlite::Result<Result<Image, StoreError>> {
     let id: i64 = row.get(0)?;
