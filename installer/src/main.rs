@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "imc-installer", version, about = "Install the IMC agent as an OS service")]
+#[command(
+    name = "imc-installer",
+    version,
+    about = "Install the IMC agent as an OS service"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
