@@ -1,5 +1,5 @@
 //! Times `scan_page` on generated A4 300 dpi pages, cover and no cover, in all
-//! four orientations. Run with `cargo run --release --example bench`.
+//! four orientations. Run with `cargo run --release -p imc-agent --example decode_bench`.
 
 #[path = "../src/decode/synth.rs"]
 mod synth;

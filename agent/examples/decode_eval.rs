@@ -1,7 +1,7 @@
 //! Decode rate and time on the public decoder test images.
 //!
-//! `cargo run --release --example eval [DIR] [-v]`; DIR defaults to
-//! /work/shared/testdata/barcodes (manifest.tsv + README.md there). Images are
+//! `cargo run --release -p imc-agent --example decode_eval -- [DIR] [-v]`; DIR defaults to
+//! ../shared/testdata/barcodes (manifest.tsv + README.md there). Images are
 //! read in place, never copied.
 
 use std::collections::BTreeMap;
@@ -79,7 +79,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let verbose = args.iter().any(|a| a == "-v");
     let dir = args.iter().find(|a| !a.starts_with('-')).map_or_else(
-        || PathBuf::from("/work/shared/testdata/barcodes"),
+        || PathBuf::from("../shared/testdata/barcodes"),
         PathBuf::from,
     );
     let manifest = match std::fs::read_to_string(dir.join("manifest.tsv")) {
