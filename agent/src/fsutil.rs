@@ -53,7 +53,7 @@ pub fn move_into(path: &Path, dir: &Path) -> std::io::Result<PathBuf> {
                 return Ok(candidate);
             }
             // Another volume: copy durably, then remove the original.
-            Err(_) if path.exists() => {
+            Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
                 let bytes = std::fs::read(path)?;
                 write_durably(&candidate, &bytes)?;
                 std::fs::remove_file(path)?;

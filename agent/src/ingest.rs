@@ -18,6 +18,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use uuid::Uuid;
 
+const MAX_BARCODES_PER_PAGE: usize = 32;
+/// Characters, so that the UTF-8 text stays under the server's 4096-byte limit.
+const MAX_BARCODE_TEXT_CHARS: usize = 1000;
+
 /// What ingest learned about one page; also what `imc-agent inspect` prints.
 #[derive(Debug, Clone)]
 pub struct PageReport {
@@ -60,12 +64,14 @@ pub fn analyze(
                 content_type: page.content_type,
                 size: page.bytes.len() as u64,
                 cover_code: found.cover_code,
+                // Within the uplink's limits: a page is never refused for its metadata.
                 barcodes: found
                     .barcodes
                     .into_iter()
+                    .take(MAX_BARCODES_PER_PAGE)
                     .map(|b| BarcodeInfo {
                         format: b.symbology.as_str().to_owned(),
-                        text: b.text,
+                        text: b.text.chars().take(MAX_BARCODE_TEXT_CHARS).collect(),
                         orientation: b.orientation,
                     })
                     .collect(),

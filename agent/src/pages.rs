@@ -9,6 +9,8 @@ use std::io::Cursor;
 
 /// Largest scanned file taken at all.
 pub const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
+/// Largest single page: what the server accepts.
+pub const MAX_PAGE_BYTES: u64 = imc_shared::protocol::MAX_PAGE_BYTES;
 /// Largest page side: A3 at 600 dpi is about 7,000 x 9,900.
 pub const MAX_SIDE: u32 = 12_000;
 /// Largest decoded allocation for one page.
@@ -18,6 +20,10 @@ pub const MAX_DECODED_BYTES: u64 = 512 * 1024 * 1024;
 pub enum PageError {
     #[error("file is {0} bytes, over the limit of {MAX_FILE_BYTES}")]
     TooLarge(u64),
+    #[error(
+        "page is {0} bytes, over the server's limit of {MAX_PAGE_BYTES}; scan at a lower resolution or with compression"
+    )]
+    PageTooLarge(u64),
     #[error("file is empty")]
     Empty,
     #[error("not an image format the agent reads (JPEG, PNG, BMP, WebP, TIFF)")]
@@ -71,6 +77,9 @@ pub fn extract(bytes: Vec<u8>) -> Result<Vec<Page>, PageError> {
     if format == ImageFormat::Jpeg && !has_jpeg_end(&bytes) {
         return Err(PageError::TruncatedJpeg);
     }
+    if bytes.len() as u64 > MAX_PAGE_BYTES {
+        return Err(PageError::PageTooLarge(bytes.len() as u64));
+    }
     let gray = decode_gray(&bytes, format).map_err(|message| PageError::Decode {
         format: name,
         message,
@@ -93,10 +102,17 @@ fn has_jpeg_end(bytes: &[u8]) -> bool {
 }
 
 fn decode_gray(bytes: &[u8], format: ImageFormat) -> Result<GrayImage, String> {
-    let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format);
-    reader.limits(limits());
-    let image = reader.decode().map_err(|e| e.to_string())?;
-    Ok(image.into_luma8())
+    // A decoder bug on a hostile file must quarantine the file, not stop the agent.
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format);
+        reader.limits(limits());
+        reader.decode()
+    }));
+    match decoded {
+        Ok(Ok(image)) => Ok(image.into_luma8()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the decoder failed on this file".to_owned()),
+    }
 }
 
 /// A page with almost no dark pixels away from its edges: the back of a duplex

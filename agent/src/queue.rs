@@ -79,6 +79,8 @@ pub struct DeliveredFile {
     pub id: i64,
     pub path: PathBuf,
     pub watch_dir: PathBuf,
+    pub size: u64,
+    pub mtime_ns: i64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -437,7 +439,7 @@ impl Queue {
                 params![capture_id.to_string(), now()],
             )?;
             let mut stmt = tx.prepare(
-                "SELECT f.id, f.path, f.watch_dir FROM files f JOIN pages p ON p.file_id = f.id \
+                "SELECT f.id, f.path, f.watch_dir, f.size, f.mtime_ns FROM files f JOIN pages p ON p.file_id = f.id \
                  WHERE p.capture_id = ?1 AND f.state = 'queued' \
                  AND NOT EXISTS (SELECT 1 FROM pages q WHERE q.file_id = f.id AND q.state = 'queued')",
             )?;
@@ -446,6 +448,8 @@ impl Queue {
                     id: r.get(0)?,
                     path: PathBuf::from(r.get::<_, String>(1)?),
                     watch_dir: PathBuf::from(r.get::<_, String>(2)?),
+                    size: r.get(3)?,
+                    mtime_ns: r.get(4)?,
                 })
             })?;
             Ok(files.collect::<Result<_, _>>()?)
@@ -456,7 +460,7 @@ impl Queue {
     pub fn delivered_unmoved(&self) -> QueueResult<Vec<DeliveredFile>> {
         self.with(|c| {
             let mut stmt = c.prepare(
-                "SELECT f.id, f.path, f.watch_dir FROM files f WHERE f.state = 'queued' \
+                "SELECT f.id, f.path, f.watch_dir, f.size, f.mtime_ns FROM files f WHERE f.state = 'queued' \
                  AND NOT EXISTS (SELECT 1 FROM pages q WHERE q.file_id = f.id AND q.state = 'queued')",
             )?;
             let files = stmt.query_map([], |r| {
@@ -464,6 +468,8 @@ impl Queue {
                     id: r.get(0)?,
                     path: PathBuf::from(r.get::<_, String>(1)?),
                     watch_dir: PathBuf::from(r.get::<_, String>(2)?),
+                    size: r.get(3)?,
+                    mtime_ns: r.get(4)?,
                 })
             })?;
             Ok(files.collect::<Result<_, _>>()?)

@@ -385,7 +385,11 @@ impl Uplink {
         self.blocking(move |q| {
             for file in q.delivered_unmoved()? {
                 let done_dir = config.done_dir_for(&file.watch_dir);
-                let moved = if file.path.exists() {
+                // The scanner may have reused the name since: move only the file we read.
+                let same_file = std::fs::metadata(&file.path).is_ok_and(|m| {
+                    m.len() == file.size && crate::watch::mtime_ns(&m) == file.mtime_ns
+                });
+                let moved = if same_file {
                     match fsutil::move_into(&file.path, &done_dir) {
                         Ok(target) => Some(target),
                         Err(e) => {

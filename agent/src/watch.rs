@@ -49,7 +49,7 @@ pub fn ignored(path: &Path) -> bool {
         .any(|ext| lower.ends_with(ext))
 }
 
-fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
+pub fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
     meta.modified()
         .ok()
         .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
@@ -223,11 +223,14 @@ impl Watch {
             let queue = Arc::clone(&self.queue);
             let key = candidate.key.clone();
             let known = tokio::task::spawn_blocking(move || queue.knows(&key)).await??;
-            taken.insert(
-                candidate.key.path.clone(),
-                (candidate.key.size, candidate.key.mtime_ns),
-            );
-            if !known {
+            if known {
+                // Only what the queue holds is skipped on later rescans: a file
+                // whose ingest failed is seen, and tried, again.
+                taken.insert(
+                    candidate.key.path.clone(),
+                    (candidate.key.size, candidate.key.mtime_ns),
+                );
+            } else {
                 fresh.push(candidate);
             }
         }

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -264,6 +264,10 @@ impl Session {
         }
         let upload = self.open_partial(offer).await?;
         let offset = upload.received;
+        // All bytes arrived before a crash or a lost link: finish now, no chunk will come.
+        if offset == upload.offer.size {
+            return self.finish(upload).await;
+        }
         self.uploads.insert(id, upload);
         Ok(vec![ServerMessage::Resume {
             capture_id: id,
@@ -278,10 +282,11 @@ impl Session {
             .await
             .with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join(format!("{}.part", offer.capture_id));
-        let file = tokio::fs::OpenOptions::new()
+        let mut file = tokio::fs::OpenOptions::new()
             .create(true)
+            .truncate(false)
             .read(true)
-            .append(true)
+            .write(true)
             .open(&path)
             .await
             .with_context(|| format!("opening {}", path.display()))?;
@@ -302,6 +307,9 @@ impl Session {
                 hasher.update(&buf[..n]);
             }
         }
+        // Positioned writes: a stale session of the same agent writing the same
+        // page can only write the same bytes at the same offsets.
+        file.seek(std::io::SeekFrom::Start(received)).await?;
         Ok(Upload {
             offer,
             path,
@@ -354,16 +362,24 @@ impl Session {
         if upload.received < upload.offer.size {
             return Ok(Vec::new());
         }
-        let Some(mut upload) = self.uploads.remove(&id) else {
-            return Ok(Vec::new());
-        };
+        match self.uploads.remove(&id) {
+            Some(upload) => self.finish(upload).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Verifies a complete partial upload and moves it into the blob store.
+    async fn finish(&mut self, mut upload: Upload) -> anyhow::Result<Vec<ServerMessage>> {
+        let id = upload.offer.capture_id;
+        upload.file.flush().await?;
         upload
             .file
             .sync_all()
             .await
             .with_context(|| format!("syncing {}", upload.path.display()))?;
         let digest = hex::encode(upload.hasher.finalize_reset());
-        if digest != upload.offer.sha256 {
+        let on_disk = upload.file.metadata().await?.len();
+        if digest != upload.offer.sha256 || on_disk != upload.offer.size {
             let _ = tokio::fs::remove_file(&upload.path).await;
             let msg = format!("bytes hash to {digest}, offer said {}", upload.offer.sha256);
             return Ok(vec![error("checksum_mismatch", msg, Some(id), false)]);

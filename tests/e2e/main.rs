@@ -11,4 +11,5 @@ mod scan;
 
 mod api_errors;
 mod capture;
+mod inspect;
 mod spine;

@@ -76,6 +76,10 @@ pub fn rotate(src: &GrayImage, degrees: f32) -> GrayImage {
     })
 }
 
+pub fn turn_upside_down(page: &GrayImage) -> GrayImage {
+    imageops::rotate180(page)
+}
+
 /// An A4 page at 150 dpi with lines of "text"; different seeds give different bytes.
 pub fn text_page(seed: u64) -> GrayImage {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
