@@ -23,6 +23,8 @@ pub struct Candidate {
 }
 
 const TICK: Duration = Duration::from_millis(100);
+/// How long an unsettled older file may hold back newer ones.
+const HOLD_BACK_LIMIT: Duration = Duration::from_secs(10);
 /// Bounds the memory spent on files seen but not yet settled.
 const MAX_PENDING: usize = 100_000;
 
@@ -86,13 +88,22 @@ impl Watch {
         out: mpsc::Sender<Candidate>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        let (event_tx, mut events) = mpsc::channel::<PathBuf>(4096);
+        // An event only says "this folder changed"; the folder is then listed
+        // and its settled files taken in mtime order. Handling events path by
+        // path would take files out of scan order whenever events are lost or
+        // arrive in bursts (a full channel, a watcher overflow).
+        let (event_tx, mut events) = mpsc::channel::<usize>(64);
+        let dirs = self.dirs.clone();
         let mut watcher =
             notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
                 if let Ok(event) = res {
                     for path in event.paths {
-                        // A full channel is fine: the rescan will find the file.
-                        let _ = event_tx.try_send(path);
+                        if let Some(i) =
+                            dirs.iter().position(|d| path.parent() == Some(d.as_path()))
+                        {
+                            // A full channel already holds a wake-up: nothing is lost.
+                            let _ = event_tx.try_send(i);
+                        }
                     }
                 }
             })?;
@@ -110,18 +121,26 @@ impl Watch {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_scan: Option<Instant> = None;
+        let mut dirty = vec![false; self.dirs.len()];
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                Some(path) = events.recv() => {
-                    if let Some(dir) = self.dirs.iter().find(|d| path.parent() == Some(d.as_path())) {
-                        self.consider(&mut pending, dir.clone(), path);
-                    }
-                }
+                Some(i) = events.recv() => dirty[i] = true,
                 _ = tick.tick() => {
                     if last_scan.is_none_or(|t| t.elapsed() >= self.rescan) {
                         last_scan = Some(Instant::now());
-                        self.rescan_all(&mut pending, &mut taken);
+                        dirty.iter_mut().for_each(|d| *d = true);
+                    }
+                    if dirty.iter().any(|d| *d) {
+                        let dirs: Vec<PathBuf> = self
+                            .dirs
+                            .iter()
+                            .zip(&dirty)
+                            .filter(|(_, d)| **d)
+                            .map(|(dir, _)| dir.clone())
+                            .collect();
+                        dirty.iter_mut().for_each(|d| *d = false);
+                        self.rescan(&dirs, &mut pending, &mut taken);
                     }
                     for candidate in self.settled(&mut pending, &mut taken).await? {
                         if out.send(candidate).await.is_err() {
@@ -154,13 +173,14 @@ impl Watch {
         );
     }
 
-    fn rescan_all(
+    fn rescan(
         &self,
+        dirs: &[PathBuf],
         pending: &mut HashMap<PathBuf, Pending>,
         taken: &mut HashMap<PathBuf, (u64, i64)>,
     ) {
         let mut present = std::collections::HashSet::new();
-        for dir in &self.dirs {
+        for dir in dirs {
             let entries = match std::fs::read_dir(dir) {
                 Ok(entries) => entries,
                 Err(e) => {
@@ -181,7 +201,10 @@ impl Watch {
                 self.consider(pending, dir.clone(), path);
             }
         }
-        taken.retain(|path, _| present.contains(path));
+        // Forget files that left a listed folder (delivered and moved to done).
+        taken.retain(|path, _| {
+            present.contains(path) || !path.parent().is_some_and(|p| dirs.iter().any(|d| d == p))
+        });
     }
 
     async fn settled(
@@ -189,8 +212,9 @@ impl Watch {
         pending: &mut HashMap<PathBuf, Pending>,
         taken: &mut HashMap<PathBuf, (u64, i64)>,
     ) -> anyhow::Result<Vec<Candidate>> {
-        let mut ready = Vec::new();
         let mut gone = Vec::new();
+        // Per folder, pending files in scan (mtime) order with whether each is ready.
+        let mut by_dir: HashMap<PathBuf, Vec<(i64, PathBuf, bool, Duration)>> = HashMap::new();
         for (path, p) in pending.iter_mut() {
             let Ok(meta) = std::fs::metadata(path) else {
                 gone.push(path.clone());
@@ -199,23 +223,40 @@ impl Watch {
             let (size, mtime) = (meta.len(), mtime_ns(&meta));
             if (size, mtime) != (p.size, p.mtime_ns) {
                 (p.size, p.mtime_ns, p.since) = (size, mtime, Instant::now());
-                continue;
             }
             // Windows scanners hold the file open exclusively while writing.
-            if p.since.elapsed() >= self.settle && std::fs::File::open(path).is_ok() {
-                gone.push(path.clone());
-                ready.push(Candidate {
-                    watch_dir: p.watch_dir.clone(),
-                    key: FileKey {
-                        path: path.clone(),
-                        size,
-                        mtime_ns: mtime,
-                    },
-                });
-            }
+            let ready = p.since.elapsed() >= self.settle && std::fs::File::open(path).is_ok();
+            by_dir.entry(p.watch_dir.clone()).or_default().push((
+                p.mtime_ns,
+                path.clone(),
+                ready,
+                p.since.elapsed(),
+            ));
         }
-        for path in gone {
+        for path in gone.drain(..) {
             pending.remove(&path);
+        }
+        // Take files strictly in scan order: a newer file waits while an older
+        // one is still settling (it may only have been listed later). A file
+        // stuck for long (locked, still growing) stops holding the others up.
+        let mut ready = Vec::new();
+        for (watch_dir, mut files) in by_dir {
+            files.sort();
+            for (mtime_ns, path, is_ready, waited) in files {
+                if is_ready {
+                    let size = pending.remove(&path).map_or(0, |p| p.size);
+                    ready.push(Candidate {
+                        watch_dir: watch_dir.clone(),
+                        key: FileKey {
+                            path,
+                            size,
+                            mtime_ns,
+                        },
+                    });
+                } else if waited < self.settle + HOLD_BACK_LIMIT {
+                    break;
+                }
+            }
         }
         ready.sort_by(|a, b| (a.key.mtime_ns, &a.key.path).cmp(&(b.key.mtime_ns, &b.key.path)));
         let mut fresh = Vec::with_capacity(ready.len());
@@ -231,6 +272,7 @@ impl Watch {
                     (candidate.key.size, candidate.key.mtime_ns),
                 );
             } else {
+                tracing::debug!(file = %candidate.key.path.display(), "settled");
                 fresh.push(candidate);
             }
         }

@@ -42,55 +42,93 @@ where
 }
 
 pub struct TestServer {
-    pub child: Child,
+    child: Option<Child>,
     pub base: String,
+    pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     pub client: reqwest::Client,
 }
 
+fn spawn_server(data_dir: &Path, listen: &str) -> anyhow::Result<(Child, String)> {
+    let mut child = Command::new(bin("imc-server"))
+        .args(["serve", "--data-dir"])
+        .arg(data_dir)
+        .args(["--listen", listen])
+        .env("IMC_BOOTSTRAP_TOKEN", TOKEN)
+        .env("IMC_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("spawning imc-server")?;
+    let stdout = child.stdout.take().context("server stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("imc-server listening on ") {
+                let _ = tx.send(url.to_owned());
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(base) => Ok((child, base)),
+        Err(_) => {
+            let _ = child.kill();
+            bail!("imc-server did not report its address within 30 s")
+        }
+    }
+}
+
+/// A free loopback port, for a server that must come up later on a known address.
+pub fn free_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").to_string()
+}
+
 impl TestServer {
     pub fn start() -> TestServer {
-        let tmp = tempfile::tempdir().expect("temp dir");
-        let data_dir = tmp.path().join("data");
-        let mut server = TestServer::start_on(&data_dir, "127.0.0.1:0").expect("server starts");
-        server._tmp = Some(tmp);
-        server
+        TestServer::start_at("127.0.0.1:0")
     }
 
-    /// Starts on a given data dir (to restart on the same one) and address.
-    pub fn start_on(data_dir: &Path, listen: &str) -> anyhow::Result<TestServer> {
-        let mut child = Command::new(bin("imc-server"))
-            .args(["serve", "--data-dir"])
-            .arg(data_dir)
-            .args(["--listen", listen])
-            .env("IMC_BOOTSTRAP_TOKEN", TOKEN)
-            .env("IMC_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("spawning imc-server")?;
-        let stdout = child.stdout.take().context("server stdout")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("imc-server listening on ") {
-                    let _ = tx.send(url.to_owned());
-                }
-            }
-        });
-        let base = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(base) => base,
-            Err(_) => {
-                let _ = child.kill();
-                bail!("imc-server did not report its address within 30 s");
-            }
-        };
-        Ok(TestServer {
-            child,
+    pub fn start_at(listen: &str) -> TestServer {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let data_dir = tmp.path().join("data");
+        let (child, base) = spawn_server(&data_dir, listen).expect("server starts");
+        TestServer {
+            child: Some(child),
             base,
-            _tmp: None,
+            data_dir,
+            _tmp: Some(tmp),
             client: reqwest::Client::new(),
-        })
+        }
+    }
+
+    /// kill -9: no chance to flush or say goodbye.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts again on the same data dir and address, as after a crash.
+    pub fn restart(&mut self) {
+        self.kill();
+        let addr = self.base.trim_start_matches("http://").to_owned();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match spawn_server(&self.data_dir, &addr) {
+                Ok((child, _)) => {
+                    self.child = Some(child);
+                    return;
+                }
+                // The old socket may linger for a moment.
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("restart: {e:#}; retrying");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => panic!("server did not restart: {e:#}"),
+            }
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -187,11 +225,6 @@ impl TestServer {
         assert_eq!(status, 201, "{body}");
         body["code"].as_str().expect("code").to_owned()
     }
-
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Drop for TestServer {
@@ -255,6 +288,14 @@ impl TestAgent {
         }
     }
 
+    /// Points the agent at another address (a proxy, a server not up yet).
+    pub fn set_server_url(&self, url: &str) {
+        let mut table: toml::Table =
+            toml::from_str(&std::fs::read_to_string(&self.config).expect("config")).expect("toml");
+        table.insert("server_url".into(), url.into());
+        std::fs::write(&self.config, toml::to_string(&table).expect("toml")).expect("write config");
+    }
+
     pub fn start(&mut self) {
         let child = Command::new(bin("imc-agent"))
             .arg("--config")
@@ -275,6 +316,18 @@ impl TestAgent {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// The running agent's peak resident memory (VmHWM), in KiB.
+    #[cfg(target_os = "linux")]
+    pub fn peak_memory_kib(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
     }
 
     pub fn done_dir(&self) -> PathBuf {

@@ -7,9 +7,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod harness;
+mod proxy;
 mod scan;
 
 mod api_errors;
 mod capture;
+mod delivery;
 mod inspect;
 mod spine;

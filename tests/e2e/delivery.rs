@@ -1,0 +1,305 @@
+//! Delivery under faults: every page reaches the server exactly once, byte
+//! for byte, whatever happens to the agent, the server or the network.
+
+use crate::harness::{TestAgent, TestServer, eventually, free_addr, sha256_hex};
+use crate::proxy::{Fault, Proxy};
+use crate::scan;
+use image::{GrayImage, Luma};
+use rand::{Rng, SeedableRng};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const DRAIN: Duration = Duration::from_secs(180);
+
+/// Small distinct pages; every `big_every`-th one is large enough to span many chunks.
+fn pages(count: usize, big_every: usize) -> Vec<(String, Vec<u8>)> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(count as u64);
+    (0..count)
+        .map(|i| {
+            let big = big_every > 0 && i % big_every == big_every - 1;
+            let (w, h) = if big { (900, 700) } else { (320, 240) };
+            let mut page = GrayImage::from_pixel(w, h, Luma([240]));
+            for _ in 0..40 {
+                let (x, y) = (rng.random_range(0..w - 40), rng.random_range(0..h - 12));
+                for yy in y..y + 10 {
+                    for xx in x..x + 38 {
+                        page.put_pixel(xx, yy, Luma([rng.random_range(0..90)]));
+                    }
+                }
+            }
+            if big {
+                // Noise does not compress: a page of about 600 KB.
+                for p in page.pixels_mut() {
+                    p.0[0] = rng.random();
+                }
+                (format!("page_{i:04}.png"), scan::png(&page))
+            } else {
+                (format!("page_{i:04}.jpg"), scan::jpeg(&page, 85))
+            }
+        })
+        .collect()
+}
+
+/// Drops pages into the inbox from another thread, a few milliseconds apart.
+fn drop_in_background(
+    inbox: PathBuf,
+    pages: Vec<(String, Vec<u8>)>,
+    gap: Duration,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for (name, bytes) in pages {
+            let tmp = inbox.join(format!("{name}.tmp"));
+            std::fs::write(&tmp, &bytes).expect("write page");
+            std::fs::rename(&tmp, inbox.join(&name)).expect("rename page");
+            std::thread::sleep(gap);
+        }
+    })
+}
+
+/// Every page the server holds, in arrival order of packets and scan order within them.
+async fn server_pages(server: &TestServer) -> Vec<String> {
+    let (status, list) = server.get("/packets?limit=1000").await;
+    assert_eq!(status, 200, "{list}");
+    let mut packets = list["packets"].as_array().cloned().unwrap_or_default();
+    packets.sort_by_key(|p| {
+        (
+            p["created_at"].as_str().unwrap_or("").to_owned(),
+            p["id"].as_str().unwrap_or("").to_owned(),
+        )
+    });
+    packets
+        .iter()
+        .flat_map(|p| p["pages"].as_array().cloned().unwrap_or_default())
+        .map(|page| page["sha256"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+async fn wait_for_all(server: &TestServer, expected: &[(String, Vec<u8>)]) -> Vec<String> {
+    eventually(
+        &format!("{} pages on the server", expected.len()),
+        DRAIN,
+        || async {
+            let stored = server_pages(server).await;
+            (stored.len() >= expected.len()).then_some(stored)
+        },
+    )
+    .await
+}
+
+fn assert_exactly_once(stored: &[String], expected: &[(String, Vec<u8>)]) {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for sha in stored {
+        *counts.entry(sha.as_str()).or_default() += 1;
+    }
+    for (name, bytes) in expected {
+        let sha = sha256_hex(bytes);
+        assert_eq!(
+            counts.get(sha.as_str()).copied(),
+            Some(1),
+            "{name} must be stored exactly once"
+        );
+    }
+    assert_eq!(
+        stored.len(),
+        expected.len(),
+        "no page stored that was not dropped"
+    );
+}
+
+async fn packet_summary(server: &TestServer) -> String {
+    let (_, list) = server.get("/packets?limit=1000").await;
+    list["packets"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .map(|p| {
+                    format!(
+                        "{} {} pages={}",
+                        p["created_at"],
+                        p["id"],
+                        p["pages"].as_array().map_or(0, Vec::len)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .unwrap_or_default()
+}
+
+fn queued_pages(agent: &TestAgent) -> usize {
+    let status = agent.status();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("queue: "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn killing_the_agent_at_random_moments_loses_and_duplicates_nothing() {
+    let server = TestServer::start();
+    let mut agent = TestAgent::enroll(&server).await;
+    let expected = pages(200, 25);
+    agent.start();
+    let dropper = drop_in_background(
+        agent.inbox.clone(),
+        expected.clone(),
+        Duration::from_millis(10),
+    );
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    for _ in 0..6 {
+        // Fault injection at random moments, not a wait for an event.
+        tokio::time::sleep(Duration::from_millis(rng.random_range(200..1200))).await;
+        agent.kill();
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..300))).await;
+        agent.start();
+    }
+    dropper.join().expect("dropper");
+    let stored = wait_for_all(&server, &expected).await;
+    assert_exactly_once(&stored, &expected);
+    // Byte for byte, not only by the digest the agent announced.
+    let (_, list) = server.get("/packets?limit=1000").await;
+    let packet = &list["packets"][0];
+    let (status, bytes) = server
+        .get_bytes(&format!(
+            "/packets/{}/pages/0",
+            packet["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        sha256_hex(&bytes),
+        packet["pages"][0]["sha256"].as_str().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn killing_the_server_mid_stream_loses_and_duplicates_nothing() {
+    let mut server = TestServer::start_at(&free_addr());
+    let mut agent = TestAgent::enroll(&server).await;
+    let expected = pages(200, 20);
+    agent.start();
+    let dropper = drop_in_background(
+        agent.inbox.clone(),
+        expected.clone(),
+        Duration::from_millis(10),
+    );
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(300..1500))).await;
+        server.restart();
+    }
+    dropper.join().expect("dropper");
+    let stored = wait_for_all(&server, &expected).await;
+    assert_exactly_once(&stored, &expected);
+}
+
+#[tokio::test]
+async fn a_network_that_cuts_stalls_and_trickles_loses_and_duplicates_nothing() {
+    let server = TestServer::start();
+    let mut agent = TestAgent::enroll(&server).await;
+    let upstream = server.base.trim_start_matches("http://").parse().unwrap();
+    let mut plan: Vec<Fault> = [
+        150, 400, 1_000, 3_000, 10_000, 40_000, 120_000, 300_000, 700_000,
+    ]
+    .into_iter()
+    .map(Fault::CutAfter)
+    .collect();
+    plan.push(Fault::Stall {
+        after: 20_000,
+        for_: Duration::from_secs(2),
+    });
+    plan.push(Fault::Trickle {
+        bytes_per_sec: 400_000,
+    });
+    plan.push(Fault::CutAfter(2_000_000));
+    let proxy = Proxy::start(upstream, plan).await;
+    agent.set_server_url(&proxy.url());
+    let expected = pages(60, 6);
+    agent.start();
+    drop_in_background(
+        agent.inbox.clone(),
+        expected.clone(),
+        Duration::from_millis(5),
+    )
+    .join()
+    .expect("dropper");
+    let stored = wait_for_all(&server, &expected).await;
+    assert_exactly_once(&stored, &expected);
+    assert!(
+        proxy.faults_left() <= 3,
+        "the faults were exercised ({} left)",
+        proxy.faults_left()
+    );
+    #[cfg(target_os = "linux")]
+    {
+        let peak = agent.peak_memory_kib().expect("agent memory");
+        assert!(peak < 300 * 1024, "agent peak memory {peak} KiB");
+    }
+}
+
+#[tokio::test]
+async fn a_thousand_pages_scanned_while_the_server_is_down_drain_in_order() {
+    let mut server = TestServer::start_at(&free_addr());
+    let mut agent = TestAgent::enroll(&server).await;
+    server.kill();
+    let expected = pages(1000, 0);
+    agent.start();
+    drop_in_background(
+        agent.inbox.clone(),
+        expected.clone(),
+        Duration::from_millis(1),
+    )
+    .join()
+    .expect("dropper");
+    eventually("all pages queued on the desk", DRAIN, || async {
+        (queued_pages(&agent) == expected.len()).then_some(())
+    })
+    .await;
+    server.restart();
+    let stored = wait_for_all(&server, &expected).await;
+    assert_exactly_once(&stored, &expected);
+    let in_scan_order: Vec<String> = expected.iter().map(|(_, b)| sha256_hex(b)).collect();
+    let first_difference = stored.iter().zip(&in_scan_order).position(|(a, b)| a != b);
+    if let Some(at) = first_difference {
+        let order: Vec<usize> = stored[at.saturating_sub(3)..(at + 12).min(stored.len())]
+            .iter()
+            .filter_map(|sha| in_scan_order.iter().position(|s| s == sha))
+            .collect();
+        eprintln!("scan order around the first difference: {order:?}");
+    }
+    assert_eq!(
+        first_difference,
+        None,
+        "pages arrived out of scan order; {}",
+        packet_summary(&server).await
+    );
+    eventually("the desk queue to empty", DRAIN, || async {
+        (queued_pages(&agent) == 0).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_page_changed_on_disk_after_queueing_is_delivered_as_queued() {
+    let mut server = TestServer::start_at(&free_addr());
+    let mut agent = TestAgent::enroll(&server).await;
+    server.kill();
+    agent.start();
+    let original = scan::jpeg(&scan::text_page(31), 80);
+    let path = agent.drop_file("changing.jpg", &original);
+    eventually("the page to be queued", DRAIN, || async {
+        (queued_pages(&agent) == 1).then_some(())
+    })
+    .await;
+    std::fs::write(&path, scan::jpeg(&scan::text_page(32), 80)).unwrap();
+    server.restart();
+    let stored = eventually("the queued page on the server", DRAIN, || async {
+        let stored = server_pages(&server).await;
+        (!stored.is_empty()).then_some(stored)
+    })
+    .await;
+    assert_eq!(stored[0], sha256_hex(&original));
+}
