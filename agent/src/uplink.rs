@@ -29,6 +29,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The server answers every message promptly; silence this long means a dead link.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 const HEARTBEAT: Duration = Duration::from_secs(10);
+/// No frame at all from the server for this long (not even a pong): the link is half-open.
+const SILENCE_LIMIT: Duration = Duration::from_secs(35);
+/// A backlog this large gets progress lines in the log while it drains.
+const BACKLOG_PROGRESS: u64 = 50;
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
@@ -176,6 +180,8 @@ impl Uplink {
         let chunk = (welcome.max_chunk_bytes as usize).clamp(4 * 1024, MAX_CHUNK_BYTES);
 
         self.move_delivered_files().await?;
+        let mut last_heard = std::time::Instant::now();
+        let mut drain = Drain::default();
         loop {
             if shutdown.is_cancelled() {
                 let _ = ws.close(None).await;
@@ -187,11 +193,20 @@ impl Uplink {
             }
             if let Some(page) = self.blocking(|q| Ok(q.next_page()?)).await? {
                 self.deliver(&mut ws, page, chunk).await?;
+                last_heard = std::time::Instant::now();
+                drain.page_sent(self).await?;
                 continue;
             }
-            // Idle: wait for work, answer the server, and say we are alive.
+            drain.finished();
+            if last_heard.elapsed() > SILENCE_LIMIT {
+                bail!("no word from the server for {SILENCE_LIMIT:?}: the connection is dead");
+            }
+            // Idle: say we are alive (the ping's pong proves the server is), wait for work.
             let report = self.report().await?;
             send(&mut ws, &AgentMessage::Report(report)).await?;
+            ws.send(Message::Ping(Vec::new().into()))
+                .await
+                .context("pinging the server")?;
             tokio::select! {
                 _ = shutdown.cancelled() => {}
                 _ = self.work.notified() => {}
@@ -199,6 +214,7 @@ impl Uplink {
                 frame = ws.next() => match frame {
                     None => bail!("server closed the connection"),
                     Some(frame) => {
+                        last_heard = std::time::Instant::now();
                         if let Some(msg) = parse(frame?)? {
                             self.unsolicited(msg).await?;
                         }
@@ -405,6 +421,39 @@ impl Uplink {
             Ok(())
         })
         .await
+    }
+}
+
+/// Progress of a long backlog, so whoever watches the desk sees it move.
+#[derive(Default)]
+struct Drain {
+    total: Option<u64>,
+    sent: u64,
+}
+
+impl Drain {
+    async fn page_sent(&mut self, uplink: &Uplink) -> anyhow::Result<()> {
+        self.sent += 1;
+        if self.total.is_none() || self.sent % 25 == 0 {
+            let waiting = uplink.blocking(|q| Ok(q.stats()?.pages)).await?;
+            let total = *self.total.get_or_insert(waiting + self.sent);
+            if total >= BACKLOG_PROGRESS && self.sent % 25 == 0 {
+                tracing::info!(
+                    "backlog: {} of {} pages sent, {} waiting",
+                    self.sent,
+                    total,
+                    waiting
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn finished(&mut self) {
+        if self.total.is_some_and(|t| t >= BACKLOG_PROGRESS) {
+            tracing::info!("backlog drained: {} pages sent", self.sent);
+        }
+        *self = Drain::default();
     }
 }
 
