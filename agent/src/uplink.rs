@@ -434,10 +434,10 @@ struct Drain {
 impl Drain {
     async fn page_sent(&mut self, uplink: &Uplink) -> anyhow::Result<()> {
         self.sent += 1;
-        if self.total.is_none() || self.sent % 25 == 0 {
+        if self.total.is_none() || self.sent.is_multiple_of(25) {
             let waiting = uplink.blocking(|q| Ok(q.stats()?.pages)).await?;
             let total = *self.total.get_or_insert(waiting + self.sent);
-            if total >= BACKLOG_PROGRESS && self.sent % 25 == 0 {
+            if total >= BACKLOG_PROGRESS && self.sent.is_multiple_of(25) {
                 tracing::info!(
                     "backlog: {} of {} pages sent, {} waiting",
                     self.sent,
