@@ -13,3 +13,5 @@ mod api_errors;
 mod capture;
 mod inspect;
 mod spine;
+mod webhooks;
+mod workflow;
