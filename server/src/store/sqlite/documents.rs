@@ -4,7 +4,7 @@ use super::rows::{self, DOCUMENT_COLUMNS, IMAGE_COLUMNS};
 use super::{audit as chain, invoices, now, packets, webhooks};
 use crate::store::*;
 use crate::workflow::{self, Attach, Via};
-use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 pub fn put_scheme(tx: &Transaction<'_>, scheme: Scheme, actor: &Actor) -> StoreResult<Scheme> {
     let rules = scheme.rules.as_ref().map(|r| r.to_string());
@@ -115,32 +115,28 @@ pub fn by_id(conn: &Connection, id: i64) -> StoreResult<Option<Document>> {
         .transpose()
 }
 
+/// Bulk lookups pass the keys as one JSON array, so the statement text never
+/// changes (it stays in the prepared-statement cache) and needs no chunking.
 pub fn by_ids(conn: &Connection, ids: &[i64]) -> StoreResult<Vec<Document>> {
-    let mut out = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(500) {
-        let marks = vec!["?"; chunk.len()].join(",");
-        let sql = format!("SELECT {DOCUMENT_COLUMNS} FROM documents d WHERE d.id IN ({marks})");
-        let mut stmt = conn.prepare(&sql)?;
-        out.extend(rows::collect(
-            stmt.query_map(params_from_iter(chunk), rows::document)?,
-        )?);
-    }
-    Ok(out)
+    let keys =
+        serde_json::to_string(ids).map_err(|e| StoreError::Corrupt(format!("bulk ids: {e}")))?;
+    let sql = format!(
+        "SELECT {DOCUMENT_COLUMNS} FROM documents d \
+         WHERE d.id IN (SELECT value FROM json_each(?1)) ORDER BY d.id"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    rows::collect(stmt.query_map([keys], rows::document)?)
 }
 
 pub fn by_doc_nos(conn: &Connection, doc_nos: &[String]) -> StoreResult<Vec<Document>> {
-    let mut out = Vec::with_capacity(doc_nos.len());
-    for chunk in doc_nos.chunks(500) {
-        let marks = vec!["?"; chunk.len()].join(",");
-        let sql = format!(
-            "SELECT {DOCUMENT_COLUMNS} FROM documents d WHERE d.doc_no IN ({marks}) ORDER BY d.id"
-        );
-        let mut stmt = conn.prepare(&sql)?;
-        out.extend(rows::collect(
-            stmt.query_map(params_from_iter(chunk), rows::document)?,
-        )?);
-    }
-    Ok(out)
+    let keys = serde_json::to_string(doc_nos)
+        .map_err(|e| StoreError::Corrupt(format!("bulk doc_nos: {e}")))?;
+    let sql = format!(
+        "SELECT {DOCUMENT_COLUMNS} FROM documents d \
+         WHERE d.doc_no IN (SELECT value FROM json_each(?1)) ORDER BY d.id"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    rows::collect(stmt.query_map([keys], rows::document)?)
 }
 
 pub fn images(conn: &Connection, document_id: i64) -> StoreResult<Vec<Image>> {
