@@ -55,6 +55,10 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(what) => ApiError::NotFound(what),
             StoreError::Conflict(message) => ApiError::Conflict(message),
+            StoreError::Invalid { field, message } => ApiError::BadRequest {
+                message: format!("{field}: {message}"),
+                field: Some(field),
+            },
             StoreError::InvalidTransition {
                 current, action, ..
             } => ApiError::InvalidTransition {

@@ -6,7 +6,8 @@
 //! - `routes/`: the HTTP handlers, one file per area; `uplink`: the agent WebSocket.
 //! - `store/`: metadata behind the [`store::Store`] trait (SQLite embedded);
 //!   `blobs`: image bytes, content-addressed.
-//! - `workflow`: the document lifecycle rules; `cover/`: cover sheet drawing.
+//! - `workflow`: the document lifecycle rules; `settings`: their validation;
+//!   `webhooks`: the outbox delivery task; `cover/`: cover sheet drawing.
 //! - `demo`: the one-command demonstration.
 
 pub mod auth;
@@ -16,9 +17,11 @@ pub mod cover;
 pub mod demo;
 mod error;
 mod routes;
+pub mod settings;
 mod state;
 pub mod store;
 pub mod uplink;
+pub mod webhooks;
 pub mod workflow;
 
 use anyhow::Context;
@@ -76,11 +79,25 @@ pub async fn serve_state(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Background work is owned here: cancelled with the server and awaited.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let outbox = tokio::spawn(webhooks::run(Arc::clone(&state.store), stop.clone()));
     let app = routes::router(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+    let http_stop = stop.clone();
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = http_stop.cancelled() => {}
+            }
+        })
         .await
-        .context("serving HTTP")
+        .context("serving HTTP");
+    stop.cancel();
+    if let Err(e) = outbox.await {
+        tracing::error!(error = %e, "webhook delivery task failed");
+    }
+    served
 }
 
 pub use state::AppState as ServerState;

@@ -34,6 +34,20 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
     },
+    /// Audit trail tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the audit hash chain; exits non-zero naming the first bad row.
+    Verify {
+        #[arg(long, env = "IMC_DATA_DIR")]
+        data_dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -86,6 +100,21 @@ async fn wait_for_signal() {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Audit {
+        command: AuditCommand::Verify { data_dir },
+    } = &cli.command
+    {
+        let db = ServerConfig::new(data_dir.clone()).database_path();
+        return match imc_server::store::verify_audit_file(&db)? {
+            imc_server::store::AuditCheck::Intact { rows } => {
+                println!("audit chain intact: {rows} rows");
+                Ok(())
+            }
+            imc_server::store::AuditCheck::Broken { row, reason } => {
+                anyhow::bail!("audit chain broken at row {row}: {reason}")
+            }
+        };
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         match cli.command {
@@ -111,6 +140,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let shutdown = shutdown_on_signal();
                 imc_server::demo::run(imc_server::demo::DemoOptions { dir, listen }, shutdown).await
             }
+            Command::Audit { .. } => Ok(()),
         }
     })
 }

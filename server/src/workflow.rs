@@ -4,6 +4,7 @@
 //! their answer inside the transaction that changes the document.
 
 use crate::store::Decision;
+use imc_shared::api::AttachMode;
 use imc_shared::{DocStatus, ImageMode};
 
 /// The status a decision leads to, or `None` when it is not allowed now.
@@ -33,19 +34,40 @@ pub enum Attach {
     Replace(DocStatus),
 }
 
+/// Where a set of images comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// The capture API (basic mode, or sync mode pushed by another system).
+    Upload,
+    /// A scanned packet; `mode` is what the matcher asked for, if anything.
+    Packet(Option<AttachMode>),
+}
+
 /// What attaching images (a scanned packet, or an upload) does to a document.
-pub fn on_images(mode: ImageMode, current: DocStatus, scanned: bool) -> Option<Attach> {
+pub fn on_images(mode: ImageMode, current: DocStatus, via: Via) -> Option<Attach> {
     use DocStatus::*;
-    match (mode, current) {
-        (_, Cancelled) => None,
-        (ImageMode::Match, AwaitingImages) if scanned => Some(Attach::Append(Matched)),
-        // A supplement: more paper for a document waiting for sign-off.
-        (ImageMode::Match, Matched) if scanned => Some(Attach::Append(Matched)),
-        // A rescan after a rejection replaces what was rejected.
-        (ImageMode::Match, Rejected) if scanned => Some(Attach::Replace(Matched)),
-        (ImageMode::Match, _) => None,
-        (ImageMode::Basic | ImageMode::Sync, AwaitingImages | Ready) => Some(Attach::Append(Ready)),
-        (ImageMode::Basic | ImageMode::Sync, _) => None,
+    let Via::Packet(asked) = via else {
+        return match (mode, current) {
+            (ImageMode::Basic | ImageMode::Sync, AwaitingImages | Ready) => {
+                Some(Attach::Append(Ready))
+            }
+            _ => None,
+        };
+    };
+    if mode != ImageMode::Match {
+        return None;
+    }
+    match (current, asked) {
+        (AwaitingImages, _) => Some(Attach::Append(Matched)),
+        // A supplement: more paper for a document waiting for sign-off or
+        // rejected for missing pages; a rescan replaces what was there.
+        (Matched | Rejected, Some(AttachMode::Supplement)) => Some(Attach::Append(Matched)),
+        (Matched | Rejected, Some(AttachMode::Rescan)) => Some(Attach::Replace(Matched)),
+        // Unspecified: a rejected document was rejected for its pages, so new
+        // paper replaces them; a matched one gains pages.
+        (Matched, None) => Some(Attach::Append(Matched)),
+        (Rejected, None) => Some(Attach::Replace(Matched)),
+        (Ready | Cancelled, _) => None,
     }
 }
 
@@ -90,21 +112,44 @@ mod tests {
             None
         );
         assert_eq!(
-            on_images(ImageMode::Basic, AwaitingImages, false),
+            on_images(ImageMode::Basic, AwaitingImages, Via::Upload),
             Some(Attach::Append(Ready))
         );
+        for mode in [ImageMode::Basic, ImageMode::Sync] {
+            assert_eq!(
+                on_images(mode, Ready, Via::Upload),
+                Some(Attach::Append(Ready))
+            );
+            assert_eq!(on_images(mode, Cancelled, Via::Upload), None);
+            assert_eq!(on_images(mode, AwaitingImages, Via::Packet(None)), None);
+        }
     }
 
     #[test]
     fn scanned_packets() {
+        use AttachMode::*;
         let m = ImageMode::Match;
-        assert_eq!(
-            on_images(m, AwaitingImages, true),
-            Some(Attach::Append(Matched))
-        );
-        assert_eq!(on_images(m, Rejected, true), Some(Attach::Replace(Matched)));
-        assert_eq!(on_images(m, Ready, true), None);
-        assert_eq!(on_images(m, Cancelled, true), None);
-        assert_eq!(on_images(m, AwaitingImages, false), None);
+        let table = [
+            (AwaitingImages, None, Some(Attach::Append(Matched))),
+            (AwaitingImages, Some(Rescan), Some(Attach::Append(Matched))),
+            (Matched, None, Some(Attach::Append(Matched))),
+            (Matched, Some(Supplement), Some(Attach::Append(Matched))),
+            (Matched, Some(Rescan), Some(Attach::Replace(Matched))),
+            (Rejected, None, Some(Attach::Replace(Matched))),
+            (Rejected, Some(Rescan), Some(Attach::Replace(Matched))),
+            (Rejected, Some(Supplement), Some(Attach::Append(Matched))),
+            (Ready, None, None),
+            (Ready, Some(Supplement), None),
+            (Cancelled, None, None),
+            (Cancelled, Some(Rescan), None),
+        ];
+        for (from, asked, want) in table {
+            assert_eq!(
+                on_images(m, from, Via::Packet(asked)),
+                want,
+                "{from} {asked:?}"
+            );
+        }
+        assert_eq!(on_images(m, AwaitingImages, Via::Upload), None);
     }
 }

@@ -9,11 +9,13 @@ use serde::{Deserialize, Serialize};
 
 /// Every error the API answers: `{"error": {"code", "message", "field"?}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
@@ -25,6 +27,7 @@ pub struct ErrorDetail {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateDocument {
     pub source_system: String,
@@ -36,6 +39,7 @@ pub struct CreateDocument {
     #[serde(default)]
     pub title: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub amount: Option<Amount>,
     #[serde(default)]
     pub submitter: Option<String>,
@@ -62,6 +66,7 @@ impl Amount {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DocumentCreated {
     pub id: i64,
     pub doc_no: String,
@@ -72,6 +77,7 @@ pub struct DocumentCreated {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DocumentView {
     pub id: i64,
     pub source_system: String,
@@ -92,9 +98,13 @@ pub struct DocumentView {
     pub updated_at: String,
     pub cover_url: String,
     pub images: Vec<ImageView>,
+    /// Problems sign-off staff must see, e.g. an invoice already on another document.
+    #[serde(default)]
+    pub conflicts: Vec<DocumentConflict>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImageView {
     pub id: i64,
     pub sha256: String,
@@ -105,16 +115,19 @@ pub struct ImageView {
     #[serde(default)]
     pub blank: bool,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
     pub barcodes: Vec<crate::protocol::BarcodeInfo>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImageList {
     pub document_id: i64,
     pub images: Vec<ImageView>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusView {
     pub id: i64,
     pub doc_no: String,
@@ -125,6 +138,7 @@ pub struct StatusView {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StatusQuery {
     #[serde(default)]
@@ -134,6 +148,7 @@ pub struct StatusQuery {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusQueryResult {
     pub results: Vec<StatusView>,
     /// The asked-for ids or doc_nos that name no document.
@@ -141,6 +156,7 @@ pub struct StatusQueryResult {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PutScheme {
     #[serde(default)]
@@ -153,6 +169,7 @@ pub struct PutScheme {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SchemeView {
     pub name: String,
     pub org: Option<String>,
@@ -162,12 +179,14 @@ pub struct SchemeView {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReasonBody {
     pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnrollmentCode {
     pub code: String,
     pub site: String,
@@ -175,6 +194,7 @@ pub struct EnrollmentCode {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EnrollRequest {
     pub code: String,
@@ -184,6 +204,7 @@ pub struct EnrollRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnrollResponse {
     pub agent_id: String,
     pub site: String,
@@ -191,6 +212,7 @@ pub struct EnrollResponse {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PacketView {
     pub id: String,
     pub state: PacketState,
@@ -205,6 +227,7 @@ pub struct PacketView {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PacketPageView {
     pub page_index: u32,
     pub sha256: String,
@@ -215,6 +238,7 @@ pub struct PacketPageView {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PacketState {
     /// Pages still arriving, or the seal not yet received.
@@ -248,12 +272,192 @@ impl std::str::FromStr for PacketState {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PacketList {
     pub packets: Vec<PacketView>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MatchPacket {
     pub document_id: i64,
+    /// For a rejected (or matched) document: replace its pages or add to them.
+    /// Default: a rejected document is rescanned, any other is supplemented.
+    #[serde(default)]
+    pub mode: Option<AttachMode>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum AttachMode {
+    /// 重扫: the packet's pages replace the document's current ones.
+    Rescan,
+    /// 补扫: the packet's pages are added after the current ones.
+    Supplement,
+}
+
+/// Something sign-off staff must look at before signing off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DocumentConflict {
+    /// `duplicate_invoice`: the same VAT invoice is on another live document.
+    pub kind: String,
+    pub invoice_code: String,
+    pub invoice_number: String,
+    pub other_document_id: i64,
+}
+
+/// Global settings (`GET/PUT /api/v1/settings`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Settings {
+    /// Regular expressions an ERP-assigned cover code must match (whole).
+    pub cover_code_patterns: Vec<String>,
+    /// Content types the capture API accepts (sniffed from the bytes).
+    pub accepted_content_types: Vec<String>,
+    /// Largest image the capture API accepts.
+    pub max_image_bytes: u64,
+    pub webhook_retry: WebhookRetry,
+    /// How long documents are kept after they are final.
+    pub retention_days: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WebhookRetry {
+    /// Attempts per event before it is given up.
+    pub max_attempts: u32,
+    /// The delay before the second attempt; it doubles after each failure.
+    pub base_delay_secs: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            cover_code_patterns: vec![crate::cover_code::DEFAULT_PATTERN.to_owned()],
+            accepted_content_types: [
+                "image/jpeg",
+                "image/png",
+                "image/tiff",
+                "image/bmp",
+                "image/webp",
+                "application/pdf",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            max_image_bytes: 64 * 1024 * 1024,
+            webhook_retry: WebhookRetry {
+                max_attempts: 10,
+                base_delay_secs: 5,
+            },
+            retention_days: 3650,
+        }
+    }
+}
+
+/// A partial update of [`Settings`]: absent fields keep their value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SettingsPatch {
+    #[serde(default)]
+    pub cover_code_patterns: Option<Vec<String>>,
+    #[serde(default)]
+    pub accepted_content_types: Option<Vec<String>>,
+    #[serde(default)]
+    pub max_image_bytes: Option<u64>,
+    #[serde(default)]
+    pub webhook_retry: Option<WebhookRetryPatch>,
+    #[serde(default)]
+    pub retention_days: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct WebhookRetryPatch {
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    #[serde(default)]
+    pub base_delay_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PutWebhook {
+    /// Where status changes are POSTed (http or https).
+    pub url: String,
+    /// Key of the `X-IMC-Signature` HMAC; never shown again.
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WebhookView {
+    pub source_system: String,
+    pub url: String,
+    pub updated_at: String,
+}
+
+/// The body POSTed to a source system's webhook on every status change.
+/// Delivery is at least once: receivers de-duplicate on `event_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WebhookEvent {
+    pub event_id: String,
+    pub document_id: i64,
+    pub doc_no: String,
+    pub source_system: String,
+    pub old_status: DocStatus,
+    pub new_status: DocStatus,
+    pub at: String,
+}
+
+/// One attempt to deliver one event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WebhookDelivery {
+    pub event_id: String,
+    pub attempt: u32,
+    pub at: String,
+    pub url: String,
+    #[serde(default)]
+    pub http_status: Option<u16>,
+    #[serde(default)]
+    pub error: Option<String>,
+    /// True when the receiver answered 2xx.
+    pub delivered: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WebhookDeliveryList {
+    pub document_id: i64,
+    pub deliveries: Vec<WebhookDelivery>,
+}
+
+/// One row of the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    #[serde(default)]
+    pub from_status: Option<DocStatus>,
+    #[serde(default)]
+    pub to_status: Option<DocStatus>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditList {
+    pub document_id: i64,
+    pub entries: Vec<AuditEntry>,
 }

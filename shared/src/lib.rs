@@ -5,6 +5,7 @@
 //! - [`cover_code`]: how cover codes look, are issued and are recognised.
 //! - [`api`]: JSON bodies of the HTTP API under `/api/v1`.
 //! - [`protocol`]: the agent uplink spoken over WebSocket.
+//! - [`vat`]: reading a VAT invoice's QR payload (duplicate-invoice guard).
 //!
 //! Only this crate knows the wire format. It holds no async runtime and no
 //! storage: whatever is `Serialize` here is a contract with the outside.
@@ -13,6 +14,7 @@ pub mod api;
 pub mod cover_code;
 pub mod protocol;
 pub mod status;
+pub mod vat;
 
 pub use cover_code::{CoverCode, CoverPatterns};
 pub use status::{DocStatus, ImageMode};

@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 /// Where a document stands; the 3.06 status query answers these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DocStatus {
     AwaitingImages,
@@ -58,6 +59,7 @@ impl FromStr for DocStatus {
 
 /// How a document gets its images (影像模式).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ImageMode {
     /// Images uploaded straight onto the document, no paper check.

@@ -15,3 +15,5 @@ mod capture;
 mod delivery;
 mod inspect;
 mod spine;
+mod webhooks;
+mod workflow;

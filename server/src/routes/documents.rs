@@ -8,13 +8,14 @@ use crate::cover::CoverFields;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::{Created, Decision, Document, NewDocument, NewImage, StoreError};
+use crate::workflow::Via;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use imc_shared::api::{
-    CreateDocument, DocumentCreated, DocumentView, ImageList, ReasonBody, StatusQuery,
+    AuditList, CreateDocument, DocumentCreated, DocumentView, ImageList, ReasonBody, StatusQuery,
     StatusQueryResult, StatusView,
 };
 use imc_shared::{CoverCode, CoverPatterns};
@@ -140,9 +141,10 @@ async fn require(state: &AppState, id: i64) -> ApiResult<Document> {
         .ok_or_else(|| ApiError::NotFound(format!("document {id}")))
 }
 
-async fn full_view(state: &AppState, doc: Document) -> ApiResult<DocumentView> {
+pub async fn full_view(state: &AppState, doc: Document) -> ApiResult<DocumentView> {
     let images = state.store.images(doc.id).await?;
-    Ok(views::document(doc, images))
+    let conflicts = state.store.document_conflicts(doc.id).await?;
+    Ok(views::document(doc, images, conflicts))
 }
 
 pub async fn get_one(
@@ -340,25 +342,56 @@ pub async fn blob_response(
         .into_response())
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadQuery {
+    /// The system that pushed the image (sync mode), e.g. `invoice-receiving`.
+    #[serde(default)]
+    source: Option<String>,
+}
+
+/// Header naming the pushing system, for clients that cannot add a query.
+pub const SOURCE_HEADER: &str = "x-imc-source";
+
 /// The capture API (basic and sync modes): the body is the image itself.
 pub async fn upload_image(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
+    ApiQuery(query): ApiQuery<UploadQuery>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<imc_shared::api::ImageView>)> {
     caller.require_api()?;
+    let header_source = headers
+        .get(SOURCE_HEADER)
+        .map(|v| {
+            v.to_str()
+                .map(str::to_owned)
+                .map_err(|_| ApiError::field("source", "the X-IMC-Source header is not text"))
+        })
+        .transpose()?;
+    let source = optional("source", query.source.or(header_source))?;
     let doc = require(&state, id).await?;
     if body.is_empty() {
         return Err(ApiError::bad_request(
             "the request body must be the image bytes",
         ));
     }
+    let settings = state.store.settings().await?;
+    if body.len() as u64 > settings.max_image_bytes {
+        return Err(ApiError::TooLarge);
+    }
     // Trust the bytes, not the declared Content-Type.
-    let content_type = sniff_content_type(&body).ok_or_else(|| {
-        ApiError::bad_request("the body is not a JPEG, PNG, TIFF, BMP, WebP or PDF file")
-    })?;
-    if crate::workflow::on_images(doc.mode, doc.status, false).is_none() {
+    let content_type = sniff_content_type(&body)
+        .filter(|t| settings.accepted_content_types.iter().any(|a| a == t))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "the body is not one of the accepted types: {}",
+                settings.accepted_content_types.join(", ")
+            ))
+        })?;
+    if crate::workflow::on_images(doc.mode, doc.status, Via::Upload).is_none() {
         return Err(ApiError::InvalidTransition {
             current: doc.status,
             message: format!(
@@ -378,11 +411,27 @@ pub async fn upload_image(
                 sha256,
                 size,
                 content_type: content_type.to_owned(),
+                source,
             },
             &caller.actor(),
         )
         .await?;
     Ok((StatusCode::CREATED, Json(views::image(image))))
+}
+
+/// The audit trail of one document, oldest first.
+pub async fn audit(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<AuditList>> {
+    caller.require_api()?;
+    require(&state, id).await?;
+    let rows = state.store.document_audit(id).await?;
+    Ok(Json(AuditList {
+        document_id: id,
+        entries: rows.into_iter().map(views::audit).collect(),
+    }))
 }
 
 pub fn sniff_content_type(bytes: &[u8]) -> Option<&'static str> {

@@ -5,7 +5,9 @@ mod documents;
 mod extract;
 mod health;
 mod packets;
+mod settings;
 mod views;
+mod webhooks;
 
 use crate::state::AppState;
 use axum::Router;
@@ -28,6 +30,16 @@ pub fn router(state: AppState) -> Router {
         .route("/documents/{id}/reject", post(documents::reject))
         .route("/documents/{id}/unsign", post(documents::unsign))
         .route("/documents/{id}/cancel", post(documents::cancel))
+        .route("/documents/{id}/audit", get(documents::audit))
+        .route(
+            "/documents/{id}/webhook-deliveries",
+            get(webhooks::deliveries),
+        )
+        .route(
+            "/settings",
+            get(settings::get_settings).put(settings::put_settings),
+        )
+        .route("/webhooks/{source_system}", put(webhooks::put_webhook))
         .route("/images/{id}", get(documents::image_bytes))
         .route("/packets", get(packets::list))
         .route("/packets/{id}/match", post(packets::match_packet))

@@ -58,10 +58,14 @@ pub async fn match_packet(
     caller.require_api()?;
     let doc = state
         .store
-        .match_packet(packet_id(&id)?, body.document_id, &caller.actor())
+        .match_packet(
+            packet_id(&id)?,
+            body.document_id,
+            body.mode,
+            &caller.actor(),
+        )
         .await?;
-    let images = state.store.images(doc.id).await?;
-    Ok(Json(views::document(doc, images)))
+    Ok(Json(super::documents::full_view(&state, doc).await?))
 }
 
 pub async fn page_bytes(

@@ -1,7 +1,10 @@
 //! Store rows turned into the wire types of `imc_shared::api`.
 
-use crate::store::{Document, Image, Packet};
-use imc_shared::api::{DocumentView, ImageView, PacketPageView, PacketView, StatusView};
+use crate::store::{AuditRow, Delivery, Document, Image, InvoiceConflict, Packet};
+use imc_shared::api::{
+    AuditEntry, DocumentConflict, DocumentView, ImageView, PacketPageView, PacketView, StatusView,
+    WebhookDelivery,
+};
 
 pub fn cover_url(id: i64) -> String {
     format!("/api/v1/documents/{id}/cover.png")
@@ -20,7 +23,11 @@ pub fn image(image: Image) -> ImageView {
     }
 }
 
-pub fn document(doc: Document, images: Vec<Image>) -> DocumentView {
+pub fn document(
+    doc: Document,
+    images: Vec<Image>,
+    conflicts: Vec<InvoiceConflict>,
+) -> DocumentView {
     DocumentView {
         cover_url: cover_url(doc.id),
         id: doc.id,
@@ -40,6 +47,39 @@ pub fn document(doc: Document, images: Vec<Image>) -> DocumentView {
         created_at: doc.created_at,
         updated_at: doc.updated_at,
         images: images.into_iter().map(image).collect(),
+        conflicts: conflicts
+            .into_iter()
+            .map(|c| DocumentConflict {
+                kind: "duplicate_invoice".to_owned(),
+                invoice_code: c.invoice_code,
+                invoice_number: c.invoice_number,
+                other_document_id: c.other_document_id,
+            })
+            .collect(),
+    }
+}
+
+pub fn audit(row: AuditRow) -> AuditEntry {
+    AuditEntry {
+        id: row.id,
+        at: row.at,
+        actor: row.actor,
+        action: row.action,
+        from_status: row.from_status,
+        to_status: row.to_status,
+        reason: row.reason,
+    }
+}
+
+pub fn delivery(d: Delivery) -> WebhookDelivery {
+    WebhookDelivery {
+        event_id: d.event_id,
+        attempt: d.attempt,
+        at: d.at,
+        url: d.url,
+        http_status: d.http_status,
+        error: d.error,
+        delivered: d.delivered,
     }
 }
 

@@ -10,10 +10,11 @@
 
 mod sqlite;
 
-pub use sqlite::SqliteStore;
+pub use sqlite::audit::{AuditCheck, verify_audit_file};
+pub use sqlite::{SqliteStore, now};
 
 use async_trait::async_trait;
-use imc_shared::api::PacketState;
+use imc_shared::api::{AttachMode, PacketState, Settings, SettingsPatch};
 use imc_shared::protocol::BarcodeInfo;
 use imc_shared::{DocStatus, ImageMode};
 use uuid::Uuid;
@@ -36,6 +37,10 @@ pub enum StoreError {
     },
     #[error("storage task failed: {0}")]
     Task(String),
+    /// A value the caller sent breaks a rule only the store can check (it
+    /// depends on stored state, e.g. a partial settings update).
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -104,6 +109,72 @@ pub struct NewImage {
     pub sha256: String,
     pub size: u64,
     pub content_type: String,
+    /// The system that pushed it (sync mode), kept in the audit trail.
+    pub source: Option<String>,
+}
+
+/// Where a source system wants its status changes sent.
+#[derive(Debug, Clone)]
+pub struct WebhookTarget {
+    pub source_system: String,
+    pub url: String,
+    pub updated_at: String,
+}
+
+/// An event in the outbox, due for (another) delivery attempt.
+#[derive(Debug, Clone)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub event_id: String,
+    pub document_id: i64,
+    pub url: String,
+    pub secret: String,
+    /// The exact bytes to send and sign.
+    pub body: String,
+    /// Attempts made so far.
+    pub attempts: u32,
+}
+
+/// What one delivery attempt came to.
+#[derive(Debug, Clone)]
+pub struct DeliveryOutcome {
+    pub url: String,
+    pub http_status: Option<u16>,
+    pub error: Option<String>,
+    pub delivered: bool,
+    /// When to try again; `None` after a failure means the event is given up.
+    pub retry_at: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub event_id: String,
+    pub attempt: u32,
+    pub at: String,
+    pub url: String,
+    pub http_status: Option<u16>,
+    pub error: Option<String>,
+    pub delivered: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    pub id: i64,
+    pub at: String,
+    pub actor: String,
+    pub document_id: Option<i64>,
+    pub action: String,
+    pub from_status: Option<DocStatus>,
+    pub to_status: Option<DocStatus>,
+    pub reason: Option<String>,
+}
+
+/// The same VAT invoice attached to two live documents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvoiceConflict {
+    pub invoice_code: String,
+    pub invoice_number: String,
+    pub other_document_id: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -251,6 +322,9 @@ pub trait Store: Send + Sync + 'static {
 
     // Settings and schemes.
     async fn cover_patterns(&self) -> StoreResult<Vec<String>>;
+    async fn settings(&self) -> StoreResult<Settings>;
+    /// Applies a partial update, validated against the merged result, in one transaction.
+    async fn update_settings(&self, patch: SettingsPatch, actor: &Actor) -> StoreResult<Settings>;
     async fn put_scheme(&self, scheme: Scheme, actor: &Actor) -> StoreResult<Scheme>;
 
     // Documents.
@@ -292,6 +366,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         packet_id: Uuid,
         document_id: i64,
+        mode: Option<AttachMode>,
         actor: &Actor,
     ) -> StoreResult<Document>;
     async fn packet_page_blob(
@@ -299,4 +374,22 @@ pub trait Store: Send + Sync + 'static {
         packet_id: Uuid,
         page_index: u32,
     ) -> StoreResult<Option<(String, String)>>;
+
+    // Webhooks: the outbox is filled inside the transitions themselves.
+    async fn put_webhook(
+        &self,
+        source_system: &str,
+        url: &str,
+        secret: &str,
+        actor: &Actor,
+    ) -> StoreResult<WebhookTarget>;
+    /// Events whose next attempt is due at `now`, oldest first, at most one
+    /// per document so that a document's events arrive in order.
+    async fn due_webhooks(&self, now: &str, limit: u32) -> StoreResult<Vec<OutboxItem>>;
+    async fn record_delivery(&self, outbox_id: i64, outcome: DeliveryOutcome) -> StoreResult<()>;
+    async fn webhook_deliveries(&self, document_id: i64) -> StoreResult<Vec<Delivery>>;
+
+    // Audit trail and checks sign-off staff see.
+    async fn document_audit(&self, document_id: i64) -> StoreResult<Vec<AuditRow>>;
+    async fn document_conflicts(&self, document_id: i64) -> StoreResult<Vec<InvoiceConflict>>;
 }

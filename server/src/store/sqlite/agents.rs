@@ -122,18 +122,3 @@ pub fn seen(tx: &Transaction<'_>, agent_id: &str, report: Option<&AgentReport>) 
     };
     Ok(())
 }
-
-pub fn cover_patterns(conn: &Connection) -> StoreResult<Vec<String>> {
-    let stored: Option<String> = conn
-        .query_row(
-            "SELECT value FROM settings WHERE key = 'cover_code_patterns'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?;
-    match stored {
-        Some(json) => serde_json::from_str(&json)
-            .map_err(|e| StoreError::Corrupt(format!("setting cover_code_patterns: {e}"))),
-        None => Ok(vec![imc_shared::cover_code::DEFAULT_PATTERN.to_owned()]),
-    }
-}

@@ -1,10 +1,10 @@
 //! Documents, their images, schemes, decisions and the audit trail.
 
 use super::rows::{self, DOCUMENT_COLUMNS, IMAGE_COLUMNS};
-use super::{now, packets};
+use super::{audit as chain, invoices, now, packets, webhooks};
 use crate::store::*;
-use crate::workflow::{self, Attach};
-use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
+use crate::workflow::{self, Attach, Via};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 pub fn put_scheme(tx: &Transaction<'_>, scheme: Scheme, actor: &Actor) -> StoreResult<Scheme> {
     let rules = scheme.rules.as_ref().map(|r| r.to_string());
@@ -115,32 +115,28 @@ pub fn by_id(conn: &Connection, id: i64) -> StoreResult<Option<Document>> {
         .transpose()
 }
 
+/// Bulk lookups pass the keys as one JSON array, so the statement text never
+/// changes (it stays in the prepared-statement cache) and needs no chunking.
 pub fn by_ids(conn: &Connection, ids: &[i64]) -> StoreResult<Vec<Document>> {
-    let mut out = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(500) {
-        let marks = vec!["?"; chunk.len()].join(",");
-        let sql = format!("SELECT {DOCUMENT_COLUMNS} FROM documents d WHERE d.id IN ({marks})");
-        let mut stmt = conn.prepare(&sql)?;
-        out.extend(rows::collect(
-            stmt.query_map(params_from_iter(chunk), rows::document)?,
-        )?);
-    }
-    Ok(out)
+    let keys =
+        serde_json::to_string(ids).map_err(|e| StoreError::Corrupt(format!("bulk ids: {e}")))?;
+    let sql = format!(
+        "SELECT {DOCUMENT_COLUMNS} FROM documents d \
+         WHERE d.id IN (SELECT value FROM json_each(?1)) ORDER BY d.id"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    rows::collect(stmt.query_map([keys], rows::document)?)
 }
 
 pub fn by_doc_nos(conn: &Connection, doc_nos: &[String]) -> StoreResult<Vec<Document>> {
-    let mut out = Vec::with_capacity(doc_nos.len());
-    for chunk in doc_nos.chunks(500) {
-        let marks = vec!["?"; chunk.len()].join(",");
-        let sql = format!(
-            "SELECT {DOCUMENT_COLUMNS} FROM documents d WHERE d.doc_no IN ({marks}) ORDER BY d.id"
-        );
-        let mut stmt = conn.prepare(&sql)?;
-        out.extend(rows::collect(
-            stmt.query_map(params_from_iter(chunk), rows::document)?,
-        )?);
-    }
-    Ok(out)
+    let keys = serde_json::to_string(doc_nos)
+        .map_err(|e| StoreError::Corrupt(format!("bulk doc_nos: {e}")))?;
+    let sql = format!(
+        "SELECT {DOCUMENT_COLUMNS} FROM documents d \
+         WHERE d.doc_no IN (SELECT value FROM json_each(?1)) ORDER BY d.id"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    rows::collect(stmt.query_map([keys], rows::document)?)
 }
 
 pub fn images(conn: &Connection, document_id: i64) -> StoreResult<Vec<Image>> {
@@ -167,7 +163,7 @@ pub fn add_uploaded_image(
     actor: &Actor,
 ) -> StoreResult<Image> {
     let doc = require(tx, document_id)?;
-    let Some(attach) = workflow::on_images(doc.mode, doc.status, false) else {
+    let Some(attach) = workflow::on_images(doc.mode, doc.status, Via::Upload) else {
         return Err(StoreError::InvalidTransition {
             id: doc.id,
             current: doc.status,
@@ -192,7 +188,12 @@ pub fn add_uploaded_image(
         ],
     )?;
     let image_id = tx.last_insert_rowid();
-    apply_attach(tx, &doc, attach, actor, "images.upload")?;
+    let action = match doc.mode {
+        ImageMode::Sync => "images.sync",
+        _ => "images.upload",
+    };
+    let reason = image.source.as_deref().map(|s| format!("pushed by {s}"));
+    apply_attach(tx, &doc, attach, actor, action, reason.as_deref())?;
     image_by_id(tx, image_id)
 }
 
@@ -215,11 +216,13 @@ pub fn apply_attach(
     attach: Attach,
     actor: &Actor,
     action: &str,
+    reason: Option<&str>,
 ) -> StoreResult<()> {
     let to = match attach {
         Attach::Append(to) | Attach::Replace(to) => to,
     };
-    set_status(tx, doc.id, to, None)?;
+    invoices::index_document(tx, doc.id)?;
+    change_status(tx, doc, to, None)?;
     audit(
         tx,
         actor,
@@ -227,7 +230,7 @@ pub fn apply_attach(
         action,
         Some(doc.status),
         Some(to),
-        None,
+        reason,
     )
 }
 
@@ -253,7 +256,7 @@ pub fn decide(
     let reject_reason = matches!(decision, Decision::Reject { .. })
         .then_some(reason)
         .flatten();
-    set_status(tx, doc.id, to, reject_reason)?;
+    change_status(tx, &doc, to, reject_reason)?;
     audit(
         tx,
         actor,
@@ -266,17 +269,18 @@ pub fn decide(
     require(tx, document_id)
 }
 
-fn set_status(
+/// Every status change goes through here, so none escapes the outbox.
+fn change_status(
     tx: &Transaction<'_>,
-    id: i64,
+    doc: &Document,
     status: DocStatus,
     reject_reason: Option<&str>,
 ) -> StoreResult<()> {
-    tx.execute(
+    tx.prepare_cached(
         "UPDATE documents SET status = ?2, reject_reason = ?3, updated_at = ?4 WHERE id = ?1",
-        params![id, status.as_str(), reject_reason, now()],
-    )?;
-    Ok(())
+    )?
+    .execute(params![doc.id, status.as_str(), reject_reason, now()])?;
+    webhooks::enqueue(tx, doc, doc.status, status)
 }
 
 pub fn audit(
@@ -288,18 +292,15 @@ pub fn audit(
     to: Option<DocStatus>,
     reason: Option<&str>,
 ) -> StoreResult<()> {
-    tx.execute(
-        "INSERT INTO audit (at, actor, document_id, action, from_status, to_status, reason) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
-            now(),
-            actor.0,
+    chain::append(
+        tx,
+        &chain::NewEntry {
+            actor,
             document_id,
             action,
-            from.map(|s| s.as_str()),
-            to.map(|s| s.as_str()),
-            reason
-        ],
-    )?;
-    Ok(())
+            from,
+            to,
+            reason,
+        },
+    )
 }

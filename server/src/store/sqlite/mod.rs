@@ -7,9 +7,15 @@
 //! what lets the uplink acknowledge a page right after it.
 
 mod agents;
+pub mod audit;
 mod documents;
+mod invoices;
 mod packets;
 mod rows;
+mod settings;
+#[cfg(test)]
+mod tests;
+mod webhooks;
 
 use super::*;
 use rusqlite::{Connection, OpenFlags};
@@ -37,6 +43,7 @@ impl SqliteStore {
         writer.pragma_update(None, "foreign_keys", "ON")?;
         writer.busy_timeout(std::time::Duration::from_secs(10))?;
         writer.execute_batch(include_str!("schema.sql"))?;
+        audit::migrate(&writer)?;
         let readers = (0..READERS)
             .map(|_| {
                 let conn = Connection::open_with_flags(
@@ -103,7 +110,7 @@ impl SqliteStore {
     }
 }
 
-pub(crate) fn now() -> String {
+pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
@@ -176,7 +183,17 @@ impl Store for SqliteStore {
     }
 
     async fn cover_patterns(&self) -> StoreResult<Vec<String>> {
-        self.read(agents::cover_patterns).await
+        self.read(settings::cover_patterns).await
+    }
+
+    async fn settings(&self) -> StoreResult<Settings> {
+        self.read(settings::load).await
+    }
+
+    async fn update_settings(&self, patch: SettingsPatch, actor: &Actor) -> StoreResult<Settings> {
+        let actor = actor.clone();
+        self.write(move |tx| settings::update(tx, patch, &actor))
+            .await
     }
 
     async fn put_scheme(&self, scheme: Scheme, actor: &Actor) -> StoreResult<Scheme> {
@@ -272,10 +289,11 @@ impl Store for SqliteStore {
         &self,
         packet_id: Uuid,
         document_id: i64,
+        mode: Option<AttachMode>,
         actor: &Actor,
     ) -> StoreResult<Document> {
         let actor = actor.clone();
-        self.write(move |tx| packets::match_by_hand(tx, packet_id, document_id, &actor))
+        self.write(move |tx| packets::match_by_hand(tx, packet_id, document_id, mode, &actor))
             .await
     }
 
@@ -285,6 +303,60 @@ impl Store for SqliteStore {
         page_index: u32,
     ) -> StoreResult<Option<(String, String)>> {
         self.read(move |c| packets::page_blob(c, packet_id, page_index))
+            .await
+    }
+
+    async fn put_webhook(
+        &self,
+        source_system: &str,
+        url: &str,
+        secret: &str,
+        actor: &Actor,
+    ) -> StoreResult<WebhookTarget> {
+        let (source_system, url, secret, actor) = (
+            source_system.to_owned(),
+            url.to_owned(),
+            secret.to_owned(),
+            actor.clone(),
+        );
+        self.write(move |tx| {
+            let target = webhooks::put(tx, &source_system, &url, &secret)?;
+            documents::audit(
+                tx,
+                &actor,
+                None,
+                "webhook.put",
+                None,
+                None,
+                Some(&format!("{source_system} -> {url}")),
+            )?;
+            Ok(target)
+        })
+        .await
+    }
+
+    async fn due_webhooks(&self, now: &str, limit: u32) -> StoreResult<Vec<OutboxItem>> {
+        let now = now.to_owned();
+        self.read(move |c| webhooks::due(c, &now, limit)).await
+    }
+
+    async fn record_delivery(&self, outbox_id: i64, outcome: DeliveryOutcome) -> StoreResult<()> {
+        self.write(move |tx| webhooks::record(tx, outbox_id, &outcome))
+            .await
+    }
+
+    async fn webhook_deliveries(&self, document_id: i64) -> StoreResult<Vec<Delivery>> {
+        self.read(move |c| webhooks::deliveries(c, document_id))
+            .await
+    }
+
+    async fn document_audit(&self, document_id: i64) -> StoreResult<Vec<AuditRow>> {
+        self.read(move |c| audit::for_document(c, document_id))
+            .await
+    }
+
+    async fn document_conflicts(&self, document_id: i64) -> StoreResult<Vec<InvoiceConflict>> {
+        self.read(move |c| invoices::conflicts(c, document_id))
             .await
     }
 }

@@ -4,7 +4,7 @@
 use super::documents::{apply_attach, next_page_no, require};
 use super::now;
 use crate::store::*;
-use crate::workflow::{self, Attach};
+use crate::workflow::{self, Attach, Via};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 pub fn page_stored(conn: &Connection, capture_id: Uuid) -> StoreResult<bool> {
@@ -155,7 +155,7 @@ fn resolve(tx: &Transaction<'_>, packet_id: Uuid, actor: &Actor) -> StoreResult<
         None => Err("no cover sheet before these pages".to_owned()),
         Some(code) => match document_by_cover(tx, code)? {
             None => Err(format!("cover code {code} names no document yet")),
-            Some(doc) => match workflow::on_images(doc.mode, doc.status, true) {
+            Some(doc) => match workflow::on_images(doc.mode, doc.status, Via::Packet(None)) {
                 None => Err(format!(
                     "document {} is {} and takes no scanned pages",
                     doc.doc_no, doc.status
@@ -221,7 +221,12 @@ fn attach_packet(
         "UPDATE packets SET state = 'matched', document_id = ?2, reason = NULL, updated_at = ?3 WHERE id = ?1",
         params![packet_id.to_string(), doc.id, at],
     )?;
-    apply_attach(tx, doc, attach, actor, "packet.match")
+    let action = match attach {
+        Attach::Replace(_) => "packet.rescan",
+        Attach::Append(_) if doc.status == DocStatus::AwaitingImages => "packet.match",
+        Attach::Append(_) => "packet.supplement",
+    };
+    apply_attach(tx, doc, attach, actor, action, None)
 }
 
 /// Late binding: packets that waited for this cover code attach to the new document.
@@ -241,7 +246,7 @@ pub fn attach_waiting_packets(
         let packet_id = Uuid::parse_str(&id)
             .map_err(|e| StoreError::Corrupt(format!("packet id {id}: {e}")))?;
         let doc = require(tx, document_id)?;
-        if let Some(attach) = workflow::on_images(doc.mode, doc.status, true) {
+        if let Some(attach) = workflow::on_images(doc.mode, doc.status, Via::Packet(None)) {
             attach_packet(
                 tx,
                 packet_id,
@@ -258,6 +263,7 @@ pub fn match_by_hand(
     tx: &Transaction<'_>,
     packet_id: Uuid,
     document_id: i64,
+    mode: Option<AttachMode>,
     actor: &Actor,
 ) -> StoreResult<Document> {
     let state: Option<(String, Option<i64>)> = tx
@@ -282,11 +288,15 @@ pub fn match_by_hand(
         Some(_) => {}
     }
     let doc = require(tx, document_id)?;
-    let Some(attach) = workflow::on_images(doc.mode, doc.status, true) else {
+    let Some(attach) = workflow::on_images(doc.mode, doc.status, Via::Packet(mode)) else {
         return Err(StoreError::InvalidTransition {
             id: doc.id,
             current: doc.status,
-            action: "attaching a packet",
+            action: if doc.mode == ImageMode::Match {
+                "attaching a packet"
+            } else {
+                "attaching a packet (only match mode documents take scanned paper)"
+            },
         });
     };
     attach_packet(tx, packet_id, &doc, attach, actor)?;

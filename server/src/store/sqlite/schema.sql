@@ -112,6 +112,53 @@ CREATE TABLE IF NOT EXISTS audit (
     action TEXT NOT NULL,
     from_status TEXT,
     to_status TEXT,
-    reason TEXT
+    reason TEXT,
+    -- Hash chain: hash = sha256(prev_hash, canonical row); see audit.rs.
+    prev_hash TEXT,
+    hash TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_by_document ON audit (document_id, id);
+CREATE TABLE IF NOT EXISTS webhooks (
+    source_system TEXT PRIMARY KEY,
+    url TEXT NOT NULL,
+    -- Kept in the clear: it is the HMAC key, needed to sign every delivery.
+    secret TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+-- Durable outbox: an event row is written in the transaction of its status change.
+CREATE TABLE IF NOT EXISTS webhook_outbox (
+    id INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL UNIQUE,
+    document_id INTEGER NOT NULL REFERENCES documents (id),
+    source_system TEXT NOT NULL,
+    body TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    finished_at TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON webhook_outbox (next_attempt_at, id) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS outbox_by_document ON webhook_outbox (document_id, id);
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    id INTEGER PRIMARY KEY,
+    outbox_id INTEGER NOT NULL REFERENCES webhook_outbox (id),
+    document_id INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    url TEXT NOT NULL,
+    http_status INTEGER,
+    error TEXT,
+    delivered INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliveries_by_document ON webhook_deliveries (document_id, id);
+-- VAT invoices named by the QR codes on a document's current images.
+CREATE TABLE IF NOT EXISTS invoices (
+    image_id INTEGER PRIMARY KEY REFERENCES images (id),
+    document_id INTEGER NOT NULL REFERENCES documents (id),
+    invoice_code TEXT NOT NULL,
+    invoice_number TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS invoices_by_key ON invoices (invoice_code, invoice_number);
+CREATE INDEX IF NOT EXISTS invoices_by_document ON invoices (document_id);

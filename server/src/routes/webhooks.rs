@@ -1,0 +1,72 @@
+//! Webhook registration per source system, and the delivery log.
+
+use super::extract::{ApiJson, ApiPath};
+use super::views;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use imc_shared::api::{PutWebhook, WebhookDeliveryList, WebhookView};
+
+const MIN_SECRET: usize = 16;
+const MAX_SECRET: usize = 256;
+const MAX_URL: usize = 2048;
+
+pub async fn put_webhook(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(source_system): ApiPath<String>,
+    ApiJson(body): ApiJson<PutWebhook>,
+) -> ApiResult<Json<WebhookView>> {
+    caller.require_admin()?;
+    let source_system = source_system.trim().to_owned();
+    if source_system.is_empty() || source_system.chars().count() > 128 {
+        return Err(ApiError::field(
+            "source_system",
+            "source_system must be 1-128 characters",
+        ));
+    }
+    let url = body.url.trim();
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| ApiError::field("url", format!("url {url:?} is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || url.len() > MAX_URL {
+        return Err(ApiError::field(
+            "url",
+            format!("url must be an http or https URL of at most {MAX_URL} characters"),
+        ));
+    }
+    if !(MIN_SECRET..=MAX_SECRET).contains(&body.secret.len()) {
+        return Err(ApiError::field(
+            "secret",
+            format!("secret must be {MIN_SECRET}-{MAX_SECRET} bytes"),
+        ));
+    }
+    let target = state
+        .store
+        .put_webhook(&source_system, url, &body.secret, &caller.actor())
+        .await?;
+    Ok(Json(WebhookView {
+        source_system: target.source_system,
+        url: target.url,
+        updated_at: target.updated_at,
+    }))
+}
+
+pub async fn deliveries(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<WebhookDeliveryList>> {
+    caller.require_api()?;
+    state
+        .store
+        .document(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("document {id}")))?;
+    let deliveries = state.store.webhook_deliveries(id).await?;
+    Ok(Json(WebhookDeliveryList {
+        document_id: id,
+        deliveries: deliveries.into_iter().map(views::delivery).collect(),
+    }))
+}

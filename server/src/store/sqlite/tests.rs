@@ -1,0 +1,122 @@
+//! Store-level checks of what the HTTP tests cannot easily reach: the
+//! duplicate-invoice guard needs page barcodes, which only agents send.
+
+use super::*;
+use imc_shared::protocol::BarcodeInfo;
+
+fn agent() -> Agent {
+    Agent {
+        id: "agent-1".into(),
+        site: "hq".into(),
+        name: "desk".into(),
+    }
+}
+
+async fn doc(store: &SqliteStore, doc_no: &str) -> StoreResult<i64> {
+    let created = store
+        .create_document(
+            NewDocument {
+                source_system: "ERP".into(),
+                doc_no: doc_no.into(),
+                doc_type: "expense".into(),
+                org: "HQ".into(),
+                cover_code: format!("IMC-TEST-{doc_no}"),
+                title: None,
+                amount: None,
+                submitter: None,
+                metadata: None,
+            },
+            &Actor("test".into()),
+        )
+        .await?;
+    Ok(match created {
+        Created::New(d) | Created::Existing(d) => d.id,
+    })
+}
+
+/// A coverless one-page packet whose page carries `qr`, matched to `document_id`.
+async fn scanned(store: &SqliteStore, document_id: i64, qr: &str) -> StoreResult<()> {
+    let packet_id = Uuid::new_v4();
+    let page = StoredPage {
+        capture_id: Uuid::new_v4(),
+        packet_id,
+        page_index: 0,
+        cover_code: None,
+        sha256: "00".repeat(32),
+        size: 1,
+        content_type: "image/png".into(),
+        source_name: "scan.png".into(),
+        barcodes: vec![BarcodeInfo {
+            format: "qr_code".into(),
+            text: qr.into(),
+            orientation: 0,
+        }],
+        blank: false,
+    };
+    store.record_page(&agent(), page).await?;
+    store.seal_packet(&agent(), packet_id, None, 1).await?;
+    store
+        .match_packet(packet_id, document_id, None, &Actor("test".into()))
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_duplicate_invoice_flags_both_live_documents() -> StoreResult<()> {
+    let dir = tempfile::tempdir().map_err(|e| StoreError::Task(e.to_string()))?;
+    let store = SqliteStore::open(&dir.path().join("imc.sqlite3"))?;
+    store
+        .put_scheme(
+            Scheme {
+                name: "all".into(),
+                org: None,
+                doc_type: None,
+                mode: ImageMode::Match,
+                rules: None,
+            },
+            &Actor("test".into()),
+        )
+        .await?;
+    let (a, b, c) = (
+        doc(&store, "A").await?,
+        doc(&store, "B").await?,
+        doc(&store, "C").await?,
+    );
+    let qr = "01,10,044031900111,12345678,100.00,20240105,12345678901234567890,ABCD,";
+    scanned(&store, a, qr).await?;
+    scanned(&store, c, "01,10,044031900111,87654321,9.00,20240106,,").await?;
+    assert_eq!(store.document_conflicts(a).await?, vec![]);
+
+    scanned(&store, b, qr).await?;
+    let conflict = |other| InvoiceConflict {
+        invoice_code: "044031900111".into(),
+        invoice_number: "12345678".into(),
+        other_document_id: other,
+    };
+    assert_eq!(store.document_conflicts(a).await?, vec![conflict(b)]);
+    assert_eq!(store.document_conflicts(b).await?, vec![conflict(a)]);
+    assert_eq!(store.document_conflicts(c).await?, vec![]);
+
+    // A rescan of B without the invoice clears the flag on both.
+    store
+        .decide(
+            b,
+            Decision::Reject {
+                reason: "dup".into(),
+            },
+            &Actor("test".into()),
+        )
+        .await?;
+    scanned(&store, b, "not an invoice").await?;
+    assert_eq!(store.document_conflicts(a).await?, vec![]);
+    scanned(&store, b, qr).await?;
+    assert_eq!(store.document_conflicts(a).await?, vec![conflict(b)]);
+
+    // A cancelled document no longer counts.
+    store
+        .decide(b, Decision::Cancel { reason: None }, &Actor("test".into()))
+        .await?;
+    assert_eq!(store.document_conflicts(a).await?, vec![]);
+    assert_eq!(store.document_conflicts(b).await?, vec![]);
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! Status changes pushed to a real HTTP listener in this test: signed,
+//! retried after a 500, logged per document.
+
+use crate::harness::{TOKEN, TestServer, eventually};
+use crate::scan;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const SECRET: &str = "whsec_0123456789abcdef";
+
+#[derive(Default)]
+struct Received {
+    /// (signature header, raw body, status answered)
+    calls: Vec<(String, Vec<u8>, u16)>,
+}
+
+/// Answers 500 to the first call, 200 to every later one.
+async fn receiver() -> (String, Arc<Mutex<Received>>, tokio::task::JoinHandle<()>) {
+    let received = Arc::new(Mutex::new(Received::default()));
+    let state = Arc::clone(&received);
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let state = Arc::clone(&state);
+            async move {
+                let mut r = state.lock().unwrap();
+                let status = if r.calls.is_empty() { 500 } else { 200 };
+                let signature = headers
+                    .get("x-imc-signature")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                r.calls.push((signature, body.to_vec(), status));
+                StatusCode::from_u16(status).unwrap()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (url, received, task)
+}
+
+fn sign(body: &[u8]) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[tokio::test]
+async fn status_changes_are_pushed_signed_and_retried() {
+    let (url, received, task) = receiver().await;
+    let server = TestServer::start();
+    let (status, body) = server
+        .put("/webhooks/ERP", json!({"url": url, "secret": SECRET}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.get("secret").is_none(), "the secret is never shown");
+    let (status, body) = server
+        .put("/webhooks/ERP", json!({"url": "ftp://x", "secret": SECRET}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("url"))
+    );
+    let (status, body) = server
+        .put("/webhooks/ERP", json!({"url": url, "secret": "short"}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("secret"))
+    );
+    let (status, _) = server
+        .put(
+            "/settings",
+            json!({"webhook_retry": {"base_delay_secs": 1}}),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let (_, doc) = server
+        .post(
+            "/documents",
+            json!({"source_system": "ERP", "doc_no": "WH-1", "doc_type": "misc", "org": "HQ"}),
+        )
+        .await;
+    let id = doc["id"].as_i64().unwrap();
+    let r = server
+        .client
+        .post(server.url(&format!("/documents/{id}/images")))
+        .bearer_auth(TOKEN)
+        .body(scan::png(&scan::text_page(1)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    // awaiting_images -> ready: 500 first, then delivered again after the backoff.
+    let calls = eventually("the event twice", Duration::from_secs(30), || async {
+        let r = received.lock().unwrap();
+        (r.calls.len() >= 2).then(|| r.calls.clone())
+    })
+    .await;
+    let events: Vec<Value> = calls
+        .iter()
+        .map(|(signature, body, _)| {
+            assert_eq!(signature, &sign(body), "signature over the raw body");
+            serde_json::from_slice(body).unwrap()
+        })
+        .collect();
+    assert_eq!(events[0], events[1], "a retry sends the same event");
+    assert_eq!(events[0]["document_id"], id);
+    assert_eq!(events[0]["doc_no"], "WH-1");
+    assert_eq!(events[0]["source_system"], "ERP");
+    assert_eq!(events[0]["old_status"], "awaiting_images");
+    assert_eq!(events[0]["new_status"], "ready");
+    assert!(
+        events[0]["event_id"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty())
+    );
+    assert!(events[0]["at"].as_str().is_some());
+
+    // ready -> cancelled: delivered at the first attempt.
+    let (status, _) = server
+        .post(&format!("/documents/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let log = eventually(
+        "three delivery attempts logged",
+        Duration::from_secs(30),
+        || async {
+            let (_, log) = server
+                .get(&format!("/documents/{id}/webhook-deliveries"))
+                .await;
+            (log["deliveries"].as_array()?.len() == 3).then_some(log)
+        },
+    )
+    .await;
+    let deliveries = log["deliveries"].as_array().unwrap();
+    assert_eq!(
+        deliveries
+            .iter()
+            .map(|d| (
+                d["attempt"].as_u64().unwrap(),
+                d["http_status"].as_u64().unwrap(),
+                d["delivered"].as_bool().unwrap()
+            ))
+            .collect::<Vec<_>>(),
+        [(1, 500, false), (2, 200, true), (1, 200, true)]
+    );
+    assert_eq!(deliveries[0]["event_id"], events[0]["event_id"]);
+    let calls = received.lock().unwrap().calls.clone();
+    assert_eq!(calls.len(), 3, "each event delivered once after success");
+    let last: Value = serde_json::from_slice(&calls[2].1).unwrap();
+    assert_eq!(last["new_status"], "cancelled");
+    assert_eq!(last["old_status"], "ready");
+    assert_eq!(calls[2].0, sign(&calls[2].1));
+
+    // Other source systems without a webhook get nothing.
+    let (_, other) = server
+        .post(
+            "/documents",
+            json!({"source_system": "OTHER", "doc_no": "WH-2", "doc_type": "misc", "org": "HQ"}),
+        )
+        .await;
+    let other = other["id"].as_i64().unwrap();
+    server
+        .post(&format!("/documents/{other}/cancel"), json!({}))
+        .await;
+    let (_, log) = server
+        .get(&format!("/documents/{other}/webhook-deliveries"))
+        .await;
+    assert_eq!(log["deliveries"], json!([]));
+    task.abort();
+}
