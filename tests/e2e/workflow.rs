@@ -407,9 +407,8 @@ async fn match_mode_goes_through_every_transition() {
 
 #[tokio::test]
 async fn the_audit_chain_verifies_and_detects_an_edited_row() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data_dir = tmp.path().join("data");
-    let mut server = TestServer::start_on(&data_dir, "127.0.0.1:0").unwrap();
+    let mut server = TestServer::start();
+    let data_dir = server.data_dir.clone();
     let id = create(&server, "AUD-1", "misc").await;
     assert_eq!(upload(&server, id, "", None).await.0, 201);
     assert_eq!(decide(&server, id, "cancel", Some("typo")).await.0, 200);
