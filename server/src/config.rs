@@ -17,6 +17,8 @@ pub struct ServerConfig {
     pub cover_font: Option<PathBuf>,
     /// Most agents connected at once; more wait for a slot.
     pub max_agents: usize,
+    /// A partial upload untouched this long is abandoned and removed.
+    pub partial_ttl: Duration,
 }
 
 impl ServerConfig {
@@ -28,6 +30,7 @@ impl ServerConfig {
             enrollment_code_ttl: Duration::from_secs(7 * 24 * 3600),
             cover_font: None,
             max_agents: 1024,
+            partial_ttl: Duration::from_secs(24 * 3600),
         }
     }
 
@@ -57,6 +60,7 @@ impl fmt::Debug for ServerConfig {
             .field("enrollment_code_ttl", &self.enrollment_code_ttl)
             .field("cover_font", &self.cover_font)
             .field("max_agents", &self.max_agents)
+            .field("partial_ttl", &self.partial_ttl)
             .finish()
     }
 }

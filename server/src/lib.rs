@@ -16,6 +16,7 @@ pub mod config;
 pub mod cover;
 pub mod demo;
 mod error;
+pub mod partials;
 mod routes;
 pub mod settings;
 mod state;
@@ -82,6 +83,11 @@ pub async fn serve_state(
     // Background work is owned here: cancelled with the server and awaited.
     let stop = tokio_util::sync::CancellationToken::new();
     let outbox = tokio::spawn(webhooks::run(Arc::clone(&state.store), stop.clone()));
+    let sweeper = tokio::spawn(partials::run(
+        state.config.partials_dir(),
+        state.config.partial_ttl,
+        stop.clone(),
+    ));
     let app = routes::router(state);
     let http_stop = stop.clone();
     let served = axum::serve(listener, app)
@@ -96,6 +102,9 @@ pub async fn serve_state(
     stop.cancel();
     if let Err(e) = outbox.await {
         tracing::error!(error = %e, "webhook delivery task failed");
+    }
+    if let Err(e) = sweeper.await {
+        tracing::error!(error = %e, "partial upload sweeper failed");
     }
     served
 }
