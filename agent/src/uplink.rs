@@ -262,7 +262,9 @@ impl Uplink {
                 .context("server closed the connection")??;
             let Some(msg) = parse(frame)? else { continue };
             match msg {
-                ServerMessage::PacketOutcome(_) => self.unsolicited(msg).await?,
+                ServerMessage::PacketOutcome(_) | ServerMessage::Notice(_) => {
+                    self.unsolicited(msg).await?
+                }
                 ServerMessage::Error(e) if e.fatal => {
                     bail!("server refused: {} ({})", e.message, e.code)
                 }
@@ -281,6 +283,18 @@ impl Uplink {
                 }
                 self.blocking(move |q| {
                     Ok(q.record_outcome(outcome.packet_id, outcome.matched, &outcome.message)?)
+                })
+                .await
+            }
+            ServerMessage::Notice(notice) => {
+                let matched = notice.kind == "matched";
+                if matched {
+                    tracing::info!(packet = %notice.packet_id, "{}", notice.message);
+                } else {
+                    tracing::warn!(packet = %notice.packet_id, "{}", notice.message);
+                }
+                self.blocking(move |q| {
+                    Ok(q.record_outcome(notice.packet_id, matched, &notice.message)?)
                 })
                 .await
             }

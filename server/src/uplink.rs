@@ -39,16 +39,56 @@ const CONTENT_TYPES: &[&str] = &[
     "application/pdf",
 ];
 
-/// The scan desks connected to this server.
+/// Notices waiting to go out on one connection; a slow desk drops the surplus.
+const NOTICE_BACKLOG: usize = 64;
+
+/// The scan desks connected to this server, and a way to tell them things.
 #[derive(Clone)]
 pub struct Desks {
     slots: Arc<Semaphore>,
+    /// Per agent: the session's generation and its notice channel.
+    live: Arc<std::sync::Mutex<HashMap<String, (u64, tokio::sync::mpsc::Sender<ServerMessage>)>>>,
+    generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Desks {
     pub fn new(max_agents: usize) -> Desks {
         Desks {
             slots: Arc::new(Semaphore::new(max_agents)),
+            live: Arc::default(),
+            generation: Arc::default(),
+        }
+    }
+
+    fn register(&self, agent_id: &str) -> (u64, tokio::sync::mpsc::Receiver<ServerMessage>) {
+        let (tx, rx) = tokio::sync::mpsc::channel(NOTICE_BACKLOG);
+        let generation = self
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut live) = self.live.lock() {
+            live.insert(agent_id.to_owned(), (generation, tx));
+        }
+        (generation, rx)
+    }
+
+    /// Forgets a session, unless a newer one of the same agent replaced it.
+    fn unregister(&self, agent_id: &str, generation: u64) {
+        if let Ok(mut live) = self.live.lock()
+            && live.get(agent_id).is_some_and(|(g, _)| *g == generation)
+        {
+            live.remove(agent_id);
+        }
+    }
+
+    /// Best effort: a desk that is offline hears nothing (its status shows the outcome it had).
+    pub fn notify(&self, agent_id: &str, notice: DeskNotice) {
+        let sender = self
+            .live
+            .lock()
+            .ok()
+            .and_then(|live| live.get(agent_id).map(|(_, tx)| tx.clone()));
+        if let Some(tx) = sender {
+            let _ = tx.try_send(ServerMessage::Notice(notice));
         }
     }
 }
@@ -96,10 +136,14 @@ pub async fn upgrade(
                     return;
                 };
                 tracing::info!("agent connected");
-                match Session::new(state, agent).run(socket).await {
+                let desks = state.desks.clone();
+                let agent_id = agent.id.clone();
+                let (generation, notices) = desks.register(&agent_id);
+                match Session::new(state, agent).run(socket, notices).await {
                     Ok(()) => tracing::info!("agent disconnected"),
                     Err(e) => tracing::warn!(error = format!("{e:#}"), "agent session ended"),
                 }
+                desks.unregister(&agent_id, generation);
             }
             .instrument(span)
         })
@@ -150,7 +194,11 @@ impl Session {
         }
     }
 
-    async fn run(mut self, mut socket: WebSocket) -> anyhow::Result<()> {
+    async fn run(
+        mut self,
+        mut socket: WebSocket,
+        mut notices: tokio::sync::mpsc::Receiver<ServerMessage>,
+    ) -> anyhow::Result<()> {
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, socket.recv()).await {
             Ok(Some(Ok(Message::Text(text)))) => serde_json::from_str::<AgentMessage>(&text).ok(),
             Ok(_) => None,
@@ -192,7 +240,14 @@ impl Session {
         send(&mut socket, &ServerMessage::Welcome(welcome)).await?;
 
         loop {
-            let frame = match tokio::time::timeout(IDLE_TIMEOUT, socket.recv()).await {
+            let received = tokio::select! {
+                Some(notice) = notices.recv() => {
+                    send(&mut socket, &notice).await?;
+                    continue;
+                }
+                received = tokio::time::timeout(IDLE_TIMEOUT, socket.recv()) => received,
+            };
+            let frame = match received {
                 Err(_) => anyhow::bail!("no traffic for {IDLE_TIMEOUT:?}"),
                 Ok(None) | Ok(Some(Ok(Message::Close(_)))) => return Ok(()),
                 Ok(Some(Err(e))) => return Err(e).context("reading from agent"),

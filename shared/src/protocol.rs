@@ -103,8 +103,23 @@ pub enum ServerMessage {
     },
     /// What became of a sealed packet, for the clerk at the desk.
     PacketOutcome(PacketOutcome),
+    /// Later news about a packet sent earlier (sign-off rejected it, its
+    /// document arrived), for the clerk at the desk.
+    Notice(DeskNotice),
     /// The request could not be served; `capture_id` names the page when it is about one.
     Error(ProtocolError),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeskNotice {
+    pub packet_id: Uuid,
+    /// `rejected` (sign-off sent the paper back) or `matched` (late binding).
+    pub kind: String,
+    #[serde(default)]
+    pub document_id: Option<i64>,
+    #[serde(default)]
+    pub doc_no: Option<String>,
+    pub message: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -175,6 +175,30 @@ async fn paper_that_arrives_before_its_document_waits_and_binds_late() {
     assert_eq!(doc["status"], "matched");
     let (_, list) = server.get("/packets?state=unmatched").await;
     assert_eq!(list["packets"].as_array().map(Vec::len), Some(0));
+
+    // The desk hears about it on the same connection, and about a rejection too.
+    eventually("the desk to hear of the late match", WAIT, || async {
+        agent
+            .status()
+            .contains("matched to document LATE-1 when it was created")
+            .then_some(())
+    })
+    .await;
+    let id = doc["id"].as_i64().unwrap();
+    let (status, _) = server
+        .post(
+            &format!("/documents/{id}/reject"),
+            json!({"reason": "blurred receipt"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    eventually("the desk to hear of the rejection", WAIT, || async {
+        agent
+            .status()
+            .contains("sign-off rejected the paper: blurred receipt")
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -120,6 +120,11 @@ pub async fn create(
         Created::New(doc) => (StatusCode::CREATED, doc),
         Created::Existing(doc) => (StatusCode::OK, doc),
     };
+    // Paper that waited for this document attached on creation: tell its desk.
+    if status == StatusCode::CREATED && doc.image_count > 0 {
+        let message = format!("matched to document {} when it was created", doc.doc_no);
+        tell_desks(&state, doc.id, &doc.doc_no, "matched", message).await;
+    }
     Ok((
         status,
         Json(DocumentCreated {
@@ -488,15 +493,34 @@ pub async fn reject(
     ApiJson(body): ApiJson<ReasonBody>,
 ) -> ApiResult<Json<DocumentView>> {
     caller.require_api()?;
-    decide(
-        &state,
-        &caller,
-        id,
-        Decision::Reject {
-            reason: reason(body)?,
-        },
-    )
-    .await
+    let reason = reason(body)?;
+    let message = format!("sign-off rejected the paper: {reason}");
+    let decided = decide(&state, &caller, id, Decision::Reject { reason }).await?;
+    tell_desks(&state, decided.0.id, &decided.0.doc_no, "rejected", message).await;
+    Ok(decided)
+}
+
+/// Lets the desks that scanned a document's packets know what became of them.
+async fn tell_desks(state: &AppState, document_id: i64, doc_no: &str, kind: &str, message: String) {
+    let packets = match state.store.packets_of_document(document_id).await {
+        Ok(packets) => packets,
+        Err(e) => {
+            tracing::warn!(document = document_id, error = %e, "could not look up the desks to tell");
+            return;
+        }
+    };
+    for (packet_id, agent_id) in packets {
+        state.desks.notify(
+            &agent_id,
+            imc_shared::protocol::DeskNotice {
+                packet_id,
+                kind: kind.to_owned(),
+                document_id: Some(document_id),
+                doc_no: Some(doc_no.to_owned()),
+                message: message.clone(),
+            },
+        );
+    }
 }
 
 pub async fn unsign(

@@ -369,6 +369,8 @@ pub trait Store: Send + Sync + 'static {
         mode: Option<AttachMode>,
         actor: &Actor,
     ) -> StoreResult<Document>;
+    /// The packets whose pages a document holds, with the agent that sent each.
+    async fn packets_of_document(&self, document_id: i64) -> StoreResult<Vec<(Uuid, String)>>;
     async fn packet_page_blob(
         &self,
         packet_id: Uuid,

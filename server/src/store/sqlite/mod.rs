@@ -297,6 +297,11 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn packets_of_document(&self, document_id: i64) -> StoreResult<Vec<(Uuid, String)>> {
+        self.read(move |c| packets::of_document(c, document_id))
+            .await
+    }
+
     async fn packet_page_blob(
         &self,
         packet_id: Uuid,

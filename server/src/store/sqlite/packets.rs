@@ -386,3 +386,20 @@ pub fn page_blob(
         )
         .optional()?)
 }
+
+pub fn of_document(conn: &Connection, document_id: i64) -> StoreResult<Vec<(Uuid, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, agent_id FROM packets WHERE document_id = ?1 AND state = 'matched' ORDER BY created_at, id",
+    )?;
+    let rows = stmt.query_map([document_id], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, agent) = row?;
+        let id = Uuid::parse_str(&id)
+            .map_err(|e| StoreError::Corrupt(format!("packet id {id}: {e}")))?;
+        out.push((id, agent));
+    }
+    Ok(out)
+}
