@@ -11,5 +11,6 @@ mod scan;
 
 mod api_errors;
 mod capture;
+mod capture_formats;
 mod inspect;
 mod spine;
