@@ -213,11 +213,14 @@ async fn a_multi_page_tiff_dropped_while_the_agent_is_stopped_reaches_its_docume
 }
 
 #[tokio::test]
-async fn slow_writes_are_taken_once_complete_and_bombs_are_quarantined() {
+async fn slow_writes_are_taken_once_complete_and_bombs_are_quarantined_when_polling() {
     let server = TestServer::start();
     let doc = server.match_document("SLOW-0001").await;
     let id = doc["id"].as_i64().unwrap();
     let mut agent = TestAgent::enroll(&server).await;
+    // As on a network share: no change events, a listing every second.
+    agent.configure("watch_mode", "poll".into());
+    agent.configure("rescan_secs", 1.into());
     agent.start();
 
     // Bombs: tiny files declaring 50000 x 50000 pixels.

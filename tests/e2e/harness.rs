@@ -255,6 +255,14 @@ impl TestAgent {
         }
     }
 
+    /// Sets one key of the agent's config file (before `start`).
+    pub fn configure(&self, key: &str, value: toml::Value) {
+        let mut table: toml::Table =
+            toml::from_str(&std::fs::read_to_string(&self.config).expect("config")).expect("toml");
+        table.insert(key.into(), value);
+        std::fs::write(&self.config, toml::to_string(&table).expect("toml")).expect("write config");
+    }
+
     pub fn start(&mut self) {
         let child = Command::new(bin("imc-agent"))
             .arg("--config")

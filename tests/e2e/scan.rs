@@ -262,7 +262,6 @@ pub fn tiff_gray(pages: &[GrayImage]) -> Vec<u8> {
             )
             .expect("tiff page");
     }
-    drop(encoder);
     out.into_inner()
 }
 

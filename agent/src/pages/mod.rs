@@ -10,6 +10,8 @@
 
 mod ccitt;
 mod pdf;
+#[cfg(test)]
+mod split_tests;
 mod tiff;
 
 use image::{DynamicImage, GrayImage, ImageFormat};

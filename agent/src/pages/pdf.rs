@@ -35,9 +35,11 @@ fn unsupported(what: String) -> PageError {
 }
 
 pub fn extract_each(bytes: &[u8], each: &mut dyn FnMut(Page)) -> Result<usize, PageError> {
-    let mut options = lopdf::LoadOptions::default();
-    // Object and xref streams are small; a huge one is a bomb.
-    options.max_decompressed_size = Some(64 * 1024 * 1024);
+    let options = lopdf::LoadOptions {
+        // Object and xref streams are small; a huge one is a bomb.
+        max_decompressed_size: Some(64 * 1024 * 1024),
+        ..Default::default()
+    };
     let doc = guarded(|| Document::load_mem_with_options(bytes, options))
         .ok_or_else(|| decode_error("the PDF reader failed on this file"))?
         .map_err(decode_error)?;
