@@ -128,3 +128,60 @@ fn truncated_multi_page_files_are_errors_not_panics() {
         let _ = extract(bytes[..cut].to_vec());
     }
 }
+
+/// A multi-page TIFF whose pages are each one JPEG strip (compression 7, no
+/// shared tables), as some colour scanners write.
+fn jpeg_tiff(jpegs: &[(Vec<u8>, u32, u32)]) -> Vec<u8> {
+    let mut out = b"II*\0\0\0\0\0".to_vec();
+    let mut link = 4usize;
+    for (jpeg, w, h) in jpegs {
+        let data_at = out.len() as u32;
+        out.extend_from_slice(jpeg);
+        if out.len() % 2 == 1 {
+            out.push(0);
+        }
+        let ifd_at = out.len() as u32;
+        out[link..link + 4].copy_from_slice(&ifd_at.to_le_bytes());
+        let entries: [(u16, u16, u32); 9] = [
+            (256, 4, *w),
+            (257, 4, *h),
+            (258, 3, 8),
+            (259, 3, 7),
+            (262, 3, 1),
+            (273, 4, data_at),
+            (277, 3, 1),
+            (278, 4, *h),
+            (279, 4, jpeg.len() as u32),
+        ];
+        out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+        for (tag, kind, value) in entries {
+            out.extend_from_slice(&tag.to_le_bytes());
+            out.extend_from_slice(&kind.to_le_bytes());
+            out.extend_from_slice(&1u32.to_le_bytes());
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+        link = out.len();
+        out.extend_from_slice(&0u32.to_le_bytes());
+    }
+    out
+}
+
+#[test]
+fn jpeg_pages_of_a_multi_page_tiff_keep_their_jpeg_bytes() {
+    let jpegs: Vec<(Vec<u8>, u32, u32)> = [page(0), page(100)]
+        .iter()
+        .map(|p| {
+            let mut jpeg = Vec::new();
+            let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 85);
+            p.write_with_encoder(encoder).unwrap();
+            (jpeg, p.width(), p.height())
+        })
+        .collect();
+    let pages = extract(jpeg_tiff(&jpegs)).unwrap();
+    assert_eq!(pages.len(), 2);
+    for (got, (jpeg, w, h)) in pages.iter().zip(&jpegs) {
+        assert_eq!(got.content_type, "image/jpeg");
+        assert_eq!(&got.bytes, jpeg);
+        assert_eq!(got.gray.dimensions(), (*w, *h));
+    }
+}

@@ -3,7 +3,8 @@
 //! [`super::ccitt`] on the raw strips.
 //!
 //! A single-page TIFF is delivered byte for byte; each page of a multi-page
-//! TIFF is re-encoded as PNG, since a viewer shows one image per page.
+//! TIFF becomes its own file, since a viewer shows one image per page: the
+//! page's JPEG as is when it was stored as one, else PNG.
 
 use super::ccitt::{self, Coding};
 use super::{Page, PageError, Splitter, check_dimensions, encode_png, guarded};
@@ -48,13 +49,12 @@ pub fn extract_each(bytes: Vec<u8>, each: &mut dyn FnMut(Page)) -> Result<usize,
             .ok_or_else(panicked)?
             .map_err(decode_error)?
             .with_limits(limits());
-        let first = read_page(&mut decoder, &bytes)?;
         if decoder.more_images() {
-            // Multi-page: every page becomes its own PNG.
-            split_all(&mut decoder, &bytes, first, &mut splitter)?;
+            // Multi-page: every page becomes its own JPEG or PNG.
+            split_all(&mut decoder, &bytes, &mut splitter)?;
             return Ok(splitter.count());
         }
-        first
+        read_page(&mut decoder, &bytes)?
     };
     if bytes.len() as u64 > super::MAX_PAGE_BYTES {
         return Err(PageError::PageTooLarge(bytes.len() as u64));
@@ -70,27 +70,80 @@ pub fn extract_each(bytes: Vec<u8>, each: &mut dyn FnMut(Page)) -> Result<usize,
 fn split_all(
     decoder: &mut TiffDecoder<'_>,
     bytes: &[u8],
-    first: DynamicImage,
     splitter: &mut Splitter<'_>,
 ) -> Result<(), PageError> {
-    let mut image = first;
     loop {
         let index = splitter.next_index()?;
-        let png = encode_png(&image).map_err(|e| e.in_page(index))?;
-        splitter.push(Page {
-            bytes: png,
-            content_type: "image/png",
-            gray: image.into_luma8(),
-        })?;
+        let page = split_page(decoder, bytes).map_err(|e| e.in_page(index))?;
+        splitter.push(page)?;
         if !decoder.more_images() {
             return Ok(());
         }
-        let index = splitter.next_index()?;
         guarded(|| decoder.next_image())
             .ok_or_else(panicked)?
-            .map_err(|e| decode_error(e).in_page(index))?;
-        image = read_page(decoder, bytes).map_err(|e| e.in_page(index))?;
+            .map_err(|e| decode_error(e).in_page(index + 1))?;
     }
+}
+
+/// One page of a multi-page TIFF: its JPEG as is when it holds one, else PNG.
+fn split_page(decoder: &mut TiffDecoder<'_>, bytes: &[u8]) -> Result<Page, PageError> {
+    if let Some(jpeg) = embedded_jpeg(decoder, bytes) {
+        // Kept only if it stands on its own; otherwise the pixels are re-encoded.
+        if let Ok(gray) = super::decode_gray(&jpeg, image::ImageFormat::Jpeg, "JPEG") {
+            let (width, height) = decoder.dimensions().map_err(decode_error)?;
+            if gray.dimensions() == (width, height) {
+                return Ok(Page {
+                    bytes: jpeg,
+                    content_type: "image/jpeg",
+                    gray,
+                });
+            }
+        }
+    }
+    let image = read_page(decoder, bytes)?;
+    Ok(Page {
+        bytes: encode_png(&image)?,
+        content_type: "image/png",
+        gray: image.into_luma8(),
+    })
+}
+
+/// A JPEG-compressed page stored as one strip is a JPEG file once the shared
+/// tables are put in front of it. Grey and YCbCr only: an RGB JPEG strip has no
+/// marker saying so and would show in false colours on its own.
+fn embedded_jpeg(decoder: &mut TiffDecoder<'_>, bytes: &[u8]) -> Option<Vec<u8>> {
+    const COMPRESSION_JPEG: u16 = 7;
+    const BLACK_IS_ZERO: u16 = 1;
+    const YCBCR: u16 = 6;
+    let compression: u16 = decoder.find_tag_unsigned(Tag::Compression).ok()??;
+    let photometric: u16 = decoder
+        .find_tag_unsigned(Tag::PhotometricInterpretation)
+        .ok()??;
+    if compression != COMPRESSION_JPEG || !matches!(photometric, BLACK_IS_ZERO | YCBCR) {
+        return None;
+    }
+    let offsets: Vec<u64> = decoder.find_tag_unsigned_vec(Tag::StripOffsets).ok()??;
+    let counts: Vec<u64> = decoder.find_tag_unsigned_vec(Tag::StripByteCounts).ok()??;
+    let ([offset], [count]) = (offsets.as_slice(), counts.as_slice()) else {
+        return None;
+    };
+    let start = usize::try_from(*offset).ok()?;
+    let strip = bytes.get(start..start.checked_add(usize::try_from(*count).ok()?)?)?;
+    let tables = decoder
+        .find_tag(Tag::JPEGTables)
+        .ok()
+        .flatten()
+        .and_then(|v| v.into_u8_vec().ok());
+    let jpeg = match tables {
+        // Tables are SOI..EOI, the strip SOI..EOI: drop the inner EOI and SOI.
+        Some(tables) if tables.len() > 4 && strip.len() > 4 => {
+            let mut jpeg = tables[..tables.len() - 2].to_vec();
+            jpeg.extend_from_slice(&strip[2..]);
+            jpeg
+        }
+        _ => strip.to_vec(),
+    };
+    (jpeg.starts_with(&[0xFF, 0xD8]) && super::has_jpeg_end(&jpeg)).then_some(jpeg)
 }
 
 /// Decodes the decoder's current page.
