@@ -54,12 +54,25 @@ pub struct AgentConfig {
     /// Full rescan of the folders, for shares where events never fire.
     #[serde(default = "default_rescan_secs")]
     pub rescan_secs: u64,
+    /// `events` (change events plus the periodic rescan) or `poll` (the rescan
+    /// only, every `rescan_secs`): network shares often never fire events, and
+    /// some SMB clients misbehave with a watch on them.
+    #[serde(default)]
+    pub watch_mode: WatchMode,
     /// A packet with no new page for this long is closed (the batch is over).
     #[serde(default = "default_seal_after_ms")]
     pub seal_after_ms: u64,
     /// Also look for every barcode symbology on each page (slower).
     #[serde(default)]
     pub full_barcode_scan: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WatchMode {
+    #[default]
+    Events,
+    Poll,
 }
 
 fn default_settle_ms() -> u64 {
@@ -83,6 +96,7 @@ impl fmt::Debug for AgentConfig {
             .field("data_dir", &self.data_dir)
             .field("settle_ms", &self.settle_ms)
             .field("rescan_secs", &self.rescan_secs)
+            .field("watch_mode", &self.watch_mode)
             .field("seal_after_ms", &self.seal_after_ms)
             .finish()
     }
@@ -101,6 +115,7 @@ impl AgentConfig {
             quarantine_dir: None,
             settle_ms: default_settle_ms(),
             rescan_secs: default_rescan_secs(),
+            watch_mode: WatchMode::Events,
             seal_after_ms: default_seal_after_ms(),
             full_barcode_scan: false,
         }
@@ -231,6 +246,20 @@ mod tests {
         assert_eq!(
             back.done_dir_for(&dir.path().join("inbox")),
             dir.path().join("done")
+        );
+    }
+
+    #[test]
+    fn watch_mode_defaults_to_events_and_reads_poll() {
+        let base = "server_url = \"http://x\"\nagent_id = \"a\"\nsite = \"s\"\ntoken = \"t\"\n";
+        let config: AgentConfig = toml::from_str(base).unwrap();
+        assert_eq!(config.watch_mode, WatchMode::Events);
+        let config: AgentConfig =
+            toml::from_str(&format!("{base}watch_mode = \"poll\"\nrescan_secs = 30\n")).unwrap();
+        assert_eq!(config.watch_mode, WatchMode::Poll);
+        assert_eq!(config.rescan(), Duration::from_secs(30));
+        assert!(
+            toml::from_str::<AgentConfig>(&format!("{base}watch_mode = \"inotify\"\n")).is_err()
         );
     }
 

@@ -10,6 +10,7 @@ use crate::decode::{self, DecodeOptions};
 use crate::fsutil;
 use crate::pages::{self, PageError};
 use crate::queue::{NewPage, Queue};
+use crate::vat;
 use crate::watch::Candidate;
 use imc_shared::CoverPatterns;
 use imc_shared::protocol::BarcodeInfo;
@@ -33,10 +34,15 @@ pub struct PageReport {
     pub cover_code: Option<String>,
     pub barcodes: Vec<BarcodeInfo>,
     pub blank: bool,
+    /// The first barcode that parses as a VAT invoice QR (never a cover).
+    pub vat_invoice: Option<vat::VatInvoice>,
 }
 
+/// A page ready to spool: its delivered bytes and what was read from it. The
+/// decoded pixels are dropped once read, so a long multi-page file holds only
+/// one decoded page at a time.
 pub struct Analyzed {
-    pub page: pages::Page,
+    pub bytes: Vec<u8>,
     pub report: PageReport,
 }
 
@@ -46,40 +52,44 @@ pub fn analyze(
     patterns: &CoverPatterns,
     full_scan: bool,
 ) -> Result<Vec<Analyzed>, PageError> {
-    let pages = pages::extract(bytes)?;
     let patterns = patterns.clone();
     let options = DecodeOptions {
         is_cover: Box::new(move |text: &str| patterns.is_cover(text)),
         full_scan,
     };
-    Ok(pages
-        .into_iter()
-        .enumerate()
-        .map(|(index, page)| {
-            let found = decode::scan_page(&page.gray, &options);
-            let report = PageReport {
-                index,
-                width: page.gray.width(),
-                height: page.gray.height(),
-                content_type: page.content_type,
-                size: page.bytes.len() as u64,
-                cover_code: found.cover_code,
-                // Within the uplink's limits: a page is never refused for its metadata.
-                barcodes: found
-                    .barcodes
-                    .into_iter()
-                    .take(MAX_BARCODES_PER_PAGE)
-                    .map(|b| BarcodeInfo {
-                        format: b.symbology.as_str().to_owned(),
-                        text: b.text.chars().take(MAX_BARCODE_TEXT_CHARS).collect(),
-                        orientation: b.orientation,
-                    })
-                    .collect(),
-                blank: pages::is_blank(&page.gray),
-            };
-            Analyzed { page, report }
-        })
-        .collect())
+    let mut analyzed = Vec::new();
+    pages::extract_each(bytes, |page| {
+        let index = analyzed.len();
+        let found = decode::scan_page(&page.gray, &options);
+        // Within the uplink's limits: a page is never refused for its metadata.
+        let barcodes: Vec<BarcodeInfo> = found
+            .barcodes
+            .into_iter()
+            .take(MAX_BARCODES_PER_PAGE)
+            .map(|b| BarcodeInfo {
+                format: b.symbology.as_str().to_owned(),
+                text: b.text.chars().take(MAX_BARCODE_TEXT_CHARS).collect(),
+                orientation: b.orientation,
+            })
+            .collect();
+        let vat_invoice = barcodes.iter().find_map(|b| vat::parse(&b.text).ok());
+        let report = PageReport {
+            index,
+            width: page.gray.width(),
+            height: page.gray.height(),
+            content_type: page.content_type,
+            size: page.bytes.len() as u64,
+            cover_code: found.cover_code,
+            barcodes,
+            blank: pages::is_blank(&page.gray),
+            vat_invoice,
+        };
+        analyzed.push(Analyzed {
+            bytes: page.bytes,
+            report,
+        });
+    })?;
+    Ok(analyzed)
 }
 
 pub struct Ingest {
@@ -141,7 +151,7 @@ impl Ingest {
         for a in &analyzed {
             let capture_id = Uuid::now_v7();
             let spool_path = self.queue.spool_dir().join(capture_id.to_string());
-            fsutil::write_durably(&spool_path, &a.page.bytes)?;
+            fsutil::write_durably(&spool_path, &a.bytes)?;
             let name = if analyzed.len() == 1 {
                 source_name.clone()
             } else {
@@ -150,9 +160,9 @@ impl Ingest {
             new_pages.push(NewPage {
                 capture_id,
                 spool_path,
-                sha256: hex::encode(Sha256::digest(&a.page.bytes)),
-                size: a.page.bytes.len() as u64,
-                content_type: a.page.content_type.to_owned(),
+                sha256: hex::encode(Sha256::digest(&a.bytes)),
+                size: a.bytes.len() as u64,
+                content_type: a.report.content_type.to_owned(),
                 source_name: name,
                 cover_code: a.report.cover_code.clone(),
                 barcodes_json: serde_json::to_string(&a.report.barcodes)?,

@@ -57,6 +57,14 @@ pub fn inspect(
                 "barcodes": r.barcodes.iter().map(|b| json!({"format": b.format, "text": b.text, "orientation": b.orientation})).collect::<Vec<_>>(),
                 "cover_code": r.cover_code,
                 "blank": r.blank,
+                "vat_invoice": r.vat_invoice.as_ref().map(|v| json!({
+                    "invoice_type": v.invoice_type,
+                    "invoice_code": v.invoice_code,
+                    "invoice_number": v.invoice_number,
+                    "amount": v.amount,
+                    "date": v.date,
+                    "check_code": v.check_code,
+                })),
                 "ms": (ms * 10.0).round() / 10.0,
             });
             writeln!(out, "{line}")?;
@@ -68,6 +76,7 @@ pub fn inspect(
             "packet": i,
             "cover_code": cover,
             "pages": pages,
+            // Two covers in a row: the first packet holds only its cover.
             "empty": cover.is_some() && pages.len() == 1,
         });
         writeln!(out, "{line}")?;

@@ -7,6 +7,7 @@
 //!   quarantines the file with the reason.
 //! - [`queue`]: the durable SQLite queue; packets are formed there.
 //! - [`uplink`]: streams queued pages to the server and seals packets.
+//! - [`vat`]: VAT invoice QR texts parsed into page metadata.
 //! - [`enroll`], [`status`], [`inspect`]: the other commands.
 //!
 //! [`run`] takes its config and a shutdown token from the caller, so the
@@ -22,6 +23,7 @@ pub mod pages;
 pub mod queue;
 pub mod status;
 pub mod uplink;
+pub mod vat;
 pub mod watch;
 
 use anyhow::Context;
@@ -68,6 +70,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         config.watch.clone(),
         config.settle(),
         config.rescan(),
+        config.watch_mode,
         Arc::clone(&queue),
     );
     tasks.spawn(watcher.run(candidates_tx, shutdown.clone()));

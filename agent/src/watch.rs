@@ -4,8 +4,11 @@
 //! miss (network shares, a watcher overflow) and what arrived while the agent
 //! was down. A file is handed on only after its size and mtime stayed the same
 //! for the settle time and it opens for reading: scanners write in place.
-//! Temp names scanners use are ignored until renamed.
+//! Temp names scanners use are ignored until renamed. In poll mode (network
+//! shares) there are no events, only the rescan. Every file-system call runs
+//! on the blocking pool, so a hung share cannot stall the async threads.
 
+use crate::config::WatchMode;
 use crate::queue::{FileKey, Queue};
 use notify::{RecursiveMode, Watcher as _};
 use std::collections::HashMap;
@@ -65,20 +68,55 @@ struct Pending {
     since: Instant,
 }
 
+/// What a stat of a file found, taken on the blocking pool.
+#[derive(Debug, Clone, Copy)]
+struct Stat {
+    size: u64,
+    mtime_ns: i64,
+}
+
+fn stat(path: &Path) -> Option<Stat> {
+    let meta = std::fs::metadata(path).ok()?;
+    meta.is_file().then(|| Stat {
+        size: meta.len(),
+        mtime_ns: mtime_ns(&meta),
+    })
+}
+
 pub struct Watch {
     dirs: Vec<PathBuf>,
     settle: Duration,
     rescan: Duration,
+    mode: WatchMode,
     queue: Arc<Queue>,
 }
 
 impl Watch {
-    pub fn new(dirs: Vec<PathBuf>, settle: Duration, rescan: Duration, queue: Arc<Queue>) -> Watch {
+    pub fn new(
+        dirs: Vec<PathBuf>,
+        settle: Duration,
+        rescan: Duration,
+        mode: WatchMode,
+        queue: Arc<Queue>,
+    ) -> Watch {
         Watch {
             dirs,
             settle,
             rescan,
+            mode,
             queue,
+        }
+    }
+
+    /// Runs blocking file-system work off the async threads: a hung network
+    /// share stalls this watcher only, never the runtime. `None` on shutdown.
+    async fn blocking<T: Send + 'static>(
+        shutdown: &CancellationToken,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> anyhow::Result<Option<T>> {
+        tokio::select! {
+            _ = shutdown.cancelled() => Ok(None),
+            result = tokio::task::spawn_blocking(f) => Ok(Some(result?)),
         }
     }
 
@@ -94,39 +132,56 @@ impl Watch {
         // arrive in bursts (a full channel, a watcher overflow).
         let (event_tx, mut events) = mpsc::channel::<usize>(64);
         let dirs = self.dirs.clone();
-        let mut watcher =
-            notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-                if let Ok(event) = res {
-                    for path in event.paths {
-                        if let Some(i) =
-                            dirs.iter().position(|d| path.parent() == Some(d.as_path()))
-                        {
-                            // A full channel already holds a wake-up: nothing is lost.
-                            let _ = event_tx.try_send(i);
+        let mode = self.mode;
+        // Creating folders and watches touches the file system too.
+        let watcher = Self::blocking(&shutdown, move || -> anyhow::Result<_> {
+            for dir in &dirs {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| anyhow::anyhow!("creating watch folder {}: {e}", dir.display()))?;
+            }
+            if mode == WatchMode::Poll {
+                return Ok(None);
+            }
+            let event_dirs = dirs.clone();
+            let mut watcher =
+                notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+                    if let Ok(event) = res {
+                        for path in event.paths {
+                            let changed = event_dirs.iter().position(|d| path.parent() == Some(d.as_path()));
+                            if let Some(i) = changed {
+                                // A full channel already holds a wake-up: nothing is lost.
+                                let _ = event_tx.try_send(i);
+                            }
                         }
                     }
+                })?;
+            for dir in &dirs {
+                if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+                    // Some shares refuse watches; polling still covers them.
+                    tracing::warn!(dir = %dir.display(), error = %e, "no change events for this folder; polling only");
                 }
-            })?;
-        for dir in &self.dirs {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| anyhow::anyhow!("creating watch folder {}: {e}", dir.display()))?;
-            if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
-                // Some shares refuse watches; polling still covers them.
-                tracing::warn!(dir = %dir.display(), error = %e, "no change events for this folder; polling only");
             }
-        }
+            Ok(Some(watcher))
+        })
+        .await?;
+        // Kept alive for the loop; `None` in poll mode.
+        let Some(_watcher) = watcher.transpose()? else {
+            return Ok(());
+        };
         let mut pending: HashMap<PathBuf, Pending> = HashMap::new();
         // Files already taken, by path: skips re-checking the queue on each rescan.
         let mut taken: HashMap<PathBuf, (u64, i64)> = HashMap::new();
+        // Folders with events since the last tick, listed at the tick.
+        let mut dirty = vec![false; self.dirs.len()];
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_scan: Option<Instant> = None;
-        let mut dirty = vec![false; self.dirs.len()];
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 Some(i) = events.recv() => dirty[i] = true,
                 _ = tick.tick() => {
+                    let mut seen: Vec<(PathBuf, PathBuf)> = Vec::new();
                     if last_scan.is_none_or(|t| t.elapsed() >= self.rescan) {
                         last_scan = Some(Instant::now());
                         dirty.iter_mut().for_each(|d| *d = true);
@@ -140,9 +195,46 @@ impl Watch {
                             .map(|(dir, _)| dir.clone())
                             .collect();
                         dirty.iter_mut().for_each(|d| *d = false);
-                        self.rescan(&dirs, &mut pending, &mut taken);
+                        let Some(listed) = self.list(dirs.clone(), &shutdown).await? else {
+                            return Ok(());
+                        };
+                        let present: std::collections::HashSet<&PathBuf> =
+                            listed.iter().map(|(_, p, _)| p).collect();
+                        // Forget files that left a listed folder (delivered and moved to done).
+                        taken.retain(|path, _| {
+                            present.contains(path)
+                                || !path.parent().is_some_and(|p| dirs.iter().any(|d| d == p))
+                        });
+                        for (dir, path, stat) in listed {
+                            if let (Some(&(size, mtime)), Some(stat)) = (taken.get(&path), stat)
+                                && (stat.size, stat.mtime_ns) == (size, mtime)
+                            {
+                                continue;
+                            }
+                            seen.push((dir, path));
+                        }
                     }
-                    for candidate in self.settled(&mut pending, &mut taken).await? {
+                    seen.retain(|(_, path)| !ignored(path) && !pending.contains_key(path));
+                    let paths: Vec<PathBuf> = seen.iter().map(|(_, p)| p.clone()).collect();
+                    let Some(stats) = Self::blocking(&shutdown, move || {
+                        paths.iter().map(|p| stat(p)).collect::<Vec<_>>()
+                    }).await? else {
+                        return Ok(());
+                    };
+                    for ((dir, path), stat) in seen.into_iter().zip(stats) {
+                        if let Some(stat) = stat && pending.len() < MAX_PENDING {
+                            pending.insert(path, Pending {
+                                watch_dir: dir,
+                                size: stat.size,
+                                mtime_ns: stat.mtime_ns,
+                                since: Instant::now(),
+                            });
+                        }
+                    }
+                    let Some(candidates) = self.settled(&mut pending, &mut taken, &shutdown).await? else {
+                        return Ok(());
+                    };
+                    for candidate in candidates {
                         if out.send(candidate).await.is_err() {
                             return Ok(());
                         }
@@ -152,89 +244,85 @@ impl Watch {
         }
     }
 
-    fn consider(&self, pending: &mut HashMap<PathBuf, Pending>, watch_dir: PathBuf, path: PathBuf) {
-        if ignored(&path) || pending.contains_key(&path) || pending.len() >= MAX_PENDING {
-            return;
-        }
-        let Ok(meta) = std::fs::metadata(&path) else {
-            return;
-        };
-        if !meta.is_file() {
-            return;
-        }
-        pending.insert(
-            path,
-            Pending {
-                watch_dir,
-                size: meta.len(),
-                mtime_ns: mtime_ns(&meta),
-                since: Instant::now(),
-            },
-        );
-    }
-
-    fn rescan(
+    /// Lists the given folders: `(folder, path, stat)` per entry.
+    async fn list(
         &self,
-        dirs: &[PathBuf],
-        pending: &mut HashMap<PathBuf, Pending>,
-        taken: &mut HashMap<PathBuf, (u64, i64)>,
-    ) {
-        let mut present = std::collections::HashSet::new();
-        for dir in dirs {
-            let entries = match std::fs::read_dir(dir) {
-                Ok(entries) => entries,
-                Err(e) => {
-                    tracing::warn!(dir = %dir.display(), error = %e, "cannot list watch folder");
-                    continue;
+        dirs: Vec<PathBuf>,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Option<Vec<(PathBuf, PathBuf, Option<Stat>)>>> {
+        Self::blocking(shutdown, move || {
+            let mut listed = Vec::new();
+            for dir in &dirs {
+                let entries = match std::fs::read_dir(dir) {
+                    Ok(entries) => entries,
+                    Err(e) => {
+                        tracing::warn!(dir = %dir.display(), error = %e, "cannot list watch folder");
+                        continue;
+                    }
+                };
+                for entry in entries.flatten().take(MAX_PENDING) {
+                    let stat = entry.metadata().ok().filter(|m| m.is_file()).map(|m| Stat {
+                        size: m.len(),
+                        mtime_ns: mtime_ns(&m),
+                    });
+                    listed.push((dir.clone(), entry.path(), stat));
                 }
-            };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                present.insert(path.clone());
-                if let Some(&(size, mtime)) = taken.get(&path)
-                    && entry
-                        .metadata()
-                        .is_ok_and(|m| m.len() == size && mtime_ns(&m) == mtime)
-                {
-                    continue;
-                }
-                self.consider(pending, dir.clone(), path);
             }
-        }
-        // Forget files that left a listed folder (delivered and moved to done).
-        taken.retain(|path, _| {
-            present.contains(path) || !path.parent().is_some_and(|p| dirs.iter().any(|d| d == p))
-        });
+            listed
+        })
+        .await
     }
 
     async fn settled(
         &self,
         pending: &mut HashMap<PathBuf, Pending>,
         taken: &mut HashMap<PathBuf, (u64, i64)>,
-    ) -> anyhow::Result<Vec<Candidate>> {
-        let mut gone = Vec::new();
-        // Per folder, pending files in scan (mtime) order with whether each is ready.
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Option<Vec<Candidate>>> {
+        if pending.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let settle = self.settle;
+        // Which pending files have sat unchanged long enough to try opening.
+        let checks: Vec<(PathBuf, bool)> = pending
+            .iter()
+            .map(|(path, p)| (path.clone(), p.since.elapsed() >= settle))
+            .collect();
+        let Some(looks) = Self::blocking(shutdown, move || {
+            checks
+                .into_iter()
+                .map(|(path, old_enough)| {
+                    let stat = stat(&path);
+                    // Windows scanners hold the file open exclusively while writing.
+                    let opens = old_enough && stat.is_some() && std::fs::File::open(&path).is_ok();
+                    (path, stat, opens)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await?
+        else {
+            return Ok(None);
+        };
+        // Per folder, pending files in scan (mtime) order, and whether each is ready.
         let mut by_dir: HashMap<PathBuf, Vec<(i64, PathBuf, bool, Duration)>> = HashMap::new();
-        for (path, p) in pending.iter_mut() {
-            let Ok(meta) = std::fs::metadata(path) else {
-                gone.push(path.clone());
+        for (path, stat, opens) in looks {
+            let Some(stat) = stat else {
+                pending.remove(&path);
                 continue;
             };
-            let (size, mtime) = (meta.len(), mtime_ns(&meta));
-            if (size, mtime) != (p.size, p.mtime_ns) {
-                (p.size, p.mtime_ns, p.since) = (size, mtime, Instant::now());
+            let Some(p) = pending.get_mut(&path) else {
+                continue;
+            };
+            if (stat.size, stat.mtime_ns) != (p.size, p.mtime_ns) {
+                (p.size, p.mtime_ns, p.since) = (stat.size, stat.mtime_ns, Instant::now());
             }
-            // Windows scanners hold the file open exclusively while writing.
-            let ready = p.since.elapsed() >= self.settle && std::fs::File::open(path).is_ok();
+            let ready = opens && p.since.elapsed() >= self.settle;
             by_dir.entry(p.watch_dir.clone()).or_default().push((
                 p.mtime_ns,
-                path.clone(),
+                path,
                 ready,
                 p.since.elapsed(),
             ));
-        }
-        for path in gone.drain(..) {
-            pending.remove(&path);
         }
         // Take files strictly in scan order: a newer file waits while an older
         // one is still settling (it may only have been listed later). A file
@@ -263,8 +351,10 @@ impl Watch {
         for candidate in ready {
             let queue = Arc::clone(&self.queue);
             let key = candidate.key.clone();
-            let known = tokio::task::spawn_blocking(move || queue.knows(&key)).await??;
-            if known {
+            let Some(known) = Self::blocking(shutdown, move || queue.knows(&key)).await? else {
+                return Ok(None);
+            };
+            if known? {
                 // Only what the queue holds is skipped on later rescans: a file
                 // whose ingest failed is seen, and tried, again.
                 taken.insert(
@@ -272,11 +362,10 @@ impl Watch {
                     (candidate.key.size, candidate.key.mtime_ns),
                 );
             } else {
-                tracing::debug!(file = %candidate.key.path.display(), "settled");
                 fresh.push(candidate);
             }
         }
-        Ok(fresh)
+        Ok(Some(fresh))
     }
 }
 

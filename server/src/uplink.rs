@@ -42,12 +42,15 @@ const CONTENT_TYPES: &[&str] = &[
 /// Notices waiting to go out on one connection; a slow desk drops the surplus.
 const NOTICE_BACKLOG: usize = 64;
 
+/// A connected session: its generation and its notice channel.
+type LiveSession = (u64, tokio::sync::mpsc::Sender<ServerMessage>);
+
 /// The scan desks connected to this server, and a way to tell them things.
 #[derive(Clone)]
 pub struct Desks {
     slots: Arc<Semaphore>,
     /// Per agent: the session's generation and its notice channel.
-    live: Arc<std::sync::Mutex<HashMap<String, (u64, tokio::sync::mpsc::Sender<ServerMessage>)>>>,
+    live: Arc<std::sync::Mutex<HashMap<String, LiveSession>>>,
     generation: Arc<std::sync::atomic::AtomicU64>,
 }
 

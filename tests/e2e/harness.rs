@@ -288,12 +288,17 @@ impl TestAgent {
         }
     }
 
-    /// Points the agent at another address (a proxy, a server not up yet).
-    pub fn set_server_url(&self, url: &str) {
+    /// Sets one key of the agent's config file (before `start`).
+    pub fn configure(&self, key: &str, value: toml::Value) {
         let mut table: toml::Table =
             toml::from_str(&std::fs::read_to_string(&self.config).expect("config")).expect("toml");
-        table.insert("server_url".into(), url.into());
+        table.insert(key.into(), value);
         std::fs::write(&self.config, toml::to_string(&table).expect("toml")).expect("write config");
+    }
+
+    /// Points the agent at another address (a proxy, a server not up yet).
+    pub fn set_server_url(&self, url: &str) {
+        self.configure("server_url", url.into());
     }
 
     pub fn start(&mut self) {

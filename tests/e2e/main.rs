@@ -12,6 +12,7 @@ mod scan;
 
 mod api_errors;
 mod capture;
+mod capture_formats;
 mod delivery;
 mod inspect;
 mod spine;

@@ -1,10 +1,20 @@
 //! Turning a scanned file into pages: what bytes each page is, and its pixels.
 //!
-//! A single-image file is one page delivered byte for byte as it is. Limits on
-//! file size and decoded pixels keep a hostile or broken file from exhausting
-//! the desk PC; breaking one is an error that quarantines the file.
+//! A single-image file is one page delivered byte for byte as it is. A
+//! multi-page TIFF ([`tiff`]) or a scanner's PDF ([`pdf`]) becomes one page per
+//! image, in order: JPEG pages keep their JPEG bytes, every other page is
+//! re-encoded as PNG. Limits on file size, pages per file and decoded pixels
+//! keep a hostile or broken file from exhausting the desk PC; breaking one is
+//! an error that quarantines the file. Third-party decoders run behind
+//! `catch_unwind`: a decoder bug must quarantine the file, not stop the agent.
 
-use image::{GrayImage, ImageFormat};
+mod ccitt;
+mod pdf;
+#[cfg(test)]
+mod split_tests;
+mod tiff;
+
+use image::{DynamicImage, GrayImage, ImageFormat};
 use std::io::Cursor;
 
 /// Largest scanned file taken at all.
@@ -15,6 +25,11 @@ pub const MAX_PAGE_BYTES: u64 = imc_shared::protocol::MAX_PAGE_BYTES;
 pub const MAX_SIDE: u32 = 12_000;
 /// Largest decoded allocation for one page.
 pub const MAX_DECODED_BYTES: u64 = 512 * 1024 * 1024;
+/// Most pages taken from one file: a long duplex batch is a few hundred.
+pub const MAX_PAGES_PER_FILE: usize = 1000;
+/// Most bytes of split pages kept for one file (re-encoded pages can be larger
+/// than the compressed original, e.g. G4 pages as PNG).
+pub const MAX_SPLIT_BYTES: u64 = 1024 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PageError {
@@ -26,7 +41,7 @@ pub enum PageError {
     PageTooLarge(u64),
     #[error("file is empty")]
     Empty,
-    #[error("not an image format the agent reads (JPEG, PNG, BMP, WebP, TIFF)")]
+    #[error("not an image format the agent reads (JPEG, PNG, BMP, WebP, TIFF, PDF)")]
     UnknownFormat,
     #[error("JPEG is truncated (no end-of-image marker); was the scanner still writing it?")]
     TruncatedJpeg,
@@ -35,6 +50,35 @@ pub enum PageError {
         format: &'static str,
         message: String,
     },
+    #[error("image is {width}x{height} pixels, over the limit of {MAX_SIDE} a side")]
+    Dimensions { width: u64, height: u64 },
+    #[error("image would decode to {0} bytes, over the limit of {MAX_DECODED_BYTES}")]
+    DecodedTooLarge(u64),
+    #[error("file has more than {MAX_PAGES_PER_FILE} pages")]
+    TooManyPages,
+    #[error("the file's pages add up to more than {MAX_SPLIT_BYTES} bytes once split")]
+    SplitTooLarge,
+    #[error("{format} feature not supported: {what}")]
+    Unsupported { format: &'static str, what: String },
+    #[error("PDF page has no embedded image (only scanned PDFs are read, not text PDFs)")]
+    NoImage,
+    #[error("page {page}: {error}")]
+    InPage {
+        /// 1-based, as a clerk counts.
+        page: usize,
+        #[source]
+        error: Box<PageError>,
+    },
+}
+
+impl PageError {
+    /// Names the (0-based) page an error came from.
+    pub(crate) fn in_page(self, index: usize) -> PageError {
+        PageError::InPage {
+            page: index + 1,
+            error: Box::new(self),
+        }
+    }
 }
 
 pub struct Page {
@@ -63,15 +107,45 @@ fn limits() -> image::Limits {
     limits
 }
 
+/// Checks a page's declared size before anything is allocated for it.
+pub(crate) fn check_dimensions(
+    width: u64,
+    height: u64,
+    bytes_per_pixel: u64,
+) -> Result<(), PageError> {
+    if width == 0 || height == 0 || width > MAX_SIDE as u64 || height > MAX_SIDE as u64 {
+        return Err(PageError::Dimensions { width, height });
+    }
+    let decoded = width * height * bytes_per_pixel.max(1);
+    if decoded > MAX_DECODED_BYTES {
+        return Err(PageError::DecodedTooLarge(decoded));
+    }
+    Ok(())
+}
+
 /// Splits a file into pages. The format comes from the bytes, never the name.
 pub fn extract(bytes: Vec<u8>) -> Result<Vec<Page>, PageError> {
+    let mut pages = Vec::new();
+    extract_each(bytes, |page| pages.push(page))?;
+    Ok(pages)
+}
+
+/// Splits a file into pages, handing each to `each` in order, so that only one
+/// decoded page is in memory at a time. Returns how many pages there were.
+pub fn extract_each(bytes: Vec<u8>, mut each: impl FnMut(Page)) -> Result<usize, PageError> {
     if bytes.is_empty() {
         return Err(PageError::Empty);
     }
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(PageError::TooLarge(bytes.len() as u64));
     }
+    if pdf::is_pdf(&bytes) {
+        return pdf::extract_each(&bytes, &mut each);
+    }
     let format = image::guess_format(&bytes).map_err(|_| PageError::UnknownFormat)?;
+    if format == ImageFormat::Tiff {
+        return tiff::extract_each(bytes, &mut each);
+    }
     let (name, content_type) = describe(format).ok_or(PageError::UnknownFormat)?;
     // JPEG decoders happily return the top part of a cut-off file; we must not.
     if format == ImageFormat::Jpeg && !has_jpeg_end(&bytes) {
@@ -80,19 +154,72 @@ pub fn extract(bytes: Vec<u8>) -> Result<Vec<Page>, PageError> {
     if bytes.len() as u64 > MAX_PAGE_BYTES {
         return Err(PageError::PageTooLarge(bytes.len() as u64));
     }
-    let gray = decode_gray(&bytes, format).map_err(|message| PageError::Decode {
-        format: name,
-        message,
-    })?;
-    Ok(vec![Page {
+    let gray = decode_gray(&bytes, format, name)?;
+    each(Page {
         bytes,
         content_type,
         gray,
-    }])
+    });
+    Ok(1)
+}
+
+/// Collects split pages, enforcing the per-file limits on count and bytes.
+pub(crate) struct Splitter<'a> {
+    each: &'a mut dyn FnMut(Page),
+    count: usize,
+    bytes: u64,
+}
+
+impl<'a> Splitter<'a> {
+    pub(crate) fn new(each: &'a mut dyn FnMut(Page)) -> Splitter<'a> {
+        Splitter {
+            each,
+            count: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Call before decoding each page, so a bomb of pages stops early.
+    pub(crate) fn next_index(&self) -> Result<usize, PageError> {
+        if self.count >= MAX_PAGES_PER_FILE {
+            return Err(PageError::TooManyPages);
+        }
+        Ok(self.count)
+    }
+
+    pub(crate) fn push(&mut self, page: Page) -> Result<(), PageError> {
+        let size = page.bytes.len() as u64;
+        if size > MAX_PAGE_BYTES {
+            return Err(PageError::PageTooLarge(size).in_page(self.count));
+        }
+        self.bytes += size;
+        if self.bytes > MAX_SPLIT_BYTES {
+            return Err(PageError::SplitTooLarge);
+        }
+        self.count += 1;
+        (self.each)(page);
+        Ok(())
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        self.count
+    }
+}
+
+/// A page as PNG: the lossless choice for a page that was not JPEG.
+pub(crate) fn encode_png(image: &DynamicImage) -> Result<Vec<u8>, PageError> {
+    let mut out = Cursor::new(Vec::new());
+    image
+        .write_to(&mut out, ImageFormat::Png)
+        .map_err(|e| PageError::Decode {
+            format: "PNG",
+            message: format!("re-encoding the page: {e}"),
+        })?;
+    Ok(out.into_inner())
 }
 
 /// The end-of-image marker, allowing the zero padding some scanners append.
-fn has_jpeg_end(bytes: &[u8]) -> bool {
+pub(crate) fn has_jpeg_end(bytes: &[u8]) -> bool {
     let tail = &bytes[bytes.len().saturating_sub(4096)..];
     let trimmed = tail
         .iter()
@@ -101,18 +228,38 @@ fn has_jpeg_end(bytes: &[u8]) -> bool {
     trimmed.ends_with(&[0xFF, 0xD9])
 }
 
-fn decode_gray(bytes: &[u8], format: ImageFormat) -> Result<GrayImage, String> {
-    // A decoder bug on a hostile file must quarantine the file, not stop the agent.
-    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+pub(crate) fn decode_gray(
+    bytes: &[u8],
+    format: ImageFormat,
+    name: &'static str,
+) -> Result<GrayImage, PageError> {
+    let decoded = guarded(|| {
         let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format);
         reader.limits(limits());
         reader.decode()
-    }));
+    });
     match decoded {
-        Ok(Ok(image)) => Ok(image.into_luma8()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("the decoder failed on this file".to_owned()),
+        Some(Ok(image)) => Ok(image.into_luma8()),
+        Some(Err(image::ImageError::Limits(e))) => Err(PageError::Decode {
+            format: name,
+            message: format!(
+                "over the agent's limits ({MAX_SIDE} px a side, {MAX_DECODED_BYTES} bytes decoded): {e}"
+            ),
+        }),
+        Some(Err(e)) => Err(PageError::Decode {
+            format: name,
+            message: e.to_string(),
+        }),
+        None => Err(PageError::Decode {
+            format: name,
+            message: "the decoder failed on this file".to_owned(),
+        }),
     }
+}
+
+/// Runs third-party decoding; `None` if it panicked.
+pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok()
 }
 
 /// A page with almost no dark pixels away from its edges: the back of a duplex
