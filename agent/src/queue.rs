@@ -443,15 +443,7 @@ impl Queue {
                  WHERE p.capture_id = ?1 AND f.state = 'queued' \
                  AND NOT EXISTS (SELECT 1 FROM pages q WHERE q.file_id = f.id AND q.state = 'queued')",
             )?;
-            let files = stmt.query_map([capture_id.to_string()], |r| {
-                Ok(DeliveredFile {
-                    id: r.get(0)?,
-                    path: PathBuf::from(r.get::<_, String>(1)?),
-                    watch_dir: PathBuf::from(r.get::<_, String>(2)?),
-                    size: r.get(3)?,
-                    mtime_ns: r.get(4)?,
-                })
-            })?;
+            let files = stmt.query_map([capture_id.to_string()], delivered_file)?;
             Ok(files.collect::<Result<_, _>>()?)
         })
     }
@@ -463,15 +455,7 @@ impl Queue {
                 "SELECT f.id, f.path, f.watch_dir, f.size, f.mtime_ns FROM files f WHERE f.state = 'queued' \
                  AND NOT EXISTS (SELECT 1 FROM pages q WHERE q.file_id = f.id AND q.state = 'queued')",
             )?;
-            let files = stmt.query_map([], |r| {
-                Ok(DeliveredFile {
-                    id: r.get(0)?,
-                    path: PathBuf::from(r.get::<_, String>(1)?),
-                    watch_dir: PathBuf::from(r.get::<_, String>(2)?),
-                    size: r.get(3)?,
-                    mtime_ns: r.get(4)?,
-                })
-            })?;
+            let files = stmt.query_map([], delivered_file)?;
             Ok(files.collect::<Result<_, _>>()?)
         })
     }
@@ -579,6 +563,17 @@ impl Queue {
             Ok(rows.collect::<Result<_, _>>()?)
         })
     }
+}
+
+/// Maps `id, path, watch_dir, size, mtime_ns` of a `files` row.
+fn delivered_file(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveredFile> {
+    Ok(DeliveredFile {
+        id: r.get(0)?,
+        path: PathBuf::from(r.get::<_, String>(1)?),
+        watch_dir: PathBuf::from(r.get::<_, String>(2)?),
+        size: r.get(3)?,
+        mtime_ns: r.get(4)?,
+    })
 }
 
 fn open_packet(tx: &Transaction<'_>, watch: &str) -> QueueResult<Option<String>> {
