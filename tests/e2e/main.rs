@@ -15,6 +15,7 @@ mod capture;
 mod capture_formats;
 mod delivery;
 mod inspect;
+mod invoices;
 mod spine;
 mod webhooks;
 mod workflow;

@@ -1,0 +1,36 @@
+//! The duplicate-invoice guard, end to end: the same VAT invoice scanned into
+//! two documents flags both.
+
+use crate::harness::{TestAgent, TestServer};
+use crate::scan;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(60);
+const VAT_QR: &str = "01,10,3200154130,12345678,1234.56,20240105,12345678901234567890,ABCD,";
+
+#[tokio::test]
+async fn the_same_invoice_on_two_documents_flags_both() {
+    let server = TestServer::start();
+    let a = server.match_document("EXP-A").await;
+    let b = server.match_document("EXP-B").await;
+    let (a, b) = (a["id"].as_i64().unwrap(), b["id"].as_i64().unwrap());
+    let mut agent = TestAgent::enroll(&server).await;
+    agent.start();
+    let invoice = scan::png(&scan::qr_page(VAT_QR));
+    for (n, id) in [(1, a), (2, b)] {
+        let (_, cover) = server
+            .get_bytes(&format!("/documents/{id}/cover.png"))
+            .await;
+        agent.drop_file(&format!("batch{n}_0001.png"), &cover);
+        agent.drop_file(&format!("batch{n}_0002.png"), &invoice);
+        server.wait_for_status(id, "matched", WAIT).await;
+    }
+    for (id, other) in [(a, b), (b, a)] {
+        let (_, doc) = server.get(&format!("/documents/{id}")).await;
+        let conflicts = doc["conflicts"].as_array().cloned().unwrap_or_default();
+        assert_eq!(conflicts.len(), 1, "{doc}");
+        assert_eq!(conflicts[0]["kind"], "duplicate_invoice");
+        assert_eq!(conflicts[0]["invoice_number"], "12345678");
+        assert_eq!(conflicts[0]["other_document_id"], other);
+    }
+}
