@@ -169,3 +169,47 @@ async fn documents_are_idempotent_on_their_key_and_transitions_are_checked() {
     assert_eq!(status, 200);
     assert!(pdf.starts_with(b"%PDF-"));
 }
+
+#[tokio::test]
+async fn wrong_types_and_oversize_bodies_are_refused_and_change_nothing() {
+    let server = TestServer::start();
+    let (status, body) = server
+        .post(
+            "/documents",
+            json!({"source_system": "ERP", "doc_no": 5, "doc_type": "x", "org": "HQ"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["field"], "doc_no", "{body}");
+
+    let (status, doc) = server
+        .post(
+            "/documents",
+            json!({"source_system": "ERP", "doc_no": "BIG-1", "doc_type": "x", "org": "HQ"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let id = doc["id"].as_i64().unwrap();
+    let (status, body) = server
+        .put("/settings", json!({"max_image_bytes": 2048}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let page = crate::scan::png(&crate::scan::text_page(8));
+    assert!(page.len() > 2048);
+    let r = server
+        .client
+        .post(server.url(&format!("/documents/{id}/images")))
+        .bearer_auth(TOKEN)
+        .body(page)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "payload_too_large");
+    let (_, st) = server.get(&format!("/documents/{id}/status")).await;
+    assert_eq!(
+        (st["status"].as_str(), st["image_count"].as_u64()),
+        (Some("awaiting_images"), Some(0))
+    );
+}
