@@ -40,10 +40,21 @@ use tokio_util::sync::CancellationToken;
 const INGEST_BACKLOG: usize = 256;
 
 /// Runs the agent until `shutdown` is cancelled; every task is awaited before it returns.
-pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     if config.watch.is_empty() {
         anyhow::bail!("no folder to watch: pass --watch DIR or set `watch` in the config");
     }
+    // Absolute folders: change events name absolute paths, and the queue keys
+    // packets by folder, so `inbox` and `./inbox` must be one folder.
+    let mut watch = Vec::with_capacity(config.watch.len());
+    for dir in &config.watch {
+        let dir =
+            std::path::absolute(dir).with_context(|| format!("watch folder {}", dir.display()))?;
+        if !watch.contains(&dir) {
+            watch.push(dir);
+        }
+    }
+    config.watch = watch;
     let data_dir = config.data_dir()?;
     let queue = Arc::new(Queue::open(&data_dir)?);
     clean_spool(&queue).context("cleaning the spool")?;
