@@ -96,6 +96,15 @@ impl Desks {
     }
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/agent/uplink", tag = "agents",
+    description = "The agent uplink: a WebSocket (Upgrade: websocket) carrying the agent protocol \
+                   of imc_shared::protocol. Authenticated with the agent's token from enrolment.",
+    responses(
+        (status = 101, description = "Switching Protocols: the WebSocket is open"),
+        (status = 400, description = "Not a WebSocket upgrade request", body = imc_shared::api::ErrorBody),
+    ),
+)]
 pub async fn upgrade(
     State(state): State<AppState>,
     headers: HeaderMap,

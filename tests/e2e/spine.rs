@@ -88,9 +88,14 @@ async fn a_scanned_packet_matches_its_document_and_is_signed_off() {
         (Some("ready"), Some(true), Some(3))
     );
 
-    // The clerk sees the packet's fate on the desk.
-    let status = agent.status();
-    assert!(status.contains("matched to document EXP-0001"), "{status}");
+    // The clerk sees the packet's fate on the desk (the outcome may still be on its way).
+    eventually("the desk to show the packet matched", WAIT, || async {
+        agent
+            .status()
+            .contains("matched to document EXP-0001")
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -8,7 +8,9 @@ use crate::store::{Scheme, StoreError};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use imc_shared::api::{EnrollRequest, EnrollResponse, EnrollmentCode, PutScheme, SchemeView};
+use imc_shared::api::{
+    EnrollRequest, EnrollResponse, EnrollmentCode, ErrorBody, PutScheme, SchemeView,
+};
 
 fn name_ok(field: &str, value: &str) -> ApiResult<()> {
     let ok = !value.is_empty()
@@ -26,6 +28,15 @@ fn name_ok(field: &str, value: &str) -> ApiResult<()> {
     }
 }
 
+#[utoipa::path(
+    put, path = "/api/v1/schemes/{name}", tag = "admin",
+    params(("name" = String, Path, description = "Scheme name: 1-64 letters, digits, '-', '_' or '.'")),
+    request_body = PutScheme,
+    responses(
+        (status = 200, description = "Created or replaced; applies to documents created from now on", body = SchemeView),
+        (status = 400, description = "Bad name or an unknown mode", body = ErrorBody),
+    ),
+)]
 pub async fn put_scheme(
     State(state): State<AppState>,
     caller: Caller,
@@ -51,6 +62,14 @@ pub async fn put_scheme(
     }))
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/sites/{site}/enrollment-codes", tag = "agents",
+    params(("site" = String, Path, description = "Site name: 1-64 letters, digits, '-', '_' or '.'")),
+    responses(
+        (status = 201, description = "A one-time code for `imc-agent enroll`", body = EnrollmentCode),
+        (status = 400, description = "Bad site name", body = ErrorBody),
+    ),
+)]
 pub async fn enrollment_code(
     State(state): State<AppState>,
     caller: Caller,
@@ -79,6 +98,16 @@ pub async fn enrollment_code(
 }
 
 /// The one call an agent makes without a token: the code is its credential.
+#[utoipa::path(
+    post, path = "/api/v1/agents/enroll", tag = "agents",
+    security(()),
+    request_body = EnrollRequest,
+    responses(
+        (status = 200, description = "The agent's id and its token for the uplink", body = EnrollResponse),
+        (status = 400, description = "Bad name", body = ErrorBody),
+        (status = 403, description = "The code is unknown, already used or expired", body = ErrorBody),
+    ),
+)]
 pub async fn enroll(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<EnrollRequest>,

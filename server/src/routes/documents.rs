@@ -1,6 +1,7 @@
 //! Document calls: create (cover push), read, status, covers, images, decisions.
 
 use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::openapi::Binary;
 use super::views;
 use crate::auth::Caller;
 use crate::blobs::is_sha256_hex;
@@ -15,8 +16,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use imc_shared::api::{
-    AuditList, CreateDocument, DocumentCreated, DocumentView, ImageList, ReasonBody, StatusQuery,
-    StatusQueryResult, StatusView,
+    AuditList, CreateDocument, DocumentCreated, DocumentView, ErrorBody, ImageList, ImageView,
+    ReasonBody, StatusQuery, StatusQueryResult, StatusView,
 };
 use imc_shared::{CoverCode, CoverPatterns};
 use serde::Deserialize;
@@ -100,6 +101,17 @@ async fn new_document(state: &AppState, body: CreateDocument) -> ApiResult<NewDo
     })
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/documents", tag = "documents",
+    request_body = CreateDocument,
+    responses(
+        (status = 201, description = "Created; print the cover sheet at cover_url", body = DocumentCreated),
+        (status = 200, description = "A document with this (source_system, doc_no) exists: the same document", body = DocumentCreated),
+        (status = 400, description = "A field is missing, empty, too long or of the wrong type; an ERP cover_code matches no configured pattern", body = ErrorBody),
+        (status = 409, description = "The cover_code is already used by another document", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+    ),
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -152,6 +164,14 @@ pub async fn full_view(state: &AppState, doc: Document) -> ApiResult<DocumentVie
     Ok(views::document(doc, images, conflicts))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/documents/{id}", tag = "documents",
+    params(("id" = i64, Path, description = "Document id")),
+    responses(
+        (status = 200, description = "The document with its images and conflicts", body = DocumentView),
+        (status = 404, description = "No such document", body = ErrorBody),
+    ),
+)]
 pub async fn get_one(
     State(state): State<AppState>,
     caller: Caller,
@@ -162,18 +182,29 @@ pub async fn get_one(
     Ok(Json(full_view(&state, doc).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FindQuery {
+    /// The ERP's document number.
     doc_no: String,
+    /// Only the document of this source system.
     #[serde(default)]
     source_system: Option<String>,
 }
 
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct DocumentList {
     documents: Vec<DocumentView>,
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/documents", tag = "documents",
+    params(FindQuery),
+    responses(
+        (status = 200, description = "Documents with this doc_no (one per source system)", body = DocumentList),
+        (status = 400, description = "doc_no is missing", body = ErrorBody),
+    ),
+)]
 pub async fn find(
     State(state): State<AppState>,
     caller: Caller,
@@ -193,6 +224,14 @@ pub async fn find(
     Ok(Json(DocumentList { documents }))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/documents/{id}/status", tag = "documents",
+    params(("id" = i64, Path, description = "Document id")),
+    responses(
+        (status = 200, description = "The document's status (3.06)", body = StatusView),
+        (status = 404, description = "No such document", body = ErrorBody),
+    ),
+)]
 pub async fn status(
     State(state): State<AppState>,
     caller: Caller,
@@ -202,6 +241,14 @@ pub async fn status(
     Ok(Json(views::status(&require(&state, id).await?)))
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/documents/status:query", tag = "documents",
+    request_body(content = StatusQuery, description = "Exactly one of ids or doc_nos, at most 1000"),
+    responses(
+        (status = 200, description = "The status of each document found; unknown keys in not_found", body = StatusQueryResult),
+        (status = 400, description = "Both or neither of ids and doc_nos, or more than 1000", body = ErrorBody),
+    ),
+)]
 pub async fn status_query(
     State(state): State<AppState>,
     caller: Caller,
@@ -267,6 +314,14 @@ async fn render_cover(state: &AppState, id: i64, pdf: bool) -> ApiResult<Vec<u8>
     .map_err(|e| ApiError::Internal(anyhow::anyhow!("cover sheet of document {id}: {e}")))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/documents/{id}/cover.png", tag = "images",
+    params(("id" = i64, Path, description = "Document id")),
+    responses(
+        (status = 200, description = "The cover sheet, A4 at 300 dpi", body = Binary, content_type = "image/png"),
+        (status = 404, description = "No such document", body = ErrorBody),
+    ),
+)]
 pub async fn cover_png(
     State(state): State<AppState>,
     caller: Caller,
@@ -277,6 +332,14 @@ pub async fn cover_png(
     Ok(([(header::CONTENT_TYPE, "image/png")], bytes).into_response())
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/documents/{id}/cover.pdf", tag = "images",
+    params(("id" = i64, Path, description = "Document id")),
+    responses(
+        (status = 200, description = "The cover sheet as a one-page A4 PDF", body = Binary, content_type = "application/pdf"),
+        (status = 404, description = "No such document", body = ErrorBody),
+    ),
+)]
 pub async fn cover_pdf(
     State(state): State<AppState>,
     caller: Caller,
@@ -287,6 +350,14 @@ pub async fn cover_pdf(
     Ok(([(header::CONTENT_TYPE, "application/pdf")], bytes).into_response())
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/documents/{id}/images", tag = "images",
+    params(("id" = i64, Path, description = "Document id")),
+    responses(
+        (status = 200, description = "The document's images in page order (3.04)", body = ImageList),
+        (status = 404, description = "No such document", body = ErrorBody),
+    ),
+)]
 pub async fn images(
     State(state): State<AppState>,
     caller: Caller,
@@ -302,6 +373,18 @@ pub async fn images(
 }
 
 /// Image bytes never change for an id, so clients may cache them for good.
+#[utoipa::path(
+    get, path = "/api/v1/images/{id}", tag = "images",
+    params(
+        ("id" = i64, Path, description = "Image id"),
+        ("If-None-Match" = Option<String>, Header, description = "The ETag of a cached copy"),
+    ),
+    responses(
+        (status = 200, description = "The image bytes, in their content type; cacheable for good (ETag = sha256)", body = Binary, content_type = "application/octet-stream"),
+        (status = 304, description = "Not modified"),
+        (status = 404, description = "No such image", body = ErrorBody),
+    ),
+)]
 pub async fn image_bytes(
     State(state): State<AppState>,
     caller: Caller,
@@ -347,7 +430,8 @@ pub async fn blob_response(
         .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UploadQuery {
     /// The system that pushed the image (sync mode), e.g. `invoice-receiving`.
@@ -359,6 +443,31 @@ pub struct UploadQuery {
 pub const SOURCE_HEADER: &str = "x-imc-source";
 
 /// The capture API (basic and sync modes): the body is the image itself.
+#[utoipa::path(
+    post, path = "/api/v1/documents/{id}/images", tag = "images",
+    params(
+        ("id" = i64, Path, description = "Document id"),
+        UploadQuery,
+        ("X-IMC-Source" = Option<String>, Header, description = "The pushing system, as the source query parameter"),
+    ),
+    request_body(
+        description = "The image itself (JPEG, PNG, TIFF, BMP, WebP or PDF; the type is sniffed from the bytes)",
+        content(
+            (Binary = "image/jpeg"),
+            (Binary = "image/png"),
+            (Binary = "image/tiff"),
+            (Binary = "application/pdf"),
+            (Binary = "application/octet-stream"),
+        ),
+    ),
+    responses(
+        (status = 201, description = "Attached as the next page; a basic or sync document becomes ready", body = ImageView),
+        (status = 400, description = "Empty body or a type not accepted", body = ErrorBody),
+        (status = 404, description = "No such document", body = ErrorBody),
+        (status = 409, description = "The document takes no uploaded images in its mode or status (e.g. match mode, cancelled)", body = ErrorBody),
+        (status = 413, description = "Larger than max_image_bytes", body = ErrorBody),
+    ),
+)]
 pub async fn upload_image(
     State(state): State<AppState>,
     caller: Caller,
@@ -366,7 +475,7 @@ pub async fn upload_image(
     ApiQuery(query): ApiQuery<UploadQuery>,
     headers: HeaderMap,
     body: Bytes,
-) -> ApiResult<(StatusCode, Json<imc_shared::api::ImageView>)> {
+) -> ApiResult<(StatusCode, Json<ImageView>)> {
     caller.require_api()?;
     let header_source = headers
         .get(SOURCE_HEADER)
@@ -425,6 +534,14 @@ pub async fn upload_image(
 }
 
 /// The audit trail of one document, oldest first.
+#[utoipa::path(
+    get, path = "/api/v1/documents/{id}/audit", tag = "documents",
+    params(("id" = i64, Path, description = "Document id")),
+    responses(
+        (status = 200, description = "The document's audit trail, oldest first", body = AuditList),
+        (status = 404, description = "No such document", body = ErrorBody),
+    ),
+)]
 pub async fn audit(
     State(state): State<AppState>,
     caller: Caller,
@@ -477,6 +594,15 @@ fn reason(body: ReasonBody) -> ApiResult<String> {
     Ok(reason)
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/documents/{id}/sign-off", tag = "sign-off",
+    params(("id" = i64, Path, description = "Document id")),
+    responses(
+        (status = 200, description = "Signed off: matched → ready", body = DocumentView),
+        (status = 404, description = "No such document", body = ErrorBody),
+        (status = 409, description = "Not matched; error.current_status names the status", body = ErrorBody),
+    ),
+)]
 pub async fn sign_off(
     State(state): State<AppState>,
     caller: Caller,
@@ -486,6 +612,17 @@ pub async fn sign_off(
     decide(&state, &caller, id, Decision::SignOff).await
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/documents/{id}/reject", tag = "sign-off",
+    params(("id" = i64, Path, description = "Document id")),
+    request_body = ReasonBody,
+    responses(
+        (status = 200, description = "Rejected: matched → rejected", body = DocumentView),
+        (status = 400, description = "The reason is missing or empty", body = ErrorBody),
+        (status = 404, description = "No such document", body = ErrorBody),
+        (status = 409, description = "Not matched; error.current_status names the status", body = ErrorBody),
+    ),
+)]
 pub async fn reject(
     State(state): State<AppState>,
     caller: Caller,
@@ -523,6 +660,17 @@ async fn tell_desks(state: &AppState, document_id: i64, doc_no: &str, kind: &str
     }
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/documents/{id}/unsign", tag = "sign-off",
+    params(("id" = i64, Path, description = "Document id")),
+    request_body = ReasonBody,
+    responses(
+        (status = 200, description = "Sign-off revoked: ready → matched (match mode)", body = DocumentView),
+        (status = 400, description = "The reason is missing or empty", body = ErrorBody),
+        (status = 404, description = "No such document", body = ErrorBody),
+        (status = 409, description = "Not a signed-off match-mode document; error.current_status names the status", body = ErrorBody),
+    ),
+)]
 pub async fn unsign(
     State(state): State<AppState>,
     caller: Caller,
@@ -541,13 +689,25 @@ pub async fn unsign(
     .await
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelBody {
+    /// Kept in the audit trail.
     #[serde(default)]
     reason: Option<String>,
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/documents/{id}/cancel", tag = "sign-off",
+    params(("id" = i64, Path, description = "Document id")),
+    request_body(content = Option<CancelBody>, description = "Optional; an empty body cancels without a reason"),
+    responses(
+        (status = 200, description = "Cancelled; no more images are accepted", body = DocumentView),
+        (status = 400, description = "The body is not a valid cancel body", body = ErrorBody),
+        (status = 404, description = "No such document", body = ErrorBody),
+        (status = 409, description = "Already cancelled", body = ErrorBody),
+    ),
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,

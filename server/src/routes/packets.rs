@@ -2,6 +2,7 @@
 
 use super::documents::blob_response;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::openapi::Binary;
 use super::views;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
@@ -10,18 +11,30 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use imc_shared::api::{DocumentView, MatchPacket, PacketList, PacketState};
+use imc_shared::api::{DocumentView, ErrorBody, MatchPacket, PacketList, PacketState};
 use serde::Deserialize;
 use uuid::Uuid;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only packets in this state, e.g. `unmatched` for the exception queue.
     #[serde(default)]
+    #[param(value_type = Option<PacketState>)]
     state: Option<String>,
+    /// At most this many (1-1000, default 100).
     #[serde(default)]
     limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/packets", tag = "packets",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "Packets, newest first", body = PacketList),
+        (status = 400, description = "Unknown state", body = ErrorBody),
+    ),
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -49,6 +62,17 @@ fn packet_id(text: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(text).map_err(|_| ApiError::NotFound(format!("packet {text}")))
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/packets/{id}/match", tag = "packets",
+    params(("id" = String, Path, description = "Packet id (UUID)")),
+    request_body = MatchPacket,
+    responses(
+        (status = 200, description = "The packet's pages are attached; the document is matched", body = DocumentView),
+        (status = 400, description = "Bad body", body = ErrorBody),
+        (status = 404, description = "No such packet or document", body = ErrorBody),
+        (status = 409, description = "The packet is already matched, or the document cannot take pages in its status", body = ErrorBody),
+    ),
+)]
 pub async fn match_packet(
     State(state): State<AppState>,
     caller: Caller,
@@ -68,6 +92,19 @@ pub async fn match_packet(
     Ok(Json(super::documents::full_view(&state, doc).await?))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/packets/{id}/pages/{index}", tag = "packets",
+    params(
+        ("id" = String, Path, description = "Packet id (UUID)"),
+        ("index" = u32, Path, description = "Page index within the packet, from 0"),
+        ("If-None-Match" = Option<String>, Header, description = "The ETag of a cached copy"),
+    ),
+    responses(
+        (status = 200, description = "The page's bytes, in their content type", body = Binary, content_type = "application/octet-stream"),
+        (status = 304, description = "Not modified"),
+        (status = 404, description = "No such packet or page", body = ErrorBody),
+    ),
+)]
 pub async fn page_bytes(
     State(state): State<AppState>,
     caller: Caller,

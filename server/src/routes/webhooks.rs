@@ -7,12 +7,21 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
-use imc_shared::api::{PutWebhook, WebhookDeliveryList, WebhookView};
+use imc_shared::api::{ErrorBody, PutWebhook, WebhookDeliveryList, WebhookView};
 
 const MIN_SECRET: usize = 16;
 const MAX_SECRET: usize = 256;
 const MAX_URL: usize = 2048;
 
+#[utoipa::path(
+    put, path = "/api/v1/webhooks/{source_system}", tag = "admin",
+    params(("source_system" = String, Path, description = "The ERP's source_system, as on its documents")),
+    request_body = PutWebhook,
+    responses(
+        (status = 200, description = "Registered (or replaced); the secret is not shown again", body = WebhookView),
+        (status = 400, description = "Bad url or a secret outside 16-256 bytes", body = ErrorBody),
+    ),
+)]
 pub async fn put_webhook(
     State(state): State<AppState>,
     caller: Caller,
@@ -53,6 +62,14 @@ pub async fn put_webhook(
     }))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/documents/{id}/webhook-deliveries", tag = "documents",
+    params(("id" = i64, Path, description = "Document id")),
+    responses(
+        (status = 200, description = "Every delivery attempt of the document's events", body = WebhookDeliveryList),
+        (status = 404, description = "No such document", body = ErrorBody),
+    ),
+)]
 pub async fn deliveries(
     State(state): State<AppState>,
     caller: Caller,
