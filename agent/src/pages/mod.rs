@@ -233,13 +233,22 @@ pub(crate) fn decode_gray(
     format: ImageFormat,
     name: &'static str,
 ) -> Result<GrayImage, PageError> {
+    decode_image(bytes, format, name).map(DynamicImage::into_luma8)
+}
+
+/// Decodes one image within the agent's limits, behind `catch_unwind`.
+pub(crate) fn decode_image(
+    bytes: &[u8],
+    format: ImageFormat,
+    name: &'static str,
+) -> Result<DynamicImage, PageError> {
     let decoded = guarded(|| {
         let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format);
         reader.limits(limits());
         reader.decode()
     });
     match decoded {
-        Some(Ok(image)) => Ok(image.into_luma8()),
+        Some(Ok(image)) => Ok(image),
         Some(Err(image::ImageError::Limits(e))) => Err(PageError::Decode {
             format: name,
             message: format!(

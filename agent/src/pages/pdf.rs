@@ -61,8 +61,82 @@ pub fn extract_each(bytes: &[u8], each: &mut dyn FnMut(Page)) -> Result<usize, P
     Ok(splitter.count())
 }
 
+/// One image XObject of a page, with every indirect value resolved.
+struct PdfImage<'a> {
+    id: lopdf::ObjectId,
+    width: i64,
+    height: i64,
+    filters: Vec<String>,
+    content: &'a [u8],
+    dict: &'a Dictionary,
+}
+
+/// Follows indirect references (bounded by lopdf); a dangling one is `Null`.
+fn deref<'a>(doc: &'a Document, object: &'a Object) -> &'a Object {
+    doc.dereference(object)
+        .map(|(_, o)| o)
+        .unwrap_or(&Object::Null)
+}
+
+fn get<'a>(doc: &'a Document, dict: &'a Dictionary, key: &[u8]) -> Option<&'a Object> {
+    dict.get(key).ok().map(|o| deref(doc, o))
+}
+
+fn get_i64(doc: &Document, dict: &Dictionary, key: &[u8]) -> Option<i64> {
+    get(doc, dict, key).and_then(|o| o.as_i64().ok())
+}
+
+/// The page's image XObjects, its own resources first, then inherited ones.
+/// Unlike `Document::get_page_images` it accepts indirect Width, Height,
+/// Filter and XObject entries, as real scanners write them.
+fn page_images(doc: &Document, page_id: lopdf::ObjectId) -> Result<Vec<PdfImage<'_>>, PageError> {
+    let (own, inherited) = doc.get_page_resources(page_id).map_err(decode_error)?;
+    let mut resources: Vec<&Dictionary> = own.into_iter().collect();
+    resources.extend(
+        inherited
+            .into_iter()
+            .filter_map(|id| doc.get_dictionary(id).ok()),
+    );
+    let mut images = Vec::new();
+    for resource in resources {
+        let Some(Object::Dictionary(xobjects)) = get(doc, resource, b"XObject") else {
+            continue;
+        };
+        for (_, value) in xobjects.iter() {
+            let Ok(id) = value.as_reference() else {
+                continue;
+            };
+            let Ok(stream) = doc.get_object(id).and_then(Object::as_stream) else {
+                continue;
+            };
+            let dict = &stream.dict;
+            if get(doc, dict, b"Subtype").and_then(|s| s.as_name().ok()) != Some(b"Image") {
+                continue;
+            }
+            let filters = match get(doc, dict, b"Filter") {
+                Some(Object::Name(name)) => vec![String::from_utf8_lossy(name).into_owned()],
+                Some(Object::Array(array)) => array
+                    .iter()
+                    .filter_map(|f| deref(doc, f).as_name().ok())
+                    .map(|n| String::from_utf8_lossy(n).into_owned())
+                    .collect(),
+                _ => Vec::new(),
+            };
+            images.push(PdfImage {
+                id,
+                width: get_i64(doc, dict, b"Width").unwrap_or(0),
+                height: get_i64(doc, dict, b"Height").unwrap_or(0),
+                filters,
+                content: &stream.content,
+                dict,
+            });
+        }
+    }
+    Ok(images)
+}
+
 fn page_image(doc: &Document, page_id: lopdf::ObjectId) -> Result<Page, PageError> {
-    let images = doc.get_page_images(page_id).map_err(decode_error)?;
+    let images = page_images(doc, page_id)?;
     let image = images
         .iter()
         .max_by_key(|i| i.width.saturating_mul(i.height))
@@ -77,8 +151,8 @@ fn page_image(doc: &Document, page_id: lopdf::ObjectId) -> Result<Page, PageErro
     let (width, height) = (width as u64, height as u64);
     check_dimensions(width, height, 1)?;
     let (w, h) = (width as u32, height as u32);
-    let filters: Vec<&str> = image.filters.iter().flatten().map(String::as_str).collect();
-    let dict = image.origin_dict;
+    let filters: Vec<&str> = image.filters.iter().map(String::as_str).collect();
+    let dict = image.dict;
     match filters.as_slice() {
         ["DCTDecode"] => {
             let jpeg = image.content.to_vec();
@@ -93,10 +167,8 @@ fn page_image(doc: &Document, page_id: lopdf::ObjectId) -> Result<Page, PageErro
             })
         }
         ["CCITTFaxDecode"] => {
-            let params = decode_params(dict);
-            let k = params
-                .and_then(|p| p.get(b"K").ok())
-                .and_then(|k| k.as_i64().ok())
+            let k = decode_params(doc, dict)
+                .and_then(|p| get_i64(doc, p, b"K"))
                 .unwrap_or(0);
             let coding = match k {
                 k if k < 0 => Coding::G4,
@@ -104,19 +176,22 @@ fn page_image(doc: &Document, page_id: lopdf::ObjectId) -> Result<Page, PageErro
                 _ => return Err(unsupported("CCITT G3 with 2-D coding".to_owned())),
             };
             let mut gray = ccitt::decode(image.content, coding, w, h, FORMAT)?;
-            if inverted(dict) {
+            if inverted(doc, dict) {
                 image::imageops::invert(&mut gray);
             }
             png_page(DynamicImage::ImageLuma8(gray))
         }
         [] | ["FlateDecode"] | ["LZWDecode"] | ["RunLengthDecode"] => {
-            let components = components(doc, dict)?;
-            let bpc = dict
-                .get(b"BitsPerComponent")
-                .and_then(Object::as_i64)
-                .unwrap_or(if is_mask(dict) { 1 } else { 8 });
+            let space = color_space(doc, dict)?;
+            let components = space.samples();
+            let bpc = get_i64(doc, dict, b"BitsPerComponent").unwrap_or(if is_mask(doc, dict) {
+                1
+            } else {
+                8
+            });
             let row_bits = width * components * bpc.max(1) as u64;
-            let expected = row_bits.div_ceil(8) * height;
+            // PNG predictors add a filter-type byte in front of every row.
+            let expected = (row_bits.div_ceil(8) + 1) * height;
             check_dimensions(width, height, components)?;
             let stream = doc
                 .get_object(image.id)
@@ -126,9 +201,13 @@ fn page_image(doc: &Document, page_id: lopdf::ObjectId) -> Result<Page, PageErro
             let data = stream
                 .decompressed_content_with_limit(expected as usize + 1024)
                 .map_err(decode_error)?;
-            let image = pixels(&data, w, h, components, bpc)?;
+            let image = match &space {
+                Space::Indexed { base, lookup } => indexed_pixels(&data, w, h, bpc, *base, lookup)?,
+                Space::Direct(_) => pixels(&data, w, h, components, bpc)?,
+            };
+            let indexed = matches!(space, Space::Indexed { .. });
             let image = match image {
-                DynamicImage::ImageLuma8(mut gray) if inverted(dict) => {
+                DynamicImage::ImageLuma8(mut gray) if !indexed && inverted(doc, dict) => {
                     image::imageops::invert(&mut gray);
                     DynamicImage::ImageLuma8(gray)
                 }
@@ -136,6 +215,9 @@ fn page_image(doc: &Document, page_id: lopdf::ObjectId) -> Result<Page, PageErro
             };
             png_page(image)
         }
+        filters if filters.contains(&"JBIG2Decode") => Err(unsupported(
+            "JBIG2 compressed page: not supported yet; re-scan as CCITT G4 or JPEG".to_owned(),
+        )),
         other => Err(unsupported(format!("image filter {other:?}"))),
     }
 }
@@ -148,47 +230,87 @@ fn png_page(image: DynamicImage) -> Result<Page, PageError> {
     })
 }
 
-fn decode_params(dict: &Dictionary) -> Option<&Dictionary> {
-    match dict.get(b"DecodeParms").ok()? {
+fn decode_params<'a>(doc: &'a Document, dict: &'a Dictionary) -> Option<&'a Dictionary> {
+    match get(doc, dict, b"DecodeParms")? {
         Object::Dictionary(d) => Some(d),
-        Object::Array(a) => a.first()?.as_dict().ok(),
+        Object::Array(a) => deref(doc, a.first()?).as_dict().ok(),
         _ => None,
     }
 }
 
-fn is_mask(dict: &Dictionary) -> bool {
-    dict.get(b"ImageMask")
-        .and_then(Object::as_bool)
+fn is_mask(doc: &Document, dict: &Dictionary) -> bool {
+    get(doc, dict, b"ImageMask")
+        .and_then(|m| m.as_bool().ok())
         .unwrap_or(false)
 }
 
 /// `/Decode [1 0]` swaps black and white (and an image mask paints its 0 bits).
-fn inverted(dict: &Dictionary) -> bool {
-    let decode_first = dict
-        .get(b"Decode")
-        .and_then(Object::as_array)
-        .ok()
+fn inverted(doc: &Document, dict: &Dictionary) -> bool {
+    let decode_first = get(doc, dict, b"Decode")
+        .and_then(|d| d.as_array().ok())
         .and_then(|a| a.first())
-        .and_then(|v| v.as_float().ok());
+        .and_then(|v| deref(doc, v).as_float().ok());
     decode_first.is_some_and(|v| v > 0.5)
 }
 
-/// Colour components of the image's colour space.
-fn components(doc: &Document, dict: &Dictionary) -> Result<u64, PageError> {
-    if is_mask(dict) {
-        return Ok(1);
+/// An image's colour space, as far as splitting pages needs it.
+enum Space {
+    /// Samples are colours with this many components.
+    Direct(u64),
+    /// Samples index `lookup`, whose entries have `base` components each.
+    Indexed { base: u64, lookup: Vec<u8> },
+}
+
+impl Space {
+    /// Samples per pixel in the image data.
+    fn samples(&self) -> u64 {
+        match self {
+            Space::Direct(n) => *n,
+            Space::Indexed { .. } => 1,
+        }
     }
-    let space = dict.get(b"ColorSpace").map_err(decode_error)?;
-    let space = match space {
-        Object::Reference(id) => doc.get_object(*id).map_err(decode_error)?,
-        other => other,
-    };
+}
+
+/// The image's colour space; an image mask is 1-component.
+fn color_space(doc: &Document, dict: &Dictionary) -> Result<Space, PageError> {
+    if is_mask(doc, dict) {
+        return Ok(Space::Direct(1));
+    }
+    let space =
+        get(doc, dict, b"ColorSpace").ok_or_else(|| decode_error("image has no colour space"))?;
+    if let Object::Array(array) = space
+        && array.first().and_then(|n| deref(doc, n).as_name().ok()) == Some(b"Indexed")
+    {
+        let base = array
+            .get(1)
+            .ok_or_else(|| decode_error("Indexed colour space without a base"))?;
+        let base = components(doc, deref(doc, base))?;
+        let hival = array
+            .get(2)
+            .and_then(|h| deref(doc, h).as_i64().ok())
+            .filter(|h| (0..=255).contains(h))
+            .ok_or_else(|| decode_error("Indexed colour space without a usable hival"))?;
+        let wanted = (hival as usize + 1) * base as usize;
+        let lookup = match array.get(3).map(|l| deref(doc, l)) {
+            Some(Object::String(bytes, _)) => bytes.clone(),
+            Some(Object::Stream(stream)) => stream
+                .decompressed_content_with_limit(wanted + 1024)
+                .unwrap_or_else(|_| stream.content.clone()),
+            _ => return Err(decode_error("Indexed colour space without a lookup table")),
+        };
+        return Ok(Space::Indexed { base, lookup });
+    }
+    components(doc, space).map(Space::Direct)
+}
+
+/// Colour components of a (non-indexed) colour space.
+fn components(doc: &Document, space: &Object) -> Result<u64, PageError> {
     let (name, array) = match space {
         Object::Name(name) => (name.as_slice(), None),
         Object::Array(array) => (
             array
                 .first()
-                .and_then(|n| n.as_name().ok())
+                .and_then(|n| deref(doc, n).as_name().ok())
                 .unwrap_or_default(),
             Some(array),
         ),
@@ -201,11 +323,8 @@ fn components(doc: &Document, dict: &Dictionary) -> Result<u64, PageError> {
         b"ICCBased" => {
             let n = array
                 .and_then(|a| a.get(1))
-                .and_then(|r| r.as_reference().ok())
-                .and_then(|id| doc.get_object(id).ok())
-                .and_then(|o| o.as_stream().ok())
-                .and_then(|s| s.dict.get(b"N").ok())
-                .and_then(|n| n.as_i64().ok());
+                .and_then(|r| deref(doc, r).as_stream().ok())
+                .and_then(|s| get_i64(doc, &s.dict, b"N"));
             match n {
                 Some(n @ (1 | 3 | 4)) => Ok(n as u64),
                 _ => Err(decode_error("ICC colour space without a usable N")),
@@ -216,6 +335,49 @@ fn components(doc: &Document, dict: &Dictionary) -> Result<u64, PageError> {
             String::from_utf8_lossy(other)
         ))),
     }
+}
+
+/// Palette indices (1, 2, 4 or 8 bits, rows byte-aligned) through the lookup
+/// table to grey or RGB. An index past the table's end is black.
+fn indexed_pixels(
+    data: &[u8],
+    w: u32,
+    h: u32,
+    bpc: i64,
+    base: u64,
+    lookup: &[u8],
+) -> Result<DynamicImage, PageError> {
+    if !matches!(bpc, 1 | 2 | 4 | 8) {
+        return Err(unsupported(format!("Indexed colour at {bpc} bits")));
+    }
+    let bpc = bpc as usize;
+    let stride = (w as usize * bpc).div_ceil(8);
+    if data.len() < stride * h as usize {
+        return Err(decode_error("image data is shorter than its size says"));
+    }
+    let base = base as usize;
+    let entry = |x: u32, y: u32| -> &[u8] {
+        let bit = x as usize * bpc;
+        let byte = data[y as usize * stride + bit / 8];
+        let index = (byte >> (8 - bpc - bit % 8)) & ((1u16 << bpc) - 1) as u8;
+        let start = index as usize * base;
+        lookup
+            .get(start..start + base)
+            .unwrap_or(&[0, 0, 0, 0][..base])
+    };
+    Ok(match base {
+        1 => DynamicImage::ImageLuma8(GrayImage::from_fn(w, h, |x, y| Luma([entry(x, y)[0]]))),
+        3 => DynamicImage::ImageRgb8(image::RgbImage::from_fn(w, h, |x, y| {
+            let e = entry(x, y);
+            image::Rgb([e[0], e[1], e[2]])
+        })),
+        4 => DynamicImage::ImageRgb8(image::RgbImage::from_fn(w, h, |x, y| {
+            let p = entry(x, y);
+            let k = 255 - p[3] as u16;
+            image::Rgb([0, 1, 2].map(|i| ((255 - p[i] as u16) * k / 255) as u8))
+        })),
+        n => return Err(unsupported(format!("Indexed colour over {n} components"))),
+    })
 }
 
 /// Raw samples to an image: 1- and 8-bit grey, 8-bit RGB and CMYK.
@@ -276,5 +438,140 @@ fn pixels(
         (c, b) => Err(unsupported(format!(
             "{c} colour components at {b} bits each"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lopdf::{Stream, dictionary};
+
+    /// A one-page PDF whose page shows one image XObject built by `image`.
+    fn one_image_pdf(image: impl FnOnce(&mut Document) -> Stream) -> Vec<u8> {
+        let mut doc = Document::with_version("1.5");
+        let pages_id = doc.new_object_id();
+        let stream = image(&mut doc);
+        let image_id = doc.add_object(stream);
+        let page_id = doc.add_object(dictionary! {"Type" => "Page", "Parent" => pages_id,
+        "Resources" => dictionary! {"XObject" => dictionary! {"Im0" => image_id}}});
+        doc.objects.insert(
+            pages_id,
+            Object::Dictionary(
+                dictionary! {"Type" => "Pages", "Kids" => vec![page_id.into()], "Count" => 1},
+            ),
+        );
+        let catalog = doc.add_object(dictionary! {"Type" => "Catalog", "Pages" => pages_id});
+        doc.trailer.set("Root", catalog);
+        let mut out = Vec::new();
+        doc.save_to(&mut out).unwrap();
+        out
+    }
+
+    fn split(bytes: &[u8]) -> Result<Vec<Page>, PageError> {
+        let mut pages = Vec::new();
+        extract_each(bytes, &mut |p| pages.push(p))?;
+        Ok(pages)
+    }
+
+    #[test]
+    fn indexed_images_go_through_their_palette() {
+        // 1-bit Indexed over RGB, as img2pdf writes a bitonal palette PNG:
+        // index 0 is white, 1 is black; the left half of each row is black.
+        let (w, h) = (16u32, 4u32);
+        let data: Vec<u8> = (0..h).flat_map(|_| [0xFF, 0x00]).collect();
+        let pdf = one_image_pdf(|doc| {
+            let lookup = doc.add_object(Stream::new(dictionary! {}, vec![255, 255, 255, 0, 0, 0]));
+            let space: Vec<Object> = vec![
+                "Indexed".into(),
+                "DeviceRGB".into(),
+                1.into(),
+                lookup.into(),
+            ];
+            let mut stream = Stream::new(
+                dictionary! {"Type" => "XObject", "Subtype" => "Image", "Width" => w as i64,
+                "Height" => h as i64, "ColorSpace" => space, "BitsPerComponent" => 1},
+                data,
+            );
+            stream.compress().unwrap();
+            stream
+        });
+        let pages = split(&pdf).unwrap();
+        assert_eq!(pages.len(), 1);
+        assert_eq!(pages[0].content_type, "image/png");
+        let gray = &pages[0].gray;
+        assert_eq!(gray.dimensions(), (w, h));
+        assert_eq!(gray.get_pixel(0, 0).0[0], 0);
+        assert_eq!(gray.get_pixel(15, 3).0[0], 255);
+
+        // 8-bit Indexed over grey with the table as a string.
+        let pdf = one_image_pdf(|_| {
+            let space: Vec<Object> = vec![
+                "Indexed".into(),
+                "DeviceGray".into(),
+                2.into(),
+                Object::string_literal(vec![10u8, 128, 250]),
+            ];
+            Stream::new(
+                dictionary! {"Type" => "XObject", "Subtype" => "Image", "Width" => 3,
+                "Height" => 1, "ColorSpace" => space, "BitsPerComponent" => 8},
+                vec![2, 1, 0],
+            )
+        });
+        let gray = &split(&pdf).unwrap()[0].gray;
+        assert_eq!(gray.as_raw(), &vec![250, 128, 10]);
+    }
+
+    #[test]
+    fn indirect_sizes_and_decode_parms_are_resolved() {
+        let mut page = GrayImage::from_pixel(64, 32, Luma([255]));
+        for x in 8..40 {
+            page.put_pixel(x, 10, Luma([0]));
+        }
+        let g4 = {
+            let mut encoder = fax::encoder::Encoder::new(fax::VecWriter::new());
+            for row in page.rows() {
+                let pels = row.map(|p| {
+                    if p.0[0] < 128 {
+                        fax::Color::Black
+                    } else {
+                        fax::Color::White
+                    }
+                });
+                encoder.encode_line(pels, 64).unwrap();
+            }
+            encoder.finish().unwrap().finish()
+        };
+        let pdf = one_image_pdf(|doc| {
+            let width = doc.add_object(64);
+            let height = doc.add_object(32);
+            let k = doc.add_object(-1);
+            let parms =
+                doc.add_object(dictionary! {"K" => k, "Columns" => width, "Rows" => height});
+            let filter = doc.add_object("CCITTFaxDecode");
+            Stream::new(
+                dictionary! {"Type" => "XObject", "Subtype" => "Image", "Width" => width,
+                "Height" => height, "ColorSpace" => "DeviceGray", "BitsPerComponent" => 1,
+                "Filter" => filter, "DecodeParms" => parms},
+                g4,
+            )
+        });
+        let pages = split(&pdf).unwrap();
+        assert_eq!(pages.len(), 1);
+        assert_eq!(pages[0].gray, page);
+    }
+
+    #[test]
+    fn jbig2_says_what_to_do() {
+        let pdf = one_image_pdf(|_| {
+            Stream::new(
+                dictionary! {"Type" => "XObject", "Subtype" => "Image", "Width" => 8,
+                "Height" => 8, "ColorSpace" => "DeviceGray", "BitsPerComponent" => 1,
+                "Filter" => "JBIG2Decode"},
+                vec![0; 16],
+            )
+        });
+        let message = split(&pdf).err().unwrap().to_string();
+        assert!(message.contains("JBIG2"), "{message}");
+        assert!(message.contains("re-scan as CCITT G4 or JPEG"), "{message}");
     }
 }
