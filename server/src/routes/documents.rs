@@ -288,7 +288,34 @@ fn check_bulk(field: &str, len: usize) -> ApiResult<()> {
     Ok(())
 }
 
-async fn render_cover(state: &AppState, id: i64, pdf: bool) -> ApiResult<Vec<u8>> {
+#[derive(Clone, Copy)]
+enum CoverFormat {
+    Png,
+    Pdf,
+}
+
+impl CoverFormat {
+    fn content_type(self) -> &'static str {
+        match self {
+            CoverFormat::Png => "image/png",
+            CoverFormat::Pdf => "application/pdf",
+        }
+    }
+}
+
+/// Draws a document's cover sheet off the async threads and answers with it.
+async fn cover_response(
+    state: &AppState,
+    caller: &Caller,
+    id: i64,
+    format: CoverFormat,
+) -> ApiResult<Response> {
+    caller.require_api()?;
+    let bytes = render_cover(state, id, format).await?;
+    Ok(([(header::CONTENT_TYPE, format.content_type())], bytes).into_response())
+}
+
+async fn render_cover(state: &AppState, id: i64, format: CoverFormat) -> ApiResult<Vec<u8>> {
     let doc = require(state, id).await?;
     let covers = state.covers.clone();
     tokio::task::spawn_blocking(move || {
@@ -303,10 +330,9 @@ async fn render_cover(state: &AppState, id: i64, pdf: bool) -> ApiResult<Vec<u8>
             submitter: doc.submitter.as_deref(),
             created_at: &doc.created_at,
         };
-        if pdf {
-            covers.render_pdf(&fields)
-        } else {
-            covers.render_png(&fields)
+        match format {
+            CoverFormat::Png => covers.render_png(&fields),
+            CoverFormat::Pdf => covers.render_pdf(&fields),
         }
     })
     .await
@@ -327,9 +353,7 @@ pub async fn cover_png(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Response> {
-    caller.require_api()?;
-    let bytes = render_cover(&state, id, false).await?;
-    Ok(([(header::CONTENT_TYPE, "image/png")], bytes).into_response())
+    cover_response(&state, &caller, id, CoverFormat::Png).await
 }
 
 #[utoipa::path(
@@ -345,9 +369,7 @@ pub async fn cover_pdf(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Response> {
-    caller.require_api()?;
-    let bytes = render_cover(&state, id, true).await?;
-    Ok(([(header::CONTENT_TYPE, "application/pdf")], bytes).into_response())
+    cover_response(&state, &caller, id, CoverFormat::Pdf).await
 }
 
 #[utoipa::path(
