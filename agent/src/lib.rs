@@ -21,6 +21,7 @@ pub mod ingest;
 pub mod inspect;
 pub mod pages;
 pub mod queue;
+pub mod signal;
 pub mod status;
 pub mod uplink;
 pub mod vat;

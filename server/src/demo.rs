@@ -169,11 +169,6 @@ async fn watch_statuses(api: &Api, docs: &[DocumentCreated], shutdown: &Cancella
     let mut last: HashMap<i64, String> =
         docs.iter().map(|d| (d.id, d.status.to_string())).collect();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
-    let shutdown_on_signal = shutdown.clone();
-    tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        shutdown_on_signal.cancel();
-    });
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
