@@ -19,6 +19,12 @@ pub struct ServerConfig {
     pub max_agents: usize,
     /// A partial upload untouched this long is abandoned and removed.
     pub partial_ttl: Duration,
+    /// Where image bytes live: `s3://bucket/prefix` or a folder; `None` is
+    /// the `blobs` folder in the data dir.
+    pub blobs: Option<String>,
+    /// `postgres://...` for a shared database (replicas); `None` is the
+    /// embedded SQLite file in the data dir.
+    pub database: Option<String>,
 }
 
 impl ServerConfig {
@@ -31,6 +37,8 @@ impl ServerConfig {
             cover_font: None,
             max_agents: 1024,
             partial_ttl: Duration::from_secs(24 * 3600),
+            blobs: None,
+            database: None,
         }
     }
 
@@ -61,6 +69,29 @@ impl fmt::Debug for ServerConfig {
             .field("cover_font", &self.cover_font)
             .field("max_agents", &self.max_agents)
             .field("partial_ttl", &self.partial_ttl)
+            .field("blobs", &self.blobs)
+            .field("database", &self.database.as_deref().map(redact_password))
             .finish()
+    }
+}
+
+/// A connection URL fit for logs: the password replaced.
+pub fn redact_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "<unparsable URL>".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_stay_out_of_logs() {
+        let shown = super::redact_password("postgres://imc:s3cret@db:5432/imc");
+        assert_eq!(shown, "postgres://imc:***@db:5432/imc");
     }
 }

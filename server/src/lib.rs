@@ -21,6 +21,8 @@ mod routes;
 pub mod settings;
 mod state;
 pub mod store;
+#[cfg(test)]
+mod test_services;
 pub mod uplink;
 pub mod webhooks;
 pub mod workflow;
@@ -31,7 +33,7 @@ use config::ServerConfig;
 use state::AppState;
 use std::future::Future;
 use std::sync::Arc;
-use store::{SqliteStore, Store, TokenRole};
+use store::{PgStore, SqliteStore, Store, TokenRole};
 use tokio::net::TcpListener;
 
 /// Opens (or creates) the data dir and everything the server keeps in it.
@@ -39,30 +41,64 @@ pub async fn open(config: ServerConfig) -> anyhow::Result<AppState> {
     let data_dir = &config.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
-    let db_path = config.database_path();
-    let fresh = !db_path.exists();
-    let store = SqliteStore::open(&db_path)
-        .with_context(|| format!("opening database {}", db_path.display()))?;
+    let (store, fresh) = open_store(&config).await?;
     if fresh && let Some(token) = &config.bootstrap_token {
-        store
-            .add_api_token("bootstrap", TokenRole::Admin, &auth::hash_secret(token))
-            .await
-            .context("storing the bootstrap token")?;
+        let hash = auth::hash_secret(token);
+        // Replicas starting together may race to store it; one copy is enough.
+        if store.api_token_by_hash(&hash).await?.is_none()
+            && let Err(e) = store
+                .add_api_token("bootstrap", TokenRole::Admin, &hash)
+                .await
+            && store.api_token_by_hash(&hash).await?.is_none()
+        {
+            return Err(anyhow::Error::new(e).context("storing the bootstrap token"));
+        }
         tracing::info!("IMC_BOOTSTRAP_TOKEN stored as an admin API token");
     }
-    let blobs = FolderBlobs::open(&config.blobs_dir())?;
+    let blobs: Arc<dyn blobs::BlobStore> = match &config.blobs {
+        Some(location) => blobs::open(location)?,
+        None => Arc::new(FolderBlobs::open(&config.blobs_dir())?),
+    };
     let covers = match &config.cover_font {
         Some(path) => cover::CoverRenderer::with_font_file(path)
             .with_context(|| format!("loading cover font {}", path.display()))?,
         None => cover::CoverRenderer::from_system_fonts(),
     };
     Ok(AppState {
-        store: Arc::new(store) as Arc<dyn Store>,
-        blobs: Arc::new(blobs),
+        store,
+        blobs,
         covers: Arc::new(covers),
         desks: uplink::Desks::new(config.max_agents),
         config: Arc::new(config),
     })
+}
+
+/// The metadata store the config names, and whether it is fresh (no
+/// credentials yet), which is when a bootstrap token is stored.
+async fn open_store(config: &ServerConfig) -> anyhow::Result<(Arc<dyn Store>, bool)> {
+    match &config.database {
+        Some(url) => {
+            let shown = config::redact_password(url);
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                anyhow::bail!(
+                    "--database {shown}: give a postgres:// URL; without --database the \
+                     embedded SQLite database in the data dir is used"
+                );
+            }
+            let store = PgStore::open(url)
+                .await
+                .with_context(|| format!("opening database {shown}"))?;
+            let fresh = store.is_fresh().await?;
+            Ok((Arc::new(store), fresh))
+        }
+        None => {
+            let db_path = config.database_path();
+            let fresh = !db_path.exists();
+            let store = SqliteStore::open(&db_path)
+                .with_context(|| format!("opening database {}", db_path.display()))?;
+            Ok((Arc::new(store), fresh))
+        }
+    }
 }
 
 /// Serves the API on `listener` until `shutdown` resolves.

@@ -25,6 +25,22 @@ enum Command {
         /// A TTF/OTF/TTC font with Chinese glyphs for cover sheets (default: search system fonts).
         #[arg(long, env = "IMC_COVER_FONT")]
         cover_font: Option<PathBuf>,
+        /// Where image bytes live: `s3://bucket/prefix` (endpoint and credentials from
+        /// AWS_ENDPOINT, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or a folder.
+        /// Default: the `blobs` folder in the data dir.
+        #[arg(long, env = "IMC_BLOBS")]
+        blobs: Option<String>,
+        /// A shared PostgreSQL database, `postgres://user:password@host:port/db`, for
+        /// running several replicas (run `imc-server migrate` first). Default: the
+        /// embedded SQLite database in the data dir.
+        #[arg(long, env = "IMC_DATABASE")]
+        database: Option<String>,
+    },
+    /// Bring a PostgreSQL database's schema up to this version (forward only; safe to
+    /// run from several hosts at once).
+    Migrate {
+        #[arg(long, env = "IMC_DATABASE")]
+        database: String,
     },
     /// Run the whole product on this machine: server, an agent watching a demo inbox, sample documents.
     Demo {
@@ -101,12 +117,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 data_dir,
                 listen,
                 cover_font,
+                blobs,
+                database,
             } => {
                 let mut config = ServerConfig::new(data_dir);
                 config.bootstrap_token = std::env::var("IMC_BOOTSTRAP_TOKEN")
                     .ok()
                     .filter(|t| !t.is_empty());
                 config.cover_font = cover_font;
+                config.blobs = blobs;
+                config.database = database;
                 let listener = tokio::net::TcpListener::bind(listen)
                     .await
                     .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
@@ -118,6 +138,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Demo { dir, listen } => {
                 let shutdown = shutdown_on_signal();
                 imc_server::demo::run(imc_server::demo::DemoOptions { dir, listen }, shutdown).await
+            }
+            Command::Migrate { database } => {
+                let shown = imc_server::config::redact_password(&database);
+                let store = imc_server::store::PgStore::pool(&database)?;
+                let applied = store
+                    .migrate()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("migrating {shown}: {e}"))?;
+                let version = imc_server::store::postgres::migrate::latest();
+                if applied.is_empty() {
+                    println!("{shown}: schema already at version {version}");
+                } else {
+                    println!("{shown}: applied {applied:?}; schema at version {version}");
+                }
+                Ok(())
             }
             Command::Audit { .. } => Ok(()),
         }

@@ -8,8 +8,12 @@
 //! packet completing and its document becoming `matched`, say) happens inside
 //! one store call, so one transaction; handlers never compose two writes.
 
+pub mod postgres;
 mod sqlite;
+#[cfg(test)]
+mod tests;
 
+pub use postgres::PgStore;
 pub use sqlite::audit::{AuditCheck, verify_audit_file};
 pub use sqlite::{SqliteStore, now};
 
@@ -21,8 +25,9 @@ use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The database engine failed (SQLite or PostgreSQL; the source says which).
     #[error("database error: {0}")]
-    Database(#[from] rusqlite::Error),
+    Database(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("{0} not found")]
@@ -44,6 +49,24 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database(Box::new(e))
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StoreError::Database(Box::new(e))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        StoreError::Database(Box::new(e))
+    }
+}
 
 /// Who did something, for the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
-const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 const HEAD_KEY: &str = "audit.head";
 
 pub struct NewEntry<'a> {
@@ -36,7 +36,20 @@ struct Fields {
     reason: Option<String>,
 }
 
-fn hash(prev: &str, f: &Fields) -> String {
+/// The fields a chain hash covers, borrowed; shared with the PostgreSQL store
+/// so both backends chain identically.
+pub struct ChainFields<'a> {
+    pub id: i64,
+    pub at: &'a str,
+    pub actor: &'a str,
+    pub document_id: Option<i64>,
+    pub action: &'a str,
+    pub from: Option<&'a str>,
+    pub to: Option<&'a str>,
+    pub reason: Option<&'a str>,
+}
+
+pub fn chain_hash(prev: &str, f: &ChainFields<'_>) -> String {
     let canonical = serde_json::json!([
         f.id,
         f.at,
@@ -52,6 +65,22 @@ fn hash(prev: &str, f: &Fields) -> String {
     h.update(b"\n");
     h.update(canonical.to_string().as_bytes());
     hex::encode(h.finalize())
+}
+
+fn hash(prev: &str, f: &Fields) -> String {
+    chain_hash(
+        prev,
+        &ChainFields {
+            id: f.id,
+            at: &f.at,
+            actor: &f.actor,
+            document_id: f.document_id,
+            action: &f.action,
+            from: f.from.as_deref(),
+            to: f.to.as_deref(),
+            reason: f.reason.as_deref(),
+        },
+    )
 }
 
 fn head(conn: &Connection) -> StoreResult<Option<(i64, String)>> {

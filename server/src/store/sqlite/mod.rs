@@ -13,8 +13,7 @@ mod invoices;
 mod packets;
 mod rows;
 mod settings;
-#[cfg(test)]
-mod tests;
+
 mod webhooks;
 
 use super::*;

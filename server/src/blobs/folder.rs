@@ -1,50 +1,12 @@
-//! Image bytes, content-addressed: a blob's name is its SHA-256.
+//! Blobs as files under one folder, fanned out by the first two hex digits.
 //!
-//! The folder backend writes to a temp file, fsyncs it, renames it into place
-//! and fsyncs the directory, so a blob is either whole or absent after a crash.
-//! Names come only from hashes we computed, never from a client's file name.
+//! A blob is written to a temp file, fsynced, renamed into place and the
+//! directory fsynced, so it is either whole or absent after a crash.
 
+use super::{BlobError, BlobStore, is_sha256_hex, sha256_hex};
 use async_trait::async_trait;
-use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-
-#[derive(Debug, thiserror::Error)]
-pub enum BlobError {
-    #[error("{0:?} is not a SHA-256 hex digest")]
-    BadName(String),
-    #[error("blob {0} not found")]
-    NotFound(String),
-    #[error("blob file {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("blob task failed: {0}")]
-    Task(String),
-}
-
-#[async_trait]
-pub trait BlobStore: Send + Sync + 'static {
-    async fn contains(&self, sha256: &str) -> Result<bool, BlobError>;
-    async fn get(&self, sha256: &str) -> Result<Vec<u8>, BlobError>;
-    /// Stores bytes and returns their SHA-256; storing the same bytes twice is a no-op.
-    async fn put(&self, bytes: Vec<u8>) -> Result<String, BlobError>;
-    /// Takes over a complete, fsynced local file whose SHA-256 was verified.
-    async fn put_file(&self, path: &Path, sha256: &str) -> Result<(), BlobError>;
-}
-
-pub fn is_sha256_hex(name: &str) -> bool {
-    name.len() == 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
 
 /// Blobs as files under one folder, fanned out by the first two hex digits.
 pub struct FolderBlobs {
@@ -151,30 +113,5 @@ impl BlobStore for FolderBlobs {
         let target = self.path_of(sha256)?;
         let path = path.to_owned();
         blocking(move || install(&path, &target)).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn put_get_and_dedupe() {
-        let dir = tempfile::tempdir().unwrap();
-        let blobs = FolderBlobs::open(dir.path()).unwrap();
-        let sha = blobs.put(b"page".to_vec()).await.unwrap();
-        assert_eq!(sha, sha256_hex(b"page"));
-        assert_eq!(blobs.put(b"page".to_vec()).await.unwrap(), sha);
-        assert_eq!(blobs.get(&sha).await.unwrap(), b"page");
-        assert!(blobs.contains(&sha).await.unwrap());
-        assert!(matches!(
-            blobs.get("../../etc/passwd").await,
-            Err(BlobError::BadName(_))
-        ));
-        let missing = sha256_hex(b"other");
-        assert!(matches!(
-            blobs.get(&missing).await,
-            Err(BlobError::NotFound(_))
-        ));
     }
 }

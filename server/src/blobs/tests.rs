@@ -1,0 +1,202 @@
+//! One conformance suite for every blob backend: the folder one and an
+//! S3-compatible store (Garage, started by `scripts/services.sh`).
+
+use super::*;
+use crate::test_services;
+
+/// A backend under test and whatever must live as long as it.
+struct Fixture {
+    blobs: Arc<dyn BlobStore>,
+    /// Where the test writes the local files it hands to `put_file`.
+    scratch: tempfile::TempDir,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    /// A complete local file, as the uplink hands one over.
+    fn file(&self, name: &str, bytes: &[u8]) -> (PathBuf, String) {
+        let path = self.scratch.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        (path, sha256_hex(bytes))
+    }
+}
+
+async fn folder() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    Fixture {
+        blobs: Arc::new(FolderBlobs::open(&dir.path().join("blobs")).unwrap()),
+        scratch: tempfile::tempdir().unwrap(),
+        _dir: dir,
+    }
+}
+
+/// Each test gets its own prefix in the shared test bucket.
+async fn garage() -> Fixture {
+    let url = format!(
+        "{}/test-{}",
+        test_services::setting("IMC_TEST_S3_URL").trim_end_matches('/'),
+        uuid::Uuid::new_v4()
+    );
+    Fixture {
+        blobs: Arc::new(ObjectBlobs::s3(&url, test_services::s3_builder()).unwrap()),
+        scratch: tempfile::tempdir().unwrap(),
+        _dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+/// Bytes that are not a repetition of one part, so a misplaced part shows.
+fn pattern(len: usize) -> Vec<u8> {
+    let mut state = 0x2545_f491_u32;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as u8
+        })
+        .collect()
+}
+
+async fn put_get_and_dedupe(f: Fixture) {
+    let blobs = &f.blobs;
+    let sha = blobs.put(b"page".to_vec()).await.unwrap();
+    assert_eq!(sha, sha256_hex(b"page"));
+    assert_eq!(blobs.put(b"page".to_vec()).await.unwrap(), sha);
+    assert_eq!(blobs.get(&sha).await.unwrap(), b"page");
+    assert!(blobs.contains(&sha).await.unwrap());
+}
+
+async fn names_are_digests_only(f: Fixture) {
+    let blobs = &f.blobs;
+    for bad in ["../../etc/passwd", "", &"A".repeat(64), &"0".repeat(63)] {
+        assert!(matches!(blobs.get(bad).await, Err(BlobError::BadName(_))));
+        assert!(matches!(
+            blobs.contains(bad).await,
+            Err(BlobError::BadName(_))
+        ));
+    }
+    let (path, _) = f.file("page", b"bytes");
+    assert!(matches!(
+        blobs.put_file(&path, "../x").await,
+        Err(BlobError::BadName(_))
+    ));
+    assert!(path.exists(), "a refused file is left where it was");
+}
+
+async fn missing_blobs_are_absent(f: Fixture) {
+    let missing = sha256_hex(b"never stored");
+    assert!(!f.blobs.contains(&missing).await.unwrap());
+    assert!(matches!(
+        f.blobs.get(&missing).await,
+        Err(BlobError::NotFound(name)) if name == missing
+    ));
+}
+
+async fn put_file_takes_the_file_over(f: Fixture) {
+    let (path, sha) = f.file("one", b"scanned page");
+    f.blobs.put_file(&path, &sha).await.unwrap();
+    assert!(!path.exists());
+    assert_eq!(f.blobs.get(&sha).await.unwrap(), b"scanned page");
+    // The same bytes uploaded again (another desk, a retry) change nothing.
+    let (again, same) = f.file("two", b"scanned page");
+    f.blobs.put_file(&again, &same).await.unwrap();
+    assert!(!again.exists());
+    assert_eq!(f.blobs.get(&sha).await.unwrap(), b"scanned page");
+}
+
+async fn a_failed_put_file_leaves_nothing(f: Fixture) {
+    let path = f.scratch.path().join("vanished");
+    let sha = sha256_hex(b"vanished");
+    assert!(f.blobs.put_file(&path, &sha).await.is_err());
+    assert!(!f.blobs.contains(&sha).await.unwrap());
+}
+
+/// Larger than one part of the object backend, and not a whole number of parts.
+async fn large_pages_arrive_whole(f: Fixture) {
+    let bytes = pattern(2 * object::PART_SIZE + 12_345);
+    let (path, sha) = f.file("large", &bytes);
+    f.blobs.put_file(&path, &sha).await.unwrap();
+    assert!(f.blobs.get(&sha).await.unwrap() == bytes);
+    let other = pattern(object::PART_SIZE + 1)
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>();
+    let other_sha = f.blobs.put(other.clone()).await.unwrap();
+    assert_eq!(other_sha, sha256_hex(&other));
+    assert!(f.blobs.get(&other_sha).await.unwrap() == other);
+    // Stored again: already there, nothing uploaded, still whole.
+    assert_eq!(f.blobs.put(other.clone()).await.unwrap(), other_sha);
+    assert!(f.blobs.get(&other_sha).await.unwrap() == other);
+}
+
+async fn racing_puts_of_the_same_bytes_all_succeed(f: Fixture) {
+    let bytes = pattern(300_000);
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let (blobs, bytes) = (Arc::clone(&f.blobs), bytes.clone());
+            tokio::spawn(async move { blobs.put(bytes).await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap(), sha256_hex(&bytes));
+    }
+    assert!(f.blobs.get(&sha256_hex(&bytes)).await.unwrap() == bytes);
+}
+
+macro_rules! conformance {
+    ($backend:ident: $($case:ident),+ $(,)?) => {
+        mod $backend {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(super::$backend().await).await
+                }
+            )+
+        }
+    };
+}
+
+conformance!(folder: put_get_and_dedupe, names_are_digests_only, missing_blobs_are_absent,
+    put_file_takes_the_file_over, a_failed_put_file_leaves_nothing, large_pages_arrive_whole,
+    racing_puts_of_the_same_bytes_all_succeed);
+conformance!(garage: put_get_and_dedupe, names_are_digests_only, missing_blobs_are_absent,
+    put_file_takes_the_file_over, a_failed_put_file_leaves_nothing, large_pages_arrive_whole,
+    racing_puts_of_the_same_bytes_all_succeed);
+
+/// An upload cut off midway (a replica killed) is never visible as a blob.
+#[tokio::test]
+async fn an_unfinished_multipart_upload_is_invisible() {
+    let url = format!(
+        "{}/test-{}",
+        test_services::setting("IMC_TEST_S3_URL").trim_end_matches('/'),
+        uuid::Uuid::new_v4()
+    );
+    let store: Arc<dyn object_store::ObjectStore> = Arc::new(
+        test_services::s3_builder()
+            .with_bucket_name(url::Url::parse(&url).unwrap().host_str().unwrap())
+            .build()
+            .unwrap(),
+    );
+    let blobs = ObjectBlobs::new(
+        Arc::clone(&store),
+        url::Url::parse(&url).unwrap().path(),
+        url,
+    )
+    .unwrap();
+    let bytes = pattern(2 * object::PART_SIZE);
+    let sha = sha256_hex(&bytes);
+    let mut upload = store
+        .put_multipart_opts(&blobs.key(&sha).unwrap(), Default::default())
+        .await
+        .unwrap();
+    upload
+        .put_part(bytes[..object::PART_SIZE].to_vec().into())
+        .await
+        .unwrap();
+    drop(upload);
+    assert!(!blobs.contains(&sha).await.unwrap());
+    assert!(matches!(blobs.get(&sha).await, Err(BlobError::NotFound(_))));
+    // The page can still be stored whole afterwards.
+    assert_eq!(blobs.put(bytes.clone()).await.unwrap(), sha);
+    assert!(blobs.get(&sha).await.unwrap() == bytes);
+}

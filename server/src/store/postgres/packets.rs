@@ -1,0 +1,485 @@
+//! Packets from agents: recording pages and seals, and matching a complete
+//! packet to the document its cover code names (see `store/sqlite/packets.rs`).
+//!
+//! Concurrency, by the database: a packet's row is locked while a page or
+//! seal is recorded, so exactly one transaction sees the packet complete and
+//! resolves it; resolving and creating a document take the same advisory
+//! lock on the cover code, so a packet resolving while its document is being
+//! created on another replica is either matched or bound late, never lost.
+
+use super::db;
+use super::documents::{apply_attach, lock, next_page_no, require};
+use crate::store::*;
+use crate::workflow::{self, Attach, Via};
+use deadpool_postgres::GenericClient;
+
+pub async fn page_stored(c: &impl GenericClient, capture_id: Uuid) -> StoreResult<bool> {
+    Ok(db::query_one(
+        c,
+        "SELECT EXISTS (SELECT 1 FROM pages WHERE capture_id = $1)",
+        &[&capture_id.to_string()],
+    )
+    .await?
+    .get(0))
+}
+
+/// Serialises everything that binds paper to one cover code.
+pub async fn lock_cover(tx: &impl GenericClient, cover_code: &str) -> StoreResult<()> {
+    db::execute(
+        tx,
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        &[&cover_code],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Creates the packet if new and locks its row until the transaction ends.
+async fn ensure_packet(
+    tx: &impl GenericClient,
+    agent: &Agent,
+    packet_id: Uuid,
+    cover_code: Option<&str>,
+) -> StoreResult<()> {
+    let at = now();
+    let id = packet_id.to_string();
+    db::execute(
+        tx,
+        "INSERT INTO packets (id, agent_id, site, cover_code, state, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 'open', $5, $5) ON CONFLICT (id) DO NOTHING",
+        &[&id, &agent.id, &agent.site, &cover_code, &at],
+    )
+    .await?;
+    let row = db::query_one(
+        tx,
+        "SELECT agent_id, cover_code FROM packets WHERE id = $1 FOR UPDATE",
+        &[&id],
+    )
+    .await?;
+    let (owner, stored_cover): (String, Option<String>) = (row.get(0), row.get(1));
+    if owner != agent.id {
+        return Err(StoreError::Conflict(format!(
+            "packet {packet_id} belongs to another agent"
+        )));
+    }
+    if stored_cover.as_deref() != cover_code {
+        return Err(StoreError::Conflict(format!(
+            "packet {packet_id} has cover code {stored_cover:?}, not {cover_code:?}"
+        )));
+    }
+    Ok(())
+}
+
+async fn lock_packet(tx: &impl GenericClient, packet_id: Uuid) -> StoreResult<bool> {
+    Ok(db::query_opt(
+        tx,
+        "SELECT id FROM packets WHERE id = $1 FOR UPDATE",
+        &[&packet_id.to_string()],
+    )
+    .await?
+    .is_some())
+}
+
+pub async fn record_page(
+    tx: &impl GenericClient,
+    agent: &Agent,
+    page: &StoredPage,
+) -> StoreResult<PacketResolution> {
+    let actor = Actor(format!("agent:{}", agent.id));
+    if page_stored(tx, page.capture_id).await? {
+        lock_packet(tx, page.packet_id).await?;
+        return resolve(tx, page.packet_id, &actor).await;
+    }
+    ensure_packet(tx, agent, page.packet_id, page.cover_code.as_deref()).await?;
+    let barcodes = serde_json::to_string(&page.barcodes)
+        .map_err(|e| StoreError::Corrupt(format!("page {} barcodes: {e}", page.capture_id)))?;
+    let inserted = db::execute(
+        tx,
+        "INSERT INTO pages (capture_id, packet_id, page_index, sha256, size, content_type, source_name, \
+         barcodes, blank, stored_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         ON CONFLICT DO NOTHING",
+        &[
+            &page.capture_id.to_string(),
+            &page.packet_id.to_string(),
+            &db::i32_of(page.page_index, "page_index")?,
+            &page.sha256,
+            &db::i64_of(page.size, "size")?,
+            &page.content_type,
+            &page.source_name,
+            &barcodes,
+            &page.blank,
+            &now(),
+        ],
+    )
+    .await?;
+    // Nothing inserted: the same page raced in on another connection (fine),
+    // or another page already holds this index (not fine).
+    if inserted == 0 && !page_stored(tx, page.capture_id).await? {
+        return Err(StoreError::Conflict(format!(
+            "packet {} already has a different page {}",
+            page.packet_id, page.page_index
+        )));
+    }
+    resolve(tx, page.packet_id, &actor).await
+}
+
+pub async fn seal(
+    tx: &impl GenericClient,
+    agent: &Agent,
+    packet_id: Uuid,
+    cover_code: Option<String>,
+    page_count: u32,
+) -> StoreResult<PacketResolution> {
+    ensure_packet(tx, agent, packet_id, cover_code.as_deref()).await?;
+    let id = packet_id.to_string();
+    let sealed: Option<i32> = db::query_one(
+        tx,
+        "SELECT sealed_page_count FROM packets WHERE id = $1",
+        &[&id],
+    )
+    .await?
+    .get(0);
+    match sealed {
+        Some(count) if count != db::i32_of(page_count, "page_count")? => {
+            return Err(StoreError::Conflict(format!(
+                "packet {packet_id} was sealed with {count} pages, not {page_count}"
+            )));
+        }
+        Some(_) => {}
+        None => {
+            db::execute(
+                tx,
+                "UPDATE packets SET sealed_page_count = $2, updated_at = $3 WHERE id = $1",
+                &[&id, &db::i32_of(page_count, "page_count")?, &now()],
+            )
+            .await?;
+        }
+    }
+    resolve(tx, packet_id, &Actor(format!("agent:{}", agent.id))).await
+}
+
+/// Decides a complete packet's fate once; later calls report that fate.
+/// The caller holds the packet's row lock.
+async fn resolve(
+    tx: &impl GenericClient,
+    packet_id: Uuid,
+    actor: &Actor,
+) -> StoreResult<PacketResolution> {
+    let id = packet_id.to_string();
+    let row = db::query_one(
+        tx,
+        "SELECT state, sealed_page_count, cover_code, document_id, reason FROM packets WHERE id = $1",
+        &[&id],
+    )
+    .await?;
+    let (state, sealed, cover, document_id, reason): (
+        String,
+        Option<i32>,
+        Option<String>,
+        Option<i64>,
+        Option<String>,
+    ) = (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+    match (state.as_str(), document_id) {
+        ("matched", Some(doc_id)) => {
+            let doc = require(tx, doc_id).await?;
+            return Ok(PacketResolution::Matched {
+                document_id: doc_id,
+                doc_no: doc.doc_no,
+            });
+        }
+        ("unmatched", _) => {
+            return Ok(PacketResolution::Unmatched {
+                reason: reason.unwrap_or_default(),
+            });
+        }
+        _ => {}
+    }
+    let Some(sealed) = sealed else {
+        return Ok(PacketResolution::Open);
+    };
+    let have: i64 = db::query_one(
+        tx,
+        "SELECT COUNT(*) FROM pages WHERE packet_id = $1",
+        &[&id],
+    )
+    .await?
+    .get(0);
+    if have < i64::from(sealed) {
+        return Ok(PacketResolution::Open);
+    }
+    if have > i64::from(sealed) {
+        return Err(StoreError::Conflict(format!(
+            "packet {packet_id} has {have} pages but was sealed with {sealed}"
+        )));
+    }
+    let outcome = match &cover {
+        None => Err("no cover sheet before these pages".to_owned()),
+        Some(code) => {
+            lock_cover(tx, code).await?;
+            match document_by_cover(tx, code).await? {
+                None => Err(format!("cover code {code} names no document yet")),
+                Some(doc_id) => {
+                    let doc = lock(tx, doc_id).await?;
+                    match workflow::on_images(doc.mode, doc.status, Via::Packet(None)) {
+                        None => Err(format!(
+                            "document {} is {} and takes no scanned pages",
+                            doc.doc_no, doc.status
+                        )),
+                        Some(attach) => {
+                            attach_packet(tx, packet_id, &doc, attach, actor).await?;
+                            Ok(PacketResolution::Matched {
+                                document_id: doc.id,
+                                doc_no: doc.doc_no,
+                            })
+                        }
+                    }
+                }
+            }
+        }
+    };
+    match outcome {
+        Ok(resolution) => Ok(resolution),
+        Err(reason) => {
+            db::execute(
+                tx,
+                "UPDATE packets SET state = 'unmatched', reason = $2, updated_at = $3 WHERE id = $1",
+                &[&id, &reason, &now()],
+            )
+            .await?;
+            Ok(PacketResolution::Unmatched { reason })
+        }
+    }
+}
+
+async fn document_by_cover(c: &impl GenericClient, cover_code: &str) -> StoreResult<Option<i64>> {
+    Ok(db::query_opt(
+        c,
+        "SELECT id FROM documents WHERE cover_code = $1",
+        &[&cover_code],
+    )
+    .await?
+    .map(|r| r.get(0)))
+}
+
+/// Makes the packet's pages the document's images (after, or instead of, the
+/// ones it has) and moves the document on. The caller holds the document's lock.
+async fn attach_packet(
+    tx: &impl GenericClient,
+    packet_id: Uuid,
+    doc: &Document,
+    attach: Attach,
+    actor: &Actor,
+) -> StoreResult<()> {
+    let at = now();
+    if let Attach::Replace(_) = attach {
+        db::execute(
+            tx,
+            "UPDATE images SET replaced_at = $2 WHERE document_id = $1 AND replaced_at IS NULL",
+            &[&doc.id, &at],
+        )
+        .await?;
+    }
+    let first = db::i32_of(next_page_no(tx, doc.id).await?, "page_no")?;
+    let id = packet_id.to_string();
+    db::execute(
+        tx,
+        "INSERT INTO images (document_id, page_no, sha256, size, content_type, blank, barcodes, packet_id, \
+         capture_id, created_at) \
+         SELECT $1, $2 + page_index, sha256, size, content_type, blank, barcodes, packet_id, capture_id, $3 \
+         FROM pages WHERE packet_id = $4 ORDER BY page_index",
+        &[&doc.id, &first, &at, &id],
+    )
+    .await?;
+    db::execute(
+        tx,
+        "UPDATE packets SET state = 'matched', document_id = $2, reason = NULL, updated_at = $3 WHERE id = $1",
+        &[&id, &doc.id, &at],
+    )
+    .await?;
+    let action = match attach {
+        Attach::Replace(_) => "packet.rescan",
+        Attach::Append(_) if doc.status == DocStatus::AwaitingImages => "packet.match",
+        Attach::Append(_) => "packet.supplement",
+    };
+    apply_attach(tx, doc, attach, actor, action, None).await
+}
+
+/// Late binding: packets that waited for this cover code attach to the new
+/// document. Called by document creation, under the cover code's lock.
+pub async fn attach_waiting_packets(
+    tx: &impl GenericClient,
+    document_id: i64,
+    cover_code: &str,
+) -> StoreResult<()> {
+    lock_cover(tx, cover_code).await?;
+    let waiting: Vec<String> = db::query(
+        tx,
+        "SELECT id FROM packets WHERE cover_code = $1 AND state = 'unmatched' \
+         ORDER BY created_at, id FOR UPDATE",
+        &[&cover_code],
+    )
+    .await?
+    .into_iter()
+    .map(|r| r.get(0))
+    .collect();
+    for id in waiting {
+        let packet_id = Uuid::parse_str(&id)
+            .map_err(|e| StoreError::Corrupt(format!("packet id {id}: {e}")))?;
+        let doc = lock(tx, document_id).await?;
+        if let Some(attach) = workflow::on_images(doc.mode, doc.status, Via::Packet(None)) {
+            attach_packet(
+                tx,
+                packet_id,
+                &doc,
+                attach,
+                &Actor("system:late-binding".into()),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+pub async fn match_by_hand(
+    tx: &impl GenericClient,
+    packet_id: Uuid,
+    document_id: i64,
+    mode: Option<AttachMode>,
+    actor: &Actor,
+) -> StoreResult<Document> {
+    let state = db::query_opt(
+        tx,
+        "SELECT state, document_id FROM packets WHERE id = $1 FOR UPDATE",
+        &[&packet_id.to_string()],
+    )
+    .await?
+    .map(|r| (r.get::<_, String>(0), r.get::<_, Option<i64>>(1)));
+    match state {
+        None => return Err(StoreError::NotFound(format!("packet {packet_id}"))),
+        Some((state, _)) if state == "open" => {
+            return Err(StoreError::Conflict(format!(
+                "packet {packet_id} is still arriving"
+            )));
+        }
+        Some((_, Some(doc))) => {
+            return Err(StoreError::Conflict(format!(
+                "packet {packet_id} is already matched to document {doc}"
+            )));
+        }
+        Some(_) => {}
+    }
+    let doc = lock(tx, document_id).await?;
+    let Some(attach) = workflow::on_images(doc.mode, doc.status, Via::Packet(mode)) else {
+        return Err(StoreError::InvalidTransition {
+            id: doc.id,
+            current: doc.status,
+            action: if doc.mode == ImageMode::Match {
+                "attaching a packet"
+            } else {
+                "attaching a packet (only match mode documents take scanned paper)"
+            },
+        });
+    };
+    attach_packet(tx, packet_id, &doc, attach, actor).await?;
+    require(tx, document_id).await
+}
+
+pub async fn list(
+    c: &impl GenericClient,
+    state: Option<PacketState>,
+    limit: u32,
+) -> StoreResult<Vec<Packet>> {
+    let rows = db::query(
+        c,
+        "SELECT id, agent_id, site, cover_code, state, sealed_page_count, document_id, reason, created_at \
+         FROM packets WHERE $1::text IS NULL OR state = $1 ORDER BY created_at, id LIMIT $2",
+        &[&state.map(|s| s.as_str()), &i64::from(limit)],
+    )
+    .await?;
+    let mut packets = Vec::with_capacity(rows.len());
+    for r in rows {
+        let id: String = r.get(0);
+        let packet_id = Uuid::parse_str(&id)
+            .map_err(|e| StoreError::Corrupt(format!("packet id {id}: {e}")))?;
+        let state: String = r.get(4);
+        let state = state
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("packet {id} state: {e}")))?;
+        let sealed: Option<i32> = r.get(5);
+        packets.push(Packet {
+            id: packet_id,
+            agent_id: r.get(1),
+            site: r.get(2),
+            cover_code: r.get(3),
+            state,
+            sealed_page_count: sealed
+                .map(|n| db::u32_of(n, "sealed_page_count"))
+                .transpose()?,
+            document_id: r.get(6),
+            reason: r.get(7),
+            created_at: r.get(8),
+            pages: pages(c, &id).await?,
+        });
+    }
+    Ok(packets)
+}
+
+async fn pages(c: &impl GenericClient, packet_id: &str) -> StoreResult<Vec<PacketPage>> {
+    let rows = db::query(
+        c,
+        "SELECT page_index, sha256, size, content_type, source_name, blank FROM pages \
+         WHERE packet_id = $1 ORDER BY page_index",
+        &[&packet_id],
+    )
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(PacketPage {
+                page_index: db::u32_of(r.get(0), "page_index")?,
+                sha256: r.get(1),
+                size: db::u64_of(r.get(2), "page size")?,
+                content_type: r.get(3),
+                source_name: r.get(4),
+                blank: r.get(5),
+            })
+        })
+        .collect()
+}
+
+pub async fn page_blob(
+    c: &impl GenericClient,
+    packet_id: Uuid,
+    page_index: u32,
+) -> StoreResult<Option<(String, String)>> {
+    Ok(db::query_opt(
+        c,
+        "SELECT sha256, content_type FROM pages WHERE packet_id = $1 AND page_index = $2",
+        &[
+            &packet_id.to_string(),
+            &db::i32_of(page_index, "page_index")?,
+        ],
+    )
+    .await?
+    .map(|r| (r.get(0), r.get(1))))
+}
+
+pub async fn of_document(
+    c: &impl GenericClient,
+    document_id: i64,
+) -> StoreResult<Vec<(Uuid, String)>> {
+    let rows = db::query(
+        c,
+        "SELECT id, agent_id FROM packets WHERE document_id = $1 AND state = 'matched' \
+         ORDER BY created_at, id",
+        &[&document_id],
+    )
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            let id: String = r.get(0);
+            let uuid = Uuid::parse_str(&id)
+                .map_err(|e| StoreError::Corrupt(format!("packet id {id}: {e}")))?;
+            Ok((uuid, r.get(1)))
+        })
+        .collect()
+}

@@ -1,0 +1,67 @@
+//! Mapping between PostgreSQL rows and the store's types.
+
+use super::db;
+use crate::store::{Document, Image, StoreError, StoreResult};
+use imc_shared::protocol::BarcodeInfo;
+use tokio_postgres::Row;
+
+pub const DOCUMENT_COLUMNS: &str = "d.id, d.source_system, d.doc_no, d.doc_type, d.org, d.cover_code, \
+     d.title, d.amount, d.submitter, d.metadata, d.mode, d.status, d.reject_reason, \
+     d.created_at, d.updated_at, \
+     (SELECT COUNT(*) FROM images i WHERE i.document_id = d.id AND i.replaced_at IS NULL)";
+
+pub fn document(row: &Row) -> StoreResult<Document> {
+    let id: i64 = row.get(0);
+    let metadata: Option<String> = row.get(9);
+    let mode: String = row.get(10);
+    let status: String = row.get(11);
+    let image_count: i64 = row.get(15);
+    Ok(Document {
+        id,
+        source_system: row.get(1),
+        doc_no: row.get(2),
+        doc_type: row.get(3),
+        org: row.get(4),
+        cover_code: row.get(5),
+        title: row.get(6),
+        amount: row.get(7),
+        submitter: row.get(8),
+        metadata: metadata
+            .map(|text| {
+                serde_json::from_str(&text)
+                    .map_err(|e| StoreError::Corrupt(format!("document {id} metadata: {e}")))
+            })
+            .transpose()?,
+        mode: mode
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("document {id} mode: {e}")))?,
+        status: status
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("document {id} status: {e}")))?,
+        reject_reason: row.get(12),
+        created_at: row.get(13),
+        updated_at: row.get(14),
+        image_count: u32::try_from(image_count)
+            .map_err(|_| StoreError::Corrupt(format!("document {id} image count")))?,
+    })
+}
+
+pub const IMAGE_COLUMNS: &str =
+    "id, document_id, page_no, sha256, size, content_type, blank, barcodes";
+
+pub fn image(row: &Row) -> StoreResult<Image> {
+    let id: i64 = row.get(0);
+    let barcodes: String = row.get(7);
+    let barcodes = serde_json::from_str::<Vec<BarcodeInfo>>(&barcodes)
+        .map_err(|e| StoreError::Corrupt(format!("image {id} barcodes: {e}")))?;
+    Ok(Image {
+        id,
+        document_id: row.get(1),
+        page_no: db::u32_of(row.get(2), "image page_no")?,
+        sha256: row.get(3),
+        size: db::u64_of(row.get(4), "image size")?,
+        content_type: row.get(5),
+        blank: row.get(6),
+        barcodes,
+    })
+}

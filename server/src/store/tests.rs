@@ -1,0 +1,734 @@
+//! One conformance suite for every `Store` backend: each case runs unchanged
+//! against SQLite (a file in a temp dir) and PostgreSQL (a fresh schema in
+//! the test cluster `scripts/services.sh` starts). Cases that only a shared
+//! database can show (claims across replicas) are at the end.
+
+use super::*;
+use crate::test_services;
+use imc_shared::protocol::BarcodeInfo;
+use std::sync::Arc;
+
+/// A backend under test, and what must live (or be removed) with it.
+struct Fixture {
+    store: Arc<dyn Store>,
+    _dir: Option<tempfile::TempDir>,
+    /// The PostgreSQL schema to drop when the case passed.
+    schema: Option<String>,
+}
+
+impl Fixture {
+    async fn finish(self) {
+        if let Some(schema) = self.schema {
+            admin_sql(&format!("DROP SCHEMA {schema} CASCADE")).await;
+        }
+    }
+}
+
+async fn sqlite() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    Fixture {
+        store: Arc::new(SqliteStore::open(&dir.path().join("imc.sqlite3")).unwrap()),
+        _dir: Some(dir),
+        schema: None,
+    }
+}
+
+async fn admin_sql(sql: &str) {
+    let url = test_services::setting("IMC_TEST_DATABASE_URL");
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {url}: {e}; run scripts/services.sh"));
+    let task = tokio::spawn(connection);
+    client.batch_execute(sql).await.unwrap();
+    drop(client);
+    let _ = task.await;
+}
+
+/// A pool (a replica's view) on one schema of the test database.
+fn pg_store(schema: &str) -> PgStore {
+    let url = test_services::setting("IMC_TEST_DATABASE_URL");
+    let mut config: tokio_postgres::Config = url.parse().unwrap();
+    config.options(format!("-c search_path={schema}"));
+    PgStore::with_config(config).unwrap()
+}
+
+async fn postgres() -> Fixture {
+    let schema = format!("t_{}", Uuid::new_v4().simple());
+    admin_sql(&format!("CREATE SCHEMA {schema}")).await;
+    let store = pg_store(&schema);
+    assert_eq!(store.migrate().await.unwrap(), vec![1]);
+    Fixture {
+        store: Arc::new(store),
+        _dir: None,
+        schema: Some(schema),
+    }
+}
+
+fn actor() -> Actor {
+    Actor("test".into())
+}
+
+fn agent() -> Agent {
+    Agent {
+        id: "agent-1".into(),
+        site: "hq".into(),
+        name: "desk".into(),
+    }
+}
+
+fn new_doc(doc_no: &str) -> NewDocument {
+    NewDocument {
+        source_system: "ERP".into(),
+        doc_no: doc_no.into(),
+        doc_type: "expense".into(),
+        org: "HQ".into(),
+        cover_code: format!("IMC-TEST-{doc_no}"),
+        title: None,
+        amount: None,
+        submitter: None,
+        metadata: None,
+    }
+}
+
+async fn match_mode(store: &dyn Store) {
+    store
+        .put_scheme(
+            Scheme {
+                name: "all".into(),
+                org: None,
+                doc_type: None,
+                mode: ImageMode::Match,
+                rules: None,
+            },
+            &actor(),
+        )
+        .await
+        .unwrap();
+}
+
+async fn doc(store: &dyn Store, doc_no: &str) -> i64 {
+    match store
+        .create_document(new_doc(doc_no), &actor())
+        .await
+        .unwrap()
+    {
+        Created::New(d) | Created::Existing(d) => d.id,
+    }
+}
+
+fn page(packet_id: Uuid, index: u32, cover: Option<&str>, qr: Option<&str>) -> StoredPage {
+    StoredPage {
+        capture_id: Uuid::new_v4(),
+        packet_id,
+        page_index: index,
+        cover_code: cover.map(str::to_owned),
+        sha256: format!("{index:02x}").repeat(32),
+        size: 100 + u64::from(index),
+        content_type: "image/png".into(),
+        source_name: format!("scan-{index}.png"),
+        barcodes: qr
+            .map(|text| BarcodeInfo {
+                format: "qr_code".into(),
+                text: text.into(),
+                orientation: 0,
+            })
+            .into_iter()
+            .collect(),
+        blank: false,
+    }
+}
+
+/// A coverless one-page packet whose page carries `qr`, matched to `document_id`.
+async fn scanned(store: &dyn Store, document_id: i64, qr: &str) {
+    let packet_id = Uuid::new_v4();
+    store
+        .record_page(&agent(), page(packet_id, 0, None, Some(qr)))
+        .await
+        .unwrap();
+    store
+        .seal_packet(&agent(), packet_id, None, 1)
+        .await
+        .unwrap();
+    store
+        .match_packet(packet_id, document_id, None, &actor())
+        .await
+        .unwrap();
+}
+
+async fn a_duplicate_invoice_flags_both_live_documents(store: &dyn Store) {
+    match_mode(store).await;
+    let (a, b, c) = (
+        doc(store, "A").await,
+        doc(store, "B").await,
+        doc(store, "C").await,
+    );
+    let qr = "01,10,044031900111,12345678,100.00,20240105,12345678901234567890,ABCD,";
+    scanned(store, a, qr).await;
+    scanned(store, c, "01,10,044031900111,87654321,9.00,20240106,,").await;
+    assert_eq!(store.document_conflicts(a).await.unwrap(), vec![]);
+
+    scanned(store, b, qr).await;
+    let conflict = |other| InvoiceConflict {
+        invoice_code: "044031900111".into(),
+        invoice_number: "12345678".into(),
+        other_document_id: other,
+    };
+    assert_eq!(
+        store.document_conflicts(a).await.unwrap(),
+        vec![conflict(b)]
+    );
+    assert_eq!(
+        store.document_conflicts(b).await.unwrap(),
+        vec![conflict(a)]
+    );
+    assert_eq!(store.document_conflicts(c).await.unwrap(), vec![]);
+
+    // A rescan of B without the invoice clears the flag on both.
+    let reject = Decision::Reject {
+        reason: "dup".into(),
+    };
+    store.decide(b, reject, &actor()).await.unwrap();
+    scanned(store, b, "not an invoice").await;
+    assert_eq!(store.document_conflicts(a).await.unwrap(), vec![]);
+    scanned(store, b, qr).await;
+    assert_eq!(
+        store.document_conflicts(a).await.unwrap(),
+        vec![conflict(b)]
+    );
+
+    // A cancelled document no longer counts.
+    let cancel = Decision::Cancel { reason: None };
+    store.decide(b, cancel, &actor()).await.unwrap();
+    assert_eq!(store.document_conflicts(a).await.unwrap(), vec![]);
+    assert_eq!(store.document_conflicts(b).await.unwrap(), vec![]);
+}
+
+async fn tokens_and_enrollment_codes_are_spent_once(store: &dyn Store) {
+    let id = store
+        .add_api_token("erp", TokenRole::Api, "hash-1")
+        .await
+        .unwrap();
+    let token = store.api_token_by_hash("hash-1").await.unwrap().unwrap();
+    assert_eq!(
+        (token.id, token.name.as_str(), token.role),
+        (id, "erp", TokenRole::Api)
+    );
+    assert!(store.api_token_by_hash("hash-2").await.unwrap().is_none());
+
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    store
+        .add_enrollment_code("branch-7", "code-1", &tomorrow)
+        .await
+        .unwrap();
+    let agent = store
+        .enroll_agent("code-1", "agent-7", "desk 7", "agent-token", Some("1.0"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (agent.site.as_str(), agent.name.as_str()),
+        ("branch-7", "desk 7")
+    );
+    let again = store
+        .enroll_agent("code-1", "agent-8", "desk 8", "agent-token-8", None)
+        .await;
+    assert!(matches!(again, Err(StoreError::NotFound(_))), "{again:?}");
+    let found = store
+        .agent_by_token_hash("agent-token")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, "agent-7");
+    store.agent_seen("agent-7", None).await.unwrap();
+
+    let expired = (chrono::Utc::now() - chrono::Duration::seconds(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    store
+        .add_enrollment_code("branch-7", "code-2", &expired)
+        .await
+        .unwrap();
+    let late = store
+        .enroll_agent("code-2", "agent-9", "desk 9", "agent-token-9", None)
+        .await;
+    assert!(matches!(late, Err(StoreError::NotFound(_))), "{late:?}");
+}
+
+async fn a_document_is_created_once(store: &dyn Store) {
+    let first = store
+        .create_document(new_doc("D-1"), &actor())
+        .await
+        .unwrap();
+    let Created::New(first) = first else {
+        panic!("expected a new document")
+    };
+    assert_eq!(first.status, DocStatus::AwaitingImages);
+    assert_eq!(first.mode, ImageMode::Basic);
+    let second = store
+        .create_document(new_doc("D-1"), &actor())
+        .await
+        .unwrap();
+    assert!(matches!(second, Created::Existing(d) if d.id == first.id));
+
+    let mut stolen = new_doc("D-2");
+    stolen.cover_code = first.cover_code.clone();
+    let taken = store.create_document(stolen, &actor()).await;
+    assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
+
+    let other = doc(store, "D-3").await;
+    let by_ids = store
+        .documents_by_ids(&[other, first.id, 999_999])
+        .await
+        .unwrap();
+    assert_eq!(
+        by_ids.iter().map(|d| d.id).collect::<Vec<_>>(),
+        vec![first.id, other]
+    );
+    let by_nos = store
+        .documents_by_doc_nos(&["D-3".into(), "D-1".into(), "nope".into()])
+        .await
+        .unwrap();
+    assert_eq!(by_nos.len(), 2);
+    assert_eq!(store.documents_by_doc_no("D-3").await.unwrap()[0].id, other);
+    assert!(store.document(999_999).await.unwrap().is_none());
+    let audit = store.document_audit(first.id).await.unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].action, "document.create");
+    assert_eq!(audit[0].to_status, Some(DocStatus::AwaitingImages));
+}
+
+async fn uploaded_images_move_a_basic_document(store: &dyn Store) {
+    let id = doc(store, "U-1").await;
+    let image = store
+        .add_image(
+            id,
+            NewImage {
+                sha256: "ab".repeat(32),
+                size: 42,
+                content_type: "image/jpeg".into(),
+                source: None,
+            },
+            &actor(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((image.page_no, image.size), (1, 42));
+    let doc = store.document(id).await.unwrap().unwrap();
+    assert_eq!(doc.image_count, 1);
+    assert_ne!(doc.status, DocStatus::AwaitingImages);
+    assert_eq!(store.images(id).await.unwrap().len(), 1);
+    assert_eq!(
+        store.image(image.id).await.unwrap().unwrap().sha256,
+        "ab".repeat(32)
+    );
+    let refused = store.decide(id, Decision::SignOff, &actor()).await;
+    assert!(
+        matches!(refused, Err(StoreError::InvalidTransition { .. })),
+        "{refused:?}"
+    );
+}
+
+async fn packets_match_by_cover_and_bind_late(store: &dyn Store) {
+    match_mode(store).await;
+    let early = doc(store, "P-1").await;
+    // A packet for a document that exists: matched when complete.
+    let packet = Uuid::new_v4();
+    let cover = Some("IMC-TEST-P-1");
+    let first = page(packet, 0, cover, None);
+    let open = store.record_page(&agent(), first.clone()).await.unwrap();
+    assert_eq!(open, PacketResolution::Open);
+    assert!(store.page_stored(first.capture_id).await.unwrap());
+    let sealed = store
+        .seal_packet(&agent(), packet, cover.map(str::to_owned), 2)
+        .await
+        .unwrap();
+    assert_eq!(sealed, PacketResolution::Open);
+    let matched = store
+        .record_page(&agent(), page(packet, 1, cover, None))
+        .await
+        .unwrap();
+    let want = PacketResolution::Matched {
+        document_id: early,
+        doc_no: "P-1".into(),
+    };
+    assert_eq!(matched, want);
+    // Re-offers and re-seals after a crash report the same fate, store nothing.
+    assert_eq!(store.record_page(&agent(), first).await.unwrap(), want);
+    let resealed = store
+        .seal_packet(&agent(), packet, cover.map(str::to_owned), 2)
+        .await;
+    assert_eq!(resealed.unwrap(), want);
+    assert_eq!(store.images(early).await.unwrap().len(), 2);
+    assert_eq!(
+        store.document(early).await.unwrap().unwrap().status,
+        DocStatus::Matched
+    );
+    let miscount = store
+        .seal_packet(&agent(), packet, cover.map(str::to_owned), 3)
+        .await;
+    assert!(
+        matches!(miscount, Err(StoreError::Conflict(_))),
+        "{miscount:?}"
+    );
+    let clash = store
+        .record_page(&agent(), page(packet, 1, cover, None))
+        .await;
+    assert!(matches!(clash, Err(StoreError::Conflict(_))), "{clash:?}");
+    assert_eq!(
+        store.packet_page_blob(packet, 1).await.unwrap(),
+        Some(("01".repeat(32), "image/png".to_owned()))
+    );
+    assert_eq!(
+        store.packets_of_document(early).await.unwrap(),
+        vec![(packet, "agent-1".to_owned())]
+    );
+
+    // Paper before its document: waits unmatched, attaches on creation.
+    let waiting = Uuid::new_v4();
+    let late_cover = Some("IMC-TEST-P-2");
+    store
+        .record_page(&agent(), page(waiting, 0, late_cover, None))
+        .await
+        .unwrap();
+    let unmatched = store
+        .seal_packet(&agent(), waiting, late_cover.map(str::to_owned), 1)
+        .await
+        .unwrap();
+    assert!(matches!(unmatched, PacketResolution::Unmatched { .. }));
+    let listed = store
+        .packets(Some(PacketState::Unmatched), 10)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0].id, listed[0].pages.len()), (waiting, 1));
+    let late = doc(store, "P-2").await;
+    let bound = store.document(late).await.unwrap().unwrap();
+    assert_eq!((bound.status, bound.image_count), (DocStatus::Matched, 1));
+    assert!(
+        store
+            .packets(Some(PacketState::Unmatched), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.packets(None, 10).await.unwrap().len(), 2);
+
+    // Someone else's packet id is refused.
+    let intruder = Agent {
+        id: "agent-2".into(),
+        ..agent()
+    };
+    let refused = store
+        .record_page(&intruder, page(packet, 5, cover, None))
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+}
+
+async fn decisions_fill_the_outbox_and_the_audit_trail(store: &dyn Store) {
+    match_mode(store).await;
+    store
+        .put_webhook("ERP", "http://127.0.0.1:9/hook", "secret", &actor())
+        .await
+        .unwrap();
+    let id = doc(store, "W-1").await;
+    scanned(store, id, "no invoice").await;
+    let ready = store.decide(id, Decision::SignOff, &actor()).await.unwrap();
+    assert_eq!(ready.status, DocStatus::Ready);
+    let twice = store.decide(id, Decision::SignOff, &actor()).await;
+    assert!(
+        matches!(
+            twice,
+            Err(StoreError::InvalidTransition {
+                current: DocStatus::Ready,
+                ..
+            })
+        ),
+        "{twice:?}"
+    );
+
+    // Two events are queued; only the older one of the document is due.
+    let due = store.due_webhooks(&now(), 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    let event: serde_json::Value = serde_json::from_str(&due[0].body).unwrap();
+    assert_eq!(event["new_status"], "matched");
+    assert_eq!(
+        (due[0].url.as_str(), due[0].secret.as_str()),
+        ("http://127.0.0.1:9/hook", "secret")
+    );
+    let failed = DeliveryOutcome {
+        url: due[0].url.clone(),
+        http_status: Some(500),
+        error: Some("HTTP 500".into()),
+        delivered: false,
+        retry_at: Some(now()),
+    };
+    store.record_delivery(due[0].id, failed).await.unwrap();
+    let retry = store.due_webhooks(&now(), 10).await.unwrap();
+    assert_eq!((retry[0].id, retry[0].attempts), (due[0].id, 1));
+    let delivered = DeliveryOutcome {
+        url: due[0].url.clone(),
+        http_status: Some(200),
+        error: None,
+        delivered: true,
+        retry_at: None,
+    };
+    store.record_delivery(due[0].id, delivered).await.unwrap();
+    let next = store.due_webhooks(&now(), 10).await.unwrap();
+    assert_eq!(next.len(), 1);
+    let event: serde_json::Value = serde_json::from_str(&next[0].body).unwrap();
+    assert_eq!(event["new_status"], "ready");
+    let log = store.webhook_deliveries(id).await.unwrap();
+    assert_eq!(
+        log.iter()
+            .map(|d| (d.attempt, d.http_status, d.delivered))
+            .collect::<Vec<_>>(),
+        vec![(1, Some(500), false), (2, Some(200), true)]
+    );
+    let missing = store
+        .record_delivery(
+            999_999,
+            DeliveryOutcome {
+                url: String::new(),
+                http_status: None,
+                error: None,
+                delivered: true,
+                retry_at: None,
+            },
+        )
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "{missing:?}"
+    );
+
+    let trail: Vec<_> = store
+        .document_audit(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.action, r.from_status, r.to_status))
+        .collect();
+    assert_eq!(
+        trail,
+        vec![
+            (
+                "document.create".into(),
+                None,
+                Some(DocStatus::AwaitingImages)
+            ),
+            (
+                "packet.match".into(),
+                Some(DocStatus::AwaitingImages),
+                Some(DocStatus::Matched)
+            ),
+            (
+                "sign-off".into(),
+                Some(DocStatus::Matched),
+                Some(DocStatus::Ready)
+            ),
+        ]
+    );
+}
+
+async fn settings_merge_and_validate(store: &dyn Store) {
+    let defaults = store.settings().await.unwrap();
+    let patch = SettingsPatch {
+        retention_days: Some(defaults.retention_days + 1),
+        ..SettingsPatch::default()
+    };
+    let next = store.update_settings(patch, &actor()).await.unwrap();
+    assert_eq!(next.retention_days, defaults.retention_days + 1);
+    assert_eq!(next.cover_code_patterns, defaults.cover_code_patterns);
+    let bad = SettingsPatch {
+        cover_code_patterns: Some(vec![]),
+        ..SettingsPatch::default()
+    };
+    let refused = store.update_settings(bad, &actor()).await;
+    assert!(
+        matches!(refused, Err(StoreError::Invalid { .. })),
+        "{refused:?}"
+    );
+    let patterns = vec!["^X-[0-9]+$".to_owned()];
+    let patch = SettingsPatch {
+        cover_code_patterns: Some(patterns.clone()),
+        ..SettingsPatch::default()
+    };
+    store.update_settings(patch, &actor()).await.unwrap();
+    assert_eq!(store.cover_patterns().await.unwrap(), patterns);
+    let stored = store.settings().await.unwrap();
+    assert_eq!(stored.retention_days, defaults.retention_days + 1);
+}
+
+/// Pages of one packet arriving at once on many connections (a desk that
+/// reconnected to two replicas): stored once, matched once.
+async fn racing_pages_resolve_a_packet_once(store: &dyn Store, store_arc: Arc<dyn Store>) {
+    match_mode(store).await;
+    let id = doc(store, "R-1").await;
+    let packet = Uuid::new_v4();
+    let cover = Some("IMC-TEST-R-1");
+    let pages: Vec<StoredPage> = (0..8).map(|i| page(packet, i, cover, None)).collect();
+    let mut tasks = Vec::new();
+    for p in pages.iter().cloned().chain(pages.iter().cloned()) {
+        let store = Arc::clone(&store_arc);
+        tasks.push(tokio::spawn(
+            async move { store.record_page(&agent(), p).await },
+        ));
+    }
+    for _ in 0..3 {
+        let store = Arc::clone(&store_arc);
+        tasks.push(tokio::spawn(async move {
+            store
+                .seal_packet(&agent(), packet, cover.map(str::to_owned), 8)
+                .await
+        }));
+    }
+    let mut matched = 0;
+    for task in tasks {
+        if let PacketResolution::Matched { document_id, .. } = task.await.unwrap().unwrap() {
+            assert_eq!(document_id, id);
+            matched += 1;
+        }
+    }
+    assert!(matched >= 1);
+    let images = store.images(id).await.unwrap();
+    assert_eq!(
+        images.iter().map(|i| i.page_no).collect::<Vec<_>>(),
+        (1..=8).collect::<Vec<_>>()
+    );
+    let trail = store.document_audit(id).await.unwrap();
+    assert_eq!(
+        trail.iter().filter(|r| r.action == "packet.match").count(),
+        1
+    );
+}
+
+/// The same document created by several ERP calls at once: one wins, all
+/// answer with it.
+async fn racing_creates_make_one_document(store: &dyn Store, store_arc: Arc<dyn Store>) {
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = Arc::clone(&store_arc);
+            tokio::spawn(async move { store.create_document(new_doc("C-1"), &actor()).await })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    let mut new = 0;
+    for task in tasks {
+        match task.await.unwrap().unwrap() {
+            Created::New(d) => {
+                new += 1;
+                ids.push(d.id)
+            }
+            Created::Existing(d) => ids.push(d.id),
+        }
+    }
+    assert_eq!(new, 1);
+    ids.dedup();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(store.documents_by_doc_no("C-1").await.unwrap().len(), 1);
+}
+
+macro_rules! conformance {
+    ($backend:ident: $($case:ident),+ ; racing: $($race:ident),+ $(,)?) => {
+        mod $backend {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let fixture = super::$backend().await;
+                    super::$case(&*fixture.store).await;
+                    fixture.finish().await;
+                }
+            )+
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $race() {
+                    let fixture = super::$backend().await;
+                    super::$race(&*fixture.store, std::sync::Arc::clone(&fixture.store)).await;
+                    fixture.finish().await;
+                }
+            )+
+        }
+    };
+}
+
+conformance!(sqlite: a_duplicate_invoice_flags_both_live_documents,
+    tokens_and_enrollment_codes_are_spent_once, a_document_is_created_once,
+    uploaded_images_move_a_basic_document, packets_match_by_cover_and_bind_late,
+    decisions_fill_the_outbox_and_the_audit_trail, settings_merge_and_validate;
+    racing: racing_pages_resolve_a_packet_once, racing_creates_make_one_document);
+conformance!(postgres: a_duplicate_invoice_flags_both_live_documents,
+    tokens_and_enrollment_codes_are_spent_once, a_document_is_created_once,
+    uploaded_images_move_a_basic_document, packets_match_by_cover_and_bind_late,
+    decisions_fill_the_outbox_and_the_audit_trail, settings_merge_and_validate;
+    racing: racing_pages_resolve_a_packet_once, racing_creates_make_one_document);
+
+/// Two replicas' delivery tasks polling at once never take the same event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_claim_each_webhook_event_once() {
+    let fixture = postgres().await;
+    let schema = fixture.schema.clone().unwrap();
+    let store = &*fixture.store;
+    store
+        .put_webhook("ERP", "http://127.0.0.1:9/hook", "secret", &actor())
+        .await
+        .unwrap();
+    for i in 0..12 {
+        let id = doc(store, &format!("Q-{i}")).await;
+        store
+            .decide(id, Decision::Cancel { reason: None }, &actor())
+            .await
+            .unwrap();
+    }
+    let replicas = [pg_store(&schema), pg_store(&schema)];
+    let claims: Vec<_> = replicas
+        .iter()
+        .map(|r| {
+            let r = r.clone();
+            tokio::spawn(async move { r.due_webhooks(&now(), 8).await.unwrap() })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for claim in claims {
+        seen.extend(claim.await.unwrap().into_iter().map(|item| item.id));
+    }
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        seen.len(),
+        "an event was claimed twice: {seen:?}"
+    );
+    assert_eq!(seen.len(), 12);
+    // Claimed events are not due again until their lease lapses.
+    assert!(store.due_webhooks(&now(), 20).await.unwrap().is_empty());
+    fixture.finish().await;
+}
+
+/// Migrations apply once and a second run (another replica) finds nothing to do.
+#[tokio::test]
+async fn migrations_are_versioned_and_run_once() {
+    let fixture = postgres().await;
+    let unmigrated = format!("t_{}", Uuid::new_v4().simple());
+    admin_sql(&format!("CREATE SCHEMA {unmigrated}")).await;
+    let empty = pg_store(&unmigrated).check_schema().await;
+    assert!(matches!(empty, Err(StoreError::Conflict(_))), "{empty:?}");
+    admin_sql(&format!("DROP SCHEMA {unmigrated} CASCADE")).await;
+    let schema = fixture.schema.clone().unwrap();
+    let again = pg_store(&schema);
+    assert_eq!(again.migrate().await.unwrap(), Vec::<i32>::new());
+    again.check_schema().await.unwrap();
+    // A binary older than the database refuses it rather than guess.
+    admin_sql(&format!(
+        "INSERT INTO {schema}.schema_migrations VALUES (99, 'future', '2030-01-01T00:00:00.000Z')"
+    ))
+    .await;
+    assert!(matches!(
+        again.check_schema().await,
+        Err(StoreError::Corrupt(_))
+    ));
+    assert!(matches!(again.migrate().await, Err(StoreError::Corrupt(_))));
+    fixture.finish().await;
+}
