@@ -43,17 +43,32 @@ where
 
 pub struct TestServer {
     child: Option<Child>,
+    /// Arguments and environment beyond the defaults, kept for restarts.
+    extra: ServerExtra,
     pub base: String,
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     pub client: reqwest::Client,
 }
 
-fn spawn_server(data_dir: &Path, listen: &str) -> anyhow::Result<(Child, String)> {
+/// Extra `serve` arguments and environment (e.g. `--database`, `AWS_*`).
+#[derive(Clone, Default)]
+pub struct ServerExtra {
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+fn spawn_server(
+    data_dir: &Path,
+    listen: &str,
+    extra: &ServerExtra,
+) -> anyhow::Result<(Child, String)> {
     let mut child = Command::new(bin("imc-server"))
         .args(["serve", "--data-dir"])
         .arg(data_dir)
         .args(["--listen", listen])
+        .args(&extra.args)
+        .envs(extra.env.iter().map(|(k, v)| (k, v)))
         .env("IMC_BOOTSTRAP_TOKEN", TOKEN)
         .env("IMC_LOG", "warn")
         .stdout(Stdio::piped())
@@ -90,11 +105,16 @@ impl TestServer {
     }
 
     pub fn start_at(listen: &str) -> TestServer {
+        TestServer::start_with(listen, ServerExtra::default())
+    }
+
+    pub fn start_with(listen: &str, extra: ServerExtra) -> TestServer {
         let tmp = tempfile::tempdir().expect("temp dir");
         let data_dir = tmp.path().join("data");
-        let (child, base) = spawn_server(&data_dir, listen).expect("server starts");
+        let (child, base) = spawn_server(&data_dir, listen, &extra).expect("server starts");
         TestServer {
             child: Some(child),
+            extra,
             base,
             data_dir,
             _tmp: Some(tmp),
@@ -116,7 +136,7 @@ impl TestServer {
         let addr = self.base.trim_start_matches("http://").to_owned();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            match spawn_server(&self.data_dir, &addr) {
+            match spawn_server(&self.data_dir, &addr, &self.extra) {
                 Ok((child, _)) => {
                     self.child = Some(child);
                     return;

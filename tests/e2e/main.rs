@@ -16,6 +16,7 @@ mod capture_formats;
 mod delivery;
 mod inspect;
 mod invoices;
+mod scale;
 mod spine;
 mod webhooks;
 mod workflow;
