@@ -630,6 +630,53 @@ async fn racing_creates_make_one_document(store: &dyn Store, store_arc: Arc<dyn 
     assert_eq!(store.documents_by_doc_no("C-1").await.unwrap().len(), 1);
 }
 
+/// A packet completing while its document is created (on another replica):
+/// the paper ends up on the document either way, once.
+async fn paper_racing_its_document_binds_once(store: &dyn Store, store_arc: Arc<dyn Store>) {
+    match_mode(store).await;
+    for round in 0..40 {
+        let doc_no = format!("L-{round}");
+        let cover = format!("IMC-TEST-{doc_no}");
+        let packet = Uuid::new_v4();
+        let mut tasks = Vec::new();
+        for i in 0..3 {
+            let (store, p) = (Arc::clone(&store_arc), page(packet, i, Some(&cover), None));
+            tasks.push(tokio::spawn(async move {
+                store.record_page(&agent(), p).await.map(drop)
+            }));
+        }
+        let (seal_store, seal_cover) = (Arc::clone(&store_arc), cover.clone());
+        tasks.push(tokio::spawn(async move {
+            seal_store
+                .seal_packet(&agent(), packet, Some(seal_cover), 3)
+                .await
+                .map(drop)
+        }));
+        let creator = Arc::clone(&store_arc);
+        tasks.push(tokio::spawn(async move {
+            creator
+                .create_document(new_doc(&doc_no), &actor())
+                .await
+                .map(drop)
+        }));
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        let id = store
+            .documents_by_doc_no(&format!("L-{round}"))
+            .await
+            .unwrap()[0]
+            .id;
+        let bound = store.document(id).await.unwrap().unwrap();
+        assert_eq!(
+            (bound.status, bound.image_count),
+            (DocStatus::Matched, 3),
+            "round {round}"
+        );
+        assert_eq!(store.packets_of_document(id).await.unwrap().len(), 1);
+    }
+}
+
 macro_rules! conformance {
     ($backend:ident: $($case:ident),+ ; racing: $($race:ident),+ $(,)?) => {
         mod $backend {
@@ -657,12 +704,14 @@ conformance!(sqlite: a_duplicate_invoice_flags_both_live_documents,
     tokens_and_enrollment_codes_are_spent_once, a_document_is_created_once,
     uploaded_images_move_a_basic_document, packets_match_by_cover_and_bind_late,
     decisions_fill_the_outbox_and_the_audit_trail, settings_merge_and_validate;
-    racing: racing_pages_resolve_a_packet_once, racing_creates_make_one_document);
+    racing: racing_pages_resolve_a_packet_once, racing_creates_make_one_document,
+    paper_racing_its_document_binds_once);
 conformance!(postgres: a_duplicate_invoice_flags_both_live_documents,
     tokens_and_enrollment_codes_are_spent_once, a_document_is_created_once,
     uploaded_images_move_a_basic_document, packets_match_by_cover_and_bind_late,
     decisions_fill_the_outbox_and_the_audit_trail, settings_merge_and_validate;
-    racing: racing_pages_resolve_a_packet_once, racing_creates_make_one_document);
+    racing: racing_pages_resolve_a_packet_once, racing_creates_make_one_document,
+    paper_racing_its_document_binds_once);
 
 /// Two replicas' delivery tasks polling at once never take the same event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

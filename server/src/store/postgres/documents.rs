@@ -78,6 +78,9 @@ pub async fn create(
     doc: NewDocument,
     actor: &Actor,
 ) -> StoreResult<Created> {
+    // Creates naming one cover code take turns, so the checks below see any
+    // racing create of the same document (ERP retries carry the same code).
+    packets::lock_cover(tx, &doc.cover_code).await?;
     if let Some(id) = existing(tx, &doc).await? {
         return Ok(Created::Existing(require(tx, id).await?));
     }
