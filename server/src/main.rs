@@ -61,8 +61,12 @@ enum Command {
 enum AuditCommand {
     /// Check the audit hash chain; exits non-zero naming the first bad row.
     Verify {
-        #[arg(long, env = "IMC_DATA_DIR")]
-        data_dir: PathBuf,
+        /// The embedded installation's data dir.
+        #[arg(long, env = "IMC_DATA_DIR", required_unless_present = "database")]
+        data_dir: Option<PathBuf>,
+        /// A shared PostgreSQL database instead (`postgres://...`).
+        #[arg(long, env = "IMC_DATABASE", conflicts_with = "data_dir")]
+        database: Option<String>,
     },
 }
 
@@ -96,11 +100,23 @@ fn shutdown_on_signal() -> CancellationToken {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Audit {
-        command: AuditCommand::Verify { data_dir },
+        command: AuditCommand::Verify { data_dir, database },
     } = &cli.command
     {
-        let db = ServerConfig::new(data_dir.clone()).database_path();
-        return match imc_server::store::verify_audit_file(&db)? {
+        let check = match (data_dir, database) {
+            (_, Some(url)) => {
+                let shown = imc_server::config::redact_password(url);
+                tokio::runtime::Runtime::new()?
+                    .block_on(async { imc_server::store::PgStore::pool(url)?.verify_audit().await })
+                    .map_err(|e| anyhow::anyhow!("checking the audit chain in {shown}: {e}"))?
+            }
+            (Some(data_dir), None) => {
+                let db = ServerConfig::new(data_dir.clone()).database_path();
+                imc_server::store::verify_audit_file(&db)?
+            }
+            (None, None) => anyhow::bail!("give --data-dir or --database"),
+        };
+        return match check {
             imc_server::store::AuditCheck::Intact { rows } => {
                 println!("audit chain intact: {rows} rows");
                 Ok(())

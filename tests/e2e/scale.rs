@@ -1,7 +1,8 @@
 //! Scaled out: `imc-server` on PostgreSQL and an S3 store (Garage), both
 //! started by `scripts/services.sh`. A scanned packet is matched through one
 //! server and its images are served byte for byte by a second server that
-//! shares only the database and the bucket (its own, empty data dir).
+//! shares only the database and the bucket (its own, empty data dir); the
+//! audit chain both wrote to verifies.
 
 use crate::harness::{ServerExtra, TestAgent, TestServer, bin, sha256_hex};
 use crate::scan;
@@ -91,7 +92,12 @@ async fn replicas_on_postgres_and_garage_share_documents_and_images() {
         uuid::Uuid::new_v4()
     );
     let extra = ServerExtra {
-        args: vec!["--database".into(), database, "--blobs".into(), blobs],
+        args: vec![
+            "--database".into(),
+            database.clone(),
+            "--blobs".into(),
+            blobs,
+        ],
         env: settings
             .iter()
             .filter(|(k, _)| k.starts_with("AWS_"))
@@ -136,4 +142,17 @@ async fn replicas_on_postgres_and_garage_share_documents_and_images() {
         .await;
     assert_eq!(status, 200, "{signed}");
     assert_eq!(first.status_of(id).await, "ready");
+
+    // Both servers appended to one audit chain, and it checks out.
+    let verified = std::process::Command::new(bin("imc-server"))
+        .args(["audit", "verify", "--database", &database])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&verified.stdout);
+    assert!(
+        verified.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    assert!(stdout.contains("audit chain intact"), "{stdout}");
 }

@@ -781,3 +781,47 @@ async fn migrations_are_versioned_and_run_once() {
     assert!(matches!(again.migrate().await, Err(StoreError::Corrupt(_))));
     fixture.finish().await;
 }
+
+/// The audit chain on PostgreSQL: appended from many connections, verified
+/// whole, and an edit or a lost newest row is found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_audit_chain_holds_across_connections_and_shows_tampering() {
+    let fixture = postgres().await;
+    let schema = fixture.schema.clone().unwrap();
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let store = pg_store(&schema);
+            tokio::spawn(async move { doc(&store, &format!("A-{i}")).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let store = pg_store(&schema);
+    assert_eq!(
+        store.verify_audit().await.unwrap(),
+        AuditCheck::Intact { rows: 10 }
+    );
+    admin_sql(&format!(
+        "UPDATE {schema}.audit SET reason = 'x' WHERE id = 4"
+    ))
+    .await;
+    assert!(matches!(
+        store.verify_audit().await.unwrap(),
+        AuditCheck::Broken { row: 4, .. }
+    ));
+    admin_sql(&format!(
+        "UPDATE {schema}.audit SET reason = NULL WHERE id = 4"
+    ))
+    .await;
+    assert_eq!(
+        store.verify_audit().await.unwrap(),
+        AuditCheck::Intact { rows: 10 }
+    );
+    admin_sql(&format!("DELETE FROM {schema}.audit WHERE id = 10")).await;
+    assert!(matches!(
+        store.verify_audit().await.unwrap(),
+        AuditCheck::Broken { row: 10, .. }
+    ));
+    fixture.finish().await;
+}

@@ -3,7 +3,7 @@
 //! table; appending locks it, so appends from any replica form one chain.
 
 use super::db;
-use crate::store::sqlite::audit::{ChainFields, NewEntry, chain_hash};
+use crate::store::sqlite::audit::{ChainEnd, ChainFields, Fields, NewEntry, chain_hash, walk};
 use crate::store::*;
 use deadpool_postgres::GenericClient;
 
@@ -84,4 +84,44 @@ pub async fn for_document(c: &impl GenericClient, document_id: i64) -> StoreResu
             })
         })
         .collect()
+}
+
+/// Checks the whole chain against the recorded head (see `store/sqlite/audit.rs`).
+pub async fn verify(c: &impl GenericClient) -> StoreResult<AuditCheck> {
+    let rows = db::query(
+        c,
+        "SELECT id, at, actor, document_id, action, from_status, to_status, reason, prev_hash, hash \
+         FROM audit ORDER BY id",
+        &[],
+    )
+    .await?;
+    let chain = rows.into_iter().map(|r| {
+        let fields = Fields {
+            id: r.get(0),
+            at: r.get(1),
+            actor: r.get(2),
+            document_id: r.get(3),
+            action: r.get(4),
+            from: r.get(5),
+            to: r.get(6),
+            reason: r.get(7),
+        };
+        (fields, Some(r.get(8)), Some(r.get(9)))
+    });
+    let ChainEnd { last, hash, rows } = match walk(chain) {
+        Ok(end) => end,
+        Err(broken) => return Ok(broken),
+    };
+    let head = db::query_one(c, "SELECT id, hash FROM audit_head", &[]).await?;
+    let (head_id, head_hash): (i64, String) = (head.get(0), head.get(1));
+    if last.unwrap_or(0) != head_id || head_hash != hash {
+        return Ok(AuditCheck::Broken {
+            row: head_id,
+            reason: format!(
+                "the newest row should be {head_id} with the recorded hash; the chain ends at {}",
+                last.unwrap_or(0)
+            ),
+        });
+    }
+    Ok(AuditCheck::Intact { rows })
 }

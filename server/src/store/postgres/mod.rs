@@ -87,6 +87,11 @@ impl PgStore {
         Ok(row.get(0))
     }
 
+    /// Checks the audit hash chain (`imc-server audit verify --database`).
+    pub async fn verify_audit(&self) -> StoreResult<AuditCheck> {
+        audit::verify(&self.conn().await?).await
+    }
+
     async fn conn(&self) -> StoreResult<Object> {
         Ok(self.pool.get().await?)
     }

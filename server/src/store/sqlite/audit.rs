@@ -25,15 +25,16 @@ pub struct NewEntry<'a> {
     pub reason: Option<&'a str>,
 }
 
-struct Fields {
-    id: i64,
-    at: String,
-    actor: String,
-    document_id: Option<i64>,
-    action: String,
-    from: Option<String>,
-    to: Option<String>,
-    reason: Option<String>,
+/// A stored row's chained fields, as read back for checking.
+pub struct Fields {
+    pub id: i64,
+    pub at: String,
+    pub actor: String,
+    pub document_id: Option<i64>,
+    pub action: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub reason: Option<String>,
 }
 
 /// The fields a chain hash covers, borrowed; shared with the PostgreSQL store
@@ -179,7 +180,8 @@ pub fn migrate(conn: &Connection) -> StoreResult<()> {
     Ok(())
 }
 
-type ChainRow = (Fields, Option<String>, Option<String>);
+/// A row's fields with its stored `prev_hash` and `hash`.
+pub type ChainRow = (Fields, Option<String>, Option<String>);
 
 fn all_rows(conn: &Connection) -> StoreResult<Vec<ChainRow>> {
     let mut stmt = conn.prepare(
@@ -212,29 +214,37 @@ pub enum AuditCheck {
     Broken { row: i64, reason: String },
 }
 
-pub fn verify(conn: &Connection) -> StoreResult<AuditCheck> {
+/// Where a chain that checked out ends: its last id, last hash and length.
+pub struct ChainEnd {
+    pub last: Option<i64>,
+    pub hash: String,
+    pub rows: u64,
+}
+
+/// Walks rows in id order; the first gap, broken link or edit is the answer.
+pub fn walk(rows: impl IntoIterator<Item = ChainRow>) -> Result<ChainEnd, AuditCheck> {
     let mut prev = GENESIS.to_owned();
     let mut last: Option<i64> = None;
     let mut count = 0u64;
-    for (f, stored_prev, stored_hash) in all_rows(conn)? {
+    for (f, stored_prev, stored_hash) in rows {
         let id = f.id;
         if let Some(last) = last
             && id != last + 1
         {
-            return Ok(AuditCheck::Broken {
+            return Err(AuditCheck::Broken {
                 row: last + 1,
                 reason: format!("row {} is missing (next row is {id})", last + 1),
             });
         }
         if stored_prev.as_deref() != Some(prev.as_str()) {
-            return Ok(AuditCheck::Broken {
+            return Err(AuditCheck::Broken {
                 row: id,
                 reason: "its prev_hash does not match the row before it".into(),
             });
         }
         let digest = hash(&prev, &f);
         if stored_hash.as_deref() != Some(digest.as_str()) {
-            return Ok(AuditCheck::Broken {
+            return Err(AuditCheck::Broken {
                 row: id,
                 reason: "its contents do not match its hash (edited)".into(),
             });
@@ -243,6 +253,22 @@ pub fn verify(conn: &Connection) -> StoreResult<AuditCheck> {
         last = Some(id);
         count += 1;
     }
+    Ok(ChainEnd {
+        last,
+        hash: prev,
+        rows: count,
+    })
+}
+
+pub fn verify(conn: &Connection) -> StoreResult<AuditCheck> {
+    let ChainEnd {
+        last,
+        hash: prev,
+        rows: count,
+    } = match walk(all_rows(conn)?) {
+        Ok(end) => end,
+        Err(broken) => return Ok(broken),
+    };
     let anchor: Option<String> = conn
         .query_row(
             "SELECT value FROM settings WHERE key = ?1",
