@@ -19,6 +19,8 @@ pub struct ServerConfig {
     pub max_agents: usize,
     /// A partial upload untouched this long is abandoned and removed.
     pub partial_ttl: Duration,
+    /// When set, `GET /metrics` requires it as a bearer token.
+    pub metrics_token: Option<String>,
 }
 
 impl ServerConfig {
@@ -31,6 +33,7 @@ impl ServerConfig {
             cover_font: None,
             max_agents: 1024,
             partial_ttl: Duration::from_secs(24 * 3600),
+            metrics_token: None,
         }
     }
 
@@ -61,6 +64,10 @@ impl fmt::Debug for ServerConfig {
             .field("cover_font", &self.cover_font)
             .field("max_agents", &self.max_agents)
             .field("partial_ttl", &self.partial_ttl)
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "<hidden>"),
+            )
             .finish()
     }
 }

@@ -18,6 +18,7 @@ mod doctor;
 mod inspect;
 mod installer;
 mod invoices;
+mod metrics;
 mod spine;
 mod webhooks;
 mod workflow;

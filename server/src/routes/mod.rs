@@ -9,6 +9,7 @@ mod admin;
 mod documents;
 mod extract;
 mod health;
+mod metrics;
 mod openapi;
 mod packets;
 mod settings;
@@ -98,6 +99,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::serve))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

@@ -10,6 +10,7 @@ mod agents;
 pub mod audit;
 mod documents;
 mod invoices;
+mod ops;
 mod packets;
 mod rows;
 mod settings;
@@ -363,5 +364,9 @@ impl Store for SqliteStore {
     async fn document_conflicts(&self, document_id: i64) -> StoreResult<Vec<InvoiceConflict>> {
         self.read(move |c| invoices::conflicts(c, document_id))
             .await
+    }
+
+    async fn ops_snapshot(&self) -> StoreResult<OpsSnapshot> {
+        self.read(ops::snapshot).await
     }
 }
