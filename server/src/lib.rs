@@ -11,6 +11,7 @@
 //! - `demo`: the one-command demonstration.
 
 pub mod auth;
+pub mod backup;
 pub mod blobs;
 pub mod config;
 pub mod cover;

@@ -11,6 +11,7 @@ mod proxy;
 mod scan;
 
 mod api_errors;
+mod backup;
 mod capture;
 mod capture_formats;
 mod delivery;
