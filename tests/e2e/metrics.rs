@@ -57,3 +57,81 @@ async fn metrics_count_the_pages_an_agent_sent() {
     );
     assert_eq!(sample(&text, "imc_webhook_backlog"), Some(0.0), "{text}");
 }
+
+/// `serve --config FILE` takes its address, data dir and metrics token from
+/// the file, and `--log-format json` makes every log line a JSON object.
+#[tokio::test]
+async fn config_file_and_json_logs() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Command, Stdio};
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("server.toml");
+    let data_dir = tmp.path().join("data");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\nlisten = \"127.0.0.1:0\"\nmetrics_token = \"scrape-secret\"\n",
+            data_dir.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(crate::harness::bin("imc-server"))
+        .args(["--log-format", "json", "serve", "--config"])
+        .arg(&config)
+        .env("IMC_LOG", "info")
+        // A fresh data dir logs that it stored this token.
+        .env("IMC_BOOTSTRAP_TOKEN", crate::harness::TOKEN)
+        .env_remove("IMC_DATA_DIR")
+        .env_remove("IMC_LISTEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("imc-server listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    let client = reqwest::Client::new();
+    let url = format!("{base}/metrics");
+    let r = client.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 401, "the file's metrics token is required");
+    let r = client
+        .get(&url)
+        .bearer_auth("scrape-secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        data_dir.join("imc.sqlite3").exists(),
+        "data dir from the file"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    let lines: Vec<&str> = logs.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("IMC_BOOTSTRAP_TOKEN stored")),
+        "{logs}"
+    );
+    for line in lines {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            value["level"].is_string() && value["fields"].is_object(),
+            "{line}"
+        );
+    }
+}
