@@ -30,6 +30,29 @@ impl Access {
 pub struct Folder {
     pub path: PathBuf,
     pub access: Access,
+    /// The group whose members the access grants (the scanners'); None keeps the owner's.
+    pub group: Option<Group>,
+}
+
+/// A resolved group: its id on Unix, its name elsewhere (for messages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Group(pub u32);
+
+/// Looks a group up by name.
+#[cfg(unix)]
+pub fn group_named(name: &str) -> anyhow::Result<Group> {
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(group)) => Ok(Group(group.gid.as_raw())),
+        Ok(None) => anyhow::bail!("no group named {name:?} on this system"),
+        Err(e) => Err(e).with_context(|| format!("looking up group {name:?}")),
+    }
+}
+
+#[cfg(not(unix))]
+pub fn group_named(name: &str) -> anyhow::Result<Group> {
+    anyhow::bail!(
+        "--scanner-group {name:?}: on Windows grant the scanner account access to the inbox folder's ACL instead"
+    )
 }
 
 /// Creates or corrects `folder`; returns whether anything changed.
@@ -46,7 +69,28 @@ pub fn ensure(folder: &Folder) -> anyhow::Result<bool> {
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
     let chmodded = set_mode(path, folder.access.mode())?;
-    Ok(created || chmodded)
+    let regrouped = match folder.group {
+        Some(group) => set_group(path, group)?,
+        None => false,
+    };
+    Ok(created || chmodded || regrouped)
+}
+
+#[cfg(unix)]
+fn set_group(path: &Path, group: Group) -> anyhow::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if meta.gid() == group.0 {
+        return Ok(false);
+    }
+    std::os::unix::fs::chown(path, None, Some(group.0))
+        .with_context(|| format!("giving {} to group {}", path.display(), group.0))?;
+    Ok(true)
+}
+
+#[cfg(not(unix))]
+fn set_group(_path: &Path, _group: Group) -> anyhow::Result<bool> {
+    Ok(false)
 }
 
 #[cfg(unix)]

@@ -14,10 +14,15 @@ pub struct InstallOptions {
     pub watch: Vec<PathBuf>,
     pub name: Option<String>,
     pub agent_bin: Option<PathBuf>,
+    pub scanner_group: Option<String>,
 }
 
 pub fn install(layout: &Layout, options: InstallOptions) -> anyhow::Result<()> {
     let agent_bin = agent_binary(options.agent_bin)?;
+    let scanners = match &options.scanner_group {
+        Some(name) => Some(folders::group_named(name)?),
+        None => None,
+    };
     if options.watch.is_empty() {
         bail!("name at least one scanner folder with --watch DIR");
     }
@@ -60,17 +65,20 @@ pub fn install(layout: &Layout, options: InstallOptions) -> anyhow::Result<()> {
     let mut folders = vec![Folder {
         path: layout.data_dir.clone(),
         access: Access::Private,
+        group: None,
     }];
     for inbox in &watch {
         folders.push(Folder {
             path: inbox.clone(),
             access: Access::Shared,
+            group: scanners,
         });
         for dir in [config.done_dir_for(inbox), config.quarantine_dir_for(inbox)] {
             if !folders.iter().any(|f| f.path == dir) {
                 folders.push(Folder {
                     path: dir,
                     access: Access::ReadableByGroup,
+                    group: scanners,
                 });
             }
         }

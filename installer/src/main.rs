@@ -45,6 +45,10 @@ enum Command {
         /// The agent executable the service runs (default: imc-agent beside this installer).
         #[arg(long)]
         agent_bin: Option<PathBuf>,
+        /// Unix group of the scanners (or the file-share user): it may drop files into the
+        /// inbox and read done and quarantine.
+        #[arg(long)]
+        scanner_group: Option<String>,
     },
     /// Remove the service; the config and queue stay unless --purge.
     Uninstall {
@@ -75,6 +79,7 @@ fn main() -> ExitCode {
             watch,
             name,
             agent_bin,
+            scanner_group,
         } => install::install(
             &layout,
             install::InstallOptions {
@@ -83,6 +88,7 @@ fn main() -> ExitCode {
                 watch,
                 name,
                 agent_bin,
+                scanner_group,
             },
         ),
         Command::Uninstall {

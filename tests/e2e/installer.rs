@@ -76,6 +76,9 @@ async fn staged_install_verifies_is_idempotent_and_uninstall_keeps_unsent_pages(
         "/srv/scans/inbox",
         "--name",
         "desk-7",
+        // Debian's `users` group (the tests run as root, which may give folders away).
+        "--scanner-group",
+        "users",
         "--agent-bin",
         agent.to_str().unwrap(),
     ];
@@ -110,6 +113,26 @@ async fn staged_install_verifies_is_idempotent_and_uninstall_keeps_unsent_pages(
     assert_eq!(mode(&inbox), 0o770);
     assert_eq!(mode(&root.join("srv/scans/done")), 0o750);
     assert_eq!(mode(&root.join("srv/scans/quarantine")), 0o750);
+    let users_gid: u32 = std::fs::read_to_string("/etc/group")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("users:x:"))
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|gid| gid.parse().ok())
+        .expect("a `users` group");
+    for dir in ["srv/scans/inbox", "srv/scans/done", "srv/scans/quarantine"] {
+        use std::os::unix::fs::MetadataExt;
+        let gid = std::fs::metadata(root.join(dir)).unwrap().gid();
+        assert_eq!(gid, users_gid, "{dir} belongs to the scanners' group");
+    }
+    use std::os::unix::fs::MetadataExt;
+    assert_ne!(
+        std::fs::metadata(root.join("var/lib/imc-agent"))
+            .unwrap()
+            .gid(),
+        users_gid,
+        "the queue stays private"
+    );
 
     // The same command again: the code is spent, but the desk is enrolled already.
     let before = snapshot(&root);
