@@ -64,6 +64,12 @@ async fn backup_during_streaming_restores_documents_images_and_audit() {
         let client = s.client.clone();
         async move { client.get(url).send().await.unwrap().text().await.unwrap() }
     };
+    let live = scrape(&server).await;
+    assert!(
+        live.lines()
+            .any(|l| l == "imc_match_latency_seconds_count 1"),
+        "the match was timed: {live}"
+    );
     eventually("streamed pages to start arriving", WAIT, || async {
         (metric(scrape(&server).await) >= 4.0).then_some(())
     })
