@@ -43,6 +43,10 @@ pub fn render(config: &AgentConfig) -> anyhow::Result<String> {
     for p in queue.recent_packets(10)? {
         let fate = match (p.matched, &p.outcome) {
             (_, Some(message)) => message.clone(),
+            _ if p.pages_failed > 0 => format!(
+                "held: {} page(s) refused by the server (see failed pages)",
+                p.pages_failed
+            ),
             _ if !p.sealed => "open (more pages may follow)".to_owned(),
             _ if p.pages_stored < p.pages => "sending".to_owned(),
             _ => "sent, waiting for the server".to_owned(),
@@ -55,6 +59,14 @@ pub fn render(config: &AgentConfig) -> anyhow::Result<String> {
             p.pages_stored,
             p.pages,
             fate
+        )?;
+    }
+    writeln!(out, "failed pages: {}", stats.failed)?;
+    for f in queue.failed_pages(20)? {
+        writeln!(
+            out,
+            "  {} {} (kept at {}): {}",
+            f.at, f.source_name, f.spool_path, f.reason
         )?;
     }
     let quarantined = queue.quarantined(20)?;

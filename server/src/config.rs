@@ -19,6 +19,9 @@ pub struct ServerConfig {
     pub max_agents: usize,
     /// A partial upload untouched this long is abandoned and removed.
     pub partial_ttl: Duration,
+    /// Largest page an agent may deliver (at most the protocol's 64 MiB); a
+    /// larger one is refused for good and the desk shows it as failed.
+    pub max_page_bytes: u64,
 }
 
 impl ServerConfig {
@@ -31,6 +34,7 @@ impl ServerConfig {
             cover_font: None,
             max_agents: 1024,
             partial_ttl: Duration::from_secs(24 * 3600),
+            max_page_bytes: imc_shared::protocol::MAX_PAGE_BYTES,
         }
     }
 
@@ -61,6 +65,7 @@ impl fmt::Debug for ServerConfig {
             .field("cover_font", &self.cover_font)
             .field("max_agents", &self.max_agents)
             .field("partial_ttl", &self.partial_ttl)
+            .field("max_page_bytes", &self.max_page_bytes)
             .finish()
     }
 }

@@ -25,6 +25,9 @@ enum Command {
         /// A TTF/OTF/TTC font with Chinese glyphs for cover sheets (default: search system fonts).
         #[arg(long, env = "IMC_COVER_FONT")]
         cover_font: Option<PathBuf>,
+        /// Largest page a scan desk may deliver, in bytes (at most 64 MiB).
+        #[arg(long, env = "IMC_MAX_PAGE_BYTES")]
+        max_page_bytes: Option<u64>,
     },
     /// Run the whole product on this machine: server, an agent watching a demo inbox, sample documents.
     Demo {
@@ -101,12 +104,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 data_dir,
                 listen,
                 cover_font,
+                max_page_bytes,
             } => {
                 let mut config = ServerConfig::new(data_dir);
                 config.bootstrap_token = std::env::var("IMC_BOOTSTRAP_TOKEN")
                     .ok()
                     .filter(|t| !t.is_empty());
                 config.cover_font = cover_font;
+                if let Some(limit) = max_page_bytes {
+                    config.max_page_bytes = limit;
+                }
                 let listener = tokio::net::TcpListener::bind(listen)
                     .await
                     .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;

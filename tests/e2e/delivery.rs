@@ -303,3 +303,42 @@ async fn a_page_changed_on_disk_after_queueing_is_delivered_as_queued() {
     .await;
     assert_eq!(stored[0], sha256_hex(&original));
 }
+
+#[tokio::test]
+async fn a_page_the_server_refuses_for_good_is_set_aside_and_the_rest_go_on() {
+    // A server that takes pages up to 150 KB: the noisy page breaks the limit.
+    let server = TestServer::start_with_env("127.0.0.1:0", &[("IMC_MAX_PAGE_BYTES", "150000")]);
+    let mut agent = TestAgent::enroll(&server).await;
+    let all = pages(3, 2);
+    let (big_name, big) = &all[1];
+    assert!(big.len() > 150_000 && all[0].1.len() < 150_000 && all[2].1.len() < 150_000);
+    agent.start();
+    drop_in_background(agent.inbox.clone(), all.clone(), Duration::from_millis(300))
+        .join()
+        .expect("dropper");
+    let expected = vec![all[0].clone(), all[2].clone()];
+    let stored = wait_for_all(&server, &expected).await;
+    assert_exactly_once(&stored, &expected);
+    let status = eventually("the desk to show the failed page", DRAIN, || async {
+        let status = agent.status();
+        status.contains("failed pages: 1").then_some(status)
+    })
+    .await;
+    let line = status
+        .lines()
+        .find(|l| l.contains(big_name.as_str()))
+        .unwrap_or_else(|| panic!("a line for {big_name}: {status}"));
+    assert!(line.contains("bad_offer"), "{line}");
+    // The spool copy is kept, byte for byte, for a person to look at.
+    let spool = line
+        .split("(kept at ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("spool path in {line}"));
+    assert_eq!(sha256_hex(&std::fs::read(spool).unwrap()), sha256_hex(big));
+    assert!(status.contains("queue: 0 pages"), "{status}");
+    assert!(
+        agent.inbox.join(big_name).exists(),
+        "its source file stays in the inbox"
+    );
+}

@@ -8,6 +8,7 @@
 
 mod harness;
 mod proxy;
+mod raw_uplink;
 mod scan;
 
 mod api_errors;
@@ -16,6 +17,7 @@ mod capture_formats;
 mod delivery;
 mod inspect;
 mod invoices;
+mod sessions;
 mod spine;
 mod webhooks;
 mod workflow;
