@@ -205,6 +205,29 @@ async fn a_second_connection_replaces_the_first_and_resumes_its_partial_upload()
         .await;
     assert_eq!(status, 200);
     assert_eq!(sha256_hex(&stored), sha256_hex(&bytes), "byte for byte");
+
+    // Offering it again, or the same bytes as another page, is answered without bytes.
+    second
+        .send(&AgentMessage::Offer(offer(page, packet, &bytes)))
+        .await;
+    assert_eq!(
+        second.recv().await,
+        Some(ServerMessage::Stored { capture_id: page })
+    );
+    let twin = Uuid::new_v4();
+    let mut same_bytes = offer(twin, packet, &bytes);
+    same_bytes.page_index = 1;
+    second.send(&AgentMessage::Offer(same_bytes)).await;
+    assert_eq!(
+        second.recv().await,
+        Some(ServerMessage::Stored { capture_id: twin })
+    );
+    let (_, list) = server.get("/packets").await;
+    assert_eq!(
+        list["packets"][0]["pages"].as_array().map(Vec::len),
+        Some(2),
+        "each page once: {list}"
+    );
 }
 
 #[tokio::test]
