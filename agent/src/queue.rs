@@ -92,6 +92,7 @@ pub struct QueueStats {
     pub quarantined: u64,
     /// Pages the server refused for good; kept in the spool for a person to look at.
     pub failed: u64,
+    pub failed_bytes: u64,
 }
 
 /// A page the server refused for a reason retrying cannot fix.
@@ -267,6 +268,13 @@ impl Queue {
                 "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2",
                 params![key, value],
             )?;
+            Ok(())
+        })
+    }
+
+    pub fn delete_meta(&self, key: &str) -> QueueResult<()> {
+        self.with(|c| {
+            c.execute("DELETE FROM meta WHERE key = ?1", [key])?;
             Ok(())
         })
     }
@@ -602,16 +610,17 @@ impl Queue {
                 [],
                 |r| r.get(0),
             )?;
-            let failed: u64 = c.query_row(
-                "SELECT COUNT(*) FROM pages WHERE state = 'failed'",
+            let (failed, failed_bytes): (u64, u64) = c.query_row(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM pages WHERE state = 'failed'",
                 [],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
             Ok(QueueStats {
                 pages,
                 bytes,
                 quarantined,
                 failed,
+                failed_bytes,
             })
         })
     }

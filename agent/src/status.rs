@@ -29,6 +29,21 @@ pub fn render(config: &AgentConfig) -> anyhow::Result<String> {
         "queue: {} pages, {} bytes waiting",
         stats.pages, stats.bytes
     )?;
+    let room = config.room();
+    let free = crate::room::free_bytes(queue.spool_dir()).map_or_else(
+        || "unknown".to_owned(),
+        |b| format!("{} MiB", b / (1024 * 1024)),
+    );
+    writeln!(
+        out,
+        "spool: {} of {} MiB used; disk: {free} free (keeps {} MiB)",
+        (stats.bytes + stats.failed_bytes) / (1024 * 1024),
+        room.max_spool_bytes / (1024 * 1024),
+        room.min_free_bytes / (1024 * 1024)
+    )?;
+    if let Some(why) = queue.meta(crate::room::ROOM_KEY)? {
+        writeln!(out, "WARNING: {why}")?;
+    }
     writeln!(
         out,
         "watching: {}",

@@ -342,3 +342,38 @@ async fn a_page_the_server_refuses_for_good_is_set_aside_and_the_rest_go_on() {
         "its source file stays in the inbox"
     );
 }
+
+#[tokio::test]
+async fn a_nearly_full_disk_is_said_clearly_and_scans_wait_in_the_inbox() {
+    let server = TestServer::start();
+    let mut agent = TestAgent::enroll(&server).await;
+    // Asks for more free space than any disk has.
+    agent.configure("min_free_disk_mb", (1i64 << 40).into());
+    agent.start();
+    let page = scan::jpeg(&scan::text_page(41), 80);
+    let path = agent.drop_file("waiting.jpg", &page);
+    let status = eventually("the desk to say the disk is nearly full", DRAIN, || async {
+        let status = agent.status();
+        status
+            .lines()
+            .any(|l| l.starts_with("WARNING: disk nearly full"))
+            .then_some(status)
+    })
+    .await;
+    assert!(status.contains("queue: 0 pages"), "{status}");
+    assert!(path.exists(), "the scan waits in the inbox");
+
+    agent.kill();
+    agent.configure("min_free_disk_mb", 0.into());
+    agent.start();
+    let stored = eventually("the waiting scan on the server", DRAIN, || async {
+        let stored = server_pages(&server).await;
+        (!stored.is_empty()).then_some(stored)
+    })
+    .await;
+    assert_eq!(stored, vec![sha256_hex(&page)]);
+    eventually("the warning to clear", DRAIN, || async {
+        (!agent.status().contains("WARNING")).then_some(())
+    })
+    .await;
+}
