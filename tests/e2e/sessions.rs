@@ -39,6 +39,13 @@ async fn bad_frames_get_protocol_errors_and_nothing_is_stored() {
 
     assert_eq!(upgrade_status(&server, "agt_not_a_token").await, 401);
 
+    // The oldest version still served is welcomed; one the server does not speak is refused.
+    let mut old = RawAgent::connect_with_version(&server, &token, MIN_PROTOCOL_VERSION).await;
+    assert!(matches!(
+        old.recv().await,
+        Some(ServerMessage::Welcome(Welcome { protocol_version, .. })) if protocol_version == MIN_PROTOCOL_VERSION
+    ));
+    drop(old);
     let mut agent = RawAgent::connect_with_version(&server, &token, PROTOCOL_VERSION + 7).await;
     let said = agent.until_closed().await;
     assert_eq!(
