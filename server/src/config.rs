@@ -22,6 +22,7 @@ pub struct ServerFile {
     pub max_agents: Option<usize>,
     pub max_body_bytes: Option<usize>,
     pub partial_ttl_hours: Option<u64>,
+    pub max_page_bytes: Option<u64>,
 }
 
 impl ServerFile {
@@ -62,6 +63,9 @@ pub struct ServerConfig {
     pub partial_ttl: Duration,
     /// When set, `GET /metrics` requires it as a bearer token.
     pub metrics_token: Option<String>,
+    /// Largest page an agent may deliver (at most the protocol's 64 MiB); a
+    /// larger one is refused for good and the desk shows it as failed.
+    pub max_page_bytes: u64,
 }
 
 impl ServerConfig {
@@ -75,6 +79,7 @@ impl ServerConfig {
             max_agents: 1024,
             partial_ttl: Duration::from_secs(24 * 3600),
             metrics_token: None,
+            max_page_bytes: imc_shared::protocol::MAX_PAGE_BYTES,
         }
     }
 
@@ -109,6 +114,7 @@ impl fmt::Debug for ServerConfig {
                 "metrics_token",
                 &self.metrics_token.as_ref().map(|_| "<hidden>"),
             )
+            .field("max_page_bytes", &self.max_page_bytes)
             .finish()
     }
 }

@@ -3,7 +3,8 @@
 //! Layout:
 //! - [`serve`] runs the HTTP API and the agent uplink on a given listener until
 //!   a shutdown future resolves; the binary (`main.rs`) only parses arguments.
-//! - `routes/`: the HTTP handlers, one file per area; `uplink`: the agent WebSocket.
+//! - `routes/`: the HTTP handlers, one file per area; `uplink`: the agent WebSocket;
+//!   `commit`: the group commit that makes uplink pages durable in batches.
 //! - `store/`: metadata behind the [`store::Store`] trait (SQLite embedded);
 //!   `blobs`: image bytes, content-addressed.
 //! - `workflow`: the document lifecycle rules; `settings`: their validation;
@@ -13,6 +14,7 @@
 pub mod auth;
 pub mod backup;
 pub mod blobs;
+pub mod commit;
 pub mod config;
 pub mod cover;
 pub mod demo;
@@ -62,9 +64,12 @@ pub async fn open(config: ServerConfig) -> anyhow::Result<AppState> {
             .with_context(|| format!("loading cover font {}", path.display()))?,
         None => cover::CoverRenderer::from_system_fonts(),
     };
+    let store = Arc::new(store) as Arc<dyn Store>;
+    let blobs = Arc::new(blobs) as Arc<dyn blobs::BlobStore>;
     Ok(AppState {
-        store: Arc::new(store) as Arc<dyn Store>,
-        blobs: Arc::new(blobs),
+        committer: commit::Committer::start(Arc::clone(&store), Arc::clone(&blobs)),
+        store,
+        blobs,
         covers: Arc::new(covers),
         desks: uplink::Desks::new(config.max_agents),
         config: Arc::new(config),

@@ -41,6 +41,9 @@ enum Command {
         /// Require this bearer token on GET /metrics.
         #[arg(long, env = "IMC_METRICS_TOKEN", hide_env_values = true)]
         metrics_token: Option<String>,
+        /// Largest page a scan desk may deliver, in bytes (at most 64 MiB).
+        #[arg(long, env = "IMC_MAX_PAGE_BYTES")]
+        max_page_bytes: Option<u64>,
     },
     /// Copy the data dir (database and image blobs) into a folder while the server runs.
     Backup {
@@ -194,6 +197,7 @@ fn run(cli: Cli, file: ServerFile) -> anyhow::Result<()> {
                 listen,
                 cover_font,
                 metrics_token,
+                max_page_bytes,
             } => {
                 let Some(data_dir) = data_dir.or(file.data_dir.clone()) else {
                     anyhow::bail!("no data dir: pass --data-dir, set IMC_DATA_DIR or `data_dir` in the config file");
@@ -208,6 +212,9 @@ fn run(cli: Cli, file: ServerFile) -> anyhow::Result<()> {
                     .filter(|t| !t.is_empty());
                 config.cover_font = cover_font.or(file.cover_font.clone());
                 config.metrics_token = metrics_token.or(file.metrics_token.clone());
+                if let Some(limit) = max_page_bytes.or(file.max_page_bytes) {
+                    config.max_page_bytes = limit;
+                }
                 let listener = tokio::net::TcpListener::bind(listen)
                     .await
                     .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;

@@ -43,19 +43,26 @@ where
 
 pub struct TestServer {
     child: Option<Child>,
+    /// Extra environment for the server process (kept for restarts).
+    env: Vec<(String, String)>,
     pub base: String,
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     pub client: reqwest::Client,
 }
 
-fn spawn_server(data_dir: &Path, listen: &str) -> anyhow::Result<(Child, String)> {
+fn spawn_server(
+    data_dir: &Path,
+    listen: &str,
+    env: &[(String, String)],
+) -> anyhow::Result<(Child, String)> {
     let mut child = Command::new(bin("imc-server"))
         .args(["serve", "--data-dir"])
         .arg(data_dir)
         .args(["--listen", listen])
         .env("IMC_BOOTSTRAP_TOKEN", TOKEN)
         .env("IMC_LOG", "warn")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -90,11 +97,21 @@ impl TestServer {
     }
 
     pub fn start_at(listen: &str) -> TestServer {
+        TestServer::start_with_env(listen, &[])
+    }
+
+    /// Starts with extra environment variables (e.g. a lower limit).
+    pub fn start_with_env(listen: &str, env: &[(&str, &str)]) -> TestServer {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         let tmp = tempfile::tempdir().expect("temp dir");
         let data_dir = tmp.path().join("data");
-        let (child, base) = spawn_server(&data_dir, listen).expect("server starts");
+        let (child, base) = spawn_server(&data_dir, listen, &env).expect("server starts");
         TestServer {
             child: Some(child),
+            env,
             base,
             data_dir,
             _tmp: Some(tmp),
@@ -104,9 +121,10 @@ impl TestServer {
 
     /// Starts on an existing data dir (a restored backup); the caller owns the folder.
     pub fn start_on(data_dir: &Path) -> TestServer {
-        let (child, base) = spawn_server(data_dir, "127.0.0.1:0").expect("server starts");
+        let (child, base) = spawn_server(data_dir, "127.0.0.1:0", &[]).expect("server starts");
         TestServer {
             child: Some(child),
+            env: Vec::new(),
             base,
             data_dir: data_dir.to_owned(),
             _tmp: None,
@@ -128,7 +146,7 @@ impl TestServer {
         let addr = self.base.trim_start_matches("http://").to_owned();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            match spawn_server(&self.data_dir, &addr) {
+            match spawn_server(&self.data_dir, &addr, &self.env) {
                 Ok((child, _)) => {
                     self.child = Some(child);
                     return;
@@ -345,6 +363,13 @@ impl TestAgent {
             .find_map(|l| l.strip_prefix("VmHWM:"))
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
+    }
+
+    /// A key of the agent's config file (its id, its token...).
+    pub fn config_value(&self, key: &str) -> String {
+        let table: toml::Table =
+            toml::from_str(&std::fs::read_to_string(&self.config).expect("config")).expect("toml");
+        table[key].as_str().expect("a string setting").to_owned()
     }
 
     pub fn done_dir(&self) -> PathBuf {

@@ -8,6 +8,7 @@
 
 mod harness;
 mod proxy;
+mod raw_uplink;
 mod scan;
 
 mod api_errors;
@@ -20,6 +21,7 @@ mod inspect;
 mod installer;
 mod invoices;
 mod metrics;
+mod sessions;
 mod spine;
 mod webhooks;
 mod workflow;

@@ -90,6 +90,8 @@ fn api() -> ApiRoutes {
         .put("/schemes/{name}", admin::put_scheme)
         .post("/sites/{site}/enrollment-codes", admin::enrollment_code)
         .post("/agents/enroll", admin::enroll)
+        .get("/agents", admin::agents)
+        .post("/agents/{id}/revoke", admin::revoke_agent)
         .get("/agent/uplink", crate::uplink::upgrade)
 }
 
