@@ -8,6 +8,8 @@ need=()
 fc-list 2>/dev/null | grep -qi "WenQuanYi Micro Hei" || need+=(fonts-wqy-microhei)
 command -v cc >/dev/null || need+=(build-essential)
 command -v pkg-config >/dev/null || need+=(pkg-config)
+# `systemd-analyze verify` checks the agent's unit in the installer tests.
+command -v systemd-analyze >/dev/null || need+=(systemd)
 
 if ((${#need[@]})); then
     if [[ $(id -u) -eq 0 ]]; then sudo=""; else sudo="sudo"; fi

@@ -65,6 +65,13 @@ pub struct AgentConfig {
     /// Also look for every barcode symbology on each page (slower).
     #[serde(default)]
     pub full_barcode_scan: bool,
+    /// Pages waiting in the spool, in MiB, beyond which new scans wait in the inbox.
+    #[serde(default = "default_max_spool_mb")]
+    pub max_spool_mb: u64,
+    /// Free space, in MiB, the agent leaves on the disk holding its data; below
+    /// it new scans wait in the inbox and the desk is told the disk is nearly full.
+    #[serde(default = "default_min_free_disk_mb")]
+    pub min_free_disk_mb: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +91,12 @@ fn default_rescan_secs() -> u64 {
 fn default_seal_after_ms() -> u64 {
     5000
 }
+fn default_max_spool_mb() -> u64 {
+    20 * 1024
+}
+fn default_min_free_disk_mb() -> u64 {
+    1024
+}
 
 impl fmt::Debug for AgentConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -98,6 +111,8 @@ impl fmt::Debug for AgentConfig {
             .field("rescan_secs", &self.rescan_secs)
             .field("watch_mode", &self.watch_mode)
             .field("seal_after_ms", &self.seal_after_ms)
+            .field("max_spool_mb", &self.max_spool_mb)
+            .field("min_free_disk_mb", &self.min_free_disk_mb)
             .finish()
     }
 }
@@ -118,6 +133,8 @@ impl AgentConfig {
             watch_mode: WatchMode::Events,
             seal_after_ms: default_seal_after_ms(),
             full_barcode_scan: false,
+            max_spool_mb: default_max_spool_mb(),
+            min_free_disk_mb: default_min_free_disk_mb(),
         }
     }
 
@@ -172,6 +189,13 @@ impl AgentConfig {
 
     pub fn rescan(&self) -> Duration {
         Duration::from_secs(self.rescan_secs.max(1))
+    }
+
+    pub fn room(&self) -> crate::room::Room {
+        crate::room::Room {
+            max_spool_bytes: self.max_spool_mb.saturating_mul(1024 * 1024),
+            min_free_bytes: self.min_free_disk_mb.saturating_mul(1024 * 1024),
+        }
     }
 
     pub fn seal_after(&self) -> Duration {

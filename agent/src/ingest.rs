@@ -96,6 +96,7 @@ pub struct Ingest {
     pub queue: Arc<Queue>,
     pub patterns: Arc<RwLock<CoverPatterns>>,
     pub full_scan: bool,
+    pub room: crate::room::Room,
     pub quarantine_dir: Box<dyn Fn(&Path) -> PathBuf + Send + Sync>,
 }
 
@@ -147,6 +148,7 @@ impl Ingest {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        self.make_room()?;
         let mut new_pages = Vec::with_capacity(analyzed.len());
         for a in &analyzed {
             let capture_id = Uuid::now_v7();
@@ -191,6 +193,32 @@ impl Ingest {
         Ok(Outcome::Queued {
             pages: new_pages.len(),
         })
+    }
+
+    /// Fails (the file stays in the inbox and is tried again later) while the
+    /// spool is full or the disk nearly so; the reason is kept for `status`.
+    fn make_room(&self) -> anyhow::Result<()> {
+        let spooled = self.queue.stats()?;
+        let verdict = self
+            .room
+            .check(self.queue.spool_dir(), spooled.bytes + spooled.failed_bytes);
+        let had_warning = self.queue.meta(crate::room::ROOM_KEY)?.is_some();
+        match verdict {
+            Ok(()) => {
+                if had_warning {
+                    self.queue.delete_meta(crate::room::ROOM_KEY)?;
+                    tracing::info!("room again on the desk: taking new scans");
+                }
+                Ok(())
+            }
+            Err(why) => {
+                let note = format!("{why} (since {})", chrono::Utc::now().to_rfc3339());
+                if !had_warning {
+                    self.queue.set_meta(crate::room::ROOM_KEY, &note)?;
+                }
+                anyhow::bail!(why)
+            }
+        }
     }
 
     /// Moves the file aside with a note saying why; the agent carries on.

@@ -5,27 +5,32 @@
 //! - [`ingest`]: splits a file into pages ([`pages`]), reads barcodes
 //!   ([`decode`]), spools the bytes and commits them to the [`queue`], or
 //!   quarantines the file with the reason.
-//! - [`queue`]: the durable SQLite queue; packets are formed there.
+//! - [`queue`]: the durable SQLite queue; packets are formed there; [`room`]
+//!   bounds the spool and keeps free space on the disk.
 //! - [`uplink`]: streams queued pages to the server and seals packets.
 //! - [`vat`]: VAT invoice QR texts parsed into page metadata.
-//! - [`enroll`], [`status`], [`inspect`]: the other commands.
+//! - [`enroll`], [`status`], [`inspect`], [`doctor`]: the other commands.
 //!
 //! [`run`] takes its config and a shutdown token from the caller, so the
 //! binary, the server's demo and tests all run the same code.
 
 pub mod config;
 pub mod decode;
+pub mod doctor;
 pub mod enroll;
 mod fsutil;
 pub mod ingest;
 pub mod inspect;
 pub mod pages;
 pub mod queue;
+pub mod room;
 pub mod signal;
 pub mod status;
 pub mod uplink;
 pub mod vat;
 pub mod watch;
+#[cfg(windows)]
+pub mod winservice;
 
 use anyhow::Context;
 use config::AgentConfig;
@@ -91,6 +96,7 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> anyhow
         queue: Arc::clone(&queue),
         patterns: Arc::clone(&patterns),
         full_scan: config.full_barcode_scan,
+        room: config.room(),
         quarantine_dir: {
             let config = Arc::clone(&config);
             Box::new(move |inbox| config.quarantine_dir_for(inbox))

@@ -53,6 +53,8 @@ pub struct NewPage {
 /// A page waiting to be delivered, in scan order.
 #[derive(Debug, Clone)]
 pub struct QueuedPage {
+    /// Scan order.
+    pub seq: i64,
     pub capture_id: Uuid,
     pub packet_id: Uuid,
     pub page_index: u32,
@@ -88,6 +90,19 @@ pub struct QueueStats {
     pub pages: u64,
     pub bytes: u64,
     pub quarantined: u64,
+    /// Pages the server refused for good; kept in the spool for a person to look at.
+    pub failed: u64,
+    pub failed_bytes: u64,
+}
+
+/// A page the server refused for a reason retrying cannot fix.
+#[derive(Debug, Clone)]
+pub struct FailedPage {
+    pub capture_id: String,
+    pub source_name: String,
+    pub spool_path: String,
+    pub reason: String,
+    pub at: String,
 }
 
 #[derive(Debug, Clone)]
@@ -96,6 +111,7 @@ pub struct PacketSummary {
     pub cover_code: Option<String>,
     pub pages: u32,
     pub pages_stored: u32,
+    pub pages_failed: u32,
     pub sealed: bool,
     pub outcome: Option<String>,
     pub matched: Option<bool>,
@@ -157,13 +173,28 @@ CREATE TABLE IF NOT EXISTS pages (
     source_name TEXT NOT NULL,
     barcodes TEXT NOT NULL,
     blank INTEGER NOT NULL,
-    state TEXT NOT NULL,            -- queued | stored
+    state TEXT NOT NULL,            -- queued | stored | failed
     stored_at TEXT
 );
 CREATE INDEX IF NOT EXISTS pages_by_state ON pages (state, seq);
 CREATE INDEX IF NOT EXISTS pages_by_file ON pages (file_id);
 CREATE INDEX IF NOT EXISTS pages_by_packet ON pages (packet_id);
 ";
+
+/// Queues made before pages could fail get the columns saying why and when.
+fn add_failure_columns(conn: &Connection) -> rusqlite::Result<()> {
+    let has_failure: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('pages') WHERE name = 'failure')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_failure {
+        conn.execute_batch(
+            "ALTER TABLE pages ADD COLUMN failure TEXT; ALTER TABLE pages ADD COLUMN failed_at TEXT;",
+        )?;
+    }
+    Ok(())
+}
 
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -197,6 +228,7 @@ impl Queue {
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(open_err)?;
         conn.execute_batch(SCHEMA).map_err(open_err)?;
+        add_failure_columns(&conn).map_err(open_err)?;
         Ok(Queue {
             conn: Mutex::new(conn),
             spool_dir: data_dir.join("spool"),
@@ -236,6 +268,13 @@ impl Queue {
                 "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2",
                 params![key, value],
             )?;
+            Ok(())
+        })
+    }
+
+    pub fn delete_meta(&self, key: &str) -> QueueResult<()> {
+        self.with(|c| {
+            c.execute("DELETE FROM meta WHERE key = ?1", [key])?;
             Ok(())
         })
     }
@@ -360,15 +399,21 @@ impl Queue {
         })
     }
 
+    /// The first page waiting to be delivered, in scan order.
     pub fn next_page(&self) -> QueueResult<Option<QueuedPage>> {
+        self.next_page_after(0)
+    }
+
+    /// The first page waiting to be delivered that comes after `seq` in scan order.
+    pub fn next_page_after(&self, seq: i64) -> QueueResult<Option<QueuedPage>> {
         self.with(|c| {
             let row = c
                 .query_row(
                     "SELECT p.capture_id, p.packet_id, p.page_index, k.cover_code, p.spool_path, p.sha256, p.size, \
-                     p.content_type, p.source_name, p.barcodes, p.blank \
+                     p.content_type, p.source_name, p.barcodes, p.blank, p.seq \
                      FROM pages p JOIN packets k ON k.id = p.packet_id \
-                     WHERE p.state = 'queued' ORDER BY p.seq LIMIT 1",
-                    [],
+                     WHERE p.state = 'queued' AND p.seq > ?1 ORDER BY p.seq LIMIT 1",
+                    [seq],
                     |r| {
                         Ok((
                             r.get::<_, String>(0)?,
@@ -382,16 +427,18 @@ impl Queue {
                             r.get::<_, String>(8)?,
                             r.get::<_, String>(9)?,
                             r.get::<_, bool>(10)?,
+                            r.get::<_, i64>(11)?,
                         ))
                     },
                 )
                 .optional()?;
-            let Some((capture, packet, page_index, cover_code, spool, sha256, size, content_type, source_name, barcodes, blank)) =
+            let Some((capture, packet, page_index, cover_code, spool, sha256, size, content_type, source_name, barcodes, blank, seq)) =
                 row
             else {
                 return Ok(None);
             };
             Ok(Some(QueuedPage {
+                seq,
                 capture_id: uuid(&capture)?,
                 packet_id: uuid(&packet)?,
                 page_index,
@@ -407,14 +454,16 @@ impl Queue {
         })
     }
 
-    /// A sealed packet whose pages are all stored and whose seal the server has not confirmed.
+    /// A sealed packet whose pages are all stored and whose seal the server
+    /// has not confirmed. A packet with a failed page is held back: the
+    /// server could never complete it.
     pub fn next_seal(&self) -> QueueResult<Option<SealWork>> {
         self.with(|c| {
             let row = c
                 .query_row(
                     "SELECT k.id, k.cover_code, k.page_count FROM packets k \
                      WHERE k.sealed = 1 AND k.seal_acked = 0 \
-                     AND NOT EXISTS (SELECT 1 FROM pages p WHERE p.packet_id = k.id AND p.state = 'queued') \
+                     AND NOT EXISTS (SELECT 1 FROM pages p WHERE p.packet_id = k.id AND p.state IN ('queued', 'failed')) \
                      ORDER BY k.created_at, k.rowid LIMIT 1",
                     [],
                     |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, u32>(2)?)),
@@ -433,18 +482,65 @@ impl Queue {
 
     /// Marks a page delivered; returns the source files now wholly delivered.
     pub fn mark_stored(&self, capture_id: Uuid) -> QueueResult<Vec<DeliveredFile>> {
+        self.mark_stored_many(&[capture_id])
+    }
+
+    /// Marks pages delivered in one transaction (one sync for a batch of
+    /// acknowledgements); returns the source files now wholly delivered.
+    pub fn mark_stored_many(&self, capture_ids: &[Uuid]) -> QueueResult<Vec<DeliveredFile>> {
         self.tx(|tx| {
-            tx.execute(
-                "UPDATE pages SET state = 'stored', stored_at = ?2 WHERE capture_id = ?1 AND state = 'queued'",
-                params![capture_id.to_string(), now()],
+            let mut files = Vec::new();
+            let at = now();
+            for capture_id in capture_ids {
+                tx.execute(
+                    "UPDATE pages SET state = 'stored', stored_at = ?2 WHERE capture_id = ?1 AND state = 'queued'",
+                    params![capture_id.to_string(), at],
+                )?;
+                let mut stmt = tx.prepare_cached(
+                    "SELECT f.id, f.path, f.watch_dir, f.size, f.mtime_ns FROM files f JOIN pages p ON p.file_id = f.id \
+                     WHERE p.capture_id = ?1 AND f.state = 'queued' \
+                     AND NOT EXISTS (SELECT 1 FROM pages q WHERE q.file_id = f.id AND q.state IN ('queued', 'failed'))",
+                )?;
+                for file in stmt.query_map([capture_id.to_string()], delivered_file)? {
+                    let file = file?;
+                    if !files.iter().any(|f: &DeliveredFile| f.id == file.id) {
+                        files.push(file);
+                    }
+                }
+            }
+            Ok(files)
+        })
+    }
+
+    /// Sets a page aside that the server refused for good: it is not offered
+    /// again, its spool copy stays, its packet is not sealed and its source
+    /// file stays in the inbox.
+    pub fn mark_failed(&self, capture_id: Uuid, reason: &str) -> QueueResult<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE pages SET state = 'failed', failure = ?2, failed_at = ?3 WHERE capture_id = ?1 AND state = 'queued'",
+                params![capture_id.to_string(), reason, now()],
             )?;
-            let mut stmt = tx.prepare(
-                "SELECT f.id, f.path, f.watch_dir, f.size, f.mtime_ns FROM files f JOIN pages p ON p.file_id = f.id \
-                 WHERE p.capture_id = ?1 AND f.state = 'queued' \
-                 AND NOT EXISTS (SELECT 1 FROM pages q WHERE q.file_id = f.id AND q.state = 'queued')",
+            Ok(())
+        })
+    }
+
+    pub fn failed_pages(&self, limit: u32) -> QueueResult<Vec<FailedPage>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT capture_id, source_name, spool_path, COALESCE(failure, ''), COALESCE(failed_at, '') \
+                 FROM pages WHERE state = 'failed' ORDER BY seq DESC LIMIT ?1",
             )?;
-            let files = stmt.query_map([capture_id.to_string()], delivered_file)?;
-            Ok(files.collect::<Result<_, _>>()?)
+            let rows = stmt.query_map([limit], |r| {
+                Ok(FailedPage {
+                    capture_id: r.get(0)?,
+                    source_name: r.get(1)?,
+                    spool_path: r.get(2)?,
+                    reason: r.get(3)?,
+                    at: r.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
         })
     }
 
@@ -453,7 +549,7 @@ impl Queue {
         self.with(|c| {
             let mut stmt = c.prepare(
                 "SELECT f.id, f.path, f.watch_dir, f.size, f.mtime_ns FROM files f WHERE f.state = 'queued' \
-                 AND NOT EXISTS (SELECT 1 FROM pages q WHERE q.file_id = f.id AND q.state = 'queued')",
+                 AND NOT EXISTS (SELECT 1 FROM pages q WHERE q.file_id = f.id AND q.state IN ('queued', 'failed'))",
             )?;
             let files = stmt.query_map([], delivered_file)?;
             Ok(files.collect::<Result<_, _>>()?)
@@ -495,7 +591,7 @@ impl Queue {
     pub fn is_spooled_page_pending(&self, capture_id: &str) -> QueueResult<bool> {
         self.with(|c| {
             Ok(c.query_row(
-                "SELECT EXISTS (SELECT 1 FROM pages WHERE capture_id = ?1 AND state = 'queued')",
+                "SELECT EXISTS (SELECT 1 FROM pages WHERE capture_id = ?1 AND state IN ('queued', 'failed'))",
                 [capture_id],
                 |r| r.get(0),
             )?)
@@ -514,10 +610,17 @@ impl Queue {
                 [],
                 |r| r.get(0),
             )?;
+            let (failed, failed_bytes): (u64, u64) = c.query_row(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM pages WHERE state = 'failed'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
             Ok(QueueStats {
                 pages,
                 bytes,
                 quarantined,
+                failed,
+                failed_bytes,
             })
         })
     }
@@ -528,6 +631,7 @@ impl Queue {
                 "SELECT k.id, k.cover_code, \
                  (SELECT COUNT(*) FROM pages p WHERE p.packet_id = k.id), \
                  (SELECT COUNT(*) FROM pages p WHERE p.packet_id = k.id AND p.state = 'stored'), \
+                 (SELECT COUNT(*) FROM pages p WHERE p.packet_id = k.id AND p.state = 'failed'), \
                  k.sealed, k.outcome, k.matched, k.created_at \
                  FROM packets k ORDER BY k.created_at DESC, k.rowid DESC LIMIT ?1",
             )?;
@@ -537,10 +641,11 @@ impl Queue {
                     cover_code: r.get(1)?,
                     pages: r.get(2)?,
                     pages_stored: r.get(3)?,
-                    sealed: r.get(4)?,
-                    outcome: r.get(5)?,
-                    matched: r.get(6)?,
-                    created_at: r.get(7)?,
+                    pages_failed: r.get(4)?,
+                    sealed: r.get(5)?,
+                    outcome: r.get(6)?,
+                    matched: r.get(7)?,
+                    created_at: r.get(8)?,
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
@@ -702,5 +807,47 @@ mod tests {
         let done = q.mark_stored(second.capture_id).unwrap();
         assert_eq!(done.len(), 1);
         assert_eq!(done[0].path, PathBuf::from("multi.tif"));
+    }
+
+    #[test]
+    fn a_failed_page_is_set_aside_and_holds_its_packet_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path()).unwrap();
+        let inbox = Path::new("/inbox");
+        q.enqueue(inbox, &key("a.tif"), "h", &[page(Some("A")), page(None)])
+            .unwrap();
+        q.enqueue(inbox, &key("b.jpg"), "h", &[page(None)]).unwrap();
+        q.seal_idle(-1).unwrap();
+        let first = q.next_page().unwrap().unwrap();
+        q.mark_failed(first.capture_id, "page too large (bad_offer)")
+            .unwrap();
+        let second = q.next_page().unwrap().unwrap();
+        assert_ne!(second.capture_id, first.capture_id, "not offered again");
+        let third = q.next_page_after(second.seq).unwrap().unwrap();
+        let delivered = q
+            .mark_stored_many(&[second.capture_id, third.capture_id])
+            .unwrap();
+        let names: Vec<_> = delivered.iter().map(|f| f.path.clone()).collect();
+        assert_eq!(
+            names,
+            vec![PathBuf::from("b.jpg")],
+            "a.tif keeps a failed page, so it stays in the inbox"
+        );
+        assert!(q.next_page().unwrap().is_none());
+        assert!(
+            q.next_seal().unwrap().is_none(),
+            "the packet cannot complete"
+        );
+        let stats = q.stats().unwrap();
+        assert_eq!((stats.pages, stats.failed), (0, 1));
+        let failed = q.failed_pages(10).unwrap();
+        assert_eq!(failed[0].reason, "page too large (bad_offer)");
+        assert!(
+            q.is_spooled_page_pending(&first.capture_id.to_string())
+                .unwrap(),
+            "its spool copy is kept"
+        );
+        let packets = q.recent_packets(10).unwrap();
+        assert_eq!(packets[0].pages_failed, 1);
     }
 }

@@ -29,6 +29,21 @@ pub fn render(config: &AgentConfig) -> anyhow::Result<String> {
         "queue: {} pages, {} bytes waiting",
         stats.pages, stats.bytes
     )?;
+    let room = config.room();
+    let free = crate::room::free_bytes(queue.spool_dir()).map_or_else(
+        || "unknown".to_owned(),
+        |b| format!("{} MiB", b / (1024 * 1024)),
+    );
+    writeln!(
+        out,
+        "spool: {} of {} MiB used; disk: {free} free (keeps {} MiB)",
+        (stats.bytes + stats.failed_bytes) / (1024 * 1024),
+        room.max_spool_bytes / (1024 * 1024),
+        room.min_free_bytes / (1024 * 1024)
+    )?;
+    if let Some(why) = queue.meta(crate::room::ROOM_KEY)? {
+        writeln!(out, "WARNING: {why}")?;
+    }
     writeln!(
         out,
         "watching: {}",
@@ -43,6 +58,10 @@ pub fn render(config: &AgentConfig) -> anyhow::Result<String> {
     for p in queue.recent_packets(10)? {
         let fate = match (p.matched, &p.outcome) {
             (_, Some(message)) => message.clone(),
+            _ if p.pages_failed > 0 => format!(
+                "held: {} page(s) refused by the server (see failed pages)",
+                p.pages_failed
+            ),
             _ if !p.sealed => "open (more pages may follow)".to_owned(),
             _ if p.pages_stored < p.pages => "sending".to_owned(),
             _ => "sent, waiting for the server".to_owned(),
@@ -55,6 +74,14 @@ pub fn render(config: &AgentConfig) -> anyhow::Result<String> {
             p.pages_stored,
             p.pages,
             fate
+        )?;
+    }
+    writeln!(out, "failed pages: {}", stats.failed)?;
+    for f in queue.failed_pages(20)? {
+        writeln!(
+            out,
+            "  {} {} (kept at {}): {}",
+            f.at, f.source_name, f.spool_path, f.reason
         )?;
     }
     let quarantined = queue.quarantined(20)?;

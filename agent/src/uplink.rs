@@ -1,22 +1,31 @@
 //! The agent's side of the uplink: delivers queued pages in scan order and
 //! seals packets, over one WebSocket, reconnecting with backoff.
 //!
+//! Pages go out through a window: up to the server's `window_pages` pages and
+//! `window_bytes` bytes are offered and not yet acknowledged, offered and
+//! streamed in scan order. A reader task keeps taking the server's answers
+//! while bytes go out, and acknowledgements that arrive together are
+//! committed to the queue together.
+//!
 //! A page leaves the queue only on the server's `Stored`; a source file moves
-//! to `done` only when all its pages did. Everything else is retried: a lost
-//! connection costs at most a re-offer, which the server answers from what it
-//! already has (already stored, or resume at an offset).
+//! to `done` only when all its pages did. A page the server refuses for good
+//! (`permanent`) is set aside as failed, with the reason, and the rest go on.
+//! Everything else is retried: a lost connection costs at most a re-offer,
+//! which the server answers from what it already has (already stored, or
+//! resume at an offset).
 
 use crate::config::AgentConfig;
 use crate::fsutil;
-use crate::queue::{Queue, QueuedPage, SealWork};
+use crate::queue::{Queue, QueuedPage};
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
 use imc_shared::CoverPatterns;
 use imc_shared::protocol::*;
+use std::collections::VecDeque;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_util::sync::CancellationToken;
@@ -24,10 +33,15 @@ use uuid::Uuid;
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Sink = futures_util::stream::SplitSink<Socket, Message>;
+type Frame = Result<Message, tokio_tungstenite::tungstenite::Error>;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// The server answers every message promptly; silence this long means a dead link.
+/// The server answers every message promptly, and takes every frame within
+/// this long; more means a dead link.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Server frames read ahead while page bytes go out.
+const READ_AHEAD: usize = 256;
 const HEARTBEAT: Duration = Duration::from_secs(10);
 /// No frame at all from the server for this long (not even a pong): the link is half-open.
 const SILENCE_LIMIT: Duration = Duration::from_secs(35);
@@ -51,6 +65,9 @@ pub struct Uplink {
 /// Exponential backoff with full jitter, so a site's desks do not reconnect in step.
 struct Backoff {
     current: Duration,
+    /// The last session ended on a page the server could not take yet: a
+    /// welcome alone is no reason to retry it quickly, only progress is.
+    after_page_error: bool,
 }
 
 impl Backoff {
@@ -62,8 +79,20 @@ impl Backoff {
 
     fn reset(&mut self) {
         self.current = BACKOFF_MIN;
+        self.after_page_error = false;
     }
 }
+
+/// The server refused this agent (unknown or revoked token): retrying helps
+/// only once an administrator acts, so it is shown as such.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Refused(String);
+
+/// A page the server could not take just now (not a lost link); retried with backoff.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct PageNotTaken(String);
 
 fn rand_unit() -> f64 {
     // Jitter needs no strong randomness: the low bits of a fresh UUID do.
@@ -86,6 +115,7 @@ impl Uplink {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut backoff = Backoff {
             current: BACKOFF_MIN,
+            after_page_error: false,
         };
         loop {
             let result = tokio::select! {
@@ -98,7 +128,15 @@ impl Uplink {
                     self.set_link("disconnected", "server closed the connection")
                         .await
                 }
+                Err(e) if e.is::<Refused>() => {
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "the server refused this agent; will retry"
+                    );
+                    self.set_link("refused", &format!("{e:#}")).await;
+                }
                 Err(e) => {
+                    backoff.after_page_error = e.is::<PageNotTaken>();
                     tracing::warn!(error = format!("{e:#}"), "uplink down; will retry");
                     self.set_link("disconnected", &format!("{e:#}")).await;
                 }
@@ -149,9 +187,9 @@ impl Uplink {
                     tokio_tungstenite::tungstenite::Error::Http(response)
                         if response.status() == 401 =>
                     {
-                        anyhow::anyhow!(
-                            "the server refused this agent's token (revoked? enrol again)"
-                        )
+                        anyhow::Error::new(Refused(
+                            "the server refused this agent's token: it was revoked or is unknown; enrol the desk again".into(),
+                        ))
                     }
                     other => anyhow::anyhow!("connecting to {url}: {other}"),
                 })?;
@@ -173,55 +211,38 @@ impl Uplink {
             bail!("server did not welcome the agent");
         };
         self.adopt_patterns(&welcome.cover_patterns).await;
-        backoff.reset();
+        if !backoff.after_page_error {
+            backoff.reset();
+        }
         self.set_link("connected", &format!("site {}", welcome.site))
             .await;
-        tracing::info!(site = %welcome.site, "connected to the server");
+        tracing::info!(site = %welcome.site, window = welcome.window_pages, "connected to the server");
         let chunk = (welcome.max_chunk_bytes as usize).clamp(4 * 1024, MAX_CHUNK_BYTES);
-
+        let window = Window::new(&welcome);
         self.move_delivered_files().await?;
-        let mut last_heard = std::time::Instant::now();
-        let mut drain = Drain::default();
-        loop {
-            if shutdown.is_cancelled() {
-                let _ = ws.close(None).await;
-                return Ok(());
+
+        let (sink, mut stream) = ws.split();
+        let (frames_tx, frames) = mpsc::channel::<Frame>(READ_AHEAD);
+        let reader = tokio::spawn(async move {
+            while let Some(frame) = stream.next().await {
+                if frames_tx.send(frame).await.is_err() {
+                    return;
+                }
             }
-            if let Some(seal) = self.blocking(|q| Ok(q.next_seal()?)).await? {
-                self.seal(&mut ws, seal).await?;
-                continue;
-            }
-            if let Some(page) = self.blocking(|q| Ok(q.next_page()?)).await? {
-                self.deliver(&mut ws, page, chunk).await?;
-                last_heard = std::time::Instant::now();
-                drain.page_sent(self).await?;
-                continue;
-            }
-            drain.finished();
-            if last_heard.elapsed() > SILENCE_LIMIT {
-                bail!("no word from the server for {SILENCE_LIMIT:?}: the connection is dead");
-            }
-            // Idle: say we are alive (the ping's pong proves the server is), wait for work.
-            let report = self.report().await?;
-            send(&mut ws, &AgentMessage::Report(report)).await?;
-            ws.send(Message::Ping(Vec::new().into()))
-                .await
-                .context("pinging the server")?;
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                _ = self.work.notified() => {}
-                _ = tokio::time::sleep(HEARTBEAT) => {}
-                frame = ws.next() => match frame {
-                    None => bail!("server closed the connection"),
-                    Some(frame) => {
-                        last_heard = std::time::Instant::now();
-                        if let Some(msg) = parse(frame?)? {
-                            self.unsolicited(msg).await?;
-                        }
-                    }
-                },
-            }
-        }
+        });
+        let mut link = Link {
+            uplink: self,
+            sink,
+            frames,
+            window,
+            chunk,
+            sealing: None,
+            drain: Drain::default(),
+            last_heard: Instant::now(),
+        };
+        let result = link.pump(backoff, shutdown).await;
+        reader.abort();
+        result
     }
 
     async fn adopt_patterns(&self, patterns: &[String]) {
@@ -265,9 +286,7 @@ impl Uplink {
                 ServerMessage::PacketOutcome(_) | ServerMessage::Notice(_) => {
                     self.unsolicited(msg).await?
                 }
-                ServerMessage::Error(e) if e.fatal => {
-                    bail!("server refused: {} ({})", e.message, e.code)
-                }
+                ServerMessage::Error(e) if e.fatal => return Err(fatal(e)),
                 other => return Ok(other),
             }
         }
@@ -298,115 +317,12 @@ impl Uplink {
                 })
                 .await
             }
-            ServerMessage::Error(e) if e.fatal => {
-                bail!("server refused: {} ({})", e.message, e.code)
-            }
+            ServerMessage::Error(e) if e.fatal => Err(fatal(e)),
             other => {
                 tracing::debug!(?other, "unexpected message while idle");
                 Ok(())
             }
         }
-    }
-
-    async fn seal(&self, ws: &mut Socket, seal: SealWork) -> anyhow::Result<()> {
-        let packet_id = seal.packet_id;
-        let msg = AgentMessage::Seal(PacketSeal {
-            packet_id,
-            cover_code: seal.cover_code,
-            page_count: seal.page_count,
-        });
-        send(ws, &msg).await?;
-        match self.reply(ws).await? {
-            ServerMessage::Sealed { packet_id: id } if id == packet_id => {
-                self.blocking(move |q| Ok(q.mark_seal_acked(packet_id)?))
-                    .await
-            }
-            ServerMessage::Error(e) => {
-                bail!("sealing packet {packet_id}: {} ({})", e.message, e.code)
-            }
-            other => bail!("sealing packet {packet_id}: unexpected reply {other:?}"),
-        }
-    }
-
-    async fn deliver(&self, ws: &mut Socket, page: QueuedPage, chunk: usize) -> anyhow::Result<()> {
-        let id = page.capture_id;
-        let barcodes: Vec<BarcodeInfo> =
-            serde_json::from_str(&page.barcodes_json).unwrap_or_default();
-        let offer = AgentMessage::Offer(PageOffer {
-            capture_id: id,
-            packet_id: page.packet_id,
-            page_index: page.page_index,
-            cover_code: page.cover_code.clone(),
-            sha256: page.sha256.clone(),
-            size: page.size,
-            content_type: page.content_type.clone(),
-            source_name: page.source_name.clone(),
-            barcodes,
-            blank: page.blank,
-        });
-        send(ws, &offer).await?;
-        let mut reply = self.reply(ws).await?;
-        if let ServerMessage::Resume { capture_id, offset } = reply {
-            if capture_id != id {
-                bail!("server resumed page {capture_id}, expected {id}");
-            }
-            self.stream(ws, &page, offset, chunk).await?;
-            reply = self.reply(ws).await?;
-        }
-        match reply {
-            ServerMessage::Stored { capture_id } if capture_id == id => {}
-            ServerMessage::Error(e) => bail!(
-                "page {} ({}): {} ({})",
-                id,
-                page.source_name,
-                e.message,
-                e.code
-            ),
-            other => bail!("page {id}: unexpected reply {other:?}"),
-        }
-        let spool = page.spool_path.clone();
-        let delivered = self.blocking(move |q| Ok(q.mark_stored(id)?)).await?;
-        if let Err(e) = tokio::fs::remove_file(&spool).await {
-            tracing::debug!(file = %spool.display(), error = %e, "spool copy already gone");
-        }
-        if !delivered.is_empty() {
-            self.move_delivered_files().await?;
-        }
-        Ok(())
-    }
-
-    /// Sends the spool copy (never the inbox file, which may have changed) from `offset`.
-    async fn stream(
-        &self,
-        ws: &mut Socket,
-        page: &QueuedPage,
-        offset: u64,
-        chunk: usize,
-    ) -> anyhow::Result<()> {
-        let path = &page.spool_path;
-        let mut file = tokio::fs::File::open(path)
-            .await
-            .with_context(|| format!("opening spool copy {}", path.display()))?;
-        file.seek(std::io::SeekFrom::Start(offset)).await?;
-        let mut buf = vec![0u8; chunk];
-        let mut at = offset;
-        while at < page.size {
-            let want = chunk.min((page.size - at) as usize);
-            file.read_exact(&mut buf[..want])
-                .await
-                .with_context(|| format!("reading spool copy {}", path.display()))?;
-            let frame = Chunk {
-                capture_id: page.capture_id,
-                offset: at,
-                data: &buf[..want],
-            }
-            .encode();
-            ws.send(Message::Binary(frame.into()))
-                .await
-                .context("sending page bytes")?;
-            at += want as u64;
-        }
-        Ok(())
     }
 
     /// Moves wholly delivered source files from the inbox to `done`.
@@ -446,12 +362,16 @@ struct Drain {
 }
 
 impl Drain {
-    async fn page_sent(&mut self, uplink: &Uplink) -> anyhow::Result<()> {
-        self.sent += 1;
-        if self.total.is_none() || self.sent.is_multiple_of(25) {
+    const EVERY: u64 = 25;
+
+    async fn pages_sent(&mut self, uplink: &Uplink, pages: u64) -> anyhow::Result<()> {
+        let before = self.sent;
+        self.sent += pages;
+        let crossed = before / Self::EVERY != self.sent / Self::EVERY;
+        if self.total.is_none() || crossed {
             let waiting = uplink.blocking(|q| Ok(q.stats()?.pages)).await?;
             let total = *self.total.get_or_insert(waiting + self.sent);
-            if total >= BACKLOG_PROGRESS && self.sent.is_multiple_of(25) {
+            if total >= BACKLOG_PROGRESS && crossed {
                 tracing::info!(
                     "backlog: {} of {} pages sent, {} waiting",
                     self.sent,
@@ -468,6 +388,364 @@ impl Drain {
             tracing::info!("backlog drained: {} pages sent", self.sent);
         }
         *self = Drain::default();
+    }
+}
+
+/// What a fatal server error means for the desk.
+fn fatal(e: ProtocolError) -> anyhow::Error {
+    let text = format!("server refused: {} ({})", e.message, e.code);
+    if e.code == "revoked" {
+        anyhow::Error::new(Refused(text))
+    } else {
+        anyhow::anyhow!(text)
+    }
+}
+
+/// The pages offered on this connection and not yet answered, in scan order.
+struct Window {
+    pages: VecDeque<QueuedPage>,
+    bytes: u64,
+    /// The scan position of the last page offered.
+    last_seq: i64,
+    /// The next page, read from the queue but not yet offered for lack of room.
+    next: Option<QueuedPage>,
+    max_pages: usize,
+    max_bytes: u64,
+}
+
+impl Window {
+    fn new(welcome: &Welcome) -> Window {
+        // A version 1 server sends no window: one page at a time.
+        let max_pages = welcome.window_pages.clamp(1, WINDOW_PAGES) as usize;
+        let max_bytes = match welcome.window_bytes {
+            0 => 1,
+            n => n.min(WINDOW_BYTES),
+        };
+        Window {
+            pages: VecDeque::new(),
+            bytes: 0,
+            last_seq: 0,
+            next: None,
+            max_pages,
+            max_bytes,
+        }
+    }
+
+    /// Room for `page`; a page larger than the whole window goes alone.
+    fn fits(&self, page: &QueuedPage) -> bool {
+        self.pages.is_empty()
+            || (self.pages.len() < self.max_pages && self.bytes + page.size <= self.max_bytes)
+    }
+
+    fn push(&mut self, page: QueuedPage) {
+        self.last_seq = page.seq;
+        self.bytes += page.size;
+        self.pages.push_back(page);
+    }
+
+    fn get(&self, id: Uuid) -> Option<&QueuedPage> {
+        self.pages.iter().find(|p| p.capture_id == id)
+    }
+
+    fn remove(&mut self, id: Uuid) -> Option<QueuedPage> {
+        let at = self.pages.iter().position(|p| p.capture_id == id)?;
+        let page = self.pages.remove(at)?;
+        self.bytes -= page.size;
+        Some(page)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.pages.is_empty()
+    }
+}
+
+/// One connected session: the sending half of the socket, the frames the
+/// reader task took from the other half, and what is in flight.
+struct Link<'a> {
+    uplink: &'a Uplink,
+    sink: Sink,
+    frames: mpsc::Receiver<Frame>,
+    window: Window,
+    chunk: usize,
+    /// The packet whose seal awaits `sealed` (one at a time).
+    sealing: Option<Uuid>,
+    drain: Drain,
+    last_heard: Instant,
+}
+
+impl Link<'_> {
+    async fn pump(
+        &mut self,
+        backoff: &mut Backoff,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if shutdown.is_cancelled() {
+                let _ = self.sink.close().await;
+                return Ok(());
+            }
+            self.offer_what_fits().await?;
+            self.seal_next().await?;
+            if self.window.is_empty() && self.sealing.is_none() {
+                self.drain.finished();
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = self.uplink.work.notified() => {}
+                _ = heartbeat.tick() => self.heartbeat().await?,
+                frame = self.frames.recv() => {
+                    let Some(frame) = frame else {
+                        bail!("server closed the connection");
+                    };
+                    // Take everything already here, so acknowledgements that
+                    // came together are committed together.
+                    let mut batch = vec![frame];
+                    while let Ok(frame) = self.frames.try_recv() {
+                        batch.push(frame);
+                    }
+                    self.last_heard = Instant::now();
+                    if self.on_frames(batch).await? {
+                        backoff.reset();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Alive: report the desk (the ping's pong proves the server is), and
+    /// give up on a link the server has been silent on for too long.
+    async fn heartbeat(&mut self) -> anyhow::Result<()> {
+        if self.last_heard.elapsed() > SILENCE_LIMIT {
+            bail!("no word from the server for {SILENCE_LIMIT:?}: the connection is dead");
+        }
+        let report = self.uplink.report().await?;
+        self.send(&AgentMessage::Report(report)).await?;
+        self.send_frame(Message::Ping(Vec::new().into())).await
+    }
+
+    async fn send(&mut self, msg: &AgentMessage) -> anyhow::Result<()> {
+        let json = serde_json::to_string(msg)?;
+        self.send_frame(Message::Text(json.into())).await
+    }
+
+    async fn send_frame(&mut self, frame: Message) -> anyhow::Result<()> {
+        tokio::time::timeout(REPLY_TIMEOUT, self.sink.send(frame))
+            .await
+            .context("the server took no data for a minute")?
+            .context("sending to the server")
+    }
+
+    /// Offers queued pages, in scan order, while the window has room.
+    async fn offer_what_fits(&mut self) -> anyhow::Result<()> {
+        loop {
+            let page = match self.window.next.take() {
+                Some(page) => page,
+                None => {
+                    let after = self.window.last_seq;
+                    match self
+                        .uplink
+                        .blocking(move |q| Ok(q.next_page_after(after)?))
+                        .await?
+                    {
+                        Some(page) => page,
+                        None => return Ok(()),
+                    }
+                }
+            };
+            if !self.window.fits(&page) {
+                self.window.next = Some(page);
+                return Ok(());
+            }
+            let barcodes: Vec<BarcodeInfo> =
+                serde_json::from_str(&page.barcodes_json).unwrap_or_default();
+            let offer = AgentMessage::Offer(PageOffer {
+                capture_id: page.capture_id,
+                packet_id: page.packet_id,
+                page_index: page.page_index,
+                cover_code: page.cover_code.clone(),
+                sha256: page.sha256.clone(),
+                size: page.size,
+                content_type: page.content_type.clone(),
+                source_name: page.source_name.clone(),
+                barcodes,
+                blank: page.blank,
+            });
+            self.send(&offer).await?;
+            self.window.push(page);
+        }
+    }
+
+    /// Seals the next closed packet whose pages are all stored.
+    async fn seal_next(&mut self) -> anyhow::Result<()> {
+        if self.sealing.is_some() {
+            return Ok(());
+        }
+        let Some(seal) = self.uplink.blocking(|q| Ok(q.next_seal()?)).await? else {
+            return Ok(());
+        };
+        self.sealing = Some(seal.packet_id);
+        self.send(&AgentMessage::Seal(PacketSeal {
+            packet_id: seal.packet_id,
+            cover_code: seal.cover_code,
+            page_count: seal.page_count,
+        }))
+        .await
+    }
+
+    /// Acts on what the server said; true when something was delivered.
+    async fn on_frames(&mut self, frames: Vec<Frame>) -> anyhow::Result<bool> {
+        let mut stored = Vec::new();
+        let mut progress = false;
+        let mut result = Ok(());
+        for frame in frames {
+            let msg = match frame.map_err(anyhow::Error::from).and_then(parse) {
+                Ok(Some(msg)) => msg,
+                Ok(None) => continue,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
+            if let ServerMessage::Stored { capture_id } = msg {
+                match self.window.remove(capture_id) {
+                    Some(page) => stored.push(page),
+                    None => tracing::debug!(page = %capture_id, "stored, but not in flight here"),
+                }
+                continue;
+            }
+            // Acknowledgements before anything that might end the session.
+            progress |= !stored.is_empty();
+            self.delivered(std::mem::take(&mut stored)).await?;
+            match self.on_message(msg).await {
+                Ok(sealed) => progress |= sealed,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        progress |= !stored.is_empty();
+        self.delivered(stored).await?;
+        result.map(|()| progress)
+    }
+
+    /// Everything but `stored`; true when a seal was confirmed.
+    async fn on_message(&mut self, msg: ServerMessage) -> anyhow::Result<bool> {
+        match msg {
+            ServerMessage::Resume { capture_id, offset } => {
+                let Some(page) = self.window.get(capture_id).cloned() else {
+                    bail!("server resumed page {capture_id}, which is not in flight");
+                };
+                self.stream(&page, offset).await?;
+            }
+            ServerMessage::Sealed { packet_id } => {
+                if self.sealing == Some(packet_id) {
+                    self.sealing = None;
+                    self.uplink
+                        .blocking(move |q| Ok(q.mark_seal_acked(packet_id)?))
+                        .await?;
+                    return Ok(true);
+                }
+            }
+            ServerMessage::Error(e) if e.fatal => return Err(fatal(e)),
+            ServerMessage::Error(e) => match e.capture_id {
+                Some(id) if e.permanent => {
+                    let reason = format!("{} ({})", e.message, e.code);
+                    self.set_aside(id, reason).await?;
+                }
+                Some(id) => {
+                    let name = self
+                        .window
+                        .get(id)
+                        .map_or_else(String::new, |p| p.source_name.clone());
+                    return Err(anyhow::Error::new(PageNotTaken(format!(
+                        "page {id} ({name}): {} ({})",
+                        e.message, e.code
+                    ))));
+                }
+                None => match self.sealing {
+                    Some(packet) => bail!("sealing packet {packet}: {} ({})", e.message, e.code),
+                    None => bail!("server error: {} ({})", e.message, e.code),
+                },
+            },
+            ServerMessage::Welcome(_) => bail!("server sent a second welcome"),
+            other @ (ServerMessage::PacketOutcome(_) | ServerMessage::Notice(_)) => {
+                self.uplink.unsolicited(other).await?
+            }
+            ServerMessage::Stored { .. } => {}
+        }
+        Ok(false)
+    }
+
+    /// Lets go of pages the server stored, in one queue transaction.
+    async fn delivered(&mut self, pages: Vec<QueuedPage>) -> anyhow::Result<()> {
+        if pages.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = pages.iter().map(|p| p.capture_id).collect();
+        let files = self
+            .uplink
+            .blocking(move |q| Ok(q.mark_stored_many(&ids)?))
+            .await?;
+        for page in &pages {
+            if let Err(e) = tokio::fs::remove_file(&page.spool_path).await {
+                tracing::debug!(file = %page.spool_path.display(), error = %e, "spool copy already gone");
+            }
+        }
+        if !files.is_empty() {
+            self.uplink.move_delivered_files().await?;
+        }
+        self.drain.pages_sent(self.uplink, pages.len() as u64).await
+    }
+
+    /// A page that can never be delivered as it is: recorded as failed with
+    /// the reason (its spool copy stays), and the others go on.
+    async fn set_aside(&mut self, id: Uuid, reason: String) -> anyhow::Result<()> {
+        let name = self
+            .window
+            .remove(id)
+            .map_or_else(String::new, |p| p.source_name);
+        tracing::error!(page = %id, source = %name, "page refused for good, set aside: {reason}");
+        self.uplink
+            .blocking(move |q| Ok(q.mark_failed(id, &reason)?))
+            .await
+    }
+
+    /// Sends the spool copy (never the inbox file, which may have changed) from `offset`.
+    async fn stream(&mut self, page: &QueuedPage, offset: u64) -> anyhow::Result<()> {
+        let path = &page.spool_path;
+        let mut file = match tokio::fs::File::open(path).await {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let reason = format!("spool copy {} is missing", path.display());
+                return self.set_aside(page.capture_id, reason).await;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("opening spool copy {}", path.display()));
+            }
+        };
+        file.seek(std::io::SeekFrom::Start(offset)).await?;
+        let mut buf = vec![0u8; self.chunk];
+        let mut at = offset;
+        while at < page.size {
+            let want = self.chunk.min((page.size - at) as usize);
+            file.read_exact(&mut buf[..want])
+                .await
+                .with_context(|| format!("reading spool copy {}", path.display()))?;
+            let frame = Chunk {
+                capture_id: page.capture_id,
+                offset: at,
+                data: &buf[..want],
+            }
+            .encode();
+            self.send_frame(Message::Binary(frame.into()))
+                .await
+                .context("sending page bytes")?;
+            at += want as u64;
+        }
+        Ok(())
     }
 }
 
@@ -511,6 +789,7 @@ mod tests {
     fn backoff_grows_with_jitter_and_caps() {
         let mut b = Backoff {
             current: BACKOFF_MIN,
+            after_page_error: false,
         };
         let waits: Vec<_> = (0..12).map(|_| b.next()).collect();
         assert!(waits[0] >= BACKOFF_MIN / 2 && waits[0] <= BACKOFF_MIN);

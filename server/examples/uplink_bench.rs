@@ -1,22 +1,28 @@
 //! Delivery benchmark: pages per second through the real uplink protocol,
-//! against the disk's durable-write ceiling measured in the same run.
+//! against the disk's durable-write ceiling measured in the same run, and
+//! the server's memory as more agents stream at once.
 //!
-//! `cargo run --release -p imc-server --example uplink_bench -- [PAGES] [AGENTS]`
-//! (defaults 300 pages of 300 KB, 1 and 20 agents). Server and agents run
-//! in-process on loopback; the agents' queues are pre-filled so only delivery
-//! is measured (no folder watching, no barcode reading).
+//! `cargo build --release -p imc-server --bins && \
+//!  cargo run --release -p imc-server --example uplink_bench -- [PAGES] [AGENTS...]`
+//! (defaults: 300 pages of 300 KB; 1, 5 and 20 agents). The server is the real
+//! `imc-server` binary in its own process (found next to this example, or at
+//! `IMC_SERVER_BIN`), so its resident memory is read from `/proc` while the
+//! agents stream; the agents run in-process with their queues pre-filled, so
+//! only delivery is measured (no folder watching, no barcode reading).
 
 use imc_agent::config::AgentConfig;
 use imc_agent::queue::{FileKey, NewPage, Queue};
 use imc_agent::uplink::Uplink;
-use imc_server::config::ServerConfig;
-use imc_server::store::TokenRole;
 use sha2::{Digest, Sha256};
-use std::io::Write;
-use std::path::Path;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+
+const ADMIN_TOKEN: &str = "imc_bench_admin_token_0123456789";
 
 const PAGE_BYTES: usize = 300 * 1024;
 
@@ -78,59 +84,136 @@ fn fill_queue(queue: &Queue, agent: usize, pages: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+/// The real server binary, started on a fresh data dir; killed on drop.
+struct ServerProcess {
+    child: Child,
+    base: String,
+}
+
+impl ServerProcess {
+    fn start(data_dir: &Path) -> anyhow::Result<ServerProcess> {
+        let bin = match std::env::var_os("IMC_SERVER_BIN") {
+            Some(path) => PathBuf::from(path),
+            None => {
+                let exe = std::env::current_exe()?;
+                let dir = exe
+                    .parent()
+                    .and_then(Path::parent)
+                    .ok_or_else(|| anyhow::anyhow!("no target dir above {}", exe.display()))?;
+                dir.join(format!("imc-server{}", std::env::consts::EXE_SUFFIX))
+            }
+        };
+        if !bin.exists() {
+            anyhow::bail!(
+                "{} is missing: run `cargo build --release -p imc-server --bins` first (or set IMC_SERVER_BIN)",
+                bin.display()
+            );
+        }
+        let mut child = Command::new(&bin)
+            .args(["serve", "--data-dir"])
+            .arg(data_dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("IMC_BOOTSTRAP_TOKEN", ADMIN_TOKEN)
+            .env("IMC_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no server stdout"))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("imc-server listening on ") {
+                    let _ = tx.send(url.to_owned());
+                }
+            }
+        });
+        let base = rx
+            .recv_timeout(Duration::from_secs(30))
+            .map_err(|_| anyhow::anyhow!("imc-server did not report its address"))?;
+        Ok(ServerProcess { child, base })
+    }
+
+    /// Resident memory now, in KiB.
+    fn rss_kib(&self) -> u64 {
+        proc_status_kib(self.child.id(), "VmRSS:")
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .find_map(|l| l.strip_prefix(field))
                 .and_then(|v| v.split_whitespace().next()?.parse().ok())
         })
         .unwrap_or(0)
 }
 
-async fn run_agents(root: &Path, agents: usize, pages_each: usize) -> anyhow::Result<(f64, u64)> {
-    let mut config = ServerConfig::new(root.join(format!("server-{agents}")));
-    config.bootstrap_token = None;
-    let state = imc_server::open(config).await?;
-    let store = state.store.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let stop = CancellationToken::new();
-    let server_stop = stop.clone();
-    let server = tokio::spawn(imc_server::serve_state(state, listener, async move {
-        server_stop.cancelled().await
-    }));
-    store
-        .add_api_token(
-            "bench",
-            TokenRole::Admin,
-            &imc_server::auth::hash_secret("bench"),
-        )
-        .await?;
+struct Run {
+    pages_per_sec: f64,
+    /// Server RSS once agents are enrolled, before any page moves.
+    idle_rss_kib: u64,
+    /// Highest server RSS sampled while the agents streamed.
+    peak_rss_kib: u64,
+}
 
+async fn run_agents(root: &Path, agents: usize, pages_each: usize) -> anyhow::Result<Run> {
+    let server = ServerProcess::start(&root.join(format!("server-{agents}")))?;
+    let http = reqwest::Client::new();
     let mut queues = Vec::new();
     let mut configs = Vec::new();
     for a in 0..agents {
-        let code = format!("bench-code-{agents}-{a}");
-        store
-            .add_enrollment_code(
-                "bench",
-                &imc_server::auth::hash_secret(&code),
-                "2999-01-01T00:00:00Z",
-            )
+        let code: serde_json::Value = http
+            .post(format!(
+                "{}/api/v1/sites/bench/enrollment-codes",
+                server.base
+            ))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
             .await?;
+        let code = code["code"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("no enrollment code in {code}"))?;
         let dir = root.join(format!("agent-{agents}-{a}"));
-        let mut config =
-            imc_agent::enroll::enroll(&dir.join("agent.toml"), &base, &code, Some(format!("a{a}")))
-                .await?;
+        let mut config = imc_agent::enroll::enroll(
+            &dir.join("agent.toml"),
+            &server.base,
+            code,
+            Some(format!("a{a}")),
+        )
+        .await?;
         config.data_dir = Some(dir.join("data"));
         let queue = Arc::new(Queue::open(&dir.join("data"))?);
         fill_queue(&queue, a, pages_each)?;
         queues.push(queue);
         configs.push(config);
     }
-    let rss_before = rss_kib();
+    let idle_rss_kib = server.rss_kib();
+    let peak = Arc::new(AtomicU64::new(idle_rss_kib));
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let (peak, sampling, pid) = (Arc::clone(&peak), Arc::clone(&sampling), server.child.id());
+        std::thread::spawn(move || {
+            while sampling.load(Ordering::Relaxed) {
+                peak.fetch_max(proc_status_kib(pid, "VmRSS:"), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
     let started = Instant::now();
     let agents_stop = CancellationToken::new();
     let mut tasks = Vec::new();
@@ -151,17 +234,20 @@ async fn run_agents(root: &Path, agents: usize, pages_each: usize) -> anyhow::Re
         if waiting == 0 {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let rate = (agents * pages_each) as f64 / started.elapsed().as_secs_f64();
-    let rss_growth = rss_kib().saturating_sub(rss_before);
+    let pages_per_sec = (agents * pages_each) as f64 / started.elapsed().as_secs_f64();
+    sampling.store(false, Ordering::Relaxed);
+    let _ = sampler.join();
     agents_stop.cancel();
     for t in tasks {
         t.await??;
     }
-    stop.cancel();
-    server.await??;
-    Ok((rate, rss_growth))
+    Ok(Run {
+        pages_per_sec,
+        idle_rss_kib,
+        peak_rss_kib: peak.load(Ordering::Relaxed),
+    })
 }
 
 #[tokio::main]
@@ -171,22 +257,29 @@ async fn main() -> anyhow::Result<()> {
         .filter_map(|a| a.parse().ok())
         .collect();
     let pages = args.first().copied().unwrap_or(300);
-    let many = args.get(1).copied().unwrap_or(20);
+    let agent_counts = match &args[1.min(args.len())..] {
+        [] => vec![1, 5, 20],
+        counts => counts.to_vec(),
+    };
     // Same filesystem as the server's data dir, so the ceiling is comparable.
     let root = tempfile::tempdir_in(".")?;
     let ceiling = durable_write_ceiling(&root.path().join("ceiling"), pages)?;
     println!("durable-write ceiling (write+fsync+rename+dir fsync, 300 KB): {ceiling:.0} pages/s");
-    let (one, _) = run_agents(root.path(), 1, pages).await?;
-    println!(
-        "1 agent through the uplink:   {one:.0} pages/s = {:.2} x ceiling",
-        one / ceiling
-    );
-    let per_agent = (pages / many).max(5);
-    let (all, rss) = run_agents(root.path(), many, per_agent).await?;
-    println!(
-        "{many} agents through the uplink: {all:.0} pages/s = {:.2} x ceiling (process RSS grew {} KiB during the run)",
-        all / ceiling,
-        rss
-    );
+    println!("| agents | pages | pages/s | x ceiling | server RSS idle | server RSS peak |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for agents in agent_counts {
+        // At least a few windows' worth per agent, so each one really streams.
+        let each = (pages / agents).max(30);
+        let run = run_agents(root.path(), agents, each).await?;
+        println!(
+            "| {agents} | {} | {:.0} | {:.2} | {} MiB | {} MiB |",
+            agents * each,
+            run.pages_per_sec,
+            run.pages_per_sec / ceiling,
+            run.idle_rss_kib / 1024,
+            run.peak_rss_kib / 1024
+        );
+        std::io::stdout().flush()?;
+    }
     Ok(())
 }

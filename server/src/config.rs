@@ -1,8 +1,54 @@
 //! The server's settings: where data lives and the limits it enforces.
 
+use anyhow::Context;
+use serde::Deserialize;
 use std::fmt;
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// `imc-server serve --config FILE`: the same settings as the flags, in TOML.
+/// A flag or its environment variable wins over the file; the file wins over
+/// the built-in default. See docs/OPERATIONS.md.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFile {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub cover_font: Option<PathBuf>,
+    /// `text` or `json`.
+    pub log_format: Option<String>,
+    pub metrics_token: Option<String>,
+    pub max_agents: Option<usize>,
+    pub max_body_bytes: Option<usize>,
+    pub partial_ttl_hours: Option<u64>,
+    pub max_page_bytes: Option<u64>,
+    /// `postgres://...`: a shared database for replicas (see `ServerConfig::database`).
+    pub database: Option<String>,
+    /// `s3://bucket/prefix` or a folder (see `ServerConfig::blobs`).
+    pub blobs: Option<String>,
+}
+
+impl ServerFile {
+    pub fn load(path: &Path) -> anyhow::Result<ServerFile> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
+    }
+
+    /// Applies the file's limits to `config` (paths and the address are merged by the caller).
+    pub fn apply_limits(&self, config: &mut ServerConfig) {
+        if let Some(n) = self.max_agents {
+            config.max_agents = n;
+        }
+        if let Some(n) = self.max_body_bytes {
+            config.max_body_bytes = n;
+        }
+        if let Some(hours) = self.partial_ttl_hours {
+            config.partial_ttl = Duration::from_secs(hours * 3600);
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct ServerConfig {
@@ -25,6 +71,11 @@ pub struct ServerConfig {
     /// `postgres://...` for a shared database (replicas); `None` is the
     /// embedded SQLite file in the data dir.
     pub database: Option<String>,
+    /// When set, `GET /metrics` requires it as a bearer token.
+    pub metrics_token: Option<String>,
+    /// Largest page an agent may deliver (at most the protocol's 64 MiB); a
+    /// larger one is refused for good and the desk shows it as failed.
+    pub max_page_bytes: u64,
 }
 
 impl ServerConfig {
@@ -39,6 +90,8 @@ impl ServerConfig {
             partial_ttl: Duration::from_secs(24 * 3600),
             blobs: None,
             database: None,
+            metrics_token: None,
+            max_page_bytes: imc_shared::protocol::MAX_PAGE_BYTES,
         }
     }
 
@@ -71,6 +124,11 @@ impl fmt::Debug for ServerConfig {
             .field("partial_ttl", &self.partial_ttl)
             .field("blobs", &self.blobs)
             .field("database", &self.database.as_deref().map(redact_password))
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "<hidden>"),
+            )
+            .field("max_page_bytes", &self.max_page_bytes)
             .finish()
     }
 }
@@ -89,9 +147,29 @@ pub fn redact_password(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn config_file_reads_known_keys_and_refuses_typos() {
+        let file: ServerFile = toml::from_str(
+            "data_dir = \"/var/lib/imc\"\nlisten = \"0.0.0.0:8080\"\nmax_agents = 50\nlog_format = \"json\"\n",
+        )
+        .unwrap();
+        assert_eq!(file.listen, Some("0.0.0.0:8080".parse().unwrap()));
+        let mut config = ServerConfig::new("/x".into());
+        file.apply_limits(&mut config);
+        assert_eq!(config.max_agents, 50);
+        assert!(toml::from_str::<ServerFile>("listne = \"0.0.0.0:1\"").is_err());
+        let scaled: ServerFile =
+            toml::from_str("database = \"postgres://imc@db/imc\"\nblobs = \"s3://scans/imc\"\n")
+                .unwrap();
+        assert_eq!(scaled.database.as_deref(), Some("postgres://imc@db/imc"));
+        assert_eq!(scaled.blobs.as_deref(), Some("s3://scans/imc"));
+    }
+
     #[test]
     fn passwords_stay_out_of_logs() {
-        let shown = super::redact_password("postgres://imc:s3cret@db:5432/imc");
+        let shown = redact_password("postgres://imc:s3cret@db:5432/imc");
         assert_eq!(shown, "postgres://imc:***@db:5432/imc");
     }
 }

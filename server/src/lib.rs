@@ -3,19 +3,23 @@
 //! Layout:
 //! - [`serve`] runs the HTTP API and the agent uplink on a given listener until
 //!   a shutdown future resolves; the binary (`main.rs`) only parses arguments.
-//! - `routes/`: the HTTP handlers, one file per area; `uplink`: the agent WebSocket.
-//! - `store/`: metadata behind the [`store::Store`] trait (SQLite embedded);
-//!   `blobs`: image bytes, content-addressed.
+//! - `routes/`: the HTTP handlers, one file per area; `uplink`: the agent WebSocket;
+//!   `commit`: the group commit that makes uplink pages durable in batches.
+//! - `store/`: metadata behind the [`store::Store`] trait (SQLite embedded or
+//!   PostgreSQL); `blobs`: image bytes, content-addressed (folder or object store).
 //! - `workflow`: the document lifecycle rules; `settings`: their validation;
 //!   `webhooks`: the outbox delivery task; `cover/`: cover sheet drawing.
 //! - `demo`: the one-command demonstration.
 
 pub mod auth;
+pub mod backup;
 pub mod blobs;
+pub mod commit;
 pub mod config;
 pub mod cover;
 pub mod demo;
 mod error;
+pub mod metrics;
 pub mod partials;
 mod routes;
 pub mod settings;
@@ -59,12 +63,17 @@ pub async fn open(config: ServerConfig) -> anyhow::Result<AppState> {
         Some(location) => blobs::open(location)?,
         None => Arc::new(FolderBlobs::open(&config.blobs_dir())?),
     };
+    // Before the first request, so no measurement is lost.
+    if metrics::handle().is_none() {
+        tracing::warn!("another metrics recorder is installed; /metrics shows store totals only");
+    }
     let covers = match &config.cover_font {
         Some(path) => cover::CoverRenderer::with_font_file(path)
             .with_context(|| format!("loading cover font {}", path.display()))?,
         None => cover::CoverRenderer::from_system_fonts(),
     };
     Ok(AppState {
+        committer: commit::Committer::start(Arc::clone(&store), Arc::clone(&blobs)),
         store,
         blobs,
         covers: Arc::new(covers),

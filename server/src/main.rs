@@ -1,7 +1,7 @@
 //! `imc-server`: parses arguments, sets up logging, and calls the library.
 
-use clap::{Parser, Subcommand};
-use imc_server::config::ServerConfig;
+use clap::{Parser, Subcommand, ValueEnum};
+use imc_server::config::{ServerConfig, ServerFile};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,37 +10,74 @@ use tokio_util::sync::CancellationToken;
 #[derive(Parser)]
 #[command(name = "imc-server", version, about = "IMC central server")]
 struct Cli {
+    /// Log lines as human-readable text or as JSON objects (one per line).
+    #[arg(long, global = true, env = "IMC_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Serve the API and the agent uplink.
     Serve {
+        /// A TOML file with these settings; flags and environment variables win over it.
+        #[arg(long, env = "IMC_CONFIG")]
+        config: Option<PathBuf>,
         #[arg(long, env = "IMC_DATA_DIR")]
-        data_dir: PathBuf,
-        #[arg(long, env = "IMC_LISTEN", default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
+        data_dir: Option<PathBuf>,
+        /// Address to listen on (default 127.0.0.1:8080).
+        #[arg(long, env = "IMC_LISTEN")]
+        listen: Option<SocketAddr>,
         /// A TTF/OTF/TTC font with Chinese glyphs for cover sheets (default: search system fonts).
         #[arg(long, env = "IMC_COVER_FONT")]
         cover_font: Option<PathBuf>,
-        /// Where image bytes live: `s3://bucket/prefix` (endpoint and credentials from
-        /// AWS_ENDPOINT, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or a folder.
-        /// Default: the `blobs` folder in the data dir.
-        #[arg(long, env = "IMC_BLOBS")]
-        blobs: Option<String>,
-        /// A shared PostgreSQL database, `postgres://user:password@host:port/db`, for
-        /// running several replicas (run `imc-server migrate` first). Default: the
-        /// embedded SQLite database in the data dir.
-        #[arg(long, env = "IMC_DATABASE")]
-        database: Option<String>,
+        /// Require this bearer token on GET /metrics.
+        #[arg(long, env = "IMC_METRICS_TOKEN", hide_env_values = true)]
+        metrics_token: Option<String>,
+        /// Largest page a scan desk may deliver, in bytes (at most 64 MiB).
+        #[arg(long, env = "IMC_MAX_PAGE_BYTES")]
+        max_page_bytes: Option<u64>,
+        #[command(flatten)]
+        stores: Stores,
     },
     /// Bring a PostgreSQL database's schema up to this version (forward only; safe to
     /// run from several hosts at once).
     Migrate {
         #[arg(long, env = "IMC_DATABASE")]
         database: String,
+    },
+    /// Copy the data dir (database and image blobs) into a folder while the server runs.
+    /// Embedded installations only: on PostgreSQL and S3 use pg_dump and the store's replication.
+    Backup {
+        /// The server's config file, to learn where its data lives.
+        #[arg(long, env = "IMC_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long, env = "IMC_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Backup folder; a later backup into the same folder copies only new blobs.
+        #[arg(long)]
+        to: PathBuf,
+        #[command(flatten)]
+        stores: Stores,
+    },
+    /// Rebuild a data dir from a backup folder (the data dir must hold no database).
+    Restore {
+        /// The server's config file, to learn where its data lives.
+        #[arg(long, env = "IMC_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long, env = "IMC_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        stores: Stores,
     },
     /// Run the whole product on this machine: server, an agent watching a demo inbox, sample documents.
     Demo {
@@ -57,6 +94,31 @@ enum Command {
     },
 }
 
+/// Where a scaled-out server keeps its data instead of the data dir.
+#[derive(clap::Args)]
+struct Stores {
+    /// A shared PostgreSQL database, `postgres://user:password@host:port/db`, for
+    /// running several replicas (run `imc-server migrate` first). Default: the
+    /// embedded SQLite database in the data dir.
+    #[arg(long, env = "IMC_DATABASE", hide_env_values = true)]
+    database: Option<String>,
+    /// Where image bytes live: `s3://bucket/prefix` (endpoint and credentials from
+    /// AWS_ENDPOINT, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or a folder.
+    /// Default: the `blobs` folder in the data dir.
+    #[arg(long, env = "IMC_BLOBS")]
+    blobs: Option<String>,
+}
+
+impl Stores {
+    /// The flags (or their environment variables), else the config file's keys.
+    fn or_file(self, file: &ServerFile) -> Stores {
+        Stores {
+            database: self.database.or(file.database.clone()),
+            blobs: self.blobs.or(file.blobs.clone()),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Check the audit hash chain; exits non-zero naming the first bad row.
@@ -65,26 +127,68 @@ enum AuditCommand {
         #[arg(long, env = "IMC_DATA_DIR", required_unless_present = "database")]
         data_dir: Option<PathBuf>,
         /// A shared PostgreSQL database instead (`postgres://...`).
-        #[arg(long, env = "IMC_DATABASE", conflicts_with = "data_dir")]
+        #[arg(
+            long,
+            env = "IMC_DATABASE",
+            conflicts_with = "data_dir",
+            hide_env_values = true
+        )]
         database: Option<String>,
     },
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("IMC_LOG")
-                .unwrap_or_else(|_| "info,tower_http=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    let config_file = match &cli.command {
+        Command::Serve { config, .. }
+        | Command::Backup { config, .. }
+        | Command::Restore { config, .. } => config.as_ref(),
+        _ => None,
+    };
+    let file = match config_file {
+        Some(path) => match ServerFile::load(path) {
+            Ok(file) => file,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => ServerFile::default(),
+    };
+    let format = match (cli.log_format, file.log_format.as_deref()) {
+        (Some(format), _) => format,
+        (None, Some(name)) => match LogFormat::from_str(name, true) {
+            Ok(format) => format,
+            Err(_) => {
+                eprintln!(
+                    "error: log_format {name:?} in the config file: use \"text\" or \"json\""
+                );
+                return ExitCode::FAILURE;
+            }
+        },
+        (None, None) => LogFormat::Text,
+    };
+    init_logging(format);
+    match run(cli, file) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IMC_LOG")
+        .unwrap_or_else(|_| "info,tower_http=warn".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => logs.json().with_current_span(true).init(),
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
     }
 }
 
@@ -98,51 +202,118 @@ fn shutdown_on_signal() -> CancellationToken {
     token
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Command::Audit {
-        command: AuditCommand::Verify { data_dir, database },
-    } = &cli.command
-    {
-        let check = match (data_dir, database) {
-            (_, Some(url)) => {
-                let shown = imc_server::config::redact_password(url);
-                tokio::runtime::Runtime::new()?
-                    .block_on(async { imc_server::store::PgStore::pool(url)?.verify_audit().await })
-                    .map_err(|e| anyhow::anyhow!("checking the audit chain in {shown}: {e}"))?
-            }
-            (Some(data_dir), None) => {
-                let db = ServerConfig::new(data_dir.clone()).database_path();
-                imc_server::store::verify_audit_file(&db)?
-            }
-            (None, None) => anyhow::bail!("give --data-dir or --database"),
-        };
-        return match check {
-            imc_server::store::AuditCheck::Intact { rows } => {
-                println!("audit chain intact: {rows} rows");
-                Ok(())
-            }
-            imc_server::store::AuditCheck::Broken { row, reason } => {
-                anyhow::bail!("audit chain broken at row {row}: {reason}")
-            }
-        };
+/// The data dir from the flag (or its environment variable), else the config file.
+fn data_dir_of(flag: Option<PathBuf>, file: &ServerFile) -> anyhow::Result<PathBuf> {
+    flag.or(file.data_dir.clone()).ok_or_else(|| {
+        anyhow::anyhow!(
+            "no data dir: pass --data-dir, set IMC_DATA_DIR or `data_dir` in the config file"
+        )
+    })
+}
+
+fn run(cli: Cli, file: ServerFile) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Backup {
+            data_dir,
+            to,
+            stores,
+            config: _,
+        } => {
+            let stores = stores.or_file(&file);
+            imc_server::backup::embedded_only(stores.database.as_deref(), stores.blobs.as_deref())?;
+            let done = imc_server::backup::backup(&data_dir_of(data_dir, &file)?, &to)?;
+            println!(
+                "backed up {} documents, {} pages, {} images ({} blobs) into {}",
+                done.documents,
+                done.pages,
+                done.images,
+                done.blobs,
+                to.display()
+            );
+            Ok(())
+        }
+        Command::Restore {
+            from,
+            data_dir,
+            stores,
+            config: _,
+        } => {
+            let stores = stores.or_file(&file);
+            imc_server::backup::embedded_only(stores.database.as_deref(), stores.blobs.as_deref())?;
+            let data_dir = data_dir_of(data_dir, &file)?;
+            let done = imc_server::backup::restore(&from, &data_dir)?;
+            println!(
+                "restored {} documents, {} pages, {} images from the backup of {} into {}; audit chain intact",
+                done.documents,
+                done.pages,
+                done.images,
+                done.created_at,
+                data_dir.display()
+            );
+            Ok(())
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { data_dir, database },
+        } => audit_verify(data_dir, database),
+        command => run_async(command, file),
     }
+}
+
+fn audit_verify(data_dir: Option<PathBuf>, database: Option<String>) -> anyhow::Result<()> {
+    let check = match (data_dir, database) {
+        (_, Some(url)) => {
+            let shown = imc_server::config::redact_password(&url);
+            tokio::runtime::Runtime::new()?
+                .block_on(async { imc_server::store::PgStore::pool(&url)?.verify_audit().await })
+                .map_err(|e| anyhow::anyhow!("checking the audit chain in {shown}: {e}"))?
+        }
+        (Some(data_dir), None) => {
+            let db = ServerConfig::new(data_dir).database_path();
+            imc_server::store::verify_audit_file(&db)?
+        }
+        (None, None) => anyhow::bail!("give --data-dir or --database"),
+    };
+    match check {
+        imc_server::store::AuditCheck::Intact { rows } => {
+            println!("audit chain intact: {rows} rows");
+            Ok(())
+        }
+        imc_server::store::AuditCheck::Broken { row, reason } => {
+            anyhow::bail!("audit chain broken at row {row}: {reason}")
+        }
+    }
+}
+
+fn run_async(command: Command, file: ServerFile) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        match cli.command {
+        match command {
             Command::Serve {
+                config: _,
                 data_dir,
                 listen,
                 cover_font,
-                blobs,
-                database,
+                metrics_token,
+                max_page_bytes,
+                stores,
             } => {
+                let data_dir = data_dir_of(data_dir, &file)?;
+                let stores = stores.or_file(&file);
+                let listen = listen
+                    .or(file.listen)
+                    .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080)));
                 let mut config = ServerConfig::new(data_dir);
+                file.apply_limits(&mut config);
                 config.bootstrap_token = std::env::var("IMC_BOOTSTRAP_TOKEN")
                     .ok()
                     .filter(|t| !t.is_empty());
-                config.cover_font = cover_font;
-                config.blobs = blobs;
-                config.database = database;
+                config.cover_font = cover_font.or(file.cover_font.clone());
+                config.metrics_token = metrics_token.or(file.metrics_token.clone());
+                if let Some(limit) = max_page_bytes.or(file.max_page_bytes) {
+                    config.max_page_bytes = limit;
+                }
+                config.database = stores.database;
+                config.blobs = stores.blobs;
                 let listener = tokio::net::TcpListener::bind(listen)
                     .await
                     .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
@@ -170,7 +341,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 Ok(())
             }
-            Command::Audit { .. } => Ok(()),
+            // Handled without a runtime in `run`.
+            Command::Audit { .. } | Command::Backup { .. } | Command::Restore { .. } => Ok(()),
         }
     })
 }

@@ -1,6 +1,7 @@
 //! What every handler shares.
 
 use crate::blobs::BlobStore;
+use crate::commit::Committer;
 use crate::config::ServerConfig;
 use crate::cover::CoverRenderer;
 use crate::store::Store;
@@ -14,4 +15,6 @@ pub struct AppState {
     pub covers: Arc<CoverRenderer>,
     pub config: Arc<ServerConfig>,
     pub desks: Desks,
+    /// The group commit every uplink session hands its whole pages to.
+    pub committer: Committer,
 }

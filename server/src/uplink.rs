@@ -7,26 +7,28 @@
 
 use crate::auth::hash_secret;
 use crate::blobs::is_sha256_hex;
+use crate::commit::{CommitFailure, CommitResult};
 use crate::state::AppState;
 use crate::store::{Agent, PacketResolution, StoredPage};
 use anyhow::Context;
 use axum::extract::State;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use imc_shared::protocol::*;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot::error::RecvError;
+use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::Instrument;
 use uuid::Uuid;
 
-/// Pages one connection may have in flight at once; bounds its memory and files.
-const MAX_OPEN_UPLOADS: usize = 8;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(15);
 /// An agent pings every few seconds; silence this long means the link is dead.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -41,16 +43,43 @@ const CONTENT_TYPES: &[&str] = &[
 
 /// Notices waiting to go out on one connection; a slow desk drops the surplus.
 const NOTICE_BACKLOG: usize = 64;
+/// How long a new connection waits for the one it replaces to wind down.
+const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A connected session: its generation and its notice channel.
-type LiveSession = (u64, tokio::sync::mpsc::Sender<ServerMessage>);
+/// Why the server ends a live session from outside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// A newer connection of the same agent took over.
+    Replaced,
+    /// An administrator revoked the agent.
+    Revoked,
+}
+
+/// A connected session: its generation, its notice channel, and its close switch.
+struct LiveSession {
+    generation: u64,
+    notices: mpsc::Sender<ServerMessage>,
+    close: watch::Sender<Option<CloseReason>>,
+}
+
+/// What a new session gets from [`Desks::register`].
+struct Registration {
+    generation: u64,
+    notices: mpsc::Receiver<ServerMessage>,
+    close: watch::Receiver<Option<CloseReason>>,
+    /// Held for the whole session: the next session of the agent starts only
+    /// once this one has finished, commits included.
+    turn: Arc<tokio::sync::Mutex<()>>,
+}
 
 /// The scan desks connected to this server, and a way to tell them things.
+/// One session per agent: a newer connection closes the older one.
 #[derive(Clone)]
 pub struct Desks {
     slots: Arc<Semaphore>,
-    /// Per agent: the session's generation and its notice channel.
     live: Arc<std::sync::Mutex<HashMap<String, LiveSession>>>,
+    /// Per agent, the lock a session holds while it runs.
+    turns: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
@@ -59,28 +88,72 @@ impl Desks {
         Desks {
             slots: Arc::new(Semaphore::new(max_agents)),
             live: Arc::default(),
+            turns: Arc::default(),
             generation: Arc::default(),
         }
     }
 
-    fn register(&self, agent_id: &str) -> (u64, tokio::sync::mpsc::Receiver<ServerMessage>) {
-        let (tx, rx) = tokio::sync::mpsc::channel(NOTICE_BACKLOG);
+    /// Makes this the agent's live session and asks an older one to close.
+    fn register(&self, agent_id: &str) -> anyhow::Result<Registration> {
+        let (notices_tx, notices) = mpsc::channel(NOTICE_BACKLOG);
+        let (close_tx, close) = watch::channel(None);
         let generation = self
             .generation
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Ok(mut live) = self.live.lock() {
-            live.insert(agent_id.to_owned(), (generation, tx));
+        let turn = {
+            let mut turns = self
+                .turns
+                .lock()
+                .map_err(|_| anyhow::anyhow!("desk registry lock poisoned"))?;
+            Arc::clone(turns.entry(agent_id.to_owned()).or_default())
+        };
+        let mut live = self
+            .live
+            .lock()
+            .map_err(|_| anyhow::anyhow!("desk registry lock poisoned"))?;
+        let fresh = LiveSession {
+            generation,
+            notices: notices_tx,
+            close: close_tx,
+        };
+        if let Some(older) = live.insert(agent_id.to_owned(), fresh) {
+            let _ = older.close.send(Some(CloseReason::Replaced));
         }
-        (generation, rx)
+        Ok(Registration {
+            generation,
+            notices,
+            close,
+            turn,
+        })
     }
 
     /// Forgets a session, unless a newer one of the same agent replaced it.
     fn unregister(&self, agent_id: &str, generation: u64) {
         if let Ok(mut live) = self.live.lock()
-            && live.get(agent_id).is_some_and(|(g, _)| *g == generation)
+            && live
+                .get(agent_id)
+                .is_some_and(|s| s.generation == generation)
         {
             live.remove(agent_id);
         }
+    }
+
+    /// Closes the agent's live session, if any; true when there was one.
+    pub fn disconnect(&self, agent_id: &str, reason: CloseReason) -> bool {
+        let Ok(live) = self.live.lock() else {
+            return false;
+        };
+        match live.get(agent_id) {
+            Some(session) => session.close.send(Some(reason)).is_ok(),
+            None => false,
+        }
+    }
+
+    pub fn is_connected(&self, agent_id: &str) -> bool {
+        self.live
+            .lock()
+            .map(|live| live.contains_key(agent_id))
+            .unwrap_or(false)
     }
 
     /// Best effort: a desk that is offline hears nothing (its status shows the outcome it had).
@@ -89,7 +162,7 @@ impl Desks {
             .live
             .lock()
             .ok()
-            .and_then(|live| live.get(agent_id).map(|(_, tx)| tx.clone()));
+            .and_then(|live| live.get(agent_id).map(|s| s.notices.clone()));
         if let Some(tx) = sender {
             let _ = tx.try_send(ServerMessage::Notice(notice));
         }
@@ -147,11 +220,17 @@ pub async fn upgrade(
                 let Ok(_slot) = state.desks.slots.clone().acquire_owned().await else {
                     return;
                 };
-                tracing::info!("agent connected");
                 let desks = state.desks.clone();
                 let agent_id = agent.id.clone();
-                let (generation, notices) = desks.register(&agent_id);
-                match Session::new(state, agent).run(socket, notices).await {
+                let registration = match desks.register(&agent_id) {
+                    Ok(registration) => registration,
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not register the session");
+                        return;
+                    }
+                };
+                let generation = registration.generation;
+                match serve_session(state, agent, socket, registration).await {
                     Ok(()) => tracing::info!("agent disconnected"),
                     Err(e) => tracing::warn!(error = format!("{e:#}"), "agent session ended"),
                 }
@@ -159,6 +238,48 @@ pub async fn upgrade(
             }
             .instrument(span)
         })
+}
+
+/// Waits for the agent's previous session to end, then runs this one.
+async fn serve_session(
+    state: AppState,
+    agent: Agent,
+    mut socket: WebSocket,
+    registration: Registration,
+) -> anyhow::Result<()> {
+    let Registration {
+        notices,
+        close,
+        turn,
+        ..
+    } = registration;
+    // The older session stops reading and finishes its commits first, so two
+    // sessions never write the same partial upload.
+    let Ok(_turn) = tokio::time::timeout(TAKEOVER_TIMEOUT, turn.lock_owned()).await else {
+        let msg = "the previous connection of this agent did not close in time";
+        let _ = send(&mut socket, &error("busy", msg, None, true)).await;
+        anyhow::bail!(msg);
+    };
+    // Registered before this check, so a revocation either saw this session
+    // (and closed it) or is visible here.
+    if !state.store.agent_active(&agent.id).await? {
+        let _ = send(&mut socket, &closing(CloseReason::Revoked)).await;
+        anyhow::bail!("agent was revoked");
+    }
+    tracing::info!("agent connected");
+    Session::new(state, agent).run(socket, notices, close).await
+}
+
+fn closing(reason: CloseReason) -> ServerMessage {
+    match reason {
+        CloseReason::Replaced => error(
+            "replaced",
+            "a newer connection of this agent took over",
+            None,
+            true,
+        ),
+        CloseReason::Revoked => error("revoked", "this agent was revoked", None, true),
+    }
 }
 
 struct Upload {
@@ -169,10 +290,21 @@ struct Upload {
     hasher: Sha256,
 }
 
+/// A page handed to the group commit: its ids, and the committer's answer.
+type Committing = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = (Uuid, Uuid, Result<CommitResult, RecvError>)>
+            + Send
+            + Sync,
+    >,
+>;
+
 struct Session {
     state: AppState,
     agent: Agent,
     uploads: HashMap<Uuid, Upload>,
+    committing: FuturesUnordered<Committing>,
+    committing_ids: HashSet<Uuid>,
 }
 
 fn error(
@@ -186,6 +318,18 @@ fn error(
         message: message.into(),
         capture_id,
         fatal,
+        permanent: false,
+    })
+}
+
+/// A page the server will never take as offered: the agent sets it aside.
+fn refusal(code: &str, message: impl Into<String>, capture_id: Uuid) -> ServerMessage {
+    ServerMessage::Error(ProtocolError {
+        code: code.to_owned(),
+        message: message.into(),
+        capture_id: Some(capture_id),
+        fatal: false,
+        permanent: true,
     })
 }
 
@@ -203,13 +347,39 @@ impl Session {
             state,
             agent,
             uploads: HashMap::new(),
+            committing: FuturesUnordered::new(),
+            committing_ids: HashSet::new(),
         }
     }
 
+    /// Serves the connection, then winds down whatever way it ended.
     async fn run(
         mut self,
         mut socket: WebSocket,
-        mut notices: tokio::sync::mpsc::Receiver<ServerMessage>,
+        notices: mpsc::Receiver<ServerMessage>,
+        close: watch::Receiver<Option<CloseReason>>,
+    ) -> anyhow::Result<()> {
+        let result = self.serve(&mut socket, notices, close).await;
+        self.wind_down().await;
+        result
+    }
+
+    /// Leaves nothing behind for the agent's next session: open partial files
+    /// are flushed and closed, and pages being committed are committed.
+    async fn wind_down(&mut self) {
+        for (_, mut upload) in self.uploads.drain() {
+            if let Err(e) = upload.file.flush().await {
+                tracing::warn!(file = %upload.path.display(), error = %e, "flushing a partial upload");
+            }
+        }
+        while self.committing.next().await.is_some() {}
+    }
+
+    async fn serve(
+        &mut self,
+        socket: &mut WebSocket,
+        mut notices: mpsc::Receiver<ServerMessage>,
+        mut close: watch::Receiver<Option<CloseReason>>,
     ) -> anyhow::Result<()> {
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, socket.recv()).await {
             Ok(Some(Ok(Message::Text(text)))) => serde_json::from_str::<AgentMessage>(&text).ok(),
@@ -218,7 +388,7 @@ impl Session {
         };
         let Some(AgentMessage::Hello(hello)) = hello else {
             send(
-                &mut socket,
+                socket,
                 &error(
                     "expected_hello",
                     "the first message must be hello",
@@ -229,13 +399,13 @@ impl Session {
             .await?;
             anyhow::bail!("first message was not a hello");
         };
-        if hello.protocol_version != PROTOCOL_VERSION {
+        if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&hello.protocol_version) {
             let message = format!(
-                "server speaks uplink protocol {PROTOCOL_VERSION}, agent sent {}; update the agent",
+                "server speaks uplink protocol {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}, agent sent {}; update the agent",
                 hello.protocol_version
             );
             send(
-                &mut socket,
+                socket,
                 &error("unsupported_protocol", message.clone(), None, true),
             )
             .await?;
@@ -243,18 +413,45 @@ impl Session {
         }
         self.state.store.agent_seen(&self.agent.id, None).await?;
         let welcome = Welcome {
-            protocol_version: PROTOCOL_VERSION,
+            protocol_version: hello.protocol_version,
             agent_id: self.agent.id.clone(),
             site: self.agent.site.clone(),
             cover_patterns: self.state.store.cover_patterns().await?,
             max_chunk_bytes: MAX_CHUNK_BYTES as u64,
+            window_pages: WINDOW_PAGES,
+            window_bytes: WINDOW_BYTES,
         };
-        send(&mut socket, &ServerMessage::Welcome(welcome)).await?;
+        send(socket, &ServerMessage::Welcome(welcome)).await?;
 
+        let mut registry_gone = false;
         loop {
             let received = tokio::select! {
                 Some(notice) = notices.recv() => {
-                    send(&mut socket, &notice).await?;
+                    send(socket, &notice).await?;
+                    continue;
+                }
+                Some((id, packet_id, answer)) = self.committing.next(), if !self.committing.is_empty() => {
+                    self.committing_ids.remove(&id);
+                    for reply in committed(id, packet_id, answer) {
+                        send(socket, &reply).await?;
+                    }
+                    continue;
+                }
+                changed = close.changed(), if !registry_gone => {
+                    let reason = *close.borrow_and_update();
+                    match (changed, reason) {
+                        (_, Some(reason)) => {
+                            tracing::info!(?reason, "closing the session");
+                            let _ = send(socket, &closing(reason)).await;
+                            let _ = socket.send(Message::Close(Some(CloseFrame {
+                                code: axum::extract::ws::close_code::POLICY,
+                                reason: format!("{reason:?}").to_lowercase().into(),
+                            }))).await;
+                            return Ok(());
+                        }
+                        (Err(_), None) => registry_gone = true,
+                        (Ok(()), None) => {}
+                    }
                     continue;
                 }
                 received = tokio::time::timeout(IDLE_TIMEOUT, socket.recv()) => received,
@@ -280,7 +477,7 @@ impl Session {
                 Message::Close(_) => return Ok(()),
             };
             for reply in &replies {
-                send(&mut socket, reply).await?;
+                send(socket, reply).await?;
             }
             if let Some(ServerMessage::Error(ProtocolError {
                 fatal: true,
@@ -313,21 +510,33 @@ impl Session {
         }
     }
 
+    fn in_flight(&self) -> usize {
+        self.uploads.len() + self.committing.len()
+    }
+
     async fn on_offer(&mut self, offer: PageOffer) -> anyhow::Result<Vec<ServerMessage>> {
         let id = offer.capture_id;
-        if let Err(why) = validate_offer(&offer) {
-            return Ok(vec![error("bad_offer", why, Some(id), false)]);
+        if let Err(why) = validate_offer(&offer, self.state.config.max_page_bytes) {
+            return Ok(vec![refusal("bad_offer", why, id)]);
+        }
+        // Already on its way into the store: its `stored` will come.
+        if self.committing_ids.contains(&id) {
+            return Ok(Vec::new());
         }
         if self.state.store.page_stored(id).await? {
             return Ok(vec![ServerMessage::Stored { capture_id: id }]);
         }
+        if let Some(mut earlier) = self.uploads.remove(&id) {
+            earlier.file.flush().await?;
+        }
+        if self.in_flight() >= WINDOW_PAGES as usize {
+            let msg = format!("at most {WINDOW_PAGES} pages may be in flight");
+            return Ok(vec![error("too_many_uploads", msg, Some(id), false)]);
+        }
         // Same bytes already here (from this or another page): no need to send them.
         if self.state.blobs.contains(&offer.sha256).await? {
-            return self.commit(offer).await;
-        }
-        if !self.uploads.contains_key(&id) && self.uploads.len() >= MAX_OPEN_UPLOADS {
-            let msg = format!("at most {MAX_OPEN_UPLOADS} pages may be in flight");
-            return Ok(vec![error("too_many_uploads", msg, Some(id), false)]);
+            self.commit(offer, None).await;
+            return Ok(Vec::new());
         }
         let upload = self.open_partial(offer).await?;
         let offset = upload.received;
@@ -374,8 +583,6 @@ impl Session {
                 hasher.update(&buf[..n]);
             }
         }
-        // Positioned writes: a stale session of the same agent writing the same
-        // page can only write the same bytes at the same offsets.
         file.seek(std::io::SeekFrom::Start(received)).await?;
         Ok(Upload {
             offer,
@@ -405,13 +612,16 @@ impl Session {
                 "chunk at offset {}, expected {}",
                 chunk.offset, upload.received
             );
-            self.uploads.remove(&id);
+            if let Some(mut upload) = self.uploads.remove(&id) {
+                upload.file.flush().await?;
+            }
             return Ok(vec![error("out_of_order", msg, Some(id), false)]);
         }
         if upload.received + chunk.data.len() as u64 > upload.offer.size {
-            let path = upload.path.clone();
-            self.uploads.remove(&id);
-            let _ = tokio::fs::remove_file(&path).await;
+            if let Some(upload) = self.uploads.remove(&id) {
+                drop(upload.file);
+                let _ = tokio::fs::remove_file(&upload.path).await;
+            }
             return Ok(vec![error(
                 "too_long",
                 "more bytes than the offer said",
@@ -435,29 +645,30 @@ impl Session {
         }
     }
 
-    /// Verifies a complete partial upload and moves it into the blob store.
+    /// Verifies a complete partial upload and hands it to the group commit,
+    /// which syncs it, moves it into the blob store and records the page.
     async fn finish(&mut self, mut upload: Upload) -> anyhow::Result<Vec<ServerMessage>> {
         let id = upload.offer.capture_id;
-        upload.file.flush().await?;
         upload
             .file
-            .sync_all()
+            .flush()
             .await
-            .with_context(|| format!("syncing {}", upload.path.display()))?;
+            .with_context(|| format!("writing {}", upload.path.display()))?;
         let digest = hex::encode(upload.hasher.finalize_reset());
         let on_disk = upload.file.metadata().await?.len();
+        drop(upload.file);
         if digest != upload.offer.sha256 || on_disk != upload.offer.size {
             let _ = tokio::fs::remove_file(&upload.path).await;
             let msg = format!("bytes hash to {digest}, offer said {}", upload.offer.sha256);
             return Ok(vec![error("checksum_mismatch", msg, Some(id), false)]);
         }
-        drop(upload.file);
-        self.state.blobs.put_file(&upload.path, &digest).await?;
-        self.commit(upload.offer).await
+        self.commit(upload.offer, Some(upload.path)).await;
+        Ok(Vec::new())
     }
 
-    /// Records a page whose bytes are durable, then acknowledges it.
-    async fn commit(&mut self, offer: PageOffer) -> anyhow::Result<Vec<ServerMessage>> {
+    /// Queues a page whose bytes are whole for the next group commit; its
+    /// `stored` goes out when that commit is durable.
+    async fn commit(&mut self, offer: PageOffer, partial: Option<PathBuf>) {
         let id = offer.capture_id;
         let packet_id = offer.packet_id;
         let page = StoredPage {
@@ -472,17 +683,14 @@ impl Session {
             barcodes: offer.barcodes,
             blank: offer.blank,
         };
-        match self.state.store.record_page(&self.agent, page).await {
-            Ok(resolution) => {
-                let mut replies = vec![ServerMessage::Stored { capture_id: id }];
-                replies.extend(outcome(packet_id, resolution));
-                Ok(replies)
-            }
-            Err(crate::store::StoreError::Conflict(msg)) => {
-                Ok(vec![error("conflict", msg, Some(id), false)])
-            }
-            Err(e) => Err(e).with_context(|| format!("recording page {id}")),
-        }
+        let answer = self
+            .state
+            .committer
+            .commit(self.agent.clone(), page, partial)
+            .await;
+        self.committing_ids.insert(id);
+        self.committing
+            .push(Box::pin(async move { (id, packet_id, answer.await) }));
     }
 
     async fn on_seal(&mut self, seal: PacketSeal) -> anyhow::Result<Vec<ServerMessage>> {
@@ -503,6 +711,29 @@ impl Session {
             }
             Err(e) => Err(e).with_context(|| format!("sealing packet {packet_id}")),
         }
+    }
+}
+
+/// The answer to a page the group commit is done with.
+fn committed(
+    id: Uuid,
+    packet_id: Uuid,
+    answer: Result<CommitResult, RecvError>,
+) -> Vec<ServerMessage> {
+    match answer {
+        Ok(Ok(resolution)) => {
+            let mut replies = vec![ServerMessage::Stored { capture_id: id }];
+            replies.extend(outcome(packet_id, resolution));
+            replies
+        }
+        Ok(Err(CommitFailure::Conflict(msg))) => vec![refusal("conflict", msg, id)],
+        Ok(Err(CommitFailure::Failed(msg))) => vec![error("store_failed", msg, Some(id), false)],
+        Err(_) => vec![error(
+            "store_failed",
+            "the commit task ended before the page was stored",
+            Some(id),
+            false,
+        )],
     }
 }
 
@@ -530,10 +761,11 @@ fn outcome(packet_id: Uuid, resolution: PacketResolution) -> Option<ServerMessag
     Some(ServerMessage::PacketOutcome(outcome))
 }
 
-fn validate_offer(offer: &PageOffer) -> Result<(), String> {
-    if offer.size == 0 || offer.size > MAX_PAGE_BYTES {
+fn validate_offer(offer: &PageOffer, max_page_bytes: u64) -> Result<(), String> {
+    let limit = max_page_bytes.min(MAX_PAGE_BYTES);
+    if offer.size == 0 || offer.size > limit {
         return Err(format!(
-            "page size {} is outside 1..={MAX_PAGE_BYTES}",
+            "page size {} is outside 1..={limit} bytes",
             offer.size
         ));
     }

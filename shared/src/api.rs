@@ -211,6 +211,32 @@ pub struct EnrollResponse {
     pub token: String,
 }
 
+/// An enrolled scan-desk agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AgentView {
+    pub id: String,
+    pub site: String,
+    pub name: String,
+    pub version: Option<String>,
+    pub enrolled_at: String,
+    pub last_seen_at: Option<String>,
+    /// Set once the agent is revoked: its token is refused from then on.
+    pub revoked_at: Option<String>,
+    /// Whether the agent's uplink is open right now.
+    pub connected: bool,
+    /// The desk's queue as last reported.
+    pub queue_pages: Option<u64>,
+    pub queue_bytes: Option<u64>,
+    pub quarantined: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AgentList {
+    pub agents: Vec<AgentView>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PacketView {

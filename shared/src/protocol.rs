@@ -12,8 +12,12 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// Bumped on any change an older peer would misread.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Bumped on any change an older peer would misread. Version 2 added the
+/// window (`Welcome::window_pages`, `window_bytes`) and `ProtocolError::permanent`.
+pub const PROTOCOL_VERSION: u32 = 2;
+/// The oldest agent protocol the server still serves (a version 1 agent sends
+/// one page at a time and does not read the new fields).
+pub const MIN_PROTOCOL_VERSION: u32 = 1;
 /// Path of the agent WebSocket on the server.
 pub const UPLINK_PATH: &str = "/api/v1/agent/uplink";
 /// Largest page payload carried by one binary frame.
@@ -22,6 +26,11 @@ pub const MAX_CHUNK_BYTES: usize = 256 * 1024;
 pub const MAX_PAGE_BYTES: u64 = 64 * 1024 * 1024;
 /// Largest text frame either side accepts.
 pub const MAX_TEXT_FRAME_BYTES: usize = 64 * 1024;
+/// Pages one connection may have offered and not yet acknowledged.
+pub const WINDOW_PAGES: u32 = 32;
+/// Bytes of pages one connection may have offered and not yet acknowledged
+/// (a single larger page is still sent, alone).
+pub const WINDOW_BYTES: u64 = 8 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -130,6 +139,13 @@ pub struct Welcome {
     /// Regular expressions that make a barcode a cover code.
     pub cover_patterns: Vec<String>,
     pub max_chunk_bytes: u64,
+    /// Pages the agent may have in flight (offered, not yet `stored`); 0 from
+    /// a version 1 server, which means one.
+    #[serde(default)]
+    pub window_pages: u32,
+    /// Bytes the agent may have in flight.
+    #[serde(default)]
+    pub window_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -152,6 +168,10 @@ pub struct ProtocolError {
     /// A fatal error ends the connection; otherwise only the named page failed.
     #[serde(default)]
     pub fatal: bool,
+    /// Offering the same page again cannot succeed (it breaks a limit or
+    /// contradicts what is stored): the agent sets it aside instead of retrying.
+    #[serde(default)]
+    pub permanent: bool,
 }
 
 /// One binary frame of page bytes: `capture_id(16) offset(8, BE) crc32(4, BE) data`.

@@ -303,3 +303,77 @@ async fn a_page_changed_on_disk_after_queueing_is_delivered_as_queued() {
     .await;
     assert_eq!(stored[0], sha256_hex(&original));
 }
+
+#[tokio::test]
+async fn a_page_the_server_refuses_for_good_is_set_aside_and_the_rest_go_on() {
+    // A server that takes pages up to 150 KB: the noisy page breaks the limit.
+    let server = TestServer::start_with_env("127.0.0.1:0", &[("IMC_MAX_PAGE_BYTES", "150000")]);
+    let mut agent = TestAgent::enroll(&server).await;
+    let all = pages(3, 2);
+    let (big_name, big) = &all[1];
+    assert!(big.len() > 150_000 && all[0].1.len() < 150_000 && all[2].1.len() < 150_000);
+    agent.start();
+    drop_in_background(agent.inbox.clone(), all.clone(), Duration::from_millis(300))
+        .join()
+        .expect("dropper");
+    let expected = vec![all[0].clone(), all[2].clone()];
+    let stored = wait_for_all(&server, &expected).await;
+    assert_exactly_once(&stored, &expected);
+    let status = eventually("the desk to show the failed page", DRAIN, || async {
+        let status = agent.status();
+        status.contains("failed pages: 1").then_some(status)
+    })
+    .await;
+    let line = status
+        .lines()
+        .find(|l| l.contains(big_name.as_str()))
+        .unwrap_or_else(|| panic!("a line for {big_name}: {status}"));
+    assert!(line.contains("bad_offer"), "{line}");
+    // The spool copy is kept, byte for byte, for a person to look at.
+    let spool = line
+        .split("(kept at ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("spool path in {line}"));
+    assert_eq!(sha256_hex(&std::fs::read(spool).unwrap()), sha256_hex(big));
+    assert!(status.contains("queue: 0 pages"), "{status}");
+    assert!(
+        agent.inbox.join(big_name).exists(),
+        "its source file stays in the inbox"
+    );
+}
+
+#[tokio::test]
+async fn a_nearly_full_disk_is_said_clearly_and_scans_wait_in_the_inbox() {
+    let server = TestServer::start();
+    let mut agent = TestAgent::enroll(&server).await;
+    // Asks for more free space than any disk has.
+    agent.configure("min_free_disk_mb", (1i64 << 40).into());
+    agent.start();
+    let page = scan::jpeg(&scan::text_page(41), 80);
+    let path = agent.drop_file("waiting.jpg", &page);
+    let status = eventually("the desk to say the disk is nearly full", DRAIN, || async {
+        let status = agent.status();
+        status
+            .lines()
+            .any(|l| l.starts_with("WARNING: disk nearly full"))
+            .then_some(status)
+    })
+    .await;
+    assert!(status.contains("queue: 0 pages"), "{status}");
+    assert!(path.exists(), "the scan waits in the inbox");
+
+    agent.kill();
+    agent.configure("min_free_disk_mb", 0.into());
+    agent.start();
+    let stored = eventually("the waiting scan on the server", DRAIN, || async {
+        let stored = server_pages(&server).await;
+        (!stored.is_empty()).then_some(stored)
+    })
+    .await;
+    assert_eq!(stored, vec![sha256_hex(&page)]);
+    eventually("the warning to clear", DRAIN, || async {
+        (!agent.status().contains("WARNING")).then_some(())
+    })
+    .await;
+}

@@ -68,9 +68,9 @@ fn spawn_server(
         .arg(data_dir)
         .args(["--listen", listen])
         .args(&extra.args)
-        .envs(extra.env.iter().map(|(k, v)| (k, v)))
         .env("IMC_BOOTSTRAP_TOKEN", TOKEN)
         .env("IMC_LOG", "warn")
+        .envs(extra.env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -108,6 +108,22 @@ impl TestServer {
         TestServer::start_with(listen, ServerExtra::default())
     }
 
+    /// Starts with extra environment variables (e.g. a lower limit).
+    pub fn start_with_env(listen: &str, env: &[(&str, &str)]) -> TestServer {
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        TestServer::start_with(
+            listen,
+            ServerExtra {
+                args: Vec::new(),
+                env,
+            },
+        )
+    }
+
+    /// Starts with extra `serve` arguments and environment (e.g. `--database`).
     pub fn start_with(listen: &str, extra: ServerExtra) -> TestServer {
         let tmp = tempfile::tempdir().expect("temp dir");
         let data_dir = tmp.path().join("data");
@@ -118,6 +134,20 @@ impl TestServer {
             base,
             data_dir,
             _tmp: Some(tmp),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// Starts on an existing data dir (a restored backup); the caller owns the folder.
+    pub fn start_on(data_dir: &Path) -> TestServer {
+        let extra = ServerExtra::default();
+        let (child, base) = spawn_server(data_dir, "127.0.0.1:0", &extra).expect("server starts");
+        TestServer {
+            child: Some(child),
+            extra,
+            base,
+            data_dir: data_dir.to_owned(),
+            _tmp: None,
             client: reqwest::Client::new(),
         }
     }
@@ -353,6 +383,13 @@ impl TestAgent {
             .find_map(|l| l.strip_prefix("VmHWM:"))
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
+    }
+
+    /// A key of the agent's config file (its id, its token...).
+    pub fn config_value(&self, key: &str) -> String {
+        let table: toml::Table =
+            toml::from_str(&std::fs::read_to_string(&self.config).expect("config")).expect("toml");
+        table[key].as_str().expect("a string setting").to_owned()
     }
 
     pub fn done_dir(&self) -> PathBuf {

@@ -8,15 +8,21 @@
 
 mod harness;
 mod proxy;
+mod raw_uplink;
 mod scan;
 
 mod api_errors;
+mod backup;
 mod capture;
 mod capture_formats;
 mod delivery;
+mod doctor;
 mod inspect;
+mod installer;
 mod invoices;
+mod metrics;
 mod scale;
+mod sessions;
 mod spine;
 mod webhooks;
 mod workflow;

@@ -39,14 +39,83 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BlobError + '_ {
 
 /// Renames `from` to `to` durably; if `to` exists the bytes are already there.
 fn install(from: &Path, to: &Path) -> Result<(), BlobError> {
+    if rename_into(from, to)? {
+        sync_dir(to.parent().unwrap_or(Path::new(".")))?;
+    }
+    Ok(())
+}
+
+/// Renames `from` to `to`, or drops `from` when `to` already holds the bytes;
+/// true when the directory changed and needs a sync.
+fn rename_into(from: &Path, to: &Path) -> Result<bool, BlobError> {
     let dir = to.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     if to.exists() {
         std::fs::remove_file(from).map_err(io(from))?;
-        return Ok(());
+        return Ok(false);
     }
     std::fs::rename(from, to).map_err(io(to))?;
-    sync_dir(dir)
+    Ok(true)
+}
+
+/// Runs `f` on every item from a few threads at once: concurrent fsyncs are
+/// merged by the file system into shared journal commits, serial ones are not.
+fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    const THREADS: usize = 16;
+    if items.len() <= 1 {
+        return items.iter().map(&f).collect();
+    }
+    let per_thread = items.len().div_ceil(THREADS);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(per_thread)
+            .map(|chunk| scope.spawn(|| chunk.iter().map(&f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| match h.join() {
+                Ok(results) => results,
+                // The closures do not panic; if one did, the scope re-raises it.
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
+}
+
+/// Syncs each file's data, moves it into place, then syncs each touched
+/// directory once.
+fn install_batch(files: &[(PathBuf, PathBuf)]) -> Vec<Result<(), BlobError>> {
+    let synced = in_parallel(files, |(from, _)| {
+        std::fs::File::open(from)
+            .and_then(|f| f.sync_all())
+            .map_err(io(from))
+    });
+    let mut results = Vec::with_capacity(files.len());
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for ((from, to), synced) in files.iter().zip(synced) {
+        let moved = synced.and_then(|()| rename_into(from, to));
+        if let Ok(true) = moved
+            && let Some(dir) = to.parent()
+            && !dirs.iter().any(|d| d == dir)
+        {
+            dirs.push(dir.to_owned());
+        }
+        results.push(moved.map(|_| ()));
+    }
+    let dir_synced = in_parallel(&dirs, |dir| sync_dir(dir));
+    // A file counts as stored only once its directory entry is durable too.
+    for ((_, to), result) in files.iter().zip(results.iter_mut()) {
+        if result.is_ok()
+            && let Some(i) = dirs.iter().position(|d| Some(d.as_path()) == to.parent())
+            && let Err(e) = &dir_synced[i]
+        {
+            *result = Err(BlobError::Io {
+                path: dirs[i].clone(),
+                source: std::io::Error::other(e.to_string()),
+            });
+        }
+    }
+    results
 }
 
 #[cfg(unix)]
@@ -109,9 +178,35 @@ impl BlobStore for FolderBlobs {
         Ok(sha)
     }
 
-    async fn put_file(&self, path: &Path, sha256: &str) -> Result<(), BlobError> {
-        let target = self.path_of(sha256)?;
-        let path = path.to_owned();
-        blocking(move || install(&path, &target)).await
+    async fn put_files(&self, files: Vec<(PathBuf, String)>) -> Vec<Result<(), BlobError>> {
+        let mut results: Vec<Option<Result<(), BlobError>>> = Vec::with_capacity(files.len());
+        let mut moves = Vec::new();
+        let mut slots = Vec::new();
+        for (i, (path, sha256)) in files.into_iter().enumerate() {
+            match self.path_of(&sha256) {
+                Ok(target) => {
+                    moves.push((path, target));
+                    slots.push(i);
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        let installed = match blocking(move || Ok(install_batch(&moves))).await {
+            Ok(installed) => installed,
+            Err(e) => {
+                let msg = e.to_string();
+                (0..slots.len())
+                    .map(|_| Err(BlobError::Task(msg.clone())))
+                    .collect()
+            }
+        };
+        for (slot, result) in slots.into_iter().zip(installed) {
+            results[slot] = Some(result);
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(BlobError::Task("no result".into()))))
+            .collect()
     }
 }

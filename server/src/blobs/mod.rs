@@ -49,9 +49,11 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn get(&self, sha256: &str) -> Result<Vec<u8>, BlobError>;
     /// Stores bytes and returns their SHA-256; storing the same bytes twice is a no-op.
     async fn put(&self, bytes: Vec<u8>) -> Result<String, BlobError>;
-    /// Takes over a complete, fsynced local file whose SHA-256 was verified:
-    /// on success the file is gone from `path`; on failure it is left there.
-    async fn put_file(&self, path: &Path, sha256: &str) -> Result<(), BlobError>;
+    /// Takes over complete local files whose SHA-256 was verified, as one
+    /// batch: their data and directory syncs (or uploads) are shared (group
+    /// commit). One result per file, in order; on success a file is gone from
+    /// its path, on failure it is left there.
+    async fn put_files(&self, files: Vec<(PathBuf, String)>) -> Vec<Result<(), BlobError>>;
 }
 
 /// Opens the blob store a `--blobs` value names: `s3://bucket[/prefix]`

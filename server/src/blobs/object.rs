@@ -10,10 +10,11 @@
 
 use super::{BlobError, BlobStore, is_sha256_hex};
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -21,6 +22,9 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts of one blob uploaded at once.
 const PARTS_IN_FLIGHT: usize = 2;
+/// Files of one batch uploaded at once: a batch costs a few round trips, not
+/// one per page, without opening hundreds of connections.
+const FILES_IN_FLIGHT: usize = 16;
 
 pub struct ObjectBlobs {
     store: Arc<dyn ObjectStore>,
@@ -190,6 +194,17 @@ impl BlobStore for ObjectBlobs {
         Ok(sha)
     }
 
+    async fn put_files(&self, files: Vec<(PathBuf, String)>) -> Vec<Result<(), BlobError>> {
+        futures_util::stream::iter(files)
+            .map(|(path, sha256)| async move { self.put_file(&path, &sha256).await })
+            .buffered(FILES_IN_FLIGHT)
+            .collect()
+            .await
+    }
+}
+
+impl ObjectBlobs {
+    /// One file of a batch: uploaded (unless already there), then removed.
     async fn put_file(&self, path: &Path, sha256: &str) -> Result<(), BlobError> {
         let key = self.key(sha256)?;
         let file = tokio::fs::File::open(path).await.map_err(io(path))?;

@@ -7,7 +7,7 @@ use crate::test_services;
 /// A backend under test and whatever must live as long as it.
 struct Fixture {
     blobs: Arc<dyn BlobStore>,
-    /// Where the test writes the local files it hands to `put_file`.
+    /// Where the test writes the local files it hands to `put_files`.
     scratch: tempfile::TempDir,
     _dir: tempfile::TempDir,
 }
@@ -44,6 +44,15 @@ async fn garage() -> Fixture {
     }
 }
 
+/// One file through the batch call, as a batch of one.
+async fn put_file(blobs: &dyn BlobStore, path: &Path, sha256: &str) -> Result<(), BlobError> {
+    let mut results = blobs
+        .put_files(vec![(path.to_owned(), sha256.to_owned())])
+        .await;
+    assert_eq!(results.len(), 1, "one result per file");
+    results.remove(0)
+}
+
 /// Bytes that are not a repetition of one part, so a misplaced part shows.
 fn pattern(len: usize) -> Vec<u8> {
     let mut state = 0x2545_f491_u32;
@@ -77,7 +86,7 @@ async fn names_are_digests_only(f: Fixture) {
     }
     let (path, _) = f.file("page", b"bytes");
     assert!(matches!(
-        blobs.put_file(&path, "../x").await,
+        put_file(&**blobs, &path, "../x").await,
         Err(BlobError::BadName(_))
     ));
     assert!(path.exists(), "a refused file is left where it was");
@@ -94,12 +103,12 @@ async fn missing_blobs_are_absent(f: Fixture) {
 
 async fn put_file_takes_the_file_over(f: Fixture) {
     let (path, sha) = f.file("one", b"scanned page");
-    f.blobs.put_file(&path, &sha).await.unwrap();
+    put_file(&*f.blobs, &path, &sha).await.unwrap();
     assert!(!path.exists());
     assert_eq!(f.blobs.get(&sha).await.unwrap(), b"scanned page");
     // The same bytes uploaded again (another desk, a retry) change nothing.
     let (again, same) = f.file("two", b"scanned page");
-    f.blobs.put_file(&again, &same).await.unwrap();
+    put_file(&*f.blobs, &again, &same).await.unwrap();
     assert!(!again.exists());
     assert_eq!(f.blobs.get(&sha).await.unwrap(), b"scanned page");
 }
@@ -107,15 +116,46 @@ async fn put_file_takes_the_file_over(f: Fixture) {
 async fn a_failed_put_file_leaves_nothing(f: Fixture) {
     let path = f.scratch.path().join("vanished");
     let sha = sha256_hex(b"vanished");
-    assert!(f.blobs.put_file(&path, &sha).await.is_err());
+    assert!(put_file(&*f.blobs, &path, &sha).await.is_err());
     assert!(!f.blobs.contains(&sha).await.unwrap());
+}
+
+/// A batch answers each file on its own, in order: a bad name or a missing
+/// file fails alone, the same bytes twice in one batch are stored once.
+async fn a_batch_answers_each_file(f: Fixture) {
+    let (first, first_sha) = f.file("first", b"page one");
+    let (twin, twin_sha) = f.file("twin", b"page one");
+    let (refused, _) = f.file("refused", b"page two");
+    let vanished = f.scratch.path().join("vanished");
+    let vanished_sha = sha256_hex(b"vanished");
+    let (last, last_sha) = f.file("last", b"page three");
+    let results = f
+        .blobs
+        .put_files(vec![
+            (first.clone(), first_sha.clone()),
+            (twin.clone(), twin_sha),
+            (refused.clone(), "not-a-digest".into()),
+            (vanished, vanished_sha.clone()),
+            (last.clone(), last_sha.clone()),
+        ])
+        .await;
+    assert_eq!(results.len(), 5);
+    assert!(results[0].is_ok() && results[1].is_ok() && results[4].is_ok());
+    assert!(matches!(results[2], Err(BlobError::BadName(_))));
+    assert!(results[3].is_err());
+    assert!(!first.exists() && !twin.exists() && !last.exists());
+    assert!(refused.exists(), "a refused file is left where it was");
+    assert_eq!(f.blobs.get(&first_sha).await.unwrap(), b"page one");
+    assert_eq!(f.blobs.get(&last_sha).await.unwrap(), b"page three");
+    assert!(!f.blobs.contains(&vanished_sha).await.unwrap());
+    assert!(f.blobs.put_files(Vec::new()).await.is_empty());
 }
 
 /// Larger than one part of the object backend, and not a whole number of parts.
 async fn large_pages_arrive_whole(f: Fixture) {
     let bytes = pattern(2 * object::PART_SIZE + 12_345);
     let (path, sha) = f.file("large", &bytes);
-    f.blobs.put_file(&path, &sha).await.unwrap();
+    put_file(&*f.blobs, &path, &sha).await.unwrap();
     assert!(f.blobs.get(&sha).await.unwrap() == bytes);
     let other = pattern(object::PART_SIZE + 1)
         .into_iter()
@@ -157,10 +197,12 @@ macro_rules! conformance {
 }
 
 conformance!(folder: put_get_and_dedupe, names_are_digests_only, missing_blobs_are_absent,
-    put_file_takes_the_file_over, a_failed_put_file_leaves_nothing, large_pages_arrive_whole,
+    put_file_takes_the_file_over, a_failed_put_file_leaves_nothing, a_batch_answers_each_file,
+    large_pages_arrive_whole,
     racing_puts_of_the_same_bytes_all_succeed);
 conformance!(garage: put_get_and_dedupe, names_are_digests_only, missing_blobs_are_absent,
-    put_file_takes_the_file_over, a_failed_put_file_leaves_nothing, large_pages_arrive_whole,
+    put_file_takes_the_file_over, a_failed_put_file_leaves_nothing, a_batch_answers_each_file,
+    large_pages_arrive_whole,
     racing_puts_of_the_same_bytes_all_succeed);
 
 /// An upload cut off midway (a replica killed) is never visible as a blob.

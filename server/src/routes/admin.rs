@@ -1,15 +1,17 @@
-//! Administration: image schemes, enrollment codes, and agent enrolment.
+//! Administration: image schemes, enrollment codes, agent enrolment and revocation.
 
 use super::extract::{ApiJson, ApiPath};
 use crate::auth::{self, Caller};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::store::{Scheme, StoreError};
+use crate::store::{AgentRecord, Scheme, StoreError};
+use crate::uplink::CloseReason;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use imc_shared::api::{
-    EnrollRequest, EnrollResponse, EnrollmentCode, ErrorBody, PutScheme, SchemeView,
+    AgentList, AgentView, EnrollRequest, EnrollResponse, EnrollmentCode, ErrorBody, PutScheme,
+    SchemeView,
 };
 
 fn name_ok(field: &str, value: &str) -> ApiResult<()> {
@@ -140,4 +142,56 @@ pub async fn enroll(
         site: agent.site,
         token,
     }))
+}
+
+fn agent_view(state: &AppState, a: AgentRecord) -> AgentView {
+    AgentView {
+        connected: state.desks.is_connected(&a.id),
+        id: a.id,
+        site: a.site,
+        name: a.name,
+        version: a.version,
+        enrolled_at: a.enrolled_at,
+        last_seen_at: a.last_seen_at,
+        revoked_at: a.revoked_at,
+        queue_pages: a.queue_pages,
+        queue_bytes: a.queue_bytes,
+        quarantined: a.quarantined,
+    }
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/agents", tag = "agents",
+    responses((status = 200, description = "Every enrolled agent, revoked ones included", body = AgentList)),
+)]
+pub async fn agents(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<AgentList>> {
+    caller.require_admin()?;
+    let agents = state.store.agents().await?;
+    Ok(Json(AgentList {
+        agents: agents.into_iter().map(|a| agent_view(&state, a)).collect(),
+    }))
+}
+
+/// Revokes an agent: its token is refused from now on and its open uplink is
+/// closed at once. Pages it already delivered stay.
+#[utoipa::path(
+    post, path = "/api/v1/agents/{id}/revoke", tag = "agents",
+    params(("id" = String, Path, description = "The agent's id from enrolment")),
+    responses(
+        (status = 200, description = "Revoked (revoking again changes nothing)", body = AgentView),
+        (status = 404, description = "No such agent", body = ErrorBody),
+    ),
+)]
+pub async fn revoke_agent(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<AgentView>> {
+    caller.require_admin()?;
+    // The revocation is committed before the session is closed: a connection
+    // that registers after this point finds the agent revoked.
+    let record = state.store.revoke_agent(&id, &caller.actor()).await?;
+    let was_connected = state.desks.disconnect(&record.id, CloseReason::Revoked);
+    tracing::info!(agent = %record.id, site = %record.site, was_connected, "agent revoked");
+    Ok(Json(agent_view(&state, record)))
 }

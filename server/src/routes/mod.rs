@@ -9,6 +9,7 @@ mod admin;
 mod documents;
 mod extract;
 mod health;
+mod metrics;
 mod openapi;
 mod packets;
 mod settings;
@@ -89,6 +90,8 @@ fn api() -> ApiRoutes {
         .put("/schemes/{name}", admin::put_scheme)
         .post("/sites/{site}/enrollment-codes", admin::enrollment_code)
         .post("/agents/enroll", admin::enroll)
+        .get("/agents", admin::agents)
+        .post("/agents/{id}/revoke", admin::revoke_agent)
         .get("/agent/uplink", crate::uplink::upgrade)
 }
 
@@ -98,6 +101,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::serve))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

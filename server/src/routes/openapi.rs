@@ -53,6 +53,8 @@ pub struct Binary(#[allow(dead_code)] Vec<u8>);
         admin::put_scheme,
         admin::enrollment_code,
         admin::enroll,
+        admin::agents,
+        admin::revoke_agent,
         crate::uplink::upgrade,
     ),
     components(schemas(ErrorBody, Binary)),

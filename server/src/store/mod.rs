@@ -238,6 +238,21 @@ pub struct Agent {
     pub name: String,
 }
 
+/// An enrolled agent as administrators see it.
+#[derive(Debug, Clone)]
+pub struct AgentRecord {
+    pub id: String,
+    pub site: String,
+    pub name: String,
+    pub version: Option<String>,
+    pub enrolled_at: String,
+    pub last_seen_at: Option<String>,
+    pub revoked_at: Option<String>,
+    pub queue_pages: Option<u64>,
+    pub queue_bytes: Option<u64>,
+    pub quarantined: Option<u64>,
+}
+
 /// A page that arrived whole over the uplink and whose bytes are durable.
 #[derive(Debug, Clone)]
 pub struct StoredPage {
@@ -343,6 +358,12 @@ pub trait Store: Send + Sync + 'static {
         report: Option<imc_shared::protocol::AgentReport>,
     ) -> StoreResult<()>;
 
+    async fn agents(&self) -> StoreResult<Vec<AgentRecord>>;
+    /// Revokes an agent's token for good; revoking twice keeps the first time.
+    async fn revoke_agent(&self, agent_id: &str, actor: &Actor) -> StoreResult<AgentRecord>;
+    /// False once the agent is revoked (or unknown).
+    async fn agent_active(&self, agent_id: &str) -> StoreResult<bool>;
+
     // Settings and schemes.
     async fn cover_patterns(&self) -> StoreResult<Vec<String>>;
     async fn settings(&self) -> StoreResult<Settings>;
@@ -375,6 +396,12 @@ pub trait Store: Send + Sync + 'static {
     /// Records a durable page; idempotent on `capture_id`. Resolves the packet
     /// when this page completes a sealed one.
     async fn record_page(&self, agent: &Agent, page: StoredPage) -> StoreResult<PacketResolution>;
+    /// Records durable pages, from any agents, in one transaction (group
+    /// commit); each page succeeds or fails on its own, in order.
+    async fn record_pages(
+        &self,
+        pages: Vec<(Agent, StoredPage)>,
+    ) -> StoreResult<Vec<StoreResult<PacketResolution>>>;
     async fn page_stored(&self, capture_id: Uuid) -> StoreResult<bool>;
     /// Records that the packet holds exactly `page_count` pages; idempotent.
     async fn seal_packet(
@@ -417,4 +444,32 @@ pub trait Store: Send + Sync + 'static {
     // Audit trail and checks sign-off staff see.
     async fn document_audit(&self, document_id: i64) -> StoreResult<Vec<AuditRow>>;
     async fn document_conflicts(&self, document_id: i64) -> StoreResult<Vec<InvoiceConflict>>;
+
+    // Operations: what `/metrics` reports.
+    async fn ops_snapshot(&self) -> StoreResult<OpsSnapshot>;
+}
+
+/// Totals for operators, read in one go at scrape time.
+#[derive(Debug, Clone, Default)]
+pub struct OpsSnapshot {
+    pub pages: u64,
+    pub page_bytes: u64,
+    pub documents_by_status: Vec<(String, u64)>,
+    pub packets_by_state: Vec<(String, u64)>,
+    pub webhooks_pending: u64,
+    /// Age of the oldest undelivered webhook event.
+    pub webhook_oldest_pending_secs: f64,
+    pub agents: Vec<AgentOps>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentOps {
+    pub id: String,
+    pub site: String,
+    pub name: String,
+    /// Unix seconds.
+    pub last_seen: Option<f64>,
+    pub queue_pages: Option<u64>,
+    pub queue_bytes: Option<u64>,
+    pub quarantined: Option<u64>,
 }

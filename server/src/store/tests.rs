@@ -677,6 +677,193 @@ async fn paper_racing_its_document_binds_once(store: &dyn Store, store_arc: Arc<
     }
 }
 
+/// Group commit: one call records pages from several agents; each page
+/// succeeds or fails on its own and the batch's good pages all stay in.
+async fn a_batch_of_pages_is_recorded_page_by_page(store: &dyn Store) {
+    match_mode(store).await;
+    let document_id = doc(store, "B-1").await;
+    let cover = "IMC-TEST-B-1";
+    let packet_id = Uuid::new_v4();
+    let other = Agent {
+        id: "agent-2".into(),
+        site: "branch".into(),
+        name: "desk 2".into(),
+    };
+    assert_eq!(
+        store
+            .seal_packet(&agent(), packet_id, Some(cover.into()), 2)
+            .await
+            .unwrap(),
+        PacketResolution::Open
+    );
+    let first = page(packet_id, 0, Some(cover), None);
+    let second = page(packet_id, 1, Some(cover), None);
+    let same_index = page(packet_id, 0, Some(cover), None);
+    let intruder = page(packet_id, 1, Some(cover), None);
+    let elsewhere = page(Uuid::new_v4(), 0, None, None);
+    let results = store
+        .record_pages(vec![
+            (agent(), first.clone()),
+            (agent(), same_index.clone()),
+            (other.clone(), intruder.clone()),
+            (other.clone(), elsewhere.clone()),
+            (agent(), second.clone()),
+            (agent(), first.clone()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 6);
+    let matched = PacketResolution::Matched {
+        document_id,
+        doc_no: "B-1".into(),
+    };
+    assert_eq!(results[0].as_ref().unwrap(), &PacketResolution::Open);
+    assert!(
+        matches!(results[1], Err(StoreError::Conflict(_))),
+        "{:?}",
+        results[1]
+    );
+    assert!(
+        matches!(results[2], Err(StoreError::Conflict(_))),
+        "{:?}",
+        results[2]
+    );
+    assert_eq!(results[3].as_ref().unwrap(), &PacketResolution::Open);
+    assert_eq!(results[4].as_ref().unwrap(), &matched);
+    // The same page again (a retry) is answered with the packet's fate.
+    assert_eq!(results[5].as_ref().unwrap(), &matched);
+    for (stored, p) in [
+        (true, &first),
+        (false, &same_index),
+        (false, &intruder),
+        (true, &elsewhere),
+        (true, &second),
+    ] {
+        assert_eq!(store.page_stored(p.capture_id).await.unwrap(), stored);
+    }
+    assert_eq!(store.images(document_id).await.unwrap().len(), 2);
+    assert!(store.record_pages(Vec::new()).await.unwrap().is_empty());
+}
+
+/// Administrators list desks and revoke one for good; a revoked desk's token
+/// stops working and it leaves the metrics.
+async fn agents_are_listed_and_revoked_once(store: &dyn Store) {
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    for (code, id, name) in [("c-1", "agent-a", "desk a"), ("c-2", "agent-b", "desk b")] {
+        store
+            .add_enrollment_code("branch-3", code, &tomorrow)
+            .await
+            .unwrap();
+        store
+            .enroll_agent(code, id, name, &format!("token-{id}"), Some("2.0"))
+            .await
+            .unwrap();
+    }
+    let report = imc_shared::protocol::AgentReport {
+        queue_pages: 7,
+        queue_bytes: 7_000,
+        quarantined: 1,
+    };
+    store.agent_seen("agent-a", Some(report)).await.unwrap();
+    let listed = store.agents().await.unwrap();
+    assert_eq!(
+        listed.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+        ["agent-a", "agent-b"]
+    );
+    let a = &listed[0];
+    assert_eq!(
+        (
+            a.site.as_str(),
+            a.version.as_deref(),
+            a.queue_pages,
+            a.queue_bytes,
+            a.quarantined
+        ),
+        ("branch-3", Some("2.0"), Some(7), Some(7_000), Some(1))
+    );
+    assert!(a.last_seen_at.is_some() && a.revoked_at.is_none());
+    assert!(listed[1].last_seen_at.is_none() && listed[1].queue_pages.is_none());
+    assert!(store.agent_active("agent-a").await.unwrap());
+
+    let revoked = store.revoke_agent("agent-a", &actor()).await.unwrap();
+    let at = revoked.revoked_at.clone().expect("revoked");
+    assert!(!store.agent_active("agent-a").await.unwrap());
+    assert!(store.agent_active("agent-b").await.unwrap());
+    assert!(
+        store
+            .agent_by_token_hash("token-agent-a")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let again = store.revoke_agent("agent-a", &actor()).await.unwrap();
+    assert_eq!(
+        again.revoked_at,
+        Some(at),
+        "revoking twice keeps the first time"
+    );
+    assert!(matches!(
+        store.revoke_agent("agent-z", &actor()).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(!store.agent_active("agent-z").await.unwrap());
+    let ops = store.ops_snapshot().await.unwrap();
+    assert_eq!(
+        ops.agents.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+        ["agent-b"]
+    );
+}
+
+/// The totals `/metrics` shows, counted from what is stored.
+async fn the_ops_snapshot_counts_what_is_stored(store: &dyn Store) {
+    let empty = store.ops_snapshot().await.unwrap();
+    assert_eq!(
+        (empty.pages, empty.page_bytes, empty.webhooks_pending),
+        (0, 0, 0)
+    );
+    assert_eq!(empty.webhook_oldest_pending_secs, 0.0);
+    match_mode(store).await;
+    store
+        .put_webhook("ERP", "http://127.0.0.1:9/hook", "secret", &actor())
+        .await
+        .unwrap();
+    let matched = doc(store, "M-1").await;
+    scanned(store, matched, "no invoice").await;
+    let cancelled = doc(store, "M-2").await;
+    store
+        .decide(cancelled, Decision::Cancel { reason: None }, &actor())
+        .await
+        .unwrap();
+    doc(store, "M-3").await;
+    let waiting = Uuid::new_v4();
+    store
+        .record_page(&agent(), page(waiting, 0, None, None))
+        .await
+        .unwrap();
+    store
+        .record_page(&agent(), page(waiting, 1, None, None))
+        .await
+        .unwrap();
+
+    let ops = store.ops_snapshot().await.unwrap();
+    assert_eq!(ops.pages, 3);
+    assert_eq!(ops.page_bytes, 100 + 100 + 101);
+    let sorted = |mut v: Vec<(String, u64)>| {
+        v.sort();
+        v
+    };
+    let statuses = sorted(ops.documents_by_status);
+    assert_eq!(statuses.iter().map(|(_, n)| n).sum::<u64>(), 3);
+    assert!(statuses.contains(&("cancelled".into(), 1)), "{statuses:?}");
+    assert_eq!(
+        sorted(ops.packets_by_state),
+        [("matched".to_owned(), 1), ("open".to_owned(), 1)]
+    );
+    assert!(ops.webhooks_pending >= 1);
+    assert!(ops.webhook_oldest_pending_secs >= 0.0);
+}
+
 macro_rules! conformance {
     ($backend:ident: $($case:ident),+ ; racing: $($race:ident),+ $(,)?) => {
         mod $backend {
@@ -703,13 +890,17 @@ macro_rules! conformance {
 conformance!(sqlite: a_duplicate_invoice_flags_both_live_documents,
     tokens_and_enrollment_codes_are_spent_once, a_document_is_created_once,
     uploaded_images_move_a_basic_document, packets_match_by_cover_and_bind_late,
-    decisions_fill_the_outbox_and_the_audit_trail, settings_merge_and_validate;
+    decisions_fill_the_outbox_and_the_audit_trail, settings_merge_and_validate,
+    a_batch_of_pages_is_recorded_page_by_page, agents_are_listed_and_revoked_once,
+    the_ops_snapshot_counts_what_is_stored;
     racing: racing_pages_resolve_a_packet_once, racing_creates_make_one_document,
     paper_racing_its_document_binds_once);
 conformance!(postgres: a_duplicate_invoice_flags_both_live_documents,
     tokens_and_enrollment_codes_are_spent_once, a_document_is_created_once,
     uploaded_images_move_a_basic_document, packets_match_by_cover_and_bind_late,
-    decisions_fill_the_outbox_and_the_audit_trail, settings_merge_and_validate;
+    decisions_fill_the_outbox_and_the_audit_trail, settings_merge_and_validate,
+    a_batch_of_pages_is_recorded_page_by_page, agents_are_listed_and_revoked_once,
+    the_ops_snapshot_counts_what_is_stored;
     racing: racing_pages_resolve_a_packet_once, racing_creates_make_one_document,
     paper_racing_its_document_binds_once);
 

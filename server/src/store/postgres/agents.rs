@@ -1,9 +1,10 @@
 //! Credentials and agents.
 
 use super::db;
-use crate::store::{Agent, ApiToken, StoreError, StoreResult, TokenRole, now};
+use crate::store::{Agent, AgentRecord, ApiToken, StoreError, StoreResult, TokenRole, now};
 use deadpool_postgres::GenericClient;
 use imc_shared::protocol::AgentReport;
+use tokio_postgres::Row;
 
 pub async fn add_api_token(
     tx: &impl GenericClient,
@@ -143,4 +144,67 @@ pub async fn seen(
         }
     };
     Ok(())
+}
+
+const AGENT_COLUMNS: &str = "id, site, name, version, enrolled_at, last_seen_at, revoked_at, \
+                             queue_pages, queue_bytes, quarantined";
+
+fn agent_record(r: &Row) -> StoreResult<AgentRecord> {
+    let count = |i: usize, what: &str| -> StoreResult<Option<u64>> {
+        r.get::<_, Option<i64>>(i)
+            .map(|n| db::u64_of(n, what))
+            .transpose()
+    };
+    Ok(AgentRecord {
+        id: r.get(0),
+        site: r.get(1),
+        name: r.get(2),
+        version: r.get(3),
+        enrolled_at: r.get(4),
+        last_seen_at: r.get(5),
+        revoked_at: r.get(6),
+        queue_pages: count(7, "queue_pages")?,
+        queue_bytes: count(8, "queue_bytes")?,
+        quarantined: count(9, "quarantined")?,
+    })
+}
+
+pub async fn list(c: &impl GenericClient) -> StoreResult<Vec<AgentRecord>> {
+    db::query(
+        c,
+        &format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY site, name, id"),
+        &[],
+    )
+    .await?
+    .iter()
+    .map(agent_record)
+    .collect()
+}
+
+/// Conditional, so a second revocation keeps the first time.
+pub async fn revoke(tx: &impl GenericClient, agent_id: &str) -> StoreResult<AgentRecord> {
+    db::execute(
+        tx,
+        "UPDATE agents SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+        &[&agent_id, &now()],
+    )
+    .await?;
+    let row = db::query_opt(
+        tx,
+        &format!("SELECT {AGENT_COLUMNS} FROM agents WHERE id = $1"),
+        &[&agent_id],
+    )
+    .await?
+    .ok_or_else(|| StoreError::NotFound(format!("agent {agent_id}")))?;
+    agent_record(&row)
+}
+
+pub async fn active(c: &impl GenericClient, agent_id: &str) -> StoreResult<bool> {
+    Ok(db::query_one(
+        c,
+        "SELECT EXISTS (SELECT 1 FROM agents WHERE id = $1 AND revoked_at IS NULL)",
+        &[&agent_id],
+    )
+    .await?
+    .get(0))
 }

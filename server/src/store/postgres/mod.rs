@@ -16,6 +16,7 @@ mod db;
 mod documents;
 mod invoices;
 pub mod migrate;
+mod ops;
 mod packets;
 mod rows;
 mod settings;
@@ -171,6 +172,34 @@ impl Store for PgStore {
         on_conn!(self, |c| agents::seen(c, agent_id, report.as_ref()))
     }
 
+    async fn agents(&self) -> StoreResult<Vec<AgentRecord>> {
+        on_conn!(self, |c| agents::list(c))
+    }
+
+    async fn revoke_agent(&self, agent_id: &str, actor: &Actor) -> StoreResult<AgentRecord> {
+        in_tx!(self, |tx| async {
+            let record = agents::revoke(&tx, agent_id).await?;
+            documents::audit(
+                &tx,
+                actor,
+                None,
+                "agent.revoke",
+                None,
+                None,
+                Some(&format!(
+                    "agent {} ({}) at {}",
+                    record.id, record.name, record.site
+                )),
+            )
+            .await?;
+            StoreResult::Ok(record)
+        })
+    }
+
+    async fn agent_active(&self, agent_id: &str) -> StoreResult<bool> {
+        on_conn!(self, |c| agents::active(c, agent_id))
+    }
+
     async fn cover_patterns(&self) -> StoreResult<Vec<String>> {
         on_conn!(self, |c| settings::cover_patterns(c))
     }
@@ -245,6 +274,17 @@ impl Store for PgStore {
 
     async fn record_page(&self, agent: &Agent, page: StoredPage) -> StoreResult<PacketResolution> {
         in_tx!(self, |tx| packets::record_page(&tx, agent, &page))
+    }
+
+    async fn record_pages(
+        &self,
+        pages: Vec<(Agent, StoredPage)>,
+    ) -> StoreResult<Vec<StoreResult<PacketResolution>>> {
+        let mut conn = self.conn().await?;
+        let mut tx = conn.transaction().await?;
+        let results = packets::record_pages(&mut tx, &pages).await?;
+        tx.commit().await?;
+        Ok(results)
     }
 
     async fn page_stored(&self, capture_id: Uuid) -> StoreResult<bool> {
@@ -329,5 +369,19 @@ impl Store for PgStore {
 
     async fn document_conflicts(&self, document_id: i64) -> StoreResult<Vec<InvoiceConflict>> {
         on_conn!(self, |c| invoices::conflicts(c, document_id))
+    }
+
+    async fn ops_snapshot(&self) -> StoreResult<OpsSnapshot> {
+        // One read-only snapshot: totals taken at one instant agree.
+        let mut conn = self.conn().await?;
+        let tx = conn
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let snapshot = ops::snapshot(&tx).await?;
+        tx.commit().await?;
+        Ok(snapshot)
     }
 }

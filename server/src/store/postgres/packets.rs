@@ -123,6 +123,30 @@ pub async fn record_page(
     resolve(tx, page.packet_id, &actor).await
 }
 
+/// Records a batch of pages in the caller's transaction (group commit), each
+/// under its own savepoint, as SQLite does: one page's conflict or error rolls
+/// back that page alone (its locks included) and the others stay in.
+pub async fn record_pages(
+    tx: &mut deadpool_postgres::Transaction<'_>,
+    pages: &[(Agent, StoredPage)],
+) -> StoreResult<Vec<StoreResult<PacketResolution>>> {
+    let mut results = Vec::with_capacity(pages.len());
+    for (agent, page) in pages {
+        let savepoint = tx.savepoint("page").await?;
+        match record_page(&savepoint, agent, page).await {
+            Ok(resolution) => {
+                savepoint.commit().await?;
+                results.push(Ok(resolution));
+            }
+            Err(e) => {
+                savepoint.rollback().await?;
+                results.push(Err(e));
+            }
+        }
+    }
+    Ok(results)
+}
+
 pub async fn seal(
     tx: &impl GenericClient,
     agent: &Agent,
@@ -227,6 +251,14 @@ async fn resolve(
                         )),
                         Some(attach) => {
                             attach_packet(tx, packet_id, &doc, attach, actor).await?;
+                            let first_page_at: String = db::query_one(
+                                tx,
+                                "SELECT created_at FROM packets WHERE id = $1",
+                                &[&id],
+                            )
+                            .await?
+                            .get(0);
+                            crate::metrics::packet_matched(&first_page_at);
                             Ok(PacketResolution::Matched {
                                 document_id: doc.id,
                                 doc_no: doc.doc_no,

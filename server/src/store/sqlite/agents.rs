@@ -1,7 +1,7 @@
 //! Credentials, agents and settings.
 
 use super::now;
-use crate::store::{Agent, ApiToken, StoreError, StoreResult, TokenRole};
+use crate::store::{Agent, AgentRecord, ApiToken, StoreError, StoreResult, TokenRole};
 use imc_shared::protocol::AgentReport;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
@@ -121,4 +121,52 @@ pub fn seen(tx: &Transaction<'_>, agent_id: &str, report: Option<&AgentReport>) 
         )?,
     };
     Ok(())
+}
+
+const AGENT_COLUMNS: &str = "id, site, name, version, enrolled_at, last_seen_at, revoked_at, \
+                             queue_pages, queue_bytes, quarantined";
+
+fn agent_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<AgentRecord> {
+    Ok(AgentRecord {
+        id: r.get(0)?,
+        site: r.get(1)?,
+        name: r.get(2)?,
+        version: r.get(3)?,
+        enrolled_at: r.get(4)?,
+        last_seen_at: r.get(5)?,
+        revoked_at: r.get(6)?,
+        queue_pages: r.get(7)?,
+        queue_bytes: r.get(8)?,
+        quarantined: r.get(9)?,
+    })
+}
+
+pub fn list(conn: &Connection) -> StoreResult<Vec<AgentRecord>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {AGENT_COLUMNS} FROM agents ORDER BY site, name, id"
+    ))?;
+    let rows = stmt.query_map([], agent_record)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn revoke(tx: &Transaction<'_>, agent_id: &str) -> StoreResult<AgentRecord> {
+    tx.execute(
+        "UPDATE agents SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+        params![agent_id, now()],
+    )?;
+    tx.query_row(
+        &format!("SELECT {AGENT_COLUMNS} FROM agents WHERE id = ?1"),
+        [agent_id],
+        agent_record,
+    )
+    .optional()?
+    .ok_or_else(|| StoreError::NotFound(format!("agent {agent_id}")))
+}
+
+pub fn active(conn: &Connection, agent_id: &str) -> StoreResult<bool> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM agents WHERE id = ?1 AND revoked_at IS NULL)",
+        [agent_id],
+        |r| r.get(0),
+    )?)
 }

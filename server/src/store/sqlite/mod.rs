@@ -10,6 +10,7 @@ mod agents;
 pub mod audit;
 mod documents;
 mod invoices;
+mod ops;
 mod packets;
 mod rows;
 mod settings;
@@ -181,6 +182,36 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn agents(&self) -> StoreResult<Vec<AgentRecord>> {
+        self.read(agents::list).await
+    }
+
+    async fn revoke_agent(&self, agent_id: &str, actor: &Actor) -> StoreResult<AgentRecord> {
+        let (agent_id, actor) = (agent_id.to_owned(), actor.clone());
+        self.write(move |tx| {
+            let record = agents::revoke(tx, &agent_id)?;
+            documents::audit(
+                tx,
+                &actor,
+                None,
+                "agent.revoke",
+                None,
+                None,
+                Some(&format!(
+                    "agent {} ({}) at {}",
+                    record.id, record.name, record.site
+                )),
+            )?;
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn agent_active(&self, agent_id: &str) -> StoreResult<bool> {
+        let agent_id = agent_id.to_owned();
+        self.read(move |c| agents::active(c, &agent_id)).await
+    }
+
     async fn cover_patterns(&self) -> StoreResult<Vec<String>> {
         self.read(settings::cover_patterns).await
     }
@@ -261,6 +292,31 @@ impl Store for SqliteStore {
         let agent = agent.clone();
         self.write(move |tx| packets::record_page(tx, &agent, &page))
             .await
+    }
+
+    async fn record_pages(
+        &self,
+        pages: Vec<(Agent, StoredPage)>,
+    ) -> StoreResult<Vec<StoreResult<PacketResolution>>> {
+        self.write(move |tx| {
+            let mut results = Vec::with_capacity(pages.len());
+            for (agent, page) in &pages {
+                // A savepoint per page: one page's conflict leaves the others in.
+                tx.execute_batch("SAVEPOINT page")?;
+                match packets::record_page(tx, agent, page) {
+                    Ok(resolution) => {
+                        tx.execute_batch("RELEASE page")?;
+                        results.push(Ok(resolution));
+                    }
+                    Err(e) => {
+                        tx.execute_batch("ROLLBACK TO page; RELEASE page")?;
+                        results.push(Err(e));
+                    }
+                }
+            }
+            Ok(results)
+        })
+        .await
     }
 
     async fn page_stored(&self, capture_id: Uuid) -> StoreResult<bool> {
@@ -362,5 +418,9 @@ impl Store for SqliteStore {
     async fn document_conflicts(&self, document_id: i64) -> StoreResult<Vec<InvoiceConflict>> {
         self.read(move |c| invoices::conflicts(c, document_id))
             .await
+    }
+
+    async fn ops_snapshot(&self) -> StoreResult<OpsSnapshot> {
+        self.read(ops::snapshot).await
     }
 }
