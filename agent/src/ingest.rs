@@ -12,6 +12,7 @@ use crate::pages::{self, PageError};
 use crate::queue::{NewPage, Queue};
 use crate::vat;
 use crate::watch::Candidate;
+use anyhow::Context;
 use imc_shared::CoverPatterns;
 use imc_shared::protocol::BarcodeInfo;
 use sha2::{Digest, Sha256};
@@ -31,6 +32,8 @@ pub struct PageReport {
     pub height: u32,
     pub content_type: &'static str,
     pub size: u64,
+    /// The resolution the file declares, if it does.
+    pub dpi: Option<pages::dpi::Dpi>,
     pub cover_code: Option<String>,
     pub barcodes: Vec<BarcodeInfo>,
     pub blank: bool,
@@ -79,6 +82,7 @@ pub fn analyze(
             height: page.gray.height(),
             content_type: page.content_type,
             size: page.bytes.len() as u64,
+            dpi: page.dpi,
             cover_code: found.cover_code,
             barcodes,
             blank: pages::is_blank(&page.gray),
@@ -112,26 +116,46 @@ pub enum Outcome {
     Skipped,
 }
 
+/// A file read, analysed and spooled, waiting for its turn to commit.
+pub enum Prepared {
+    /// Nothing to commit (already queued, or gone).
+    Settled(Outcome),
+    Quarantine(String),
+    Pages {
+        file_sha: String,
+        pages: Vec<NewPage>,
+        covers: Vec<String>,
+    },
+}
+
 impl Ingest {
-    /// Blocking: run it on the blocking pool.
+    /// Blocking: run it on the blocking pool. Prepares and commits one file.
     pub fn file(&self, candidate: &Candidate) -> anyhow::Result<Outcome> {
+        let prepared = self.prepare(candidate)?;
+        self.commit(candidate, prepared)
+    }
+
+    /// The expensive part (read, decode, barcodes, spool writes), safe to run
+    /// for several files at once: it commits nothing. Blocking.
+    pub fn prepare(&self, candidate: &Candidate) -> anyhow::Result<Prepared> {
         let path = &candidate.key.path;
         if self.queue.knows(&candidate.key)? {
-            return Ok(Outcome::AlreadyQueued);
+            return Ok(Prepared::Settled(Outcome::AlreadyQueued));
         }
         let bytes = match read_bounded(path, pages::MAX_FILE_BYTES) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Skipped),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Prepared::Settled(Outcome::Skipped));
+            }
             Err(e) if e.kind() == std::io::ErrorKind::FileTooLarge => {
-                return self.quarantine(
-                    candidate,
-                    &PageError::TooLarge(candidate.key.size).to_string(),
-                );
+                return Ok(Prepared::Quarantine(
+                    PageError::TooLarge(candidate.key.size).to_string(),
+                ));
             }
             Err(e) => return Err(anyhow::anyhow!("reading {}: {e}", path.display())),
         };
         if bytes.len() as u64 != candidate.key.size {
-            return Ok(Outcome::Skipped);
+            return Ok(Prepared::Settled(Outcome::Skipped));
         }
         let file_sha = hex::encode(Sha256::digest(&bytes));
         let patterns = self
@@ -141,56 +165,84 @@ impl Ingest {
             .clone();
         let analyzed = match analyze(bytes, &patterns, self.full_scan) {
             Ok(analyzed) => analyzed,
-            Err(e) => return self.quarantine(candidate, &e.to_string()),
+            Err(e) => return Ok(Prepared::Quarantine(e.to_string())),
         };
         let source_name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let mut new_pages = Vec::with_capacity(analyzed.len());
-        for a in &analyzed {
-            let capture_id = Uuid::now_v7();
-            let spool_path = self.queue.spool_dir().join(capture_id.to_string());
-            fsutil::write_durably(&spool_path, &a.bytes)?;
-            let name = if analyzed.len() == 1 {
-                source_name.clone()
-            } else {
-                format!("{source_name}#{}", a.report.index + 1)
-            };
-            new_pages.push(NewPage {
-                capture_id,
-                spool_path,
-                sha256: hex::encode(Sha256::digest(&a.bytes)),
-                size: a.bytes.len() as u64,
-                content_type: a.report.content_type.to_owned(),
-                source_name: name,
-                cover_code: a.report.cover_code.clone(),
-                barcodes_json: serde_json::to_string(&a.report.barcodes)?,
-                blank: a.report.blank,
-            });
-        }
-        if !self
-            .queue
-            .enqueue(&candidate.watch_dir, &candidate.key, &file_sha, &new_pages)?
-        {
-            for page in &new_pages {
-                let _ = std::fs::remove_file(&page.spool_path);
+        let mut pages = Vec::with_capacity(analyzed.len());
+        let spooled = (|| -> anyhow::Result<()> {
+            for a in &analyzed {
+                let capture_id = Uuid::now_v7();
+                let spool_path = self.queue.spool_dir().join(capture_id.to_string());
+                // The page record goes first, so a failed write leaves nothing behind.
+                pages.push(NewPage {
+                    capture_id,
+                    spool_path: spool_path.clone(),
+                    sha256: hex::encode(Sha256::digest(&a.bytes)),
+                    size: a.bytes.len() as u64,
+                    content_type: a.report.content_type.to_owned(),
+                    source_name: if analyzed.len() == 1 {
+                        source_name.clone()
+                    } else {
+                        format!("{source_name}#{}", a.report.index + 1)
+                    },
+                    cover_code: a.report.cover_code.clone(),
+                    barcodes_json: serde_json::to_string(&a.report.barcodes)?,
+                    blank: a.report.blank,
+                });
+                fsutil::write_durably(&spool_path, &a.bytes)
+                    .with_context(|| format!("spooling a page of {}", path.display()))?;
             }
-            return Ok(Outcome::AlreadyQueued);
+            Ok(())
+        })();
+        if let Err(e) = spooled {
+            remove_spooled(&pages);
+            return Err(e);
         }
-        for a in &analyzed {
-            match &a.report.cover_code {
-                Some(code) => {
-                    tracing::info!(file = %path.display(), cover = %code, "cover sheet read: new packet")
-                }
-                None => {
-                    tracing::debug!(file = %path.display(), page = a.report.index, "page queued")
-                }
-            }
-        }
-        Ok(Outcome::Queued {
-            pages: new_pages.len(),
+        let covers = analyzed
+            .iter()
+            .filter_map(|a| a.report.cover_code.clone())
+            .collect();
+        Ok(Prepared::Pages {
+            file_sha,
+            pages,
+            covers,
         })
+    }
+
+    /// Commits a prepared file: call in scan order, one at a time. Blocking.
+    pub fn commit(&self, candidate: &Candidate, prepared: Prepared) -> anyhow::Result<Outcome> {
+        let path = &candidate.key.path;
+        let (file_sha, pages, covers) = match prepared {
+            Prepared::Settled(outcome) => return Ok(outcome),
+            Prepared::Quarantine(reason) => return self.quarantine(candidate, &reason),
+            Prepared::Pages {
+                file_sha,
+                pages,
+                covers,
+            } => (file_sha, pages, covers),
+        };
+        let queued = self
+            .queue
+            .enqueue(&candidate.watch_dir, &candidate.key, &file_sha, &pages);
+        match queued {
+            Ok(true) => {}
+            Ok(false) => {
+                remove_spooled(&pages);
+                return Ok(Outcome::AlreadyQueued);
+            }
+            Err(e) => {
+                remove_spooled(&pages);
+                return Err(e.into());
+            }
+        }
+        for code in covers {
+            tracing::info!(file = %path.display(), cover = %code, "cover sheet read: new packet");
+        }
+        tracing::debug!(file = %path.display(), pages = pages.len(), "file queued");
+        Ok(Outcome::Queued { pages: pages.len() })
     }
 
     /// Moves the file aside with a note saying why; the agent carries on.
@@ -222,6 +274,13 @@ impl Ingest {
         Ok(Outcome::Quarantined {
             reason: reason.to_owned(),
         })
+    }
+}
+
+/// Spool files of pages that were not committed.
+fn remove_spooled(pages: &[NewPage]) {
+    for page in pages {
+        let _ = std::fs::remove_file(&page.spool_path);
     }
 }
 

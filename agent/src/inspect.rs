@@ -54,6 +54,7 @@ pub fn inspect(
                 "height": r.height,
                 "content_type": r.content_type,
                 "size": r.size,
+                "dpi": r.dpi.map(|d| [d.x, d.y]),
                 "barcodes": r.barcodes.iter().map(|b| json!({"format": b.format, "text": b.text, "orientation": b.orientation})).collect::<Vec<_>>(),
                 "cover_code": r.cover_code,
                 "blank": r.blank,

@@ -11,6 +11,7 @@
 //! page's JPEG as is when it was stored as one, else PNG.
 
 use super::ccitt::{self, Coding};
+use super::dpi::Dpi;
 use super::{Page, PageError, Splitter, check_dimensions, encode_png, guarded};
 use image::{DynamicImage, GrayImage, ImageBuffer, Luma, Rgb, Rgba};
 use std::io::Cursor;
@@ -66,8 +67,12 @@ pub fn extract_each(bytes: Vec<u8>, each: &mut dyn FnMut(Page)) -> Result<usize,
             split_all(&mut decoder, &bytes, &mut splitter)?;
             return Ok(splitter.count());
         }
-        read_page(&mut decoder, &bytes, 0)?
+        (
+            read_page(&mut decoder, &bytes, 0)?,
+            resolution(&mut decoder),
+        )
     };
+    let (first, dpi) = first;
     if bytes.len() as u64 > super::MAX_PAGE_BYTES {
         return Err(PageError::PageTooLarge(bytes.len() as u64));
     }
@@ -75,6 +80,7 @@ pub fn extract_each(bytes: Vec<u8>, each: &mut dyn FnMut(Page)) -> Result<usize,
         bytes,
         content_type: "image/tiff",
         gray: first.to_luma8(),
+        dpi,
     })?;
     Ok(splitter.count())
 }
@@ -103,6 +109,7 @@ fn split_page(
     bytes: &[u8],
     index: usize,
 ) -> Result<Page, PageError> {
+    let dpi = resolution(decoder);
     if let Some(jpeg) = embedded_jpeg(decoder, bytes) {
         // Kept only if it stands on its own; otherwise the pixels are re-encoded.
         if let Ok(gray) = super::decode_gray(&jpeg, image::ImageFormat::Jpeg, "JPEG") {
@@ -112,6 +119,7 @@ fn split_page(
                     bytes: jpeg,
                     content_type: "image/jpeg",
                     gray,
+                    dpi,
                 });
             }
         }
@@ -121,7 +129,25 @@ fn split_page(
         bytes: encode_png(&image)?,
         content_type: "image/png",
         gray: image.into_luma8(),
+        dpi,
     })
+}
+
+/// The page's XResolution/YResolution in its ResolutionUnit (inch by default).
+fn resolution(decoder: &mut TiffDecoder<'_>) -> Option<Dpi> {
+    let mut number = |tag| -> Option<f64> {
+        match decoder.find_tag(tag).ok()?? {
+            tiff::decoder::ifd::Value::Rational(n, d) if d != 0 => Some(n as f64 / d as f64),
+            other => other.into_u64().ok().map(|v| v as f64),
+        }
+    };
+    let (x, y) = (number(Tag::XResolution)?, number(Tag::YResolution)?);
+    let unit = decoder
+        .find_tag_unsigned::<u16>(Tag::ResolutionUnit)
+        .ok()
+        .flatten()
+        .unwrap_or(2);
+    super::dpi::in_unit(x, y, unit)
 }
 
 /// A JPEG-compressed page stored as one strip is a JPEG file once the shared
