@@ -314,6 +314,7 @@ impl Uplink {
             packet_id,
             cover_code: seal.cover_code,
             page_count: seal.page_count,
+            empty: seal.empty,
         });
         send(ws, &msg).await?;
         match self.reply(ws).await? {
