@@ -13,6 +13,7 @@ pub mod dpi;
 mod pdf;
 #[cfg(test)]
 mod split_tests;
+mod t4;
 mod tiff;
 
 use image::{DynamicImage, GrayImage, ImageFormat};

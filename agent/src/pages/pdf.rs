@@ -174,7 +174,7 @@ fn page_image(doc: &Document, page_id: lopdf::ObjectId) -> Result<Page, PageErro
             let coding = match k {
                 k if k < 0 => Coding::G4,
                 0 => Coding::G3,
-                _ => return Err(unsupported("CCITT G3 with 2-D coding".to_owned())),
+                _ => Coding::G3TwoD,
             };
             let mut gray = ccitt::decode(image.content, coding, w, h, FORMAT)?;
             if inverted(doc, dict) {

@@ -606,9 +606,16 @@ fn read_g3(
         .find_tag_unsigned(T4_OPTIONS)
         .map_err(decode_error)?
         .unwrap_or(0);
-    if options & 1 != 0 {
-        return Err(unsupported("CCITT G3 with 2-D coding"));
-    }
+    let coding = if options & 1 != 0 {
+        Coding::G3TwoD
+    } else {
+        Coding::G3
+    };
+    // FillOrder 2: the bits of each byte are stored lowest first.
+    let reversed = decoder
+        .find_tag_unsigned::<u16>(Tag::FillOrder)
+        .map_err(decode_error)?
+        == Some(2);
     let offsets: Vec<u64> = decoder
         .find_tag_unsigned_vec(Tag::StripOffsets)
         .map_err(decode_error)?
@@ -634,7 +641,12 @@ fn read_g3(
             .zip(usize::try_from(count).ok())
             .and_then(|(start, len)| bytes.get(start..start.checked_add(len)?))
             .ok_or_else(|| decode_error("a strip lies outside the file"))?;
-        let decoded = ccitt::decode(strip, Coding::G3, width, rows, FORMAT)?;
+        let decoded = if reversed {
+            let strip: Vec<u8> = strip.iter().map(|b| b.reverse_bits()).collect();
+            ccitt::decode(&strip, coding, width, rows, FORMAT)?
+        } else {
+            ccitt::decode(strip, coding, width, rows, FORMAT)?
+        };
         image::imageops::replace(&mut page, &decoded, 0, top as i64);
     }
     Ok(page)
