@@ -5,6 +5,7 @@
 //! The `tiff` crate decodes G4 strips itself; this is for PDF's
 //! `CCITTFaxDecode` and for TIFF G3, which `tiff` does not read.
 
+use super::t4::Framing;
 use super::{PageError, check_dimensions, guarded};
 use fax::Color;
 use image::{GrayImage, Luma};
@@ -15,6 +16,8 @@ pub enum Coding {
     G3,
     /// T.4 two-dimensional: each line 1-D or coded against the line above.
     G3TwoD,
+    /// TIFF's Modified Huffman (compression 2): 1-D lines, no EOLs, byte-aligned.
+    ModifiedHuffman,
     /// T.6.
     G4,
 }
@@ -56,12 +59,17 @@ pub fn decode(
         Coding::G3 => match fax::decoder::decode_g3(data.iter().copied(), &mut put_line) {
             // No EOL where the `fax` crate wants one: lines written back to back.
             None if y.get() == 0 => {
-                (super::t4::decode(data, w16, height, false, &mut put_line) > 0).then_some(())
+                (super::t4::decode(data, w16, height, Framing::OneD, &mut put_line) > 0)
+                    .then_some(())
             }
             other => other,
         },
+        Coding::ModifiedHuffman => {
+            (super::t4::decode(data, w16, height, Framing::ByteAligned, &mut put_line) > 0)
+                .then_some(())
+        }
         Coding::G3TwoD => {
-            (super::t4::decode(data, w16, height, true, &mut put_line) > 0).then_some(())
+            (super::t4::decode(data, w16, height, Framing::TwoD, &mut put_line) > 0).then_some(())
         }
     });
     match finished {

@@ -2,7 +2,8 @@
 //! coding (TIFF T4Options bit 0, PDF `K > 0`), where the tag bit after each
 //! end-of-line says whether the next line is one-dimensional (Modified
 //! Huffman runs) or coded against the line above as in T.6, and
-//! one-dimensional data whose lines carry no end-of-line code at all.
+//! one-dimensional data whose lines carry no end-of-line code at all, such as
+//! TIFF's Modified Huffman (compression 2), whose lines start on a byte.
 //! The `fax` crate's code tables and bit reader do the bit-level work.
 
 use fax::maps::{Mode, black, mode, white};
@@ -128,6 +129,17 @@ fn two_d_line(
     Some(())
 }
 
+/// How the lines are framed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Framing {
+    /// 1-D lines, each after an optional EOL.
+    OneD,
+    /// 1-D or 2-D lines, each after an EOL and a tag bit.
+    TwoD,
+    /// 1-D lines with no EOL, each starting on a byte (TIFF compression 2).
+    ByteAligned,
+}
+
 /// Decodes T.4 data, calling `line` with each line's changing elements (the
 /// `fax` crate's form: positions where the colour flips, starting white).
 /// Returns how many lines were read before the data ended or broke.
@@ -135,16 +147,23 @@ pub fn decode(
     data: &[u8],
     width: u16,
     height: u32,
-    two_d: bool,
+    framing: Framing,
     mut on_line: impl FnMut(&[u16]),
 ) -> u32 {
+    let two_d = framing == Framing::TwoD;
     let Some(mut reader) = reader(data) else {
         return 0;
     };
     let (mut reference, mut current) = (Vec::new(), Vec::new());
     let mut lines = 0;
     while lines < height {
-        let had_eol = skip_eol(&mut reader);
+        if framing == Framing::ByteAligned {
+            let pad = reader.bits_to_byte_boundary();
+            if reader.consume(pad).is_err() {
+                break;
+            }
+        }
+        let had_eol = framing != Framing::ByteAligned && skip_eol(&mut reader);
         // Further EOLs straight after one: the end-of-page (RTC) sequence.
         if had_eol && reader.peek(9) == Some(0) && !two_d {
             break;
@@ -264,7 +283,7 @@ mod tests {
             .collect();
         let data = encode_t4_2d(&lines);
         let mut decoded = Vec::new();
-        let count = decode(&data, WIDTH, 1000, true, |t| {
+        let count = decode(&data, WIDTH, 1000, Framing::TwoD, |t| {
             decoded.push(fax::decoder::pels(t, WIDTH).collect::<Vec<_>>())
         });
         assert_eq!(count as usize, lines.len());
@@ -276,10 +295,46 @@ mod tests {
     #[test]
     fn broken_data_stops_without_panicking() {
         let mut lines = 0;
-        decode(&[0xFF, 0x00, 0x13, 0x77, 0xFF], WIDTH, 100, true, |_| {
-            lines += 1
-        });
-        decode(&[], WIDTH, 100, false, |_| lines += 1);
+        decode(
+            &[0xFF, 0x00, 0x13, 0x77, 0xFF],
+            WIDTH,
+            100,
+            Framing::TwoD,
+            |_| lines += 1,
+        );
+        decode(&[], WIDTH, 100, Framing::OneD, |_| lines += 1);
         assert!(lines < 100);
+    }
+
+    fn pack(bits: &[bool]) -> Vec<u8> {
+        bits.chunks(8)
+            .map(|byte| {
+                byte.iter()
+                    .enumerate()
+                    .fold(0u8, |acc, (i, &b)| acc | (u8::from(b) << (7 - i)))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn modified_huffman_lines_start_on_a_byte() {
+        // White lines (make-up 1728, white 0: 17 bits) and black lines (white
+        // 0, black make-up 1728, black 0: 31 bits), each padded to a byte.
+        let mut data = Vec::new();
+        let want: Vec<bool> = (0..9).map(|y| y % 3 == 1).collect();
+        for &black in &want {
+            let code = if black {
+                "00110101".to_owned() + "0000001100101" + "0000110111"
+            } else {
+                "010011011".to_owned() + "00110101"
+            };
+            data.extend(pack(&bits(&code).collect::<Vec<_>>()));
+        }
+        let mut got = Vec::new();
+        let count = decode(&data, WIDTH, 9, Framing::ByteAligned, |t| {
+            got.push(fax::decoder::pels(t, WIDTH).all(|c| c == Color::Black))
+        });
+        assert_eq!(count, 9);
+        assert_eq!(got, want);
     }
 }

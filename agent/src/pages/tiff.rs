@@ -1,7 +1,7 @@
 //! TIFF, single or multi-page: uncompressed, LZW, Deflate, JPEG and CCITT G4
-//! through the `tiff` crate; CCITT G3 (which `tiff` does not read) through
-//! [`super::ccitt`] on the raw strips. What `tiff` refuses but scanners write
-//! is worked around: JPEG pages it will not convert (old-style JPEG, YCbCr
+//! through the `tiff` crate; CCITT G3 (T.4 1-D and 2-D, and Modified Huffman,
+//! which `tiff` does not read) through [`super::ccitt`] on the raw strips.
+//! What `tiff` refuses but scanners write is worked around: JPEG pages it will not convert (old-style JPEG, YCbCr
 //! subsampling) go to the JPEG decoder; 8-bit palette pages, PIXTIFF's
 //! private zlib code (50013) and a bogus StripByteCounts of 0 are read from a
 //! patched copy of the page's directory.
@@ -595,18 +595,13 @@ fn read_g3(
     width: u32,
     height: u32,
 ) -> Result<GrayImage, PageError> {
-    let unsupported = |what: &str| PageError::Unsupported {
-        format: FORMAT,
-        what: what.to_owned(),
-    };
-    if compression == Some(COMPRESSION_CCITT_RLE) {
-        return Err(unsupported("CCITT Modified Huffman (compression 2)"));
-    }
     let options: u32 = decoder
         .find_tag_unsigned(T4_OPTIONS)
         .map_err(decode_error)?
         .unwrap_or(0);
-    let coding = if options & 1 != 0 {
+    let coding = if compression == Some(COMPRESSION_CCITT_RLE) {
+        Coding::ModifiedHuffman
+    } else if options & 1 != 0 {
         Coding::G3TwoD
     } else {
         Coding::G3
