@@ -12,7 +12,6 @@ use crate::pages::{self, PageError};
 use crate::queue::{NewPage, Queue};
 use crate::vat;
 use crate::watch::Candidate;
-use anyhow::Context;
 use imc_shared::CoverPatterns;
 use imc_shared::protocol::BarcodeInfo;
 use sha2::{Digest, Sha256};
@@ -55,14 +54,26 @@ pub fn analyze(
     patterns: &CoverPatterns,
     full_scan: bool,
 ) -> Result<Vec<Analyzed>, PageError> {
+    let mut analyzed = Vec::new();
+    analyze_each(bytes, patterns, full_scan, |a| analyzed.push(a))?;
+    Ok(analyzed)
+}
+
+/// Like [`analyze`], handing each page on as soon as it is read, so that a
+/// long file never holds more than one page in memory.
+pub fn analyze_each(
+    bytes: Vec<u8>,
+    patterns: &CoverPatterns,
+    full_scan: bool,
+    mut each: impl FnMut(Analyzed),
+) -> Result<usize, PageError> {
     let patterns = patterns.clone();
     let options = DecodeOptions {
         is_cover: Box::new(move |text: &str| patterns.is_cover(text)),
         full_scan,
     };
-    let mut analyzed = Vec::new();
+    let mut index = 0;
     pages::extract_each(bytes, |page| {
-        let index = analyzed.len();
         let found = decode::scan_page(&page.gray, &options);
         // Within the uplink's limits: a page is never refused for its metadata.
         let barcodes: Vec<BarcodeInfo> = found
@@ -88,12 +99,12 @@ pub fn analyze(
             blank: pages::is_blank(&page.gray),
             vat_invoice,
         };
-        analyzed.push(Analyzed {
+        index += 1;
+        each(Analyzed {
             bytes: page.bytes,
             report,
         });
-    })?;
-    Ok(analyzed)
+    })
 }
 
 pub struct Ingest {
@@ -163,52 +174,59 @@ impl Ingest {
             .read()
             .map_err(|_| anyhow::anyhow!("cover pattern lock poisoned"))?
             .clone();
-        let analyzed = match analyze(bytes, &patterns, self.full_scan) {
-            Ok(analyzed) => analyzed,
-            Err(e) => return Ok(Prepared::Quarantine(e.to_string())),
-        };
         let source_name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let mut pages = Vec::with_capacity(analyzed.len());
-        let spooled = (|| -> anyhow::Result<()> {
-            for a in &analyzed {
-                let capture_id = Uuid::now_v7();
-                let spool_path = self.queue.spool_dir().join(capture_id.to_string());
-                // The page record goes first, so a failed write leaves nothing behind.
-                pages.push(NewPage {
-                    capture_id,
-                    spool_path: spool_path.clone(),
-                    sha256: hex::encode(Sha256::digest(&a.bytes)),
-                    size: a.bytes.len() as u64,
-                    content_type: a.report.content_type.to_owned(),
-                    source_name: if analyzed.len() == 1 {
-                        source_name.clone()
-                    } else {
-                        format!("{source_name}#{}", a.report.index + 1)
-                    },
-                    cover_code: a.report.cover_code.clone(),
-                    barcodes_json: serde_json::to_string(&a.report.barcodes)?,
-                    blank: a.report.blank,
-                });
-                fsutil::write_durably(&spool_path, &a.bytes)
-                    .with_context(|| format!("spooling a page of {}", path.display()))?;
+        // Each page goes to the spool as soon as it is read.
+        let (mut pages, mut covers, mut spool_error) = (Vec::new(), Vec::new(), None);
+        let analyzed = analyze_each(bytes, &patterns, self.full_scan, |a| {
+            if spool_error.is_some() {
+                return;
             }
-            Ok(())
-        })();
-        if let Err(e) = spooled {
+            let name = format!("{source_name}#{}", a.report.index + 1);
+            match self.spool(&a, name) {
+                Ok(page) => pages.push(page),
+                Err(e) => {
+                    spool_error = Some(e.context(format!("spooling a page of {}", path.display())))
+                }
+            }
+            covers.extend(a.report.cover_code);
+        });
+        if let Some(e) = spool_error {
             remove_spooled(&pages);
             return Err(e);
         }
-        let covers = analyzed
-            .iter()
-            .filter_map(|a| a.report.cover_code.clone())
-            .collect();
+        if let Err(e) = analyzed {
+            remove_spooled(&pages);
+            return Ok(Prepared::Quarantine(e.to_string()));
+        }
+        // A single-image file is delivered under its own name.
+        if let [page] = pages.as_mut_slice() {
+            page.source_name = source_name;
+        }
         Ok(Prepared::Pages {
             file_sha,
             pages,
             covers,
+        })
+    }
+
+    /// Writes one page to the spool durably; the page record names the file.
+    fn spool(&self, a: &Analyzed, source_name: String) -> anyhow::Result<NewPage> {
+        let capture_id = Uuid::now_v7();
+        let spool_path = self.queue.spool_dir().join(capture_id.to_string());
+        fsutil::write_durably(&spool_path, &a.bytes)?;
+        Ok(NewPage {
+            capture_id,
+            spool_path,
+            sha256: hex::encode(Sha256::digest(&a.bytes)),
+            size: a.bytes.len() as u64,
+            content_type: a.report.content_type.to_owned(),
+            source_name,
+            cover_code: a.report.cover_code.clone(),
+            barcodes_json: serde_json::to_string(&a.report.barcodes)?,
+            blank: a.report.blank,
         })
     }
 
