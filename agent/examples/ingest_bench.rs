@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-/// Distinct page images; the files cycle through them.
-const DISTINCT: usize = 12;
+/// Distinct page images (the first a cover); the files cycle through them.
+const DISTINCT: usize = 10;
 const COVER_EVERY: usize = 10;
 const JPEG_QUALITY: u8 = 75;
 const NOISE: u8 = 2;
@@ -38,7 +38,7 @@ fn scan_like(page: usize) -> image::GrayImage {
     let mut rng = synth::Rng::new(seed);
     let mut img = synth::blank_page();
     if page.is_multiple_of(COVER_EVERY) {
-        let code = format!("IMC{:010}", 7_000_000 + page);
+        let code = imc_shared::CoverCode::issue(7_000_000 + page as u64).to_string();
         synth::draw_code128(&mut img, &code, 250, 260, 4, 160);
         synth::draw_qr(&mut img, &code, 1800, 150, 8);
         paragraphs(&mut img, &mut rng, 700);
@@ -140,7 +140,9 @@ async fn agent_ingest(root: &Path, staged: &[PathBuf]) -> anyhow::Result<f64> {
         .iter()
         .filter(|p| p.cover_code.is_some())
         .count();
-    let want_covers = staged.len().div_ceil(COVER_EVERY);
+    let want_covers = (0..staged.len())
+        .filter(|i| (i % DISTINCT).is_multiple_of(COVER_EVERY))
+        .count();
     if covers != want_covers {
         anyhow::bail!("{covers} covers read, {want_covers} expected");
     }
