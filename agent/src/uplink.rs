@@ -590,6 +590,7 @@ impl Link<'_> {
             packet_id: seal.packet_id,
             cover_code: seal.cover_code,
             page_count: seal.page_count,
+            empty: seal.empty,
         }))
         .await
     }

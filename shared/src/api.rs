@@ -273,6 +273,9 @@ pub enum PacketState {
     Unmatched,
     /// Attached to a document.
     Matched,
+    /// Complete, but nothing after its cover sheet (two covers in a row, or a
+    /// seal with no pages): kept and shown, never attached, not an error.
+    Empty,
 }
 
 impl PacketState {
@@ -281,6 +284,7 @@ impl PacketState {
             PacketState::Open => "open",
             PacketState::Unmatched => "unmatched",
             PacketState::Matched => "matched",
+            PacketState::Empty => "empty",
         }
     }
 }
@@ -292,6 +296,7 @@ impl std::str::FromStr for PacketState {
             "open" => Ok(PacketState::Open),
             "unmatched" => Ok(PacketState::Unmatched),
             "matched" => Ok(PacketState::Matched),
+            "empty" => Ok(PacketState::Empty),
             other => Err(crate::status::UnknownValue(other.to_owned())),
         }
     }

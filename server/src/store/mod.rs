@@ -254,6 +254,8 @@ pub enum PacketResolution {
         document_id: i64,
         doc_no: String,
     },
+    /// Complete but not attached: its cover names no document, it has no
+    /// cover, or it is empty (see [`PacketState::Empty`]).
     Unmatched {
         reason: String,
     },
@@ -380,13 +382,15 @@ pub trait Store: Send + Sync + 'static {
         pages: Vec<(Agent, StoredPage)>,
     ) -> StoreResult<Vec<StoreResult<PacketResolution>>>;
     async fn page_stored(&self, capture_id: Uuid) -> StoreResult<bool>;
-    /// Records that the packet holds exactly `page_count` pages; idempotent.
+    /// Records that the packet holds exactly `page_count` pages (`empty`: none
+    /// of them after its cover); idempotent.
     async fn seal_packet(
         &self,
         agent: &Agent,
         packet_id: Uuid,
         cover_code: Option<String>,
         page_count: u32,
+        empty: bool,
     ) -> StoreResult<PacketResolution>;
     async fn packets(&self, state: Option<PacketState>, limit: u32) -> StoreResult<Vec<Packet>>;
     async fn match_packet(

@@ -45,6 +45,7 @@ impl SqliteStore {
         writer.busy_timeout(std::time::Duration::from_secs(10))?;
         writer.execute_batch(include_str!("schema.sql"))?;
         audit::migrate(&writer)?;
+        packets::migrate(&writer)?;
         let readers = (0..READERS)
             .map(|_| {
                 let conn = Connection::open_with_flags(
@@ -331,9 +332,10 @@ impl Store for SqliteStore {
         packet_id: Uuid,
         cover_code: Option<String>,
         page_count: u32,
+        empty: bool,
     ) -> StoreResult<PacketResolution> {
         let agent = agent.clone();
-        self.write(move |tx| packets::seal(tx, &agent, packet_id, cover_code, page_count))
+        self.write(move |tx| packets::seal(tx, &agent, packet_id, cover_code, page_count, empty))
             .await
     }
 

@@ -67,6 +67,8 @@ CREATE TABLE IF NOT EXISTS packets (
     cover_code TEXT,
     state TEXT NOT NULL,
     sealed_page_count INTEGER,
+    -- The seal said: nothing after the cover sheet.
+    empty INTEGER NOT NULL DEFAULT 0,
     document_id INTEGER REFERENCES documents (id),
     reason TEXT,
     created_at TEXT NOT NULL,

@@ -54,7 +54,9 @@ async fn scanned(store: &SqliteStore, document_id: i64, qr: &str) -> StoreResult
         blank: false,
     };
     store.record_page(&agent(), page).await?;
-    store.seal_packet(&agent(), packet_id, None, 1).await?;
+    store
+        .seal_packet(&agent(), packet_id, None, 1, false)
+        .await?;
     store
         .match_packet(packet_id, document_id, None, &Actor("test".into()))
         .await?;
@@ -118,5 +120,39 @@ async fn a_duplicate_invoice_flags_both_live_documents() -> StoreResult<()> {
         .await?;
     assert_eq!(store.document_conflicts(a).await?, vec![]);
     assert_eq!(store.document_conflicts(b).await?, vec![]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_packet_sealed_with_no_pages_is_empty_not_matched() -> StoreResult<()> {
+    let dir = tempfile::tempdir().map_err(|e| StoreError::Task(e.to_string()))?;
+    let store = SqliteStore::open(&dir.path().join("imc.sqlite3"))?;
+    let id = doc(&store, "E-1").await?;
+    let before = store.document(id).await?.map(|d| d.status);
+    let packet_id = Uuid::new_v4();
+    let resolution = store
+        .seal_packet(&agent(), packet_id, Some("IMC-TEST-E-1".into()), 0, false)
+        .await?;
+    assert!(
+        matches!(&resolution, PacketResolution::Unmatched { reason } if reason.contains("empty packet")),
+        "{resolution:?}"
+    );
+    let empty = store.packets(Some(PacketState::Empty), 10).await?;
+    assert_eq!(empty.len(), 1);
+    assert_eq!(empty[0].id, packet_id);
+    assert_eq!(
+        store.packets(Some(PacketState::Unmatched), 10).await?.len(),
+        0
+    );
+    assert_eq!(
+        store.document(id).await?.map(|d| d.status),
+        before,
+        "still waiting"
+    );
+    // Sealing again is idempotent.
+    store
+        .seal_packet(&agent(), packet_id, Some("IMC-TEST-E-1".into()), 0, false)
+        .await?;
+    assert_eq!(store.packets(Some(PacketState::Empty), 10).await?.len(), 1);
     Ok(())
 }
