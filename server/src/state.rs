@@ -14,4 +14,6 @@ pub struct AppState {
     pub covers: Arc<CoverRenderer>,
     pub config: Arc<ServerConfig>,
     pub desks: Desks,
+    /// The sign-off desk's own state (`web/`).
+    pub web: crate::web::WebState,
 }

@@ -12,7 +12,7 @@ use imc_shared::api::{
     EnrollRequest, EnrollResponse, EnrollmentCode, ErrorBody, PutScheme, SchemeView,
 };
 
-fn name_ok(field: &str, value: &str) -> ApiResult<()> {
+pub(crate) fn name_ok(field: &str, value: &str) -> ApiResult<()> {
     let ok = !value.is_empty()
         && value.len() <= 64
         && value
@@ -76,6 +76,17 @@ pub async fn enrollment_code(
     ApiPath(site): ApiPath<String>,
 ) -> ApiResult<(StatusCode, Json<EnrollmentCode>)> {
     caller.require_admin()?;
+    Ok((
+        StatusCode::CREATED,
+        Json(issue_enrollment_code(&state, site).await?),
+    ))
+}
+
+/// A one-time code that enrols one agent to `site` (the API and the desk's sites page).
+pub(crate) async fn issue_enrollment_code(
+    state: &AppState,
+    site: String,
+) -> ApiResult<EnrollmentCode> {
     name_ok("site", &site)?;
     // Short enough to type at a desk, long enough not to be guessed in its lifetime.
     let code = auth::new_secret("enr")[..20].to_owned();
@@ -87,14 +98,11 @@ pub async fn enrollment_code(
         .store
         .add_enrollment_code(&site, &auth::hash_secret(&code), &expires_at)
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(EnrollmentCode {
-            code,
-            site,
-            expires_at,
-        }),
-    ))
+    Ok(EnrollmentCode {
+        code,
+        site,
+        expires_at,
+    })
 }
 
 /// The one call an agent makes without a token: the code is its credential.
