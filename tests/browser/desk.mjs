@@ -133,6 +133,12 @@ try {
   const thumb = await page.request.get(`${base}${thumbSrc}`);
   check(thumb.status() === 200 && thumb.headers()["content-type"] === "image/jpeg", `thumbnail: ${thumb.status()}`);
   check(/^"[0-9a-f]{64}-thumb"$/.test(thumb.headers()["etag"] || ""), `thumbnail ETag ${thumb.headers()["etag"]}`);
+  const etag = thumb.headers()["etag"];
+  const again = await page.request.get(`${base}${thumbSrc}`, { headers: { "If-None-Match": etag } });
+  check(again.status() === 304, `thumbnail with its ETag answered ${again.status()}`);
+  const part = await page.request.get(`${base}${thumbSrc}`, { headers: { Range: "bytes=0-9" } });
+  check(part.status() === 206 && (await part.body()).length === 10, `thumbnail range answered ${part.status()}`);
+  check(/^bytes 0-9\/\d+$/.test(part.headers()["content-range"] || ""), `content-range ${part.headers()["content-range"]}`);
   await screenshot(page, "document");
 
   // 4. A form without its CSRF token is refused, and nothing changes.

@@ -74,6 +74,9 @@ async fn user_add_refuses_bad_input_and_duplicates() {
         .unwrap();
     assert_eq!(r.status(), 403);
     let page = client.get(&login).send().await.unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"));
+    assert_eq!(page.headers()["x-content-type-options"], "nosniff");
     let cookie = page.headers()["set-cookie"].to_str().unwrap().to_owned();
     let token = cookie
         .split(';')
@@ -100,8 +103,43 @@ async fn user_add_refuses_bad_input_and_duplicates() {
             .starts_with("imc_session=ses_")
             && c.to_str().unwrap().contains("HttpOnly; SameSite=Strict"))
     );
+    let session = ok
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .find(|c| c.starts_with("imc_session="))
+        .unwrap();
+    // The event stream refuses another origin, and serves its own.
+    let events = format!("{}/ui/events", server.base);
+    let foreign = client
+        .get(&events)
+        .header("cookie", &session)
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 403);
+    let own = client
+        .get(&events)
+        .header("cookie", &session)
+        .header("origin", server.base.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status(), 200);
+    assert_eq!(own.headers()["content-type"], "text/event-stream");
+    drop(own);
+    // The API's bearer tokens keep working beside the desk; a desk cookie is no API credential.
     let (status, _) = server.get("/settings").await;
     assert_eq!(status, 200);
+    let r = client
+        .get(server.url("/settings"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
 }
 
 fn blank_page() -> Vec<u8> {

@@ -186,3 +186,6 @@ CREATE TABLE IF NOT EXISTS sessions (
 );
 -- The queue's site filter and a document's site look packets up by document.
 CREATE INDEX IF NOT EXISTS packets_by_document ON packets (document_id, created_at);
+-- The queue's counts per organisation and document type read only these.
+CREATE INDEX IF NOT EXISTS documents_by_status_org ON documents (status, org);
+CREATE INDEX IF NOT EXISTS documents_by_status_type ON documents (status, doc_type);

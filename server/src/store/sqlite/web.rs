@@ -354,3 +354,136 @@ impl WebStore for SqliteStore {
         self.read(schemes).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    async fn store_with_queue() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("imc.sqlite3")).unwrap();
+        store
+            .write(|tx| {
+                for (id, org, status, site, at) in [
+                    (1, "HQ", "matched", "bj", "2026-01-01T00:00:03.000Z"),
+                    (2, "HQ", "matched", "sh", "2026-01-01T00:00:01.000Z"),
+                    (3, "East", "matched", "sh", "2026-01-01T00:00:02.000Z"),
+                    (4, "HQ", "ready", "bj", "2026-01-01T00:00:00.000Z"),
+                ] {
+                    tx.execute(
+                        "INSERT INTO documents (id, source_system, doc_no, doc_type, org, cover_code, mode, \
+                         status, created_at, updated_at) VALUES (?1, 'ERP', ?2, 'expense', ?3, ?4, 'match', ?5, ?6, ?6)",
+                        params![id, format!("EXP_{id}%"), org, format!("IMC{id:010}"), status, at],
+                    )?;
+                    tx.execute(
+                        "INSERT INTO packets (id, agent_id, site, state, document_id, created_at, updated_at) \
+                         VALUES (?1, 'a', ?2, 'matched', ?3, ?4, ?4)",
+                        params![Uuid::new_v4().to_string(), site, id, at],
+                    )?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn queue_is_oldest_first_filtered_and_counted() {
+        let (_dir, store) = store_with_queue().await;
+        let all = store.queue(QueueFilter::default(), 0, 10).await.unwrap();
+        let ids: Vec<i64> = all.rows.iter().map(|r| r.document.id).collect();
+        assert_eq!(ids, [2, 3, 1]);
+        assert_eq!((all.total, all.filtered), (3, 3));
+        assert_eq!(all.by_site, [("bj".to_owned(), 1), ("sh".to_owned(), 2)]);
+        assert_eq!(all.by_org, [("East".to_owned(), 1), ("HQ".to_owned(), 2)]);
+        assert_eq!(all.rows[0].site.as_deref(), Some("sh"));
+        let sh_hq = QueueFilter {
+            site: Some("sh".into()),
+            org: Some("HQ".into()),
+            doc_type: None,
+        };
+        let page = store.queue(sh_hq.clone(), 0, 10).await.unwrap();
+        assert_eq!((page.total, page.filtered), (3, 1));
+        assert_eq!(page.rows[0].document.id, 2);
+        // Next: in order, then around to the oldest; never the document itself.
+        let none = QueueFilter::default();
+        assert_eq!(store.next_in_queue(none.clone(), 2).await.unwrap(), Some(3));
+        assert_eq!(store.next_in_queue(none.clone(), 1).await.unwrap(), Some(2));
+        assert_eq!(store.next_in_queue(none.clone(), 4).await.unwrap(), Some(2));
+        assert_eq!(store.next_in_queue(sh_hq, 2).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn search_treats_wildcards_literally() {
+        let (_dir, store) = store_with_queue().await;
+        let found = store.search_documents("EXP_1%", 10).await.unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].id, 1);
+        // `_` and `%` are not wildcards: "EXP%" matches nothing.
+        assert!(store.search_documents("EXP%", 10).await.unwrap().is_empty());
+        assert_eq!(store.search_documents("IMC", 10).await.unwrap().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn sessions_expire_and_users_are_unique() {
+        let (_dir, store) = store_with_queue().await;
+        let actor = Actor("test".into());
+        let new = || NewUser {
+            name: "wang".into(),
+            role: Role::SignOff,
+            site: None,
+            password_hash: "h".into(),
+        };
+        let user = store.add_user(new(), &actor).await.unwrap();
+        assert!(matches!(
+            store.add_user(new(), &actor).await,
+            Err(StoreError::Conflict(_))
+        ));
+        store
+            .create_session("s1", user.id, "c1", "2026-06-01T00:00:00.000Z")
+            .await
+            .unwrap();
+        let live = store
+            .session("s1", "2026-05-31T00:00:00.000Z")
+            .await
+            .unwrap();
+        assert_eq!(live.unwrap().csrf_token, "c1");
+        assert!(
+            store
+                .session("s1", "2026-06-02T00:00:00.000Z")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        store.delete_session("s1").await.unwrap();
+        assert!(
+            store
+                .session("s1", "2026-05-31T00:00:00.000Z")
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn committed_changes_are_announced_and_rollbacks_are_not() {
+        let (_dir, store) = store_with_queue().await;
+        let mut changes = store.changes();
+        let failed: StoreResult<()> = store
+            .write(|tx| {
+                tx.execute("UPDATE documents SET org = 'X' WHERE id = 1", [])?;
+                Err(StoreError::Conflict("no".into()))
+            })
+            .await;
+        assert!(failed.is_err());
+        store
+            .decide(1, crate::store::Decision::SignOff, &Actor("t".into()))
+            .await
+            .unwrap();
+        let change = changes.try_recv().unwrap();
+        assert_eq!(change.documents, [1]);
+        assert!(changes.try_recv().is_err(), "the rollback was announced");
+    }
+}
