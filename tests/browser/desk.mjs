@@ -209,11 +209,25 @@ try {
   check((await page.getAttribute("h1 .badge", "data-status")) === "matched", "a clerk's sign-off changed the status");
   await logout(page);
 
-  // 11. Admin pages (and their screenshots).
+  // 11. Sign off with one keystroke, then revoke the sign-off with a reason (as an admin).
   await login(page, admin);
+  await page.goto(`${base}${attachedPath}`);
+  await Promise.all([page.waitForURL(/flash=signed_off/), page.keyboard.press("s")]);
+  check((await page.getAttribute("h1 .badge", "data-status")) === "ready", "s did not sign off");
+  await page.keyboard.press("u");
+  await page.keyboard.type("Signed off by mistake");
+  await Promise.all([page.waitForURL(/flash=revoked/), page.keyboard.press("Control+Enter")]);
+  check((await page.getAttribute("h1 .badge", "data-status")) === "matched", "the sign-off was not revoked");
+
+  // 12. Admin pages (and their screenshots).
   await page.goto(`${base}/ui/agents`);
   check((await page.locator("#agent-table tbody tr").count()) >= 1, "the agents page lists no agent");
+  await page.fill('#new-code input[name="site"]', "branch-02");
+  await Promise.all([page.waitForLoadState(), page.click("#new-code button")]);
+  check(/enr_[0-9a-f]{16}/.test(await page.textContent("#enrollment-code")), "no enrolment code was shown");
   await screenshot(page, "agents");
+  await Promise.all([page.waitForURL(/\/ui\/agents$/), page.click("#agent-table button.danger")]);
+  check((await page.textContent("#agent-table")).includes("Revoked"), "the agent was not revoked");
   await page.goto(`${base}/ui/admin`);
   check((await page.textContent("#users")).includes(signoff.name), "the users list lacks the sign-off user");
   await screenshot(page, "admin");

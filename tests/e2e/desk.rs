@@ -255,8 +255,18 @@ async fn sign_off_desk_in_a_real_browser() {
             .any(|e| e["actor"] == "user:wang" && e["action"] == "reject"),
         "{audit}"
     );
+    // Attached by hand, signed off, and the sign-off revoked: matched again.
     let (_, doc) = server.get(&format!("/documents/{target_id}")).await;
     assert_eq!(doc["status"], "matched");
+    let (_, audit) = server.get(&format!("/documents/{target_id}/audit")).await;
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["actor"] == "user:boss")
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["sign-off", "unsign"], "{audit}");
     assert_eq!(doc["images"].as_array().unwrap().len(), 2);
     let (_, list) = server.get("/packets?state=unmatched").await;
     assert_eq!(list["packets"], json!([]));
