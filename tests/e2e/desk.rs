@@ -140,6 +140,11 @@ async fn user_add_refuses_bad_input_and_duplicates() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
+    // Guessing is slowed down: after five wrong passwords even the right one is refused.
+    for _ in 0..5 {
+        assert_eq!(attempt("guess").await.unwrap().status(), 401);
+    }
+    assert_eq!(attempt(PASSWORD).await.unwrap().status(), 429);
 }
 
 fn blank_page() -> Vec<u8> {

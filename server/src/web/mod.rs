@@ -30,6 +30,7 @@ pub mod passwords;
 mod queue;
 pub mod session;
 pub mod store;
+mod throttle;
 pub mod users;
 
 use crate::state::AppState;
@@ -55,6 +56,7 @@ pub struct WebState {
     pub secure_cookies: bool,
     /// Cancelled at shutdown, so open event streams end and the server can stop.
     pub stop: CancellationToken,
+    logins: Arc<throttle::LoginThrottle>,
 }
 
 pub fn router(state: AppState) -> Router<AppState> {
@@ -184,6 +186,7 @@ impl WebState {
             renditions: media::Renditions::new(renditions_dir),
             secure_cookies: false,
             stop: CancellationToken::new(),
+            logins: Arc::default(),
         }
     }
 }

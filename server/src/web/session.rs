@@ -223,13 +223,24 @@ pub async fn login(
     headers: HeaderMap,
     axum::Form(form): axum::Form<LoginForm>,
 ) -> Result<Response, UiError> {
-    let user = state.web.store.user_by_name(form.name.trim()).await?;
+    let name = form.name.trim();
+    let t = Lang::from_headers(&headers).text();
+    if !state.web.logins.allowed(name, std::time::Instant::now()) {
+        tracing::warn!(name, "desk login refused: too many failed attempts");
+        return Ok(login_form(
+            &state.web,
+            &headers,
+            Some(t.login_locked),
+            StatusCode::TOO_MANY_REQUESTS,
+        ));
+    }
+    let user = state.web.store.user_by_name(name).await?;
     let hash = user.as_ref().map(|u| u.password_hash.clone());
     // Verify even for an unknown name, so timing does not tell which names exist.
     let ok = passwords::verify(form.password, hash).await?;
     let Some(user) = user.filter(|_| ok) else {
-        tracing::warn!(name = %form.name.trim(), "failed desk login");
-        let t = Lang::from_headers(&headers).text();
+        tracing::warn!(name, "failed desk login");
+        state.web.logins.failed(name, std::time::Instant::now());
         return Ok(login_form(
             &state.web,
             &headers,
@@ -237,6 +248,7 @@ pub async fn login(
             StatusCode::UNAUTHORIZED,
         ));
     };
+    state.web.logins.succeeded(name);
     // Rotation: whatever session the browser had ends here.
     if let Some(old) = cookie(&headers, SESSION_COOKIE) {
         state.web.store.delete_session(&hash_secret(old)).await?;

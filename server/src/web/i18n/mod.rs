@@ -88,6 +88,7 @@ pub struct Text {
     pub password: &'static str,
     pub login_button: &'static str,
     pub login_failed: &'static str,
+    pub login_locked: &'static str,
 
     pub queue_title: &'static str,
     pub queue_empty: &'static str,

@@ -16,6 +16,7 @@ pub const TEXT: Text = Text {
     username: "用户名",
     password: "密码",
     login_button: "登录",
+    login_locked: "该用户名登录失败次数过多，请 15 分钟后再试。",
     login_failed: "用户名或密码错误。",
 
     queue_title: "已匹配待签收单据",
