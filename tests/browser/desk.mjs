@@ -83,6 +83,7 @@ try {
   check((await page.locator("a.open-doc", { hasText: liveDocNo }).count()) === 0,
     "the live document is in the queue before its packet arrived");
   const before = Number(await page.textContent("#queue-total"));
+  await page.locator("body[data-live-ready]").waitFor({ state: "attached" });
   console.log("READY");
 
   // 2. The packet arrives (the test drops it into the agent's inbox): the row
@@ -152,7 +153,7 @@ try {
   other.setDefaultTimeout(WAIT);
   await other.goto(docUrl);
   await other.locator("#sign-off").waitFor();
-  await page.waitForTimeout(300); // let the second tab's event stream connect
+  await other.locator("body[data-live-ready]").waitFor({ state: "attached" });
 
   // 6. Reject with a reason, from the keyboard: x focuses the reason, Ctrl+Enter sends.
   await page.keyboard.press("x");

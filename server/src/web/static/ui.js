@@ -149,6 +149,8 @@
   // ---- Live updates ------------------------------------------------------
   if (document.body.dataset.live && window.EventSource) {
     const source = new EventSource("/ui/events");
+    // Marks the page as listening (tests wait for it instead of sleeping).
+    source.addEventListener("open", () => { document.body.dataset.liveReady = "1"; });
     const page = document.querySelector("main.document");
     const banner = document.getElementById("live-banner");
     source.addEventListener("change", function (e) {
