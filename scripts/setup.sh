@@ -12,6 +12,8 @@ command -v pkg-config >/dev/null || need+=(pkg-config)
 [[ -x /usr/bin/chromium ]] || need+=(chromium)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
+# `systemd-analyze verify` checks the agent's unit in the installer tests.
+command -v systemd-analyze >/dev/null || need+=(systemd)
 
 if ((${#need[@]})); then
     if [[ $(id -u) -eq 0 ]]; then sudo=""; else sudo="sudo"; fi

@@ -8,13 +8,14 @@
 //! - [`queue`]: the durable SQLite queue; packets are formed there.
 //! - [`uplink`]: streams queued pages to the server and seals packets.
 //! - [`vat`]: VAT invoice QR texts parsed into page metadata.
-//! - [`enroll`], [`status`], [`inspect`]: the other commands.
+//! - [`enroll`], [`status`], [`inspect`], [`doctor`]: the other commands.
 //!
 //! [`run`] takes its config and a shutdown token from the caller, so the
 //! binary, the server's demo and tests all run the same code.
 
 pub mod config;
 pub mod decode;
+pub mod doctor;
 pub mod enroll;
 mod fsutil;
 pub mod ingest;
@@ -26,6 +27,8 @@ pub mod status;
 pub mod uplink;
 pub mod vat;
 pub mod watch;
+#[cfg(windows)]
+pub mod winservice;
 
 use anyhow::Context;
 use config::AgentConfig;

@@ -40,6 +40,11 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Check config, folders, disk space, the server, TLS, the token and the clock; one line each.
+    Doctor,
+    /// Run under the Windows service control manager (registered by imc-installer).
+    #[cfg(windows)]
+    Service,
 }
 
 fn main() -> ExitCode {
@@ -114,6 +119,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(2));
             }
         }
+        Command::Doctor => {
+            let findings = runtime.block_on(imc_agent::doctor::check(&config_path));
+            for finding in &findings {
+                println!("{finding}");
+            }
+            if findings.iter().any(|f| !f.ok) {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        #[cfg(windows)]
+        Command::Service => imc_agent::winservice::run(config_path)?,
     }
     Ok(ExitCode::SUCCESS)
 }

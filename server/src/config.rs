@@ -1,8 +1,49 @@
 //! The server's settings: where data lives and the limits it enforces.
 
+use anyhow::Context;
+use serde::Deserialize;
 use std::fmt;
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// `imc-server serve --config FILE`: the same settings as the flags, in TOML.
+/// A flag or its environment variable wins over the file; the file wins over
+/// the built-in default. See docs/OPERATIONS.md.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFile {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub cover_font: Option<PathBuf>,
+    /// `text` or `json`.
+    pub log_format: Option<String>,
+    pub metrics_token: Option<String>,
+    pub max_agents: Option<usize>,
+    pub max_body_bytes: Option<usize>,
+    pub partial_ttl_hours: Option<u64>,
+}
+
+impl ServerFile {
+    pub fn load(path: &Path) -> anyhow::Result<ServerFile> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
+    }
+
+    /// Applies the file's limits to `config` (paths and the address are merged by the caller).
+    pub fn apply_limits(&self, config: &mut ServerConfig) {
+        if let Some(n) = self.max_agents {
+            config.max_agents = n;
+        }
+        if let Some(n) = self.max_body_bytes {
+            config.max_body_bytes = n;
+        }
+        if let Some(hours) = self.partial_ttl_hours {
+            config.partial_ttl = Duration::from_secs(hours * 3600);
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct ServerConfig {
@@ -19,6 +60,8 @@ pub struct ServerConfig {
     pub max_agents: usize,
     /// A partial upload untouched this long is abandoned and removed.
     pub partial_ttl: Duration,
+    /// When set, `GET /metrics` requires it as a bearer token.
+    pub metrics_token: Option<String>,
 }
 
 impl ServerConfig {
@@ -31,6 +74,7 @@ impl ServerConfig {
             cover_font: None,
             max_agents: 1024,
             partial_ttl: Duration::from_secs(24 * 3600),
+            metrics_token: None,
         }
     }
 
@@ -61,6 +105,28 @@ impl fmt::Debug for ServerConfig {
             .field("cover_font", &self.cover_font)
             .field("max_agents", &self.max_agents)
             .field("partial_ttl", &self.partial_ttl)
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "<hidden>"),
+            )
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_file_reads_known_keys_and_refuses_typos() {
+        let file: ServerFile = toml::from_str(
+            "data_dir = \"/var/lib/imc\"\nlisten = \"0.0.0.0:8080\"\nmax_agents = 50\nlog_format = \"json\"\n",
+        )
+        .unwrap();
+        assert_eq!(file.listen, Some("0.0.0.0:8080".parse().unwrap()));
+        let mut config = ServerConfig::new("/x".into());
+        file.apply_limits(&mut config);
+        assert_eq!(config.max_agents, 50);
+        assert!(toml::from_str::<ServerFile>("listne = \"0.0.0.0:1\"").is_err());
     }
 }

@@ -12,11 +12,13 @@
 //! - `demo`: the one-command demonstration.
 
 pub mod auth;
+pub mod backup;
 pub mod blobs;
 pub mod config;
 pub mod cover;
 pub mod demo;
 mod error;
+pub mod metrics;
 pub mod partials;
 mod routes;
 pub mod settings;
@@ -53,6 +55,10 @@ pub async fn open(config: ServerConfig) -> anyhow::Result<AppState> {
         tracing::info!("IMC_BOOTSTRAP_TOKEN stored as an admin API token");
     }
     let blobs = FolderBlobs::open(&config.blobs_dir())?;
+    // Before the first request, so no measurement is lost.
+    if metrics::handle().is_none() {
+        tracing::warn!("another metrics recorder is installed; /metrics shows store totals only");
+    }
     let covers = match &config.cover_font {
         Some(path) => cover::CoverRenderer::with_font_file(path)
             .with_context(|| format!("loading cover font {}", path.display()))?,

@@ -1,7 +1,7 @@
 //! `imc-server`: parses arguments, sets up logging, and calls the library.
 
-use clap::{Parser, Subcommand};
-use imc_server::config::ServerConfig;
+use clap::{Parser, Subcommand, ValueEnum};
+use imc_server::config::{ServerConfig, ServerFile};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,21 +10,52 @@ use tokio_util::sync::CancellationToken;
 #[derive(Parser)]
 #[command(name = "imc-server", version, about = "IMC central server")]
 struct Cli {
+    /// Log lines as human-readable text or as JSON objects (one per line).
+    #[arg(long, global = true, env = "IMC_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Serve the API and the agent uplink.
     Serve {
+        /// A TOML file with these settings; flags and environment variables win over it.
+        #[arg(long, env = "IMC_CONFIG")]
+        config: Option<PathBuf>,
         #[arg(long, env = "IMC_DATA_DIR")]
-        data_dir: PathBuf,
-        #[arg(long, env = "IMC_LISTEN", default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
+        data_dir: Option<PathBuf>,
+        /// Address to listen on (default 127.0.0.1:8080).
+        #[arg(long, env = "IMC_LISTEN")]
+        listen: Option<SocketAddr>,
         /// A TTF/OTF/TTC font with Chinese glyphs for cover sheets (default: search system fonts).
         #[arg(long, env = "IMC_COVER_FONT")]
         cover_font: Option<PathBuf>,
+        /// Require this bearer token on GET /metrics.
+        #[arg(long, env = "IMC_METRICS_TOKEN", hide_env_values = true)]
+        metrics_token: Option<String>,
+    },
+    /// Copy the data dir (database and image blobs) into a folder while the server runs.
+    Backup {
+        #[arg(long, env = "IMC_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Backup folder; a later backup into the same folder copies only new blobs.
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Rebuild a data dir from a backup folder (the data dir must hold no database).
+    Restore {
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long, env = "IMC_DATA_DIR")]
+        data_dir: PathBuf,
     },
     /// Run the whole product on this machine: server, an agent watching a demo inbox, sample documents.
     Demo {
@@ -75,20 +106,53 @@ enum AuditCommand {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("IMC_LOG")
-                .unwrap_or_else(|_| "info,tower_http=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    let file = match &cli.command {
+        Command::Serve {
+            config: Some(path), ..
+        } => match ServerFile::load(path) {
+            Ok(file) => file,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => ServerFile::default(),
+    };
+    let format = match (cli.log_format, file.log_format.as_deref()) {
+        (Some(format), _) => format,
+        (None, Some(name)) => match LogFormat::from_str(name, true) {
+            Ok(format) => format,
+            Err(_) => {
+                eprintln!(
+                    "error: log_format {name:?} in the config file: use \"text\" or \"json\""
+                );
+                return ExitCode::FAILURE;
+            }
+        },
+        (None, None) => LogFormat::Text,
+    };
+    init_logging(format);
+    match run(cli, file) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IMC_LOG")
+        .unwrap_or_else(|_| "info,tower_http=warn".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => logs.json().with_current_span(true).init(),
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
     }
 }
 
@@ -102,7 +166,34 @@ fn shutdown_on_signal() -> CancellationToken {
     token
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli, file: ServerFile) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Backup { data_dir, to } => {
+            let done = imc_server::backup::backup(data_dir, to)?;
+            println!(
+                "backed up {} documents, {} pages, {} images ({} blobs) into {}",
+                done.documents,
+                done.pages,
+                done.images,
+                done.blobs,
+                to.display()
+            );
+            return Ok(());
+        }
+        Command::Restore { from, data_dir } => {
+            let done = imc_server::backup::restore(from, data_dir)?;
+            println!(
+                "restored {} documents, {} pages, {} images from the backup of {} into {}; audit chain intact",
+                done.documents,
+                done.pages,
+                done.images,
+                done.created_at,
+                data_dir.display()
+            );
+            return Ok(());
+        }
+        _ => {}
+    }
     if let Command::Audit {
         command: AuditCommand::Verify { data_dir },
     } = &cli.command
@@ -122,15 +213,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Serve {
+                config: _,
                 data_dir,
                 listen,
                 cover_font,
+                metrics_token,
             } => {
+                let Some(data_dir) = data_dir.or(file.data_dir.clone()) else {
+                    anyhow::bail!("no data dir: pass --data-dir, set IMC_DATA_DIR or `data_dir` in the config file");
+                };
+                let listen = listen
+                    .or(file.listen)
+                    .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080)));
                 let mut config = ServerConfig::new(data_dir);
+                file.apply_limits(&mut config);
                 config.bootstrap_token = std::env::var("IMC_BOOTSTRAP_TOKEN")
                     .ok()
                     .filter(|t| !t.is_empty());
-                config.cover_font = cover_font;
+                config.cover_font = cover_font.or(file.cover_font.clone());
+                config.metrics_token = metrics_token.or(file.metrics_token.clone());
                 let listener = tokio::net::TcpListener::bind(listen)
                     .await
                     .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
@@ -155,7 +256,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } => {
                 imc_server::web::users::add_from_cli(&data_dir, &name, &role, site, password).await
             }
-            Command::Audit { .. } => Ok(()),
+            Command::Audit { .. } | Command::Backup { .. } | Command::Restore { .. } => Ok(()),
         }
     })
 }

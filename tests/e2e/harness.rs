@@ -102,6 +102,18 @@ impl TestServer {
         }
     }
 
+    /// Starts on an existing data dir (a restored backup); the caller owns the folder.
+    pub fn start_on(data_dir: &Path) -> TestServer {
+        let (child, base) = spawn_server(data_dir, "127.0.0.1:0").expect("server starts");
+        TestServer {
+            child: Some(child),
+            base,
+            data_dir: data_dir.to_owned(),
+            _tmp: None,
+            client: reqwest::Client::new(),
+        }
+    }
+
     /// kill -9: no chance to flush or say goodbye.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

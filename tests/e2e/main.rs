@@ -11,12 +11,16 @@ mod proxy;
 mod scan;
 
 mod api_errors;
+mod backup;
 mod capture;
 mod capture_formats;
 mod delivery;
 mod desk;
+mod doctor;
 mod inspect;
+mod installer;
 mod invoices;
+mod metrics;
 mod spine;
 mod webhooks;
 mod workflow;

@@ -9,6 +9,7 @@ pub(crate) mod admin;
 pub(crate) mod documents;
 mod extract;
 mod health;
+mod metrics;
 mod openapi;
 mod packets;
 mod settings;
@@ -99,6 +100,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::web::router(state.clone()))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::serve))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

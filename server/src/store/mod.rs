@@ -395,4 +395,32 @@ pub trait Store: Send + Sync + 'static {
     // Audit trail and checks sign-off staff see.
     async fn document_audit(&self, document_id: i64) -> StoreResult<Vec<AuditRow>>;
     async fn document_conflicts(&self, document_id: i64) -> StoreResult<Vec<InvoiceConflict>>;
+
+    // Operations: what `/metrics` reports.
+    async fn ops_snapshot(&self) -> StoreResult<OpsSnapshot>;
+}
+
+/// Totals for operators, read in one go at scrape time.
+#[derive(Debug, Clone, Default)]
+pub struct OpsSnapshot {
+    pub pages: u64,
+    pub page_bytes: u64,
+    pub documents_by_status: Vec<(String, u64)>,
+    pub packets_by_state: Vec<(String, u64)>,
+    pub webhooks_pending: u64,
+    /// Age of the oldest undelivered webhook event.
+    pub webhook_oldest_pending_secs: f64,
+    pub agents: Vec<AgentOps>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentOps {
+    pub id: String,
+    pub site: String,
+    pub name: String,
+    /// Unix seconds.
+    pub last_seen: Option<f64>,
+    pub queue_pages: Option<u64>,
+    pub queue_bytes: Option<u64>,
+    pub quarantined: Option<u64>,
 }

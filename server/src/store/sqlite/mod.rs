@@ -11,6 +11,7 @@ pub mod audit;
 pub mod changes;
 mod documents;
 mod invoices;
+mod ops;
 mod packets;
 mod rows;
 mod settings;
@@ -380,5 +381,9 @@ impl Store for SqliteStore {
     async fn document_conflicts(&self, document_id: i64) -> StoreResult<Vec<InvoiceConflict>> {
         self.read(move |c| invoices::conflicts(c, document_id))
             .await
+    }
+
+    async fn ops_snapshot(&self) -> StoreResult<OpsSnapshot> {
+        self.read(ops::snapshot).await
     }
 }

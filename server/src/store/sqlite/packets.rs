@@ -162,6 +162,12 @@ fn resolve(tx: &Transaction<'_>, packet_id: Uuid, actor: &Actor) -> StoreResult<
                 )),
                 Some(attach) => {
                     attach_packet(tx, packet_id, &doc, attach, actor)?;
+                    let first_page_at: String = tx.query_row(
+                        "SELECT created_at FROM packets WHERE id = ?1",
+                        [packet_id.to_string()],
+                        |r| r.get(0),
+                    )?;
+                    crate::metrics::packet_matched(&first_page_at);
                     Ok(PacketResolution::Matched {
                         document_id: doc.id,
                         doc_no: doc.doc_no,
