@@ -59,6 +59,7 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::R
         .store
         .add_api_token("demo", TokenRole::Admin, &auth::hash_secret(&token))
         .await?;
+    add_desk_users(&state).await?;
 
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
@@ -135,6 +136,9 @@ fn print_welcome(base: &str, token: &str, docs: &[DocumentCreated], dir: &Path) 
     println!();
     println!("  API            {base}/api/v1   (Authorization: Bearer {token})");
     println!("  health         {base}/healthz");
+    println!(
+        "  sign-off desk  {base}/ui/   (log in as {DESK_SIGNOFF} / {DESK_PASSWORD}, or {DESK_ADMIN} / {DESK_PASSWORD})"
+    );
     println!("  agent inbox    {d}/inbox   (watched by the in-process agent)");
     println!("  cover sheets   {d}/covers");
     println!();
@@ -163,6 +167,37 @@ fn print_welcome(base: &str, token: &str, docs: &[DocumentCreated], dir: &Path) 
         );
     }
     println!();
+}
+
+/// The demo's desk logins. Fixed, so a second run of the demo on the same
+/// folder prints a login that works; the demo listens on loopback.
+const DESK_SIGNOFF: &str = "signoff";
+const DESK_ADMIN: &str = "admin";
+const DESK_PASSWORD: &str = "imc-demo-desk";
+
+async fn add_desk_users(state: &crate::ServerState) -> anyhow::Result<()> {
+    use crate::web::store::{NewUser, Role};
+    for (name, role) in [(DESK_SIGNOFF, Role::SignOff), (DESK_ADMIN, Role::Admin)] {
+        if state.web.store.user_by_name(name).await?.is_some() {
+            continue;
+        }
+        let password_hash = crate::web::passwords::hash_blocking(DESK_PASSWORD)?;
+        state
+            .web
+            .store
+            .add_user(
+                NewUser {
+                    name: name.to_owned(),
+                    role,
+                    site: None,
+                    password_hash,
+                },
+                &crate::store::Actor("demo".into()),
+            )
+            .await
+            .with_context(|| format!("adding the demo desk user {name}"))?;
+    }
+    Ok(())
 }
 
 async fn watch_statuses(api: &Api, docs: &[DocumentCreated], shutdown: &CancellationToken) {

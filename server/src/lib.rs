@@ -9,6 +9,7 @@
 //!   `blobs`: image bytes, content-addressed.
 //! - `workflow`: the document lifecycle rules; `settings`: their validation;
 //!   `webhooks`: the outbox delivery task; `cover/`: cover sheet drawing.
+//! - `web/`: the sign-off desk, the staff's web UI under `/ui`.
 //! - `demo`: the one-command demonstration.
 
 pub mod auth;
@@ -26,6 +27,7 @@ pub mod settings;
 mod state;
 pub mod store;
 pub mod uplink;
+pub mod web;
 pub mod webhooks;
 pub mod workflow;
 
@@ -64,10 +66,17 @@ pub async fn open(config: ServerConfig) -> anyhow::Result<AppState> {
             .with_context(|| format!("loading cover font {}", path.display()))?,
         None => cover::CoverRenderer::from_system_fonts(),
     };
+    let changes = store.clone();
+    let web = web::WebState::new(
+        Arc::new(store.clone()),
+        Arc::new(move || changes.changes()),
+        config.data_dir.join("thumbs"),
+    );
     let store = Arc::new(store) as Arc<dyn Store>;
     let blobs = Arc::new(blobs) as Arc<dyn blobs::BlobStore>;
     Ok(AppState {
         committer: commit::Committer::start(Arc::clone(&store), Arc::clone(&blobs)),
+        web,
         store,
         blobs,
         covers: Arc::new(covers),
@@ -99,6 +108,7 @@ pub async fn serve_state(
         state.config.partial_ttl,
         stop.clone(),
     ));
+    let desk_streams = state.web.stop.clone();
     let app = routes::router(state);
     let http_stop = stop.clone();
     let served = axum::serve(listener, app)
@@ -107,6 +117,9 @@ pub async fn serve_state(
                 _ = shutdown => {}
                 _ = http_stop.cancelled() => {}
             }
+            // Open event streams never end by themselves: end them, or
+            // graceful shutdown would wait for them forever.
+            desk_streams.cancel();
         })
         .await
         .context("serving HTTP");

@@ -73,6 +73,30 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Staff users of the sign-off desk.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user; asks for the password when --password is not given.
+    Add {
+        #[arg(long, env = "IMC_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// signoff, clerk or admin.
+        #[arg(long)]
+        role: String,
+        /// The clerk's site.
+        #[arg(long)]
+        site: Option<String>,
+        #[arg(long)]
+        password: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -226,6 +250,18 @@ fn run(cli: Cli, file: ServerFile) -> anyhow::Result<()> {
             Command::Demo { dir, listen } => {
                 let shutdown = shutdown_on_signal();
                 imc_server::demo::run(imc_server::demo::DemoOptions { dir, listen }, shutdown).await
+            }
+            Command::User {
+                command:
+                    UserCommand::Add {
+                        data_dir,
+                        name,
+                        role,
+                        site,
+                        password,
+                    },
+            } => {
+                imc_server::web::users::add_from_cli(&data_dir, &name, &role, site, password).await
             }
             Command::Audit { .. } | Command::Backup { .. } | Command::Restore { .. } => Ok(()),
         }

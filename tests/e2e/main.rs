@@ -16,6 +16,7 @@ mod backup;
 mod capture;
 mod capture_formats;
 mod delivery;
+mod desk;
 mod doctor;
 mod inspect;
 mod installer;

@@ -4,7 +4,7 @@ use super::extract::{ApiJson, ApiPath};
 use crate::auth::{self, Caller};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::store::{AgentRecord, Scheme, StoreError};
+use crate::store::{Actor, AgentRecord, Scheme, StoreError};
 use crate::uplink::CloseReason;
 use axum::Json;
 use axum::extract::State;
@@ -14,7 +14,7 @@ use imc_shared::api::{
     SchemeView,
 };
 
-fn name_ok(field: &str, value: &str) -> ApiResult<()> {
+pub(crate) fn name_ok(field: &str, value: &str) -> ApiResult<()> {
     let ok = !value.is_empty()
         && value.len() <= 64
         && value
@@ -78,6 +78,17 @@ pub async fn enrollment_code(
     ApiPath(site): ApiPath<String>,
 ) -> ApiResult<(StatusCode, Json<EnrollmentCode>)> {
     caller.require_admin()?;
+    Ok((
+        StatusCode::CREATED,
+        Json(issue_enrollment_code(&state, site).await?),
+    ))
+}
+
+/// A one-time code that enrols one agent to `site` (the API and the desk's sites page).
+pub(crate) async fn issue_enrollment_code(
+    state: &AppState,
+    site: String,
+) -> ApiResult<EnrollmentCode> {
     name_ok("site", &site)?;
     // Short enough to type at a desk, long enough not to be guessed in its lifetime.
     let code = auth::new_secret("enr")[..20].to_owned();
@@ -89,14 +100,11 @@ pub async fn enrollment_code(
         .store
         .add_enrollment_code(&site, &auth::hash_secret(&code), &expires_at)
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(EnrollmentCode {
-            code,
-            site,
-            expires_at,
-        }),
-    ))
+    Ok(EnrollmentCode {
+        code,
+        site,
+        expires_at,
+    })
 }
 
 /// The one call an agent makes without a token: the code is its credential.
@@ -188,10 +196,21 @@ pub async fn revoke_agent(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<AgentView>> {
     caller.require_admin()?;
+    let record = revoke_agent_as(&state, &id, &caller.actor()).await?;
+    Ok(Json(agent_view(&state, record)))
+}
+
+/// Revokes an agent and closes its live uplink: the API and the desk both
+/// come here.
+pub(crate) async fn revoke_agent_as(
+    state: &AppState,
+    id: &str,
+    actor: &Actor,
+) -> ApiResult<AgentRecord> {
     // The revocation is committed before the session is closed: a connection
     // that registers after this point finds the agent revoked.
-    let record = state.store.revoke_agent(&id, &caller.actor()).await?;
+    let record = state.store.revoke_agent(id, actor).await?;
     let was_connected = state.desks.disconnect(&record.id, CloseReason::Revoked);
     tracing::info!(agent = %record.id, site = %record.site, was_connected, "agent revoked");
-    Ok(Json(agent_view(&state, record)))
+    Ok(record)
 }

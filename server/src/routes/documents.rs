@@ -8,7 +8,7 @@ use crate::blobs::is_sha256_hex;
 use crate::cover::CoverFields;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::store::{Created, Decision, Document, NewDocument, NewImage, StoreError};
+use crate::store::{Actor, Created, Decision, Document, NewDocument, NewImage, StoreError};
 use crate::workflow::Via;
 use axum::Json;
 use axum::body::Bytes;
@@ -598,11 +598,30 @@ async fn decide(
     id: i64,
     decision: Decision,
 ) -> ApiResult<Json<DocumentView>> {
-    let doc = state.store.decide(id, decision, &caller.actor()).await?;
+    let doc = decide_as(state, &caller.actor(), id, decision).await?;
     Ok(Json(full_view(state, doc).await?))
 }
 
-fn reason(body: ReasonBody) -> ApiResult<String> {
+/// A decision by anyone (an API caller, or staff on the sign-off desk): the
+/// store applies the workflow's rules; a rejection is told to the desks.
+pub(crate) async fn decide_as(
+    state: &AppState,
+    actor: &Actor,
+    id: i64,
+    decision: Decision,
+) -> ApiResult<Document> {
+    let message = match &decision {
+        Decision::Reject { reason } => Some(format!("sign-off rejected the paper: {reason}")),
+        _ => None,
+    };
+    let doc = state.store.decide(id, decision, actor).await?;
+    if let Some(message) = message {
+        tell_desks(state, doc.id, &doc.doc_no, "rejected", message).await;
+    }
+    Ok(doc)
+}
+
+pub(crate) fn reason(body: ReasonBody) -> ApiResult<String> {
     let reason = body.reason.trim().to_owned();
     if reason.is_empty() {
         return Err(ApiError::field("reason", "a reason is required"));
@@ -653,10 +672,7 @@ pub async fn reject(
 ) -> ApiResult<Json<DocumentView>> {
     caller.require_api()?;
     let reason = reason(body)?;
-    let message = format!("sign-off rejected the paper: {reason}");
-    let decided = decide(&state, &caller, id, Decision::Reject { reason }).await?;
-    tell_desks(&state, decided.0.id, &decided.0.doc_no, "rejected", message).await;
-    Ok(decided)
+    decide(&state, &caller, id, Decision::Reject { reason }).await
 }
 
 /// Lets the desks that scanned a document's packets know what became of them.

@@ -5,8 +5,8 @@
 //! OpenAPI document (`openapi.rs`), so a route added without its
 //! `#[utoipa::path]` documentation fails the build's tests.
 
-mod admin;
-mod documents;
+pub(crate) mod admin;
+pub(crate) mod documents;
 mod extract;
 mod health;
 mod metrics;
@@ -99,6 +99,7 @@ pub fn router(state: AppState) -> Router {
     let api = api().router.fallback(health::api_not_found);
     Router::new()
         .nest("/api/v1", api)
+        .merge(crate::web::router(state.clone()))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::serve))

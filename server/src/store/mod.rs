@@ -11,6 +11,7 @@
 mod sqlite;
 
 pub use sqlite::audit::{AuditCheck, verify_audit_file};
+pub use sqlite::changes::Change;
 pub use sqlite::{SqliteStore, now};
 
 use async_trait::async_trait;

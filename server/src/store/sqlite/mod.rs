@@ -8,6 +8,7 @@
 
 mod agents;
 pub mod audit;
+pub mod changes;
 mod documents;
 mod invoices;
 mod ops;
@@ -16,6 +17,7 @@ mod rows;
 mod settings;
 #[cfg(test)]
 mod tests;
+mod web;
 mod webhooks;
 
 use super::*;
@@ -34,11 +36,12 @@ struct Inner {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
+    changes: changes::Changes,
 }
 
 impl SqliteStore {
     pub fn open(path: &Path) -> StoreResult<SqliteStore> {
-        let writer = Connection::open(path)?;
+        let mut writer = Connection::open(path)?;
         writer.pragma_update(None, "journal_mode", "WAL")?;
         writer.pragma_update(None, "synchronous", "FULL")?;
         writer.pragma_update(None, "foreign_keys", "ON")?;
@@ -46,6 +49,8 @@ impl SqliteStore {
         writer.execute_batch(include_str!("schema.sql"))?;
         audit::migrate(&writer)?;
         packets::migrate(&writer)?;
+        let changes = changes::Changes::new();
+        changes.install(&mut writer)?;
         let readers = (0..READERS)
             .map(|_| {
                 let conn = Connection::open_with_flags(
@@ -61,12 +66,18 @@ impl SqliteStore {
                 path: path.to_owned(),
                 writer: Mutex::new(writer),
                 readers,
+                changes,
             }),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Announcements of committed changes to documents, packets and agents.
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<changes::Change> {
+        self.inner.changes.subscribe()
     }
 
     /// Runs `f` in one write transaction, committed when it returns Ok.
@@ -82,8 +93,14 @@ impl SqliteStore {
                 .lock()
                 .map_err(|_| StoreError::Task("writer lock poisoned".into()))?;
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let value = f(&tx)?;
-            tx.commit()?;
+            let value = match f(&tx).and_then(|value| Ok(tx.commit().map(|()| value)?)) {
+                Ok(value) => value,
+                Err(e) => {
+                    inner.changes.rolled_back();
+                    return Err(e);
+                }
+            };
+            inner.changes.committed();
             Ok(value)
         })
         .await

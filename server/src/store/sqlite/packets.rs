@@ -341,11 +341,28 @@ pub fn match_by_hand(
 }
 
 pub fn list(conn: &Connection, state: Option<PacketState>, limit: u32) -> StoreResult<Vec<Packet>> {
-    let mut stmt = conn.prepare_cached(
+    query(
+        conn,
         "SELECT id, agent_id, site, cover_code, state, sealed_page_count, document_id, reason, created_at \
          FROM packets WHERE ?1 IS NULL OR state = ?1 ORDER BY created_at, id LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![state.map(|s| s.as_str()), limit], |r| {
+        params![state.map(|s| s.as_str()), limit],
+    )
+}
+
+/// One packet with its pages, by id.
+pub fn one(conn: &Connection, packet_id: Uuid) -> StoreResult<Option<Packet>> {
+    Ok(query(
+        conn,
+        "SELECT id, agent_id, site, cover_code, state, sealed_page_count, document_id, reason, created_at \
+         FROM packets WHERE id = ?1",
+        params![packet_id.to_string()],
+    )?
+    .pop())
+}
+
+fn query(conn: &Connection, sql: &str, args: impl rusqlite::Params) -> StoreResult<Vec<Packet>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(args, |r| {
         Ok((
             r.get::<_, String>(0)?,
             r.get::<_, String>(1)?,
