@@ -65,6 +65,13 @@ pub struct AgentConfig {
     /// Also look for every barcode symbology on each page (slower).
     #[serde(default)]
     pub full_barcode_scan: bool,
+    /// The CA (PEM) that signs the server's certificate, pinned at enrolment
+    /// (`enroll --ca`); the system roots are used when absent.
+    #[serde(default)]
+    pub ca_pem: Option<String>,
+    /// Plain http/ws allowed: only for a lab (`enroll --insecure`).
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,6 +105,8 @@ impl fmt::Debug for AgentConfig {
             .field("rescan_secs", &self.rescan_secs)
             .field("watch_mode", &self.watch_mode)
             .field("seal_after_ms", &self.seal_after_ms)
+            .field("ca_pem", &self.ca_pem.as_ref().map(|_| "<pinned CA>"))
+            .field("insecure", &self.insecure)
             .finish()
     }
 }
@@ -118,6 +127,15 @@ impl AgentConfig {
             watch_mode: WatchMode::Events,
             seal_after_ms: default_seal_after_ms(),
             full_barcode_scan: false,
+            ca_pem: None,
+            insecure: false,
+        }
+    }
+
+    pub fn trust(&self) -> crate::tls::Trust {
+        crate::tls::Trust {
+            ca_pem: self.ca_pem.clone(),
+            insecure: self.insecure,
         }
     }
 

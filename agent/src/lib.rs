@@ -23,6 +23,7 @@ pub mod pages;
 pub mod queue;
 pub mod signal;
 pub mod status;
+pub mod tls;
 pub mod uplink;
 pub mod vat;
 pub mod watch;

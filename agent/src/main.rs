@@ -26,6 +26,13 @@ enum Command {
         /// Name shown to administrators (default: the computer name).
         #[arg(long)]
         name: Option<String>,
+        /// Trust only this CA (PEM) for the server's certificate, e.g. the
+        /// ca.pem of `imc-server cert init`; kept in the config.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// Allow plain http:// and ws:// (a lab without TLS; never across a network).
+        #[arg(long)]
+        insecure: bool,
     },
     /// Watch scanner folders and deliver pages until stopped.
     Run {
@@ -67,12 +74,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
-        Command::Enroll { server, code, name } => {
+        Command::Enroll {
+            server,
+            code,
+            name,
+            ca,
+            insecure,
+        } => {
+            let ca_pem = ca
+                .map(|path| {
+                    std::fs::read_to_string(&path)
+                        .map_err(|e| anyhow::anyhow!("reading CA {}: {e}", path.display()))
+                })
+                .transpose()?;
+            if let Some(pem) = &ca_pem {
+                imc_agent::tls::parse_ca(pem)?;
+            }
+            let trust = imc_agent::tls::Trust { ca_pem, insecure };
             let config = runtime.block_on(imc_agent::enroll::enroll(
                 &config_path,
                 &server,
                 &code,
                 name,
+                trust,
             ))?;
             println!(
                 "enrolled as agent {} at site {}; config in {}",

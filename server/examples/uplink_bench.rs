@@ -10,7 +10,7 @@ use imc_agent::config::AgentConfig;
 use imc_agent::queue::{FileKey, NewPage, Queue};
 use imc_agent::uplink::Uplink;
 use imc_server::config::ServerConfig;
-use imc_server::store::TokenRole;
+use imc_server::store::{Actor, NewApiToken};
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::Path;
@@ -103,9 +103,13 @@ async fn run_agents(root: &Path, agents: usize, pages_each: usize) -> anyhow::Re
     }));
     store
         .add_api_token(
-            "bench",
-            TokenRole::Admin,
-            &imc_server::auth::hash_secret("bench"),
+            NewApiToken {
+                name: "bench".into(),
+                scopes: vec![imc_shared::api::TokenScope::Admin],
+                source_systems: None,
+                token_hash: imc_server::auth::hash_secret("bench"),
+            },
+            &Actor("bench".into()),
         )
         .await?;
 
@@ -118,12 +122,22 @@ async fn run_agents(root: &Path, agents: usize, pages_each: usize) -> anyhow::Re
                 "bench",
                 &imc_server::auth::hash_secret(&code),
                 "2999-01-01T00:00:00Z",
+                &Actor("bench".into()),
             )
             .await?;
         let dir = root.join(format!("agent-{agents}-{a}"));
-        let mut config =
-            imc_agent::enroll::enroll(&dir.join("agent.toml"), &base, &code, Some(format!("a{a}")))
-                .await?;
+        let mut config = imc_agent::enroll::enroll(
+            &dir.join("agent.toml"),
+            &base,
+            &code,
+            Some(format!("a{a}")),
+            // Loopback, in one process: TLS would measure the handshake, not the uplink.
+            imc_agent::tls::Trust {
+                ca_pem: None,
+                insecure: true,
+            },
+        )
+        .await?;
         config.data_dir = Some(dir.join("data"));
         let queue = Arc::new(Queue::open(&dir.join("data"))?);
         fill_queue(&queue, a, pages_each)?;

@@ -19,6 +19,15 @@ pub struct ServerConfig {
     pub max_agents: usize,
     /// A partial upload untouched this long is abandoned and removed.
     pub partial_ttl: Duration,
+    /// Serve HTTPS/WSS with this certificate chain and key (PEM) instead of plain HTTP.
+    pub tls: Option<TlsFiles>,
+    pub connection_limits: crate::net::ConnectionLimits,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl ServerConfig {
@@ -31,6 +40,8 @@ impl ServerConfig {
             cover_font: None,
             max_agents: 1024,
             partial_ttl: Duration::from_secs(24 * 3600),
+            tls: None,
+            connection_limits: crate::net::ConnectionLimits::default(),
         }
     }
 
@@ -61,6 +72,8 @@ impl fmt::Debug for ServerConfig {
             .field("cover_font", &self.cover_font)
             .field("max_agents", &self.max_agents)
             .field("partial_ttl", &self.partial_ttl)
+            .field("tls", &self.tls)
+            .field("connection_limits", &self.connection_limits)
             .finish()
     }
 }

@@ -12,15 +12,18 @@
 
 pub mod auth;
 pub mod blobs;
+pub mod cli;
 pub mod config;
 pub mod cover;
 pub mod demo;
 mod error;
+pub mod net;
 pub mod partials;
 mod routes;
 pub mod settings;
 mod state;
 pub mod store;
+pub mod tokens;
 pub mod uplink;
 pub mod webhooks;
 pub mod workflow;
@@ -31,7 +34,7 @@ use config::ServerConfig;
 use state::AppState;
 use std::future::Future;
 use std::sync::Arc;
-use store::{SqliteStore, Store, TokenRole};
+use store::{Actor, NewApiToken, SqliteStore, Store};
 use tokio::net::TcpListener;
 
 /// Opens (or creates) the data dir and everything the server keeps in it.
@@ -45,7 +48,15 @@ pub async fn open(config: ServerConfig) -> anyhow::Result<AppState> {
         .with_context(|| format!("opening database {}", db_path.display()))?;
     if fresh && let Some(token) = &config.bootstrap_token {
         store
-            .add_api_token("bootstrap", TokenRole::Admin, &auth::hash_secret(token))
+            .add_api_token(
+                NewApiToken {
+                    name: "bootstrap".into(),
+                    scopes: vec![imc_shared::api::TokenScope::Admin],
+                    source_systems: None,
+                    token_hash: auth::hash_secret(token),
+                },
+                &Actor("server:bootstrap".into()),
+            )
             .await
             .context("storing the bootstrap token")?;
         tracing::info!("IMC_BOOTSTRAP_TOKEN stored as an admin API token");
@@ -88,17 +99,20 @@ pub async fn serve_state(
         state.config.partial_ttl,
         stop.clone(),
     ));
+    let tls = match &state.config.tls {
+        Some(files) => Some(net::tls::server_config(&files.cert, &files.key)?),
+        None => None,
+    };
+    let limits = state.config.connection_limits;
     let app = routes::router(state);
     let http_stop = stop.clone();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                _ = shutdown => {}
-                _ = http_stop.cancelled() => {}
-            }
-        })
-        .await
-        .context("serving HTTP");
+    net::serve(listener, app, tls, limits, async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = http_stop.cancelled() => {}
+        }
+    })
+    .await;
     stop.cancel();
     if let Err(e) = outbox.await {
         tracing::error!(error = %e, "webhook delivery task failed");
@@ -106,7 +120,7 @@ pub async fn serve_state(
     if let Err(e) = sweeper.await {
         tracing::error!(error = %e, "partial upload sweeper failed");
     }
-    served
+    Ok(())
 }
 
 pub use state::AppState as ServerState;

@@ -25,6 +25,12 @@ enum Command {
         /// A TTF/OTF/TTC font with Chinese glyphs for cover sheets (default: search system fonts).
         #[arg(long, env = "IMC_COVER_FONT")]
         cover_font: Option<PathBuf>,
+        /// Serve HTTPS/WSS with this certificate chain (PEM); needs --tls-key.
+        #[arg(long, env = "IMC_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The private key (PEM) of --tls-cert.
+        #[arg(long, env = "IMC_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Run the whole product on this machine: server, an agent watching a demo inbox, sample documents.
     Demo {
@@ -33,6 +39,16 @@ enum Command {
         dir: PathBuf,
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+    },
+    /// TLS certificates: a private CA and a server certificate.
+    Cert {
+        #[command(subcommand)]
+        command: imc_server::cli::CertCommand,
+    },
+    /// API tokens: create, list, rotate, revoke.
+    Token {
+        #[command(subcommand)]
+        command: imc_server::cli::TokenCommand,
     },
     /// Audit trail tools.
     Audit {
@@ -94,6 +110,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         };
     }
+    if let Command::Cert { command } = &cli.command {
+        return imc_server::cli::cert(command);
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         match cli.command {
@@ -101,17 +120,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 data_dir,
                 listen,
                 cover_font,
+                tls_cert,
+                tls_key,
             } => {
                 let mut config = ServerConfig::new(data_dir);
                 config.bootstrap_token = std::env::var("IMC_BOOTSTRAP_TOKEN")
                     .ok()
                     .filter(|t| !t.is_empty());
                 config.cover_font = cover_font;
+                config.tls = tls_cert
+                    .zip(tls_key)
+                    .map(|(cert, key)| imc_server::config::TlsFiles { cert, key });
+                let scheme = if config.tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
                 let listener = tokio::net::TcpListener::bind(listen)
                     .await
                     .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
                 // Printed on stdout so scripts (and tests binding port 0) learn the address.
-                println!("imc-server listening on http://{}", listener.local_addr()?);
+                println!(
+                    "imc-server listening on {scheme}://{}",
+                    listener.local_addr()?
+                );
                 let shutdown = shutdown_on_signal();
                 imc_server::serve(config, listener, async move { shutdown.cancelled().await }).await
             }
@@ -119,7 +151,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let shutdown = shutdown_on_signal();
                 imc_server::demo::run(imc_server::demo::DemoOptions { dir, listen }, shutdown).await
             }
-            Command::Audit { .. } => Ok(()),
+            Command::Token { command } => imc_server::cli::token(command).await,
+            Command::Audit { .. } | Command::Cert { .. } => Ok(()),
         }
     })
 }

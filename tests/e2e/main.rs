@@ -16,6 +16,7 @@ mod capture_formats;
 mod delivery;
 mod inspect;
 mod invoices;
+mod security;
 mod spine;
 mod webhooks;
 mod workflow;

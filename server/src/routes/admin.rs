@@ -43,7 +43,6 @@ pub async fn put_scheme(
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<PutScheme>,
 ) -> ApiResult<Json<SchemeView>> {
-    caller.require_admin()?;
     name_ok("name", &name)?;
     let scheme = Scheme {
         name,
@@ -75,7 +74,6 @@ pub async fn enrollment_code(
     caller: Caller,
     ApiPath(site): ApiPath<String>,
 ) -> ApiResult<(StatusCode, Json<EnrollmentCode>)> {
-    caller.require_admin()?;
     name_ok("site", &site)?;
     // Short enough to type at a desk, long enough not to be guessed in its lifetime.
     let code = auth::new_secret("enr")[..20].to_owned();
@@ -85,7 +83,12 @@ pub async fn enrollment_code(
         (chrono::Utc::now() + ttl).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     state
         .store
-        .add_enrollment_code(&site, &auth::hash_secret(&code), &expires_at)
+        .add_enrollment_code(
+            &site,
+            &auth::hash_secret(&code),
+            &expires_at,
+            &caller.actor(),
+        )
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -110,6 +113,7 @@ pub async fn enrollment_code(
 )]
 pub async fn enroll(
     State(state): State<AppState>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     ApiJson(body): ApiJson<EnrollRequest>,
 ) -> ApiResult<Json<EnrollResponse>> {
     let name = body.name.trim();
@@ -133,7 +137,21 @@ pub async fn enroll(
                 ApiError::Forbidden("enrollment code is unknown, already used or expired".into())
             }
             other => other.into(),
-        })?;
+        });
+    let agent = match agent {
+        Ok(agent) => agent,
+        Err(e) => {
+            if matches!(e, ApiError::Forbidden(_)) {
+                let ip = peer.map_or_else(|| "unknown".into(), |p| p.0.0.ip().to_string());
+                let actor = crate::store::Actor(format!("ip:{ip}"));
+                let what = format!("enrolment refused for {name:?}: code unknown, used or expired");
+                if let Err(e) = state.store.audit_auth_failure(&actor, &what).await {
+                    tracing::error!(error = %e, "could not audit a refused enrolment");
+                }
+            }
+            return Err(e);
+        }
+    };
     tracing::info!(agent = %agent.id, site = %agent.site, name = %agent.name, "agent enrolled");
     Ok(Json(EnrollResponse {
         agent_id: agent.id,

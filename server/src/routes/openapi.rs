@@ -6,7 +6,7 @@
 //! requirement and its 401/403 answers from [`BearerAuth`], so the handlers
 //! list only the statuses particular to them.
 
-use super::{admin, documents, packets, settings, webhooks};
+use super::{admin, documents, packets, settings, tokens, webhooks};
 use axum::Json;
 use imc_shared::api::ErrorBody;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
@@ -54,6 +54,10 @@ pub struct Binary(#[allow(dead_code)] Vec<u8>);
         admin::enrollment_code,
         admin::enroll,
         crate::uplink::upgrade,
+        tokens::list,
+        tokens::create,
+        tokens::rotate,
+        tokens::revoke,
     ),
     components(schemas(ErrorBody, Binary)),
     modifiers(&BearerAuth),
@@ -62,7 +66,7 @@ pub struct Binary(#[allow(dead_code)] Vec<u8>);
         (name = "images", description = "Cover sheets, the capture API and image bytes"),
         (name = "sign-off", description = "Sign-off decisions and withdrawal"),
         (name = "packets", description = "The exception queue and matching by hand"),
-        (name = "admin", description = "Schemes, settings, webhooks, enrolment (admin token)"),
+        (name = "admin", description = "Schemes, settings, webhooks, enrolment, API tokens (admin scope)"),
         (name = "agents", description = "Scan-desk agents"),
         (name = "meta", description = "This document"),
     )
