@@ -17,6 +17,7 @@ pub mod config;
 pub mod decode;
 pub mod enroll;
 mod fsutil;
+pub mod fuzzing;
 pub mod ingest;
 pub mod inspect;
 pub mod pages;

@@ -22,6 +22,9 @@ pub struct ServerConfig {
     /// Serve HTTPS/WSS with this certificate chain and key (PEM) instead of plain HTTP.
     pub tls: Option<TlsFiles>,
     pub connection_limits: crate::net::ConnectionLimits,
+    pub rate_limits: crate::ratelimit::RateLimits,
+    /// A request body that sends nothing for this long is cut off (slow clients).
+    pub body_idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -42,6 +45,8 @@ impl ServerConfig {
             partial_ttl: Duration::from_secs(24 * 3600),
             tls: None,
             connection_limits: crate::net::ConnectionLimits::default(),
+            rate_limits: crate::ratelimit::RateLimits::default(),
+            body_idle_timeout: Duration::from_secs(30),
         }
     }
 
@@ -74,6 +79,8 @@ impl fmt::Debug for ServerConfig {
             .field("partial_ttl", &self.partial_ttl)
             .field("tls", &self.tls)
             .field("connection_limits", &self.connection_limits)
+            .field("rate_limits", &self.rate_limits)
+            .field("body_idle_timeout", &self.body_idle_timeout)
             .finish()
     }
 }

@@ -31,6 +31,12 @@ enum Command {
         /// The private key (PEM) of --tls-cert.
         #[arg(long, env = "IMC_TLS_KEY", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// API requests per second from one IP address (bursts of twice that); 0: no limit.
+        #[arg(long, env = "IMC_RATE_PER_IP", default_value_t = 200)]
+        rate_per_ip: u32,
+        /// API requests per second with one token (bursts of twice that); 0: no limit.
+        #[arg(long, env = "IMC_RATE_PER_TOKEN", default_value_t = 100)]
+        rate_per_token: u32,
     },
     /// Run the whole product on this machine: server, an agent watching a demo inbox, sample documents.
     Demo {
@@ -122,6 +128,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 cover_font,
                 tls_cert,
                 tls_key,
+                rate_per_ip,
+                rate_per_token,
             } => {
                 let mut config = ServerConfig::new(data_dir);
                 config.bootstrap_token = std::env::var("IMC_BOOTSTRAP_TOKEN")
@@ -131,6 +139,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 config.tls = tls_cert
                     .zip(tls_key)
                     .map(|(cert, key)| imc_server::config::TlsFiles { cert, key });
+                config.rate_limits = imc_server::ratelimit::RateLimits {
+                    per_ip: std::num::NonZeroU32::new(rate_per_ip),
+                    per_token: std::num::NonZeroU32::new(rate_per_token),
+                };
                 let scheme = if config.tls.is_some() {
                     "https"
                 } else {

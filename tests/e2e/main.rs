@@ -14,6 +14,7 @@ mod api_errors;
 mod capture;
 mod capture_formats;
 mod delivery;
+mod hardening;
 mod inspect;
 mod invoices;
 mod security;

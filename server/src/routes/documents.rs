@@ -493,7 +493,7 @@ pub const SOURCE_HEADER: &str = "x-imc-source";
     ),
     responses(
         (status = 201, description = "Attached as the next page; a basic or sync document becomes ready", body = ImageView),
-        (status = 400, description = "Empty body or a type not accepted", body = ErrorBody),
+        (status = 400, description = "Empty body, a type not accepted (sniffed from the bytes), or a damaged, truncated or oversized (decompression bomb) file", body = ErrorBody),
         (status = 404, description = "No such document", body = ErrorBody),
         (status = 409, description = "The document takes no uploaded images in its mode or status (e.g. match mode, cancelled)", body = ErrorBody),
         (status = 413, description = "Larger than max_image_bytes", body = ErrorBody),
@@ -544,6 +544,10 @@ pub async fn upload_image(
             ),
         });
     }
+    // Only a whole file that decodes within the limits is stored.
+    crate::untrusted::check(body.to_vec(), content_type)
+        .await
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let size = body.len() as u64;
     let sha256 = state.blobs.put(body.to_vec()).await?;
     debug_assert!(is_sha256_hex(&sha256));

@@ -160,19 +160,26 @@ fn api() -> ApiRoutes {
 }
 
 pub fn router(state: AppState) -> Router {
-    let api =
-        api()
-            .router
-            .fallback(health::api_not_found)
-            .layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                auth::authenticate,
-            ));
+    let api = api()
+        .router
+        .fallback(health::api_not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        // Outermost: over-limit callers are answered before any lookup.
+        .layer(axum::middleware::from_fn_with_state(
+            crate::ratelimit::Limiter::new(state.config.rate_limits),
+            crate::ratelimit::limit,
+        ));
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            state.config.body_idle_timeout,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

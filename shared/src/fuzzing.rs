@@ -1,0 +1,41 @@
+//! Fuzz target bodies, shared by `fuzz/` (cargo-fuzz) and the regression
+//! tests that replay the committed inputs under `fuzz/regressions/`.
+//! Each takes arbitrary bytes and panics only when an invariant breaks.
+
+use crate::cover_code::{CoverCode, CoverPatterns};
+use crate::protocol::{AgentMessage, Chunk, ServerMessage};
+
+/// The uplink's binary chunk frame and JSON messages: decoding never panics,
+/// and a frame that decodes re-encodes to the same bytes.
+pub fn protocol_frame(data: &[u8]) {
+    if let Ok(chunk) = Chunk::decode(data) {
+        assert_eq!(
+            chunk.encode(),
+            data,
+            "a decoded chunk re-encodes to its frame"
+        );
+    }
+    let _ = serde_json::from_slice::<AgentMessage>(data);
+    let _ = serde_json::from_slice::<ServerMessage>(data);
+}
+
+/// Cover code recognition: the first line is a pattern (as an administrator
+/// would configure), the rest a scanned barcode text.
+pub fn cover_code(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let (pattern, scanned) = text.split_once('\n').unwrap_or((&text, ""));
+    let _ = CoverCode::is_valid_issued(scanned);
+    if let Ok(patterns) = CoverPatterns::new(&[pattern]) {
+        let _ = patterns.is_cover(scanned);
+    }
+    let default = CoverPatterns::default();
+    let _ = default.is_cover(scanned);
+    // Every issued code is valid and recognised by the default pattern.
+    let mut random = [0u8; 8];
+    for (slot, byte) in random.iter_mut().zip(data) {
+        *slot = *byte;
+    }
+    let issued = CoverCode::issue(u64::from_le_bytes(random));
+    assert!(CoverCode::is_valid_issued(issued.as_str()), "{issued:?}");
+    assert!(default.is_cover(issued.as_str()), "{issued:?}");
+}
