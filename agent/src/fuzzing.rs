@@ -38,3 +38,25 @@ pub fn page_extractor(data: &[u8]) {
         Err(_) => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imc_shared::fuzzing::regression_inputs;
+
+    #[test]
+    fn vat_qr_regressions() {
+        for (path, bytes) in regression_inputs("vat_qr") {
+            eprintln!("{}", path.display());
+            vat_qr(&bytes);
+        }
+    }
+
+    #[test]
+    fn page_extractor_regressions() {
+        for (path, bytes) in regression_inputs("page_extractor") {
+            eprintln!("{}", path.display());
+            page_extractor(&bytes);
+        }
+    }
+}

@@ -87,7 +87,15 @@ pub enum Caller {
 impl Caller {
     pub fn actor(&self) -> Actor {
         match self {
-            Caller::Token(token) => Actor(format!("token:{}", token.name)),
+            // `admin:NAME` / `api:NAME`, as audit rows have always named tokens.
+            Caller::Token(token) => {
+                let kind = if token.scopes.contains(&TokenScope::Admin) {
+                    "admin"
+                } else {
+                    "api"
+                };
+                Actor(format!("{kind}:{}", token.name))
+            }
             Caller::Agent(agent) => Actor(format!("agent:{}", agent.id)),
         }
     }

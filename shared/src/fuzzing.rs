@@ -39,3 +39,48 @@ pub fn cover_code(data: &[u8]) {
     assert!(CoverCode::is_valid_issued(issued.as_str()), "{issued:?}");
     assert!(default.is_cover(issued.as_str()), "{issued:?}");
 }
+
+/// Every file under `fuzz/regressions/<target>/`, for replay in the normal suite.
+#[doc(hidden)]
+pub fn regression_inputs(target: &str) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/regressions")
+        .join(target);
+    let mut inputs: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map(|entry| {
+            let path = entry.expect("directory entry").path();
+            let bytes =
+                std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+            (path, bytes)
+        })
+        .collect();
+    inputs.sort();
+    assert!(
+        !inputs.is_empty(),
+        "no regression inputs in {}",
+        dir.display()
+    );
+    inputs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_frame_regressions() {
+        for (path, bytes) in regression_inputs("protocol_frame") {
+            eprintln!("{}", path.display());
+            protocol_frame(&bytes);
+        }
+    }
+
+    #[test]
+    fn cover_code_regressions() {
+        for (path, bytes) in regression_inputs("cover_code") {
+            eprintln!("{}", path.display());
+            cover_code(&bytes);
+        }
+    }
+}

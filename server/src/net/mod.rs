@@ -27,7 +27,9 @@ use tower::ServiceExt;
 pub struct ConnectionLimits {
     /// A TLS handshake must finish within this.
     pub handshake: Duration,
-    /// A request's headers must arrive within this (also bounds idle keep-alive).
+    /// A request's headers must arrive within this. It also closes idle
+    /// keep-alive connections, so it is hyper's default (30 s), not shorter:
+    /// a client reusing a connection as it closes sees an error.
     pub headers: Duration,
     /// Most connections open at once; further ones wait in the kernel backlog.
     pub max_connections: usize,
@@ -39,7 +41,7 @@ impl Default for ConnectionLimits {
     fn default() -> Self {
         ConnectionLimits {
             handshake: Duration::from_secs(10),
-            headers: Duration::from_secs(15),
+            headers: Duration::from_secs(30),
             max_connections: 4096,
             drain: Duration::from_secs(10),
         }
