@@ -49,7 +49,9 @@ pub fn regression_inputs(target: &str) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     let mut inputs: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
         .map(|entry| {
-            let path = entry.expect("directory entry").path();
+            let path = entry
+                .unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()))
+                .path();
             let bytes =
                 std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
             (path, bytes)
