@@ -101,6 +101,16 @@ impl Modify for BearerAuth {
                 &mut item.patch,
             ];
             for operation in operations.into_iter().flatten() {
+                // Rate limits apply to every API call, public ones included.
+                operation
+                    .responses
+                    .responses
+                    .entry("429".to_owned())
+                    .or_insert_with(|| {
+                        error_response(
+                            "Too many calls from this address or with this token; see Retry-After",
+                        )
+                    });
                 if operation.security.is_some() {
                     continue;
                 }
@@ -113,7 +123,9 @@ impl Modify for BearerAuth {
                     .entry("401".to_owned())
                     .or_insert_with(|| error_response("Missing or unknown bearer token"));
                 answers.entry("403".to_owned()).or_insert_with(|| {
-                    error_response("The token may not make this call (e.g. not an admin)")
+                    error_response(
+                        "The token lacks the scope this call needs, or it is an agent token",
+                    )
                 });
             }
         }
