@@ -11,7 +11,7 @@
 
 use imc_server::auth::hash_secret;
 use imc_server::config::ServerConfig;
-use imc_server::store::{Actor, TokenRole};
+use imc_server::store::{Actor, NewApiToken};
 use imc_server::web::store::{NewUser, Role};
 use std::time::{Duration, Instant};
 
@@ -139,7 +139,15 @@ fn main() {
         fill(&config.database_path());
         state
             .store
-            .add_api_token("bench", TokenRole::Admin, &hash_secret("bench-token"))
+            .add_api_token(
+                NewApiToken {
+                    name: "bench".into(),
+                    scopes: vec![imc_shared::api::TokenScope::Admin],
+                    source_systems: None,
+                    token_hash: hash_secret("bench-token"),
+                },
+                &Actor("bench".into()),
+            )
             .await
             .unwrap();
         let user = state

@@ -7,7 +7,7 @@
 
 use crate::auth;
 use crate::config::ServerConfig;
-use crate::store::TokenRole;
+use crate::store::{Actor, NewApiToken};
 use anyhow::Context;
 use image::{GrayImage, Luma};
 use imc_shared::api::{DocumentCreated, EnrollmentCode, StatusView};
@@ -57,7 +57,15 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::R
     let token = auth::new_secret("imc");
     state
         .store
-        .add_api_token("demo", TokenRole::Admin, &auth::hash_secret(&token))
+        .add_api_token(
+            NewApiToken {
+                name: "demo".into(),
+                scopes: vec![imc_shared::api::TokenScope::Admin],
+                source_systems: None,
+                token_hash: auth::hash_secret(&token),
+            },
+            &Actor("demo".into()),
+        )
         .await?;
     add_desk_users(&state).await?;
 
@@ -111,6 +119,11 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::R
         &base,
         &code.code,
         Some("demo-desk".into()),
+        // The demo's agent runs in this process and reaches the server on loopback.
+        imc_agent::tls::Trust {
+            ca_pem: None,
+            insecure: true,
+        },
     )
     .await?;
     agent.watch = vec![inbox.clone()];

@@ -15,17 +15,22 @@
 pub mod auth;
 pub mod backup;
 pub mod blobs;
+pub mod cli;
 pub mod commit;
 pub mod config;
 pub mod cover;
 pub mod demo;
 mod error;
 pub mod metrics;
+pub mod net;
 pub mod partials;
+pub mod ratelimit;
 mod routes;
 pub mod settings;
 mod state;
 pub mod store;
+pub mod tokens;
+pub mod untrusted;
 pub mod uplink;
 pub mod web;
 pub mod webhooks;
@@ -37,7 +42,7 @@ use config::ServerConfig;
 use state::AppState;
 use std::future::Future;
 use std::sync::Arc;
-use store::{SqliteStore, Store, TokenRole};
+use store::{Actor, NewApiToken, SqliteStore, Store};
 use tokio::net::TcpListener;
 
 /// Opens (or creates) the data dir and everything the server keeps in it.
@@ -51,7 +56,15 @@ pub async fn open(config: ServerConfig) -> anyhow::Result<AppState> {
         .with_context(|| format!("opening database {}", db_path.display()))?;
     if fresh && let Some(token) = &config.bootstrap_token {
         store
-            .add_api_token("bootstrap", TokenRole::Admin, &auth::hash_secret(token))
+            .add_api_token(
+                NewApiToken {
+                    name: "bootstrap".into(),
+                    scopes: vec![imc_shared::api::TokenScope::Admin],
+                    source_systems: None,
+                    token_hash: auth::hash_secret(token),
+                },
+                &Actor("server:bootstrap".into()),
+            )
             .await
             .context("storing the bootstrap token")?;
         tracing::info!("IMC_BOOTSTRAP_TOKEN stored as an admin API token");
@@ -67,11 +80,13 @@ pub async fn open(config: ServerConfig) -> anyhow::Result<AppState> {
         None => cover::CoverRenderer::from_system_fonts(),
     };
     let changes = store.clone();
-    let web = web::WebState::new(
+    let mut web = web::WebState::new(
         Arc::new(store.clone()),
         Arc::new(move || changes.changes()),
         config.data_dir.join("thumbs"),
     );
+    // Cookies marked Secure and HSTS only when the browser comes over HTTPS.
+    web.secure_cookies = config.tls.is_some();
     let store = Arc::new(store) as Arc<dyn Store>;
     let blobs = Arc::new(blobs) as Arc<dyn blobs::BlobStore>;
     Ok(AppState {
@@ -108,21 +123,24 @@ pub async fn serve_state(
         state.config.partial_ttl,
         stop.clone(),
     ));
+    let tls = match &state.config.tls {
+        Some(files) => Some(net::tls::server_config(&files.cert, &files.key)?),
+        None => None,
+    };
+    let limits = state.config.connection_limits;
     let desk_streams = state.web.stop.clone();
     let app = routes::router(state);
     let http_stop = stop.clone();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                _ = shutdown => {}
-                _ = http_stop.cancelled() => {}
-            }
-            // Open event streams never end by themselves: end them, or
-            // graceful shutdown would wait for them forever.
-            desk_streams.cancel();
-        })
-        .await
-        .context("serving HTTP");
+    net::serve(listener, app, tls, limits, async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = http_stop.cancelled() => {}
+        }
+        // Open event streams never end by themselves: end them, or
+        // graceful shutdown would wait for them forever.
+        desk_streams.cancel();
+    })
+    .await;
     stop.cancel();
     if let Err(e) = outbox.await {
         tracing::error!(error = %e, "webhook delivery task failed");
@@ -130,7 +148,7 @@ pub async fn serve_state(
     if let Err(e) = sweeper.await {
         tracing::error!(error = %e, "partial upload sweeper failed");
     }
-    served
+    Ok(())
 }
 
 pub use state::AppState as ServerState;

@@ -44,6 +44,18 @@ enum Command {
         /// Largest page a scan desk may deliver, in bytes (at most 64 MiB).
         #[arg(long, env = "IMC_MAX_PAGE_BYTES")]
         max_page_bytes: Option<u64>,
+        /// Serve HTTPS/WSS with this certificate chain (PEM); needs --tls-key.
+        #[arg(long, env = "IMC_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The private key (PEM) of --tls-cert.
+        #[arg(long, env = "IMC_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// API requests per second from one IP address (bursts of twice that); 0: no limit.
+        #[arg(long, env = "IMC_RATE_PER_IP", default_value_t = 200)]
+        rate_per_ip: u32,
+        /// API requests per second with one token (bursts of twice that); 0: no limit.
+        #[arg(long, env = "IMC_RATE_PER_TOKEN", default_value_t = 100)]
+        rate_per_token: u32,
     },
     /// Copy the data dir (database and image blobs) into a folder while the server runs.
     Backup {
@@ -67,6 +79,16 @@ enum Command {
         dir: PathBuf,
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+    },
+    /// TLS certificates: a private CA and a server certificate.
+    Cert {
+        #[command(subcommand)]
+        command: imc_server::cli::CertCommand,
+    },
+    /// API tokens: create, list, rotate, revoke.
+    Token {
+        #[command(subcommand)]
+        command: imc_server::cli::TokenCommand,
     },
     /// Audit trail tools.
     Audit {
@@ -212,6 +234,9 @@ fn run(cli: Cli, file: ServerFile) -> anyhow::Result<()> {
             }
         };
     }
+    if let Command::Cert { command } = &cli.command {
+        return imc_server::cli::cert(command);
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         match cli.command {
@@ -222,6 +247,10 @@ fn run(cli: Cli, file: ServerFile) -> anyhow::Result<()> {
                 cover_font,
                 metrics_token,
                 max_page_bytes,
+                tls_cert,
+                tls_key,
+                rate_per_ip,
+                rate_per_token,
             } => {
                 let Some(data_dir) = data_dir.or(file.data_dir.clone()) else {
                     anyhow::bail!("no data dir: pass --data-dir, set IMC_DATA_DIR or `data_dir` in the config file");
@@ -239,11 +268,26 @@ fn run(cli: Cli, file: ServerFile) -> anyhow::Result<()> {
                 if let Some(limit) = max_page_bytes.or(file.max_page_bytes) {
                     config.max_page_bytes = limit;
                 }
+                config.tls = tls_cert
+                    .zip(tls_key)
+                    .map(|(cert, key)| imc_server::config::TlsFiles { cert, key });
+                config.rate_limits = imc_server::ratelimit::RateLimits {
+                    per_ip: std::num::NonZeroU32::new(rate_per_ip),
+                    per_token: std::num::NonZeroU32::new(rate_per_token),
+                };
+                let scheme = if config.tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
                 let listener = tokio::net::TcpListener::bind(listen)
                     .await
                     .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
                 // Printed on stdout so scripts (and tests binding port 0) learn the address.
-                println!("imc-server listening on http://{}", listener.local_addr()?);
+                println!(
+                    "imc-server listening on {scheme}://{}",
+                    listener.local_addr()?
+                );
                 let shutdown = shutdown_on_signal();
                 imc_server::serve(config, listener, async move { shutdown.cancelled().await }).await
             }
@@ -263,7 +307,11 @@ fn run(cli: Cli, file: ServerFile) -> anyhow::Result<()> {
             } => {
                 imc_server::web::users::add_from_cli(&data_dir, &name, &role, site, password).await
             }
-            Command::Audit { .. } | Command::Backup { .. } | Command::Restore { .. } => Ok(()),
+            Command::Token { command } => imc_server::cli::token(command).await,
+            Command::Audit { .. }
+            | Command::Backup { .. }
+            | Command::Restore { .. }
+            | Command::Cert { .. } => Ok(()),
         }
     })
 }

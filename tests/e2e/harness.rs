@@ -49,17 +49,21 @@ pub struct TestServer {
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     pub client: reqwest::Client,
+    /// Further `serve` arguments (TLS files, limits), kept for `restart`.
+    extra_args: Vec<String>,
 }
 
 fn spawn_server(
     data_dir: &Path,
     listen: &str,
+    extra: &[String],
     env: &[(String, String)],
 ) -> anyhow::Result<(Child, String)> {
     let mut child = Command::new(bin("imc-server"))
         .args(["serve", "--data-dir"])
         .arg(data_dir)
         .args(["--listen", listen])
+        .args(extra)
         .env("IMC_BOOTSTRAP_TOKEN", TOKEN)
         .env("IMC_LOG", "warn")
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -97,31 +101,47 @@ impl TestServer {
     }
 
     pub fn start_at(listen: &str) -> TestServer {
-        TestServer::start_with_env(listen, &[])
+        TestServer::start_with(listen, &[], reqwest::Client::new())
     }
 
     /// Starts with extra environment variables (e.g. a lower limit).
     pub fn start_with_env(listen: &str, env: &[(&str, &str)]) -> TestServer {
+        TestServer::start_full(listen, &[], env, reqwest::Client::new())
+    }
+
+    /// A server with further `serve` arguments, reached with `client`
+    /// (e.g. one trusting a test CA).
+    pub fn start_with(listen: &str, extra: &[String], client: reqwest::Client) -> TestServer {
+        TestServer::start_full(listen, extra, &[], client)
+    }
+
+    fn start_full(
+        listen: &str,
+        extra: &[String],
+        env: &[(&str, &str)],
+        client: reqwest::Client,
+    ) -> TestServer {
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         let tmp = tempfile::tempdir().expect("temp dir");
         let data_dir = tmp.path().join("data");
-        let (child, base) = spawn_server(&data_dir, listen, &env).expect("server starts");
+        let (child, base) = spawn_server(&data_dir, listen, extra, &env).expect("server starts");
         TestServer {
             child: Some(child),
             env,
             base,
             data_dir,
             _tmp: Some(tmp),
-            client: reqwest::Client::new(),
+            client,
+            extra_args: extra.to_vec(),
         }
     }
 
     /// Starts on an existing data dir (a restored backup); the caller owns the folder.
     pub fn start_on(data_dir: &Path) -> TestServer {
-        let (child, base) = spawn_server(data_dir, "127.0.0.1:0", &[]).expect("server starts");
+        let (child, base) = spawn_server(data_dir, "127.0.0.1:0", &[], &[]).expect("server starts");
         TestServer {
             child: Some(child),
             env: Vec::new(),
@@ -129,6 +149,7 @@ impl TestServer {
             data_dir: data_dir.to_owned(),
             _tmp: None,
             client: reqwest::Client::new(),
+            extra_args: Vec::new(),
         }
     }
 
@@ -143,10 +164,14 @@ impl TestServer {
     /// Starts again on the same data dir and address, as after a crash.
     pub fn restart(&mut self) {
         self.kill();
-        let addr = self.base.trim_start_matches("http://").to_owned();
+        let addr = self
+            .base
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .to_owned();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            match spawn_server(&self.data_dir, &addr, &self.env) {
+            match spawn_server(&self.data_dir, &addr, &self.extra_args, &self.env) {
                 Ok((child, _)) => {
                     self.child = Some(child);
                     return;
@@ -273,7 +298,18 @@ pub struct TestAgent {
 
 impl TestAgent {
     /// Enrols through the real `imc-agent enroll` and tunes timings for tests.
+    /// Tests run over plain http on loopback, hence `--insecure`.
     pub async fn enroll(server: &TestServer) -> TestAgent {
+        TestAgent::enroll_with(server, &["--insecure".into()])
+            .await
+            .unwrap_or_else(|stderr| panic!("enroll failed: {stderr}"))
+    }
+
+    /// Enrols with further `enroll` arguments; Err is the command's stderr.
+    pub async fn enroll_with(
+        server: &TestServer,
+        extra: &[std::ffi::OsString],
+    ) -> Result<TestAgent, String> {
         let tmp = tempfile::tempdir().expect("temp dir");
         let root = tmp.path().to_owned();
         let config = root.join("agent.toml");
@@ -290,13 +326,12 @@ impl TestAgent {
                 "--name",
                 "desk-1",
             ])
+            .args(extra)
             .output()
             .expect("run imc-agent enroll");
-        assert!(
-            output.status.success(),
-            "enroll failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        if !output.status.success() {
+            return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+        }
         let mut table: toml::Table =
             toml::from_str(&std::fs::read_to_string(&config).expect("config")).expect("toml");
         table.insert(
@@ -309,13 +344,13 @@ impl TestAgent {
         std::fs::write(&config, toml::to_string(&table).expect("toml")).expect("write config");
         let inbox = root.join("inbox");
         std::fs::create_dir_all(&inbox).expect("inbox");
-        TestAgent {
+        Ok(TestAgent {
             child: None,
             config,
             inbox,
             root,
             _tmp: tmp,
-        }
+        })
     }
 
     /// Sets one key of the agent's config file (before `start`).

@@ -15,7 +15,7 @@ pub use sqlite::changes::Change;
 pub use sqlite::{SqliteStore, now};
 
 use async_trait::async_trait;
-use imc_shared::api::{AttachMode, PacketState, Settings, SettingsPatch};
+use imc_shared::api::{AttachMode, PacketState, Settings, SettingsPatch, TokenScope};
 use imc_shared::protocol::BarcodeInfo;
 use imc_shared::{DocStatus, ImageMode};
 use uuid::Uuid;
@@ -187,26 +187,24 @@ pub struct Scheme {
     pub rules: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenRole {
-    Admin,
-    Api,
-}
-
-impl TokenRole {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TokenRole::Admin => "admin",
-            TokenRole::Api => "api",
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct ApiToken {
     pub id: i64,
     pub name: String,
-    pub role: TokenRole,
+    pub scopes: Vec<TokenScope>,
+    /// None: every source system.
+    pub source_systems: Option<Vec<String>>,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewApiToken {
+    pub name: String,
+    pub scopes: Vec<TokenScope>,
+    pub source_systems: Option<Vec<String>>,
+    pub token_hash: String,
 }
 
 #[derive(Debug, Clone)]
@@ -309,18 +307,26 @@ impl Decision {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     // Credentials.
-    async fn add_api_token(
-        &self,
-        name: &str,
-        role: TokenRole,
-        token_hash: &str,
-    ) -> StoreResult<i64>;
+    async fn add_api_token(&self, token: NewApiToken, actor: &Actor) -> StoreResult<ApiToken>;
+    /// A token that works now (not revoked, not past its rotation overlap).
     async fn api_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiToken>>;
+    async fn api_tokens(&self) -> StoreResult<Vec<ApiToken>>;
+    async fn rotate_api_token(
+        &self,
+        id: i64,
+        new_hash: &str,
+        old_expires_at: &str,
+        actor: &Actor,
+    ) -> StoreResult<ApiToken>;
+    async fn revoke_api_token(&self, id: i64, actor: &Actor) -> StoreResult<ApiToken>;
+    /// Records a refused credential or a refused call in the audit trail.
+    async fn audit_auth_failure(&self, actor: &Actor, what: &str) -> StoreResult<()>;
     async fn add_enrollment_code(
         &self,
         site: &str,
         code_hash: &str,
         expires_at: &str,
+        actor: &Actor,
     ) -> StoreResult<()>;
     /// Spends a code and enrols an agent in one step; a spent or expired code fails.
     async fn enroll_agent(

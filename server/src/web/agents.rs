@@ -92,7 +92,8 @@ pub async fn new_code(
     axum::Form(form): axum::Form<CodeForm>,
 ) -> UiResult<Markup> {
     require_admin(&staff)?;
-    let code = issue_enrollment_code(&state, form.site.trim().to_owned()).await?;
+    let code =
+        issue_enrollment_code(&state, form.site.trim().to_owned(), &staff.user.actor()).await?;
     render(&state, &staff, Some(code)).await
 }
 

@@ -36,7 +36,7 @@ pub mod users;
 use crate::state::AppState;
 use crate::store::Change;
 use axum::Router;
-use axum::extract::{Path, Request};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -60,6 +60,7 @@ pub struct WebState {
 }
 
 pub fn router(state: AppState) -> Router<AppState> {
+    let tls = state.web.secure_cookies;
     let pages = Router::new()
         .route("/ui/login", get(session::login_page).post(session::login))
         .route("/ui/logout", post(session::logout))
@@ -94,14 +95,20 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/ui", get(|| async { Redirect::to("/ui/queue") }))
         .route("/ui/static/{file}", get(static_file))
         .merge(pages)
-        .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn_with_state(tls, security_headers))
 }
 
 /// Headers on every desk response: no framing, no sniffing, scripts and
-/// styles only from this server.
-async fn security_headers(request: Request, next: Next) -> Response {
+/// styles only from this server; over TLS, browsers keep to HTTPS.
+async fn security_headers(State(tls): State<bool>, request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let h = response.headers_mut();
+    if tls {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(

@@ -51,6 +51,7 @@ impl SqliteStore {
         packets::migrate(&writer)?;
         let changes = changes::Changes::new();
         changes.install(&mut writer)?;
+        agents::migrate_tokens(&writer)?;
         let readers = (0..READERS)
             .map(|_| {
                 let conn = Connection::open_with_flags(
@@ -135,14 +136,41 @@ pub fn now() -> String {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn add_api_token(
+    async fn add_api_token(&self, token: NewApiToken, actor: &Actor) -> StoreResult<ApiToken> {
+        let actor = actor.clone();
+        self.write(move |tx| agents::add_api_token(tx, &token, &actor))
+            .await
+    }
+
+    async fn api_tokens(&self) -> StoreResult<Vec<ApiToken>> {
+        self.read(agents::api_tokens).await
+    }
+
+    async fn rotate_api_token(
         &self,
-        name: &str,
-        role: TokenRole,
-        token_hash: &str,
-    ) -> StoreResult<i64> {
-        let (name, token_hash) = (name.to_owned(), token_hash.to_owned());
-        self.write(move |tx| agents::add_api_token(tx, &name, role, &token_hash))
+        id: i64,
+        new_hash: &str,
+        old_expires_at: &str,
+        actor: &Actor,
+    ) -> StoreResult<ApiToken> {
+        let (new_hash, old_expires_at, actor) = (
+            new_hash.to_owned(),
+            old_expires_at.to_owned(),
+            actor.clone(),
+        );
+        self.write(move |tx| agents::rotate_api_token(tx, id, &new_hash, &old_expires_at, &actor))
+            .await
+    }
+
+    async fn revoke_api_token(&self, id: i64, actor: &Actor) -> StoreResult<ApiToken> {
+        let actor = actor.clone();
+        self.write(move |tx| agents::revoke_api_token(tx, id, &actor))
+            .await
+    }
+
+    async fn audit_auth_failure(&self, actor: &Actor, what: &str) -> StoreResult<()> {
+        let (actor, what) = (actor.clone(), what.to_owned());
+        self.write(move |tx| agents::auth_failure(tx, &actor, &what))
             .await
     }
 
@@ -157,11 +185,18 @@ impl Store for SqliteStore {
         site: &str,
         code_hash: &str,
         expires_at: &str,
+        actor: &Actor,
     ) -> StoreResult<()> {
-        let (site, code_hash, expires_at) =
-            (site.to_owned(), code_hash.to_owned(), expires_at.to_owned());
-        self.write(move |tx| agents::add_enrollment_code(tx, &site, &code_hash, &expires_at))
-            .await
+        let (site, code_hash, expires_at, actor) = (
+            site.to_owned(),
+            code_hash.to_owned(),
+            expires_at.to_owned(),
+            actor.clone(),
+        );
+        self.write(move |tx| {
+            agents::add_enrollment_code(tx, &site, &code_hash, &expires_at, &actor)
+        })
+        .await
     }
 
     async fn enroll_agent(

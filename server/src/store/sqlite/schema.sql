@@ -5,7 +5,12 @@ CREATE TABLE IF NOT EXISTS api_tokens (
     name TEXT NOT NULL,
     role TEXT NOT NULL,
     created_at TEXT NOT NULL,
-    revoked_at TEXT
+    revoked_at TEXT,
+    -- Space-separated TokenScope names; source systems likewise (NULL: all).
+    scopes TEXT NOT NULL DEFAULT '',
+    source_systems TEXT,
+    -- A rotated-out secret works until then.
+    expires_at TEXT
 );
 CREATE TABLE IF NOT EXISTS enrollment_codes (
     code_hash TEXT PRIMARY KEY,
