@@ -3,9 +3,9 @@
 use super::error::{UiError, UiResult};
 use super::layout::{self, Nav, csrf_field};
 use super::session::Staff;
-use super::store::AgentRow;
 use crate::routes::admin::issue_enrollment_code;
 use crate::state::AppState;
+use crate::store::AgentRecord;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use imc_shared::api::EnrollmentCode;
@@ -22,7 +22,8 @@ async fn render(
     issued: Option<EnrollmentCode>,
 ) -> UiResult<Markup> {
     let t = staff.lang.text();
-    let mut agents = state.web.store.agents().await?;
+    let mut agents = state.store.agents().await?;
+    agents.sort_by(|a, b| (&a.site, &a.name, &a.id).cmp(&(&b.site, &b.name, &b.id)));
     // A clerk sees the desks of their own site.
     if let (super::store::Role::Clerk, Some(site)) = (staff.user.role, &staff.user.site) {
         agents.retain(|a| &a.site == site);
@@ -59,7 +60,7 @@ async fn render(
     Ok(layout::page(staff, Nav::Agents, t.nav_agents, false, body))
 }
 
-fn agent_row(staff: &Staff, a: &AgentRow, admin: bool) -> Markup {
+fn agent_row(staff: &Staff, a: &AgentRecord, admin: bool) -> Markup {
     let t = staff.lang.text();
     html! {
         tr data-agent-id=(a.id) {

@@ -115,22 +115,6 @@ pub struct QueuePage {
     pub by_doc_type: Vec<(String, u64)>,
 }
 
-/// An agent as the sites page shows it, from what it reported last.
-#[derive(Debug, Clone)]
-pub struct AgentRow {
-    pub id: String,
-    pub site: String,
-    pub name: String,
-    pub version: Option<String>,
-    pub enrolled_at: String,
-    pub last_seen_at: Option<String>,
-    pub revoked_at: Option<String>,
-    pub queue_pages: Option<u64>,
-    pub queue_bytes: Option<u64>,
-    /// Files the desk could not read (its errors).
-    pub quarantined: Option<u64>,
-}
-
 #[async_trait]
 pub trait WebStore: Send + Sync + 'static {
     /// Fails with `Conflict` when the name is taken.
@@ -157,7 +141,6 @@ pub trait WebStore: Send + Sync + 'static {
     async fn search_documents(&self, text: &str, limit: u32) -> StoreResult<Vec<Document>>;
     async fn packet(&self, id: Uuid) -> StoreResult<Option<Packet>>;
 
-    async fn agents(&self) -> StoreResult<Vec<AgentRow>>;
     /// Its token stops working; fails with `NotFound` for an unknown or revoked agent.
     async fn schemes(&self) -> StoreResult<Vec<Scheme>>;
 }

@@ -132,28 +132,6 @@ fn search(conn: &Connection, text: &str, limit: u32) -> StoreResult<Vec<Document
     rows::collect(rows)
 }
 
-fn agents(conn: &Connection) -> StoreResult<Vec<AgentRow>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, site, name, version, enrolled_at, last_seen_at, revoked_at, queue_pages, \
-         queue_bytes, quarantined FROM agents ORDER BY site, name, id",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(AgentRow {
-            id: r.get(0)?,
-            site: r.get(1)?,
-            name: r.get(2)?,
-            version: r.get(3)?,
-            enrolled_at: r.get(4)?,
-            last_seen_at: r.get(5)?,
-            revoked_at: r.get(6)?,
-            queue_pages: r.get(7)?,
-            queue_bytes: r.get(8)?,
-            quarantined: r.get(9)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
 fn schemes(conn: &Connection) -> StoreResult<Vec<Scheme>> {
     let mut stmt =
         conn.prepare_cached("SELECT name, org, doc_type, mode, rules FROM schemes ORDER BY name")?;
@@ -319,10 +297,6 @@ impl WebStore for SqliteStore {
 
     async fn packet(&self, id: Uuid) -> StoreResult<Option<Packet>> {
         self.read(move |c| packets::one(c, id)).await
-    }
-
-    async fn agents(&self) -> StoreResult<Vec<AgentRow>> {
-        self.read(agents).await
     }
 
     async fn schemes(&self) -> StoreResult<Vec<Scheme>> {
