@@ -227,14 +227,16 @@ impl Queue {
         std::fs::create_dir_all(data_dir.join("spool"))
             .map_err(|e| open_err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
         let conn = Connection::open(&path).map_err(open_err)?;
+        // First, so that every statement below (even the journal-mode pragma)
+        // waits for a running agent's write instead of failing `status`.
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open_err)?;
         // FULL: a committed page survives power loss, not only a process crash.
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(open_err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(open_err)?;
         conn.execute_batch(SCHEMA).map_err(open_err)?;
         add_failure_columns(&conn).map_err(open_err)?;

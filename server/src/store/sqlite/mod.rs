@@ -42,10 +42,12 @@ struct Inner {
 impl SqliteStore {
     pub fn open(path: &Path) -> StoreResult<SqliteStore> {
         let mut writer = Connection::open(path)?;
+        // First: another process on the same file (a CLI next to a running
+        // server) waits for its lock instead of failing on the pragmas.
+        writer.busy_timeout(std::time::Duration::from_secs(10))?;
         writer.pragma_update(None, "journal_mode", "WAL")?;
         writer.pragma_update(None, "synchronous", "FULL")?;
         writer.pragma_update(None, "foreign_keys", "ON")?;
-        writer.busy_timeout(std::time::Duration::from_secs(10))?;
         writer.execute_batch(include_str!("schema.sql"))?;
         audit::migrate(&writer)?;
         packets::migrate(&writer)?;
