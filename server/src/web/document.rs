@@ -353,17 +353,10 @@ pub async fn reject(
     Path(id): Path<i64>,
     axum::Form(form): axum::Form<DecisionForm>,
 ) -> UiResult<Response> {
-    let filter = form.filter.filter(&staff);
-    let made = decide(&state, &staff, id, form, |r| {
-        Ok(Decision::Reject {
-            reason: required_reason(r)?,
-        })
+    with_reason(&state, &staff, id, form, "rejected", |reason| {
+        Decision::Reject { reason }
     })
-    .await?;
-    Ok(match made {
-        Ok(doc) => back_to(id, &filter, "rejected", &doc.doc_no),
-        Err(conflict) => conflict,
-    })
+    .await
 }
 
 pub async fn unsign(
@@ -372,15 +365,28 @@ pub async fn unsign(
     Path(id): Path<i64>,
     axum::Form(form): axum::Form<DecisionForm>,
 ) -> UiResult<Response> {
-    let filter = form.filter.filter(&staff);
-    let made = decide(&state, &staff, id, form, |r| {
-        Ok(Decision::Unsign {
-            reason: required_reason(r)?,
-        })
+    with_reason(&state, &staff, id, form, "revoked", |reason| {
+        Decision::Unsign { reason }
+    })
+    .await
+}
+
+/// A decision that needs a reason; back to the document with `flash` when made.
+async fn with_reason(
+    state: &AppState,
+    staff: &Staff,
+    id: i64,
+    form: DecisionForm,
+    flash: &'static str,
+    decision: fn(String) -> Decision,
+) -> UiResult<Response> {
+    let filter = form.filter.filter(staff);
+    let made = decide(state, staff, id, form, |r| {
+        Ok(decision(required_reason(r)?))
     })
     .await?;
     Ok(match made {
-        Ok(doc) => back_to(id, &filter, "revoked", &doc.doc_no),
+        Ok(doc) => back_to(id, &filter, flash, &doc.doc_no),
         Err(conflict) => conflict,
     })
 }

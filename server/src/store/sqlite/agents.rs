@@ -81,6 +81,13 @@ pub fn add_api_token(
     token: &NewApiToken,
     actor: &Actor,
 ) -> StoreResult<ApiToken> {
+    let stored = insert_token(tx, token)?;
+    credential_audit(tx, actor, "token.create", &describe(&stored))?;
+    Ok(stored)
+}
+
+/// The one INSERT of a token, for creation and rotation alike.
+fn insert_token(tx: &Transaction<'_>, token: &NewApiToken) -> StoreResult<ApiToken> {
     let scopes: Vec<&str> = token.scopes.iter().map(|s| s.as_str()).collect();
     let sources = token.source_systems.as_ref().map(|s| s.join(" "));
     // `role` is kept for databases read by older builds.
@@ -101,9 +108,7 @@ pub fn add_api_token(
             now()
         ],
     )?;
-    let stored = token_by_id(tx, tx.last_insert_rowid())?;
-    credential_audit(tx, actor, "token.create", &describe(&stored))?;
-    Ok(stored)
+    token_by_id(tx, tx.last_insert_rowid())
 }
 
 fn token_by_id(conn: &Connection, id: i64) -> StoreResult<ApiToken> {
@@ -172,25 +177,7 @@ pub fn rotate_api_token(
         source_systems: old.source_systems.clone(),
         token_hash: new_hash.to_owned(),
     };
-    let scopes: Vec<&str> = new.scopes.iter().map(|s| s.as_str()).collect();
-    let role = if new.scopes.contains(&TokenScope::Admin) {
-        "admin"
-    } else {
-        "api"
-    };
-    tx.execute(
-        "INSERT INTO api_tokens (token_hash, name, role, scopes, source_systems, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            new.token_hash,
-            new.name,
-            role,
-            scopes.join(" "),
-            new.source_systems.as_ref().map(|s| s.join(" ")),
-            now()
-        ],
-    )?;
-    let stored = token_by_id(tx, tx.last_insert_rowid())?;
+    let stored = insert_token(tx, &new)?;
     credential_audit(
         tx,
         actor,
