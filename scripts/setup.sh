@@ -8,6 +8,10 @@ need=()
 fc-list 2>/dev/null | grep -qi "WenQuanYi Micro Hei" || need+=(fonts-wqy-microhei)
 command -v cc >/dev/null || need+=(build-essential)
 command -v pkg-config >/dev/null || need+=(pkg-config)
+# The sign-off desk's browser tests: Debian's Chromium driven by playwright-core.
+[[ -x /usr/bin/chromium ]] || need+=(chromium)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 # `systemd-analyze verify` checks the agent's unit in the installer tests.
 command -v systemd-analyze >/dev/null || need+=(systemd)
 
@@ -19,3 +23,13 @@ if ((${#need[@]})); then
 fi
 
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust from rustup first" >&2; exit 1; }
+
+# playwright-core for tests/browser, pinned by its package-lock.json; it uses
+# the system Chromium and downloads no browser of its own.
+browser_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/browser"
+if [[ ! -f "$browser_dir/node_modules/playwright-core/package.json" ]] ||
+    ! cmp -s "$browser_dir/package-lock.json" "$browser_dir/node_modules/.imc-installed-lock" 2>/dev/null; then
+    echo "setup: installing tests/browser npm packages"
+    (cd "$browser_dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent &&
+        cp package-lock.json node_modules/.imc-installed-lock)
+fi

@@ -72,6 +72,13 @@ pub struct AgentConfig {
     /// it new scans wait in the inbox and the desk is told the disk is nearly full.
     #[serde(default = "default_min_free_disk_mb")]
     pub min_free_disk_mb: u64,
+    /// The CA (PEM) that signs the server's certificate, pinned at enrolment
+    /// (`enroll --ca`); the system roots are used when absent.
+    #[serde(default)]
+    pub ca_pem: Option<String>,
+    /// Plain http/ws allowed: only for a lab (`enroll --insecure`).
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,6 +120,8 @@ impl fmt::Debug for AgentConfig {
             .field("seal_after_ms", &self.seal_after_ms)
             .field("max_spool_mb", &self.max_spool_mb)
             .field("min_free_disk_mb", &self.min_free_disk_mb)
+            .field("ca_pem", &self.ca_pem.as_ref().map(|_| "<pinned CA>"))
+            .field("insecure", &self.insecure)
             .finish()
     }
 }
@@ -135,6 +144,15 @@ impl AgentConfig {
             full_barcode_scan: false,
             max_spool_mb: default_max_spool_mb(),
             min_free_disk_mb: default_min_free_disk_mb(),
+            ca_pem: None,
+            insecure: false,
+        }
+    }
+
+    pub fn trust(&self) -> crate::tls::Trust {
+        crate::tls::Trust {
+            ca_pem: self.ca_pem.clone(),
+            insecure: self.insecure,
         }
     }
 

@@ -1,6 +1,7 @@
 //! `imc-agent enroll`: trade a one-time code for this desk's credentials.
 
 use crate::config::AgentConfig;
+use crate::tls::Trust;
 use anyhow::{Context, bail};
 use imc_shared::api::{EnrollRequest, EnrollResponse, ErrorBody};
 use std::path::Path;
@@ -10,11 +11,10 @@ pub async fn enroll(
     server: &str,
     code: &str,
     name: Option<String>,
+    trust: Trust,
 ) -> anyhow::Result<AgentConfig> {
     let server = server.trim_end_matches('/');
-    if !(server.starts_with("http://") || server.starts_with("https://")) {
-        bail!("server URL {server:?} must start with http:// or https://");
-    }
+    trust.check_url(server)?;
     if let Ok(existing) = AgentConfig::load(config_path)
         && existing.server_url == server
     {
@@ -24,7 +24,8 @@ pub async fn enroll(
     }
     let name = name.unwrap_or_else(default_name);
     let url = format!("{server}/api/v1/agents/enroll");
-    let response = reqwest::Client::new()
+    let response = trust
+        .http_client()?
         .post(&url)
         .json(&EnrollRequest {
             code: code.trim().to_owned(),
@@ -33,7 +34,10 @@ pub async fn enroll(
         })
         .send()
         .await
-        .with_context(|| format!("reaching {url}"))?;
+        .map_err(|e| match crate::tls::explain(&e) {
+            Some(tls) => anyhow::anyhow!("reaching {url}: {tls}"),
+            None => anyhow::Error::new(e).context(format!("reaching {url}")),
+        })?;
     let status = response.status();
     if !status.is_success() {
         let message = match response.json::<ErrorBody>().await {
@@ -46,12 +50,14 @@ pub async fn enroll(
         .json()
         .await
         .context("reading the enrolment answer")?;
-    let config = AgentConfig::new(
+    let mut config = AgentConfig::new(
         server.to_owned(),
         enrolled.agent_id,
         enrolled.site,
         enrolled.token,
     );
+    config.ca_pem = trust.ca_pem;
+    config.insecure = trust.insecure;
     config.save(config_path)?;
     Ok(config)
 }

@@ -31,6 +31,8 @@ pub struct PageReport {
     pub height: u32,
     pub content_type: &'static str,
     pub size: u64,
+    /// The resolution the file declares, if it does.
+    pub dpi: Option<pages::dpi::Dpi>,
     pub cover_code: Option<String>,
     pub barcodes: Vec<BarcodeInfo>,
     pub blank: bool,
@@ -52,14 +54,26 @@ pub fn analyze(
     patterns: &CoverPatterns,
     full_scan: bool,
 ) -> Result<Vec<Analyzed>, PageError> {
+    let mut analyzed = Vec::new();
+    analyze_each(bytes, patterns, full_scan, |a| analyzed.push(a))?;
+    Ok(analyzed)
+}
+
+/// Like [`analyze`], handing each page on as soon as it is read, so that a
+/// long file never holds more than one page in memory.
+pub fn analyze_each(
+    bytes: Vec<u8>,
+    patterns: &CoverPatterns,
+    full_scan: bool,
+    mut each: impl FnMut(Analyzed),
+) -> Result<usize, PageError> {
     let patterns = patterns.clone();
     let options = DecodeOptions {
         is_cover: Box::new(move |text: &str| patterns.is_cover(text)),
         full_scan,
     };
-    let mut analyzed = Vec::new();
+    let mut index = 0;
     pages::extract_each(bytes, |page| {
-        let index = analyzed.len();
         let found = decode::scan_page(&page.gray, &options);
         // Within the uplink's limits: a page is never refused for its metadata.
         let barcodes: Vec<BarcodeInfo> = found
@@ -79,17 +93,18 @@ pub fn analyze(
             height: page.gray.height(),
             content_type: page.content_type,
             size: page.bytes.len() as u64,
+            dpi: page.dpi,
             cover_code: found.cover_code,
             barcodes,
             blank: pages::is_blank(&page.gray),
             vat_invoice,
         };
-        analyzed.push(Analyzed {
+        index += 1;
+        each(Analyzed {
             bytes: page.bytes,
             report,
         });
-    })?;
-    Ok(analyzed)
+    })
 }
 
 pub struct Ingest {
@@ -113,26 +128,47 @@ pub enum Outcome {
     Skipped,
 }
 
+/// A file read, analysed and spooled, waiting for its turn to commit.
+pub enum Prepared {
+    /// Nothing to commit (already queued, or gone).
+    Settled(Outcome),
+    Quarantine(String),
+    Pages {
+        file_sha: String,
+        pages: Vec<NewPage>,
+        covers: Vec<String>,
+    },
+}
+
 impl Ingest {
-    /// Blocking: run it on the blocking pool.
+    /// Blocking: run it on the blocking pool. Prepares and commits one file.
     pub fn file(&self, candidate: &Candidate) -> anyhow::Result<Outcome> {
+        let prepared = self.prepare(candidate)?;
+        self.commit(candidate, prepared)
+    }
+
+    /// The expensive part (read, decode, barcodes, spool writes), safe to run
+    /// for several files at once: it commits nothing. Blocking.
+    pub fn prepare(&self, candidate: &Candidate) -> anyhow::Result<Prepared> {
         let path = &candidate.key.path;
         if self.queue.knows(&candidate.key)? {
-            return Ok(Outcome::AlreadyQueued);
+            return Ok(Prepared::Settled(Outcome::AlreadyQueued));
         }
+        self.make_room()?;
         let bytes = match read_bounded(path, pages::MAX_FILE_BYTES) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Skipped),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Prepared::Settled(Outcome::Skipped));
+            }
             Err(e) if e.kind() == std::io::ErrorKind::FileTooLarge => {
-                return self.quarantine(
-                    candidate,
-                    &PageError::TooLarge(candidate.key.size).to_string(),
-                );
+                return Ok(Prepared::Quarantine(
+                    PageError::TooLarge(candidate.key.size).to_string(),
+                ));
             }
             Err(e) => return Err(anyhow::anyhow!("reading {}: {e}", path.display())),
         };
         if bytes.len() as u64 != candidate.key.size {
-            return Ok(Outcome::Skipped);
+            return Ok(Prepared::Settled(Outcome::Skipped));
         }
         let file_sha = hex::encode(Sha256::digest(&bytes));
         let patterns = self
@@ -140,58 +176,41 @@ impl Ingest {
             .read()
             .map_err(|_| anyhow::anyhow!("cover pattern lock poisoned"))?
             .clone();
-        let analyzed = match analyze(bytes, &patterns, self.full_scan) {
-            Ok(analyzed) => analyzed,
-            Err(e) => return self.quarantine(candidate, &e.to_string()),
-        };
         let source_name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        self.make_room()?;
-        let mut new_pages = Vec::with_capacity(analyzed.len());
-        for a in &analyzed {
-            let capture_id = Uuid::now_v7();
-            let spool_path = self.queue.spool_dir().join(capture_id.to_string());
-            fsutil::write_durably(&spool_path, &a.bytes)?;
-            let name = if analyzed.len() == 1 {
-                source_name.clone()
-            } else {
-                format!("{source_name}#{}", a.report.index + 1)
-            };
-            new_pages.push(NewPage {
-                capture_id,
-                spool_path,
-                sha256: hex::encode(Sha256::digest(&a.bytes)),
-                size: a.bytes.len() as u64,
-                content_type: a.report.content_type.to_owned(),
-                source_name: name,
-                cover_code: a.report.cover_code.clone(),
-                barcodes_json: serde_json::to_string(&a.report.barcodes)?,
-                blank: a.report.blank,
-            });
-        }
-        if !self
-            .queue
-            .enqueue(&candidate.watch_dir, &candidate.key, &file_sha, &new_pages)?
-        {
-            for page in &new_pages {
-                let _ = std::fs::remove_file(&page.spool_path);
+        // Each page goes to the spool as soon as it is read.
+        let (mut pages, mut covers, mut spool_error) = (Vec::new(), Vec::new(), None);
+        let analyzed = analyze_each(bytes, &patterns, self.full_scan, |a| {
+            if spool_error.is_some() {
+                return;
             }
-            return Ok(Outcome::AlreadyQueued);
-        }
-        for a in &analyzed {
-            match &a.report.cover_code {
-                Some(code) => {
-                    tracing::info!(file = %path.display(), cover = %code, "cover sheet read: new packet")
-                }
-                None => {
-                    tracing::debug!(file = %path.display(), page = a.report.index, "page queued")
+            let name = format!("{source_name}#{}", a.report.index + 1);
+            match self.spool(&a, name) {
+                Ok(page) => pages.push(page),
+                Err(e) => {
+                    spool_error = Some(e.context(format!("spooling a page of {}", path.display())))
                 }
             }
+            covers.extend(a.report.cover_code);
+        });
+        if let Some(e) = spool_error {
+            remove_spooled(&pages);
+            return Err(e);
         }
-        Ok(Outcome::Queued {
-            pages: new_pages.len(),
+        if let Err(e) = analyzed {
+            remove_spooled(&pages);
+            return Ok(Prepared::Quarantine(e.to_string()));
+        }
+        // A single-image file is delivered under its own name.
+        if let [page] = pages.as_mut_slice() {
+            page.source_name = source_name;
+        }
+        Ok(Prepared::Pages {
+            file_sha,
+            pages,
+            covers,
         })
     }
 
@@ -219,6 +238,57 @@ impl Ingest {
                 anyhow::bail!(why)
             }
         }
+    }
+
+    /// Writes one page to the spool durably; the page record names the file.
+    fn spool(&self, a: &Analyzed, source_name: String) -> anyhow::Result<NewPage> {
+        let capture_id = Uuid::now_v7();
+        let spool_path = self.queue.spool_dir().join(capture_id.to_string());
+        fsutil::write_durably(&spool_path, &a.bytes)?;
+        Ok(NewPage {
+            capture_id,
+            spool_path,
+            sha256: hex::encode(Sha256::digest(&a.bytes)),
+            size: a.bytes.len() as u64,
+            content_type: a.report.content_type.to_owned(),
+            source_name,
+            cover_code: a.report.cover_code.clone(),
+            barcodes_json: serde_json::to_string(&a.report.barcodes)?,
+            blank: a.report.blank,
+        })
+    }
+
+    /// Commits a prepared file: call in scan order, one at a time. Blocking.
+    pub fn commit(&self, candidate: &Candidate, prepared: Prepared) -> anyhow::Result<Outcome> {
+        let path = &candidate.key.path;
+        let (file_sha, pages, covers) = match prepared {
+            Prepared::Settled(outcome) => return Ok(outcome),
+            Prepared::Quarantine(reason) => return self.quarantine(candidate, &reason),
+            Prepared::Pages {
+                file_sha,
+                pages,
+                covers,
+            } => (file_sha, pages, covers),
+        };
+        let queued = self
+            .queue
+            .enqueue(&candidate.watch_dir, &candidate.key, &file_sha, &pages);
+        match queued {
+            Ok(true) => {}
+            Ok(false) => {
+                remove_spooled(&pages);
+                return Ok(Outcome::AlreadyQueued);
+            }
+            Err(e) => {
+                remove_spooled(&pages);
+                return Err(e.into());
+            }
+        }
+        for code in covers {
+            tracing::info!(file = %path.display(), cover = %code, "cover sheet read: new packet");
+        }
+        tracing::debug!(file = %path.display(), pages = pages.len(), "file queued");
+        Ok(Outcome::Queued { pages: pages.len() })
     }
 
     /// Moves the file aside with a note saying why; the agent carries on.
@@ -250,6 +320,13 @@ impl Ingest {
         Ok(Outcome::Quarantined {
             reason: reason.to_owned(),
         })
+    }
+}
+
+/// Spool files of pages that were not committed.
+fn remove_spooled(pages: &[NewPage]) {
+    for page in pages {
+        let _ = std::fs::remove_file(&page.spool_path);
     }
 }
 

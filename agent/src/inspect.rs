@@ -15,7 +15,8 @@ pub fn inspect(
 ) -> std::io::Result<usize> {
     let mut failed = 0;
     // Packets run across files, in the order given, as they would in an inbox.
-    let mut packets: Vec<(Option<String>, Vec<String>)> = Vec::new();
+    // Per packet: cover, pages, and whether any page after the cover has content.
+    let mut packets: Vec<(Option<String>, Vec<String>, bool)> = Vec::new();
     for file in files {
         let file = file.as_ref();
         let name = file.display().to_string();
@@ -40,10 +41,13 @@ pub fn inspect(
             let r = &a.report;
             let page_ref = format!("{name}#{}", r.index + 1);
             match &r.cover_code {
-                Some(code) => packets.push((Some(code.clone()), vec![page_ref])),
+                Some(code) => packets.push((Some(code.clone()), vec![page_ref], false)),
                 None => match packets.last_mut() {
-                    Some((_, pages)) => pages.push(page_ref),
-                    None => packets.push((None, vec![page_ref])),
+                    Some((_, pages, content)) => {
+                        pages.push(page_ref);
+                        *content |= !r.blank;
+                    }
+                    None => packets.push((None, vec![page_ref], true)),
                 },
             }
             let line = json!({
@@ -54,6 +58,7 @@ pub fn inspect(
                 "height": r.height,
                 "content_type": r.content_type,
                 "size": r.size,
+                "dpi": r.dpi.map(|d| [d.x, d.y]),
                 "barcodes": r.barcodes.iter().map(|b| json!({"format": b.format, "text": b.text, "orientation": b.orientation})).collect::<Vec<_>>(),
                 "cover_code": r.cover_code,
                 "blank": r.blank,
@@ -70,14 +75,15 @@ pub fn inspect(
             writeln!(out, "{line}")?;
         }
     }
-    for (i, (cover, pages)) in packets.iter().enumerate() {
+    for (i, (cover, pages, content)) in packets.iter().enumerate() {
         let line = json!({
             "type": "packet",
             "packet": i,
             "cover_code": cover,
             "pages": pages,
-            // Two covers in a row: the first packet holds only its cover.
-            "empty": cover.is_some() && pages.len() == 1,
+            // Two covers in a row: the first packet holds only its cover (and
+            // its blank back, in a duplex scan), as the queue decides.
+            "empty": cover.is_some() && !content,
         });
         writeln!(out, "{line}")?;
     }

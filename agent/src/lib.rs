@@ -19,6 +19,7 @@ pub mod decode;
 pub mod doctor;
 pub mod enroll;
 mod fsutil;
+pub mod fuzzing;
 pub mod ingest;
 pub mod inspect;
 pub mod pages;
@@ -26,6 +27,7 @@ pub mod queue;
 pub mod room;
 pub mod signal;
 pub mod status;
+pub mod tls;
 pub mod uplink;
 pub mod vat;
 pub mod watch;
@@ -44,6 +46,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Files waiting between the watcher and ingest; the watcher waits when full.
 const INGEST_BACKLOG: usize = 256;
+/// Files decoded at once; each holds one decoded page (about 9 MB for A4 at 300 dpi).
+const MAX_INGEST_WORKERS: usize = 4;
 
 /// Runs the agent until `shutdown` is cancelled; every task is awaited before it returns.
 pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -82,7 +86,7 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> anyhow
     );
 
     let mut tasks = JoinSet::new();
-    let (candidates_tx, mut candidates) = mpsc::channel(INGEST_BACKLOG);
+    let (candidates_tx, candidates) = mpsc::channel(INGEST_BACKLOG);
     let watcher = watch::Watch::new(
         config.watch.clone(),
         config.settle(),
@@ -102,27 +106,12 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> anyhow
             Box::new(move |inbox| config.quarantine_dir_for(inbox))
         },
     });
-    {
-        let work = Arc::clone(&work);
-        let shutdown = shutdown.clone();
-        tasks.spawn(async move {
-            loop {
-                let candidate = tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(()),
-                    c = candidates.recv() => match c { Some(c) => c, None => return Ok(()) },
-                };
-                let ingest = Arc::clone(&ingest);
-                let path = candidate.key.path.clone();
-                let span = tracing::info_span!("ingest", file = %path.display());
-                let result = tokio::task::spawn_blocking(move || span.in_scope(|| ingest.file(&candidate))).await?;
-                match result {
-                    Ok(_) => work.notify_one(),
-                    // A failure to commit is not the file's fault: it stays in the inbox and is retried.
-                    Err(e) => tracing::error!(file = %path.display(), error = format!("{e:#}"), "could not queue file"),
-                }
-            }
-        });
-    }
+    tasks.spawn(ingest_files(
+        ingest,
+        candidates,
+        Arc::clone(&work),
+        shutdown.clone(),
+    ));
 
     {
         let queue = Arc::clone(&queue);
@@ -171,6 +160,58 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> anyhow
     match first_error {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// Ingests candidates in the order the watcher sent them. Files are prepared
+/// (read, decoded, searched for barcodes, spooled) several at a time, one per
+/// core, and committed strictly in order, so the queue keeps scan order while
+/// both cores work.
+async fn ingest_files(
+    ingest: Arc<ingest::Ingest>,
+    candidates: mpsc::Receiver<watch::Candidate>,
+    work: Arc<Notify>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    use futures_util::StreamExt;
+    let workers =
+        std::thread::available_parallelism().map_or(2, |n| n.get().min(MAX_INGEST_WORKERS));
+    let mut candidates = candidates;
+    let prepared = futures_util::stream::poll_fn(move |cx| candidates.poll_recv(cx))
+        .map(|candidate: watch::Candidate| {
+            let ingest = Arc::clone(&ingest);
+            let span = tracing::info_span!("ingest", file = %candidate.key.path.display());
+            tokio::task::spawn_blocking(move || {
+                let prepared = span.in_scope(|| ingest.prepare(&candidate));
+                (ingest, candidate, prepared, span)
+            })
+        })
+        // One more than the workers, so a core is never idle while a file commits.
+        .buffered(workers + 1);
+    let mut prepared = std::pin::pin!(prepared);
+    loop {
+        let next = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            next = prepared.next() => match next { Some(next) => next?, None => return Ok(()) },
+        };
+        let (ingest, candidate, prepared, span) = next;
+        let path = candidate.key.path.clone();
+        let result = match prepared {
+            Ok(prepared) => {
+                tokio::task::spawn_blocking(move || {
+                    span.in_scope(|| ingest.commit(&candidate, prepared))
+                })
+                .await?
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(_) => work.notify_one(),
+            // A failure to read or commit is not the file's fault: it stays in the inbox and is retried.
+            Err(e) => {
+                tracing::error!(file = %path.display(), error = format!("{e:#}"), "could not queue file")
+            }
+        }
     }
 }
 

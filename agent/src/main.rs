@@ -26,6 +26,13 @@ enum Command {
         /// Name shown to administrators (default: the computer name).
         #[arg(long)]
         name: Option<String>,
+        /// Trust only this CA (PEM) for the server's certificate, e.g. the
+        /// ca.pem of `imc-server cert init`; kept in the config.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// Allow plain http:// and ws:// (a lab without TLS; never across a network).
+        #[arg(long)]
+        insecure: bool,
     },
     /// Watch scanner folders and deliver pages until stopped.
     Run {
@@ -72,12 +79,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
-        Command::Enroll { server, code, name } => {
+        Command::Enroll {
+            server,
+            code,
+            name,
+            ca,
+            insecure,
+        } => {
+            let trust = imc_agent::tls::Trust::from_args(ca.as_deref(), insecure)?;
             let config = runtime.block_on(imc_agent::enroll::enroll(
                 &config_path,
                 &server,
                 &code,
                 name,
+                trust,
             ))?;
             println!(
                 "enrolled as agent {} at site {}; config in {}",

@@ -73,6 +73,8 @@ pub struct SealWork {
     pub packet_id: Uuid,
     pub cover_code: Option<String>,
     pub page_count: u32,
+    /// Nothing but the cover sheet (and blank backs): two covers in a row.
+    pub empty: bool,
 }
 
 /// A source file all of whose pages the server has stored.
@@ -113,6 +115,8 @@ pub struct PacketSummary {
     pub pages_stored: u32,
     pub pages_failed: u32,
     pub sealed: bool,
+    /// Sealed with nothing after its cover sheet.
+    pub empty: bool,
     pub outcome: Option<String>,
     pub matched: Option<bool>,
     pub created_at: String,
@@ -196,6 +200,11 @@ fn add_failure_columns(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// SQL on a packet `k`: a cover and no page after it but blank backs (a
+/// duplex scan of the cover has one). Pages stay in the table once stored.
+const EMPTY: &str = "(k.cover_code IS NOT NULL AND NOT EXISTS \
+    (SELECT 1 FROM pages e WHERE e.packet_id = k.id AND e.page_index > 0 AND e.blank = 0))";
+
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -218,14 +227,16 @@ impl Queue {
         std::fs::create_dir_all(data_dir.join("spool"))
             .map_err(|e| open_err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
         let conn = Connection::open(&path).map_err(open_err)?;
+        // First, so that every statement below (even the journal-mode pragma)
+        // waits for a running agent's write instead of failing `status`.
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open_err)?;
         // FULL: a committed page survives power loss, not only a process crash.
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(open_err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(open_err)?;
         conn.execute_batch(SCHEMA).map_err(open_err)?;
         add_failure_columns(&conn).map_err(open_err)?;
@@ -461,19 +472,29 @@ impl Queue {
         self.with(|c| {
             let row = c
                 .query_row(
-                    "SELECT k.id, k.cover_code, k.page_count FROM packets k \
-                     WHERE k.sealed = 1 AND k.seal_acked = 0 \
-                     AND NOT EXISTS (SELECT 1 FROM pages p WHERE p.packet_id = k.id AND p.state IN ('queued', 'failed')) \
-                     ORDER BY k.created_at, k.rowid LIMIT 1",
+                    &format!(
+                        "SELECT k.id, k.cover_code, k.page_count, {EMPTY} FROM packets k \
+                         WHERE k.sealed = 1 AND k.seal_acked = 0 \
+                         AND NOT EXISTS (SELECT 1 FROM pages p WHERE p.packet_id = k.id AND p.state IN ('queued', 'failed')) \
+                         ORDER BY k.created_at, k.rowid LIMIT 1"
+                    ),
                     [],
-                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, u32>(2)?)),
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, Option<String>>(1)?,
+                            r.get::<_, u32>(2)?,
+                            r.get::<_, bool>(3)?,
+                        ))
+                    },
                 )
                 .optional()?;
-            row.map(|(id, cover_code, page_count)| {
+            row.map(|(id, cover_code, page_count, empty)| {
                 Ok(SealWork {
                     packet_id: uuid(&id)?,
                     cover_code,
                     page_count,
+                    empty,
                 })
             })
             .transpose()
@@ -627,14 +648,14 @@ impl Queue {
 
     pub fn recent_packets(&self, limit: u32) -> QueueResult<Vec<PacketSummary>> {
         self.with(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare(&format!(
                 "SELECT k.id, k.cover_code, \
                  (SELECT COUNT(*) FROM pages p WHERE p.packet_id = k.id), \
                  (SELECT COUNT(*) FROM pages p WHERE p.packet_id = k.id AND p.state = 'stored'), \
                  (SELECT COUNT(*) FROM pages p WHERE p.packet_id = k.id AND p.state = 'failed'), \
-                 k.sealed, k.outcome, k.matched, k.created_at \
-                 FROM packets k ORDER BY k.created_at DESC, k.rowid DESC LIMIT ?1",
-            )?;
+                 k.sealed, k.outcome, k.matched, k.created_at, k.sealed = 1 AND {EMPTY} \
+                 FROM packets k ORDER BY k.created_at DESC, k.rowid DESC LIMIT ?1"
+            ))?;
             let rows = stmt.query_map([limit], |r| {
                 Ok(PacketSummary {
                     id: r.get(0)?,
@@ -646,6 +667,7 @@ impl Queue {
                     outcome: r.get(6)?,
                     matched: r.get(7)?,
                     created_at: r.get(8)?,
+                    empty: r.get(9)?,
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)

@@ -68,11 +68,16 @@ pub fn render(config: &AgentConfig) -> anyhow::Result<String> {
         };
         writeln!(
             out,
-            "  {} cover {} pages {}/{} sent: {}",
+            "  {} cover {} pages {}/{} sent{}: {}",
             p.created_at,
             p.cover_code.as_deref().unwrap_or("(none)"),
             p.pages_stored,
             p.pages,
+            if p.empty {
+                " (empty: no pages after the cover)"
+            } else {
+                ""
+            },
             fate
         )?;
     }

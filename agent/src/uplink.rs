@@ -168,7 +168,14 @@ impl Uplink {
     }
 
     async fn connect(&self) -> anyhow::Result<Socket> {
+        let trust = self.config.trust();
+        trust.check_url(&self.config.server_url)?;
         let url = uplink_url(&self.config.server_url)?;
+        let connector = if url.starts_with("wss://") {
+            tokio_tungstenite::Connector::Rustls(trust.client_config()?)
+        } else {
+            tokio_tungstenite::Connector::Plain
+        };
         let mut request = url
             .as_str()
             .into_client_request()
@@ -179,20 +186,23 @@ impl Uplink {
                 .parse()
                 .context("agent token is not a valid header value")?,
         );
-        let (socket, _) =
-            tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(request))
-                .await
-                .with_context(|| format!("connecting to {url}: timed out"))?
-                .map_err(|e| match e {
-                    tokio_tungstenite::tungstenite::Error::Http(response)
-                        if response.status() == 401 =>
-                    {
-                        anyhow::Error::new(Refused(
-                            "the server refused this agent's token: it was revoked or is unknown; enrol the desk again".into(),
-                        ))
-                    }
-                    other => anyhow::anyhow!("connecting to {url}: {other}"),
-                })?;
+        let (socket, _) = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(connector)),
+        )
+        .await
+        .with_context(|| format!("connecting to {url}: timed out"))?
+        .map_err(|e| match e {
+            tokio_tungstenite::tungstenite::Error::Http(response) if response.status() == 401 => {
+                anyhow::Error::new(Refused(
+                    "the server refused this agent's token: it was revoked or is unknown; enrol the desk again".into(),
+                ))
+            }
+            other => match crate::tls::explain(&other) {
+                Some(tls) => anyhow::anyhow!("connecting to {url}: {tls}"),
+                None => anyhow::anyhow!("connecting to {url}: {other}"),
+            },
+        })?;
         Ok(socket)
     }
 
@@ -590,6 +600,7 @@ impl Link<'_> {
             packet_id: seal.packet_id,
             cover_code: seal.cover_code,
             page_count: seal.page_count,
+            empty: seal.empty,
         }))
         .await
     }

@@ -61,6 +61,42 @@ pub fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
         .map_or(0, |d| d.as_nanos() as i64)
 }
 
+/// How long a file handed to ingest is left alone before it is looked at
+/// again; by then it is queued (and skipped for good) or its ingest failed
+/// and it is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// A file version the watcher will not hand on again.
+struct Taken {
+    size: u64,
+    mtime_ns: i64,
+    /// When it was handed to ingest; `None` once the queue holds it.
+    sent: Option<Instant>,
+}
+
+impl Taken {
+    fn sent(key: &FileKey) -> Taken {
+        Taken {
+            size: key.size,
+            mtime_ns: key.mtime_ns,
+            sent: Some(Instant::now()),
+        }
+    }
+
+    fn queued(key: &FileKey) -> Taken {
+        Taken {
+            sent: None,
+            ..Taken::sent(key)
+        }
+    }
+
+    /// True when the file is unchanged and not due for another try.
+    fn covers(&self, stat: Stat) -> bool {
+        (stat.size, stat.mtime_ns) == (self.size, self.mtime_ns)
+            && self.sent.is_none_or(|at| at.elapsed() < RETRY_AFTER)
+    }
+}
+
 struct Pending {
     watch_dir: PathBuf,
     size: u64,
@@ -170,7 +206,7 @@ impl Watch {
         };
         let mut pending: HashMap<PathBuf, Pending> = HashMap::new();
         // Files already taken, by path: skips re-checking the queue on each rescan.
-        let mut taken: HashMap<PathBuf, (u64, i64)> = HashMap::new();
+        let mut taken: HashMap<PathBuf, Taken> = HashMap::new();
         // Folders with events since the last tick, listed at the tick.
         let mut dirty = vec![false; self.dirs.len()];
         let mut tick = tokio::time::interval(TICK);
@@ -206,8 +242,8 @@ impl Watch {
                                 || !path.parent().is_some_and(|p| dirs.iter().any(|d| d == p))
                         });
                         for (dir, path, stat) in listed {
-                            if let (Some(&(size, mtime)), Some(stat)) = (taken.get(&path), stat)
-                                && (stat.size, stat.mtime_ns) == (size, mtime)
+                            if let (Some(taken), Some(stat)) = (taken.get(&path), stat)
+                                && taken.covers(stat)
                             {
                                 continue;
                             }
@@ -235,6 +271,7 @@ impl Watch {
                         return Ok(());
                     };
                     for candidate in candidates {
+                        taken.insert(candidate.key.path.clone(), Taken::sent(&candidate.key));
                         if out.send(candidate).await.is_err() {
                             return Ok(());
                         }
@@ -276,7 +313,7 @@ impl Watch {
     async fn settled(
         &self,
         pending: &mut HashMap<PathBuf, Pending>,
-        taken: &mut HashMap<PathBuf, (u64, i64)>,
+        taken: &mut HashMap<PathBuf, Taken>,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Option<Vec<Candidate>>> {
         if pending.is_empty() {
@@ -355,12 +392,7 @@ impl Watch {
                 return Ok(None);
             };
             if known? {
-                // Only what the queue holds is skipped on later rescans: a file
-                // whose ingest failed is seen, and tried, again.
-                taken.insert(
-                    candidate.key.path.clone(),
-                    (candidate.key.size, candidate.key.mtime_ns),
-                );
+                taken.insert(candidate.key.path.clone(), Taken::queued(&candidate.key));
             } else {
                 fresh.push(candidate);
             }

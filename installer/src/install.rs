@@ -15,6 +15,8 @@ pub struct InstallOptions {
     pub name: Option<String>,
     pub agent_bin: Option<PathBuf>,
     pub scanner_group: Option<String>,
+    pub ca: Option<PathBuf>,
+    pub insecure: bool,
 }
 
 pub fn install(layout: &Layout, options: InstallOptions) -> anyhow::Result<()> {
@@ -46,6 +48,7 @@ pub fn install(layout: &Layout, options: InstallOptions) -> anyhow::Result<()> {
         Err(imc_agent::config::ConfigError::Missing(_)) => changes.push("enrolled".to_owned()),
         Err(e) => return Err(e.into()),
     }
+    let trust = imc_agent::tls::Trust::from_args(options.ca.as_deref(), options.insecure)?;
     // Returns the existing config, without spending the code, when already enrolled.
     let mut config = tokio::runtime::Runtime::new()
         .context("starting the runtime")?
@@ -54,6 +57,7 @@ pub fn install(layout: &Layout, options: InstallOptions) -> anyhow::Result<()> {
             server,
             &options.code,
             options.name,
+            trust,
         ))?;
     if config.watch != watch || config.data_dir.as_ref() != Some(&layout.data_dir) {
         config.watch = watch.clone();

@@ -49,6 +49,12 @@ enum Command {
         /// inbox and read done and quarantine.
         #[arg(long)]
         scanner_group: Option<String>,
+        /// The CA (PEM) that signs the server's certificate, when it is not in the system roots.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// Allow plain http:// (a lab only).
+        #[arg(long)]
+        insecure: bool,
     },
     /// Remove the service; the config and queue stay unless --purge.
     Uninstall {
@@ -80,6 +86,8 @@ fn main() -> ExitCode {
             name,
             agent_bin,
             scanner_group,
+            ca,
+            insecure,
         } => install::install(
             &layout,
             install::InstallOptions {
@@ -89,6 +97,8 @@ fn main() -> ExitCode {
                 name,
                 agent_bin,
                 scanner_group,
+                ca,
+                insecure,
             },
         ),
         Command::Uninstall {

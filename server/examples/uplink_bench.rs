@@ -194,6 +194,11 @@ async fn run_agents(root: &Path, agents: usize, pages_each: usize) -> anyhow::Re
             &server.base,
             code,
             Some(format!("a{a}")),
+            // Loopback: TLS would measure the handshake, not the uplink.
+            imc_agent::tls::Trust {
+                ca_pem: None,
+                insecure: true,
+            },
         )
         .await?;
         config.data_dir = Some(dir.join("data"));

@@ -1,13 +1,21 @@
-//! Who is calling: bearer tokens for ERP clients, admins and agents.
+//! Who is calling, and what each kind of caller may do.
 //!
 //! Tokens are 256-bit random values shown once; only their SHA-256 is stored,
 //! so a copy of the database does not hand out credentials.
+//!
+//! Authentication happens once per request ([`authenticate`], a middleware on
+//! `/api/v1`); authorisation happens once per route, from the [`Access`] rule
+//! the route was registered with (`routes/mod.rs`). Handlers only add the
+//! checks that depend on the data: a token's source systems.
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::{Actor, Agent, TokenRole};
-use axum::extract::FromRequestParts;
+use crate::store::{Actor, Agent, ApiToken};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use imc_shared::api::TokenScope;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -21,41 +29,94 @@ pub fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-/// An authenticated caller of the HTTP API.
+/// Who may call a route. Every route names exactly one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, without credentials (the API description, agent enrolment).
+    Public,
+    /// An enrolled agent (the uplink).
+    Agent,
+    /// An API token holding this scope; `admin` tokens hold every scope.
+    Scope(TokenScope),
+}
+
+/// The kinds of caller, for authorisation. Human roles from the web UI
+/// (clerk, sign-off staff, admin user) join here; the exhaustive match in
+/// [`Principal::may`] then makes every rule decide about them.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    Anonymous,
+    Agent(Agent),
+    Token(ApiToken),
+}
+
+impl Principal {
+    /// The one authorisation rule.
+    pub fn may(&self, access: Access) -> bool {
+        match (self, access) {
+            (_, Access::Public) => true,
+            (Principal::Agent(_), Access::Agent) => true,
+            (Principal::Token(token), Access::Scope(scope)) => {
+                token.scopes.contains(&scope)
+                    || token.scopes.contains(&TokenScope::Admin)
+                    // Reading a document includes reading its status.
+                    || (scope == TokenScope::Status && token.scopes.contains(&TokenScope::Read))
+            }
+            (Principal::Anonymous, _) | (Principal::Agent(_), _) | (Principal::Token(_), _) => {
+                false
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Principal::Anonymous => "anonymous".into(),
+            Principal::Agent(agent) => format!("agent:{}", agent.id),
+            Principal::Token(token) => format!("token:{}:{}", token.id, token.name),
+        }
+    }
+}
+
+/// An authenticated caller of a route that needs credentials.
 #[derive(Debug, Clone)]
 pub enum Caller {
-    Token {
-        id: i64,
-        name: String,
-        role: TokenRole,
-    },
+    Token(ApiToken),
     Agent(Agent),
 }
 
 impl Caller {
     pub fn actor(&self) -> Actor {
         match self {
-            Caller::Token { name, role, .. } => Actor(format!("{}:{name}", role.as_str())),
+            // `admin:NAME` / `api:NAME`, as audit rows have always named tokens.
+            Caller::Token(token) => {
+                let kind = if token.scopes.contains(&TokenScope::Admin) {
+                    "admin"
+                } else {
+                    "api"
+                };
+                Actor(format!("{kind}:{}", token.name))
+            }
             Caller::Agent(agent) => Actor(format!("agent:{}", agent.id)),
         }
     }
 
-    /// ERP clients and admins may work with documents.
-    pub fn require_api(&self) -> Result<(), ApiError> {
+    /// A token limited to some source systems may touch only their documents.
+    pub fn require_source(&self, source_system: &str) -> Result<(), ApiError> {
         match self {
-            Caller::Token { .. } => Ok(()),
+            Caller::Token(ApiToken {
+                source_systems: Some(allowed),
+                ..
+            }) if !allowed.iter().any(|s| s == source_system) => Err(ApiError::Forbidden(format!(
+                "this token may not use source system {source_system:?}"
+            ))),
+            Caller::Token(_) => Ok(()),
             Caller::Agent(_) => Err(ApiError::Forbidden("agents may only use the uplink".into())),
         }
     }
 
-    pub fn require_admin(&self) -> Result<(), ApiError> {
-        match self {
-            Caller::Token {
-                role: TokenRole::Admin,
-                ..
-            } => Ok(()),
-            _ => Err(ApiError::Forbidden("this call needs an admin token".into())),
-        }
+    /// Whether the caller may see documents of `source_system`.
+    pub fn sees_source(&self, source_system: &str) -> bool {
+        self.require_source(source_system).is_ok()
     }
 }
 
@@ -69,25 +130,118 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
         .map(str::trim)
 }
 
+fn peer(request: &Request) -> String {
+    crate::net::peer_ip(request).map_or_else(|| "unknown".into(), |ip| ip.to_string())
+}
+
+/// Records an auth failure; the answer to the caller does not wait on it failing.
+async fn audit_failure(state: &AppState, actor: &str, what: String) {
+    if let Err(e) = state
+        .store
+        .audit_auth_failure(&Actor(actor.to_owned()), &what)
+        .await
+    {
+        tracing::error!(error = %e, "could not audit an auth failure");
+    }
+    tracing::warn!(actor, what, "auth failure");
+}
+
+/// Resolves the bearer token (if any) into a [`Principal`] for the route's
+/// [`authorize`] check. A token that matches nothing is refused here.
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let principal = {
+        let (parts, body) = request.into_parts();
+        let token = bearer(&parts).map(hash_secret);
+        request = Request::from_parts(parts, body);
+        match token {
+            None => Principal::Anonymous,
+            Some(hash) => match lookup(&state, &hash).await {
+                Ok(Some(principal)) => principal,
+                Ok(None) => {
+                    let what = format!(
+                        "unknown, revoked or expired token on {} {}",
+                        request.method(),
+                        request.uri().path()
+                    );
+                    audit_failure(&state, &format!("ip:{}", peer(&request)), what).await;
+                    return ApiError::Unauthorized.into_response();
+                }
+                Err(e) => return e.into_response(),
+            },
+        }
+    };
+    request.extensions_mut().insert(principal);
+    let mut response = next.run(request).await;
+    if let Some(refusal) = response.extensions_mut().remove::<Refusal>() {
+        audit_failure(&state, &refusal.actor, refusal.what).await;
+    }
+    response
+}
+
+async fn lookup(state: &AppState, hash: &str) -> Result<Option<Principal>, ApiError> {
+    if let Some(token) = state.store.api_token_by_hash(hash).await? {
+        return Ok(Some(Principal::Token(token)));
+    }
+    Ok(state
+        .store
+        .agent_by_token_hash(hash)
+        .await?
+        .map(Principal::Agent))
+}
+
+/// A refusal by [`authorize`], audited by [`authenticate`] (which has the store).
+#[derive(Debug, Clone)]
+struct Refusal {
+    actor: String,
+    what: String,
+}
+
+/// Lets the request through when its principal may use `access`.
+pub async fn authorize(access: Access, request: Request, next: Next) -> Response {
+    let principal = request
+        .extensions()
+        .get::<Principal>()
+        .cloned()
+        .unwrap_or(Principal::Anonymous);
+    if principal.may(access) {
+        return next.run(request).await;
+    }
+    let needed = match access {
+        Access::Public => "nothing".to_owned(),
+        Access::Agent => "an agent token".to_owned(),
+        Access::Scope(scope) => format!("a token with scope {}", scope.as_str()),
+    };
+    let refusal = Refusal {
+        actor: format!("{} ip:{}", principal.describe(), peer(&request)),
+        what: format!(
+            "{} {} refused: needs {needed}",
+            request.method(),
+            request.uri().path()
+        ),
+    };
+    let mut response = match principal {
+        Principal::Anonymous => ApiError::Unauthorized.into_response(),
+        _ => ApiError::Forbidden(format!("this call needs {needed}")).into_response(),
+    };
+    response.extensions_mut().insert(refusal);
+    response
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        state: &AppState,
+        _state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts).ok_or(ApiError::Unauthorized)?;
-        let hash = hash_secret(token);
-        if let Some(t) = state.store.api_token_by_hash(&hash).await? {
-            return Ok(Caller::Token {
-                id: t.id,
-                name: t.name,
-                role: t.role,
-            });
+        match parts.extensions.get::<Principal>() {
+            Some(Principal::Token(token)) => Ok(Caller::Token(token.clone())),
+            Some(Principal::Agent(agent)) => Ok(Caller::Agent(agent.clone())),
+            Some(Principal::Anonymous) | None => Err(ApiError::Unauthorized),
         }
-        if let Some(agent) = state.store.agent_by_token_hash(&hash).await? {
-            return Ok(Caller::Agent(agent));
-        }
-        Err(ApiError::Unauthorized)
     }
 }

@@ -76,6 +76,18 @@ pub struct ServerConfig {
     /// Largest page an agent may deliver (at most the protocol's 64 MiB); a
     /// larger one is refused for good and the desk shows it as failed.
     pub max_page_bytes: u64,
+    /// Serve HTTPS/WSS with this certificate chain and key (PEM) instead of plain HTTP.
+    pub tls: Option<TlsFiles>,
+    pub connection_limits: crate::net::ConnectionLimits,
+    pub rate_limits: crate::ratelimit::RateLimits,
+    /// A request body that sends nothing for this long is cut off (slow clients).
+    pub body_idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl ServerConfig {
@@ -92,6 +104,10 @@ impl ServerConfig {
             database: None,
             metrics_token: None,
             max_page_bytes: imc_shared::protocol::MAX_PAGE_BYTES,
+            tls: None,
+            connection_limits: crate::net::ConnectionLimits::default(),
+            rate_limits: crate::ratelimit::RateLimits::default(),
+            body_idle_timeout: Duration::from_secs(30),
         }
     }
 
@@ -129,6 +145,10 @@ impl fmt::Debug for ServerConfig {
                 &self.metrics_token.as_ref().map(|_| "<hidden>"),
             )
             .field("max_page_bytes", &self.max_page_bytes)
+            .field("tls", &self.tls)
+            .field("connection_limits", &self.connection_limits)
+            .field("rate_limits", &self.rate_limits)
+            .field("body_idle_timeout", &self.body_idle_timeout)
             .finish()
     }
 }

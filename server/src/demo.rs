@@ -7,7 +7,7 @@
 
 use crate::auth;
 use crate::config::ServerConfig;
-use crate::store::TokenRole;
+use crate::store::{Actor, NewApiToken};
 use anyhow::Context;
 use image::{GrayImage, Luma};
 use imc_shared::api::{DocumentCreated, EnrollmentCode, StatusView};
@@ -57,8 +57,17 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::R
     let token = auth::new_secret("imc");
     state
         .store
-        .add_api_token("demo", TokenRole::Admin, &auth::hash_secret(&token))
+        .add_api_token(
+            NewApiToken {
+                name: "demo".into(),
+                scopes: vec![imc_shared::api::TokenScope::Admin],
+                source_systems: None,
+                token_hash: auth::hash_secret(&token),
+            },
+            &Actor("demo".into()),
+        )
         .await?;
+    add_desk_users(&state).await?;
 
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
@@ -110,6 +119,11 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::R
         &base,
         &code.code,
         Some("demo-desk".into()),
+        // The demo's agent runs in this process and reaches the server on loopback.
+        imc_agent::tls::Trust {
+            ca_pem: None,
+            insecure: true,
+        },
     )
     .await?;
     agent.watch = vec![inbox.clone()];
@@ -135,6 +149,9 @@ fn print_welcome(base: &str, token: &str, docs: &[DocumentCreated], dir: &Path) 
     println!();
     println!("  API            {base}/api/v1   (Authorization: Bearer {token})");
     println!("  health         {base}/healthz");
+    println!(
+        "  sign-off desk  {base}/ui/   (log in as {DESK_SIGNOFF} / {DESK_PASSWORD}, or {DESK_ADMIN} / {DESK_PASSWORD})"
+    );
     println!("  agent inbox    {d}/inbox   (watched by the in-process agent)");
     println!("  cover sheets   {d}/covers");
     println!();
@@ -163,6 +180,37 @@ fn print_welcome(base: &str, token: &str, docs: &[DocumentCreated], dir: &Path) 
         );
     }
     println!();
+}
+
+/// The demo's desk logins. Fixed, so a second run of the demo on the same
+/// folder prints a login that works; the demo listens on loopback.
+const DESK_SIGNOFF: &str = "signoff";
+const DESK_ADMIN: &str = "admin";
+const DESK_PASSWORD: &str = "imc-demo-desk";
+
+async fn add_desk_users(state: &crate::ServerState) -> anyhow::Result<()> {
+    use crate::web::store::{NewUser, Role};
+    for (name, role) in [(DESK_SIGNOFF, Role::SignOff), (DESK_ADMIN, Role::Admin)] {
+        if state.web.store.user_by_name(name).await?.is_some() {
+            continue;
+        }
+        let password_hash = crate::web::passwords::hash_blocking(DESK_PASSWORD)?;
+        state
+            .web
+            .store
+            .add_user(
+                NewUser {
+                    name: name.to_owned(),
+                    role,
+                    site: None,
+                    password_hash,
+                },
+                &crate::store::Actor("demo".into()),
+            )
+            .await
+            .with_context(|| format!("adding the demo desk user {name}"))?;
+    }
+    Ok(())
 }
 
 async fn watch_statuses(api: &Api, docs: &[DocumentCreated], shutdown: &CancellationToken) {

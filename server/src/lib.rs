@@ -9,25 +9,32 @@
 //!   PostgreSQL); `blobs`: image bytes, content-addressed (folder or object store).
 //! - `workflow`: the document lifecycle rules; `settings`: their validation;
 //!   `webhooks`: the outbox delivery task; `cover/`: cover sheet drawing.
+//! - `web/`: the sign-off desk, the staff's web UI under `/ui`.
 //! - `demo`: the one-command demonstration.
 
 pub mod auth;
 pub mod backup;
 pub mod blobs;
+pub mod cli;
 pub mod commit;
 pub mod config;
 pub mod cover;
 pub mod demo;
 mod error;
 pub mod metrics;
+pub mod net;
 pub mod partials;
+pub mod ratelimit;
 mod routes;
 pub mod settings;
 mod state;
 pub mod store;
 #[cfg(test)]
 mod test_services;
+pub mod tokens;
+pub mod untrusted;
 pub mod uplink;
+pub mod web;
 pub mod webhooks;
 pub mod workflow;
 
@@ -37,7 +44,7 @@ use config::ServerConfig;
 use state::AppState;
 use std::future::Future;
 use std::sync::Arc;
-use store::{PgStore, SqliteStore, Store, TokenRole};
+use store::{Actor, NewApiToken, PgStore, SqliteStore, Store};
 use tokio::net::TcpListener;
 
 /// Opens (or creates) the data dir and everything the server keeps in it.
@@ -45,13 +52,26 @@ pub async fn open(config: ServerConfig) -> anyhow::Result<AppState> {
     let data_dir = &config.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
-    let (store, fresh) = open_store(&config).await?;
+    let OpenedStore {
+        store,
+        web_store,
+        changes,
+        fresh,
+    } = open_store(&config).await?;
     if fresh && let Some(token) = &config.bootstrap_token {
         let hash = auth::hash_secret(token);
         // Replicas starting together may race to store it; one copy is enough.
         if store.api_token_by_hash(&hash).await?.is_none()
             && let Err(e) = store
-                .add_api_token("bootstrap", TokenRole::Admin, &hash)
+                .add_api_token(
+                    NewApiToken {
+                        name: "bootstrap".into(),
+                        scopes: vec![imc_shared::api::TokenScope::Admin],
+                        source_systems: None,
+                        token_hash: hash.clone(),
+                    },
+                    &Actor("server:bootstrap".into()),
+                )
                 .await
             && store.api_token_by_hash(&hash).await?.is_none()
         {
@@ -72,8 +92,12 @@ pub async fn open(config: ServerConfig) -> anyhow::Result<AppState> {
             .with_context(|| format!("loading cover font {}", path.display()))?,
         None => cover::CoverRenderer::from_system_fonts(),
     };
+    let mut web = web::WebState::new(web_store, changes, config.data_dir.join("thumbs"));
+    // Cookies marked Secure and HSTS only when the browser comes over HTTPS.
+    web.secure_cookies = config.tls.is_some();
     Ok(AppState {
         committer: commit::Committer::start(Arc::clone(&store), Arc::clone(&blobs)),
+        web,
         store,
         blobs,
         covers: Arc::new(covers),
@@ -82,9 +106,17 @@ pub async fn open(config: ServerConfig) -> anyhow::Result<AppState> {
     })
 }
 
-/// The metadata store the config names, and whether it is fresh (no
-/// credentials yet), which is when a bootstrap token is stored.
-async fn open_store(config: &ServerConfig) -> anyhow::Result<(Arc<dyn Store>, bool)> {
+/// The metadata store the config names, seen as the API's and the desk's
+/// store, with its change announcements.
+struct OpenedStore {
+    store: Arc<dyn Store>,
+    web_store: Arc<dyn web::store::WebStore>,
+    changes: Arc<dyn Fn() -> tokio::sync::broadcast::Receiver<store::Change> + Send + Sync>,
+    /// No credentials yet: the time to store a bootstrap token.
+    fresh: bool,
+}
+
+async fn open_store(config: &ServerConfig) -> anyhow::Result<OpenedStore> {
     match &config.database {
         Some(url) => {
             let shown = config::redact_password(url);
@@ -98,14 +130,26 @@ async fn open_store(config: &ServerConfig) -> anyhow::Result<(Arc<dyn Store>, bo
                 .await
                 .with_context(|| format!("opening database {shown}"))?;
             let fresh = store.is_fresh().await?;
-            Ok((Arc::new(store), fresh))
+            let announcer = store.clone();
+            Ok(OpenedStore {
+                store: Arc::new(store.clone()),
+                web_store: Arc::new(store),
+                changes: Arc::new(move || announcer.changes()),
+                fresh,
+            })
         }
         None => {
             let db_path = config.database_path();
             let fresh = !db_path.exists();
             let store = SqliteStore::open(&db_path)
                 .with_context(|| format!("opening database {}", db_path.display()))?;
-            Ok((Arc::new(store), fresh))
+            let announcer = store.clone();
+            Ok(OpenedStore {
+                store: Arc::new(store.clone()),
+                web_store: Arc::new(store),
+                changes: Arc::new(move || announcer.changes()),
+                fresh,
+            })
         }
     }
 }
@@ -133,17 +177,24 @@ pub async fn serve_state(
         state.config.partial_ttl,
         stop.clone(),
     ));
+    let tls = match &state.config.tls {
+        Some(files) => Some(net::tls::server_config(&files.cert, &files.key)?),
+        None => None,
+    };
+    let limits = state.config.connection_limits;
+    let desk_streams = state.web.stop.clone();
     let app = routes::router(state);
     let http_stop = stop.clone();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                _ = shutdown => {}
-                _ = http_stop.cancelled() => {}
-            }
-        })
-        .await
-        .context("serving HTTP");
+    net::serve(listener, app, tls, limits, async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = http_stop.cancelled() => {}
+        }
+        // Open event streams never end by themselves: end them, or
+        // graceful shutdown would wait for them forever.
+        desk_streams.cancel();
+    })
+    .await;
     stop.cancel();
     if let Err(e) = outbox.await {
         tracing::error!(error = %e, "webhook delivery task failed");
@@ -151,7 +202,7 @@ pub async fn serve_state(
     if let Err(e) = sweeper.await {
         tracing::error!(error = %e, "partial upload sweeper failed");
     }
-    served
+    Ok(())
 }
 
 pub use state::AppState as ServerState;

@@ -44,6 +44,18 @@ enum Command {
         /// Largest page a scan desk may deliver, in bytes (at most 64 MiB).
         #[arg(long, env = "IMC_MAX_PAGE_BYTES")]
         max_page_bytes: Option<u64>,
+        /// Serve HTTPS/WSS with this certificate chain (PEM); needs --tls-key.
+        #[arg(long, env = "IMC_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The private key (PEM) of --tls-cert.
+        #[arg(long, env = "IMC_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// API requests per second from one IP address (bursts of twice that); 0: no limit.
+        #[arg(long, env = "IMC_RATE_PER_IP", default_value_t = 200)]
+        rate_per_ip: u32,
+        /// API requests per second with one token (bursts of twice that); 0: no limit.
+        #[arg(long, env = "IMC_RATE_PER_TOKEN", default_value_t = 100)]
+        rate_per_token: u32,
         #[command(flatten)]
         stores: Stores,
     },
@@ -87,10 +99,44 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
     },
+    /// TLS certificates: a private CA and a server certificate.
+    Cert {
+        #[command(subcommand)]
+        command: imc_server::cli::CertCommand,
+    },
+    /// API tokens: create, list, rotate, revoke.
+    Token {
+        #[command(subcommand)]
+        command: imc_server::cli::TokenCommand,
+    },
     /// Audit trail tools.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Staff users of the sign-off desk.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user; asks for the password when --password is not given.
+    Add {
+        #[command(flatten)]
+        at: imc_server::cli::StoreArgs,
+        #[arg(long)]
+        name: String,
+        /// signoff, clerk or admin.
+        #[arg(long)]
+        role: String,
+        /// The clerk's site.
+        #[arg(long)]
+        site: Option<String>,
+        #[arg(long)]
+        password: Option<String>,
     },
 }
 
@@ -255,6 +301,7 @@ fn run(cli: Cli, file: ServerFile) -> anyhow::Result<()> {
         Command::Audit {
             command: AuditCommand::Verify { data_dir, database },
         } => audit_verify(data_dir, database),
+        Command::Cert { command } => imc_server::cli::cert(&command),
         command => run_async(command, file),
     }
 }
@@ -296,6 +343,10 @@ fn run_async(command: Command, file: ServerFile) -> anyhow::Result<()> {
                 metrics_token,
                 max_page_bytes,
                 stores,
+                tls_cert,
+                tls_key,
+                rate_per_ip,
+                rate_per_token,
             } => {
                 let data_dir = data_dir_of(data_dir, &file)?;
                 let stores = stores.or_file(&file);
@@ -314,11 +365,26 @@ fn run_async(command: Command, file: ServerFile) -> anyhow::Result<()> {
                 }
                 config.database = stores.database;
                 config.blobs = stores.blobs;
+                config.tls = tls_cert
+                    .zip(tls_key)
+                    .map(|(cert, key)| imc_server::config::TlsFiles { cert, key });
+                config.rate_limits = imc_server::ratelimit::RateLimits {
+                    per_ip: std::num::NonZeroU32::new(rate_per_ip),
+                    per_token: std::num::NonZeroU32::new(rate_per_token),
+                };
+                let scheme = if config.tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
                 let listener = tokio::net::TcpListener::bind(listen)
                     .await
                     .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
                 // Printed on stdout so scripts (and tests binding port 0) learn the address.
-                println!("imc-server listening on http://{}", listener.local_addr()?);
+                println!(
+                    "imc-server listening on {scheme}://{}",
+                    listener.local_addr()?
+                );
                 let shutdown = shutdown_on_signal();
                 imc_server::serve(config, listener, async move { shutdown.cancelled().await }).await
             }
@@ -341,8 +407,22 @@ fn run_async(command: Command, file: ServerFile) -> anyhow::Result<()> {
                 }
                 Ok(())
             }
+            Command::User {
+                command:
+                    UserCommand::Add {
+                        at,
+                        name,
+                        role,
+                        site,
+                        password,
+                    },
+            } => imc_server::web::users::add_from_cli(&at, &name, &role, site, password).await,
+            Command::Token { command } => imc_server::cli::token(command).await,
             // Handled without a runtime in `run`.
-            Command::Audit { .. } | Command::Backup { .. } | Command::Restore { .. } => Ok(()),
+            Command::Audit { .. }
+            | Command::Backup { .. }
+            | Command::Restore { .. }
+            | Command::Cert { .. } => Ok(()),
         }
     })
 }

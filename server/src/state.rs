@@ -17,4 +17,6 @@ pub struct AppState {
     pub desks: Desks,
     /// The group commit every uplink session hands its whole pages to.
     pub committer: Committer,
+    /// The sign-off desk's own state (`web/`).
+    pub web: crate::web::WebState,
 }

@@ -698,7 +698,13 @@ impl Session {
         match self
             .state
             .store
-            .seal_packet(&self.agent, packet_id, seal.cover_code, seal.page_count)
+            .seal_packet(
+                &self.agent,
+                packet_id,
+                seal.cover_code,
+                seal.page_count,
+                seal.empty,
+            )
             .await
         {
             Ok(resolution) => {

@@ -273,6 +273,9 @@ pub enum PacketState {
     Unmatched,
     /// Attached to a document.
     Matched,
+    /// Complete, but nothing after its cover sheet (two covers in a row, or a
+    /// seal with no pages): kept and shown, never attached, not an error.
+    Empty,
 }
 
 impl PacketState {
@@ -281,6 +284,7 @@ impl PacketState {
             PacketState::Open => "open",
             PacketState::Unmatched => "unmatched",
             PacketState::Matched => "matched",
+            PacketState::Empty => "empty",
         }
     }
 }
@@ -292,6 +296,7 @@ impl std::str::FromStr for PacketState {
             "open" => Ok(PacketState::Open),
             "unmatched" => Ok(PacketState::Unmatched),
             "matched" => Ok(PacketState::Matched),
+            "empty" => Ok(PacketState::Empty),
             other => Err(crate::status::UnknownValue(other.to_owned())),
         }
     }
@@ -486,4 +491,100 @@ pub struct AuditEntry {
 pub struct AuditList {
     pub document_id: i64,
     pub entries: Vec<AuditEntry>,
+}
+
+/// What an API token may do. `admin` holds every other scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum TokenScope {
+    /// Document status only (`GET .../status`, `status:query`): a reporting system.
+    Status,
+    /// Read documents, their images, covers, audit and webhook deliveries.
+    Read,
+    /// Create documents, upload images, cancel.
+    Write,
+    /// Sign off, reject, unsign.
+    Decide,
+    /// Unmatched packets: list, match, page bytes.
+    Packets,
+    /// Set the webhook of a source system.
+    Webhooks,
+    /// Settings, schemes, enrolment codes, tokens.
+    Admin,
+}
+
+impl TokenScope {
+    pub const ALL: [TokenScope; 7] = [
+        TokenScope::Status,
+        TokenScope::Read,
+        TokenScope::Write,
+        TokenScope::Decide,
+        TokenScope::Packets,
+        TokenScope::Webhooks,
+        TokenScope::Admin,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenScope::Status => "status",
+            TokenScope::Read => "read",
+            TokenScope::Write => "write",
+            TokenScope::Decide => "decide",
+            TokenScope::Packets => "packets",
+            TokenScope::Webhooks => "webhooks",
+            TokenScope::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<TokenScope> {
+        TokenScope::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// Who uses it, e.g. `erp-finance` or `reporting`.
+    pub name: String,
+    pub scopes: Vec<TokenScope>,
+    /// The source systems whose documents it may touch; absent means all.
+    #[serde(default)]
+    pub source_systems: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RotateToken {
+    /// How long the old secret keeps working, so clients can switch over. Default 24 h.
+    #[serde(default)]
+    pub overlap_secs: Option<u64>,
+}
+
+/// A token as listed: never its secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenView {
+    pub id: i64,
+    pub name: String,
+    pub scopes: Vec<TokenScope>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_systems: Option<Vec<String>>,
+    pub created_at: String,
+    /// Set while a rotated-out secret is still in its overlap window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+}
+
+/// A new token's secret, shown once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenSecret {
+    #[serde(flatten)]
+    pub token: TokenView,
+    pub secret: String,
 }

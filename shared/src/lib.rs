@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod cover_code;
+pub mod fuzzing;
 pub mod protocol;
 pub mod status;
 pub mod vat;

@@ -84,6 +84,10 @@ pub struct PacketSeal {
     #[serde(default)]
     pub cover_code: Option<String>,
     pub page_count: u32,
+    /// The packet holds nothing but its cover sheet (and blank backs): the
+    /// next cover came straight after it. Recorded as empty, never matched.
+    #[serde(default)]
+    pub empty: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -262,6 +266,7 @@ mod tests {
             packet_id: Uuid::nil(),
             cover_code: None,
             page_count: 3,
+            empty: false,
         });
         let json = serde_json::to_string(&msg).unwrap();
         assert!(json.contains("\"type\":\"seal\""), "{json}");

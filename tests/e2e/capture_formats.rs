@@ -263,3 +263,66 @@ async fn slow_writes_are_taken_once_complete_and_bombs_are_quarantined_when_poll
     let status = agent.status();
     assert!(status.contains("quarantined files: 2"), "{status}");
 }
+
+#[tokio::test]
+async fn two_covers_in_a_row_give_an_empty_packet_not_an_error() {
+    let server = TestServer::start();
+    let first = server.match_document("EMPTY-0001").await;
+    let second = server.match_document("EMPTY-0002").await;
+    let (id1, id2) = (
+        first["id"].as_i64().unwrap(),
+        second["id"].as_i64().unwrap(),
+    );
+    let status_before = server.status_of(id1).await;
+    let mut agent = TestAgent::enroll(&server).await;
+    agent.start();
+
+    // A duplex batch: cover 1 and its blank back, then straight cover 2 and a page.
+    let cover = |doc: &Value| scan::barcode_page(doc["cover_code"].as_str().unwrap());
+    let white = image::GrayImage::from_pixel(1240, 1754, image::Luma([255]));
+    let batch = scan::tiff_g4(
+        &[
+            scan::bitonal(&cover(&first), 200),
+            scan::bitonal(&white, 150),
+            scan::bitonal(&cover(&second), 200),
+            scan::bitonal(&scan::text_page(7), 300),
+        ],
+        None,
+    );
+    agent.drop_file("duplex.tif", &batch);
+    server.wait_for_status(id2, "matched", WAIT).await;
+    let (_, doc) = server.get(&format!("/documents/{id2}")).await;
+    assert_eq!(doc["images"].as_array().map(Vec::len), Some(2), "{doc}");
+
+    let empty = eventually("the empty packet", WAIT, || async {
+        let (_, list) = server.get("/packets?state=empty").await;
+        list["packets"].as_array().and_then(|p| p.first().cloned())
+    })
+    .await;
+    assert_eq!(empty["cover_code"], first["cover_code"], "{empty}");
+    assert_eq!(empty["page_count"], 2, "cover and blank back kept: {empty}");
+    assert!(
+        empty["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("empty packet"),
+        "{empty}"
+    );
+    // Not an exception to fix by hand, and the document still waits for its pages.
+    let (_, unmatched) = server.get("/packets?state=unmatched").await;
+    assert_eq!(
+        unmatched["packets"].as_array().map(Vec::len),
+        Some(0),
+        "{unmatched}"
+    );
+    assert_eq!(server.status_of(id1).await, status_before);
+    let status = eventually("the desk to hear of the empty packet", WAIT, || async {
+        let status = agent.status();
+        status.contains("empty packet").then_some(status)
+    })
+    .await;
+    assert!(
+        status.contains("(empty: no pages after the cover)"),
+        "{status}"
+    );
+}

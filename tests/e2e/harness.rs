@@ -43,34 +43,30 @@ where
 
 pub struct TestServer {
     child: Option<Child>,
-    /// Arguments and environment beyond the defaults, kept for restarts.
-    extra: ServerExtra,
+    /// Extra environment for the server process (kept for restarts).
+    env: Vec<(String, String)>,
     pub base: String,
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     pub client: reqwest::Client,
-}
-
-/// Extra `serve` arguments and environment (e.g. `--database`, `AWS_*`).
-#[derive(Clone, Default)]
-pub struct ServerExtra {
-    pub args: Vec<String>,
-    pub env: Vec<(String, String)>,
+    /// Further `serve` arguments (TLS files, limits), kept for `restart`.
+    extra_args: Vec<String>,
 }
 
 fn spawn_server(
     data_dir: &Path,
     listen: &str,
-    extra: &ServerExtra,
+    extra: &[String],
+    env: &[(String, String)],
 ) -> anyhow::Result<(Child, String)> {
     let mut child = Command::new(bin("imc-server"))
         .args(["serve", "--data-dir"])
         .arg(data_dir)
         .args(["--listen", listen])
-        .args(&extra.args)
+        .args(extra)
         .env("IMC_BOOTSTRAP_TOKEN", TOKEN)
         .env("IMC_LOG", "warn")
-        .envs(extra.env.iter().map(|(k, v)| (k, v)))
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -105,50 +101,55 @@ impl TestServer {
     }
 
     pub fn start_at(listen: &str) -> TestServer {
-        TestServer::start_with(listen, ServerExtra::default())
+        TestServer::start_with(listen, &[], reqwest::Client::new())
     }
 
     /// Starts with extra environment variables (e.g. a lower limit).
     pub fn start_with_env(listen: &str, env: &[(&str, &str)]) -> TestServer {
-        let env = env
+        TestServer::start_full(listen, &[], env, reqwest::Client::new())
+    }
+
+    /// A server with further `serve` arguments, reached with `client`
+    /// (e.g. one trusting a test CA).
+    pub fn start_with(listen: &str, extra: &[String], client: reqwest::Client) -> TestServer {
+        TestServer::start_full(listen, extra, &[], client)
+    }
+
+    pub fn start_full(
+        listen: &str,
+        extra: &[String],
+        env: &[(&str, &str)],
+        client: reqwest::Client,
+    ) -> TestServer {
+        let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        TestServer::start_with(
-            listen,
-            ServerExtra {
-                args: Vec::new(),
-                env,
-            },
-        )
-    }
-
-    /// Starts with extra `serve` arguments and environment (e.g. `--database`).
-    pub fn start_with(listen: &str, extra: ServerExtra) -> TestServer {
         let tmp = tempfile::tempdir().expect("temp dir");
         let data_dir = tmp.path().join("data");
-        let (child, base) = spawn_server(&data_dir, listen, &extra).expect("server starts");
+        let (child, base) = spawn_server(&data_dir, listen, extra, &env).expect("server starts");
         TestServer {
             child: Some(child),
-            extra,
+            env,
             base,
             data_dir,
             _tmp: Some(tmp),
-            client: reqwest::Client::new(),
+            client,
+            extra_args: extra.to_vec(),
         }
     }
 
     /// Starts on an existing data dir (a restored backup); the caller owns the folder.
     pub fn start_on(data_dir: &Path) -> TestServer {
-        let extra = ServerExtra::default();
-        let (child, base) = spawn_server(data_dir, "127.0.0.1:0", &extra).expect("server starts");
+        let (child, base) = spawn_server(data_dir, "127.0.0.1:0", &[], &[]).expect("server starts");
         TestServer {
             child: Some(child),
-            extra,
+            env: Vec::new(),
             base,
             data_dir: data_dir.to_owned(),
             _tmp: None,
             client: reqwest::Client::new(),
+            extra_args: Vec::new(),
         }
     }
 
@@ -163,10 +164,14 @@ impl TestServer {
     /// Starts again on the same data dir and address, as after a crash.
     pub fn restart(&mut self) {
         self.kill();
-        let addr = self.base.trim_start_matches("http://").to_owned();
+        let addr = self
+            .base
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .to_owned();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            match spawn_server(&self.data_dir, &addr, &self.extra) {
+            match spawn_server(&self.data_dir, &addr, &self.extra_args, &self.env) {
                 Ok((child, _)) => {
                     self.child = Some(child);
                     return;
@@ -293,7 +298,18 @@ pub struct TestAgent {
 
 impl TestAgent {
     /// Enrols through the real `imc-agent enroll` and tunes timings for tests.
+    /// Tests run over plain http on loopback, hence `--insecure`.
     pub async fn enroll(server: &TestServer) -> TestAgent {
+        TestAgent::enroll_with(server, &["--insecure".into()])
+            .await
+            .unwrap_or_else(|stderr| panic!("enroll failed: {stderr}"))
+    }
+
+    /// Enrols with further `enroll` arguments; Err is the command's stderr.
+    pub async fn enroll_with(
+        server: &TestServer,
+        extra: &[std::ffi::OsString],
+    ) -> Result<TestAgent, String> {
         let tmp = tempfile::tempdir().expect("temp dir");
         let root = tmp.path().to_owned();
         let config = root.join("agent.toml");
@@ -310,13 +326,12 @@ impl TestAgent {
                 "--name",
                 "desk-1",
             ])
+            .args(extra)
             .output()
             .expect("run imc-agent enroll");
-        assert!(
-            output.status.success(),
-            "enroll failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        if !output.status.success() {
+            return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+        }
         let mut table: toml::Table =
             toml::from_str(&std::fs::read_to_string(&config).expect("config")).expect("toml");
         table.insert(
@@ -329,13 +344,13 @@ impl TestAgent {
         std::fs::write(&config, toml::to_string(&table).expect("toml")).expect("write config");
         let inbox = root.join("inbox");
         std::fs::create_dir_all(&inbox).expect("inbox");
-        TestAgent {
+        Ok(TestAgent {
             child: None,
             config,
             inbox,
             root,
             _tmp: tmp,
-        }
+        })
     }
 
     /// Sets one key of the agent's config file (before `start`).

@@ -76,3 +76,42 @@ fn inspect_prints_pages_barcodes_and_the_packet_split() {
     assert_eq!(packets[1]["cover_code"], code.as_str());
     assert_eq!(packets[1]["pages"].as_array().map(Vec::len), Some(2));
 }
+
+#[test]
+fn inspect_prints_the_resolution_a_file_declares() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = scan::text_page(3);
+    let mut jpeg = Vec::new();
+    let mut encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 70);
+    encoder.set_pixel_density(image::codecs::jpeg::PixelDensity::dpi(200));
+    page.write_with_encoder(encoder).unwrap();
+    let (with, without) = (dir.path().join("a.jpg"), dir.path().join("b.png"));
+    std::fs::write(&with, &jpeg).unwrap();
+    std::fs::write(&without, scan::png(&page)).unwrap();
+    let output = Command::new(bin("imc-agent"))
+        .arg("--config")
+        .arg(dir.path().join("none.toml"))
+        .arg("inspect")
+        .arg(&with)
+        .arg(&without)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let pages: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["type"] == "page")
+        .collect();
+    assert_eq!(pages.len(), 2);
+    assert_eq!(
+        pages[0]["dpi"],
+        serde_json::json!([200, 200]),
+        "{}",
+        pages[0]
+    );
+    assert!(
+        pages[1]["dpi"].is_null(),
+        "a PNG without pHYs: {}",
+        pages[1]
+    );
+}

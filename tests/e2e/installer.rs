@@ -81,6 +81,8 @@ async fn staged_install_verifies_is_idempotent_and_uninstall_keeps_unsent_pages(
         "users",
         "--agent-bin",
         agent.to_str().unwrap(),
+        // Loopback over plain http.
+        "--insecure",
     ];
     let first = installer(&root, &install_args);
     assert!(first.status.success(), "install: {}", text(&first));

@@ -4,7 +4,7 @@
 //! shares only the database and the bucket (its own, empty data dir); the
 //! audit chain both wrote to verifies.
 
-use crate::harness::{ServerExtra, TestAgent, TestServer, bin, sha256_hex};
+use crate::harness::{TestAgent, TestServer, bin, sha256_hex};
 use crate::scan;
 use serde_json::json;
 use std::collections::HashMap;
@@ -84,28 +84,26 @@ async fn replicas_on_postgres_and_garage_share_documents_and_images() {
         "{stdout}{}",
         String::from_utf8_lossy(&migrated.stderr)
     );
-    assert!(stdout.contains("applied [1]"), "{stdout}");
+    assert!(stdout.contains("applied [1, 2]"), "{stdout}");
 
     let blobs = format!(
         "{}/e2e-{}",
         settings["IMC_TEST_S3_URL"].trim_end_matches('/'),
         uuid::Uuid::new_v4()
     );
-    let extra = ServerExtra {
-        args: vec![
-            "--database".into(),
-            database.clone(),
-            "--blobs".into(),
-            blobs,
-        ],
-        env: settings
-            .iter()
-            .filter(|(k, _)| k.starts_with("AWS_"))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-    };
-    let first = TestServer::start_with("127.0.0.1:0", extra.clone());
-    let second = TestServer::start_with("127.0.0.1:0", extra);
+    let args = [
+        "--database".to_owned(),
+        database.clone(),
+        "--blobs".to_owned(),
+        blobs,
+    ];
+    let env: Vec<(&str, &str)> = settings
+        .iter()
+        .filter(|(k, _)| k.starts_with("AWS_"))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let first = TestServer::start_full("127.0.0.1:0", &args, &env, reqwest::Client::new());
+    let second = TestServer::start_full("127.0.0.1:0", &args, &env, reqwest::Client::new());
 
     let doc = first.match_document("EXP-S-1").await;
     let id = doc["id"].as_i64().unwrap();

@@ -428,7 +428,8 @@ async fn the_audit_chain_verifies_and_detects_an_edited_row() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("intact: 4 rows"));
+    // Four document and settings rows, after the bootstrap token's creation.
+    assert!(String::from_utf8_lossy(&out.stdout).contains("intact: 5 rows"));
 
     let db = rusqlite::Connection::open(data_dir.join("imc.sqlite3")).unwrap();
     let row: i64 = db

@@ -11,12 +11,12 @@
 //!    single-row decoder, forwards and reversed (0 and 180 degrees) on the
 //!    image and on its transpose (90 and 270). QR goes through rxing's classic
 //!    QR reader on a hybrid-binarized bitmap; QR is rotation invariant.
-//! 2. **Escalation**, only while no cover is known. Always: Code 128 on sampled
-//!    full-resolution rows and columns (thin bars that averaging blurred away;
-//!    about 12 ms, so every plain page pays it). Beyond that only when a
-//!    detector *located* a symbol it could not decode (QR format/checksum
-//!    error, Code 128 checksum error) or in full-scan mode, because most pages
-//!    carry no barcode and would pay it for nothing: the zxing-cpp-port QR
+//! 2. **Escalation**, only while no cover is known, and only when a detector
+//!    *located* a symbol it could not decode (QR format/checksum error, Code
+//!    128 checksum error) or in full-scan mode, because most pages carry no
+//!    barcode and would pay it for nothing: Code 128 on sampled
+//!    full-resolution rows and columns (thin bars that averaging blurred away,
+//!    about 10 ms), then the zxing-cpp-port QR
 //!    detector and rqrr as independent QR finders, TRY_HARDER with the
 //!    global-histogram binarizer, locally thresholded lines for shaded 1D.
 //! 3. With [`DecodeOptions::full_scan`], every pass also runs Code 39, EAN-13,

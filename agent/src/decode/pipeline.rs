@@ -124,8 +124,10 @@ fn cheap_pass(ctx: &mut Ctx<'_, '_>, work: View<'_>) {
 
 fn escalate(ctx: &mut Ctx<'_, '_>, full: View<'_>, work: View<'_>, reduced: bool) {
     // 1. Full resolution 1D: the reduced copy averages 1-2 dot bars into grey.
-    //    Sampled lines only, so this stays cheap enough to run on every page.
-    if reduced && ctx.go() {
+    //    In cover mode only when a detector located a symbol it could not read:
+    //    cover sheets' bars and QR modules survive halving, and the ~10 ms this
+    //    costs would otherwise be paid by every page without a barcode.
+    if reduced && ctx.go() && (ctx.damaged || ctx.opts.full_scan) {
         let more = ctx.want_more_formats();
         // 12 px is 1 mm at 300 dpi; the cheap pass already swept every 16th line.
         let spec = ctx.linear(more, 12, RowBinarizer::Histogram);

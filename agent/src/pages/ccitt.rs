@@ -5,14 +5,19 @@
 //! The `tiff` crate decodes G4 strips itself; this is for PDF's
 //! `CCITTFaxDecode` and for TIFF G3, which `tiff` does not read.
 
+use super::t4::Framing;
 use super::{PageError, check_dimensions, guarded};
 use fax::Color;
 use image::{GrayImage, Luma};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Coding {
-    /// T.4 one-dimensional (Modified Huffman with EOLs).
+    /// T.4 one-dimensional (Modified Huffman, with or without EOLs).
     G3,
+    /// T.4 two-dimensional: each line 1-D or coded against the line above.
+    G3TwoD,
+    /// TIFF's Modified Huffman (compression 2): 1-D lines, no EOLs, byte-aligned.
+    ModifiedHuffman,
     /// T.6.
     G4,
 }
@@ -33,29 +38,44 @@ pub fn decode(
         height: height as u64,
     })?;
     let mut page = GrayImage::from_pixel(width, height, Luma([255]));
-    let mut y = 0u32;
+    // A Cell: the fallback below asks how far the first decoder got.
+    let y = std::cell::Cell::new(0u32);
     let mut put_line = |transitions: &[u16]| {
-        if y >= height {
+        if y.get() >= height {
             return;
         }
         for (x, color) in fax::decoder::pels(transitions, w16).enumerate() {
             if color == Color::Black {
-                page.put_pixel(x as u32, y, Luma([0]));
+                page.put_pixel(x as u32, y.get(), Luma([0]));
             }
         }
-        y += 1;
+        y.set(y.get() + 1);
     };
     let finished = guarded(|| match coding {
         Coding::G4 => {
             let rows = u16::try_from(height).ok();
             fax::decoder::decode_g4(data.iter().copied(), w16, rows, &mut put_line)
         }
-        Coding::G3 => fax::decoder::decode_g3(data.iter().copied(), &mut put_line),
+        Coding::G3 => match fax::decoder::decode_g3(data.iter().copied(), &mut put_line) {
+            // No EOL where the `fax` crate wants one: lines written back to back.
+            None if y.get() == 0 => {
+                (super::t4::decode(data, w16, height, Framing::OneD, &mut put_line) > 0)
+                    .then_some(())
+            }
+            other => other,
+        },
+        Coding::ModifiedHuffman => {
+            (super::t4::decode(data, w16, height, Framing::ByteAligned, &mut put_line) > 0)
+                .then_some(())
+        }
+        Coding::G3TwoD => {
+            (super::t4::decode(data, w16, height, Framing::TwoD, &mut put_line) > 0).then_some(())
+        }
     });
     match finished {
         // G3 data often ends without the six-EOL trailer; lines read so far stand.
         Some(Some(())) => Ok(page),
-        Some(None) if coding == Coding::G3 && y > 0 => Ok(page),
+        Some(None) if coding != Coding::G4 && y.get() > 0 => Ok(page),
         Some(None) => Err(PageError::Decode {
             format,
             message: format!("CCITT {coding:?} data is corrupt"),

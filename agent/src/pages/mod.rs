@@ -9,9 +9,11 @@
 //! `catch_unwind`: a decoder bug must quarantine the file, not stop the agent.
 
 mod ccitt;
+pub mod dpi;
 mod pdf;
 #[cfg(test)]
 mod split_tests;
+mod t4;
 mod tiff;
 
 use image::{DynamicImage, GrayImage, ImageFormat};
@@ -86,6 +88,8 @@ pub struct Page {
     pub bytes: Vec<u8>,
     pub content_type: &'static str,
     pub gray: GrayImage,
+    /// The resolution the file declares, if it does.
+    pub dpi: Option<dpi::Dpi>,
 }
 
 fn describe(format: ImageFormat) -> Option<(&'static str, &'static str)> {
@@ -155,10 +159,12 @@ pub fn extract_each(bytes: Vec<u8>, mut each: impl FnMut(Page)) -> Result<usize,
         return Err(PageError::PageTooLarge(bytes.len() as u64));
     }
     let gray = decode_gray(&bytes, format, name)?;
+    let dpi = dpi::of_image(&bytes, format);
     each(Page {
         bytes,
         content_type,
         gray,
+        dpi,
     });
     Ok(1)
 }

@@ -50,7 +50,7 @@ pub fn extract_each(bytes: &[u8], each: &mut dyn FnMut(Page)) -> Result<usize, P
     let mut splitter = Splitter::new(each);
     for &page_id in pages.values() {
         let index = splitter.next_index()?;
-        let page = guarded(|| page_image(&doc, page_id))
+        let page = guarded(|| page_image(&doc, page_id).map(|page| with_dpi(&doc, page_id, page)))
             .unwrap_or_else(|| Err(decode_error("the PDF reader failed on this page")))
             .map_err(|e| e.in_page(index))?;
         splitter.push(page)?;
@@ -164,6 +164,7 @@ fn page_image(doc: &Document, page_id: lopdf::ObjectId) -> Result<Page, PageErro
                 bytes: jpeg,
                 content_type: "image/jpeg",
                 gray,
+                dpi: None,
             })
         }
         ["CCITTFaxDecode"] => {
@@ -173,7 +174,7 @@ fn page_image(doc: &Document, page_id: lopdf::ObjectId) -> Result<Page, PageErro
             let coding = match k {
                 k if k < 0 => Coding::G4,
                 0 => Coding::G3,
-                _ => return Err(unsupported("CCITT G3 with 2-D coding".to_owned())),
+                _ => Coding::G3TwoD,
             };
             let mut gray = ccitt::decode(image.content, coding, w, h, FORMAT)?;
             if inverted(doc, dict) {
@@ -227,7 +228,35 @@ fn png_page(image: DynamicImage) -> Result<Page, PageError> {
         bytes: encode_png(&image)?,
         content_type: "image/png",
         gray: image.into_luma8(),
+        dpi: None,
     })
+}
+
+/// A scanner's page image fills the page: its resolution is its pixels over
+/// the page's MediaBox (inherited from the page tree when the page has none).
+fn with_dpi(doc: &Document, page_id: lopdf::ObjectId, mut page: Page) -> Page {
+    let mut node = doc.get_dictionary(page_id).ok();
+    // Bounded: a page tree cycle must not hang the agent.
+    for _ in 0..32 {
+        let Some(dict) = node else { break };
+        if let Some(Object::Array(corners)) = get(doc, dict, b"MediaBox") {
+            let corners: Vec<f64> = corners
+                .iter()
+                .filter_map(|c| match deref(doc, c) {
+                    Object::Integer(i) => Some(*i as f64),
+                    Object::Real(r) => Some(f64::from(*r)),
+                    _ => None,
+                })
+                .collect();
+            if let Ok(media_box) = <[f64; 4]>::try_from(corners) {
+                let (w, h) = page.gray.dimensions();
+                page.dpi = super::dpi::of_pdf_page(w, h, media_box);
+            }
+            break;
+        }
+        node = get(doc, dict, b"Parent").and_then(|p| p.as_dict().ok());
+    }
+    page
 }
 
 fn decode_params<'a>(doc: &'a Document, dict: &'a Dictionary) -> Option<&'a Dictionary> {

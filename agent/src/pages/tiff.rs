@@ -1,7 +1,7 @@
 //! TIFF, single or multi-page: uncompressed, LZW, Deflate, JPEG and CCITT G4
-//! through the `tiff` crate; CCITT G3 (which `tiff` does not read) through
-//! [`super::ccitt`] on the raw strips. What `tiff` refuses but scanners write
-//! is worked around: JPEG pages it will not convert (old-style JPEG, YCbCr
+//! through the `tiff` crate; CCITT G3 (T.4 1-D and 2-D, and Modified Huffman,
+//! which `tiff` does not read) through [`super::ccitt`] on the raw strips.
+//! What `tiff` refuses but scanners write is worked around: JPEG pages it will not convert (old-style JPEG, YCbCr
 //! subsampling) go to the JPEG decoder; 8-bit palette pages, PIXTIFF's
 //! private zlib code (50013) and a bogus StripByteCounts of 0 are read from a
 //! patched copy of the page's directory.
@@ -11,6 +11,7 @@
 //! page's JPEG as is when it was stored as one, else PNG.
 
 use super::ccitt::{self, Coding};
+use super::dpi::Dpi;
 use super::{Page, PageError, Splitter, check_dimensions, encode_png, guarded};
 use image::{DynamicImage, GrayImage, ImageBuffer, Luma, Rgb, Rgba};
 use std::io::Cursor;
@@ -66,8 +67,12 @@ pub fn extract_each(bytes: Vec<u8>, each: &mut dyn FnMut(Page)) -> Result<usize,
             split_all(&mut decoder, &bytes, &mut splitter)?;
             return Ok(splitter.count());
         }
-        read_page(&mut decoder, &bytes, 0)?
+        (
+            read_page(&mut decoder, &bytes, 0)?,
+            resolution(&mut decoder),
+        )
     };
+    let (first, dpi) = first;
     if bytes.len() as u64 > super::MAX_PAGE_BYTES {
         return Err(PageError::PageTooLarge(bytes.len() as u64));
     }
@@ -75,6 +80,7 @@ pub fn extract_each(bytes: Vec<u8>, each: &mut dyn FnMut(Page)) -> Result<usize,
         bytes,
         content_type: "image/tiff",
         gray: first.to_luma8(),
+        dpi,
     })?;
     Ok(splitter.count())
 }
@@ -103,6 +109,7 @@ fn split_page(
     bytes: &[u8],
     index: usize,
 ) -> Result<Page, PageError> {
+    let dpi = resolution(decoder);
     if let Some(jpeg) = embedded_jpeg(decoder, bytes) {
         // Kept only if it stands on its own; otherwise the pixels are re-encoded.
         if let Ok(gray) = super::decode_gray(&jpeg, image::ImageFormat::Jpeg, "JPEG") {
@@ -112,6 +119,7 @@ fn split_page(
                     bytes: jpeg,
                     content_type: "image/jpeg",
                     gray,
+                    dpi,
                 });
             }
         }
@@ -121,7 +129,25 @@ fn split_page(
         bytes: encode_png(&image)?,
         content_type: "image/png",
         gray: image.into_luma8(),
+        dpi,
     })
+}
+
+/// The page's XResolution/YResolution in its ResolutionUnit (inch by default).
+fn resolution(decoder: &mut TiffDecoder<'_>) -> Option<Dpi> {
+    let mut number = |tag| -> Option<f64> {
+        match decoder.find_tag(tag).ok()?? {
+            tiff::decoder::ifd::Value::Rational(n, d) if d != 0 => Some(n as f64 / d as f64),
+            other => other.into_u64().ok().map(|v| v as f64),
+        }
+    };
+    let (x, y) = (number(Tag::XResolution)?, number(Tag::YResolution)?);
+    let unit = decoder
+        .find_tag_unsigned::<u16>(Tag::ResolutionUnit)
+        .ok()
+        .flatten()
+        .unwrap_or(2);
+    super::dpi::in_unit(x, y, unit)
 }
 
 /// A JPEG-compressed page stored as one strip is a JPEG file once the shared
@@ -569,20 +595,22 @@ fn read_g3(
     width: u32,
     height: u32,
 ) -> Result<GrayImage, PageError> {
-    let unsupported = |what: &str| PageError::Unsupported {
-        format: FORMAT,
-        what: what.to_owned(),
-    };
-    if compression == Some(COMPRESSION_CCITT_RLE) {
-        return Err(unsupported("CCITT Modified Huffman (compression 2)"));
-    }
     let options: u32 = decoder
         .find_tag_unsigned(T4_OPTIONS)
         .map_err(decode_error)?
         .unwrap_or(0);
-    if options & 1 != 0 {
-        return Err(unsupported("CCITT G3 with 2-D coding"));
-    }
+    let coding = if compression == Some(COMPRESSION_CCITT_RLE) {
+        Coding::ModifiedHuffman
+    } else if options & 1 != 0 {
+        Coding::G3TwoD
+    } else {
+        Coding::G3
+    };
+    // FillOrder 2: the bits of each byte are stored lowest first.
+    let reversed = decoder
+        .find_tag_unsigned::<u16>(Tag::FillOrder)
+        .map_err(decode_error)?
+        == Some(2);
     let offsets: Vec<u64> = decoder
         .find_tag_unsigned_vec(Tag::StripOffsets)
         .map_err(decode_error)?
@@ -608,7 +636,12 @@ fn read_g3(
             .zip(usize::try_from(count).ok())
             .and_then(|(start, len)| bytes.get(start..start.checked_add(len)?))
             .ok_or_else(|| decode_error("a strip lies outside the file"))?;
-        let decoded = ccitt::decode(strip, Coding::G3, width, rows, FORMAT)?;
+        let decoded = if reversed {
+            let strip: Vec<u8> = strip.iter().map(|b| b.reverse_bits()).collect();
+            ccitt::decode(&strip, coding, width, rows, FORMAT)?
+        } else {
+            ccitt::decode(strip, coding, width, rows, FORMAT)?
+        };
         image::imageops::replace(&mut page, &decoded, 0, top as i64);
     }
     Ok(page)

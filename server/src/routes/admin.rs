@@ -4,7 +4,7 @@ use super::extract::{ApiJson, ApiPath};
 use crate::auth::{self, Caller};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::store::{AgentRecord, Scheme, StoreError};
+use crate::store::{Actor, AgentRecord, Scheme, StoreError};
 use crate::uplink::CloseReason;
 use axum::Json;
 use axum::extract::State;
@@ -14,7 +14,7 @@ use imc_shared::api::{
     SchemeView,
 };
 
-fn name_ok(field: &str, value: &str) -> ApiResult<()> {
+pub(crate) fn name_ok(field: &str, value: &str) -> ApiResult<()> {
     let ok = !value.is_empty()
         && value.len() <= 64
         && value
@@ -45,7 +45,6 @@ pub async fn put_scheme(
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<PutScheme>,
 ) -> ApiResult<Json<SchemeView>> {
-    caller.require_admin()?;
     name_ok("name", &name)?;
     let scheme = Scheme {
         name,
@@ -77,7 +76,18 @@ pub async fn enrollment_code(
     caller: Caller,
     ApiPath(site): ApiPath<String>,
 ) -> ApiResult<(StatusCode, Json<EnrollmentCode>)> {
-    caller.require_admin()?;
+    Ok((
+        StatusCode::CREATED,
+        Json(issue_enrollment_code(&state, site, &caller.actor()).await?),
+    ))
+}
+
+/// A one-time code that enrols one agent to `site` (the API and the desk's sites page).
+pub(crate) async fn issue_enrollment_code(
+    state: &AppState,
+    site: String,
+    actor: &Actor,
+) -> ApiResult<EnrollmentCode> {
     name_ok("site", &site)?;
     // Short enough to type at a desk, long enough not to be guessed in its lifetime.
     let code = auth::new_secret("enr")[..20].to_owned();
@@ -87,16 +97,13 @@ pub async fn enrollment_code(
         (chrono::Utc::now() + ttl).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     state
         .store
-        .add_enrollment_code(&site, &auth::hash_secret(&code), &expires_at)
+        .add_enrollment_code(&site, &auth::hash_secret(&code), &expires_at, actor)
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(EnrollmentCode {
-            code,
-            site,
-            expires_at,
-        }),
-    ))
+    Ok(EnrollmentCode {
+        code,
+        site,
+        expires_at,
+    })
 }
 
 /// The one call an agent makes without a token: the code is its credential.
@@ -112,6 +119,7 @@ pub async fn enrollment_code(
 )]
 pub async fn enroll(
     State(state): State<AppState>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     ApiJson(body): ApiJson<EnrollRequest>,
 ) -> ApiResult<Json<EnrollResponse>> {
     let name = body.name.trim();
@@ -135,7 +143,21 @@ pub async fn enroll(
                 ApiError::Forbidden("enrollment code is unknown, already used or expired".into())
             }
             other => other.into(),
-        })?;
+        });
+    let agent = match agent {
+        Ok(agent) => agent,
+        Err(e) => {
+            if matches!(e, ApiError::Forbidden(_)) {
+                let ip = peer.map_or_else(|| "unknown".into(), |p| p.0.0.ip().to_string());
+                let actor = crate::store::Actor(format!("ip:{ip}"));
+                let what = format!("enrolment refused for {name:?}: code unknown, used or expired");
+                if let Err(e) = state.store.audit_auth_failure(&actor, &what).await {
+                    tracing::error!(error = %e, "could not audit a refused enrolment");
+                }
+            }
+            return Err(e);
+        }
+    };
     tracing::info!(agent = %agent.id, site = %agent.site, name = %agent.name, "agent enrolled");
     Ok(Json(EnrollResponse {
         agent_id: agent.id,
@@ -164,8 +186,7 @@ fn agent_view(state: &AppState, a: AgentRecord) -> AgentView {
     get, path = "/api/v1/agents", tag = "agents",
     responses((status = 200, description = "Every enrolled agent, revoked ones included", body = AgentList)),
 )]
-pub async fn agents(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<AgentList>> {
-    caller.require_admin()?;
+pub async fn agents(State(state): State<AppState>) -> ApiResult<Json<AgentList>> {
     let agents = state.store.agents().await?;
     Ok(Json(AgentList {
         agents: agents.into_iter().map(|a| agent_view(&state, a)).collect(),
@@ -187,11 +208,21 @@ pub async fn revoke_agent(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<AgentView>> {
-    caller.require_admin()?;
+    let record = revoke_agent_as(&state, &id, &caller.actor()).await?;
+    Ok(Json(agent_view(&state, record)))
+}
+
+/// Revokes an agent and closes its live uplink: the API and the desk both
+/// come here.
+pub(crate) async fn revoke_agent_as(
+    state: &AppState,
+    id: &str,
+    actor: &Actor,
+) -> ApiResult<AgentRecord> {
     // The revocation is committed before the session is closed: a connection
     // that registers after this point finds the agent revoked.
-    let record = state.store.revoke_agent(&id, &caller.actor()).await?;
+    let record = state.store.revoke_agent(id, actor).await?;
     let was_connected = state.desks.disconnect(&record.id, CloseReason::Revoked);
     tracing::info!(agent = %record.id, site = %record.site, was_connected, "agent revoked");
-    Ok(Json(agent_view(&state, record)))
+    Ok(record)
 }

@@ -8,7 +8,7 @@ use crate::blobs::is_sha256_hex;
 use crate::cover::CoverFields;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::store::{Created, Decision, Document, NewDocument, NewImage, StoreError};
+use crate::store::{Actor, Created, Decision, Document, NewDocument, NewImage, StoreError};
 use crate::workflow::Via;
 use axum::Json;
 use axum::body::Bytes;
@@ -117,7 +117,7 @@ pub async fn create(
     caller: Caller,
     ApiJson(body): ApiJson<CreateDocument>,
 ) -> ApiResult<(StatusCode, Json<DocumentCreated>)> {
-    caller.require_api()?;
+    caller.require_source(body.source_system.trim())?;
     let erp_code = body.cover_code.is_some();
     // An issued code may collide with an existing one (45 random bits): draw again.
     let mut attempts = 0;
@@ -150,11 +150,14 @@ pub async fn create(
     ))
 }
 
-async fn require(state: &AppState, id: i64) -> ApiResult<Document> {
+/// The document, if it exists and the caller may see its source system (a
+/// document of another source system is "not found", so ids reveal nothing).
+async fn require(state: &AppState, caller: &Caller, id: i64) -> ApiResult<Document> {
     state
         .store
         .document(id)
         .await?
+        .filter(|doc| caller.sees_source(&doc.source_system))
         .ok_or_else(|| ApiError::NotFound(format!("document {id}")))
 }
 
@@ -177,8 +180,7 @@ pub async fn get_one(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<DocumentView>> {
-    caller.require_api()?;
-    let doc = require(&state, id).await?;
+    let doc = require(&state, &caller, id).await?;
     Ok(Json(full_view(&state, doc).await?))
 }
 
@@ -210,13 +212,13 @@ pub async fn find(
     caller: Caller,
     ApiQuery(query): ApiQuery<FindQuery>,
 ) -> ApiResult<Json<DocumentList>> {
-    caller.require_api()?;
     let mut documents = Vec::new();
     for doc in state.store.documents_by_doc_no(&query.doc_no).await? {
-        if query
-            .source_system
-            .as_ref()
-            .is_none_or(|s| *s == doc.source_system)
+        if caller.sees_source(&doc.source_system)
+            && query
+                .source_system
+                .as_ref()
+                .is_none_or(|s| *s == doc.source_system)
         {
             documents.push(full_view(&state, doc).await?);
         }
@@ -237,8 +239,7 @@ pub async fn status(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<StatusView>> {
-    caller.require_api()?;
-    Ok(Json(views::status(&require(&state, id).await?)))
+    Ok(Json(views::status(&require(&state, &caller, id).await?)))
 }
 
 #[utoipa::path(
@@ -254,7 +255,6 @@ pub async fn status_query(
     caller: Caller,
     ApiJson(query): ApiJson<StatusQuery>,
 ) -> ApiResult<Json<StatusQueryResult>> {
-    caller.require_api()?;
     let (docs, asked): (Vec<Document>, Vec<String>) = match (query.ids, query.doc_nos) {
         (Some(ids), None) => {
             check_bulk("ids", ids.len())?;
@@ -267,6 +267,10 @@ pub async fn status_query(
         }
         _ => return Err(ApiError::bad_request("give exactly one of ids or doc_nos")),
     };
+    let docs: Vec<Document> = docs
+        .into_iter()
+        .filter(|d| caller.sees_source(&d.source_system))
+        .collect();
     let found: std::collections::HashSet<String> = docs
         .iter()
         .flat_map(|d| [d.id.to_string(), d.doc_no.clone()])
@@ -310,13 +314,17 @@ async fn cover_response(
     id: i64,
     format: CoverFormat,
 ) -> ApiResult<Response> {
-    caller.require_api()?;
-    let bytes = render_cover(state, id, format).await?;
+    let bytes = render_cover(state, caller, id, format).await?;
     Ok(([(header::CONTENT_TYPE, format.content_type())], bytes).into_response())
 }
 
-async fn render_cover(state: &AppState, id: i64, format: CoverFormat) -> ApiResult<Vec<u8>> {
-    let doc = require(state, id).await?;
+async fn render_cover(
+    state: &AppState,
+    caller: &Caller,
+    id: i64,
+    format: CoverFormat,
+) -> ApiResult<Vec<u8>> {
+    let doc = require(state, caller, id).await?;
     let covers = state.covers.clone();
     tokio::task::spawn_blocking(move || {
         let fields = CoverFields {
@@ -385,8 +393,7 @@ pub async fn images(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<ImageList>> {
-    caller.require_api()?;
-    require(&state, id).await?;
+    require(&state, &caller, id).await?;
     let images = state.store.images(id).await?;
     Ok(Json(ImageList {
         document_id: id,
@@ -413,12 +420,14 @@ pub async fn image_bytes(
     ApiPath(id): ApiPath<i64>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    caller.require_api()?;
     let image = state
         .store
         .image(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("image {id}")))?;
+    require(&state, &caller, image.document_id)
+        .await
+        .map_err(|_| ApiError::NotFound(format!("image {id}")))?;
     blob_response(&state, &image.sha256, &image.content_type, &headers).await
 }
 
@@ -484,7 +493,7 @@ pub const SOURCE_HEADER: &str = "x-imc-source";
     ),
     responses(
         (status = 201, description = "Attached as the next page; a basic or sync document becomes ready", body = ImageView),
-        (status = 400, description = "Empty body or a type not accepted", body = ErrorBody),
+        (status = 400, description = "Empty body, a type not accepted (sniffed from the bytes), or a damaged, truncated or oversized (decompression bomb) file", body = ErrorBody),
         (status = 404, description = "No such document", body = ErrorBody),
         (status = 409, description = "The document takes no uploaded images in its mode or status (e.g. match mode, cancelled)", body = ErrorBody),
         (status = 413, description = "Larger than max_image_bytes", body = ErrorBody),
@@ -498,7 +507,6 @@ pub async fn upload_image(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<ImageView>)> {
-    caller.require_api()?;
     let header_source = headers
         .get(SOURCE_HEADER)
         .map(|v| {
@@ -508,7 +516,7 @@ pub async fn upload_image(
         })
         .transpose()?;
     let source = optional("source", query.source.or(header_source))?;
-    let doc = require(&state, id).await?;
+    let doc = require(&state, &caller, id).await?;
     if body.is_empty() {
         return Err(ApiError::bad_request(
             "the request body must be the image bytes",
@@ -536,6 +544,10 @@ pub async fn upload_image(
             ),
         });
     }
+    // Only a whole file that decodes within the limits is stored.
+    crate::untrusted::check(body.to_vec(), content_type)
+        .await
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let size = body.len() as u64;
     let sha256 = state.blobs.put(body.to_vec()).await?;
     debug_assert!(is_sha256_hex(&sha256));
@@ -569,8 +581,7 @@ pub async fn audit(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<AuditList>> {
-    caller.require_api()?;
-    require(&state, id).await?;
+    require(&state, &caller, id).await?;
     let rows = state.store.document_audit(id).await?;
     Ok(Json(AuditList {
         document_id: id,
@@ -598,11 +609,31 @@ async fn decide(
     id: i64,
     decision: Decision,
 ) -> ApiResult<Json<DocumentView>> {
-    let doc = state.store.decide(id, decision, &caller.actor()).await?;
+    require(state, caller, id).await?;
+    let doc = decide_as(state, &caller.actor(), id, decision).await?;
     Ok(Json(full_view(state, doc).await?))
 }
 
-fn reason(body: ReasonBody) -> ApiResult<String> {
+/// A decision by anyone (an API caller, or staff on the sign-off desk): the
+/// store applies the workflow's rules; a rejection is told to the desks.
+pub(crate) async fn decide_as(
+    state: &AppState,
+    actor: &Actor,
+    id: i64,
+    decision: Decision,
+) -> ApiResult<Document> {
+    let message = match &decision {
+        Decision::Reject { reason } => Some(format!("sign-off rejected the paper: {reason}")),
+        _ => None,
+    };
+    let doc = state.store.decide(id, decision, actor).await?;
+    if let Some(message) = message {
+        tell_desks(state, doc.id, &doc.doc_no, "rejected", message).await;
+    }
+    Ok(doc)
+}
+
+pub(crate) fn reason(body: ReasonBody) -> ApiResult<String> {
     let reason = body.reason.trim().to_owned();
     if reason.is_empty() {
         return Err(ApiError::field("reason", "a reason is required"));
@@ -630,7 +661,6 @@ pub async fn sign_off(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<DocumentView>> {
-    caller.require_api()?;
     decide(&state, &caller, id, Decision::SignOff).await
 }
 
@@ -651,12 +681,8 @@ pub async fn reject(
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<ReasonBody>,
 ) -> ApiResult<Json<DocumentView>> {
-    caller.require_api()?;
     let reason = reason(body)?;
-    let message = format!("sign-off rejected the paper: {reason}");
-    let decided = decide(&state, &caller, id, Decision::Reject { reason }).await?;
-    tell_desks(&state, decided.0.id, &decided.0.doc_no, "rejected", message).await;
-    Ok(decided)
+    decide(&state, &caller, id, Decision::Reject { reason }).await
 }
 
 /// Lets the desks that scanned a document's packets know what became of them.
@@ -699,7 +725,6 @@ pub async fn unsign(
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<ReasonBody>,
 ) -> ApiResult<Json<DocumentView>> {
-    caller.require_api()?;
     decide(
         &state,
         &caller,
@@ -736,7 +761,6 @@ pub async fn cancel(
     ApiPath(id): ApiPath<i64>,
     body: Bytes,
 ) -> ApiResult<Json<DocumentView>> {
-    caller.require_api()?;
     // The body is optional here: an empty one cancels without a reason.
     let body: CancelBody = if body.iter().all(u8::is_ascii_whitespace) {
         CancelBody::default()

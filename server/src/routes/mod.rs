@@ -1,31 +1,37 @@
 //! The HTTP surface: `/api/v1/...`, health checks and the agent uplink.
 //!
-//! Every `/api/v1` route is registered through [`ApiRoutes`], which records
-//! the method and path it serves; a test compares that record with the
-//! OpenAPI document (`openapi.rs`), so a route added without its
-//! `#[utoipa::path]` documentation fails the build's tests.
+//! Every `/api/v1` route is registered through [`ApiRoutes`] together with
+//! who may call it (an [`Access`] rule, enforced by `auth::authorize` before
+//! the handler runs). The record of (method, path, access) is the policy
+//! table: a test compares it with the OpenAPI document (`openapi.rs`), and
+//! another (`policy_tests.rs`) walks it against every kind of caller.
 
-mod admin;
-mod documents;
+pub(crate) mod admin;
+pub(crate) mod documents;
 mod extract;
 mod health;
 mod metrics;
 mod openapi;
 mod packets;
+#[cfg(test)]
+mod policy_tests;
 mod settings;
+mod tokens;
 mod views;
 mod webhooks;
 
+use crate::auth::{self, Access};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
 use axum::routing::{MethodRouter, get};
 
-/// The `/api/v1` router under construction, and the (method, path) pairs it serves.
+/// The `/api/v1` router under construction, and the policy table: the
+/// (method, path, access) of every route it serves.
 struct ApiRoutes {
     router: Router<AppState>,
-    served: Vec<(&'static str, &'static str)>,
+    served: Vec<(&'static str, &'static str, Access)>,
 }
 
 impl ApiRoutes {
@@ -40,69 +46,145 @@ impl ApiRoutes {
         mut self,
         method: &'static str,
         path: &'static str,
+        access: Access,
         route: MethodRouter<AppState>,
     ) -> ApiRoutes {
+        let route = route.route_layer(axum::middleware::from_fn(move |request, next| {
+            auth::authorize(access, request, next)
+        }));
         // Two methods on one path merge into one method router.
         self.router = self.router.route(path, route);
-        self.served.push((method, path));
+        self.served.push((method, path, access));
         self
     }
 
-    fn get<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, h: H) -> ApiRoutes {
-        self.add("GET", path, axum::routing::get(h))
+    fn get<H: Handler<T, AppState>, T: 'static>(
+        self,
+        path: &'static str,
+        access: Access,
+        h: H,
+    ) -> ApiRoutes {
+        self.add("GET", path, access, axum::routing::get(h))
     }
 
-    fn post<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, h: H) -> ApiRoutes {
-        self.add("POST", path, axum::routing::post(h))
+    fn post<H: Handler<T, AppState>, T: 'static>(
+        self,
+        path: &'static str,
+        access: Access,
+        h: H,
+    ) -> ApiRoutes {
+        self.add("POST", path, access, axum::routing::post(h))
     }
 
-    fn put<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, h: H) -> ApiRoutes {
-        self.add("PUT", path, axum::routing::put(h))
+    fn put<H: Handler<T, AppState>, T: 'static>(
+        self,
+        path: &'static str,
+        access: Access,
+        h: H,
+    ) -> ApiRoutes {
+        self.add("PUT", path, access, axum::routing::put(h))
     }
 }
 
-/// Every route under `/api/v1`, relative to it.
+/// Every route under `/api/v1`, relative to it, and who may call it.
 fn api() -> ApiRoutes {
+    use imc_shared::api::TokenScope::{Admin, Decide, Packets, Read, Status, Webhooks, Write};
+    let scope = Access::Scope;
     ApiRoutes::new()
-        .get("/openapi.json", openapi::serve)
-        .post("/documents", documents::create)
-        .get("/documents", documents::find)
-        .post("/documents/status:query", documents::status_query)
-        .get("/documents/{id}", documents::get_one)
-        .get("/documents/{id}/status", documents::status)
-        .get("/documents/{id}/cover.png", documents::cover_png)
-        .get("/documents/{id}/cover.pdf", documents::cover_pdf)
-        .get("/documents/{id}/images", documents::images)
-        .post("/documents/{id}/images", documents::upload_image)
-        .post("/documents/{id}/sign-off", documents::sign_off)
-        .post("/documents/{id}/reject", documents::reject)
-        .post("/documents/{id}/unsign", documents::unsign)
-        .post("/documents/{id}/cancel", documents::cancel)
-        .get("/documents/{id}/audit", documents::audit)
-        .get("/documents/{id}/webhook-deliveries", webhooks::deliveries)
-        .get("/settings", settings::get_settings)
-        .put("/settings", settings::put_settings)
-        .put("/webhooks/{source_system}", webhooks::put_webhook)
-        .get("/images/{id}", documents::image_bytes)
-        .get("/packets", packets::list)
-        .post("/packets/{id}/match", packets::match_packet)
-        .get("/packets/{id}/pages/{index}", packets::page_bytes)
-        .put("/schemes/{name}", admin::put_scheme)
-        .post("/sites/{site}/enrollment-codes", admin::enrollment_code)
-        .post("/agents/enroll", admin::enroll)
-        .get("/agents", admin::agents)
-        .post("/agents/{id}/revoke", admin::revoke_agent)
-        .get("/agent/uplink", crate::uplink::upgrade)
+        .get("/openapi.json", Access::Public, openapi::serve)
+        .post("/documents", scope(Write), documents::create)
+        .get("/documents", scope(Read), documents::find)
+        .post(
+            "/documents/status:query",
+            scope(Status),
+            documents::status_query,
+        )
+        .get("/documents/{id}", scope(Read), documents::get_one)
+        .get("/documents/{id}/status", scope(Status), documents::status)
+        .get(
+            "/documents/{id}/cover.png",
+            scope(Read),
+            documents::cover_png,
+        )
+        .get(
+            "/documents/{id}/cover.pdf",
+            scope(Read),
+            documents::cover_pdf,
+        )
+        .get("/documents/{id}/images", scope(Read), documents::images)
+        .post(
+            "/documents/{id}/images",
+            scope(Write),
+            documents::upload_image,
+        )
+        .post(
+            "/documents/{id}/sign-off",
+            scope(Decide),
+            documents::sign_off,
+        )
+        .post("/documents/{id}/reject", scope(Decide), documents::reject)
+        .post("/documents/{id}/unsign", scope(Decide), documents::unsign)
+        .post("/documents/{id}/cancel", scope(Write), documents::cancel)
+        .get("/documents/{id}/audit", scope(Read), documents::audit)
+        .get(
+            "/documents/{id}/webhook-deliveries",
+            scope(Read),
+            webhooks::deliveries,
+        )
+        .get("/settings", scope(Admin), settings::get_settings)
+        .put("/settings", scope(Admin), settings::put_settings)
+        .put(
+            "/webhooks/{source_system}",
+            scope(Webhooks),
+            webhooks::put_webhook,
+        )
+        .get("/images/{id}", scope(Read), documents::image_bytes)
+        .get("/packets", scope(Packets), packets::list)
+        .post("/packets/{id}/match", scope(Packets), packets::match_packet)
+        .get(
+            "/packets/{id}/pages/{index}",
+            scope(Packets),
+            packets::page_bytes,
+        )
+        .put("/schemes/{name}", scope(Admin), admin::put_scheme)
+        .post(
+            "/sites/{site}/enrollment-codes",
+            scope(Admin),
+            admin::enrollment_code,
+        )
+        .post("/agents/enroll", Access::Public, admin::enroll)
+        .get("/agents", scope(Admin), admin::agents)
+        .post("/agents/{id}/revoke", scope(Admin), admin::revoke_agent)
+        .get("/agent/uplink", Access::Agent, crate::uplink::upgrade)
+        .get("/tokens", scope(Admin), tokens::list)
+        .post("/tokens", scope(Admin), tokens::create)
+        .post("/tokens/{id}/rotate", scope(Admin), tokens::rotate)
+        .post("/tokens/{id}/revoke", scope(Admin), tokens::revoke)
 }
 
 pub fn router(state: AppState) -> Router {
-    let api = api().router.fallback(health::api_not_found);
+    let api = api()
+        .router
+        .fallback(health::api_not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        // Outermost: over-limit callers are answered before any lookup.
+        .layer(axum::middleware::from_fn_with_state(
+            crate::ratelimit::Limiter::new(state.config.rate_limits),
+            crate::ratelimit::limit,
+        ));
     Router::new()
         .nest("/api/v1", api)
+        .merge(crate::web::router(state.clone()))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::serve))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            state.config.body_idle_timeout,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -120,7 +202,7 @@ mod tests {
         let served: BTreeSet<(String, String)> = api()
             .served
             .into_iter()
-            .map(|(method, path)| (method.to_owned(), format!("/api/v1{path}")))
+            .map(|(method, path, _)| (method.to_owned(), format!("/api/v1{path}")))
             .collect();
         let doc = serde_json::to_value(openapi::ApiDoc::openapi()).expect("document as JSON");
         let paths = doc["paths"].as_object().expect("paths object");
@@ -170,7 +252,11 @@ mod tests {
                         );
                     }
                 }
-                let public = path == "/api/v1/openapi.json" || path == "/api/v1/agents/enroll";
+                let public = api().served.iter().any(|(m, p, access)| {
+                    m.eq_ignore_ascii_case(method)
+                        && format!("/api/v1{p}") == *path
+                        && *access == Access::Public
+                });
                 let security = op["security"].as_array().expect("security");
                 assert_eq!(
                     security.iter().any(|s| s.get("bearerAuth").is_some()),

@@ -6,7 +6,7 @@
 //! requirement and its 401/403 answers from [`BearerAuth`], so the handlers
 //! list only the statuses particular to them.
 
-use super::{admin, documents, packets, settings, webhooks};
+use super::{admin, documents, packets, settings, tokens, webhooks};
 use axum::Json;
 use imc_shared::api::ErrorBody;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
@@ -56,6 +56,10 @@ pub struct Binary(#[allow(dead_code)] Vec<u8>);
         admin::agents,
         admin::revoke_agent,
         crate::uplink::upgrade,
+        tokens::list,
+        tokens::create,
+        tokens::rotate,
+        tokens::revoke,
     ),
     components(schemas(ErrorBody, Binary)),
     modifiers(&BearerAuth),
@@ -64,7 +68,7 @@ pub struct Binary(#[allow(dead_code)] Vec<u8>);
         (name = "images", description = "Cover sheets, the capture API and image bytes"),
         (name = "sign-off", description = "Sign-off decisions and withdrawal"),
         (name = "packets", description = "The exception queue and matching by hand"),
-        (name = "admin", description = "Schemes, settings, webhooks, enrolment (admin token)"),
+        (name = "admin", description = "Schemes, settings, webhooks, enrolment, API tokens (admin scope)"),
         (name = "agents", description = "Scan-desk agents"),
         (name = "meta", description = "This document"),
     )
@@ -99,6 +103,16 @@ impl Modify for BearerAuth {
                 &mut item.patch,
             ];
             for operation in operations.into_iter().flatten() {
+                // Rate limits apply to every API call, public ones included.
+                operation
+                    .responses
+                    .responses
+                    .entry("429".to_owned())
+                    .or_insert_with(|| {
+                        error_response(
+                            "Too many calls from this address or with this token; see Retry-After",
+                        )
+                    });
                 if operation.security.is_some() {
                     continue;
                 }
@@ -111,7 +125,9 @@ impl Modify for BearerAuth {
                     .entry("401".to_owned())
                     .or_insert_with(|| error_response("Missing or unknown bearer token"));
                 answers.entry("403".to_owned()).or_insert_with(|| {
-                    error_response("The token may not make this call (e.g. not an admin)")
+                    error_response(
+                        "The token lacks the scope this call needs, or it is an agent token",
+                    )
                 });
             }
         }

@@ -28,8 +28,8 @@ pub async fn put_webhook(
     ApiPath(source_system): ApiPath<String>,
     ApiJson(body): ApiJson<PutWebhook>,
 ) -> ApiResult<Json<WebhookView>> {
-    caller.require_admin()?;
     let source_system = source_system.trim().to_owned();
+    caller.require_source(&source_system)?;
     if source_system.is_empty() || source_system.chars().count() > 128 {
         return Err(ApiError::field(
             "source_system",
@@ -75,11 +75,11 @@ pub async fn deliveries(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<WebhookDeliveryList>> {
-    caller.require_api()?;
     state
         .store
         .document(id)
         .await?
+        .filter(|doc| caller.sees_source(&doc.source_system))
         .ok_or_else(|| ApiError::NotFound(format!("document {id}")))?;
     let deliveries = state.store.webhook_deliveries(id).await?;
     Ok(Json(WebhookDeliveryList {

@@ -15,10 +15,11 @@ mod tests;
 
 pub use postgres::PgStore;
 pub use sqlite::audit::{AuditCheck, verify_audit_file};
+pub use sqlite::changes::Change;
 pub use sqlite::{SqliteStore, now};
 
 use async_trait::async_trait;
-use imc_shared::api::{AttachMode, PacketState, Settings, SettingsPatch};
+use imc_shared::api::{AttachMode, PacketState, Settings, SettingsPatch, TokenScope};
 use imc_shared::protocol::BarcodeInfo;
 use imc_shared::{DocStatus, ImageMode};
 use uuid::Uuid;
@@ -209,26 +210,76 @@ pub struct Scheme {
     pub rules: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenRole {
-    Admin,
-    Api,
-}
-
-impl TokenRole {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TokenRole::Admin => "admin",
-            TokenRole::Api => "api",
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct ApiToken {
     pub id: i64,
     pub name: String,
-    pub role: TokenRole,
+    pub scopes: Vec<TokenScope>,
+    /// None: every source system.
+    pub source_systems: Option<Vec<String>>,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+impl ApiToken {
+    /// How the audit trail names a token: id, name, scopes, source systems.
+    pub fn describe(&self) -> String {
+        let sources = self
+            .source_systems
+            .as_ref()
+            .map_or("all".to_owned(), |s| s.join(" "));
+        format!(
+            "token {} {:?}: scopes {}; source systems {sources}",
+            self.id,
+            self.name,
+            scopes_text(&self.scopes)
+        )
+    }
+}
+
+/// Scopes as both backends store them: space-separated names.
+pub(crate) fn scopes_text(scopes: &[TokenScope]) -> String {
+    let names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+    names.join(" ")
+}
+
+pub(crate) fn parse_scopes(token_id: i64, text: &str) -> StoreResult<Vec<TokenScope>> {
+    text.split(' ')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            TokenScope::parse(s).ok_or_else(|| {
+                StoreError::Corrupt(format!("token {token_id} has unknown scope {s:?}"))
+            })
+        })
+        .collect()
+}
+
+/// Source systems as stored (space-separated; NULL: every system).
+pub(crate) fn parse_sources(text: Option<String>) -> Option<Vec<String>> {
+    text.map(|s| {
+        s.split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    })
+}
+
+/// The `role` column older builds read: admin tokens and the rest.
+pub(crate) fn legacy_role(scopes: &[TokenScope]) -> &'static str {
+    if scopes.contains(&TokenScope::Admin) {
+        "admin"
+    } else {
+        "api"
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewApiToken {
+    pub name: String,
+    pub scopes: Vec<TokenScope>,
+    pub source_systems: Option<Vec<String>>,
+    pub token_hash: String,
 }
 
 #[derive(Debug, Clone)]
@@ -277,6 +328,8 @@ pub enum PacketResolution {
         document_id: i64,
         doc_no: String,
     },
+    /// Complete but not attached: its cover names no document, it has no
+    /// cover, or it is empty (see [`PacketState::Empty`]).
     Unmatched {
         reason: String,
     },
@@ -329,18 +382,26 @@ impl Decision {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     // Credentials.
-    async fn add_api_token(
-        &self,
-        name: &str,
-        role: TokenRole,
-        token_hash: &str,
-    ) -> StoreResult<i64>;
+    async fn add_api_token(&self, token: NewApiToken, actor: &Actor) -> StoreResult<ApiToken>;
+    /// A token that works now (not revoked, not past its rotation overlap).
     async fn api_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiToken>>;
+    async fn api_tokens(&self) -> StoreResult<Vec<ApiToken>>;
+    async fn rotate_api_token(
+        &self,
+        id: i64,
+        new_hash: &str,
+        old_expires_at: &str,
+        actor: &Actor,
+    ) -> StoreResult<ApiToken>;
+    async fn revoke_api_token(&self, id: i64, actor: &Actor) -> StoreResult<ApiToken>;
+    /// Records a refused credential or a refused call in the audit trail.
+    async fn audit_auth_failure(&self, actor: &Actor, what: &str) -> StoreResult<()>;
     async fn add_enrollment_code(
         &self,
         site: &str,
         code_hash: &str,
         expires_at: &str,
+        actor: &Actor,
     ) -> StoreResult<()>;
     /// Spends a code and enrols an agent in one step; a spent or expired code fails.
     async fn enroll_agent(
@@ -403,13 +464,15 @@ pub trait Store: Send + Sync + 'static {
         pages: Vec<(Agent, StoredPage)>,
     ) -> StoreResult<Vec<StoreResult<PacketResolution>>>;
     async fn page_stored(&self, capture_id: Uuid) -> StoreResult<bool>;
-    /// Records that the packet holds exactly `page_count` pages; idempotent.
+    /// Records that the packet holds exactly `page_count` pages (`empty`: none
+    /// of them after its cover); idempotent.
     async fn seal_packet(
         &self,
         agent: &Agent,
         packet_id: Uuid,
         cover_code: Option<String>,
         page_count: u32,
+        empty: bool,
     ) -> StoreResult<PacketResolution>;
     async fn packets(&self, state: Option<PacketState>, limit: u32) -> StoreResult<Vec<Packet>>;
     async fn match_packet(

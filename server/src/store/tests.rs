@@ -5,12 +5,16 @@
 
 use super::*;
 use crate::test_services;
+use imc_shared::api::TokenScope;
 use imc_shared::protocol::BarcodeInfo;
 use std::sync::Arc;
 
 /// A backend under test, and what must live (or be removed) with it.
 struct Fixture {
     store: Arc<dyn Store>,
+    /// The same store as the sign-off desk sees it.
+    desk: Arc<dyn crate::web::store::WebStore>,
+    changes: Box<dyn Fn() -> tokio::sync::broadcast::Receiver<Change> + Send + Sync>,
     _dir: Option<tempfile::TempDir>,
     /// The PostgreSQL schema to drop when the case passed.
     schema: Option<String>,
@@ -26,8 +30,12 @@ impl Fixture {
 
 async fn sqlite() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("imc.sqlite3")).unwrap();
+    let announcer = store.clone();
     Fixture {
-        store: Arc::new(SqliteStore::open(&dir.path().join("imc.sqlite3")).unwrap()),
+        store: Arc::new(store.clone()),
+        desk: Arc::new(store),
+        changes: Box::new(move || announcer.changes()),
         _dir: Some(dir),
         schema: None,
     }
@@ -56,9 +64,12 @@ async fn postgres() -> Fixture {
     let schema = format!("t_{}", Uuid::new_v4().simple());
     admin_sql(&format!("CREATE SCHEMA {schema}")).await;
     let store = pg_store(&schema);
-    assert_eq!(store.migrate().await.unwrap(), vec![1]);
+    assert_eq!(store.migrate().await.unwrap(), vec![1, 2]);
+    let announcer = store.clone();
     Fixture {
-        store: Arc::new(store),
+        store: Arc::new(store.clone()),
+        desk: Arc::new(store),
+        changes: Box::new(move || announcer.changes()),
         _dir: None,
         schema: Some(schema),
     }
@@ -146,7 +157,7 @@ async fn scanned(store: &dyn Store, document_id: i64, qr: &str) {
         .await
         .unwrap();
     store
-        .seal_packet(&agent(), packet_id, None, 1)
+        .seal_packet(&agent(), packet_id, None, 1, false)
         .await
         .unwrap();
     store
@@ -204,21 +215,63 @@ async fn a_duplicate_invoice_flags_both_live_documents(store: &dyn Store) {
 }
 
 async fn tokens_and_enrollment_codes_are_spent_once(store: &dyn Store) {
-    let id = store
-        .add_api_token("erp", TokenRole::Api, "hash-1")
+    let created = store
+        .add_api_token(
+            NewApiToken {
+                name: "erp".into(),
+                scopes: vec![TokenScope::Status, TokenScope::Read],
+                source_systems: Some(vec!["SAP".into()]),
+                token_hash: "hash-1".into(),
+            },
+            &actor(),
+        )
         .await
         .unwrap();
     let token = store.api_token_by_hash("hash-1").await.unwrap().unwrap();
     assert_eq!(
-        (token.id, token.name.as_str(), token.role),
-        (id, "erp", TokenRole::Api)
+        (
+            token.id,
+            token.name.as_str(),
+            token.scopes.as_slice(),
+            token.source_systems.as_deref()
+        ),
+        (
+            created.id,
+            "erp",
+            &[TokenScope::Status, TokenScope::Read][..],
+            Some(&["SAP".to_owned()][..])
+        )
     );
     assert!(store.api_token_by_hash("hash-2").await.unwrap().is_none());
+
+    // Rotation: the new secret works, the old one until its overlap ends.
+    let past = (chrono::Utc::now() - chrono::Duration::seconds(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let rotated = store
+        .rotate_api_token(created.id, "hash-1b", &past, &actor())
+        .await
+        .unwrap();
+    assert_ne!(rotated.id, created.id);
+    assert_eq!(rotated.scopes, created.scopes);
+    assert!(store.api_token_by_hash("hash-1").await.unwrap().is_none());
+    assert!(store.api_token_by_hash("hash-1b").await.unwrap().is_some());
+    let again = store
+        .rotate_api_token(created.id, "hash-1c", &past, &actor())
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    let revoked = store.revoke_api_token(rotated.id, &actor()).await.unwrap();
+    assert!(revoked.revoked_at.is_some());
+    assert!(store.api_token_by_hash("hash-1b").await.unwrap().is_none());
+    assert_eq!(store.api_tokens().await.unwrap().len(), 2);
+    store
+        .audit_auth_failure(&Actor("ip:10.0.0.9".into()), "bad bearer token")
+        .await
+        .unwrap();
 
     let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1))
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     store
-        .add_enrollment_code("branch-7", "code-1", &tomorrow)
+        .add_enrollment_code("branch-7", "code-1", &tomorrow, &actor())
         .await
         .unwrap();
     let agent = store
@@ -244,7 +297,7 @@ async fn tokens_and_enrollment_codes_are_spent_once(store: &dyn Store) {
     let expired = (chrono::Utc::now() - chrono::Duration::seconds(1))
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     store
-        .add_enrollment_code("branch-7", "code-2", &expired)
+        .add_enrollment_code("branch-7", "code-2", &expired, &actor())
         .await
         .unwrap();
     let late = store
@@ -338,7 +391,7 @@ async fn packets_match_by_cover_and_bind_late(store: &dyn Store) {
     assert_eq!(open, PacketResolution::Open);
     assert!(store.page_stored(first.capture_id).await.unwrap());
     let sealed = store
-        .seal_packet(&agent(), packet, cover.map(str::to_owned), 2)
+        .seal_packet(&agent(), packet, cover.map(str::to_owned), 2, false)
         .await
         .unwrap();
     assert_eq!(sealed, PacketResolution::Open);
@@ -354,7 +407,7 @@ async fn packets_match_by_cover_and_bind_late(store: &dyn Store) {
     // Re-offers and re-seals after a crash report the same fate, store nothing.
     assert_eq!(store.record_page(&agent(), first).await.unwrap(), want);
     let resealed = store
-        .seal_packet(&agent(), packet, cover.map(str::to_owned), 2)
+        .seal_packet(&agent(), packet, cover.map(str::to_owned), 2, false)
         .await;
     assert_eq!(resealed.unwrap(), want);
     assert_eq!(store.images(early).await.unwrap().len(), 2);
@@ -363,7 +416,7 @@ async fn packets_match_by_cover_and_bind_late(store: &dyn Store) {
         DocStatus::Matched
     );
     let miscount = store
-        .seal_packet(&agent(), packet, cover.map(str::to_owned), 3)
+        .seal_packet(&agent(), packet, cover.map(str::to_owned), 3, false)
         .await;
     assert!(
         matches!(miscount, Err(StoreError::Conflict(_))),
@@ -390,7 +443,7 @@ async fn packets_match_by_cover_and_bind_late(store: &dyn Store) {
         .await
         .unwrap();
     let unmatched = store
-        .seal_packet(&agent(), waiting, late_cover.map(str::to_owned), 1)
+        .seal_packet(&agent(), waiting, late_cover.map(str::to_owned), 1, false)
         .await
         .unwrap();
     assert!(matches!(unmatched, PacketResolution::Unmatched { .. }));
@@ -580,7 +633,7 @@ async fn racing_pages_resolve_a_packet_once(store: &dyn Store, store_arc: Arc<dy
         let store = Arc::clone(&store_arc);
         tasks.push(tokio::spawn(async move {
             store
-                .seal_packet(&agent(), packet, cover.map(str::to_owned), 8)
+                .seal_packet(&agent(), packet, cover.map(str::to_owned), 8, false)
                 .await
         }));
     }
@@ -648,7 +701,7 @@ async fn paper_racing_its_document_binds_once(store: &dyn Store, store_arc: Arc<
         let (seal_store, seal_cover) = (Arc::clone(&store_arc), cover.clone());
         tasks.push(tokio::spawn(async move {
             seal_store
-                .seal_packet(&agent(), packet, Some(seal_cover), 3)
+                .seal_packet(&agent(), packet, Some(seal_cover), 3, false)
                 .await
                 .map(drop)
         }));
@@ -691,7 +744,7 @@ async fn a_batch_of_pages_is_recorded_page_by_page(store: &dyn Store) {
     };
     assert_eq!(
         store
-            .seal_packet(&agent(), packet_id, Some(cover.into()), 2)
+            .seal_packet(&agent(), packet_id, Some(cover.into()), 2, false)
             .await
             .unwrap(),
         PacketResolution::Open
@@ -752,7 +805,7 @@ async fn agents_are_listed_and_revoked_once(store: &dyn Store) {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     for (code, id, name) in [("c-1", "agent-a", "desk a"), ("c-2", "agent-b", "desk b")] {
         store
-            .add_enrollment_code("branch-3", code, &tomorrow)
+            .add_enrollment_code("branch-3", code, &tomorrow, &actor())
             .await
             .unwrap();
         store
@@ -864,6 +917,180 @@ async fn the_ops_snapshot_counts_what_is_stored(store: &dyn Store) {
     assert!(ops.webhook_oldest_pending_secs >= 0.0);
 }
 
+async fn a_packet_sealed_with_no_pages_is_empty_not_matched(store: &dyn Store) {
+    let id = doc(store, "E-1").await;
+    let before = store.document(id).await.unwrap().map(|d| d.status);
+    let cover = store.document(id).await.unwrap().unwrap().cover_code;
+    let packet_id = Uuid::new_v4();
+    let resolution = store
+        .seal_packet(&agent(), packet_id, Some(cover.clone()), 0, false)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&resolution, PacketResolution::Unmatched { reason } if reason.contains("empty packet")),
+        "{resolution:?}"
+    );
+    let empty = store.packets(Some(PacketState::Empty), 10).await.unwrap();
+    assert_eq!(empty.len(), 1);
+    assert_eq!(empty[0].id, packet_id);
+    let unmatched = store.packets(Some(PacketState::Unmatched), 10).await;
+    assert_eq!(unmatched.unwrap().len(), 0);
+    assert_eq!(
+        store.document(id).await.unwrap().map(|d| d.status),
+        before,
+        "still waiting"
+    );
+    // Sealing again is idempotent.
+    store
+        .seal_packet(&agent(), packet_id, Some(cover), 0, false)
+        .await
+        .unwrap();
+    let empty = store.packets(Some(PacketState::Empty), 10).await.unwrap();
+    assert_eq!(empty.len(), 1);
+}
+
+/// Staff users are unique by name; sessions end at their expiry.
+async fn desk_users_and_sessions(fixture: &Fixture) {
+    use crate::web::store::{NewUser, Role};
+    let desk = &*fixture.desk;
+    let new = || NewUser {
+        name: "wang".into(),
+        role: Role::SignOff,
+        site: None,
+        password_hash: "h".into(),
+    };
+    let user = desk.add_user(new(), &actor()).await.unwrap();
+    let again = desk.add_user(new(), &actor()).await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    assert_eq!(desk.users().await.unwrap().len(), 1);
+    assert_eq!(
+        desk.user_by_name("wang").await.unwrap().map(|u| u.id),
+        Some(user.id)
+    );
+    desk.create_session("s1", user.id, "c1", "2026-06-01T00:00:00.000Z")
+        .await
+        .unwrap();
+    let live = desk
+        .session("s1", "2026-05-31T00:00:00.000Z")
+        .await
+        .unwrap();
+    assert_eq!(live.unwrap().csrf_token, "c1");
+    let late = desk
+        .session("s1", "2026-06-02T00:00:00.000Z")
+        .await
+        .unwrap();
+    assert!(late.is_none());
+    desk.delete_session("s1").await.unwrap();
+    let gone = desk
+        .session("s1", "2026-05-31T00:00:00.000Z")
+        .await
+        .unwrap();
+    assert!(gone.is_none());
+}
+
+/// The queue lists matched documents oldest first, filtered and counted;
+/// search takes `%` and `_` literally.
+async fn desk_queue_and_search(fixture: &Fixture) {
+    use crate::web::store::QueueFilter;
+    let (store, desk) = (&*fixture.store, &*fixture.desk);
+    match_mode(store).await;
+    let first = doc(store, "Q_1%").await;
+    let second = doc(store, "Q-2").await;
+    let waiting = doc(store, "Q-3").await;
+    scanned(store, first, "a").await;
+    scanned(store, second, "b").await;
+    let all = desk.queue(QueueFilter::default(), 0, 10).await.unwrap();
+    let ids: Vec<i64> = all.rows.iter().map(|r| r.document.id).collect();
+    assert_eq!(ids, [first, second]);
+    assert_eq!((all.total, all.filtered), (2, 2));
+    assert_eq!(all.by_site, [("hq".to_owned(), 2)]);
+    assert_eq!(all.rows[0].site.as_deref(), Some("hq"));
+    let elsewhere = QueueFilter {
+        site: Some("bj".into()),
+        org: None,
+        doc_type: None,
+    };
+    let none = desk.queue(elsewhere.clone(), 0, 10).await.unwrap();
+    assert_eq!((none.total, none.filtered), (2, 0));
+    let any = QueueFilter::default();
+    assert_eq!(
+        desk.next_in_queue(any.clone(), first).await.unwrap(),
+        Some(second)
+    );
+    assert_eq!(
+        desk.next_in_queue(any.clone(), second).await.unwrap(),
+        Some(first)
+    );
+    assert_eq!(desk.next_in_queue(any, waiting).await.unwrap(), Some(first));
+    assert_eq!(desk.next_in_queue(elsewhere, first).await.unwrap(), None);
+    let found = desk.search_documents("Q_1%", 10).await.unwrap();
+    assert_eq!(found.iter().map(|d| d.id).collect::<Vec<_>>(), [first]);
+    assert!(desk.search_documents("Q%", 10).await.unwrap().is_empty());
+    assert_eq!(desk.search_documents("Q", 10).await.unwrap().len(), 3);
+    let packets = store.packets_of_document(first).await.unwrap();
+    let packet = desk.packet(packets[0].0).await.unwrap().unwrap();
+    assert_eq!((packet.document_id, packet.pages.len()), (Some(first), 1));
+}
+
+/// A committed change is announced; a refused one is not.
+async fn committed_changes_are_announced(fixture: &Fixture) {
+    let store = &*fixture.store;
+    match_mode(store).await;
+    let id = doc(store, "C-1").await;
+    scanned(store, id, "c").await;
+    let mut changes = (fixture.changes)();
+    // PostgreSQL's listener connects in the background: wait until it hears.
+    let heard = async {
+        loop {
+            match changes.recv().await {
+                Ok(change) if change.documents.contains(&id) => return change,
+                Ok(_) => {}
+                Err(e) => panic!("announcements ended: {e}"),
+            }
+        }
+    };
+    let refused = store
+        .decide(
+            id,
+            Decision::Unsign {
+                reason: "no".into(),
+            },
+            &actor(),
+        )
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    // Subscribing may race the listener's LISTEN: sign off until heard.
+    let announced = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        store.decide(id, Decision::SignOff, &actor()).await.unwrap();
+        heard.await
+    })
+    .await
+    .expect("the sign-off was announced");
+    assert_eq!(announced.documents, [id]);
+}
+
+macro_rules! desk_cases {
+    ($backend:ident: $($case:ident),+ $(,)?) => {
+        mod $backend {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let fixture = super::super::$backend().await;
+                    super::super::$case(&fixture).await;
+                    fixture.finish().await;
+                }
+            )+
+        }
+    };
+}
+
+mod desk {
+    desk_cases!(sqlite: desk_users_and_sessions, desk_queue_and_search,
+        committed_changes_are_announced);
+    desk_cases!(postgres: desk_users_and_sessions, desk_queue_and_search,
+        committed_changes_are_announced);
+}
+
 macro_rules! conformance {
     ($backend:ident: $($case:ident),+ ; racing: $($race:ident),+ $(,)?) => {
         mod $backend {
@@ -892,7 +1119,7 @@ conformance!(sqlite: a_duplicate_invoice_flags_both_live_documents,
     uploaded_images_move_a_basic_document, packets_match_by_cover_and_bind_late,
     decisions_fill_the_outbox_and_the_audit_trail, settings_merge_and_validate,
     a_batch_of_pages_is_recorded_page_by_page, agents_are_listed_and_revoked_once,
-    the_ops_snapshot_counts_what_is_stored;
+    the_ops_snapshot_counts_what_is_stored, a_packet_sealed_with_no_pages_is_empty_not_matched;
     racing: racing_pages_resolve_a_packet_once, racing_creates_make_one_document,
     paper_racing_its_document_binds_once);
 conformance!(postgres: a_duplicate_invoice_flags_both_live_documents,
@@ -900,7 +1127,7 @@ conformance!(postgres: a_duplicate_invoice_flags_both_live_documents,
     uploaded_images_move_a_basic_document, packets_match_by_cover_and_bind_late,
     decisions_fill_the_outbox_and_the_audit_trail, settings_merge_and_validate,
     a_batch_of_pages_is_recorded_page_by_page, agents_are_listed_and_revoked_once,
-    the_ops_snapshot_counts_what_is_stored;
+    the_ops_snapshot_counts_what_is_stored, a_packet_sealed_with_no_pages_is_empty_not_matched;
     racing: racing_pages_resolve_a_packet_once, racing_creates_make_one_document,
     paper_racing_its_document_binds_once);
 

@@ -1,50 +1,187 @@
 //! Credentials and agents.
 
 use super::db;
-use crate::store::{Agent, AgentRecord, ApiToken, StoreError, StoreResult, TokenRole, now};
+use crate::store::{
+    Actor, Agent, AgentRecord, ApiToken, NewApiToken, StoreError, StoreResult, legacy_role, now,
+    parse_scopes, parse_sources, scopes_text,
+};
 use deadpool_postgres::GenericClient;
 use imc_shared::protocol::AgentReport;
 use tokio_postgres::Row;
 
-pub async fn add_api_token(
-    tx: &impl GenericClient,
-    name: &str,
-    role: TokenRole,
-    token_hash: &str,
-) -> StoreResult<i64> {
-    let row = db::query_one(
-        tx,
-        "INSERT INTO api_tokens (token_hash, name, role, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
-        &[&token_hash, &name, &role.as_str(), &now()],
-    )
-    .await?;
-    Ok(row.get(0))
+const TOKEN_COLUMNS: &str = "id, name, scopes, source_systems, created_at, expires_at, revoked_at";
+
+fn token_of(r: &Row) -> StoreResult<ApiToken> {
+    let id: i64 = r.get(0);
+    let scopes: String = r.get(2);
+    Ok(ApiToken {
+        id,
+        name: r.get(1),
+        scopes: parse_scopes(id, &scopes)?,
+        source_systems: parse_sources(r.get(3)),
+        created_at: r.get(4),
+        expires_at: r.get(5),
+        revoked_at: r.get(6),
+    })
 }
 
+async fn credential_audit(
+    tx: &impl GenericClient,
+    actor: &Actor,
+    action: &str,
+    what: &str,
+) -> StoreResult<()> {
+    super::documents::audit(tx, actor, None, action, None, None, Some(what)).await
+}
+
+pub async fn add_api_token(
+    tx: &impl GenericClient,
+    token: &NewApiToken,
+    actor: &Actor,
+) -> StoreResult<ApiToken> {
+    let stored = insert_token(tx, token).await?;
+    credential_audit(tx, actor, "token.create", &stored.describe()).await?;
+    Ok(stored)
+}
+
+/// The one INSERT of a token, for creation and rotation alike.
+async fn insert_token(tx: &impl GenericClient, token: &NewApiToken) -> StoreResult<ApiToken> {
+    let sources = token.source_systems.as_ref().map(|s| s.join(" "));
+    let row = db::query_one(
+        tx,
+        &format!(
+            "INSERT INTO api_tokens (token_hash, name, role, scopes, source_systems, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {TOKEN_COLUMNS}"
+        ),
+        &[
+            &token.token_hash,
+            &token.name,
+            &legacy_role(&token.scopes),
+            &scopes_text(&token.scopes),
+            &sources,
+            &now(),
+        ],
+    )
+    .await?;
+    token_of(&row)
+}
+
+async fn token_by_id(c: &impl GenericClient, id: i64) -> StoreResult<ApiToken> {
+    let row = db::query_opt(
+        c,
+        &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1"),
+        &[&id],
+    )
+    .await?
+    .ok_or_else(|| StoreError::NotFound(format!("token {id}")))?;
+    token_of(&row)
+}
+
+/// A token that works now: not revoked, and not past its rotation overlap.
 pub async fn api_token_by_hash(
     c: &impl GenericClient,
     token_hash: &str,
 ) -> StoreResult<Option<ApiToken>> {
-    let row = db::query_opt(
+    db::query_opt(
         c,
-        "SELECT id, name, role FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
-        &[&token_hash],
+        &format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL \
+             AND (expires_at IS NULL OR expires_at > $2)"
+        ),
+        &[&token_hash, &now()],
+    )
+    .await?
+    .map(|r| token_of(&r))
+    .transpose()
+}
+
+pub async fn api_tokens(c: &impl GenericClient) -> StoreResult<Vec<ApiToken>> {
+    db::query(
+        c,
+        &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY id"),
+        &[],
+    )
+    .await?
+    .iter()
+    .map(token_of)
+    .collect()
+}
+
+/// A new secret with the same name, scopes and source systems; the old one
+/// keeps working until `old_expires_at`. The old row is locked so that two
+/// replicas rotating at once take turns.
+pub async fn rotate_api_token(
+    tx: &impl GenericClient,
+    id: i64,
+    new_hash: &str,
+    old_expires_at: &str,
+    actor: &Actor,
+) -> StoreResult<ApiToken> {
+    db::query_opt(
+        tx,
+        "SELECT id FROM api_tokens WHERE id = $1 FOR UPDATE",
+        &[&id],
     )
     .await?;
-    row.map(|r| {
-        let (id, name, role): (i64, String, String) = (r.get(0), r.get(1), r.get(2));
-        let role = match role.as_str() {
-            "admin" => TokenRole::Admin,
-            "api" => TokenRole::Api,
-            other => {
-                return Err(StoreError::Corrupt(format!(
-                    "token {id} has unknown role {other:?}"
-                )));
-            }
-        };
-        Ok(ApiToken { id, name, role })
-    })
-    .transpose()
+    let old = token_by_id(tx, id).await?;
+    if old.revoked_at.is_some()
+        || old
+            .expires_at
+            .as_deref()
+            .is_some_and(|e| e <= now().as_str())
+    {
+        return Err(StoreError::Conflict(format!(
+            "token {id} is revoked or expired; create a new one"
+        )));
+    }
+    // An earlier rotation's shorter window stands.
+    db::execute(
+        tx,
+        "UPDATE api_tokens SET expires_at = $2 WHERE id = $1 AND (expires_at IS NULL OR expires_at > $2)",
+        &[&id, &old_expires_at],
+    )
+    .await?;
+    let new = NewApiToken {
+        name: old.name.clone(),
+        scopes: old.scopes.clone(),
+        source_systems: old.source_systems.clone(),
+        token_hash: new_hash.to_owned(),
+    };
+    let stored = insert_token(tx, &new).await?;
+    credential_audit(
+        tx,
+        actor,
+        "token.rotate",
+        &format!(
+            "token {id} replaced by {}; old secret valid until {old_expires_at}",
+            stored.id
+        ),
+    )
+    .await?;
+    Ok(stored)
+}
+
+pub async fn revoke_api_token(
+    tx: &impl GenericClient,
+    id: i64,
+    actor: &Actor,
+) -> StoreResult<ApiToken> {
+    let revoked = db::query_opt(
+        tx,
+        "UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING id",
+        &[&id, &now()],
+    )
+    .await?;
+    let token = token_by_id(tx, id).await?;
+    if revoked.is_some() {
+        credential_audit(tx, actor, "token.revoke", &token.describe()).await?;
+    }
+    Ok(token)
+}
+
+/// An auth failure, for the audit trail (who tried, from where, what).
+pub async fn auth_failure(tx: &impl GenericClient, actor: &Actor, what: &str) -> StoreResult<()> {
+    credential_audit(tx, actor, "auth.failure", what).await
 }
 
 pub async fn add_enrollment_code(
@@ -52,6 +189,7 @@ pub async fn add_enrollment_code(
     site: &str,
     code_hash: &str,
     expires_at: &str,
+    actor: &Actor,
 ) -> StoreResult<()> {
     db::execute(
         tx,
@@ -59,7 +197,13 @@ pub async fn add_enrollment_code(
         &[&code_hash, &site, &now(), &expires_at],
     )
     .await?;
-    Ok(())
+    credential_audit(
+        tx,
+        actor,
+        "enrollment_code.create",
+        &format!("site {site}; expires {expires_at}"),
+    )
+    .await
 }
 
 /// Spending the code is one conditional UPDATE, so two desks racing with the
@@ -90,6 +234,13 @@ pub async fn enroll(
         tx,
         "INSERT INTO agents (id, site, name, token_hash, version, enrolled_at) VALUES ($1, $2, $3, $4, $5, $6)",
         &[&agent_id, &site, &name, &token_hash, &version, &at],
+    )
+    .await?;
+    credential_audit(
+        tx,
+        &Actor(format!("agent:{agent_id}")),
+        "agent.enroll",
+        &format!("site {site}; name {name:?}"),
     )
     .await?;
     Ok(Agent {

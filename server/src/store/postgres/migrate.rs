@@ -10,8 +10,14 @@ use crate::store::{StoreError, StoreResult, now};
 use deadpool_postgres::{GenericClient, Object};
 
 /// (version, name, SQL). Append only; never edit a released one.
-const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "initial", include_str!("migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "initial", include_str!("migrations/0001_initial.sql")),
+    (
+        2,
+        "desk and scoped tokens",
+        include_str!("migrations/0002_desk_and_scoped_tokens.sql"),
+    ),
+];
 
 /// Any constant both the migrator and the check agree on.
 const LOCK_KEY: i64 = 0x494d_435f_4d49_4752; // "IMC_MIGR"
@@ -67,7 +73,11 @@ pub async fn run(conn: &mut Object) -> StoreResult<Vec<i32>> {
             continue;
         }
         tx.batch_execute(sql).await.map_err(|e| {
-            StoreError::Corrupt(format!("migration {version} ({name}) failed: {e}"))
+            // The server's own words, not the driver's bare "db error".
+            let detail = e
+                .as_db_error()
+                .map_or(e.to_string(), |d| d.message().to_owned());
+            StoreError::Corrupt(format!("migration {version} ({name}) failed: {detail}"))
         })?;
         db::execute(
             &tx,

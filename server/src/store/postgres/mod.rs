@@ -12,6 +12,7 @@
 
 mod agents;
 mod audit;
+mod changes;
 mod db;
 mod documents;
 mod invoices;
@@ -20,11 +21,13 @@ mod ops;
 mod packets;
 mod rows;
 mod settings;
+mod web;
 mod webhooks;
 
 use super::*;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// Connections per replica; PostgreSQL's default allows 100 in all.
 const POOL_SIZE: usize = 16;
@@ -32,6 +35,9 @@ const POOL_SIZE: usize = 16;
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    /// For the live-update listener's own connection.
+    config: tokio_postgres::Config,
+    announcer: Arc<changes::Announcer>,
 }
 
 impl PgStore {
@@ -47,7 +53,7 @@ impl PgStore {
 
     pub fn with_config(config: tokio_postgres::Config) -> StoreResult<PgStore> {
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             tokio_postgres::NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -57,7 +63,11 @@ impl PgStore {
             .max_size(POOL_SIZE)
             .build()
             .map_err(|e| StoreError::Task(format!("building the connection pool: {e}")))?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            config,
+            announcer: Arc::new(changes::Announcer::new()),
+        })
     }
 
     /// Connects and checks that the schema is this binary's version.
@@ -93,6 +103,12 @@ impl PgStore {
         audit::verify(&self.conn().await?).await
     }
 
+    /// Announcements of committed changes to documents, packets and agents,
+    /// made by any replica.
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<Change> {
+        self.announcer.subscribe(&self.config)
+    }
+
     async fn conn(&self) -> StoreResult<Object> {
         Ok(self.pool.get().await?)
     }
@@ -121,19 +137,40 @@ macro_rules! on_conn {
 
 #[async_trait]
 impl Store for PgStore {
-    async fn add_api_token(
-        &self,
-        name: &str,
-        role: TokenRole,
-        token_hash: &str,
-    ) -> StoreResult<i64> {
-        in_tx!(self, |tx| agents::add_api_token(
-            &tx, name, role, token_hash
-        ))
+    async fn add_api_token(&self, token: NewApiToken, actor: &Actor) -> StoreResult<ApiToken> {
+        in_tx!(self, |tx| agents::add_api_token(&tx, &token, actor))
     }
 
     async fn api_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiToken>> {
         on_conn!(self, |c| agents::api_token_by_hash(c, token_hash))
+    }
+
+    async fn api_tokens(&self) -> StoreResult<Vec<ApiToken>> {
+        on_conn!(self, |c| agents::api_tokens(c))
+    }
+
+    async fn rotate_api_token(
+        &self,
+        id: i64,
+        new_hash: &str,
+        old_expires_at: &str,
+        actor: &Actor,
+    ) -> StoreResult<ApiToken> {
+        in_tx!(self, |tx| agents::rotate_api_token(
+            &tx,
+            id,
+            new_hash,
+            old_expires_at,
+            actor
+        ))
+    }
+
+    async fn revoke_api_token(&self, id: i64, actor: &Actor) -> StoreResult<ApiToken> {
+        in_tx!(self, |tx| agents::revoke_api_token(&tx, id, actor))
+    }
+
+    async fn audit_auth_failure(&self, actor: &Actor, what: &str) -> StoreResult<()> {
+        in_tx!(self, |tx| agents::auth_failure(&tx, actor, what))
     }
 
     async fn add_enrollment_code(
@@ -141,9 +178,10 @@ impl Store for PgStore {
         site: &str,
         code_hash: &str,
         expires_at: &str,
+        actor: &Actor,
     ) -> StoreResult<()> {
         in_tx!(self, |tx| agents::add_enrollment_code(
-            &tx, site, code_hash, expires_at
+            &tx, site, code_hash, expires_at, actor
         ))
     }
 
@@ -297,9 +335,10 @@ impl Store for PgStore {
         packet_id: Uuid,
         cover_code: Option<String>,
         page_count: u32,
+        empty: bool,
     ) -> StoreResult<PacketResolution> {
         in_tx!(self, |tx| packets::seal(
-            &tx, agent, packet_id, cover_code, page_count
+            &tx, agent, packet_id, cover_code, page_count, empty
         ))
     }
 

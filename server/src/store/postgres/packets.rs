@@ -153,6 +153,7 @@ pub async fn seal(
     packet_id: Uuid,
     cover_code: Option<String>,
     page_count: u32,
+    empty: bool,
 ) -> StoreResult<PacketResolution> {
     ensure_packet(tx, agent, packet_id, cover_code.as_deref()).await?;
     let id = packet_id.to_string();
@@ -173,8 +174,13 @@ pub async fn seal(
         None => {
             db::execute(
                 tx,
-                "UPDATE packets SET sealed_page_count = $2, updated_at = $3 WHERE id = $1",
-                &[&id, &db::i32_of(page_count, "page_count")?, &now()],
+                "UPDATE packets SET sealed_page_count = $2, empty = $3, updated_at = $4 WHERE id = $1",
+                &[
+                    &id,
+                    &db::i32_of(page_count, "page_count")?,
+                    &(empty || page_count == 0),
+                    &now(),
+                ],
             )
             .await?;
         }
@@ -192,17 +198,25 @@ async fn resolve(
     let id = packet_id.to_string();
     let row = db::query_one(
         tx,
-        "SELECT state, sealed_page_count, cover_code, document_id, reason FROM packets WHERE id = $1",
+        "SELECT state, sealed_page_count, cover_code, document_id, reason, empty FROM packets WHERE id = $1",
         &[&id],
     )
     .await?;
-    let (state, sealed, cover, document_id, reason): (
+    let (state, sealed, cover, document_id, reason, empty): (
         String,
         Option<i32>,
         Option<String>,
         Option<i64>,
         Option<String>,
-    ) = (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+        bool,
+    ) = (
+        row.get(0),
+        row.get(1),
+        row.get(2),
+        row.get(3),
+        row.get(4),
+        row.get(5),
+    );
     match (state.as_str(), document_id) {
         ("matched", Some(doc_id)) => {
             let doc = require(tx, doc_id).await?;
@@ -211,7 +225,7 @@ async fn resolve(
                 doc_no: doc.doc_no,
             });
         }
-        ("unmatched", _) => {
+        ("unmatched" | "empty", _) => {
             return Ok(PacketResolution::Unmatched {
                 reason: reason.unwrap_or_default(),
             });
@@ -235,6 +249,22 @@ async fn resolve(
         return Err(StoreError::Conflict(format!(
             "packet {packet_id} has {have} pages but was sealed with {sealed}"
         )));
+    }
+    if empty {
+        // Nothing to attach: the document keeps waiting for its pages.
+        let reason = match &cover {
+            Some(code) => format!(
+                "empty packet: cover {code} had no pages after it (the next cover followed straight away)"
+            ),
+            None => "empty packet: no pages".to_owned(),
+        };
+        db::execute(
+            tx,
+            "UPDATE packets SET state = 'empty', reason = $2, updated_at = $3 WHERE id = $1",
+            &[&id, &reason, &now()],
+        )
+        .await?;
+        return Ok(PacketResolution::Unmatched { reason });
     }
     let outcome = match &cover {
         None => Err("no cover sheet before these pages".to_owned()),
@@ -416,6 +446,9 @@ pub async fn match_by_hand(
     require(tx, document_id).await
 }
 
+const PACKET_COLUMNS: &str =
+    "id, agent_id, site, cover_code, state, sealed_page_count, document_id, reason, created_at";
+
 pub async fn list(
     c: &impl GenericClient,
     state: Option<PacketState>,
@@ -423,11 +456,31 @@ pub async fn list(
 ) -> StoreResult<Vec<Packet>> {
     let rows = db::query(
         c,
-        "SELECT id, agent_id, site, cover_code, state, sealed_page_count, document_id, reason, created_at \
-         FROM packets WHERE $1::text IS NULL OR state = $1 ORDER BY created_at, id LIMIT $2",
+        &format!(
+            "SELECT {PACKET_COLUMNS} FROM packets WHERE $1::text IS NULL OR state = $1 \
+             ORDER BY created_at, id LIMIT $2"
+        ),
         &[&state.map(|s| s.as_str()), &i64::from(limit)],
     )
     .await?;
+    with_pages(c, rows).await
+}
+
+/// One packet with its pages, by id.
+pub async fn one(c: &impl GenericClient, packet_id: Uuid) -> StoreResult<Option<Packet>> {
+    let rows = db::query(
+        c,
+        &format!("SELECT {PACKET_COLUMNS} FROM packets WHERE id = $1"),
+        &[&packet_id.to_string()],
+    )
+    .await?;
+    Ok(with_pages(c, rows).await?.pop())
+}
+
+async fn with_pages(
+    c: &impl GenericClient,
+    rows: Vec<tokio_postgres::Row>,
+) -> StoreResult<Vec<Packet>> {
     let mut packets = Vec::with_capacity(rows.len());
     for r in rows {
         let id: String = r.get(0);

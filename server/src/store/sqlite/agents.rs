@@ -1,50 +1,201 @@
 //! Credentials, agents and settings.
 
-use super::now;
-use crate::store::{Agent, AgentRecord, ApiToken, StoreError, StoreResult, TokenRole};
+use super::{audit, now};
+use crate::store::{
+    Actor, Agent, AgentRecord, ApiToken, NewApiToken, StoreError, StoreResult, legacy_role,
+    parse_scopes, parse_sources, scopes_text,
+};
 use imc_shared::protocol::AgentReport;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-pub fn add_api_token(
-    tx: &Transaction<'_>,
-    name: &str,
-    role: TokenRole,
-    token_hash: &str,
-) -> StoreResult<i64> {
-    tx.execute(
-        "INSERT INTO api_tokens (token_hash, name, role, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![token_hash, name, role.as_str(), now()],
-    )?;
-    Ok(tx.last_insert_rowid())
+const TOKEN_COLUMNS: &str = "id, name, scopes, source_systems, created_at, expires_at, revoked_at";
+
+fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(ApiToken, String)> {
+    Ok((
+        ApiToken {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            scopes: Vec::new(),
+            source_systems: parse_sources(r.get(3)?),
+            created_at: r.get(4)?,
+            expires_at: r.get(5)?,
+            revoked_at: r.get(6)?,
+        },
+        r.get(2)?,
+    ))
 }
 
-pub fn api_token_by_hash(conn: &Connection, token_hash: &str) -> StoreResult<Option<ApiToken>> {
+fn with_scopes((mut token, scopes): (ApiToken, String)) -> StoreResult<ApiToken> {
+    token.scopes = parse_scopes(token.id, &scopes)?;
+    Ok(token)
+}
+
+fn credential_audit(
+    tx: &Transaction<'_>,
+    actor: &Actor,
+    action: &str,
+    what: &str,
+) -> StoreResult<()> {
+    audit::append(
+        tx,
+        &audit::NewEntry {
+            actor,
+            document_id: None,
+            action,
+            from: None,
+            to: None,
+            reason: Some(what),
+        },
+    )
+}
+
+pub fn add_api_token(
+    tx: &Transaction<'_>,
+    token: &NewApiToken,
+    actor: &Actor,
+) -> StoreResult<ApiToken> {
+    let stored = insert_token(tx, token)?;
+    credential_audit(tx, actor, "token.create", &stored.describe())?;
+    Ok(stored)
+}
+
+/// The one INSERT of a token, for creation and rotation alike.
+fn insert_token(tx: &Transaction<'_>, token: &NewApiToken) -> StoreResult<ApiToken> {
+    let sources = token.source_systems.as_ref().map(|s| s.join(" "));
+    // `role` is kept for databases read by older builds.
+    let role = legacy_role(&token.scopes);
+    tx.execute(
+        "INSERT INTO api_tokens (token_hash, name, role, scopes, source_systems, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            token.token_hash,
+            token.name,
+            role,
+            scopes_text(&token.scopes),
+            sources,
+            now()
+        ],
+    )?;
+    token_by_id(tx, tx.last_insert_rowid())
+}
+
+fn token_by_id(conn: &Connection, id: i64) -> StoreResult<ApiToken> {
     let row = conn
         .query_row(
-            "SELECT id, name, role FROM api_tokens WHERE token_hash = ?1 AND revoked_at IS NULL",
-            [token_hash],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                ))
-            },
+            &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = ?1"),
+            [id],
+            token_row,
         )
-        .optional()?;
-    row.map(|(id, name, role)| {
-        let role = match role.as_str() {
-            "admin" => TokenRole::Admin,
-            "api" => TokenRole::Api,
-            other => {
-                return Err(StoreError::Corrupt(format!(
-                    "token {id} has unknown role {other:?}"
-                )));
-            }
-        };
-        Ok(ApiToken { id, name, role })
-    })
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("token {id}")))?;
+    with_scopes(row)
+}
+
+/// A token that works now: not revoked, and not past its rotation overlap.
+pub fn api_token_by_hash(conn: &Connection, token_hash: &str) -> StoreResult<Option<ApiToken>> {
+    conn.query_row(
+        &format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = ?1 AND revoked_at IS NULL \
+             AND (expires_at IS NULL OR expires_at > ?2)"
+        ),
+        params![token_hash, now()],
+        token_row,
+    )
+    .optional()?
+    .map(with_scopes)
     .transpose()
+}
+
+pub fn api_tokens(conn: &Connection) -> StoreResult<Vec<ApiToken>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY id"
+    ))?;
+    let rows = stmt.query_map([], token_row)?;
+    rows.map(|r| with_scopes(r?)).collect()
+}
+
+/// A new secret with the same name, scopes and source systems; the old one
+/// keeps working until `old_expires_at`.
+pub fn rotate_api_token(
+    tx: &Transaction<'_>,
+    id: i64,
+    new_hash: &str,
+    old_expires_at: &str,
+    actor: &Actor,
+) -> StoreResult<ApiToken> {
+    let old = token_by_id(tx, id)?;
+    if old.revoked_at.is_some()
+        || old
+            .expires_at
+            .as_deref()
+            .is_some_and(|e| e <= now().as_str())
+    {
+        return Err(StoreError::Conflict(format!(
+            "token {id} is revoked or expired; create a new one"
+        )));
+    }
+    // An earlier rotation's shorter window stands.
+    tx.execute(
+        "UPDATE api_tokens SET expires_at = ?2 WHERE id = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
+        params![id, old_expires_at],
+    )?;
+    let new = NewApiToken {
+        name: old.name.clone(),
+        scopes: old.scopes.clone(),
+        source_systems: old.source_systems.clone(),
+        token_hash: new_hash.to_owned(),
+    };
+    let stored = insert_token(tx, &new)?;
+    credential_audit(
+        tx,
+        actor,
+        "token.rotate",
+        &format!(
+            "token {id} replaced by {}; old secret valid until {old_expires_at}",
+            stored.id
+        ),
+    )?;
+    Ok(stored)
+}
+
+pub fn revoke_api_token(tx: &Transaction<'_>, id: i64, actor: &Actor) -> StoreResult<ApiToken> {
+    let token = token_by_id(tx, id)?;
+    if token.revoked_at.is_none() {
+        tx.execute(
+            "UPDATE api_tokens SET revoked_at = ?2 WHERE id = ?1",
+            params![id, now()],
+        )?;
+        credential_audit(tx, actor, "token.revoke", &token.describe())?;
+    }
+    token_by_id(tx, id)
+}
+
+/// An auth failure, for the audit trail (who tried, from where, what).
+pub fn auth_failure(tx: &Transaction<'_>, actor: &Actor, what: &str) -> StoreResult<()> {
+    credential_audit(tx, actor, "auth.failure", what)
+}
+
+/// Databases from before scoped tokens: `api` tokens get every scope but
+/// admin, `admin` tokens get admin.
+pub fn migrate_tokens(conn: &Connection) -> StoreResult<()> {
+    let has_scopes: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('api_tokens') WHERE name = 'scopes')",
+        [],
+        |r| r.get(0),
+    )?;
+    if has_scopes {
+        return Ok(());
+    }
+    conn.execute_batch(
+        "BEGIN IMMEDIATE;
+         ALTER TABLE api_tokens ADD COLUMN scopes TEXT NOT NULL DEFAULT '';
+         ALTER TABLE api_tokens ADD COLUMN source_systems TEXT;
+         ALTER TABLE api_tokens ADD COLUMN expires_at TEXT;
+         UPDATE api_tokens SET scopes = CASE role WHEN 'admin' THEN 'admin'
+             ELSE 'status read write decide packets webhooks' END;
+         COMMIT;",
+    )?;
+    Ok(())
 }
 
 pub fn add_enrollment_code(
@@ -52,12 +203,18 @@ pub fn add_enrollment_code(
     site: &str,
     code_hash: &str,
     expires_at: &str,
+    actor: &Actor,
 ) -> StoreResult<()> {
     tx.execute(
         "INSERT INTO enrollment_codes (code_hash, site, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
         params![code_hash, site, now(), expires_at],
     )?;
-    Ok(())
+    credential_audit(
+        tx,
+        actor,
+        "enrollment_code.create",
+        &format!("site {site}; expires {expires_at}"),
+    )
 }
 
 pub fn enroll(
@@ -85,6 +242,12 @@ pub fn enroll(
     tx.execute(
         "INSERT INTO agents (id, site, name, token_hash, version, enrolled_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![agent_id, site, name, token_hash, version, at],
+    )?;
+    credential_audit(
+        tx,
+        &Actor(format!("agent:{agent_id}")),
+        "agent.enroll",
+        &format!("site {site}; name {name:?}"),
     )?;
     Ok(Agent {
         id: agent_id.to_owned(),

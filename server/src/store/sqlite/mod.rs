@@ -8,13 +8,14 @@
 
 mod agents;
 pub mod audit;
+pub mod changes;
 mod documents;
 mod invoices;
 mod ops;
 mod packets;
 mod rows;
 mod settings;
-
+mod web;
 mod webhooks;
 
 use super::*;
@@ -33,17 +34,24 @@ struct Inner {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
+    changes: changes::Changes,
 }
 
 impl SqliteStore {
     pub fn open(path: &Path) -> StoreResult<SqliteStore> {
-        let writer = Connection::open(path)?;
+        let mut writer = Connection::open(path)?;
+        // First: another process on the same file (a CLI next to a running
+        // server) waits for its lock instead of failing on the pragmas.
+        writer.busy_timeout(std::time::Duration::from_secs(10))?;
         writer.pragma_update(None, "journal_mode", "WAL")?;
         writer.pragma_update(None, "synchronous", "FULL")?;
         writer.pragma_update(None, "foreign_keys", "ON")?;
-        writer.busy_timeout(std::time::Duration::from_secs(10))?;
         writer.execute_batch(include_str!("schema.sql"))?;
         audit::migrate(&writer)?;
+        packets::migrate(&writer)?;
+        let changes = changes::Changes::new();
+        changes.install(&mut writer)?;
+        agents::migrate_tokens(&writer)?;
         let readers = (0..READERS)
             .map(|_| {
                 let conn = Connection::open_with_flags(
@@ -59,12 +67,18 @@ impl SqliteStore {
                 path: path.to_owned(),
                 writer: Mutex::new(writer),
                 readers,
+                changes,
             }),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Announcements of committed changes to documents, packets and agents.
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<changes::Change> {
+        self.inner.changes.subscribe()
     }
 
     /// Runs `f` in one write transaction, committed when it returns Ok.
@@ -80,8 +94,14 @@ impl SqliteStore {
                 .lock()
                 .map_err(|_| StoreError::Task("writer lock poisoned".into()))?;
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let value = f(&tx)?;
-            tx.commit()?;
+            let value = match f(&tx).and_then(|value| Ok(tx.commit().map(|()| value)?)) {
+                Ok(value) => value,
+                Err(e) => {
+                    inner.changes.rolled_back();
+                    return Err(e);
+                }
+            };
+            inner.changes.committed();
             Ok(value)
         })
         .await
@@ -116,14 +136,41 @@ pub fn now() -> String {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn add_api_token(
+    async fn add_api_token(&self, token: NewApiToken, actor: &Actor) -> StoreResult<ApiToken> {
+        let actor = actor.clone();
+        self.write(move |tx| agents::add_api_token(tx, &token, &actor))
+            .await
+    }
+
+    async fn api_tokens(&self) -> StoreResult<Vec<ApiToken>> {
+        self.read(agents::api_tokens).await
+    }
+
+    async fn rotate_api_token(
         &self,
-        name: &str,
-        role: TokenRole,
-        token_hash: &str,
-    ) -> StoreResult<i64> {
-        let (name, token_hash) = (name.to_owned(), token_hash.to_owned());
-        self.write(move |tx| agents::add_api_token(tx, &name, role, &token_hash))
+        id: i64,
+        new_hash: &str,
+        old_expires_at: &str,
+        actor: &Actor,
+    ) -> StoreResult<ApiToken> {
+        let (new_hash, old_expires_at, actor) = (
+            new_hash.to_owned(),
+            old_expires_at.to_owned(),
+            actor.clone(),
+        );
+        self.write(move |tx| agents::rotate_api_token(tx, id, &new_hash, &old_expires_at, &actor))
+            .await
+    }
+
+    async fn revoke_api_token(&self, id: i64, actor: &Actor) -> StoreResult<ApiToken> {
+        let actor = actor.clone();
+        self.write(move |tx| agents::revoke_api_token(tx, id, &actor))
+            .await
+    }
+
+    async fn audit_auth_failure(&self, actor: &Actor, what: &str) -> StoreResult<()> {
+        let (actor, what) = (actor.clone(), what.to_owned());
+        self.write(move |tx| agents::auth_failure(tx, &actor, &what))
             .await
     }
 
@@ -138,11 +185,18 @@ impl Store for SqliteStore {
         site: &str,
         code_hash: &str,
         expires_at: &str,
+        actor: &Actor,
     ) -> StoreResult<()> {
-        let (site, code_hash, expires_at) =
-            (site.to_owned(), code_hash.to_owned(), expires_at.to_owned());
-        self.write(move |tx| agents::add_enrollment_code(tx, &site, &code_hash, &expires_at))
-            .await
+        let (site, code_hash, expires_at, actor) = (
+            site.to_owned(),
+            code_hash.to_owned(),
+            expires_at.to_owned(),
+            actor.clone(),
+        );
+        self.write(move |tx| {
+            agents::add_enrollment_code(tx, &site, &code_hash, &expires_at, &actor)
+        })
+        .await
     }
 
     async fn enroll_agent(
@@ -330,9 +384,10 @@ impl Store for SqliteStore {
         packet_id: Uuid,
         cover_code: Option<String>,
         page_count: u32,
+        empty: bool,
     ) -> StoreResult<PacketResolution> {
         let agent = agent.clone();
-        self.write(move |tx| packets::seal(tx, &agent, packet_id, cover_code, page_count))
+        self.write(move |tx| packets::seal(tx, &agent, packet_id, cover_code, page_count, empty))
             .await
     }
 

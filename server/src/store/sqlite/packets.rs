@@ -82,12 +82,29 @@ pub fn record_page(
     resolve(tx, page.packet_id, &Actor(format!("agent:{}", agent.id)))
 }
 
+/// Databases from before empty packets get the column.
+pub fn migrate(conn: &Connection) -> StoreResult<()> {
+    let has_empty: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('packets') WHERE name = 'empty')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_empty {
+        conn.execute(
+            "ALTER TABLE packets ADD COLUMN empty INTEGER NOT NULL DEFAULT 0",
+            [],
+        )?;
+    }
+    Ok(())
+}
+
 pub fn seal(
     tx: &Transaction<'_>,
     agent: &Agent,
     packet_id: Uuid,
     cover_code: Option<String>,
     page_count: u32,
+    empty: bool,
 ) -> StoreResult<PacketResolution> {
     ensure_packet(tx, agent, packet_id, cover_code.as_deref())?;
     let sealed: Option<u32> = tx.query_row(
@@ -104,8 +121,8 @@ pub fn seal(
         Some(_) => {}
         None => {
             tx.execute(
-                "UPDATE packets SET sealed_page_count = ?2, updated_at = ?3 WHERE id = ?1",
-                params![packet_id.to_string(), page_count, now()],
+                "UPDATE packets SET sealed_page_count = ?2, empty = ?3, updated_at = ?4 WHERE id = ?1",
+                params![packet_id.to_string(), page_count, empty || page_count == 0, now()],
             )?;
         }
     }
@@ -114,11 +131,11 @@ pub fn seal(
 
 /// Decides a complete packet's fate once; later calls report that fate.
 fn resolve(tx: &Transaction<'_>, packet_id: Uuid, actor: &Actor) -> StoreResult<PacketResolution> {
-    let (state, sealed, cover, document_id, reason): (String, Option<u32>, Option<String>, Option<i64>, Option<String>) =
+    let (state, sealed, cover, document_id, reason, empty): (String, Option<u32>, Option<String>, Option<i64>, Option<String>, bool) =
         tx.query_row(
-            "SELECT state, sealed_page_count, cover_code, document_id, reason FROM packets WHERE id = ?1",
+            "SELECT state, sealed_page_count, cover_code, document_id, reason, empty FROM packets WHERE id = ?1",
             [packet_id.to_string()],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
         )?;
     match (state.as_str(), document_id) {
         ("matched", Some(id)) => {
@@ -128,7 +145,7 @@ fn resolve(tx: &Transaction<'_>, packet_id: Uuid, actor: &Actor) -> StoreResult<
                 doc_no: doc.doc_no,
             });
         }
-        ("unmatched", _) => {
+        ("unmatched" | "empty", _) => {
             return Ok(PacketResolution::Unmatched {
                 reason: reason.unwrap_or_default(),
             });
@@ -150,6 +167,20 @@ fn resolve(tx: &Transaction<'_>, packet_id: Uuid, actor: &Actor) -> StoreResult<
         return Err(StoreError::Conflict(format!(
             "packet {packet_id} has {have} pages but was sealed with {sealed}"
         )));
+    }
+    if empty {
+        // Nothing to attach: the document keeps waiting for its pages.
+        let reason = match &cover {
+            Some(code) => format!(
+                "empty packet: cover {code} had no pages after it (the next cover followed straight away)"
+            ),
+            None => "empty packet: no pages".to_owned(),
+        };
+        tx.execute(
+            "UPDATE packets SET state = 'empty', reason = ?2, updated_at = ?3 WHERE id = ?1",
+            params![packet_id.to_string(), reason, now()],
+        )?;
+        return Ok(PacketResolution::Unmatched { reason });
     }
     let outcome = match &cover {
         None => Err("no cover sheet before these pages".to_owned()),
@@ -310,11 +341,28 @@ pub fn match_by_hand(
 }
 
 pub fn list(conn: &Connection, state: Option<PacketState>, limit: u32) -> StoreResult<Vec<Packet>> {
-    let mut stmt = conn.prepare_cached(
+    query(
+        conn,
         "SELECT id, agent_id, site, cover_code, state, sealed_page_count, document_id, reason, created_at \
          FROM packets WHERE ?1 IS NULL OR state = ?1 ORDER BY created_at, id LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![state.map(|s| s.as_str()), limit], |r| {
+        params![state.map(|s| s.as_str()), limit],
+    )
+}
+
+/// One packet with its pages, by id.
+pub fn one(conn: &Connection, packet_id: Uuid) -> StoreResult<Option<Packet>> {
+    Ok(query(
+        conn,
+        "SELECT id, agent_id, site, cover_code, state, sealed_page_count, document_id, reason, created_at \
+         FROM packets WHERE id = ?1",
+        params![packet_id.to_string()],
+    )?
+    .pop())
+}
+
+fn query(conn: &Connection, sql: &str, args: impl rusqlite::Params) -> StoreResult<Vec<Packet>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(args, |r| {
         Ok((
             r.get::<_, String>(0)?,
             r.get::<_, String>(1)?,

@@ -5,7 +5,12 @@ CREATE TABLE IF NOT EXISTS api_tokens (
     name TEXT NOT NULL,
     role TEXT NOT NULL,
     created_at TEXT NOT NULL,
-    revoked_at TEXT
+    revoked_at TEXT,
+    -- Space-separated TokenScope names; source systems likewise (NULL: all).
+    scopes TEXT NOT NULL DEFAULT '',
+    source_systems TEXT,
+    -- A rotated-out secret works until then.
+    expires_at TEXT
 );
 CREATE TABLE IF NOT EXISTS enrollment_codes (
     code_hash TEXT PRIMARY KEY,
@@ -67,6 +72,8 @@ CREATE TABLE IF NOT EXISTS packets (
     cover_code TEXT,
     state TEXT NOT NULL,
     sealed_page_count INTEGER,
+    -- The seal said: nothing after the cover sheet.
+    empty INTEGER NOT NULL DEFAULT 0,
     document_id INTEGER REFERENCES documents (id),
     reason TEXT,
     created_at TEXT NOT NULL,
@@ -162,3 +169,30 @@ CREATE TABLE IF NOT EXISTS invoices (
 );
 CREATE INDEX IF NOT EXISTS invoices_by_key ON invoices (invoice_code, invoice_number);
 CREATE INDEX IF NOT EXISTS invoices_by_document ON invoices (document_id);
+
+-- ── Sign-off desk (server/src/web): staff users and their browser sessions ──
+CREATE TABLE IF NOT EXISTS users (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    -- signoff | clerk | admin
+    role TEXT NOT NULL,
+    -- A clerk's site; the desk opens filtered to it.
+    site TEXT,
+    -- Argon2id PHC string.
+    password_hash TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    disabled_at TEXT
+);
+-- Only the SHA-256 of the cookie value is kept, like API tokens.
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users (id),
+    csrf_token TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
+-- The queue's site filter and a document's site look packets up by document.
+CREATE INDEX IF NOT EXISTS packets_by_document ON packets (document_id, created_at);
+-- The queue's counts per organisation and document type read only these.
+CREATE INDEX IF NOT EXISTS documents_by_status_org ON documents (status, org);
+CREATE INDEX IF NOT EXISTS documents_by_status_type ON documents (status, doc_type);

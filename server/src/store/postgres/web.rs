@@ -1,0 +1,362 @@
+//! The sign-off desk's tables (users, sessions) and its list queries, on
+//! PostgreSQL: the same queries as the SQLite store's, in this dialect.
+
+use super::rows::{self, DOCUMENT_COLUMNS};
+use super::{PgStore, db, documents, packets};
+use crate::store::{Actor, Document, Packet, Scheme, StoreError, StoreResult, now};
+use crate::web::store::*;
+use async_trait::async_trait;
+use deadpool_postgres::GenericClient;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+const USER_COLUMNS: &str = "u.id, u.name, u.role, u.site, u.password_hash, u.created_at";
+
+fn user(r: &Row) -> StoreResult<User> {
+    let id: i64 = r.get(0);
+    let role: String = r.get(2);
+    Ok(User {
+        id,
+        name: r.get(1),
+        role: role
+            .parse::<Role>()
+            .map_err(|e| StoreError::Corrupt(format!("user {id}: {e}")))?,
+        site: r.get(3),
+        password_hash: r.get(4),
+        created_at: r.get(5),
+    })
+}
+
+/// The WHERE clause of the queue: matched, then the optional filters as $1..$3.
+const QUEUE_WHERE: &str = "d.status = 'matched' \
+     AND ($1::text IS NULL OR EXISTS (SELECT 1 FROM packets p WHERE p.document_id = d.id AND p.site = $1)) \
+     AND ($2::text IS NULL OR d.org = $2) AND ($3::text IS NULL OR d.doc_type = $3)";
+
+const SITE_OF: &str =
+    "(SELECT p.site FROM packets p WHERE p.document_id = d.id ORDER BY p.created_at DESC LIMIT 1)";
+
+async fn counts(c: &impl GenericClient, sql: &str) -> StoreResult<Vec<(String, u64)>> {
+    db::query(c, sql, &[])
+        .await?
+        .iter()
+        .map(|r| Ok((r.get(0), db::u64_of(r.get(1), "count")?)))
+        .collect()
+}
+
+async fn count(c: &impl GenericClient, sql: &str, params: db::Params<'_>) -> StoreResult<u64> {
+    db::u64_of(db::query_one(c, sql, params).await?.get(0), "count")
+}
+
+async fn queue(
+    c: &impl GenericClient,
+    f: &QueueFilter,
+    offset: u32,
+    limit: u32,
+) -> StoreResult<QueuePage> {
+    let found = db::query(
+        c,
+        &format!(
+            "SELECT {DOCUMENT_COLUMNS}, {SITE_OF} FROM documents d WHERE {QUEUE_WHERE} \
+             ORDER BY d.updated_at, d.id LIMIT $4 OFFSET $5"
+        ),
+        &[
+            &f.site,
+            &f.org,
+            &f.doc_type,
+            &i64::from(limit),
+            &i64::from(offset),
+        ],
+    )
+    .await?;
+    let rows = found
+        .iter()
+        .map(|r| {
+            Ok(QueueRow {
+                document: rows::document(r)?,
+                site: r.get(16),
+            })
+        })
+        .collect::<StoreResult<_>>()?;
+    Ok(QueuePage {
+        rows,
+        filtered: count(
+            c,
+            &format!("SELECT COUNT(*) FROM documents d WHERE {QUEUE_WHERE}"),
+            &[&f.site, &f.org, &f.doc_type],
+        )
+        .await?,
+        total: count(
+            c,
+            "SELECT COUNT(*) FROM documents WHERE status = 'matched'",
+            &[],
+        )
+        .await?,
+        by_site: counts(
+            c,
+            "SELECT p.site, COUNT(DISTINCT d.id) FROM documents d JOIN packets p ON p.document_id = d.id \
+             WHERE d.status = 'matched' GROUP BY p.site ORDER BY p.site",
+        )
+        .await?,
+        by_org: counts(
+            c,
+            "SELECT org, COUNT(*) FROM documents WHERE status = 'matched' GROUP BY org ORDER BY org",
+        )
+        .await?,
+        by_doc_type: counts(
+            c,
+            "SELECT doc_type, COUNT(*) FROM documents WHERE status = 'matched' \
+             GROUP BY doc_type ORDER BY doc_type",
+        )
+        .await?,
+    })
+}
+
+async fn next_in_queue(
+    c: &impl GenericClient,
+    f: &QueueFilter,
+    after: i64,
+) -> StoreResult<Option<i64>> {
+    let position = db::query_opt(
+        c,
+        "SELECT updated_at, id FROM documents WHERE id = $1 AND status = 'matched'",
+        &[&after],
+    )
+    .await?;
+    if let Some(position) = position {
+        let (updated_at, id): (String, i64) = (position.get(0), position.get(1));
+        let next = db::query_opt(
+            c,
+            &format!(
+                "SELECT d.id FROM documents d WHERE {QUEUE_WHERE} \
+                 AND (d.updated_at, d.id) > ($4, $5) ORDER BY d.updated_at, d.id LIMIT 1"
+            ),
+            &[&f.site, &f.org, &f.doc_type, &updated_at, &id],
+        )
+        .await?;
+        if let Some(next) = next {
+            return Ok(Some(next.get(0)));
+        }
+    }
+    // Past the end, or the document left the queue: start from the oldest.
+    Ok(db::query_opt(
+        c,
+        &format!(
+            "SELECT d.id FROM documents d WHERE {QUEUE_WHERE} AND d.id != $4 \
+             ORDER BY d.updated_at, d.id LIMIT 1"
+        ),
+        &[&f.site, &f.org, &f.doc_type, &after],
+    )
+    .await?
+    .map(|r| r.get(0)))
+}
+
+async fn search(c: &impl GenericClient, text: &str, limit: u32) -> StoreResult<Vec<Document>> {
+    // Prefix match with LIKE's wildcards escaped, so `%` in a doc_no is literal.
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    db::query(
+        c,
+        &format!(
+            "SELECT {DOCUMENT_COLUMNS} FROM documents d \
+             WHERE d.doc_no LIKE $1 ESCAPE '\\' OR d.cover_code LIKE $1 ESCAPE '\\' \
+             ORDER BY (d.doc_no = $2 OR d.cover_code = $2) DESC, d.updated_at DESC LIMIT $3"
+        ),
+        &[&format!("{escaped}%"), &text, &i64::from(limit)],
+    )
+    .await?
+    .iter()
+    .map(rows::document)
+    .collect()
+}
+
+async fn schemes(c: &impl GenericClient) -> StoreResult<Vec<Scheme>> {
+    db::query(
+        c,
+        "SELECT name, org, doc_type, mode, rules FROM schemes ORDER BY name",
+        &[],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        let name: String = r.get(0);
+        let mode: String = r.get(3);
+        let rules: Option<String> = r.get(4);
+        Ok(Scheme {
+            mode: mode
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("scheme {name} mode: {e}")))?,
+            rules: rules
+                .map(|r| serde_json::from_str(&r))
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(format!("scheme {name} rules: {e}")))?,
+            org: r.get(1),
+            doc_type: r.get(2),
+            name,
+        })
+    })
+    .collect()
+}
+
+async fn add_user(tx: &impl GenericClient, new: NewUser, actor: &Actor) -> StoreResult<User> {
+    let at = now();
+    // The unique name decides between replicas adding the same user at once.
+    let inserted = db::query_opt(
+        tx,
+        "INSERT INTO users (name, role, site, password_hash, created_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (name) DO NOTHING RETURNING id",
+        &[
+            &new.name,
+            &new.role.as_str(),
+            &new.site,
+            &new.password_hash,
+            &at,
+        ],
+    )
+    .await?;
+    let Some(inserted) = inserted else {
+        return Err(StoreError::Conflict(format!(
+            "a user named {} exists",
+            new.name
+        )));
+    };
+    documents::audit(
+        tx,
+        actor,
+        None,
+        "user.add",
+        None,
+        None,
+        Some(&format!("{} ({})", new.name, new.role.as_str())),
+    )
+    .await?;
+    Ok(User {
+        id: inserted.get(0),
+        name: new.name,
+        role: new.role,
+        site: new.site,
+        password_hash: new.password_hash,
+        created_at: at,
+    })
+}
+
+#[async_trait]
+impl WebStore for PgStore {
+    async fn add_user(&self, new: NewUser, actor: &Actor) -> StoreResult<User> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await?;
+        let user = add_user(&tx, new, actor).await?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    async fn user_by_name(&self, name: &str) -> StoreResult<Option<User>> {
+        db::query_opt(
+            &self.conn().await?,
+            &format!(
+                "SELECT {USER_COLUMNS} FROM users u WHERE u.name = $1 AND u.disabled_at IS NULL"
+            ),
+            &[&name],
+        )
+        .await?
+        .map(|r| user(&r))
+        .transpose()
+    }
+
+    async fn users(&self) -> StoreResult<Vec<User>> {
+        db::query(
+            &self.conn().await?,
+            &format!(
+                "SELECT {USER_COLUMNS} FROM users u WHERE u.disabled_at IS NULL ORDER BY u.name"
+            ),
+            &[],
+        )
+        .await?
+        .iter()
+        .map(user)
+        .collect()
+    }
+
+    async fn create_session(
+        &self,
+        token_hash: &str,
+        user_id: i64,
+        csrf_token: &str,
+        expires_at: &str,
+    ) -> StoreResult<()> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await?;
+        let at = now();
+        // Expired sessions go when a new one comes: the table stays small.
+        db::execute(&tx, "DELETE FROM sessions WHERE expires_at <= $1", &[&at]).await?;
+        db::execute(
+            &tx,
+            "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+            &[&token_hash, &user_id, &csrf_token, &at, &expires_at],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn session(&self, token_hash: &str, at: &str) -> StoreResult<Option<SessionRow>> {
+        db::query_opt(
+            &self.conn().await?,
+            &format!(
+                "SELECT {USER_COLUMNS}, s.csrf_token FROM sessions s JOIN users u ON u.id = s.user_id \
+                 WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.disabled_at IS NULL"
+            ),
+            &[&token_hash, &at],
+        )
+        .await?
+        .map(|r| {
+            Ok(SessionRow {
+                user: user(&r)?,
+                csrf_token: r.get(6),
+            })
+        })
+        .transpose()
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {
+        db::execute(
+            &self.conn().await?,
+            "DELETE FROM sessions WHERE token_hash = $1",
+            &[&token_hash],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn queue(&self, filter: QueueFilter, offset: u32, limit: u32) -> StoreResult<QueuePage> {
+        // One snapshot, so the counts agree with the rows.
+        let mut conn = self.conn().await?;
+        let tx = conn
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let page = queue(&tx, &filter, offset, limit).await?;
+        tx.commit().await?;
+        Ok(page)
+    }
+
+    async fn next_in_queue(&self, filter: QueueFilter, after: i64) -> StoreResult<Option<i64>> {
+        next_in_queue(&self.conn().await?, &filter, after).await
+    }
+
+    async fn search_documents(&self, text: &str, limit: u32) -> StoreResult<Vec<Document>> {
+        search(&self.conn().await?, text, limit).await
+    }
+
+    async fn packet(&self, id: Uuid) -> StoreResult<Option<Packet>> {
+        packets::one(&self.conn().await?, id).await
+    }
+
+    async fn schemes(&self) -> StoreResult<Vec<Scheme>> {
+        schemes(&self.conn().await?).await
+    }
+}

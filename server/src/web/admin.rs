@@ -1,0 +1,182 @@
+//! Administration: image schemes, global settings, staff users.
+
+use super::agents::require_admin;
+use super::error::{UiError, UiResult};
+use super::layout::{self, Nav, csrf_field};
+use super::passwords;
+use super::session::Staff;
+use super::store::{NewUser, Role};
+use crate::routes::admin::name_ok;
+use crate::state::AppState;
+use crate::store::Scheme;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use imc_shared::ImageMode;
+use imc_shared::api::SettingsPatch;
+use maud::{Markup, html};
+use serde::Deserialize;
+
+#[derive(Deserialize, Default)]
+pub struct AdminQuery {
+    #[serde(default)]
+    saved: Option<String>,
+}
+
+pub async fn page(
+    State(state): State<AppState>,
+    staff: Staff,
+    Query(query): Query<AdminQuery>,
+) -> UiResult<Markup> {
+    require_admin(&staff)?;
+    let t = staff.lang.text();
+    let schemes = state.web.store.schemes().await?;
+    let settings = state.store.settings().await?;
+    let settings_json = serde_json::to_string_pretty(&settings)
+        .map_err(|e| anyhow::anyhow!("settings as JSON: {e}"))?;
+    let users = state.web.store.users().await?;
+    let modes = [ImageMode::Basic, ImageMode::Sync, ImageMode::Match];
+    let roles = [Role::SignOff, Role::Clerk, Role::Admin];
+    let body = html! {
+        main.admin {
+            h1 { (t.admin_title) }
+            @if query.saved.is_some() { (layout::flash(Some(t.saved_flash))) }
+            section #schemes {
+                h2 { (t.schemes) }
+                table.list {
+                    thead { tr { th { (t.name) } th { (t.org) } th { (t.doc_type) } th { (t.mode) } } }
+                    tbody { @for s in &schemes {
+                        tr { td { (s.name) } td { (s.org.as_deref().unwrap_or("*")) } td { (s.doc_type.as_deref().unwrap_or("*")) } td { (s.mode.as_str()) } }
+                    } }
+                }
+                form.inline method="post" action="/ui/admin/schemes" {
+                    (csrf_field(&staff))
+                    input name="name" placeholder=(t.name) required;
+                    input name="org" placeholder=(t.org);
+                    input name="doc_type" placeholder=(t.doc_type);
+                    select name="mode" { @for m in modes { option value=(m.as_str()) { (m.as_str()) } } }
+                    button type="submit" { (t.save) }
+                }
+            }
+            section #settings {
+                h2 { (t.settings) }
+                pre { (settings_json) }
+                form method="post" action="/ui/admin/settings" {
+                    (csrf_field(&staff))
+                    label { (t.settings_hint) textarea name="patch" rows="4" required placeholder=r#"{"max_image_bytes": 67108864}"# {} }
+                    button type="submit" { (t.save) }
+                }
+            }
+            section #users {
+                h2 { (t.users) }
+                table.list {
+                    thead { tr { th { (t.name) } th { (t.role) } th { (t.site) } th { (t.created_at) } } }
+                    tbody { @for u in &users {
+                        tr { td { (u.name) } td { (u.role.as_str()) } td { (u.site.as_deref().unwrap_or("")) } td { (layout::when(&u.created_at)) } }
+                    } }
+                }
+                form.inline method="post" action="/ui/admin/users" {
+                    (csrf_field(&staff))
+                    input name="name" placeholder=(t.name) required autocomplete="off";
+                    select name="role" { @for r in roles { option value=(r.as_str()) { (r.as_str()) } } }
+                    input name="site" placeholder=(t.site);
+                    input name="password" type="password" placeholder=(t.password) required minlength=(passwords::MIN_PASSWORD_CHARS) autocomplete="new-password";
+                    button type="submit" { (t.add_user) }
+                }
+            }
+        }
+    };
+    Ok(layout::page(&staff, Nav::Admin, t.nav_admin, false, body))
+}
+
+fn saved() -> Response {
+    Redirect::to("/ui/admin?saved=1").into_response()
+}
+
+fn optional(value: Option<String>) -> Option<String> {
+    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+#[derive(Deserialize)]
+pub struct SchemeForm {
+    name: String,
+    #[serde(default)]
+    org: Option<String>,
+    #[serde(default)]
+    doc_type: Option<String>,
+    mode: String,
+}
+
+pub async fn put_scheme(
+    State(state): State<AppState>,
+    staff: Staff,
+    axum::Form(form): axum::Form<SchemeForm>,
+) -> UiResult<Response> {
+    require_admin(&staff)?;
+    let name = form.name.trim().to_owned();
+    name_ok("name", &name)?;
+    let mode: ImageMode = form
+        .mode
+        .parse()
+        .map_err(|e| UiError::BadRequest(format!("mode: {e}")))?;
+    let scheme = Scheme {
+        name,
+        org: optional(form.org),
+        doc_type: optional(form.doc_type),
+        mode,
+        rules: None,
+    };
+    state.store.put_scheme(scheme, &staff.user.actor()).await?;
+    Ok(saved())
+}
+
+#[derive(Deserialize)]
+pub struct SettingsForm {
+    patch: String,
+}
+
+pub async fn put_settings(
+    State(state): State<AppState>,
+    staff: Staff,
+    axum::Form(form): axum::Form<SettingsForm>,
+) -> UiResult<Response> {
+    require_admin(&staff)?;
+    let patch: SettingsPatch = serde_json::from_str(&form.patch)
+        .map_err(|e| UiError::BadRequest(format!("settings: {e}")))?;
+    state
+        .store
+        .update_settings(patch, &staff.user.actor())
+        .await?;
+    Ok(saved())
+}
+
+#[derive(Deserialize)]
+pub struct UserForm {
+    name: String,
+    role: String,
+    #[serde(default)]
+    site: Option<String>,
+    password: String,
+}
+
+pub async fn add_user(
+    State(state): State<AppState>,
+    staff: Staff,
+    axum::Form(form): axum::Form<UserForm>,
+) -> UiResult<Response> {
+    require_admin(&staff)?;
+    let new = super::users::validate(&form.name, &form.role, optional(form.site), &form.password)
+        .map_err(|e| UiError::BadRequest(e.to_string()))?;
+    let password_hash = passwords::hash(form.password).await?;
+    state
+        .web
+        .store
+        .add_user(
+            NewUser {
+                password_hash,
+                ..new
+            },
+            &staff.user.actor(),
+        )
+        .await?;
+    Ok(saved())
+}

@@ -1,0 +1,392 @@
+//! One document: its fields, a page viewer, barcodes and VAT invoices per
+//! page, the duplicate-invoice flag, the audit trail, and the decisions.
+//!
+//! Decisions call the same function as the API (`routes::documents::decide_as`),
+//! and the buttons offered are the ones `workflow::after_decision` allows, so
+//! the desk has no rules of its own. A decision that lost a race (someone
+//! else decided first) comes back as the workflow's 409 and is shown as such.
+
+use super::error::{UiError, UiResult};
+use super::layout::{self, Nav, csrf_field};
+use super::queue::{QueueQuery, filter_query};
+use super::session::Staff;
+use super::store::QueueFilter;
+use crate::error::ApiError;
+use crate::routes::documents::{decide_as, reason as checked_reason};
+use crate::state::AppState;
+use crate::store::{Decision, Document, Image};
+use crate::workflow::after_decision;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use imc_shared::api::ReasonBody;
+use maud::{Markup, html};
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct DocQuery {
+    #[serde(flatten)]
+    filter: QueueQuery,
+    /// What the previous step did, shown once: signed_off, rejected, revoked, attached.
+    #[serde(default)]
+    flash: Option<String>,
+    /// The document the flash is about.
+    #[serde(default, rename = "ref")]
+    about: Option<String>,
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path(id): Path<i64>,
+    Query(query): Query<DocQuery>,
+) -> UiResult<Response> {
+    let t = staff.lang.text();
+    let flash = query.flash.as_deref().map(|kind| {
+        let what = match kind {
+            "signed_off" => t.signed_off_flash,
+            "rejected" => t.rejected_flash,
+            "revoked" => t.revoked_flash,
+            "attached" => t.attached_flash,
+            _ => "",
+        };
+        format!("{what} {}", query.about.as_deref().unwrap_or(""))
+            .trim()
+            .to_owned()
+    });
+    let filter = query.filter.filter(&staff);
+    render(&state, &staff, id, &filter, flash, StatusCode::OK).await
+}
+
+async fn render(
+    state: &AppState,
+    staff: &Staff,
+    id: i64,
+    filter: &QueueFilter,
+    flash: Option<String>,
+    status: StatusCode,
+) -> UiResult<Response> {
+    let t = staff.lang.text();
+    let doc = state
+        .store
+        .document(id)
+        .await?
+        .ok_or_else(|| UiError::NotFound(format!("document {id}")))?;
+    let images = state.store.images(id).await?;
+    let conflicts = state.store.document_conflicts(id).await?;
+    let audit = state.store.document_audit(id).await?;
+    let next = state.web.store.next_in_queue(filter.clone(), id).await?;
+    let q = filter_query(filter);
+    let body = html! {
+        main.document data-document-id=(doc.id) {
+            div.doc-head {
+                h1 { (doc.doc_no) " " (layout::status_badge(t, doc.status)) }
+                div.doc-nav {
+                    a #queue-link href={ "/ui/queue?" (q) } { (t.back_to_queue) " (q)" }
+                    @if let Some(next) = next {
+                        a #next-doc href={ "/ui/documents/" (next) "?" (q) } { (t.next_document) " (n)" }
+                    }
+                }
+            }
+            @if status == StatusCode::CONFLICT {
+                p.flash.error #decision-conflict role="alert" { (flash.as_deref().unwrap_or("")) }
+            } @else {
+                (layout::flash(flash.as_deref()))
+            }
+            @if !conflicts.is_empty() {
+                div.flash.warning #duplicate-invoice role="alert" {
+                    strong { (t.duplicate_invoice) }
+                    ul { @for c in &conflicts {
+                        li { (t.vat_code) " " (c.invoice_code) " · " (t.vat_number) " " (c.invoice_number) " — "
+                             (t.also_on) " " a href={ "/ui/documents/" (c.other_document_id) } { "#" (c.other_document_id) } }
+                    } }
+                }
+            }
+            div.doc-body {
+                (viewer(staff, &images))
+                aside.doc-side {
+                    (decisions(staff, &doc, filter))
+                    (fields(staff, &doc))
+                }
+            }
+            section.history {
+                h2 { (t.history) }
+                table.list #audit {
+                    thead { tr { th { (t.when) } th { (t.who) } th { (t.action) } th { (t.change) } th { (t.reason) } } }
+                    tbody { @for row in &audit {
+                        tr {
+                            td { (layout::when(&row.at)) }
+                            td { (row.actor) }
+                            td { (row.action) }
+                            td { @if let Some(from) = row.from_status { (t.status(from)) } " → " @if let Some(to) = row.to_status { (t.status(to)) } }
+                            td { (row.reason.as_deref().unwrap_or("")) }
+                        }
+                    } }
+                }
+            }
+            p.hint.shortcuts { strong { (t.shortcuts) ": " } (t.shortcut_help) }
+        }
+    };
+    let page = layout::page(staff, Nav::Queue, &doc.doc_no, true, body);
+    Ok((status, page).into_response())
+}
+
+fn fields(staff: &Staff, doc: &Document) -> Markup {
+    let t = staff.lang.text();
+    let row = |label: &str, value: Option<&str>| {
+        html! { @if let Some(v) = value { tr { th { (label) } td { (v) } } } }
+    };
+    html! {
+        table.fields #fields {
+            (row(t.status, Some(t.status(doc.status))))
+            (row(t.title, doc.title.as_deref()))
+            (row(t.amount, doc.amount.as_deref()))
+            (row(t.submitter, doc.submitter.as_deref()))
+            (row(t.org, Some(&doc.org)))
+            (row(t.doc_type, Some(&doc.doc_type)))
+            (row(t.source_system, Some(&doc.source_system)))
+            (row(t.cover_code, Some(&doc.cover_code)))
+            (row(t.mode, Some(doc.mode.as_str())))
+            (row(t.pages, Some(&doc.image_count.to_string())))
+            (row(t.reject_reason, doc.reject_reason.as_deref()))
+            (row(t.created_at, Some(&layout::when(&doc.created_at))))
+            (row(t.updated_at, Some(&layout::when(&doc.updated_at))))
+        }
+    }
+}
+
+fn decisions(staff: &Staff, doc: &Document, filter: &QueueFilter) -> Markup {
+    let t = staff.lang.text();
+    let allowed = |d: Decision| after_decision(doc.mode, doc.status, &d).is_some();
+    let may = staff.user.role.may_decide();
+    let can_sign = may && allowed(Decision::SignOff);
+    let can_reject = may
+        && allowed(Decision::Reject {
+            reason: String::new(),
+        });
+    let can_unsign = may
+        && allowed(Decision::Unsign {
+            reason: String::new(),
+        });
+    let hidden_filter = html! {
+        (csrf_field(staff))
+        @if let Some(v) = &filter.site { input type="hidden" name="site" value=(v); }
+        @if let Some(v) = &filter.org { input type="hidden" name="org" value=(v); }
+        @if let Some(v) = &filter.doc_type { input type="hidden" name="doc_type" value=(v); }
+    };
+    let action = |what: &str| format!("/ui/documents/{}/{what}", doc.id);
+    html! {
+        section.decisions #decisions {
+            h2 { (t.decisions) }
+            @if !may {
+                p.hint #read-only { (t.read_only_role) }
+            } @else if !(can_sign || can_reject || can_unsign) {
+                p.hint { (t.no_decision_possible) }
+            }
+            @if can_sign {
+                form #sign-off-form method="post" action=(action("sign-off")) {
+                    (hidden_filter)
+                    button.primary #sign-off type="submit" { (t.sign_off) " (s)" }
+                }
+            }
+            @if can_reject {
+                form #reject-form method="post" action=(action("reject")) {
+                    (hidden_filter)
+                    label { (t.reason) textarea #reject-reason name="reason" required rows="2" maxlength="1024" {} }
+                    button.danger #reject type="submit" { (t.reject) " (x)" }
+                }
+            }
+            @if can_unsign {
+                form #unsign-form method="post" action=(action("unsign")) {
+                    (hidden_filter)
+                    label { (t.reason) textarea #unsign-reason name="reason" required rows="2" maxlength="1024" {} }
+                    button #unsign type="submit" { (t.revoke) " (u)" }
+                }
+            }
+        }
+    }
+}
+
+fn viewer(staff: &Staff, images: &[Image]) -> Markup {
+    let t = staff.lang.text();
+    let blank = images.iter().filter(|i| i.blank).count();
+    html! {
+        section.viewer #viewer data-count=(images.len()) {
+            @if images.is_empty() {
+                p.empty { (t.no_pages) }
+            } @else {
+                div.toolbar {
+                    button #prev-page type="button" title=(t.previous_page) { "←" }
+                    span #page-label data-page-word=(t.page) data-of-word=(t.of) {}
+                    button #next-page type="button" title=(t.next_page) { "→" }
+                    button #zoom-out type="button" title=(t.zoom_out) { "−" }
+                    button #zoom-in type="button" title=(t.zoom_in) { "+" }
+                    button #rotate type="button" title=(t.rotate) { "⟳" }
+                    @if blank > 0 {
+                        label.blank-toggle { input #show-blank type="checkbox"; (t.show_blank) " — " (blank) " " (t.blank_pages_hidden) }
+                    }
+                    a #download href="#" download { (t.download) }
+                }
+                div.stage { img #page-image alt=(t.page); }
+                div.page-details {
+                    @for (index, image) in images.iter().enumerate() {
+                        (page_detail(staff, index, image))
+                    }
+                }
+            }
+        }
+        @if !images.is_empty() {
+            nav.thumbs #thumbs {
+                @for (index, image) in images.iter().enumerate() {
+                    button.thumb type="button" data-index=(index)
+                        data-view={ "/ui/images/" (image.id) "/view" }
+                        data-file={ "/ui/images/" (image.id) "/file" }
+                        data-blank=[image.blank.then_some("1")] hidden[image.blank] {
+                        img loading="lazy" src={ "/ui/images/" (image.id) "/thumb" } alt="";
+                        span { (image.page_no) @if image.blank { " · " (t.blank_page) } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn page_detail(staff: &Staff, index: usize, image: &Image) -> Markup {
+    let t = staff.lang.text();
+    html! {
+        div.page-detail data-index=(index) hidden {
+            h3 { (t.barcodes) }
+            @if image.barcodes.is_empty() {
+                p.hint { (t.no_barcodes) }
+            } @else {
+                ul.barcodes { @for b in &image.barcodes {
+                    li { code { (b.format) } " " (b.text) }
+                } }
+            }
+            @for invoice in image.barcodes.iter().filter_map(|b| imc_shared::vat::parse(&b.text)) {
+                table.fields.vat {
+                    caption { (t.vat_invoice) }
+                    tr { th { (t.vat_code) } td { (invoice.code) } }
+                    tr { th { (t.vat_number) } td { (invoice.number) } }
+                    tr { th { (t.vat_amount) } td { (invoice.amount) } }
+                    tr { th { (t.vat_date) } td { (invoice.date) } }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DecisionForm {
+    #[serde(flatten)]
+    filter: QueueQuery,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+fn back_to(id: i64, filter: &QueueFilter, flash: &str, about: &str) -> Response {
+    let q = filter_query(filter);
+    let about = serde_urlencoded::to_string([("ref", about)]).unwrap_or_default();
+    Redirect::to(&format!("/ui/documents/{id}?{q}&flash={flash}&{about}")).into_response()
+}
+
+/// Runs a decision; a lost race re-renders the document with a clear message.
+async fn decide(
+    state: &AppState,
+    staff: &Staff,
+    id: i64,
+    form: DecisionForm,
+    make: impl FnOnce(Option<String>) -> Result<Decision, ApiError>,
+) -> UiResult<Result<Document, Response>> {
+    if !staff.user.role.may_decide() {
+        return Err(UiError::Forbidden(staff.lang.text().forbidden.into()));
+    }
+    let filter = form.filter.filter(staff);
+    let decision = make(form.reason).map_err(UiError::from)?;
+    match decide_as(state, &staff.user.actor(), id, decision).await {
+        Ok(doc) => Ok(Ok(doc)),
+        Err(ApiError::InvalidTransition { current, .. }) => {
+            let t = staff.lang.text();
+            let message = format!("{} {}.", t.already_decided, t.status(current));
+            let page = render(
+                state,
+                staff,
+                id,
+                &filter,
+                Some(message),
+                StatusCode::CONFLICT,
+            )
+            .await?;
+            Ok(Err(page))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn required_reason(reason: Option<String>) -> Result<String, ApiError> {
+    checked_reason(ReasonBody {
+        reason: reason.unwrap_or_default(),
+    })
+}
+
+pub async fn sign_off(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path(id): Path<i64>,
+    axum::Form(form): axum::Form<DecisionForm>,
+) -> UiResult<Response> {
+    let filter = form.filter.filter(&staff);
+    let doc = match decide(&state, &staff, id, form, |_| Ok(Decision::SignOff)).await? {
+        Ok(doc) => doc,
+        Err(conflict) => return Ok(conflict),
+    };
+    // One keystroke per clean packet: straight on to the next document.
+    match state.web.store.next_in_queue(filter.clone(), id).await? {
+        Some(next) => Ok(back_to(next, &filter, "signed_off", &doc.doc_no)),
+        None => Ok(back_to(id, &filter, "signed_off", &doc.doc_no)),
+    }
+}
+
+pub async fn reject(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path(id): Path<i64>,
+    axum::Form(form): axum::Form<DecisionForm>,
+) -> UiResult<Response> {
+    with_reason(&state, &staff, id, form, "rejected", |reason| {
+        Decision::Reject { reason }
+    })
+    .await
+}
+
+pub async fn unsign(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path(id): Path<i64>,
+    axum::Form(form): axum::Form<DecisionForm>,
+) -> UiResult<Response> {
+    with_reason(&state, &staff, id, form, "revoked", |reason| {
+        Decision::Unsign { reason }
+    })
+    .await
+}
+
+/// A decision that needs a reason; back to the document with `flash` when made.
+async fn with_reason(
+    state: &AppState,
+    staff: &Staff,
+    id: i64,
+    form: DecisionForm,
+    flash: &'static str,
+    decision: fn(String) -> Decision,
+) -> UiResult<Response> {
+    let filter = form.filter.filter(staff);
+    let made = decide(state, staff, id, form, |r| {
+        Ok(decision(required_reason(r)?))
+    })
+    .await?;
+    Ok(match made {
+        Ok(doc) => back_to(id, &filter, flash, &doc.doc_no),
+        Err(conflict) => conflict,
+    })
+}

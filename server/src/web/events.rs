@@ -1,0 +1,56 @@
+//! Live updates: server-sent events telling open desk pages what changed.
+//!
+//! Each committed write that touches documents, packets or agents is
+//! announced by the store (`store::Change`); this endpoint forwards it as a
+//! `change` event naming the document ids, and pages refetch what they show.
+//! Only the desk's own pages may listen (session cookie, same origin), and
+//! every stream ends when the server shuts down.
+
+use super::error::{UiError, UiResult};
+use super::session::{Staff, same_origin};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use std::convert::Infallible;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+
+pub async fn stream(
+    State(state): State<AppState>,
+    _staff: Staff,
+    headers: HeaderMap,
+) -> UiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    if !same_origin(&headers) {
+        return Err(UiError::Forbidden(
+            "event stream requested from another origin".into(),
+        ));
+    }
+    let receiver = (state.web.subscribe)();
+    let stop = state.web.stop.clone();
+    let events = futures_util::stream::unfold(
+        (receiver, stop),
+        |(mut receiver, stop)| async move {
+            let event = tokio::select! {
+                _ = stop.cancelled() => return None,
+                received = receiver.recv() => match received {
+                    Ok(change) => Event::default().event("change").data(
+                        serde_json::json!({
+                            "documents": change.documents,
+                            "many": change.many,
+                            "packets": change.packets,
+                            "agents": change.agents,
+                        })
+                        .to_string(),
+                    ),
+                    // Missed some: the page reloads what it shows.
+                    Err(RecvError::Lagged(_)) => Event::default().event("change").data(r#"{"many":true,"packets":true,"agents":true,"documents":[]}"#),
+                    Err(RecvError::Closed) => return None,
+                },
+            };
+            Some((Ok(event), (receiver, stop)))
+        },
+    );
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}

@@ -1,0 +1,248 @@
+//! The desk's words: one catalogue per language (`en.rs`, `zh.rs`), each a
+//! value of [`Text`], so a missing translation is a compile error.
+
+mod en;
+mod zh;
+
+use axum::http::HeaderMap;
+use imc_shared::DocStatus;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    En,
+    Zh,
+}
+
+pub const LANG_COOKIE: &str = "imc_lang";
+
+impl Lang {
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Zh => "zh-CN",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Lang> {
+        match code {
+            "en" => Some(Lang::En),
+            "zh" | "zh-CN" => Some(Lang::Zh),
+            _ => None,
+        }
+    }
+
+    /// The toggle's cookie first, then the browser's first choice we speak.
+    pub fn from_headers(headers: &HeaderMap) -> Lang {
+        if let Some(lang) = super::session::cookie(headers, LANG_COOKIE).and_then(Lang::from_code) {
+            return lang;
+        }
+        let accept = headers
+            .get(axum::http::header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        for tag in accept.split(',') {
+            let tag = tag
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            if tag.starts_with("zh") {
+                return Lang::Zh;
+            }
+            if tag.starts_with("en") {
+                return Lang::En;
+            }
+        }
+        Lang::En
+    }
+
+    pub fn text(self) -> &'static Text {
+        match self {
+            Lang::En => &en::TEXT,
+            Lang::Zh => &zh::TEXT,
+        }
+    }
+
+    pub fn other(self) -> Lang {
+        match self {
+            Lang::En => Lang::Zh,
+            Lang::Zh => Lang::En,
+        }
+    }
+}
+
+/// Every string the desk shows.
+pub struct Text {
+    pub product: &'static str,
+    pub language_name: &'static str,
+    pub nav_queue: &'static str,
+    pub nav_unmatched: &'static str,
+    pub nav_agents: &'static str,
+    pub nav_admin: &'static str,
+    pub logout: &'static str,
+    pub signed_in_as: &'static str,
+
+    pub login_title: &'static str,
+    pub username: &'static str,
+    pub password: &'static str,
+    pub login_button: &'static str,
+    pub login_failed: &'static str,
+    pub login_locked: &'static str,
+
+    pub queue_title: &'static str,
+    pub queue_empty: &'static str,
+    pub matched_total: &'static str,
+    pub shown: &'static str,
+    pub filter: &'static str,
+    pub all: &'static str,
+    pub site: &'static str,
+    pub org: &'static str,
+    pub doc_type: &'static str,
+    pub doc_no: &'static str,
+    pub title: &'static str,
+    pub amount: &'static str,
+    pub submitter: &'static str,
+    pub pages: &'static str,
+    pub waiting_since: &'static str,
+    pub open: &'static str,
+    pub previous: &'static str,
+    pub next: &'static str,
+    pub live_hint: &'static str,
+
+    pub status: &'static str,
+    pub status_awaiting_images: &'static str,
+    pub status_matched: &'static str,
+    pub status_ready: &'static str,
+    pub status_rejected: &'static str,
+    pub status_cancelled: &'static str,
+
+    pub source_system: &'static str,
+    pub cover_code: &'static str,
+    pub mode: &'static str,
+    pub created_at: &'static str,
+    pub updated_at: &'static str,
+    pub reject_reason: &'static str,
+    pub page: &'static str,
+    pub of: &'static str,
+    pub blank_page: &'static str,
+    pub blank_pages_hidden: &'static str,
+    pub show_blank: &'static str,
+    pub no_pages: &'static str,
+    pub barcodes: &'static str,
+    pub no_barcodes: &'static str,
+    pub vat_invoice: &'static str,
+    pub vat_code: &'static str,
+    pub vat_number: &'static str,
+    pub vat_amount: &'static str,
+    pub vat_date: &'static str,
+    pub duplicate_invoice: &'static str,
+    pub also_on: &'static str,
+    pub zoom_in: &'static str,
+    pub zoom_out: &'static str,
+    pub rotate: &'static str,
+    pub previous_page: &'static str,
+    pub next_page: &'static str,
+    pub not_viewable: &'static str,
+    pub download: &'static str,
+
+    pub decisions: &'static str,
+    pub sign_off: &'static str,
+    pub reject: &'static str,
+    pub reason: &'static str,
+    pub reason_required: &'static str,
+    pub revoke: &'static str,
+    pub next_document: &'static str,
+    pub back_to_queue: &'static str,
+    pub no_decision_possible: &'static str,
+    pub read_only_role: &'static str,
+    pub signed_off_flash: &'static str,
+    pub rejected_flash: &'static str,
+    pub revoked_flash: &'static str,
+    pub already_decided: &'static str,
+    pub changed_elsewhere: &'static str,
+    pub reload: &'static str,
+    pub shortcuts: &'static str,
+    pub shortcut_help: &'static str,
+
+    pub history: &'static str,
+    pub when: &'static str,
+    pub who: &'static str,
+    pub action: &'static str,
+    pub change: &'static str,
+
+    pub unmatched_title: &'static str,
+    pub unmatched_empty: &'static str,
+    pub packet: &'static str,
+    pub agent: &'static str,
+    pub received: &'static str,
+    pub why_unmatched: &'static str,
+    pub find_document: &'static str,
+    pub search_hint: &'static str,
+    pub search: &'static str,
+    pub no_results: &'static str,
+    pub attach: &'static str,
+    pub attached_flash: &'static str,
+
+    pub agents_title: &'static str,
+    pub agents_empty: &'static str,
+    pub name: &'static str,
+    pub version: &'static str,
+    pub last_contact: &'static str,
+    pub never: &'static str,
+    pub queue_depth: &'static str,
+    pub errors: &'static str,
+    pub enrolled: &'static str,
+    pub revoked: &'static str,
+    pub active: &'static str,
+    pub revoke_agent: &'static str,
+    pub new_code: &'static str,
+    pub new_code_for_site: &'static str,
+    pub code_issued: &'static str,
+    pub expires: &'static str,
+
+    pub admin_title: &'static str,
+    pub schemes: &'static str,
+    pub save: &'static str,
+    pub settings: &'static str,
+    pub settings_hint: &'static str,
+    pub users: &'static str,
+    pub role: &'static str,
+    pub add_user: &'static str,
+    pub saved_flash: &'static str,
+
+    pub error_title: &'static str,
+    pub forbidden: &'static str,
+    pub not_found: &'static str,
+}
+
+impl Text {
+    pub fn status(&self, status: DocStatus) -> &'static str {
+        match status {
+            DocStatus::AwaitingImages => self.status_awaiting_images,
+            DocStatus::Matched => self.status_matched,
+            DocStatus::Ready => self.status_ready,
+            DocStatus::Rejected => self.status_rejected,
+            DocStatus::Cancelled => self.status_cancelled,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn browser_language_and_cookie() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(Lang::from_headers(&headers), Lang::En);
+        headers.insert(
+            axum::http::header::ACCEPT_LANGUAGE,
+            "zh-CN,zh;q=0.9,en;q=0.8".parse().unwrap(),
+        );
+        assert_eq!(Lang::from_headers(&headers), Lang::Zh);
+        headers.insert(axum::http::header::COOKIE, "imc_lang=en".parse().unwrap());
+        assert_eq!(Lang::from_headers(&headers), Lang::En);
+        assert_ne!(Lang::Zh.text().sign_off, Lang::En.text().sign_off);
+    }
+}

@@ -1,0 +1,146 @@
+//! What the sign-off desk reads and writes beyond the API's [`Store`]:
+//! staff users, their sessions, and the list queries behind its pages.
+//!
+//! A separate trait so the API's store stays as it is; the SQLite store
+//! implements both (`store/sqlite/web.rs`). Decisions never go through here:
+//! they use the API's store calls, so the status rules have one home.
+//!
+//! [`Store`]: crate::store::Store
+
+use crate::store::{Actor, Document, Packet, Scheme, StoreResult};
+use async_trait::async_trait;
+use uuid::Uuid;
+
+/// What a staff member may do on the desk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// 签收岗: decides on documents and fixes unmatched packets.
+    SignOff,
+    /// 收单员: sees the queues and the desks of a site; decides nothing.
+    Clerk,
+    /// Everything sign-off staff do, plus agents, schemes, settings, users.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::SignOff => "signoff",
+            Role::Clerk => "clerk",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn may_decide(self) -> bool {
+        matches!(self, Role::SignOff | Role::Admin)
+    }
+
+    pub fn is_admin(self) -> bool {
+        self == Role::Admin
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Role, String> {
+        match s {
+            "signoff" => Ok(Role::SignOff),
+            "clerk" => Ok(Role::Clerk),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!(
+                "unknown role {other:?}; use signoff, clerk or admin"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+    /// The clerk's site: their pages open filtered to it.
+    pub site: Option<String>,
+    pub password_hash: String,
+    pub created_at: String,
+}
+
+impl User {
+    pub fn actor(&self) -> Actor {
+        Actor(format!("user:{}", self.name))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub name: String,
+    pub role: Role,
+    pub site: Option<String>,
+    pub password_hash: String,
+}
+
+/// A live login: the user and the form token that proves a request came
+/// from a page this session was shown.
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    pub user: User,
+    pub csrf_token: String,
+}
+
+/// Which matched documents the queue shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueFilter {
+    pub site: Option<String>,
+    pub org: Option<String>,
+    pub doc_type: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct QueueRow {
+    pub document: Document,
+    /// The site whose desk sent the newest packet.
+    pub site: Option<String>,
+}
+
+/// One page of the sign-off queue, oldest first, with counts for the filters.
+#[derive(Debug, Clone, Default)]
+pub struct QueuePage {
+    pub rows: Vec<QueueRow>,
+    /// Matched documents passing the filter.
+    pub filtered: u64,
+    /// All matched documents.
+    pub total: u64,
+    pub by_site: Vec<(String, u64)>,
+    pub by_org: Vec<(String, u64)>,
+    pub by_doc_type: Vec<(String, u64)>,
+}
+
+#[async_trait]
+pub trait WebStore: Send + Sync + 'static {
+    /// Fails with `Conflict` when the name is taken.
+    async fn add_user(&self, user: NewUser, actor: &Actor) -> StoreResult<User>;
+    async fn user_by_name(&self, name: &str) -> StoreResult<Option<User>>;
+    async fn users(&self) -> StoreResult<Vec<User>>;
+
+    async fn create_session(
+        &self,
+        token_hash: &str,
+        user_id: i64,
+        csrf_token: &str,
+        expires_at: &str,
+    ) -> StoreResult<()>;
+    /// The session if it exists and has not expired at `now`.
+    async fn session(&self, token_hash: &str, now: &str) -> StoreResult<Option<SessionRow>>;
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<()>;
+
+    async fn queue(&self, filter: QueueFilter, offset: u32, limit: u32) -> StoreResult<QueuePage>;
+    /// The matched document after `after` in queue order (or the first one
+    /// when `after` is not in the queue), never `after` itself.
+    async fn next_in_queue(&self, filter: QueueFilter, after: i64) -> StoreResult<Option<i64>>;
+    /// Documents whose doc_no or cover code is `text`, or starts with it.
+    async fn search_documents(&self, text: &str, limit: u32) -> StoreResult<Vec<Document>>;
+    async fn packet(&self, id: Uuid) -> StoreResult<Option<Packet>>;
+
+    /// Its token stops working; fails with `NotFound` for an unknown or revoked agent.
+    async fn schemes(&self) -> StoreResult<Vec<Scheme>>;
+}

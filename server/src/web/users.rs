@@ -1,0 +1,111 @@
+//! Creating staff users: `imc-server user add` and the admin page share the
+//! checks here.
+
+use super::passwords;
+use super::store::{NewUser, Role};
+use crate::config::ServerConfig;
+use crate::store::{Actor, SqliteStore};
+use anyhow::{Context, bail};
+
+/// Checks a new user's fields; the password hash is filled in by the caller.
+pub fn validate(
+    name: &str,
+    role: &str,
+    site: Option<String>,
+    password: &str,
+) -> anyhow::Result<NewUser> {
+    let name = name.trim();
+    if name.is_empty()
+        || name.chars().count() > 64
+        || name.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        bail!("name must be 1-64 characters without spaces");
+    }
+    let role: Role = role.parse().map_err(anyhow::Error::msg)?;
+    if password.chars().count() < passwords::MIN_PASSWORD_CHARS {
+        bail!(
+            "the password must have at least {} characters",
+            passwords::MIN_PASSWORD_CHARS
+        );
+    }
+    let site = site.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+    if role == Role::Clerk && site.is_none() {
+        bail!("a clerk needs --site: the site whose desk they work at");
+    }
+    Ok(NewUser {
+        name: name.to_owned(),
+        role,
+        site,
+        password_hash: String::new(),
+    })
+}
+
+/// `imc-server user add`: asks for the password when none is given.
+pub async fn add_from_cli(
+    at: &crate::cli::StoreArgs,
+    name: &str,
+    role: &str,
+    site: Option<String>,
+    password: Option<String>,
+) -> anyhow::Result<()> {
+    let password = match password {
+        Some(p) => p,
+        None => {
+            let first = rpassword::prompt_password(format!("password for {name}: "))
+                .context("reading the password")?;
+            let again = rpassword::prompt_password("again: ").context("reading the password")?;
+            if first != again {
+                bail!("the two passwords differ");
+            }
+            first
+        }
+    };
+    let new = validate(name, role, site, &password)?;
+    // An embedded installation may not exist yet: the first admin comes before the server.
+    if let Some(data_dir) = &at.data_dir {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+        let db = ServerConfig::new(data_dir.clone()).database_path();
+        SqliteStore::open(&db).with_context(|| format!("opening database {}", db.display()))?;
+    }
+    let store = at.open().await?.desk;
+    let password_hash = tokio::task::spawn_blocking(move || passwords::hash_blocking(&password))
+        .await
+        .context("password hashing task")??;
+    let user = store
+        .add_user(
+            NewUser {
+                password_hash,
+                ..new
+            },
+            &Actor("cli:user-add".into()),
+        )
+        .await
+        .with_context(|| format!("adding user {name}"))?;
+    println!(
+        "user {} added with role {}{}",
+        user.name,
+        user.role.as_str(),
+        user.site
+            .as_deref()
+            .map(|s| format!(" at site {s}"))
+            .unwrap_or_default()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation() {
+        assert!(validate("wang", "signoff", None, "longenough").is_ok());
+        assert!(validate("wang", "boss", None, "longenough").is_err());
+        assert!(validate("wang", "signoff", None, "short").is_err());
+        assert!(validate("two words", "admin", None, "longenough").is_err());
+        assert!(validate("li", "clerk", None, "longenough").is_err());
+        let clerk = validate("li", "clerk", Some("shanghai".into()), "longenough").unwrap();
+        assert_eq!(clerk.site.as_deref(), Some("shanghai"));
+    }
+}

@@ -1,0 +1,278 @@
+//! The sign-off desk in a real browser: the real server and agent, staff
+//! users made with `imc-server user add`, and `tests/browser/desk.mjs`
+//! driving Debian's headless Chromium through playwright-core.
+//!
+//! `IMC_SCREENSHOTS=DIR` makes the browser script save the main pages there
+//! (`scripts/screenshots.sh` uses it for `docs/screenshots/`).
+
+use crate::harness::{TestAgent, TestServer, bin, eventually};
+use crate::scan;
+use image::{GrayImage, Luma};
+use serde_json::json;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(60);
+const PASSWORD: &str = "desk-password-1";
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("browser")
+}
+
+fn add_user(server: &TestServer, name: &str, role: &str, site: Option<&str>) {
+    let mut command = Command::new(bin("imc-server"));
+    command
+        .args(["user", "add", "--data-dir"])
+        .arg(&server.data_dir)
+        .args(["--name", name, "--role", role, "--password", PASSWORD]);
+    if let Some(site) = site {
+        command.args(["--site", site]);
+    }
+    let output = command.output().expect("run imc-server user add");
+    assert!(
+        output.status.success(),
+        "user add {name}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains(&format!("user {name} added")));
+}
+
+#[tokio::test]
+async fn user_add_refuses_bad_input_and_duplicates() {
+    let server = TestServer::start();
+    add_user(&server, "zhao", "signoff", None);
+    for (args, why) in [
+        (vec!["--name", "zhao", "--role", "signoff"], "exists"),
+        (vec!["--name", "qian", "--role", "boss"], "unknown role"),
+        (vec!["--name", "sun", "--role", "clerk"], "needs --site"),
+    ] {
+        let output = Command::new(bin("imc-server"))
+            .args(["user", "add", "--data-dir"])
+            .arg(&server.data_dir)
+            .args(&args)
+            .args(["--password", PASSWORD])
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{why}: {args:?} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("error:"), "{why}: {stderr}");
+    }
+    // The desk answers a login form without its token with 403, and a wrong
+    // password with 401; the API's bearer tokens keep working beside it.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = format!("{}/ui/login", server.base);
+    let r = client
+        .post(&login)
+        .form(&[("name", "zhao"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let page = client.get(&login).send().await.unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"));
+    assert_eq!(page.headers()["x-content-type-options"], "nosniff");
+    let cookie = page.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let token = cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_owned();
+    let attempt = |password: &'static str| {
+        client
+            .post(&login)
+            .header("cookie", format!("imc_login_csrf={token}"))
+            .form(&[("name", "zhao"), ("password", password), ("_csrf", &token)])
+            .send()
+    };
+    assert_eq!(attempt("wrong password").await.unwrap().status(), 401);
+    let ok = attempt(PASSWORD).await.unwrap();
+    assert_eq!(ok.status(), 303);
+    assert!(
+        ok.headers().get_all("set-cookie").iter().any(|c| c
+            .to_str()
+            .unwrap()
+            .starts_with("imc_session=ses_")
+            && c.to_str().unwrap().contains("HttpOnly; SameSite=Strict"))
+    );
+    let session = ok
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .find(|c| c.starts_with("imc_session="))
+        .unwrap();
+    // The event stream refuses another origin, and serves its own.
+    let events = format!("{}/ui/events", server.base);
+    let foreign = client
+        .get(&events)
+        .header("cookie", &session)
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 403);
+    let own = client
+        .get(&events)
+        .header("cookie", &session)
+        .header("origin", server.base.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status(), 200);
+    assert_eq!(own.headers()["content-type"], "text/event-stream");
+    drop(own);
+    // The API's bearer tokens keep working beside the desk; a desk cookie is no API credential.
+    let (status, _) = server.get("/settings").await;
+    assert_eq!(status, 200);
+    let r = client
+        .get(server.url("/settings"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // Guessing is slowed down: after five wrong passwords even the right one is refused.
+    for _ in 0..5 {
+        assert_eq!(attempt("guess").await.unwrap().status(), 401);
+    }
+    assert_eq!(attempt(PASSWORD).await.unwrap().status(), 429);
+}
+
+fn blank_page() -> Vec<u8> {
+    scan::png(&GrayImage::from_pixel(1240, 1754, Luma([255])))
+}
+
+#[tokio::test]
+async fn sign_off_desk_in_a_real_browser() {
+    let server = TestServer::start();
+    add_user(&server, "wang", "signoff", None);
+    add_user(&server, "li", "clerk", Some("test-site"));
+    add_user(&server, "boss", "admin", None);
+    let live = server.match_document("EXP-UI-0001").await;
+    let live_id = live["id"].as_i64().unwrap();
+    let target = server.match_document("EXP-UI-0002").await;
+    let target_id = target["id"].as_i64().unwrap();
+
+    let mut agent = TestAgent::enroll(&server).await;
+    agent.start();
+    // Paper without a cover: the exception queue.
+    agent.drop_file("stray_0001.png", &scan::png(&scan::text_page(31)));
+    agent.drop_file("stray_0002.png", &scan::png(&scan::text_page(32)));
+    eventually("an unmatched packet", WAIT, || async {
+        let (_, list) = server.get("/packets?state=unmatched").await;
+        list["packets"]
+            .as_array()
+            .filter(|p| p.len() == 1 && p[0]["page_count"] == 2)
+            .map(|_| ())
+    })
+    .await;
+
+    let mut node = Command::new("node");
+    node.arg(browser_dir().join("desk.mjs"))
+        .current_dir(browser_dir())
+        .env("IMC_URL", &server.base)
+        .env("IMC_SIGNOFF_USER", "wang")
+        .env("IMC_SIGNOFF_PASSWORD", PASSWORD)
+        .env("IMC_CLERK_USER", "li")
+        .env("IMC_CLERK_PASSWORD", PASSWORD)
+        .env("IMC_ADMIN_USER", "boss")
+        .env("IMC_ADMIN_PASSWORD", PASSWORD)
+        .env("IMC_LIVE_DOC_NO", "EXP-UI-0001")
+        .env("IMC_ATTACH_DOC_NO", "EXP-UI-0002")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = node
+        .spawn()
+        .expect("run node (installed by scripts/setup.sh, with tests/browser's npm packages)");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            println!("browser: {line}");
+            let _ = tx.send(line);
+        }
+    });
+    let stderr = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut lines = Vec::new();
+    let mut dropped = false;
+    while !lines.iter().any(|l: &String| l == "DESK OK") {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => {
+                if line == "READY" && !dropped {
+                    // The browser waits on the queue page: now the packet arrives.
+                    let (_, cover) = server
+                        .get_bytes(&format!("/documents/{live_id}/cover.png"))
+                        .await;
+                    agent.drop_file("live_0001.png", &cover);
+                    agent.drop_file("live_0002.png", &scan::png(&scan::text_page(41)));
+                    agent.drop_file("live_0003.png", &blank_page());
+                    agent.drop_file("live_0004.png", &scan::png(&scan::text_page(42)));
+                    dropped = true;
+                }
+                lines.push(line);
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
+                    break;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    if child.try_wait().unwrap().is_none() && Instant::now() > deadline {
+        let _ = child.kill();
+    }
+    let status = child.wait().unwrap();
+    let errors = errors.join().unwrap();
+    assert!(
+        status.success() && lines.iter().any(|l| l == "DESK OK"),
+        "browser test failed ({status}):\n{errors}\nstdout: {lines:?}"
+    );
+
+    // What the browser did is what the API sees.
+    let (_, doc) = server.get(&format!("/documents/{live_id}")).await;
+    assert_eq!(doc["status"], "rejected");
+    assert_eq!(doc["reject_reason"], "Page 2 is blurred");
+    let (_, audit) = server.get(&format!("/documents/{live_id}/audit")).await;
+    assert!(
+        audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["actor"] == "user:wang" && e["action"] == "reject"),
+        "{audit}"
+    );
+    // Attached by hand, signed off, and the sign-off revoked: matched again.
+    let (_, doc) = server.get(&format!("/documents/{target_id}")).await;
+    assert_eq!(doc["status"], "matched");
+    let (_, audit) = server.get(&format!("/documents/{target_id}/audit")).await;
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["actor"] == "user:boss")
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["sign-off", "unsign"], "{audit}");
+    assert_eq!(doc["images"].as_array().unwrap().len(), 2);
+    let (_, list) = server.get("/packets?state=unmatched").await;
+    assert_eq!(list["packets"], json!([]));
+}
