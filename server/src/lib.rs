@@ -20,6 +20,7 @@ pub mod commit;
 pub mod config;
 pub mod cover;
 pub mod demo;
+pub mod desk_bus;
 mod error;
 pub mod metrics;
 pub mod net;
@@ -56,6 +57,7 @@ pub async fn open(config: ServerConfig) -> anyhow::Result<AppState> {
         store,
         web_store,
         changes,
+        desk_bus,
         fresh,
     } = open_store(&config).await?;
     if fresh && let Some(token) = &config.bootstrap_token {
@@ -101,7 +103,7 @@ pub async fn open(config: ServerConfig) -> anyhow::Result<AppState> {
         store,
         blobs,
         covers: Arc::new(covers),
-        desks: uplink::Desks::new(config.max_agents),
+        desks: uplink::Desks::new(config.max_agents, desk_bus),
         config: Arc::new(config),
     })
 }
@@ -112,6 +114,8 @@ struct OpenedStore {
     store: Arc<dyn Store>,
     web_store: Arc<dyn web::store::WebStore>,
     changes: Arc<dyn Fn() -> tokio::sync::broadcast::Receiver<store::Change> + Send + Sync>,
+    /// How the uplink reaches agent sessions on other replicas.
+    desk_bus: Arc<dyn desk_bus::DeskBus>,
     /// No credentials yet: the time to store a bootstrap token.
     fresh: bool,
 }
@@ -134,6 +138,7 @@ async fn open_store(config: &ServerConfig) -> anyhow::Result<OpenedStore> {
             Ok(OpenedStore {
                 store: Arc::new(store.clone()),
                 web_store: Arc::new(store),
+                desk_bus: announcer.desk_bus(),
                 changes: Arc::new(move || announcer.changes()),
                 fresh,
             })
@@ -148,6 +153,7 @@ async fn open_store(config: &ServerConfig) -> anyhow::Result<OpenedStore> {
                 store: Arc::new(store.clone()),
                 web_store: Arc::new(store),
                 changes: Arc::new(move || announcer.changes()),
+                desk_bus: Arc::new(desk_bus::LocalBus::new()),
                 fresh,
             })
         }
@@ -172,6 +178,7 @@ pub async fn serve_state(
     // Background work is owned here: cancelled with the server and awaited.
     let stop = tokio_util::sync::CancellationToken::new();
     let outbox = tokio::spawn(webhooks::run(Arc::clone(&state.store), stop.clone()));
+    let desk_events = tokio::spawn(state.desks.clone().follow(stop.clone()));
     let sweeper = tokio::spawn(partials::run(
         state.config.partials_dir(),
         state.config.partial_ttl,
@@ -198,6 +205,9 @@ pub async fn serve_state(
     stop.cancel();
     if let Err(e) = outbox.await {
         tracing::error!(error = %e, "webhook delivery task failed");
+    }
+    if let Err(e) = desk_events.await {
+        tracing::error!(error = %e, "desk bus follower failed");
     }
     if let Err(e) = sweeper.await {
         tracing::error!(error = %e, "partial upload sweeper failed");

@@ -8,6 +8,7 @@
 use crate::auth::hash_secret;
 use crate::blobs::is_sha256_hex;
 use crate::commit::{CommitFailure, CommitResult};
+use crate::desk_bus::{DeskBus, DeskEvent, Envelope};
 use crate::state::AppState;
 use crate::store::{Agent, PacketResolution, StoredPage};
 use anyhow::Context;
@@ -47,7 +48,8 @@ const NOTICE_BACKLOG: usize = 64;
 const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why the server ends a live session from outside it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CloseReason {
     /// A newer connection of the same agent took over.
     Replaced,
@@ -73,7 +75,9 @@ struct Registration {
 }
 
 /// The scan desks connected to this server, and a way to tell them things.
-/// One session per agent: a newer connection closes the older one.
+/// One session per agent: a newer connection closes the older one. What is
+/// done to a session here is also published on the desk bus, so a session
+/// live on another replica gets it too ([`Desks::follow`] applies theirs).
 #[derive(Clone)]
 pub struct Desks {
     slots: Arc<Semaphore>,
@@ -81,15 +85,62 @@ pub struct Desks {
     /// Per agent, the lock a session holds while it runs.
     turns: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     generation: Arc<std::sync::atomic::AtomicU64>,
+    /// This process among the replicas; it ignores its own events.
+    replica: Uuid,
+    bus: Arc<dyn DeskBus>,
 }
 
 impl Desks {
-    pub fn new(max_agents: usize) -> Desks {
+    pub fn new(max_agents: usize, bus: Arc<dyn DeskBus>) -> Desks {
         Desks {
             slots: Arc::new(Semaphore::new(max_agents)),
             live: Arc::default(),
             turns: Arc::default(),
             generation: Arc::default(),
+            replica: Uuid::new_v4(),
+            bus,
+        }
+    }
+
+    fn publish(&self, event: DeskEvent) {
+        self.bus.publish(Envelope {
+            from: self.replica,
+            event,
+        });
+    }
+
+    /// Applies the other replicas' events to the sessions of this one until
+    /// `stop`.
+    pub async fn follow(self, stop: tokio_util::sync::CancellationToken) {
+        let mut events = self.bus.subscribe();
+        loop {
+            let envelope = tokio::select! {
+                _ = stop.cancelled() => return,
+                received = events.recv() => match received {
+                    Ok(envelope) => envelope,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "desk bus events missed");
+                        continue;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+            };
+            if envelope.from == self.replica {
+                continue;
+            }
+            match envelope.event {
+                DeskEvent::Notice { agent, notice } => {
+                    self.notify_here(&agent, notice);
+                }
+                DeskEvent::Disconnect { agent, reason } => {
+                    self.disconnect_here(&agent, reason);
+                }
+                DeskEvent::SessionTaken { agent, by } => {
+                    if self.disconnect_here(&agent, CloseReason::Replaced) {
+                        tracing::info!(%agent, replica = %by, "session taken over on another replica");
+                    }
+                }
+            }
         }
     }
 
@@ -119,6 +170,11 @@ impl Desks {
         if let Some(older) = live.insert(agent_id.to_owned(), fresh) {
             let _ = older.close.send(Some(CloseReason::Replaced));
         }
+        drop(live);
+        self.publish(DeskEvent::SessionTaken {
+            agent: agent_id.to_owned(),
+            by: self.replica,
+        });
         Ok(Registration {
             generation,
             notices,
@@ -138,8 +194,17 @@ impl Desks {
         }
     }
 
-    /// Closes the agent's live session, if any; true when there was one.
+    /// Closes the agent's live session, on whichever replica it is; true when
+    /// it was on this one.
     pub fn disconnect(&self, agent_id: &str, reason: CloseReason) -> bool {
+        self.publish(DeskEvent::Disconnect {
+            agent: agent_id.to_owned(),
+            reason,
+        });
+        self.disconnect_here(agent_id, reason)
+    }
+
+    fn disconnect_here(&self, agent_id: &str, reason: CloseReason) -> bool {
         let Ok(live) = self.live.lock() else {
             return false;
         };
@@ -156,15 +221,25 @@ impl Desks {
             .unwrap_or(false)
     }
 
-    /// Best effort: a desk that is offline hears nothing (its status shows the outcome it had).
+    /// Best effort: a desk that is offline hears nothing (its status shows the
+    /// outcome it had). The session may be on another replica: published too.
     pub fn notify(&self, agent_id: &str, notice: DeskNotice) {
+        self.publish(DeskEvent::Notice {
+            agent: agent_id.to_owned(),
+            notice: notice.clone(),
+        });
+        self.notify_here(agent_id, notice);
+    }
+
+    fn notify_here(&self, agent_id: &str, notice: DeskNotice) -> bool {
         let sender = self
             .live
             .lock()
             .ok()
             .and_then(|live| live.get(agent_id).map(|s| s.notices.clone()));
-        if let Some(tx) = sender {
-            let _ = tx.try_send(ServerMessage::Notice(notice));
+        match sender {
+            Some(tx) => tx.try_send(ServerMessage::Notice(notice)).is_ok(),
+            None => false,
         }
     }
 }
