@@ -58,6 +58,7 @@ pub async fn open(config: ServerConfig) -> anyhow::Result<AppState> {
         web_store,
         changes,
         desk_bus,
+        shared_partials,
         fresh,
     } = open_store(&config).await?;
     if fresh && let Some(token) = &config.bootstrap_token {
@@ -100,6 +101,7 @@ pub async fn open(config: ServerConfig) -> anyhow::Result<AppState> {
     Ok(AppState {
         committer: commit::Committer::start(Arc::clone(&store), Arc::clone(&blobs)),
         web,
+        shared_partials,
         store,
         blobs,
         covers: Arc::new(covers),
@@ -116,6 +118,7 @@ struct OpenedStore {
     changes: Arc<dyn Fn() -> tokio::sync::broadcast::Receiver<store::Change> + Send + Sync>,
     /// How the uplink reaches agent sessions on other replicas.
     desk_bus: Arc<dyn desk_bus::DeskBus>,
+    shared_partials: Option<Arc<dyn partials::SharedPartials>>,
     /// No credentials yet: the time to store a bootstrap token.
     fresh: bool,
 }
@@ -135,10 +138,14 @@ async fn open_store(config: &ServerConfig) -> anyhow::Result<OpenedStore> {
                 .with_context(|| format!("opening database {shown}"))?;
             let fresh = store.is_fresh().await?;
             let announcer = store.clone();
+            // Listening from the start, so the first desk page to subscribe
+            // misses nothing committed after it was served.
+            drop(announcer.changes());
             Ok(OpenedStore {
                 store: Arc::new(store.clone()),
                 web_store: Arc::new(store),
                 desk_bus: announcer.desk_bus(),
+                shared_partials: Some(Arc::new(announcer.clone())),
                 changes: Arc::new(move || announcer.changes()),
                 fresh,
             })
@@ -154,6 +161,7 @@ async fn open_store(config: &ServerConfig) -> anyhow::Result<OpenedStore> {
                 web_store: Arc::new(store),
                 changes: Arc::new(move || announcer.changes()),
                 desk_bus: Arc::new(desk_bus::LocalBus::new()),
+                shared_partials: None,
                 fresh,
             })
         }
@@ -184,6 +192,13 @@ pub async fn serve_state(
         state.config.partial_ttl,
         stop.clone(),
     ));
+    let shared_sweeper = state.shared_partials.clone().map(|shared| {
+        tokio::spawn(partials::run_shared(
+            shared,
+            state.config.partial_ttl,
+            stop.clone(),
+        ))
+    });
     let tls = match &state.config.tls {
         Some(files) => Some(net::tls::server_config(&files.cert, &files.key)?),
         None => None,
@@ -208,6 +223,11 @@ pub async fn serve_state(
     }
     if let Err(e) = desk_events.await {
         tracing::error!(error = %e, "desk bus follower failed");
+    }
+    if let Some(task) = shared_sweeper
+        && let Err(e) = task.await
+    {
+        tracing::error!(error = %e, "shared partial upload sweeper failed");
     }
     if let Err(e) = sweeper.await {
         tracing::error!(error = %e, "partial upload sweeper failed");

@@ -9,6 +9,7 @@ use crate::auth::hash_secret;
 use crate::blobs::is_sha256_hex;
 use crate::commit::{CommitFailure, CommitResult};
 use crate::desk_bus::{DeskBus, DeskEvent, Envelope};
+use crate::partials::{CHECKPOINT_BYTES, PartialKey, SharedPartials};
 use crate::state::AppState;
 use crate::store::{Agent, PacketResolution, StoredPage};
 use anyhow::Context;
@@ -362,7 +363,62 @@ struct Upload {
     path: PathBuf,
     file: tokio::fs::File,
     received: u64,
+    /// Where the bytes the other replicas can see end (`SharedPartials`).
+    durable: u64,
     hasher: Sha256,
+}
+
+impl Upload {
+    fn key<'a>(&'a self, agent_id: &'a str) -> PartialKey<'a> {
+        PartialKey {
+            capture_id: self.offer.capture_id,
+            agent_id,
+            sha256: &self.offer.sha256,
+            size: self.offer.size,
+        }
+    }
+}
+
+/// Most bytes one checkpoint part holds.
+const MAX_PART_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Copies the bytes of `upload` that the other replicas cannot see yet from
+/// its local file into the shared partials; returns where the shared bytes
+/// end now. Best effort: a failure only means a resume elsewhere starts
+/// earlier.
+async fn checkpoint(shared: &dyn SharedPartials, agent_id: &str, upload: &mut Upload) -> u64 {
+    let result: anyhow::Result<u64> = async {
+        upload.file.flush().await?;
+        let mut reader = tokio::fs::File::open(&upload.path)
+            .await
+            .with_context(|| format!("reading {}", upload.path.display()))?;
+        let mut at = upload.durable;
+        // Each round either appends a part or learns where the shared bytes
+        // really end (another session got there first); bounded all the same.
+        for _ in 0..64 {
+            if at >= upload.received {
+                break;
+            }
+            let len = (upload.received - at).min(MAX_PART_BYTES);
+            let mut part = vec![0u8; usize::try_from(len)?];
+            reader.seek(std::io::SeekFrom::Start(at)).await?;
+            reader.read_exact(&mut part).await?;
+            let end = shared.save(&upload.key(agent_id), at, &part).await?;
+            if end == at {
+                break;
+            }
+            at = end;
+        }
+        Ok(at)
+    }
+    .await;
+    match result {
+        Ok(end) => end,
+        Err(e) => {
+            tracing::warn!(page = %upload.offer.capture_id, error = format!("{e:#}"), "checkpointing a partial upload");
+            upload.durable
+        }
+    }
 }
 
 /// A page handed to the group commit: its ids, and the committer's answer.
@@ -377,6 +433,8 @@ type Committing = std::pin::Pin<
 struct Session {
     state: AppState,
     agent: Agent,
+    /// Pages with bytes in the shared partials, to drop once stored.
+    shared_ids: HashSet<Uuid>,
     uploads: HashMap<Uuid, Upload>,
     committing: FuturesUnordered<Committing>,
     committing_ids: HashSet<Uuid>,
@@ -421,6 +479,7 @@ impl Session {
         Session {
             state,
             agent,
+            shared_ids: HashSet::new(),
             uploads: HashMap::new(),
             committing: FuturesUnordered::new(),
             committing_ids: HashSet::new(),
@@ -445,6 +504,12 @@ impl Session {
         for (_, mut upload) in self.uploads.drain() {
             if let Err(e) = upload.file.flush().await {
                 tracing::warn!(file = %upload.path.display(), error = %e, "flushing a partial upload");
+            }
+            // The agent may come back through another replica: leave it all there.
+            if let Some(shared) = &self.state.shared_partials
+                && upload.received > upload.durable
+            {
+                checkpoint(&**shared, &self.agent.id, &mut upload).await;
             }
         }
         while self.committing.next().await.is_some() {}
@@ -507,6 +572,9 @@ impl Session {
                 }
                 Some((id, packet_id, answer)) = self.committing.next(), if !self.committing.is_empty() => {
                     self.committing_ids.remove(&id);
+                    if matches!(answer, Ok(Ok(_))) {
+                        self.forget_shared(id);
+                    }
                     for reply in committed(id, packet_id, answer) {
                         send(socket, &reply).await?;
                     }
@@ -585,6 +653,20 @@ impl Session {
         }
     }
 
+    /// Drops a page's shared partial, if it had one, without waiting.
+    fn forget_shared(&mut self, id: Uuid) {
+        if let Some(shared) = &self.state.shared_partials
+            && self.shared_ids.remove(&id)
+        {
+            let shared = Arc::clone(shared);
+            tokio::spawn(async move {
+                if let Err(e) = shared.forget(id).await {
+                    tracing::warn!(page = %id, error = format!("{e:#}"), "dropping a shared partial upload");
+                }
+            });
+        }
+    }
+
     fn in_flight(&self) -> usize {
         self.uploads.len() + self.committing.len()
     }
@@ -626,8 +708,9 @@ impl Session {
         }])
     }
 
-    /// Opens (or reopens, after a reconnect) the partial file of a page.
-    async fn open_partial(&self, offer: PageOffer) -> anyhow::Result<Upload> {
+    /// Opens (or reopens, after a reconnect) the partial file of a page,
+    /// taking the shared partial's bytes when another replica got further.
+    async fn open_partial(&mut self, offer: PageOffer) -> anyhow::Result<Upload> {
         let dir = self.state.config.partials_dir().join(&self.agent.id);
         tokio::fs::create_dir_all(&dir)
             .await
@@ -646,7 +729,38 @@ impl Session {
         if received > offer.size {
             file.set_len(0).await?;
             received = 0;
-        } else if received > 0 {
+        }
+        let mut durable = 0;
+        if let Some(shared) = &self.state.shared_partials {
+            let key = PartialKey {
+                capture_id: offer.capture_id,
+                agent_id: &self.agent.id,
+                sha256: &offer.sha256,
+                size: offer.size,
+            };
+            match shared.load(&key).await {
+                Ok(held) => {
+                    durable = held.len() as u64;
+                    if durable > 0 {
+                        self.shared_ids.insert(offer.capture_id);
+                    }
+                    // Same capture id, same bytes: the longer prefix wins.
+                    if durable > received && durable <= offer.size {
+                        file.seek(std::io::SeekFrom::Start(0)).await?;
+                        file.write_all(&held)
+                            .await
+                            .with_context(|| format!("writing {}", path.display()))?;
+                        file.set_len(durable).await?;
+                        file.flush().await?;
+                        received = durable;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(page = %offer.capture_id, error = format!("{e:#}"), "reading the shared partial upload");
+                }
+            }
+        }
+        if received > 0 {
             // Re-hash what is already there so the final check covers every byte.
             let mut existing = tokio::fs::File::open(&path).await?;
             let mut buf = vec![0u8; 64 * 1024];
@@ -664,6 +778,7 @@ impl Session {
             path,
             file,
             received,
+            durable,
             hasher,
         })
     }
@@ -712,6 +827,12 @@ impl Session {
         upload.hasher.update(chunk.data);
         upload.received += chunk.data.len() as u64;
         if upload.received < upload.offer.size {
+            if let Some(shared) = &self.state.shared_partials
+                && upload.received - upload.durable >= CHECKPOINT_BYTES as u64
+            {
+                upload.durable = checkpoint(&**shared, &self.agent.id, upload).await;
+                self.shared_ids.insert(id);
+            }
             return Ok(Vec::new());
         }
         match self.uploads.remove(&id) {
@@ -734,6 +855,7 @@ impl Session {
         drop(upload.file);
         if digest != upload.offer.sha256 || on_disk != upload.offer.size {
             let _ = tokio::fs::remove_file(&upload.path).await;
+            self.forget_shared(id);
             let msg = format!("bytes hash to {digest}, offer said {}", upload.offer.sha256);
             return Ok(vec![error("checksum_mismatch", msg, Some(id), false)]);
         }

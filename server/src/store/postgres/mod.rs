@@ -20,6 +20,7 @@ mod invoices;
 pub mod migrate;
 mod ops;
 mod packets;
+mod partials;
 mod rows;
 mod settings;
 mod web;
