@@ -3,7 +3,9 @@
 //!
 //! Invariant: `Stored` is sent only after the page's bytes are fsynced into
 //! the blob store and its row is committed. Partial uploads live as files under
-//! `partials/` so a reconnecting agent resumes where the bytes stopped.
+//! `partials/` so a reconnecting agent resumes where the bytes stopped; with
+//! replicas they are also checkpointed to `partials::SharedPartials`, so the
+//! agent resumes on whichever replica it reaches next.
 
 use crate::auth::hash_secret;
 use crate::blobs::is_sha256_hex;
