@@ -1039,16 +1039,6 @@ async fn committed_changes_are_announced(fixture: &Fixture) {
     let id = doc(store, "C-1").await;
     scanned(store, id, "c").await;
     let mut changes = (fixture.changes)();
-    // PostgreSQL's listener connects in the background: wait until it hears.
-    let heard = async {
-        loop {
-            match changes.recv().await {
-                Ok(change) if change.documents.contains(&id) => return change,
-                Ok(_) => {}
-                Err(e) => panic!("announcements ended: {e}"),
-            }
-        }
-    };
     let refused = store
         .decide(
             id,
@@ -1059,10 +1049,34 @@ async fn committed_changes_are_announced(fixture: &Fixture) {
         )
         .await;
     assert!(refused.is_err(), "{refused:?}");
-    // Subscribing may race the listener's LISTEN: sign off until heard.
-    let announced = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-        store.decide(id, Decision::SignOff, &actor()).await.unwrap();
-        heard.await
+    // PostgreSQL's listener connects in the background and may miss what
+    // commits before its LISTEN: sign off (and back) until heard.
+    let announced = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        let mut signed = false;
+        loop {
+            let decision = if signed {
+                Decision::Unsign {
+                    reason: "again".into(),
+                }
+            } else {
+                Decision::SignOff
+            };
+            store.decide(id, decision, &actor()).await.unwrap();
+            signed = !signed;
+            let heard = tokio::time::timeout(std::time::Duration::from_millis(500), async {
+                loop {
+                    match changes.recv().await {
+                        Ok(change) if change.documents.contains(&id) => return change,
+                        Ok(_) => {}
+                        Err(e) => panic!("announcements ended: {e}"),
+                    }
+                }
+            })
+            .await;
+            if let Ok(change) = heard {
+                return change;
+            }
+        }
     })
     .await
     .expect("the sign-off was announced");
