@@ -20,6 +20,7 @@ pub mod commit;
 pub mod config;
 pub mod cover;
 pub mod demo;
+pub mod desk_bus;
 mod error;
 pub mod metrics;
 pub mod net;
@@ -56,6 +57,8 @@ pub async fn open(config: ServerConfig) -> anyhow::Result<AppState> {
         store,
         web_store,
         changes,
+        desk_bus,
+        shared_partials,
         fresh,
     } = open_store(&config).await?;
     if fresh && let Some(token) = &config.bootstrap_token {
@@ -98,10 +101,11 @@ pub async fn open(config: ServerConfig) -> anyhow::Result<AppState> {
     Ok(AppState {
         committer: commit::Committer::start(Arc::clone(&store), Arc::clone(&blobs)),
         web,
+        shared_partials,
         store,
         blobs,
         covers: Arc::new(covers),
-        desks: uplink::Desks::new(config.max_agents),
+        desks: uplink::Desks::new(config.max_agents, desk_bus),
         config: Arc::new(config),
     })
 }
@@ -112,6 +116,9 @@ struct OpenedStore {
     store: Arc<dyn Store>,
     web_store: Arc<dyn web::store::WebStore>,
     changes: Arc<dyn Fn() -> tokio::sync::broadcast::Receiver<store::Change> + Send + Sync>,
+    /// How the uplink reaches agent sessions on other replicas.
+    desk_bus: Arc<dyn desk_bus::DeskBus>,
+    shared_partials: Option<Arc<dyn partials::SharedPartials>>,
     /// No credentials yet: the time to store a bootstrap token.
     fresh: bool,
 }
@@ -131,9 +138,14 @@ async fn open_store(config: &ServerConfig) -> anyhow::Result<OpenedStore> {
                 .with_context(|| format!("opening database {shown}"))?;
             let fresh = store.is_fresh().await?;
             let announcer = store.clone();
+            // Listening from the start, so the first desk page to subscribe
+            // misses nothing committed after it was served.
+            drop(announcer.changes());
             Ok(OpenedStore {
                 store: Arc::new(store.clone()),
                 web_store: Arc::new(store),
+                desk_bus: announcer.desk_bus(),
+                shared_partials: Some(Arc::new(announcer.clone())),
                 changes: Arc::new(move || announcer.changes()),
                 fresh,
             })
@@ -148,6 +160,8 @@ async fn open_store(config: &ServerConfig) -> anyhow::Result<OpenedStore> {
                 store: Arc::new(store.clone()),
                 web_store: Arc::new(store),
                 changes: Arc::new(move || announcer.changes()),
+                desk_bus: Arc::new(desk_bus::LocalBus::new()),
+                shared_partials: None,
                 fresh,
             })
         }
@@ -172,11 +186,19 @@ pub async fn serve_state(
     // Background work is owned here: cancelled with the server and awaited.
     let stop = tokio_util::sync::CancellationToken::new();
     let outbox = tokio::spawn(webhooks::run(Arc::clone(&state.store), stop.clone()));
+    let desk_events = tokio::spawn(state.desks.clone().follow(stop.clone()));
     let sweeper = tokio::spawn(partials::run(
         state.config.partials_dir(),
         state.config.partial_ttl,
         stop.clone(),
     ));
+    let shared_sweeper = state.shared_partials.clone().map(|shared| {
+        tokio::spawn(partials::run_shared(
+            shared,
+            state.config.partial_ttl,
+            stop.clone(),
+        ))
+    });
     let tls = match &state.config.tls {
         Some(files) => Some(net::tls::server_config(&files.cert, &files.key)?),
         None => None,
@@ -198,6 +220,14 @@ pub async fn serve_state(
     stop.cancel();
     if let Err(e) = outbox.await {
         tracing::error!(error = %e, "webhook delivery task failed");
+    }
+    if let Err(e) = desk_events.await {
+        tracing::error!(error = %e, "desk bus follower failed");
+    }
+    if let Some(task) = shared_sweeper
+        && let Err(e) = task.await
+    {
+        tracing::error!(error = %e, "shared partial upload sweeper failed");
     }
     if let Err(e) = sweeper.await {
         tracing::error!(error = %e, "partial upload sweeper failed");

@@ -17,6 +17,9 @@ pub struct AppState {
     pub desks: Desks,
     /// The group commit every uplink session hands its whole pages to.
     pub committer: Committer,
+    /// Partial uploads every replica can resume (PostgreSQL); `None` for the
+    /// embedded server, whose local `partials/` folder is all it needs.
+    pub shared_partials: Option<Arc<dyn crate::partials::SharedPartials>>,
     /// The sign-off desk's own state (`web/`).
     pub web: crate::web::WebState,
 }

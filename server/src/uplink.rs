@@ -3,11 +3,15 @@
 //!
 //! Invariant: `Stored` is sent only after the page's bytes are fsynced into
 //! the blob store and its row is committed. Partial uploads live as files under
-//! `partials/` so a reconnecting agent resumes where the bytes stopped.
+//! `partials/` so a reconnecting agent resumes where the bytes stopped; with
+//! replicas they are also checkpointed to `partials::SharedPartials`, so the
+//! agent resumes on whichever replica it reaches next.
 
 use crate::auth::hash_secret;
 use crate::blobs::is_sha256_hex;
 use crate::commit::{CommitFailure, CommitResult};
+use crate::desk_bus::{DeskBus, DeskEvent, Envelope};
+use crate::partials::{CHECKPOINT_BYTES, PartialKey, SharedPartials};
 use crate::state::AppState;
 use crate::store::{Agent, PacketResolution, StoredPage};
 use anyhow::Context;
@@ -47,7 +51,8 @@ const NOTICE_BACKLOG: usize = 64;
 const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why the server ends a live session from outside it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CloseReason {
     /// A newer connection of the same agent took over.
     Replaced,
@@ -73,7 +78,9 @@ struct Registration {
 }
 
 /// The scan desks connected to this server, and a way to tell them things.
-/// One session per agent: a newer connection closes the older one.
+/// One session per agent: a newer connection closes the older one. What is
+/// done to a session here is also published on the desk bus, so a session
+/// live on another replica gets it too ([`Desks::follow`] applies theirs).
 #[derive(Clone)]
 pub struct Desks {
     slots: Arc<Semaphore>,
@@ -81,15 +88,62 @@ pub struct Desks {
     /// Per agent, the lock a session holds while it runs.
     turns: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     generation: Arc<std::sync::atomic::AtomicU64>,
+    /// This process among the replicas; it ignores its own events.
+    replica: Uuid,
+    bus: Arc<dyn DeskBus>,
 }
 
 impl Desks {
-    pub fn new(max_agents: usize) -> Desks {
+    pub fn new(max_agents: usize, bus: Arc<dyn DeskBus>) -> Desks {
         Desks {
             slots: Arc::new(Semaphore::new(max_agents)),
             live: Arc::default(),
             turns: Arc::default(),
             generation: Arc::default(),
+            replica: Uuid::new_v4(),
+            bus,
+        }
+    }
+
+    fn publish(&self, event: DeskEvent) {
+        self.bus.publish(Envelope {
+            from: self.replica,
+            event,
+        });
+    }
+
+    /// Applies the other replicas' events to the sessions of this one until
+    /// `stop`.
+    pub async fn follow(self, stop: tokio_util::sync::CancellationToken) {
+        let mut events = self.bus.subscribe();
+        loop {
+            let envelope = tokio::select! {
+                _ = stop.cancelled() => return,
+                received = events.recv() => match received {
+                    Ok(envelope) => envelope,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "desk bus events missed");
+                        continue;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+            };
+            if envelope.from == self.replica {
+                continue;
+            }
+            match envelope.event {
+                DeskEvent::Notice { agent, notice } => {
+                    self.notify_here(&agent, notice);
+                }
+                DeskEvent::Disconnect { agent, reason } => {
+                    self.disconnect_here(&agent, reason);
+                }
+                DeskEvent::SessionTaken { agent, by } => {
+                    if self.disconnect_here(&agent, CloseReason::Replaced) {
+                        tracing::info!(%agent, replica = %by, "session taken over on another replica");
+                    }
+                }
+            }
         }
     }
 
@@ -119,6 +173,11 @@ impl Desks {
         if let Some(older) = live.insert(agent_id.to_owned(), fresh) {
             let _ = older.close.send(Some(CloseReason::Replaced));
         }
+        drop(live);
+        self.publish(DeskEvent::SessionTaken {
+            agent: agent_id.to_owned(),
+            by: self.replica,
+        });
         Ok(Registration {
             generation,
             notices,
@@ -138,8 +197,17 @@ impl Desks {
         }
     }
 
-    /// Closes the agent's live session, if any; true when there was one.
+    /// Closes the agent's live session, on whichever replica it is; true when
+    /// it was on this one.
     pub fn disconnect(&self, agent_id: &str, reason: CloseReason) -> bool {
+        self.publish(DeskEvent::Disconnect {
+            agent: agent_id.to_owned(),
+            reason,
+        });
+        self.disconnect_here(agent_id, reason)
+    }
+
+    fn disconnect_here(&self, agent_id: &str, reason: CloseReason) -> bool {
         let Ok(live) = self.live.lock() else {
             return false;
         };
@@ -156,15 +224,25 @@ impl Desks {
             .unwrap_or(false)
     }
 
-    /// Best effort: a desk that is offline hears nothing (its status shows the outcome it had).
+    /// Best effort: a desk that is offline hears nothing (its status shows the
+    /// outcome it had). The session may be on another replica: published too.
     pub fn notify(&self, agent_id: &str, notice: DeskNotice) {
+        self.publish(DeskEvent::Notice {
+            agent: agent_id.to_owned(),
+            notice: notice.clone(),
+        });
+        self.notify_here(agent_id, notice);
+    }
+
+    fn notify_here(&self, agent_id: &str, notice: DeskNotice) -> bool {
         let sender = self
             .live
             .lock()
             .ok()
             .and_then(|live| live.get(agent_id).map(|s| s.notices.clone()));
-        if let Some(tx) = sender {
-            let _ = tx.try_send(ServerMessage::Notice(notice));
+        match sender {
+            Some(tx) => tx.try_send(ServerMessage::Notice(notice)).is_ok(),
+            None => false,
         }
     }
 }
@@ -287,7 +365,62 @@ struct Upload {
     path: PathBuf,
     file: tokio::fs::File,
     received: u64,
+    /// Where the bytes the other replicas can see end (`SharedPartials`).
+    durable: u64,
     hasher: Sha256,
+}
+
+impl Upload {
+    fn key<'a>(&'a self, agent_id: &'a str) -> PartialKey<'a> {
+        PartialKey {
+            capture_id: self.offer.capture_id,
+            agent_id,
+            sha256: &self.offer.sha256,
+            size: self.offer.size,
+        }
+    }
+}
+
+/// Most bytes one checkpoint part holds.
+const MAX_PART_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Copies the bytes of `upload` that the other replicas cannot see yet from
+/// its local file into the shared partials; returns where the shared bytes
+/// end now. Best effort: a failure only means a resume elsewhere starts
+/// earlier.
+async fn checkpoint(shared: &dyn SharedPartials, agent_id: &str, upload: &mut Upload) -> u64 {
+    let result: anyhow::Result<u64> = async {
+        upload.file.flush().await?;
+        let mut reader = tokio::fs::File::open(&upload.path)
+            .await
+            .with_context(|| format!("reading {}", upload.path.display()))?;
+        let mut at = upload.durable;
+        // Each round either appends a part or learns where the shared bytes
+        // really end (another session got there first); bounded all the same.
+        for _ in 0..64 {
+            if at >= upload.received {
+                break;
+            }
+            let len = (upload.received - at).min(MAX_PART_BYTES);
+            let mut part = vec![0u8; usize::try_from(len)?];
+            reader.seek(std::io::SeekFrom::Start(at)).await?;
+            reader.read_exact(&mut part).await?;
+            let end = shared.save(&upload.key(agent_id), at, &part).await?;
+            if end == at {
+                break;
+            }
+            at = end;
+        }
+        Ok(at)
+    }
+    .await;
+    match result {
+        Ok(end) => end,
+        Err(e) => {
+            tracing::warn!(page = %upload.offer.capture_id, error = format!("{e:#}"), "checkpointing a partial upload");
+            upload.durable
+        }
+    }
 }
 
 /// A page handed to the group commit: its ids, and the committer's answer.
@@ -302,6 +435,8 @@ type Committing = std::pin::Pin<
 struct Session {
     state: AppState,
     agent: Agent,
+    /// Pages with bytes in the shared partials, to drop once stored.
+    shared_ids: HashSet<Uuid>,
     uploads: HashMap<Uuid, Upload>,
     committing: FuturesUnordered<Committing>,
     committing_ids: HashSet<Uuid>,
@@ -346,6 +481,7 @@ impl Session {
         Session {
             state,
             agent,
+            shared_ids: HashSet::new(),
             uploads: HashMap::new(),
             committing: FuturesUnordered::new(),
             committing_ids: HashSet::new(),
@@ -370,6 +506,12 @@ impl Session {
         for (_, mut upload) in self.uploads.drain() {
             if let Err(e) = upload.file.flush().await {
                 tracing::warn!(file = %upload.path.display(), error = %e, "flushing a partial upload");
+            }
+            // The agent may come back through another replica: leave it all there.
+            if let Some(shared) = &self.state.shared_partials
+                && upload.received > upload.durable
+            {
+                checkpoint(&**shared, &self.agent.id, &mut upload).await;
             }
         }
         while self.committing.next().await.is_some() {}
@@ -432,6 +574,9 @@ impl Session {
                 }
                 Some((id, packet_id, answer)) = self.committing.next(), if !self.committing.is_empty() => {
                     self.committing_ids.remove(&id);
+                    if matches!(answer, Ok(Ok(_))) {
+                        self.forget_shared(id);
+                    }
                     for reply in committed(id, packet_id, answer) {
                         send(socket, &reply).await?;
                     }
@@ -510,6 +655,20 @@ impl Session {
         }
     }
 
+    /// Drops a page's shared partial, if it had one, without waiting.
+    fn forget_shared(&mut self, id: Uuid) {
+        if let Some(shared) = &self.state.shared_partials
+            && self.shared_ids.remove(&id)
+        {
+            let shared = Arc::clone(shared);
+            tokio::spawn(async move {
+                if let Err(e) = shared.forget(id).await {
+                    tracing::warn!(page = %id, error = format!("{e:#}"), "dropping a shared partial upload");
+                }
+            });
+        }
+    }
+
     fn in_flight(&self) -> usize {
         self.uploads.len() + self.committing.len()
     }
@@ -551,8 +710,9 @@ impl Session {
         }])
     }
 
-    /// Opens (or reopens, after a reconnect) the partial file of a page.
-    async fn open_partial(&self, offer: PageOffer) -> anyhow::Result<Upload> {
+    /// Opens (or reopens, after a reconnect) the partial file of a page,
+    /// taking the shared partial's bytes when another replica got further.
+    async fn open_partial(&mut self, offer: PageOffer) -> anyhow::Result<Upload> {
         let dir = self.state.config.partials_dir().join(&self.agent.id);
         tokio::fs::create_dir_all(&dir)
             .await
@@ -571,7 +731,38 @@ impl Session {
         if received > offer.size {
             file.set_len(0).await?;
             received = 0;
-        } else if received > 0 {
+        }
+        let mut durable = 0;
+        if let Some(shared) = &self.state.shared_partials {
+            let key = PartialKey {
+                capture_id: offer.capture_id,
+                agent_id: &self.agent.id,
+                sha256: &offer.sha256,
+                size: offer.size,
+            };
+            match shared.load(&key).await {
+                Ok(held) => {
+                    durable = held.len() as u64;
+                    if durable > 0 {
+                        self.shared_ids.insert(offer.capture_id);
+                    }
+                    // Same capture id, same bytes: the longer prefix wins.
+                    if durable > received && durable <= offer.size {
+                        file.seek(std::io::SeekFrom::Start(0)).await?;
+                        file.write_all(&held)
+                            .await
+                            .with_context(|| format!("writing {}", path.display()))?;
+                        file.set_len(durable).await?;
+                        file.flush().await?;
+                        received = durable;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(page = %offer.capture_id, error = format!("{e:#}"), "reading the shared partial upload");
+                }
+            }
+        }
+        if received > 0 {
             // Re-hash what is already there so the final check covers every byte.
             let mut existing = tokio::fs::File::open(&path).await?;
             let mut buf = vec![0u8; 64 * 1024];
@@ -589,6 +780,7 @@ impl Session {
             path,
             file,
             received,
+            durable,
             hasher,
         })
     }
@@ -637,6 +829,12 @@ impl Session {
         upload.hasher.update(chunk.data);
         upload.received += chunk.data.len() as u64;
         if upload.received < upload.offer.size {
+            if let Some(shared) = &self.state.shared_partials
+                && upload.received - upload.durable >= CHECKPOINT_BYTES as u64
+            {
+                upload.durable = checkpoint(&**shared, &self.agent.id, upload).await;
+                self.shared_ids.insert(id);
+            }
             return Ok(Vec::new());
         }
         match self.uploads.remove(&id) {
@@ -659,6 +857,7 @@ impl Session {
         drop(upload.file);
         if digest != upload.offer.sha256 || on_disk != upload.offer.size {
             let _ = tokio::fs::remove_file(&upload.path).await;
+            self.forget_shared(id);
             let msg = format!("bytes hash to {digest}, offer said {}", upload.offer.sha256);
             return Ok(vec![error("checksum_mismatch", msg, Some(id), false)]);
         }

@@ -18,8 +18,9 @@ use tokio_util::sync::CancellationToken;
 pub const SIGNATURE_HEADER: &str = "X-IMC-Signature";
 /// How often the outbox is looked at when it was empty.
 const POLL: Duration = Duration::from_millis(250);
-/// Most events taken per look; they are sent one after another.
-const BATCH: u32 = 32;
+/// Most events taken per look; they are sent one after another, so on
+/// PostgreSQL this many request timeouts must fit in the claim lease (60 s).
+pub const BATCH: u32 = 4;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Backoff never waits longer than this between two attempts.
 const MAX_DELAY: Duration = Duration::from_secs(3600);

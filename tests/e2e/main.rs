@@ -15,6 +15,7 @@ mod api_errors;
 mod backup;
 mod capture;
 mod capture_formats;
+mod cluster;
 mod delivery;
 mod desk;
 mod doctor;

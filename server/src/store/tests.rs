@@ -64,7 +64,7 @@ async fn postgres() -> Fixture {
     let schema = format!("t_{}", Uuid::new_v4().simple());
     admin_sql(&format!("CREATE SCHEMA {schema}")).await;
     let store = pg_store(&schema);
-    assert_eq!(store.migrate().await.unwrap(), vec![1, 2]);
+    assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3]);
     let announcer = store.clone();
     Fixture {
         store: Arc::new(store.clone()),
@@ -1039,16 +1039,6 @@ async fn committed_changes_are_announced(fixture: &Fixture) {
     let id = doc(store, "C-1").await;
     scanned(store, id, "c").await;
     let mut changes = (fixture.changes)();
-    // PostgreSQL's listener connects in the background: wait until it hears.
-    let heard = async {
-        loop {
-            match changes.recv().await {
-                Ok(change) if change.documents.contains(&id) => return change,
-                Ok(_) => {}
-                Err(e) => panic!("announcements ended: {e}"),
-            }
-        }
-    };
     let refused = store
         .decide(
             id,
@@ -1059,10 +1049,34 @@ async fn committed_changes_are_announced(fixture: &Fixture) {
         )
         .await;
     assert!(refused.is_err(), "{refused:?}");
-    // Subscribing may race the listener's LISTEN: sign off until heard.
-    let announced = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-        store.decide(id, Decision::SignOff, &actor()).await.unwrap();
-        heard.await
+    // PostgreSQL's listener connects in the background and may miss what
+    // commits before its LISTEN: sign off (and back) until heard.
+    let announced = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        let mut signed = false;
+        loop {
+            let decision = if signed {
+                Decision::Unsign {
+                    reason: "again".into(),
+                }
+            } else {
+                Decision::SignOff
+            };
+            store.decide(id, decision, &actor()).await.unwrap();
+            signed = !signed;
+            let heard = tokio::time::timeout(std::time::Duration::from_millis(500), async {
+                loop {
+                    match changes.recv().await {
+                        Ok(change) if change.documents.contains(&id) => return change,
+                        Ok(_) => {}
+                        Err(e) => panic!("announcements ended: {e}"),
+                    }
+                }
+            })
+            .await;
+            if let Ok(change) = heard {
+                return change;
+            }
+        }
     })
     .await
     .expect("the sign-off was announced");
@@ -1242,4 +1256,55 @@ async fn the_audit_chain_holds_across_connections_and_shows_tampering() {
         AuditCheck::Broken { row: 10, .. }
     ));
     fixture.finish().await;
+}
+
+/// Shared partial uploads: two replicas appending at once extend the held
+/// bytes only from where they end, a partial of other bytes is not handed
+/// out, and two sweepers at once remove each stale partial once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_share_partial_uploads_safely() {
+    use crate::partials::{PartialKey, SharedPartials};
+    let fixture = postgres().await;
+    let schema = fixture.schema.clone().unwrap();
+    let (a, b) = (pg_store(&schema), pg_store(&schema));
+    let id = Uuid::new_v4();
+    let key = PartialKey {
+        capture_id: id,
+        agent_id: "ag-1",
+        sha256: "ab",
+        size: 10,
+    };
+    assert!(a.load(&key).await.unwrap().is_empty());
+    // Both try to write bytes 0..4; exactly one part lands.
+    let (x, y) = tokio::join!(a.save(&key, 0, b"0123"), b.save(&key, 0, b"0123"));
+    assert_eq!((x.unwrap(), y.unwrap()), (4, 4));
+    // Not where the held bytes end: nothing changes.
+    assert_eq!(b.save(&key, 6, b"67").await.unwrap(), 4);
+    assert_eq!(b.save(&key, 4, b"45").await.unwrap(), 6);
+    assert_eq!(a.load(&key).await.unwrap(), b"012345");
+    let other = PartialKey {
+        sha256: "cd",
+        ..key.clone()
+    };
+    assert!(b.load(&other).await.unwrap().is_empty());
+    assert!(b.save(&other, 6, b"67").await.is_err());
+
+    let stale = Uuid::new_v4();
+    let stale_key = PartialKey {
+        capture_id: stale,
+        ..key.clone()
+    };
+    a.save(&stale_key, 0, b"0").await.unwrap();
+    admin_sql(&format!(
+        "UPDATE {schema}.upload_partials SET touched_at = now() - interval '2 hours' \
+         WHERE capture_id = '{stale}'"
+    ))
+    .await;
+    let ttl = std::time::Duration::from_secs(3600);
+    let (x, y) = tokio::join!(a.sweep(ttl), b.sweep(ttl));
+    assert_eq!(x.unwrap() + y.unwrap(), 1);
+    assert!(a.load(&stale_key).await.unwrap().is_empty());
+    assert_eq!(a.load(&key).await.unwrap().len(), 6);
+    a.forget(id).await.unwrap();
+    assert!(b.load(&key).await.unwrap().is_empty());
 }

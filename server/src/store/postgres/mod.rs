@@ -14,11 +14,13 @@ mod agents;
 mod audit;
 mod changes;
 mod db;
+mod desk_bus;
 mod documents;
 mod invoices;
 pub mod migrate;
 mod ops;
 mod packets;
+mod partials;
 mod rows;
 mod settings;
 mod web;
@@ -107,6 +109,14 @@ impl PgStore {
     /// made by any replica.
     pub fn changes(&self) -> tokio::sync::broadcast::Receiver<Change> {
         self.announcer.subscribe(&self.config)
+    }
+
+    /// The desk bus between the replicas on this database (`imc_desks`).
+    pub fn desk_bus(&self) -> Arc<dyn crate::desk_bus::DeskBus> {
+        Arc::new(desk_bus::PgDeskBus::new(
+            self.pool.clone(),
+            self.config.clone(),
+        ))
     }
 
     async fn conn(&self) -> StoreResult<Object> {

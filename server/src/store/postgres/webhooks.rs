@@ -12,8 +12,11 @@ use crate::store::*;
 use deadpool_postgres::GenericClient;
 use imc_shared::api::WebhookEvent;
 
-/// How long a claimed event is left to the replica that claimed it.
-const CLAIM_LEASE: chrono::Duration = chrono::Duration::minutes(5);
+/// How long a claimed event is left to the replica that claimed it: longer
+/// than a claimed batch takes to send (`webhooks::BATCH` × the request
+/// timeout), short enough that a replica's crash delays its events (and the
+/// later events of the same documents) by a minute at most.
+const CLAIM_LEASE: chrono::Duration = chrono::Duration::seconds(60);
 
 pub async fn put(
     tx: &impl GenericClient,
