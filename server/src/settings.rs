@@ -51,6 +51,9 @@ pub fn apply(current: Settings, patch: SettingsPatch) -> Result<Settings, Settin
                 .unwrap_or(current.webhook_retry.base_delay_secs),
         },
         retention_days: patch.retention_days.unwrap_or(current.retention_days),
+        image_retention_days: patch
+            .image_retention_days
+            .unwrap_or(current.image_retention_days),
     };
     validate(&next)?;
     Ok(next)
@@ -103,6 +106,12 @@ pub fn validate(s: &Settings) -> Result<(), SettingsError> {
     }
     if !(1..=36500).contains(&s.retention_days) {
         return fail("retention_days", "must be between 1 and 36500");
+    }
+    if s.image_retention_days > 36500 {
+        return fail(
+            "image_retention_days",
+            "must be between 0 (keep image bytes) and 36500",
+        );
     }
     Ok(())
 }

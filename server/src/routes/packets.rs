@@ -116,10 +116,16 @@ pub async fn page_bytes(
     ApiPath((id, index)): ApiPath<(String, u32)>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let (sha256, content_type) = state
+    let page = state
         .store
         .packet_page_blob(packet_id(&id)?, index)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("page {index} of packet {id}")))?;
-    blob_response(&state, &sha256, &content_type, &headers).await
+    if let Some(purged) = page.purged {
+        return Err(ApiError::Gone {
+            what: format!("page {index} of packet {id}"),
+            purged,
+        });
+    }
+    blob_response(&state, &page.sha256, &page.content_type, &headers).await
 }

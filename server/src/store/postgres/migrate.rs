@@ -17,6 +17,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "desk and scoped tokens",
         include_str!("migrations/0002_desk_and_scoped_tokens.sql"),
     ),
+    (
+        3,
+        "image retention",
+        include_str!("migrations/0003_image_retention.sql"),
+    ),
 ];
 
 /// Any constant both the migrator and the check agree on.
