@@ -23,6 +23,7 @@ mod inspect;
 mod installer;
 mod invoices;
 mod metrics;
+mod operations;
 mod retention;
 mod scale;
 mod security;
