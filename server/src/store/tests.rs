@@ -1550,3 +1550,84 @@ async fn the_audit_chain_holds_across_connections_and_shows_tampering() {
     ));
     fixture.finish().await;
 }
+
+/// Replicas as deployed: PostgreSQL and an S3 store (Garage). Two replicas
+/// purge and then sweep at once: each document is purged once, each blob is
+/// deleted once, from the bucket, and bytes a document in progress shares stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_purge_and_sweep_an_object_store_once() {
+    let fixture = postgres().await;
+    let schema = fixture.schema.clone().unwrap();
+    let store = &*fixture.store;
+    let url = format!(
+        "{}/test-{}",
+        test_services::setting("IMC_TEST_S3_URL").trim_end_matches('/'),
+        Uuid::new_v4()
+    );
+    let blobs: Arc<dyn crate::blobs::BlobStore> =
+        Arc::new(crate::blobs::ObjectBlobs::s3(&url, test_services::s3_builder()).unwrap());
+    match_mode(store).await;
+    let shared = b"shared with a document in progress".to_vec();
+    let mut own = Vec::new();
+    for i in 0..6 {
+        let bytes = format!("page {i} of a signed-off document").into_bytes();
+        let id = doc(store, &format!("S-{i}")).await;
+        scanned_bytes(store, &*blobs, id, &[&bytes, &shared]).await;
+        store.decide(id, Decision::SignOff, &actor()).await.unwrap();
+        own.push(bytes);
+    }
+    let in_progress = doc(store, "S-open").await;
+    scanned_bytes(store, &*blobs, in_progress, &[&shared]).await;
+    let replicas = [pg_store(&schema), pg_store(&schema)];
+    let purges: Vec<_> = replicas
+        .iter()
+        .map(|r| {
+            let r = r.clone();
+            tokio::spawn(async move { r.purge_images(&now(), "replicas", 100).await.unwrap() })
+        })
+        .collect();
+    let mut purged = Vec::new();
+    for purge in purges {
+        purged.extend(purge.await.unwrap().into_iter().map(|p| p.document_id));
+    }
+    purged.sort();
+    let before = purged.len();
+    purged.dedup();
+    assert_eq!((before, purged.len()), (6, 6), "each document purged once");
+    for id in purged {
+        let purges = store
+            .document_audit(id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|row| row.action == PURGE_ACTION)
+            .count();
+        assert_eq!(purges, 1);
+    }
+    let sweeps: Vec<_> = replicas
+        .iter()
+        .map(|r| {
+            let (r, blobs) = (r.clone(), Arc::clone(&blobs));
+            tokio::spawn(async move { r.sweep_blobs(&now(), 100, blobs).await.unwrap() })
+        })
+        .collect();
+    let mut deleted = Vec::new();
+    for sweep in sweeps {
+        let sweep = sweep.await.unwrap();
+        assert_eq!(sweep.error, None);
+        deleted.extend(sweep.deleted);
+    }
+    deleted.sort();
+    let mut expected: Vec<String> = own.iter().map(|b| crate::blobs::sha256_hex(b)).collect();
+    expected.sort();
+    assert_eq!(deleted, expected, "each blob deleted by one replica");
+    for bytes in &own {
+        let sha = crate::blobs::sha256_hex(bytes);
+        assert!(
+            !blobs.contains(&sha).await.unwrap(),
+            "{sha} still in the bucket"
+        );
+    }
+    assert!(blobs.get(&crate::blobs::sha256_hex(&shared)).await.unwrap() == shared);
+    fixture.finish().await;
+}
