@@ -149,7 +149,7 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_field() {
-        let cases: [(SettingsPatch, &str); 6] = [
+        let cases: [(SettingsPatch, &str); 7] = [
             (
                 SettingsPatch {
                     cover_code_patterns: Some(vec!["(unclosed".into()]),
@@ -194,6 +194,13 @@ mod tests {
                     ..Default::default()
                 },
                 "retention_days",
+            ),
+            (
+                SettingsPatch {
+                    image_retention_days: Some(36_501),
+                    ..Default::default()
+                },
+                "image_retention_days",
             ),
         ];
         for (patch, field) in cases {

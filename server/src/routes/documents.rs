@@ -412,6 +412,7 @@ pub async fn images(
         (status = 200, description = "The image bytes, in their content type; cacheable for good (ETag = sha256)", body = Binary, content_type = "application/octet-stream"),
         (status = 304, description = "Not modified"),
         (status = 404, description = "No such image", body = ErrorBody),
+        (status = 410, description = "Retention purged the bytes: `error.purged` says when and why", body = ErrorBody),
     ),
 )]
 pub async fn image_bytes(

@@ -108,6 +108,7 @@ pub async fn match_packet(
         (status = 200, description = "The page's bytes, in their content type", body = Binary, content_type = "application/octet-stream"),
         (status = 304, description = "Not modified"),
         (status = 404, description = "No such packet or page", body = ErrorBody),
+        (status = 410, description = "Retention purged the bytes: `error.purged` says when and why", body = ErrorBody),
     ),
 )]
 pub async fn page_bytes(
