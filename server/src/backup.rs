@@ -166,8 +166,18 @@ fn copy_database(source: &Connection, to: &Path) -> anyhow::Result<()> {
 }
 
 fn referenced_blobs(db: &Connection) -> anyhow::Result<Vec<String>> {
-    let mut stmt =
-        db.prepare("SELECT sha256 FROM pages UNION SELECT sha256 FROM images ORDER BY 1")?;
+    // Bytes retention purged are gone; a backup from before retention has no such column.
+    let purgeable: bool = db.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('images') WHERE name = 'purged_at')",
+        [],
+        |r| r.get(0),
+    )?;
+    let mut stmt = db.prepare(if purgeable {
+        "SELECT sha256 FROM pages WHERE purged_at IS NULL \
+         UNION SELECT sha256 FROM images WHERE purged_at IS NULL ORDER BY 1"
+    } else {
+        "SELECT sha256 FROM pages UNION SELECT sha256 FROM images ORDER BY 1"
+    })?;
     let names = stmt
         .query_map([], |r| r.get::<_, String>(0))?
         .collect::<Result<Vec<_>, _>>()?;

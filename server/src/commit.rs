@@ -87,6 +87,21 @@ async fn run(store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>, mut rx: mpsc::Rec
 }
 
 async fn commit_batch(store: &dyn Store, blobs: &dyn BlobStore, jobs: Vec<Job>) {
+    // Retention may have marked these bytes for deletion: cancel that before
+    // storing or reusing them (see `crate::retention`).
+    let mut names: Vec<String> = jobs.iter().map(|j| j.page.sha256.clone()).collect();
+    names.sort_unstable();
+    names.dedup();
+    if let Err(e) = store.reserve_blobs(&names).await {
+        tracing::error!(pages = jobs.len(), error = %e, "reserving blobs for a batch of pages");
+        for job in jobs {
+            let _ = job.done.send(Err(CommitFailure::Failed(format!(
+                "reserving the bytes: {e}"
+            ))));
+        }
+        return;
+    }
+    let jobs = reused_bytes_still_there(blobs, jobs).await;
     // Bytes first: a page row never names a blob that is not durable.
     let files: Vec<(usize, PathBuf, String)> = jobs
         .iter()
@@ -141,4 +156,33 @@ async fn commit_batch(store: &dyn Store, blobs: &dyn BlobStore, jobs: Vec<Job>) 
             }
         }
     }
+}
+
+/// A page offered with bytes the blob store already held was not uploaded;
+/// if retention deleted them before the reservation, the page fails (the
+/// agent offers it again and then uploads it). After the reservation nothing
+/// deletes them before the grace period is over.
+async fn reused_bytes_still_there(blobs: &dyn BlobStore, jobs: Vec<Job>) -> Vec<Job> {
+    let mut kept = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        if job.partial.is_some() {
+            kept.push(job);
+            continue;
+        }
+        match blobs.contains(&job.page.sha256).await {
+            Ok(true) => kept.push(job),
+            Ok(false) => {
+                let _ = job.done.send(Err(CommitFailure::Failed(format!(
+                    "the bytes of page {} were removed meanwhile; offer it again",
+                    job.page.capture_id
+                ))));
+            }
+            Err(e) => {
+                let _ = job.done.send(Err(CommitFailure::Failed(format!(
+                    "checking the bytes: {e}"
+                ))));
+            }
+        }
+    }
+    kept
 }

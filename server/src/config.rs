@@ -27,6 +27,10 @@ pub struct ServerFile {
     pub database: Option<String>,
     /// `s3://bucket/prefix` or a folder (see `ServerConfig::blobs`).
     pub blobs: Option<String>,
+    /// How often the retention task runs (seconds).
+    pub retention_interval_secs: Option<u64>,
+    /// How long a blob marked for deletion waits before it is deleted (seconds).
+    pub blob_delete_grace_secs: Option<u64>,
 }
 
 impl ServerFile {
@@ -46,6 +50,60 @@ impl ServerFile {
         }
         if let Some(hours) = self.partial_ttl_hours {
             config.partial_ttl = Duration::from_secs(hours * 3600);
+        }
+    }
+
+    /// Retention's timing: the file, then its environment variables (which
+    /// win), including the test-only `IMC_TEST_RETENTION_DAY_SECS`.
+    pub fn apply_retention(&self, config: &mut ServerConfig) -> anyhow::Result<()> {
+        let env_secs = |name: &str| -> anyhow::Result<Option<u64>> {
+            match std::env::var(name) {
+                Ok(text) => text
+                    .trim()
+                    .parse()
+                    .map(Some)
+                    .with_context(|| format!("{name}={text:?}: give whole seconds")),
+                Err(_) => Ok(None),
+            }
+        };
+        let timing = &mut config.retention;
+        if let Some(secs) =
+            env_secs("IMC_RETENTION_INTERVAL_SECS")?.or(self.retention_interval_secs)
+        {
+            anyhow::ensure!(secs >= 1, "retention_interval_secs must be at least 1");
+            timing.interval = Duration::from_secs(secs);
+        }
+        if let Some(secs) = env_secs("IMC_BLOB_DELETE_GRACE_SECS")?.or(self.blob_delete_grace_secs)
+        {
+            timing.grace = Duration::from_secs(secs);
+        }
+        // Tests only: a retention "day" this many seconds long, so that an
+        // end-to-end test sees a purge within seconds.
+        if let Some(secs) = env_secs("IMC_TEST_RETENTION_DAY_SECS")? {
+            timing.day = Duration::from_secs(secs);
+        }
+        Ok(())
+    }
+}
+
+/// When the retention task runs and how long it waits (see `crate::retention`).
+#[derive(Debug, Clone, Copy)]
+pub struct RetentionTiming {
+    pub interval: Duration,
+    /// A blob marked for deletion is deleted only this long after it was
+    /// marked: longer than any upload of the same bytes can take between its
+    /// reservation and its database commit.
+    pub grace: Duration,
+    /// The length of a day in `image_retention_days` (tests shorten it).
+    pub day: Duration,
+}
+
+impl Default for RetentionTiming {
+    fn default() -> Self {
+        RetentionTiming {
+            interval: Duration::from_secs(3600),
+            grace: Duration::from_secs(3600),
+            day: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -82,6 +140,7 @@ pub struct ServerConfig {
     pub rate_limits: crate::ratelimit::RateLimits,
     /// A request body that sends nothing for this long is cut off (slow clients).
     pub body_idle_timeout: Duration,
+    pub retention: RetentionTiming,
 }
 
 #[derive(Debug, Clone)]
@@ -108,6 +167,7 @@ impl ServerConfig {
             connection_limits: crate::net::ConnectionLimits::default(),
             rate_limits: crate::ratelimit::RateLimits::default(),
             body_idle_timeout: Duration::from_secs(30),
+            retention: RetentionTiming::default(),
         }
     }
 
@@ -149,6 +209,7 @@ impl fmt::Debug for ServerConfig {
             .field("connection_limits", &self.connection_limits)
             .field("rate_limits", &self.rate_limits)
             .field("body_idle_timeout", &self.body_idle_timeout)
+            .field("retention", &self.retention)
             .finish()
     }
 }

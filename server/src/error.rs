@@ -9,7 +9,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use imc_shared::DocStatus;
-use imc_shared::api::{ErrorBody, ErrorDetail};
+use imc_shared::api::{ErrorBody, ErrorDetail, Purged};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -30,6 +30,9 @@ pub enum ApiError {
     InvalidTransition { current: DocStatus, message: String },
     #[error("request body too large")]
     TooLarge,
+    /// Retention purged the bytes: 410 with when and why.
+    #[error("the bytes of {what} were purged at {} ({})", purged.at, purged.reason)]
+    Gone { what: String, purged: Purged },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -89,6 +92,7 @@ impl IntoResponse for ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::InvalidTransition { .. } => (StatusCode::CONFLICT, "invalid_transition"),
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::Gone { .. } => (StatusCode::GONE, "purged"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         let message = match &self {
@@ -112,6 +116,10 @@ impl IntoResponse for ApiError {
                 message,
                 field,
                 current_status,
+                purged: match &self {
+                    ApiError::Gone { purged, .. } => Some(purged.clone()),
+                    _ => None,
+                },
             },
         };
         let mut response = (status, Json(body)).into_response();

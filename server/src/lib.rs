@@ -8,7 +8,8 @@
 //! - `store/`: metadata behind the [`store::Store`] trait (SQLite embedded or
 //!   PostgreSQL); `blobs`: image bytes, content-addressed (folder or object store).
 //! - `workflow`: the document lifecycle rules; `settings`: their validation;
-//!   `webhooks`: the outbox delivery task; `cover/`: cover sheet drawing.
+//!   `webhooks`: the outbox delivery task; `retention`: purging image bytes;
+//!   `cover/`: cover sheet drawing.
 //! - `web/`: the sign-off desk, the staff's web UI under `/ui`.
 //! - `demo`: the one-command demonstration.
 
@@ -26,6 +27,7 @@ pub mod metrics;
 pub mod net;
 pub mod partials;
 pub mod ratelimit;
+pub mod retention;
 mod routes;
 pub mod settings;
 mod state;
@@ -199,6 +201,13 @@ pub async fn serve_state(
             stop.clone(),
         ))
     });
+    let retention = tokio::spawn(retention::run(
+        Arc::clone(&state.store),
+        Arc::clone(&state.blobs),
+        state.config.retention,
+        state.config.data_dir.join("thumbs"),
+        stop.clone(),
+    ));
     let tls = match &state.config.tls {
         Some(files) => Some(net::tls::server_config(&files.cert, &files.key)?),
         None => None,
@@ -231,6 +240,9 @@ pub async fn serve_state(
     }
     if let Err(e) = sweeper.await {
         tracing::error!(error = %e, "partial upload sweeper failed");
+    }
+    if let Err(e) = retention.await {
+        tracing::error!(error = %e, "retention task failed");
     }
     Ok(())
 }

@@ -355,6 +355,7 @@ fn run_async(command: Command, file: ServerFile) -> anyhow::Result<()> {
                     .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080)));
                 let mut config = ServerConfig::new(data_dir);
                 file.apply_limits(&mut config);
+                file.apply_retention(&mut config)?;
                 config.bootstrap_token = std::env::var("IMC_BOOTSTRAP_TOKEN")
                     .ok()
                     .filter(|t| !t.is_empty());

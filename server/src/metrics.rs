@@ -95,6 +95,18 @@ pub async fn render(store: &dyn Store) -> anyhow::Result<String> {
         "Age of the oldest undelivered webhook event",
         vec![(String::new(), snap.webhook_oldest_pending_secs)],
     );
+    family(
+        "imc_images_purged_total",
+        "counter",
+        "Images whose bytes retention purged",
+        vec![(String::new(), snap.images_purged as f64)],
+    );
+    family(
+        "imc_blob_deletions_pending",
+        "gauge",
+        "Blobs marked for deletion by retention, waiting for the grace period",
+        vec![(String::new(), snap.blob_deletions_pending as f64)],
+    );
     let per_agent = |value: fn(&crate::store::AgentOps) -> Option<f64>| {
         snap.agents
             .iter()

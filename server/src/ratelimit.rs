@@ -100,6 +100,7 @@ pub async fn limit(State(limiter): State<Limiter>, request: Request, next: Next)
             message: format!("too many requests; retry in {seconds} s"),
             field: None,
             current_status: None,
+            purged: None,
         },
     };
     let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();

@@ -51,6 +51,9 @@ pub fn apply(current: Settings, patch: SettingsPatch) -> Result<Settings, Settin
                 .unwrap_or(current.webhook_retry.base_delay_secs),
         },
         retention_days: patch.retention_days.unwrap_or(current.retention_days),
+        image_retention_days: patch
+            .image_retention_days
+            .unwrap_or(current.image_retention_days),
     };
     validate(&next)?;
     Ok(next)
@@ -104,6 +107,12 @@ pub fn validate(s: &Settings) -> Result<(), SettingsError> {
     if !(1..=36500).contains(&s.retention_days) {
         return fail("retention_days", "must be between 1 and 36500");
     }
+    if s.image_retention_days > 36500 {
+        return fail(
+            "image_retention_days",
+            "must be between 0 (keep image bytes) and 36500",
+        );
+    }
     Ok(())
 }
 
@@ -140,7 +149,7 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_field() {
-        let cases: [(SettingsPatch, &str); 6] = [
+        let cases: [(SettingsPatch, &str); 7] = [
             (
                 SettingsPatch {
                     cover_code_patterns: Some(vec!["(unclosed".into()]),
@@ -185,6 +194,13 @@ mod tests {
                     ..Default::default()
                 },
                 "retention_days",
+            ),
+            (
+                SettingsPatch {
+                    image_retention_days: Some(36_501),
+                    ..Default::default()
+                },
+                "image_retention_days",
             ),
         ];
         for (patch, field) in cases {

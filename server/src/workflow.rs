@@ -7,6 +7,19 @@ use crate::store::Decision;
 use imc_shared::api::AttachMode;
 use imc_shared::{DocStatus, ImageMode};
 
+/// The final states whose image bytes retention may purge: approval has gone
+/// on (`ready`) or the business withdrew the document (`cancelled`). Every
+/// other status is still in progress (a rejected document waits for a rescan).
+pub const FINAL_FOR_RETENTION: [DocStatus; 2] = [DocStatus::Ready, DocStatus::Cancelled];
+
+/// The final states as the stores keep them (status names).
+pub fn final_for_retention() -> Vec<String> {
+    FINAL_FOR_RETENTION
+        .iter()
+        .map(|s| s.as_str().to_owned())
+        .collect()
+}
+
 /// The status a decision leads to, or `None` when it is not allowed now.
 pub fn after_decision(
     mode: ImageMode,

@@ -24,6 +24,17 @@ pub struct ErrorDetail {
     /// For a refused transition: the status the document is in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_status: Option<DocStatus>,
+    /// For purged image bytes (410): when and why they were purged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purged: Option<Purged>,
+}
+
+/// Image bytes removed by retention; the image's metadata and SHA-256 stay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Purged {
+    pub at: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,6 +128,9 @@ pub struct ImageView {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
     pub barcodes: Vec<crate::protocol::BarcodeInfo>,
+    /// Set once retention purged the bytes: `url` then answers 410 Gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purged: Option<Purged>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -353,6 +367,10 @@ pub struct Settings {
     pub webhook_retry: WebhookRetry,
     /// How long documents are kept after they are final.
     pub retention_days: u32,
+    /// Image bytes of a final (`ready` or `cancelled`) document are purged
+    /// this many days after it became final; 0 (the default) keeps them.
+    #[serde(default)]
+    pub image_retention_days: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -384,6 +402,7 @@ impl Default for Settings {
                 base_delay_secs: 5,
             },
             retention_days: 3650,
+            image_retention_days: 0,
         }
     }
 }
@@ -403,6 +422,8 @@ pub struct SettingsPatch {
     pub webhook_retry: Option<WebhookRetryPatch>,
     #[serde(default)]
     pub retention_days: Option<u32>,
+    #[serde(default)]
+    pub image_retention_days: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

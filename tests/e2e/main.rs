@@ -24,6 +24,8 @@ mod inspect;
 mod installer;
 mod invoices;
 mod metrics;
+mod operations;
+mod retention;
 mod scale;
 mod security;
 mod sessions;

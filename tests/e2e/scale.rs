@@ -84,7 +84,7 @@ async fn replicas_on_postgres_and_garage_share_documents_and_images() {
         "{stdout}{}",
         String::from_utf8_lossy(&migrated.stderr)
     );
-    assert!(stdout.contains("applied [1, 2, 3]"), "{stdout}");
+    assert!(stdout.contains("applied [1, 2, 3, 4]"), "{stdout}");
 
     let blobs = format!(
         "{}/e2e-{}",

@@ -178,6 +178,16 @@ impl BlobStore for FolderBlobs {
         Ok(sha)
     }
 
+    async fn delete(&self, sha256: &str) -> Result<(), BlobError> {
+        let path = self.path_of(sha256)?;
+        blocking(move || match std::fs::remove_file(&path) {
+            Ok(()) => sync_dir(path.parent().unwrap_or(Path::new("."))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(BlobError::Io { path, source }),
+        })
+        .await
+    }
+
     async fn put_files(&self, files: Vec<(PathBuf, String)>) -> Vec<Result<(), BlobError>> {
         let mut results: Vec<Option<Result<(), BlobError>>> = Vec::with_capacity(files.len());
         let mut moves = Vec::new();

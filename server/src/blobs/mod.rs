@@ -4,7 +4,8 @@
 //! `object` (any S3-compatible store, for replicas). Both are create-only and
 //! whole-or-absent: a reader never sees part of a blob, and storing the same
 //! bytes twice is a no-op. Names come only from hashes we computed, never from
-//! a client's file name.
+//! a client's file name. Only retention deletes a blob, and only one that no
+//! row references (see `retention`).
 
 mod folder;
 mod object;
@@ -54,6 +55,10 @@ pub trait BlobStore: Send + Sync + 'static {
     /// commit). One result per file, in order; on success a file is gone from
     /// its path, on failure it is left there.
     async fn put_files(&self, files: Vec<(PathBuf, String)>) -> Vec<Result<(), BlobError>>;
+    /// Removes a blob for good; removing one that is not there is a no-op.
+    /// Only retention's sweep calls it, after the store has checked that
+    /// nothing references the blob (see `Store::sweep_blobs`).
+    async fn delete(&self, sha256: &str) -> Result<(), BlobError>;
 }
 
 /// Opens the blob store a `--blobs` value names: `s3://bucket[/prefix]`

@@ -194,6 +194,14 @@ impl BlobStore for ObjectBlobs {
         Ok(sha)
     }
 
+    async fn delete(&self, sha256: &str) -> Result<(), BlobError> {
+        let key = self.key(sha256)?;
+        match self.store.delete(&key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
     async fn put_files(&self, files: Vec<(PathBuf, String)>) -> Vec<Result<(), BlobError>> {
         futures_util::stream::iter(files)
             .map(|(path, sha256)| async move { self.put_file(&path, &sha256).await })

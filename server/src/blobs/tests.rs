@@ -183,6 +183,32 @@ async fn racing_puts_of_the_same_bytes_all_succeed(f: Fixture) {
     assert!(f.blobs.get(&sha256_hex(&bytes)).await.unwrap() == bytes);
 }
 
+async fn delete_removes_and_a_later_put_restores(f: Fixture) {
+    let bytes = pattern(70_000);
+    let sha = f.blobs.put(bytes.clone()).await.unwrap();
+    let other = f.blobs.put(b"another page".to_vec()).await.unwrap();
+    f.blobs.delete(&sha).await.unwrap();
+    assert!(!f.blobs.contains(&sha).await.unwrap());
+    assert!(matches!(
+        f.blobs.get(&sha).await,
+        Err(BlobError::NotFound(_))
+    ));
+    assert!(f.blobs.contains(&other).await.unwrap(), "only that blob");
+    f.blobs.delete(&sha).await.unwrap();
+    assert!(matches!(
+        f.blobs.delete("../etc/passwd").await,
+        Err(BlobError::BadName(_))
+    ));
+    // Bytes deleted and then stored again (a new upload) are there again,
+    // through either way of storing them.
+    assert_eq!(f.blobs.put(bytes.clone()).await.unwrap(), sha);
+    assert!(f.blobs.get(&sha).await.unwrap() == bytes);
+    f.blobs.delete(&sha).await.unwrap();
+    let (path, sha) = f.file("again", &bytes);
+    put_file(&*f.blobs, &path, &sha).await.unwrap();
+    assert!(f.blobs.get(&sha).await.unwrap() == bytes);
+}
+
 macro_rules! conformance {
     ($backend:ident: $($case:ident),+ $(,)?) => {
         mod $backend {
@@ -199,11 +225,11 @@ macro_rules! conformance {
 conformance!(folder: put_get_and_dedupe, names_are_digests_only, missing_blobs_are_absent,
     put_file_takes_the_file_over, a_failed_put_file_leaves_nothing, a_batch_answers_each_file,
     large_pages_arrive_whole,
-    racing_puts_of_the_same_bytes_all_succeed);
+    racing_puts_of_the_same_bytes_all_succeed, delete_removes_and_a_later_put_restores);
 conformance!(garage: put_get_and_dedupe, names_are_digests_only, missing_blobs_are_absent,
     put_file_takes_the_file_over, a_failed_put_file_leaves_nothing, a_batch_answers_each_file,
     large_pages_arrive_whole,
-    racing_puts_of_the_same_bytes_all_succeed);
+    racing_puts_of_the_same_bytes_all_succeed, delete_removes_and_a_later_put_restores);
 
 /// An upload cut off midway (a replica killed) is never visible as a blob.
 #[tokio::test]

@@ -412,6 +412,7 @@ pub async fn images(
         (status = 200, description = "The image bytes, in their content type; cacheable for good (ETag = sha256)", body = Binary, content_type = "application/octet-stream"),
         (status = 304, description = "Not modified"),
         (status = 404, description = "No such image", body = ErrorBody),
+        (status = 410, description = "Retention purged the bytes: `error.purged` says when and why", body = ErrorBody),
     ),
 )]
 pub async fn image_bytes(
@@ -428,6 +429,12 @@ pub async fn image_bytes(
     require(&state, &caller, image.document_id)
         .await
         .map_err(|_| ApiError::NotFound(format!("image {id}")))?;
+    if let Some(purged) = image.purged {
+        return Err(ApiError::Gone {
+            what: format!("image {id}"),
+            purged,
+        });
+    }
     blob_response(&state, &image.sha256, &image.content_type, &headers).await
 }
 
@@ -549,6 +556,11 @@ pub async fn upload_image(
         .await
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let size = body.len() as u64;
+    // Cancel a pending retention deletion of these bytes before storing them.
+    state
+        .store
+        .reserve_blobs(&[crate::blobs::sha256_hex(&body)])
+        .await?;
     let sha256 = state.blobs.put(body.to_vec()).await?;
     debug_assert!(is_sha256_hex(&sha256));
     let image = state

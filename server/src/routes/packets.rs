@@ -108,6 +108,7 @@ pub async fn match_packet(
         (status = 200, description = "The page's bytes, in their content type", body = Binary, content_type = "application/octet-stream"),
         (status = 304, description = "Not modified"),
         (status = 404, description = "No such packet or page", body = ErrorBody),
+        (status = 410, description = "Retention purged the bytes: `error.purged` says when and why", body = ErrorBody),
     ),
 )]
 pub async fn page_bytes(
@@ -116,10 +117,16 @@ pub async fn page_bytes(
     ApiPath((id, index)): ApiPath<(String, u32)>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let (sha256, content_type) = state
+    let page = state
         .store
         .packet_page_blob(packet_id(&id)?, index)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("page {index} of packet {id}")))?;
-    blob_response(&state, &sha256, &content_type, &headers).await
+    if let Some(purged) = page.purged {
+        return Err(ApiError::Gone {
+            what: format!("page {index} of packet {id}"),
+            purged,
+        });
+    }
+    blob_response(&state, &page.sha256, &page.content_type, &headers).await
 }

@@ -20,6 +20,7 @@ pub fn image(image: Image) -> ImageView {
         size: image.size,
         blank: image.blank,
         barcodes: image.barcodes,
+        purged: image.purged,
     }
 }
 

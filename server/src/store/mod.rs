@@ -19,7 +19,7 @@ pub use sqlite::changes::Change;
 pub use sqlite::{SqliteStore, now};
 
 use async_trait::async_trait;
-use imc_shared::api::{AttachMode, PacketState, Settings, SettingsPatch, TokenScope};
+use imc_shared::api::{AttachMode, PacketState, Purged, Settings, SettingsPatch, TokenScope};
 use imc_shared::protocol::BarcodeInfo;
 use imc_shared::{DocStatus, ImageMode};
 use uuid::Uuid;
@@ -125,6 +125,16 @@ pub struct Image {
     pub content_type: String,
     pub blank: bool,
     pub barcodes: Vec<BarcodeInfo>,
+    /// Retention removed the bytes; the row and its SHA-256 stay.
+    pub purged: Option<Purged>,
+}
+
+/// A purge as stored: both columns set, or neither.
+pub(crate) fn purged(at: Option<String>, reason: Option<String>) -> Option<Purged> {
+    at.map(|at| Purged {
+        at,
+        reason: reason.unwrap_or_default(),
+    })
 }
 
 /// An image arriving through the capture API (basic and sync modes).
@@ -349,6 +359,14 @@ pub struct Packet {
     pub pages: Vec<PacketPage>,
 }
 
+/// The bytes behind one page of a packet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageBlob {
+    pub sha256: String,
+    pub content_type: String,
+    pub purged: Option<Purged>,
+}
+
 #[derive(Debug, Clone)]
 pub struct PacketPage {
     pub page_index: u32,
@@ -488,7 +506,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         packet_id: Uuid,
         page_index: u32,
-    ) -> StoreResult<Option<(String, String)>>;
+    ) -> StoreResult<Option<PageBlob>>;
 
     // Webhooks: the outbox is filled inside the transitions themselves.
     async fn put_webhook(
@@ -510,6 +528,63 @@ pub trait Store: Send + Sync + 'static {
 
     // Operations: what `/metrics` reports.
     async fn ops_snapshot(&self) -> StoreResult<OpsSnapshot>;
+
+    // Retention of image bytes (see `crate::retention`).
+    /// Purges the images (and the packet pages) of up to `limit` documents
+    /// in a final state whose last change was at or before `final_before`:
+    /// the rows stay, marked purged with `reason`, one audit row each; every
+    /// blob they named that nothing live names any more is marked for
+    /// deletion. Documents another replica is purging are skipped.
+    async fn purge_images(
+        &self,
+        final_before: &str,
+        reason: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<PurgedDocument>>;
+    /// Cancels pending deletions of these blobs. Called before bytes are
+    /// stored or reused for a new row; waits for a sweep deleting one of them.
+    async fn reserve_blobs(&self, sha256s: &[String]) -> StoreResult<()>;
+    /// Deletes up to `limit` blobs marked for deletion at or before
+    /// `marked_before` that no live row names, holding the deletions' rows
+    /// locked meanwhile (so `reserve_blobs` waits for it); blobs named again
+    /// are kept and unmarked.
+    async fn sweep_blobs(
+        &self,
+        marked_before: &str,
+        limit: u32,
+        blobs: std::sync::Arc<dyn crate::blobs::BlobStore>,
+    ) -> StoreResult<Sweep>;
+}
+
+/// Who purges, in the audit trail.
+pub fn retention_actor() -> Actor {
+    Actor("server:retention".into())
+}
+
+/// What the audit trail calls a retention purge.
+pub const PURGE_ACTION: &str = "images.purge";
+
+pub(crate) fn purge_audit_reason(images: usize, pages: usize, reason: &str) -> String {
+    format!("{images} image(s) and {pages} scanned page(s) purged: {reason}")
+}
+
+/// One document whose image bytes were purged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgedDocument {
+    pub document_id: i64,
+    pub images: u64,
+    pub pages: u64,
+}
+
+/// What one sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sweep {
+    /// Blobs deleted from the blob store.
+    pub deleted: Vec<String>,
+    /// Blobs named again since they were marked: kept.
+    pub kept: u64,
+    /// The blob store failed; the rest waits for the next sweep.
+    pub error: Option<String>,
 }
 
 /// Totals for operators, read in one go at scrape time.
@@ -523,6 +598,10 @@ pub struct OpsSnapshot {
     /// Age of the oldest undelivered webhook event.
     pub webhook_oldest_pending_secs: f64,
     pub agents: Vec<AgentOps>,
+    /// Images whose bytes retention purged.
+    pub images_purged: u64,
+    /// Blobs marked for deletion, not yet swept.
+    pub blob_deletions_pending: u64,
 }
 
 #[derive(Debug, Clone)]

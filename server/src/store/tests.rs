@@ -64,7 +64,7 @@ async fn postgres() -> Fixture {
     let schema = format!("t_{}", Uuid::new_v4().simple());
     admin_sql(&format!("CREATE SCHEMA {schema}")).await;
     let store = pg_store(&schema);
-    assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3]);
+    assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3, 4]);
     let announcer = store.clone();
     Fixture {
         store: Arc::new(store.clone()),
@@ -428,7 +428,11 @@ async fn packets_match_by_cover_and_bind_late(store: &dyn Store) {
     assert!(matches!(clash, Err(StoreError::Conflict(_))), "{clash:?}");
     assert_eq!(
         store.packet_page_blob(packet, 1).await.unwrap(),
-        Some(("01".repeat(32), "image/png".to_owned()))
+        Some(PageBlob {
+            sha256: "01".repeat(32),
+            content_type: "image/png".to_owned(),
+            purged: None
+        })
     );
     assert_eq!(
         store.packets_of_document(early).await.unwrap(),
@@ -1083,6 +1087,307 @@ async fn committed_changes_are_announced(fixture: &Fixture) {
     assert_eq!(announced.documents, [id]);
 }
 
+// ── Retention of image bytes (crate::retention) ──
+
+/// A real blob folder for the retention cases.
+fn blob_folder() -> (tempfile::TempDir, Arc<dyn crate::blobs::BlobStore>) {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = crate::blobs::FolderBlobs::open(&dir.path().join("blobs")).unwrap();
+    (dir, Arc::new(blobs))
+}
+
+/// A page of `packet_id` holding `bytes` (already in the blob store).
+fn page_of(packet_id: Uuid, index: u32, bytes: &[u8]) -> StoredPage {
+    StoredPage {
+        sha256: crate::blobs::sha256_hex(bytes),
+        size: bytes.len() as u64,
+        ..page(packet_id, index, None, None)
+    }
+}
+
+/// A coverless packet of these bytes, stored and matched to `document_id`.
+async fn scanned_bytes(
+    store: &dyn Store,
+    blobs: &dyn crate::blobs::BlobStore,
+    document_id: i64,
+    pages: &[&[u8]],
+) -> Uuid {
+    let packet_id = Uuid::new_v4();
+    for (i, bytes) in pages.iter().enumerate() {
+        blobs.put(bytes.to_vec()).await.unwrap();
+        store
+            .record_page(&agent(), page_of(packet_id, i as u32, bytes))
+            .await
+            .unwrap();
+    }
+    store
+        .seal_packet(&agent(), packet_id, None, pages.len() as u32, false)
+        .await
+        .unwrap();
+    store
+        .match_packet(packet_id, document_id, None, &actor())
+        .await
+        .unwrap();
+    packet_id
+}
+
+async fn retention_purges_final_documents_and_keeps_shared_bytes(store: &dyn Store) {
+    let (_dir, blobs) = blob_folder();
+    match_mode(store).await;
+    let (own, shared, other) = (
+        b"bytes only the signed-off document has".as_slice(),
+        b"bytes a document in progress shares".as_slice(),
+        b"bytes of a rejected document".as_slice(),
+    );
+    let signed = doc(store, "P-1").await;
+    let signed_packet = scanned_bytes(store, &*blobs, signed, &[own, shared]).await;
+    let in_progress = doc(store, "P-2").await;
+    scanned_bytes(store, &*blobs, in_progress, &[shared]).await;
+    let rejected = doc(store, "P-3").await;
+    scanned_bytes(store, &*blobs, rejected, &[other]).await;
+    let cancelled = doc(store, "P-4").await;
+    let before_decisions = now();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    store
+        .decide(signed, Decision::SignOff, &actor())
+        .await
+        .unwrap();
+    let reason = || Decision::Reject {
+        reason: "blurred".into(),
+    };
+    store.decide(rejected, reason(), &actor()).await.unwrap();
+    store
+        .decide(cancelled, Decision::Cancel { reason: None }, &actor())
+        .await
+        .unwrap();
+
+    // Final, but not for long enough: nothing.
+    let early = store
+        .purge_images(&before_decisions, "retention test", 10)
+        .await
+        .unwrap();
+    assert!(early.is_empty(), "{early:?}");
+
+    let cutoff = now();
+    let purged = store
+        .purge_images(&cutoff, "retention test", 10)
+        .await
+        .unwrap();
+    // The cancelled document has no images: nothing to purge there.
+    assert_eq!(
+        purged,
+        vec![PurgedDocument {
+            document_id: signed,
+            images: 2,
+            pages: 2
+        }]
+    );
+    let images = store.images(signed).await.unwrap();
+    assert_eq!(images.len(), 2, "the rows stay");
+    for image in &images {
+        let purged = image.purged.as_ref().expect("marked purged");
+        assert_eq!(purged.reason, "retention test");
+        assert!(purged.at >= cutoff, "{} < {cutoff}", purged.at);
+        assert_eq!(
+            store.image(image.id).await.unwrap().unwrap().purged,
+            image.purged
+        );
+    }
+    assert_eq!(
+        images[0].sha256,
+        crate::blobs::sha256_hex(own),
+        "SHA-256 kept"
+    );
+    let page = store
+        .packet_page_blob(signed_packet, 0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(page.purged.is_some(), "the packet's pages too");
+    for kept in [in_progress, rejected] {
+        let images = store.images(kept).await.unwrap();
+        assert!(
+            images.iter().all(|i| i.purged.is_none()),
+            "{kept} is in progress"
+        );
+    }
+    let doc_after = store.document(signed).await.unwrap().unwrap();
+    assert_eq!(doc_after.status, DocStatus::Ready);
+    let audit = store.document_audit(signed).await.unwrap();
+    let last = audit.last().unwrap();
+    assert_eq!(last.action, PURGE_ACTION);
+    assert_eq!(last.actor, "server:retention");
+    assert!(last.reason.as_deref().unwrap().contains("retention test"));
+
+    // Purging again finds nothing.
+    assert!(
+        store
+            .purge_images(&now(), "again", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let ops = store.ops_snapshot().await.unwrap();
+    assert_eq!(ops.images_purged, 2);
+    // Only the signed-off document's own bytes: the shared ones are live.
+    assert_eq!(ops.blob_deletions_pending, 1);
+
+    // Within the grace period nothing is deleted.
+    let sweep = store
+        .sweep_blobs(&before_decisions, 10, Arc::clone(&blobs))
+        .await
+        .unwrap();
+    assert_eq!(sweep, Sweep::default());
+    assert!(
+        blobs
+            .contains(&crate::blobs::sha256_hex(own))
+            .await
+            .unwrap()
+    );
+
+    let sweep = store
+        .sweep_blobs(&now(), 10, Arc::clone(&blobs))
+        .await
+        .unwrap();
+    assert_eq!(sweep.deleted, vec![crate::blobs::sha256_hex(own)]);
+    assert_eq!(sweep.error, None);
+    assert!(
+        !blobs
+            .contains(&crate::blobs::sha256_hex(own))
+            .await
+            .unwrap()
+    );
+    for live in [shared, other] {
+        assert!(blobs.get(&crate::blobs::sha256_hex(live)).await.unwrap() == live);
+    }
+    assert_eq!(
+        store.ops_snapshot().await.unwrap().blob_deletions_pending,
+        0
+    );
+}
+
+/// A blob store whose deletions take a while, to widen the window in which
+/// an upload of the same bytes races the sweep.
+struct SlowDeletes(Arc<dyn crate::blobs::BlobStore>);
+
+#[async_trait::async_trait]
+impl crate::blobs::BlobStore for SlowDeletes {
+    async fn contains(&self, sha256: &str) -> Result<bool, crate::blobs::BlobError> {
+        self.0.contains(sha256).await
+    }
+    async fn get(&self, sha256: &str) -> Result<Vec<u8>, crate::blobs::BlobError> {
+        self.0.get(sha256).await
+    }
+    async fn put(&self, bytes: Vec<u8>) -> Result<String, crate::blobs::BlobError> {
+        self.0.put(bytes).await
+    }
+    async fn put_files(
+        &self,
+        files: Vec<(std::path::PathBuf, String)>,
+    ) -> Vec<Result<(), crate::blobs::BlobError>> {
+        self.0.put_files(files).await
+    }
+    async fn delete(&self, sha256: &str) -> Result<(), crate::blobs::BlobError> {
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        self.0.delete(sha256).await
+    }
+}
+
+/// A page with the same bytes arrives for a new document (through the group
+/// commit, as from a desk) while the old document's bytes are being purged
+/// and swept: whichever comes first, the new document keeps its bytes.
+async fn a_page_racing_the_purge_of_its_bytes_keeps_them(
+    store: &dyn Store,
+    store_arc: Arc<dyn Store>,
+) {
+    let (dir, folder) = blob_folder();
+    let blobs: Arc<dyn crate::blobs::BlobStore> = Arc::new(SlowDeletes(folder));
+    let committer = crate::commit::Committer::start(Arc::clone(&store_arc), Arc::clone(&blobs));
+    match_mode(store).await;
+    for (round, head_start_ms) in [0u64, 40, 100, 400].into_iter().enumerate() {
+        let bytes = format!("round {round}: the same scanned page twice").into_bytes();
+        let sha = crate::blobs::sha256_hex(&bytes);
+        let old = doc(store, &format!("OLD-{round}")).await;
+        scanned_bytes(store, &*blobs, old, &[&bytes]).await;
+        store
+            .decide(old, Decision::SignOff, &actor())
+            .await
+            .unwrap();
+        let purged = store.purge_images(&now(), "race", 10).await.unwrap();
+        assert_eq!(purged.len(), 1);
+
+        // The sweep starts deleting; the desk's page arrives meanwhile.
+        let sweeper = {
+            let (store, blobs) = (Arc::clone(&store_arc), Arc::clone(&blobs));
+            tokio::spawn(async move { store.sweep_blobs(&now(), 10, blobs).await.unwrap() })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(head_start_ms)).await;
+        let partial = dir.path().join(format!("upload-{round}.part"));
+        std::fs::write(&partial, &bytes).unwrap();
+        let packet = Uuid::new_v4();
+        let answer = committer
+            .commit(agent(), page_of(packet, 0, &bytes), Some(partial))
+            .await
+            .await
+            .unwrap();
+        assert!(answer.is_ok(), "round {round}: {answer:?}");
+        let sweep = sweeper.await.unwrap();
+        assert_eq!(sweep.error, None);
+
+        // Whatever the order, the new page's bytes are there, and stay.
+        assert!(
+            blobs.get(&sha).await.unwrap() == bytes,
+            "round {round}: the new page lost its bytes"
+        );
+        let later = store
+            .sweep_blobs(&now(), 10, Arc::clone(&blobs))
+            .await
+            .unwrap();
+        assert!(later.deleted.is_empty(), "round {round}: {later:?}");
+        assert!(blobs.contains(&sha).await.unwrap());
+        let new = doc(store, &format!("NEW-{round}")).await;
+        store
+            .seal_packet(&agent(), packet, None, 1, false)
+            .await
+            .unwrap();
+        store
+            .match_packet(packet, new, None, &actor())
+            .await
+            .unwrap();
+        let images = store.images(new).await.unwrap();
+        assert_eq!(images[0].sha256, sha);
+        assert!(images[0].purged.is_none());
+    }
+
+    // A page offered with bytes the store held (so not uploaded) whose bytes
+    // were swept before its commit fails, to be offered again, never stored
+    // naming missing bytes.
+    let bytes = b"deleted before the commit".to_vec();
+    let old = doc(store, "OLD-X").await;
+    scanned_bytes(store, &*blobs, old, &[&bytes]).await;
+    store
+        .decide(old, Decision::SignOff, &actor())
+        .await
+        .unwrap();
+    store.purge_images(&now(), "race", 10).await.unwrap();
+    let swept = store
+        .sweep_blobs(&now(), 10, Arc::clone(&blobs))
+        .await
+        .unwrap();
+    assert_eq!(swept.deleted, vec![crate::blobs::sha256_hex(&bytes)]);
+    let packet = Uuid::new_v4();
+    let answer = committer
+        .commit(agent(), page_of(packet, 0, &bytes), None)
+        .await
+        .await
+        .unwrap();
+    assert!(
+        matches!(answer, Err(crate::commit::CommitFailure::Failed(_))),
+        "{answer:?}"
+    );
+    assert!(store.packet_page_blob(packet, 0).await.unwrap().is_none());
+}
+
 macro_rules! desk_cases {
     ($backend:ident: $($case:ident),+ $(,)?) => {
         mod $backend {
@@ -1133,17 +1438,19 @@ conformance!(sqlite: a_duplicate_invoice_flags_both_live_documents,
     uploaded_images_move_a_basic_document, packets_match_by_cover_and_bind_late,
     decisions_fill_the_outbox_and_the_audit_trail, settings_merge_and_validate,
     a_batch_of_pages_is_recorded_page_by_page, agents_are_listed_and_revoked_once,
-    the_ops_snapshot_counts_what_is_stored, a_packet_sealed_with_no_pages_is_empty_not_matched;
+    the_ops_snapshot_counts_what_is_stored, a_packet_sealed_with_no_pages_is_empty_not_matched,
+    retention_purges_final_documents_and_keeps_shared_bytes;
     racing: racing_pages_resolve_a_packet_once, racing_creates_make_one_document,
-    paper_racing_its_document_binds_once);
+    paper_racing_its_document_binds_once, a_page_racing_the_purge_of_its_bytes_keeps_them);
 conformance!(postgres: a_duplicate_invoice_flags_both_live_documents,
     tokens_and_enrollment_codes_are_spent_once, a_document_is_created_once,
     uploaded_images_move_a_basic_document, packets_match_by_cover_and_bind_late,
     decisions_fill_the_outbox_and_the_audit_trail, settings_merge_and_validate,
     a_batch_of_pages_is_recorded_page_by_page, agents_are_listed_and_revoked_once,
-    the_ops_snapshot_counts_what_is_stored, a_packet_sealed_with_no_pages_is_empty_not_matched;
+    the_ops_snapshot_counts_what_is_stored, a_packet_sealed_with_no_pages_is_empty_not_matched,
+    retention_purges_final_documents_and_keeps_shared_bytes;
     racing: racing_pages_resolve_a_packet_once, racing_creates_make_one_document,
-    paper_racing_its_document_binds_once);
+    paper_racing_its_document_binds_once, a_page_racing_the_purge_of_its_bytes_keeps_them);
 
 /// Two replicas' delivery tasks polling at once never take the same event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1307,4 +1614,86 @@ async fn replicas_share_partial_uploads_safely() {
     assert_eq!(a.load(&key).await.unwrap().len(), 6);
     a.forget(id).await.unwrap();
     assert!(b.load(&key).await.unwrap().is_empty());
+    fixture.finish().await;
+}
+
+/// Replicas as deployed: PostgreSQL and an S3 store (Garage). Two replicas
+/// purge and then sweep at once: each document is purged once, each blob is
+/// deleted once, from the bucket, and bytes a document in progress shares stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_purge_and_sweep_an_object_store_once() {
+    let fixture = postgres().await;
+    let schema = fixture.schema.clone().unwrap();
+    let store = &*fixture.store;
+    let url = format!(
+        "{}/test-{}",
+        test_services::setting("IMC_TEST_S3_URL").trim_end_matches('/'),
+        Uuid::new_v4()
+    );
+    let blobs: Arc<dyn crate::blobs::BlobStore> =
+        Arc::new(crate::blobs::ObjectBlobs::s3(&url, test_services::s3_builder()).unwrap());
+    match_mode(store).await;
+    let shared = b"shared with a document in progress".to_vec();
+    let mut own = Vec::new();
+    for i in 0..6 {
+        let bytes = format!("page {i} of a signed-off document").into_bytes();
+        let id = doc(store, &format!("S-{i}")).await;
+        scanned_bytes(store, &*blobs, id, &[&bytes, &shared]).await;
+        store.decide(id, Decision::SignOff, &actor()).await.unwrap();
+        own.push(bytes);
+    }
+    let in_progress = doc(store, "S-open").await;
+    scanned_bytes(store, &*blobs, in_progress, &[&shared]).await;
+    let replicas = [pg_store(&schema), pg_store(&schema)];
+    let purges: Vec<_> = replicas
+        .iter()
+        .map(|r| {
+            let r = r.clone();
+            tokio::spawn(async move { r.purge_images(&now(), "replicas", 100).await.unwrap() })
+        })
+        .collect();
+    let mut purged = Vec::new();
+    for purge in purges {
+        purged.extend(purge.await.unwrap().into_iter().map(|p| p.document_id));
+    }
+    purged.sort();
+    let before = purged.len();
+    purged.dedup();
+    assert_eq!((before, purged.len()), (6, 6), "each document purged once");
+    for id in purged {
+        let purges = store
+            .document_audit(id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|row| row.action == PURGE_ACTION)
+            .count();
+        assert_eq!(purges, 1);
+    }
+    let sweeps: Vec<_> = replicas
+        .iter()
+        .map(|r| {
+            let (r, blobs) = (r.clone(), Arc::clone(&blobs));
+            tokio::spawn(async move { r.sweep_blobs(&now(), 100, blobs).await.unwrap() })
+        })
+        .collect();
+    let mut deleted = Vec::new();
+    for sweep in sweeps {
+        let sweep = sweep.await.unwrap();
+        assert_eq!(sweep.error, None);
+        deleted.extend(sweep.deleted);
+    }
+    deleted.sort();
+    let mut expected: Vec<String> = own.iter().map(|b| crate::blobs::sha256_hex(b)).collect();
+    expected.sort();
+    assert_eq!(deleted, expected, "each blob deleted by one replica");
+    for bytes in &own {
+        let sha = crate::blobs::sha256_hex(bytes);
+        assert!(
+            !blobs.contains(&sha).await.unwrap(),
+            "{sha} still in the bucket"
+        );
+    }
+    assert!(blobs.get(&crate::blobs::sha256_hex(&shared)).await.unwrap() == shared);
+    fixture.finish().await;
 }

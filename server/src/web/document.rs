@@ -255,6 +255,9 @@ fn page_detail(staff: &Staff, index: usize, image: &Image) -> Markup {
     let t = staff.lang.text();
     html! {
         div.page-detail data-index=(index) hidden {
+            @if let Some(purged) = &image.purged {
+                p.flash.purged role="status" { (t.image_purged) " " (purged.at) " — " (purged.reason) }
+            }
             h3 { (t.barcodes) }
             @if image.barcodes.is_empty() {
                 p.hint { (t.no_barcodes) }

@@ -21,6 +21,9 @@ pub enum UiError {
     BadRequest(String),
     #[error("{0}")]
     Conflict(String),
+    /// Retention purged the bytes (410).
+    #[error("{0}")]
+    Gone(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -49,6 +52,7 @@ impl From<ApiError> for UiError {
             e @ (ApiError::Conflict(_) | ApiError::InvalidTransition { .. }) => {
                 UiError::Conflict(e.to_string())
             }
+            e @ ApiError::Gone { .. } => UiError::Gone(e.to_string()),
             ApiError::Internal(e) => UiError::Internal(e),
         }
     }
@@ -62,6 +66,7 @@ impl IntoResponse for UiError {
             UiError::NotFound(_) => StatusCode::NOT_FOUND,
             UiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             UiError::Conflict(_) => StatusCode::CONFLICT,
+            UiError::Gone(_) => StatusCode::GONE,
             UiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let message = match &self {

@@ -78,6 +78,9 @@ pub async fn image(
         .image(id)
         .await?
         .ok_or_else(|| UiError::NotFound(format!("image {id}")))?;
+    if let Some(purged) = &image.purged {
+        return Ok(purged_placeholder(purged));
+    }
     serve(&state, &image.sha256, &image.content_type, kind, &headers).await
 }
 
@@ -88,12 +91,15 @@ pub async fn packet_page(
     headers: HeaderMap,
 ) -> UiResult<Response> {
     let kind = Kind::parse(&kind)?;
-    let (sha256, content_type) = state
+    let page = state
         .store
         .packet_page_blob(packet_id(&id)?, index)
         .await?
         .ok_or_else(|| UiError::NotFound(format!("page {index} of packet {id}")))?;
-    serve(&state, &sha256, &content_type, kind, &headers).await
+    if let Some(purged) = &page.purged {
+        return Ok(purged_placeholder(purged));
+    }
+    serve(&state, &page.sha256, &page.content_type, kind, &headers).await
 }
 
 async fn serve(
@@ -217,6 +223,44 @@ fn ranged(bytes: Vec<u8>, content_type: &str, etag: &str, headers: &HeaderMap) -
 
 /// A page the browser cannot show and we cannot draw (a PDF uploaded in
 /// basic mode, or bytes that do not decode): a labelled grey box.
+/// 410 Gone with a picture saying when and why, so the viewer shows that
+/// instead of a broken image (the page details say it in words too).
+fn purged_placeholder(purged: &imc_shared::api::Purged) -> Response {
+    let escape = |text: &str| -> String {
+        text.chars()
+            .filter(|c| !c.is_control())
+            .map(|c| match c {
+                '<' => "&lt;".to_owned(),
+                '>' => "&gt;".to_owned(),
+                '&' => "&amp;".to_owned(),
+                '\'' => "&apos;".to_owned(),
+                '"' => "&quot;".to_owned(),
+                c => c.to_string(),
+            })
+            .collect()
+    };
+    let day: String = purged.at.chars().take(10).collect();
+    let reason: String = purged.reason.chars().take(60).collect();
+    let svg = format!(
+        "<svg xmlns='http://www.w3.org/2000/svg' width='210' height='297' viewBox='0 0 210 297'>\
+         <rect width='210' height='297' fill='#eee'/>\
+         <text x='105' y='130' font-size='14' text-anchor='middle' fill='#555'>Image purged · 影像已清除</text>\
+         <text x='105' y='152' font-size='12' text-anchor='middle' fill='#555'>{}</text>\
+         <text x='105' y='172' font-size='7' text-anchor='middle' fill='#777'>{}</text></svg>",
+        escape(&day),
+        escape(&reason)
+    );
+    (
+        StatusCode::GONE,
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        svg,
+    )
+        .into_response()
+}
+
 fn placeholder(content_type: &str) -> Response {
     let label: String = content_type
         .chars()

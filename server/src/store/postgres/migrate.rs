@@ -22,6 +22,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "upload partials",
         include_str!("migrations/0003_upload_partials.sql"),
     ),
+    (
+        4,
+        "image retention",
+        include_str!("migrations/0004_image_retention.sql"),
+    ),
 ];
 
 /// Any constant both the migrator and the check agree on.

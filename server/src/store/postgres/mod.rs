@@ -21,6 +21,7 @@ pub mod migrate;
 mod ops;
 mod packets;
 mod partials;
+mod retention;
 mod rows;
 mod settings;
 mod web;
@@ -380,7 +381,7 @@ impl Store for PgStore {
         &self,
         packet_id: Uuid,
         page_index: u32,
-    ) -> StoreResult<Option<(String, String)>> {
+    ) -> StoreResult<Option<PageBlob>> {
         on_conn!(self, |c| packets::page_blob(c, packet_id, page_index))
     }
 
@@ -432,5 +433,39 @@ impl Store for PgStore {
         let snapshot = ops::snapshot(&tx).await?;
         tx.commit().await?;
         Ok(snapshot)
+    }
+
+    async fn purge_images(
+        &self,
+        final_before: &str,
+        reason: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<PurgedDocument>> {
+        let actor = retention_actor();
+        in_tx!(self, |tx| retention::purge(
+            &tx,
+            final_before,
+            reason,
+            limit,
+            &actor
+        ))
+    }
+
+    async fn reserve_blobs(&self, sha256s: &[String]) -> StoreResult<()> {
+        on_conn!(self, |c| retention::cancel_deletions(c, sha256s))
+    }
+
+    async fn sweep_blobs(
+        &self,
+        marked_before: &str,
+        limit: u32,
+        blobs: Arc<dyn crate::blobs::BlobStore>,
+    ) -> StoreResult<Sweep> {
+        in_tx!(self, |tx| retention::sweep(
+            &tx,
+            marked_before,
+            limit,
+            &*blobs
+        ))
     }
 }

@@ -70,7 +70,16 @@ pub async fn snapshot(tx: &impl GenericClient) -> StoreResult<OpsSnapshot> {
         })
     })
     .collect::<StoreResult<_>>()?;
+    let row = db::query_one(
+        tx,
+        "SELECT (SELECT COUNT(*) FROM images WHERE purged_at IS NOT NULL), \
+         (SELECT COUNT(*) FROM blob_deletions)",
+        &[],
+    )
+    .await?;
     Ok(OpsSnapshot {
+        images_purged: db::u64_of(row.get(0), "purged images")?,
+        blob_deletions_pending: db::u64_of(row.get(1), "pending blob deletions")?,
         pages,
         page_bytes,
         documents_by_status: counts(

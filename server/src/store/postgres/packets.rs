@@ -346,8 +346,8 @@ async fn attach_packet(
     db::execute(
         tx,
         "INSERT INTO images (document_id, page_no, sha256, size, content_type, blank, barcodes, packet_id, \
-         capture_id, created_at) \
-         SELECT $1, $2 + page_index, sha256, size, content_type, blank, barcodes, packet_id, capture_id, $3 \
+         capture_id, created_at, purged_at, purge_reason) \
+         SELECT $1, $2 + page_index, sha256, size, content_type, blank, barcodes, packet_id, capture_id, $3, purged_at, purge_reason \
          FROM pages WHERE packet_id = $4 ORDER BY page_index",
         &[&doc.id, &first, &at, &id],
     )
@@ -535,17 +535,22 @@ pub async fn page_blob(
     c: &impl GenericClient,
     packet_id: Uuid,
     page_index: u32,
-) -> StoreResult<Option<(String, String)>> {
+) -> StoreResult<Option<PageBlob>> {
     Ok(db::query_opt(
         c,
-        "SELECT sha256, content_type FROM pages WHERE packet_id = $1 AND page_index = $2",
+        "SELECT sha256, content_type, purged_at, purge_reason FROM pages \
+         WHERE packet_id = $1 AND page_index = $2",
         &[
             &packet_id.to_string(),
             &db::i32_of(page_index, "page_index")?,
         ],
     )
     .await?
-    .map(|r| (r.get(0), r.get(1))))
+    .map(|r| PageBlob {
+        sha256: r.get(0),
+        content_type: r.get(1),
+        purged: crate::store::purged(r.get(2), r.get(3)),
+    }))
 }
 
 pub async fn of_document(

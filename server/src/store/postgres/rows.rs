@@ -46,8 +46,7 @@ pub fn document(row: &Row) -> StoreResult<Document> {
     })
 }
 
-pub const IMAGE_COLUMNS: &str =
-    "id, document_id, page_no, sha256, size, content_type, blank, barcodes";
+pub const IMAGE_COLUMNS: &str = "id, document_id, page_no, sha256, size, content_type, blank, barcodes, purged_at, purge_reason";
 
 pub fn image(row: &Row) -> StoreResult<Image> {
     let id: i64 = row.get(0);
@@ -63,5 +62,6 @@ pub fn image(row: &Row) -> StoreResult<Image> {
         content_type: row.get(5),
         blank: row.get(6),
         barcodes,
+        purged: crate::store::purged(row.get(8), row.get(9)),
     })
 }

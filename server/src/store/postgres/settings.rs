@@ -11,6 +11,7 @@ const ACCEPTED_CONTENT_TYPES: &str = "accepted_content_types";
 const MAX_IMAGE_BYTES: &str = "max_image_bytes";
 const WEBHOOK_RETRY: &str = "webhook_retry";
 const RETENTION_DAYS: &str = "retention_days";
+const IMAGE_RETENTION_DAYS: &str = "image_retention_days";
 
 async fn get<T: serde::de::DeserializeOwned>(
     c: &impl GenericClient,
@@ -55,6 +56,9 @@ pub async fn load(c: &impl GenericClient) -> StoreResult<Settings> {
         max_image_bytes: get(c, MAX_IMAGE_BYTES).await?.unwrap_or(d.max_image_bytes),
         webhook_retry: get(c, WEBHOOK_RETRY).await?.unwrap_or(d.webhook_retry),
         retention_days: get(c, RETENTION_DAYS).await?.unwrap_or(d.retention_days),
+        image_retention_days: get(c, IMAGE_RETENTION_DAYS)
+            .await?
+            .unwrap_or(d.image_retention_days),
     })
 }
 
@@ -82,6 +86,7 @@ pub async fn update(
         (MAX_IMAGE_BYTES, patch.max_image_bytes.is_some()),
         (WEBHOOK_RETRY, patch.webhook_retry.is_some()),
         (RETENTION_DAYS, patch.retention_days.is_some()),
+        (IMAGE_RETENTION_DAYS, patch.image_retention_days.is_some()),
     ]
     .into_iter()
     .filter_map(|(k, set)| set.then_some(k))
@@ -95,6 +100,7 @@ pub async fn update(
     set(tx, MAX_IMAGE_BYTES, &next.max_image_bytes).await?;
     set(tx, WEBHOOK_RETRY, &next.webhook_retry).await?;
     set(tx, RETENTION_DAYS, &next.retention_days).await?;
+    set(tx, IMAGE_RETENTION_DAYS, &next.image_retention_days).await?;
     audit::append(
         tx,
         &NewEntry {

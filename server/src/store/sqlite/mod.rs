@@ -13,6 +13,7 @@ mod documents;
 mod invoices;
 mod ops;
 mod packets;
+mod retention;
 mod rows;
 mod settings;
 mod web;
@@ -49,6 +50,7 @@ impl SqliteStore {
         writer.execute_batch(include_str!("schema.sql"))?;
         audit::migrate(&writer)?;
         packets::migrate(&writer)?;
+        retention::migrate(&writer)?;
         let changes = changes::Changes::new();
         changes.install(&mut writer)?;
         agents::migrate_tokens(&writer)?;
@@ -416,7 +418,7 @@ impl Store for SqliteStore {
         &self,
         packet_id: Uuid,
         page_index: u32,
-    ) -> StoreResult<Option<(String, String)>> {
+    ) -> StoreResult<Option<PageBlob>> {
         self.read(move |c| packets::page_blob(c, packet_id, page_index))
             .await
     }
@@ -477,5 +479,49 @@ impl Store for SqliteStore {
 
     async fn ops_snapshot(&self) -> StoreResult<OpsSnapshot> {
         self.read(ops::snapshot).await
+    }
+
+    async fn purge_images(
+        &self,
+        final_before: &str,
+        reason: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<PurgedDocument>> {
+        let (final_before, reason) = (final_before.to_owned(), reason.to_owned());
+        self.write(move |tx| {
+            retention::purge(tx, &final_before, &reason, limit, &retention_actor())
+        })
+        .await
+    }
+
+    async fn reserve_blobs(&self, sha256s: &[String]) -> StoreResult<()> {
+        let keys = sha256s.to_vec();
+        let read_keys = keys.clone();
+        // Nearly always nothing is pending: a read then spares the write (and its sync).
+        if !self
+            .read(move |c| retention::any_pending(c, &read_keys))
+            .await?
+        {
+            return Ok(());
+        }
+        self.write(move |tx| retention::cancel_deletions(tx, &keys))
+            .await
+    }
+
+    async fn sweep_blobs(
+        &self,
+        marked_before: &str,
+        limit: u32,
+        blobs: Arc<dyn crate::blobs::BlobStore>,
+    ) -> StoreResult<Sweep> {
+        let marked_before = marked_before.to_owned();
+        let runtime = tokio::runtime::Handle::current();
+        // The blob store is async; this runs on the blocking pool holding the
+        // writer, so it waits for each deletion right there.
+        self.write(move |tx| {
+            let delete = |sha: &str| runtime.block_on(blobs.delete(sha));
+            retention::sweep(tx, &marked_before, limit, &delete)
+        })
+        .await
     }
 }

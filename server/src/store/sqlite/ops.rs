@@ -51,7 +51,16 @@ pub fn snapshot(c: &Connection) -> StoreResult<OpsSnapshot> {
             })
         })?
         .collect::<Result<_, _>>()?;
+    let images_purged: u64 = c.query_row(
+        "SELECT COUNT(*) FROM images WHERE purged_at IS NOT NULL",
+        [],
+        |r| r.get(0),
+    )?;
+    let blob_deletions_pending: u64 =
+        c.query_row("SELECT COUNT(*) FROM blob_deletions", [], |r| r.get(0))?;
     Ok(OpsSnapshot {
+        images_purged,
+        blob_deletions_pending,
         pages,
         page_bytes,
         documents_by_status: counts(c, "SELECT status, COUNT(*) FROM documents GROUP BY status")?,

@@ -249,8 +249,8 @@ fn attach_packet(
     let first = next_page_no(tx, doc.id)?;
     tx.execute(
         "INSERT INTO images (document_id, page_no, sha256, size, content_type, blank, barcodes, packet_id, \
-         capture_id, created_at) \
-         SELECT ?1, ?2 + page_index, sha256, size, content_type, blank, barcodes, packet_id, capture_id, ?3 \
+         capture_id, created_at, purged_at, purge_reason) \
+         SELECT ?1, ?2 + page_index, sha256, size, content_type, blank, barcodes, packet_id, capture_id, ?3, purged_at, purge_reason \
          FROM pages WHERE packet_id = ?4 ORDER BY page_index",
         params![doc.id, first, at, packet_id.to_string()],
     )?;
@@ -431,12 +431,19 @@ pub fn page_blob(
     conn: &Connection,
     packet_id: Uuid,
     page_index: u32,
-) -> StoreResult<Option<(String, String)>> {
+) -> StoreResult<Option<PageBlob>> {
     Ok(conn
         .query_row(
-            "SELECT sha256, content_type FROM pages WHERE packet_id = ?1 AND page_index = ?2",
+            "SELECT sha256, content_type, purged_at, purge_reason FROM pages \
+             WHERE packet_id = ?1 AND page_index = ?2",
             params![packet_id.to_string(), page_index],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| {
+                Ok(PageBlob {
+                    sha256: r.get(0)?,
+                    content_type: r.get(1)?,
+                    purged: crate::store::purged(r.get(2)?, r.get(3)?),
+                })
+            },
         )
         .optional()?)
 }

@@ -47,8 +47,7 @@ pub fn document(row: &Row<'_>) -> rusqlite::Result<Result<Document, StoreError>>
     Ok(parsed)
 }
 
-pub const IMAGE_COLUMNS: &str =
-    "id, document_id, page_no, sha256, size, content_type, blank, barcodes";
+pub const IMAGE_COLUMNS: &str = "id, document_id, page_no, sha256, size, content_type, blank, barcodes, purged_at, purge_reason";
 
 pub fn image(row: &Row<'_>) -> rusqlite::Result<Result<Image, StoreError>> {
     let id: i64 = row.get(0)?;
@@ -65,6 +64,7 @@ pub fn image(row: &Row<'_>) -> rusqlite::Result<Result<Image, StoreError>> {
             content_type: row.get(5)?,
             blank: row.get(6)?,
             barcodes,
+            purged: crate::store::purged(row.get(8)?, row.get(9)?),
         }),
         Err(e) => Err(e),
     })

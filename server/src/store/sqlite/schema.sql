@@ -93,6 +93,9 @@ CREATE TABLE IF NOT EXISTS pages (
     barcodes TEXT NOT NULL,
     blank INTEGER NOT NULL,
     stored_at TEXT NOT NULL,
+    -- Retention removed the bytes (see retention.rs); the row stays.
+    purged_at TEXT,
+    purge_reason TEXT,
     UNIQUE (packet_id, page_index)
 );
 -- A document's images. Replaced images (a rescan) are kept as evidence.
@@ -108,7 +111,10 @@ CREATE TABLE IF NOT EXISTS images (
     packet_id TEXT,
     capture_id TEXT,
     created_at TEXT NOT NULL,
-    replaced_at TEXT
+    replaced_at TEXT,
+    -- Retention removed the bytes: when and why; the row and SHA-256 stay.
+    purged_at TEXT,
+    purge_reason TEXT
 );
 CREATE INDEX IF NOT EXISTS images_by_document ON images (document_id, replaced_at, page_no);
 CREATE TABLE IF NOT EXISTS audit (
@@ -196,3 +202,14 @@ CREATE INDEX IF NOT EXISTS packets_by_document ON packets (document_id, created_
 -- The queue's counts per organisation and document type read only these.
 CREATE INDEX IF NOT EXISTS documents_by_status_org ON documents (status, org);
 CREATE INDEX IF NOT EXISTS documents_by_status_type ON documents (status, doc_type);
+
+-- ── Retention of image bytes (server/src/retention.rs) ──
+-- Is a blob still referenced? These answer it.
+CREATE INDEX IF NOT EXISTS images_by_sha256 ON images (sha256);
+CREATE INDEX IF NOT EXISTS pages_by_sha256 ON pages (sha256);
+-- Blobs nothing live referenced when marked; swept after a grace period.
+CREATE TABLE IF NOT EXISTS blob_deletions (
+    sha256 TEXT PRIMARY KEY,
+    marked_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS blob_deletions_by_age ON blob_deletions (marked_at);

@@ -12,6 +12,7 @@ const ACCEPTED_CONTENT_TYPES: &str = "accepted_content_types";
 const MAX_IMAGE_BYTES: &str = "max_image_bytes";
 const WEBHOOK_RETRY: &str = "webhook_retry";
 const RETENTION_DAYS: &str = "retention_days";
+const IMAGE_RETENTION_DAYS: &str = "image_retention_days";
 
 fn get<T: serde::de::DeserializeOwned>(conn: &Connection, key: &str) -> StoreResult<Option<T>> {
     let text: Option<String> = conn
@@ -44,6 +45,7 @@ pub fn load(conn: &Connection) -> StoreResult<Settings> {
         max_image_bytes: get(conn, MAX_IMAGE_BYTES)?.unwrap_or(d.max_image_bytes),
         webhook_retry: get(conn, WEBHOOK_RETRY)?.unwrap_or(d.webhook_retry),
         retention_days: get(conn, RETENTION_DAYS)?.unwrap_or(d.retention_days),
+        image_retention_days: get(conn, IMAGE_RETENTION_DAYS)?.unwrap_or(d.image_retention_days),
     })
 }
 
@@ -62,6 +64,7 @@ pub fn update(tx: &Transaction<'_>, patch: SettingsPatch, actor: &Actor) -> Stor
         (MAX_IMAGE_BYTES, patch.max_image_bytes.is_some()),
         (WEBHOOK_RETRY, patch.webhook_retry.is_some()),
         (RETENTION_DAYS, patch.retention_days.is_some()),
+        (IMAGE_RETENTION_DAYS, patch.image_retention_days.is_some()),
     ]
     .into_iter()
     .filter_map(|(k, set)| set.then_some(k))
@@ -75,6 +78,7 @@ pub fn update(tx: &Transaction<'_>, patch: SettingsPatch, actor: &Actor) -> Stor
     set(tx, MAX_IMAGE_BYTES, &next.max_image_bytes)?;
     set(tx, WEBHOOK_RETRY, &next.webhook_retry)?;
     set(tx, RETENTION_DAYS, &next.retention_days)?;
+    set(tx, IMAGE_RETENTION_DAYS, &next.image_retention_days)?;
     audit::append(
         tx,
         &audit::NewEntry {

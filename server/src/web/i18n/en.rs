@@ -60,6 +60,7 @@ pub const TEXT: Text = Text {
     no_pages: "This document has no pages yet.",
     barcodes: "Barcodes on this page",
     no_barcodes: "No barcode was read on this page.",
+    image_purged: "Image bytes purged by retention:",
     vat_invoice: "VAT invoice",
     vat_code: "Invoice code",
     vat_number: "Invoice number",

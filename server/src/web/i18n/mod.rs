@@ -131,6 +131,8 @@ pub struct Text {
     pub no_pages: &'static str,
     pub barcodes: &'static str,
     pub no_barcodes: &'static str,
+    /// Retention removed this page's bytes; followed by when and why.
+    pub image_purged: &'static str,
     pub vat_invoice: &'static str,
     pub vat_code: &'static str,
     pub vat_number: &'static str,

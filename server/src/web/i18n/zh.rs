@@ -60,6 +60,7 @@ pub const TEXT: Text = Text {
     no_pages: "该单据尚无影像。",
     barcodes: "本页识别的条码",
     no_barcodes: "本页未识别到条码。",
+    image_purged: "影像文件已按保留期限清除：",
     vat_invoice: "增值税发票",
     vat_code: "发票代码",
     vat_number: "发票号码",
