@@ -22,6 +22,7 @@ pub mod cover;
 pub mod demo;
 mod error;
 pub mod metrics;
+pub mod migrate_store;
 pub mod net;
 pub mod partials;
 pub mod ratelimit;

@@ -23,6 +23,7 @@ mod inspect;
 mod installer;
 mod invoices;
 mod metrics;
+mod migrate_store;
 mod scale;
 mod security;
 mod sessions;

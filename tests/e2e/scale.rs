@@ -14,7 +14,7 @@ use std::time::Duration;
 const WAIT: Duration = Duration::from_secs(60);
 
 /// The settings `scripts/services.sh` wrote (process variables win).
-fn services() -> HashMap<String, String> {
+pub fn services() -> HashMap<String, String> {
     let file = std::env::var_os("IMC_SERVICES_ENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -34,7 +34,7 @@ fn services() -> HashMap<String, String> {
 }
 
 /// A fresh schema in the test database, as a URL whose connections use it.
-async fn fresh_database(settings: &HashMap<String, String>) -> String {
+pub async fn fresh_database(settings: &HashMap<String, String>) -> String {
     let url = &settings["IMC_TEST_DATABASE_URL"];
     let schema = format!("e2e_{}", uuid::Uuid::new_v4().simple());
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
