@@ -12,6 +12,54 @@ use std::process::Output;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
+const PASSWORD: &str = "desk-password-1";
+
+/// Logs a desk user in through the login form; returns the session cookie.
+async fn desk_session(base: &str, name: &str) -> String {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = format!("{base}/ui/login");
+    let page = client.get(&login).send().await.unwrap();
+    let cookie = page.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let csrf = cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_owned();
+    let ok = client
+        .post(&login)
+        .header("cookie", format!("imc_login_csrf={csrf}"))
+        .form(&[("name", name), ("password", PASSWORD), ("_csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 303);
+    ok.headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .find(|c| c.starts_with("imc_session="))
+        .unwrap()
+}
+
+async fn desk_queue_status(base: &str, session: &str) -> u16 {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{base}/ui/queue"))
+        .header("cookie", session)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
 
 fn migrate_store(
     from: &std::path::Path,
@@ -63,6 +111,26 @@ async fn an_embedded_installation_moves_to_postgres_and_garage() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
+    let added = std::process::Command::new(bin("imc-server"))
+        .args(["user", "add", "--data-dir"])
+        .arg(&embedded.data_dir)
+        .args([
+            "--name",
+            "zhao",
+            "--role",
+            "signoff",
+            "--password",
+            PASSWORD,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let session = desk_session(&embedded.base, "zhao").await;
+    assert_eq!(desk_queue_status(&embedded.base, &session).await, 200);
     let mut ids = Vec::new();
     for n in 1..=3 {
         ids.push(
@@ -178,6 +246,13 @@ async fn an_embedded_installation_moves_to_postgres_and_garage() {
         }
     }
     assert_eq!(scaled.status_of(ids[0]).await, "ready");
+    // The desk user's browser session carries over, and so does the password.
+    assert_eq!(desk_queue_status(&scaled.base, &session).await, 200);
+    assert_ne!(
+        desk_queue_status(&scaled.base, "imc_session=ses_x").await,
+        200
+    );
+    desk_session(&scaled.base, "zhao").await;
     assert_eq!(scaled.status_of(ids[1]).await, "matched");
     // The outbox and its attempts came along (the new server may have tried again since).
     let (status, deliveries) = scaled.get(&deliveries_path).await;
