@@ -134,6 +134,10 @@ impl Agent {
         });
         let mut session = Session::new(&self, &welcome, sink, frames);
         let result = session.pump().await;
+        if result.is_ok() {
+            // A closing handshake, so the server logs an orderly end, not a reset.
+            let _ = session.sink.close().await;
+        }
         reader.abort();
         let mut session_result = AgentResult {
             packets: session.packets.into_iter().map(|p| p.sent).collect(),

@@ -8,6 +8,8 @@ use std::collections::HashMap;
 #[derive(Debug, Default, serde::Serialize)]
 pub struct Verified {
     pub documents: u64,
+    /// The run's documents, so a script can look at them afterwards.
+    pub document_ids: Vec<i64>,
     pub pages_verified: u64,
     pub pages_lost: u64,
     pub packets_unmatched: u64,
@@ -18,6 +20,7 @@ pub async fn verify(api: &Api, packets: &[PacketSent]) -> anyhow::Result<Verifie
     let mut verified = Verified::default();
     for packet in packets {
         verified.documents += 1;
+        verified.document_ids.push(packet.document_id);
         if packet.matched != Some(true) {
             verified.packets_unmatched += 1;
         }
