@@ -22,6 +22,7 @@ mod hardening;
 mod inspect;
 mod installer;
 mod invoices;
+mod loadgen;
 mod metrics;
 mod migrate_store;
 mod scale;
