@@ -79,13 +79,19 @@ fresh_database() {
 }
 
 # "comm ticks" for every process of interest (utime + stime, in clock ticks).
+# Replicas count only when this script started them (others may run tests);
+# postgres and garage are shared services, so their figures include any
+# other user's load during the run.
 cpu_snapshot() {
+    local ours
+    ours=" $(cat "$out"/*/pid 2>/dev/null | tr '\n' ' ') "
     for stat in /proc/[0-9]*/stat; do
         # comm is in parentheses and may hold spaces; the fields after it are fixed.
         sed -E 's/^([0-9]+) \((.*)\) (.*)$/\1 \2|\3/' "$stat" 2>/dev/null
-    done | awk -F'|' '
+    done | awk -F'|' -v ours="$ours" '
         { split($1, head, " "); pid = head[1]; comm = substr($1, length(pid) + 2)
-          if (comm !~ /^(imc-server|imc-loadgen|postgres|garage)$/) next
+          if (comm !~ /^(imc-server|postgres|garage)$/) next
+          if (comm == "imc-server" && index(ours, " " pid " ") == 0) next
           split($2, f, " "); print pid, comm, f[12] + f[13] }'
 }
 
@@ -102,7 +108,8 @@ delete_prefix() {
     bucket="${location%%/*}"
     prefix="${location#*/}"
     while :; do
-        keys="$(s3 "$AWS_ENDPOINT/$bucket?list-type=2&prefix=$prefix/" |
+        # Query parameters in sorted order and no '/': what curl's SigV4 signs as given.
+        keys="$(s3 "$AWS_ENDPOINT/$bucket?list-type=2&prefix=$prefix" |
             grep -o '<Key>[^<]*</Key>' | sed 's/<[^>]*>//g' || true)"
         [[ -n "$keys" ]] || break
         while read -r key; do s3 -X DELETE "$AWS_ENDPOINT/$bucket/$key" >/dev/null; done <<<"$keys"
@@ -147,11 +154,11 @@ run() {
     t1="$(date +%s.%N)"
     cpu_snapshot >"$out/$name.cpu1"
     local secs
-    secs="$(echo "$t1 - $t0" | bc)"
+    secs="$(printf '%.1f' "$(echo "$t1 - $t0" | bc)")"
     python3 - "$out/$name.json" <<'EOF'
 import json, sys
 s = json.load(open(sys.argv[1]))
-print(f"  pages/s {s['pages_per_sec']:.1f}  MiB/s {s['mib_per_sec']:.1f}  "
+print(f"  {s['elapsed_secs']:.1f} s  pages/s {s['pages_per_sec']:.1f}  MiB/s {s['mib_per_sec']:.1f}  "
       f"stored {s['pages_stored']}/{s['pages_offered']}  "
       f"page p50 {s['page_latency_ms']['p50']:.1f} ms p99 {s['page_latency_ms']['p99']:.1f} ms")
 print(f"  status calls {s['status_calls']} ({s['status_per_sec']:.0f}/s)  "
@@ -159,7 +166,7 @@ print(f"  status calls {s['status_calls']} ({s['status_per_sec']:.0f}/s)  "
       f"errors {s['status_errors']} protocol errors {s['protocol_errors']}  ok {s['ok']}")
 EOF
     cpu_report "$out/$name.cpu0" "$out/$name.cpu1" "$secs"
-    echo "  iowait $(echo "($(iowait_ticks) - $io0) / $(getconf CLK_TCK)" | bc) s (all cores) over ${secs%.*} s; load $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "  iowait $(echo "($(iowait_ticks) - $io0) / $(getconf CLK_TCK)" | bc) s (all cores) over $secs s; load $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
 echo "scale-bench: $agents agents x $pages pages x $page_size bytes, $erp ERP clients"
@@ -177,6 +184,9 @@ t0="$(date +%s.%N)"
     >"$out/migrate-store.txt"
 echo "== migrate-store of a-sqlite: $(echo "$(date +%s.%N) - $t0" | bc | cut -c1-6) s"
 sed 's/^/  /' "$out/migrate-store.txt"
+# Each run's bytes go as soon as it is measured (Garage frees blocks a while after deletion).
+rm -rf "$out/a-sqlite/data"
+delete_prefix "$blobs_m"
 
 db_b="$(fresh_database)"
 "$server" migrate --database "$db_b" >/dev/null
@@ -185,6 +195,7 @@ prefixes+=("$blobs_b")
 b="$(start_server b-pg --database "$db_b" --blobs "$blobs_b")"
 run b-pg-garage "$b"
 stop_servers
+delete_prefix "$blobs_b"
 
 db_c="$(fresh_database)"
 "$server" migrate --database "$db_c" >/dev/null
