@@ -24,6 +24,7 @@ pub mod demo;
 pub mod desk_bus;
 mod error;
 pub mod metrics;
+pub mod migrate_store;
 pub mod net;
 pub mod partials;
 pub mod ratelimit;
