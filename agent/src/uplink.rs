@@ -37,14 +37,8 @@ type Sink = futures_util::stream::SplitSink<Socket, Message>;
 type Frame = Result<Message, tokio_tungstenite::tungstenite::Error>;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// The server answers every message promptly, and takes every frame within
-/// this long; more means a dead link.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Server frames read ahead while page bytes go out.
 const READ_AHEAD: usize = 256;
-const HEARTBEAT: Duration = Duration::from_secs(10);
-/// No frame at all from the server for this long (not even a pong): the link is half-open.
-const SILENCE_LIMIT: Duration = Duration::from_secs(35);
 /// A backlog this large gets progress lines in the log while it drains.
 const BACKLOG_PROGRESS: u64 = 50;
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
@@ -187,7 +181,7 @@ impl Uplink {
                 .context("agent token is not a valid header value")?,
         );
         let (socket, _) = tokio::time::timeout(
-            CONNECT_TIMEOUT,
+            CONNECT_TIMEOUT.min(self.config.link_timeout()),
             tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(connector)),
         )
         .await
@@ -233,8 +227,13 @@ impl Uplink {
 
         let (sink, mut stream) = ws.split();
         let (frames_tx, frames) = mpsc::channel::<Frame>(READ_AHEAD);
+        let heard = Heard::default();
+        let reader_heard = heard.clone();
         let reader = tokio::spawn(async move {
             while let Some(frame) = stream.next().await {
+                // Heard here, not when handled: a long page upload must not
+                // make an answering server look silent.
+                reader_heard.now();
                 if frames_tx.send(frame).await.is_err() {
                     return;
                 }
@@ -248,7 +247,7 @@ impl Uplink {
             chunk,
             sealing: None,
             drain: Drain::default(),
-            last_heard: Instant::now(),
+            heard,
         };
         let result = link.pump(backoff, shutdown).await;
         reader.abort();
@@ -287,7 +286,7 @@ impl Uplink {
     /// Reads until a reply that is not a packet outcome; outcomes are recorded on the way.
     async fn reply(&self, ws: &mut Socket) -> anyhow::Result<ServerMessage> {
         loop {
-            let frame = tokio::time::timeout(REPLY_TIMEOUT, ws.next())
+            let frame = tokio::time::timeout(self.config.link_timeout(), ws.next())
                 .await
                 .context("no reply from the server")?
                 .context("server closed the connection")??;
@@ -480,7 +479,29 @@ struct Link<'a> {
     /// The packet whose seal awaits `sealed` (one at a time).
     sealing: Option<Uuid>,
     drain: Drain,
-    last_heard: Instant,
+    heard: Heard,
+}
+
+/// When the server was last heard from (any frame, pongs included).
+#[derive(Clone)]
+struct Heard(Arc<std::sync::Mutex<Instant>>);
+
+impl Default for Heard {
+    fn default() -> Heard {
+        Heard(Arc::new(std::sync::Mutex::new(Instant::now())))
+    }
+}
+
+impl Heard {
+    fn now(&self) {
+        if let Ok(mut at) = self.0.lock() {
+            *at = Instant::now();
+        }
+    }
+
+    fn silence(&self) -> Duration {
+        self.0.lock().map_or(Duration::ZERO, |at| at.elapsed())
+    }
 }
 
 impl Link<'_> {
@@ -489,7 +510,7 @@ impl Link<'_> {
         backoff: &mut Backoff,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
-        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        let mut heartbeat = tokio::time::interval(self.uplink.config.heartbeat());
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if shutdown.is_cancelled() {
@@ -515,7 +536,6 @@ impl Link<'_> {
                     while let Ok(frame) = self.frames.try_recv() {
                         batch.push(frame);
                     }
-                    self.last_heard = Instant::now();
                     if self.on_frames(batch).await? {
                         backoff.reset();
                     }
@@ -527,8 +547,9 @@ impl Link<'_> {
     /// Alive: report the desk (the ping's pong proves the server is), and
     /// give up on a link the server has been silent on for too long.
     async fn heartbeat(&mut self) -> anyhow::Result<()> {
-        if self.last_heard.elapsed() > SILENCE_LIMIT {
-            bail!("no word from the server for {SILENCE_LIMIT:?}: the connection is dead");
+        let limit = self.uplink.config.link_timeout();
+        if self.heard.silence() > limit {
+            bail!("no word from the server for {limit:?}: the connection is half-open or dead");
         }
         let report = self.uplink.report().await?;
         self.send(&AgentMessage::Report(report)).await?;
@@ -541,9 +562,10 @@ impl Link<'_> {
     }
 
     async fn send_frame(&mut self, frame: Message) -> anyhow::Result<()> {
-        tokio::time::timeout(REPLY_TIMEOUT, self.sink.send(frame))
+        let limit = self.uplink.config.link_timeout();
+        tokio::time::timeout(limit, self.sink.send(frame))
             .await
-            .context("the server took no data for a minute")?
+            .with_context(|| format!("the server took no data for {limit:?}"))?
             .context("sending to the server")
     }
 

@@ -23,6 +23,7 @@ pub struct ServerFile {
     pub max_body_bytes: Option<usize>,
     pub partial_ttl_hours: Option<u64>,
     pub max_page_bytes: Option<u64>,
+    pub uplink_idle_secs: Option<u64>,
 }
 
 impl ServerFile {
@@ -66,6 +67,9 @@ pub struct ServerConfig {
     /// Largest page an agent may deliver (at most the protocol's 64 MiB); a
     /// larger one is refused for good and the desk shows it as failed.
     pub max_page_bytes: u64,
+    /// An uplink on which the agent sent nothing (its heartbeat included) for
+    /// this long is half-open: the session ends and its partial uploads wait.
+    pub uplink_idle_timeout: Duration,
     /// Serve HTTPS/WSS with this certificate chain and key (PEM) instead of plain HTTP.
     pub tls: Option<TlsFiles>,
     pub connection_limits: crate::net::ConnectionLimits,
@@ -92,6 +96,7 @@ impl ServerConfig {
             partial_ttl: Duration::from_secs(24 * 3600),
             metrics_token: None,
             max_page_bytes: imc_shared::protocol::MAX_PAGE_BYTES,
+            uplink_idle_timeout: Duration::from_secs(90),
             tls: None,
             connection_limits: crate::net::ConnectionLimits::default(),
             rate_limits: crate::ratelimit::RateLimits::default(),
@@ -131,6 +136,7 @@ impl fmt::Debug for ServerConfig {
                 &self.metrics_token.as_ref().map(|_| "<hidden>"),
             )
             .field("max_page_bytes", &self.max_page_bytes)
+            .field("uplink_idle_timeout", &self.uplink_idle_timeout)
             .field("tls", &self.tls)
             .field("connection_limits", &self.connection_limits)
             .field("rate_limits", &self.rate_limits)

@@ -44,6 +44,9 @@ enum Command {
         /// Largest page a scan desk may deliver, in bytes (at most 64 MiB).
         #[arg(long, env = "IMC_MAX_PAGE_BYTES")]
         max_page_bytes: Option<u64>,
+        /// An agent uplink silent this long (no heartbeat) is half-open and closed (default 90).
+        #[arg(long, env = "IMC_UPLINK_IDLE_SECS")]
+        uplink_idle_secs: Option<u64>,
         /// Serve HTTPS/WSS with this certificate chain (PEM); needs --tls-key.
         #[arg(long, env = "IMC_TLS_CERT", requires = "tls_key")]
         tls_cert: Option<PathBuf>,
@@ -247,6 +250,7 @@ fn run(cli: Cli, file: ServerFile) -> anyhow::Result<()> {
                 cover_font,
                 metrics_token,
                 max_page_bytes,
+                uplink_idle_secs,
                 tls_cert,
                 tls_key,
                 rate_per_ip,
@@ -267,6 +271,9 @@ fn run(cli: Cli, file: ServerFile) -> anyhow::Result<()> {
                 config.metrics_token = metrics_token.or(file.metrics_token.clone());
                 if let Some(limit) = max_page_bytes.or(file.max_page_bytes) {
                     config.max_page_bytes = limit;
+                }
+                if let Some(secs) = uplink_idle_secs.or(file.uplink_idle_secs) {
+                    config.uplink_idle_timeout = std::time::Duration::from_secs(secs.max(1));
                 }
                 config.tls = tls_cert
                     .zip(tls_key)

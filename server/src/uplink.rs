@@ -30,8 +30,8 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(15);
-/// An agent pings every few seconds; silence this long means the link is dead.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// An agent that takes no frame for this long is gone.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 const CONTENT_TYPES: &[&str] = &[
     "image/jpeg",
     "image/png",
@@ -335,9 +335,10 @@ fn refusal(code: &str, message: impl Into<String>, capture_id: Uuid) -> ServerMe
 
 async fn send(socket: &mut WebSocket, msg: &ServerMessage) -> anyhow::Result<()> {
     let json = serde_json::to_string(msg).context("encoding server message")?;
-    socket
-        .send(Message::Text(json.into()))
+    // A half-open peer stops taking bytes; the session must not wait on it forever.
+    tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(json.into())))
         .await
+        .with_context(|| format!("the agent took no data for {SEND_TIMEOUT:?}"))?
         .context("sending to agent")
 }
 
@@ -423,6 +424,10 @@ impl Session {
         };
         send(socket, &ServerMessage::Welcome(welcome)).await?;
 
+        // An agent pings every few seconds; silence this long means the link is
+        // half-open (the peer vanished without a FIN) or dead.
+        let idle_limit = self.state.config.uplink_idle_timeout;
+        let mut silent_since = tokio::time::Instant::now();
         let mut registry_gone = false;
         loop {
             let received = tokio::select! {
@@ -454,14 +459,17 @@ impl Session {
                     }
                     continue;
                 }
-                received = tokio::time::timeout(IDLE_TIMEOUT, socket.recv()) => received,
+                received = tokio::time::timeout_at(silent_since + idle_limit, socket.recv()) => received,
             };
             let frame = match received {
-                Err(_) => anyhow::bail!("no traffic for {IDLE_TIMEOUT:?}"),
+                Err(_) => anyhow::bail!(
+                    "no word from the agent for {idle_limit:?}: the link is half-open"
+                ),
                 Ok(None) | Ok(Some(Ok(Message::Close(_)))) => return Ok(()),
                 Ok(Some(Err(e))) => return Err(e).context("reading from agent"),
                 Ok(Some(Ok(frame))) => frame,
             };
+            silent_since = tokio::time::Instant::now();
             let replies = match frame {
                 Message::Text(text) => match serde_json::from_str::<AgentMessage>(&text) {
                     Ok(msg) => self.on_message(msg).await?,

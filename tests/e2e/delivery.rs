@@ -377,3 +377,80 @@ async fn a_nearly_full_disk_is_said_clearly_and_scans_wait_in_the_inbox() {
     })
     .await;
 }
+
+async fn agent_connected(server: &TestServer, id: &str) -> bool {
+    let (status, list) = server.get("/agents").await;
+    assert_eq!(status, 200, "{list}");
+    list["agents"]
+        .as_array()
+        .and_then(|agents| agents.iter().find(|a| a["id"] == id))
+        .is_some_and(|a| a["connected"] == true)
+}
+
+#[tokio::test]
+async fn a_half_open_link_is_noticed_at_both_ends_and_delivery_resumes_when_the_path_returns() {
+    let server = TestServer::start_with_env("127.0.0.1:0", &[("IMC_UPLINK_IDLE_SECS", "3")]);
+    let mut agent = TestAgent::enroll(&server).await;
+    let id = agent.config_value("agent_id");
+    agent.configure("heartbeat_secs", 1.into());
+    agent.configure("link_timeout_secs", 3.into());
+    let upstream = server.base.trim_start_matches("http://").parse().unwrap();
+    let proxy = Proxy::start(upstream, Vec::new()).await;
+    agent.set_server_url(&proxy.url());
+    let expected = pages(40, 8);
+    agent.start();
+    let dropper = drop_in_background(
+        agent.inbox.clone(),
+        expected.clone(),
+        Duration::from_millis(20),
+    );
+    eventually("the first pages on the server", DRAIN, || async {
+        (server_pages(&server).await.len() >= 5).then_some(())
+    })
+    .await;
+
+    // Both directions go silent and nobody sends a FIN: only heartbeats can tell.
+    proxy.go_dark();
+    let connections = proxy.connections();
+    let status = eventually(
+        "the desk to notice the half-open link",
+        Duration::from_secs(20),
+        || async {
+            let status = agent.status();
+            status
+                .lines()
+                .any(|l| {
+                    l.starts_with("link: disconnected")
+                        && (l.contains("half-open") || l.contains("took no data"))
+                })
+                .then_some(status)
+        },
+    )
+    .await;
+    eprintln!("{status}");
+    eventually(
+        "the server to end the silent session",
+        Duration::from_secs(20),
+        || async { (!agent_connected(&server, &id).await).then_some(()) },
+    )
+    .await;
+    eventually(
+        "the agent to try again (swallowed by the dark path)",
+        Duration::from_secs(20),
+        || async { (proxy.connections() > connections).then_some(()) },
+    )
+    .await;
+
+    proxy.light_up();
+    dropper.join().expect("dropper");
+    let stored = wait_for_all(&server, &expected).await;
+    assert_exactly_once(&stored, &expected);
+    eventually("the desk to show the link up again", DRAIN, || async {
+        agent
+            .status()
+            .lines()
+            .any(|l| l.starts_with("link: connected"))
+            .then_some(())
+    })
+    .await;
+}
