@@ -57,6 +57,10 @@ pub fn render(config: &AgentConfig) -> anyhow::Result<String> {
     writeln!(out, "recent packets:")?;
     for p in queue.recent_packets(10)? {
         let fate = match (p.matched, &p.outcome) {
+            _ if p.seal_failure.is_some() => format!(
+                "FAILED: the server refused its seal: {}",
+                p.seal_failure.as_deref().unwrap_or_default()
+            ),
             (_, Some(message)) => message.clone(),
             _ if p.pages_failed > 0 => format!(
                 "held: {} page(s) refused by the server (see failed pages)",
@@ -79,6 +83,13 @@ pub fn render(config: &AgentConfig) -> anyhow::Result<String> {
                 ""
             },
             fate
+        )?;
+    }
+    if stats.failed_packets > 0 {
+        writeln!(
+            out,
+            "failed packets: {} (seal refused by the server, see recent packets)",
+            stats.failed_packets
         )?;
     }
     writeln!(out, "failed pages: {}", stats.failed)?;

@@ -83,7 +83,8 @@ impl Backoff {
 #[error("{0}")]
 struct Refused(String);
 
-/// A page the server could not take just now (not a lost link); retried with backoff.
+/// A page or seal the server could not take just now (not a lost link);
+/// retried with backoff.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct PageNotTaken(String);
@@ -688,18 +689,10 @@ impl Link<'_> {
                     let reason = format!("{} ({})", e.message, e.code);
                     self.set_aside(id, reason).await?;
                 }
-                Some(id) => {
-                    let name = self
-                        .window
-                        .get(id)
-                        .map_or_else(String::new, |p| p.source_name.clone());
-                    return Err(anyhow::Error::new(PageNotTaken(format!(
-                        "page {id} ({name}): {} ({})",
-                        e.message, e.code
-                    ))));
-                }
-                None => match self.sealing {
-                    Some(packet) => bail!("sealing packet {packet}: {} ({})", e.message, e.code),
+                Some(id) if e.code == "checksum_mismatch" => self.check_spool_copy(id, &e).await?,
+                Some(id) => return Err(self.not_taken(id, &e)),
+                None => match e.packet_id.or(self.sealing) {
+                    Some(packet) => return self.seal_refused(packet, e).await,
                     None => bail!("server error: {} ({})", e.message, e.code),
                 },
             },
@@ -709,6 +702,67 @@ impl Link<'_> {
             }
             ServerMessage::Stored { .. } => {}
         }
+        Ok(false)
+    }
+
+    fn not_taken(&self, id: Uuid, e: &ProtocolError) -> anyhow::Error {
+        let name = self
+            .window
+            .get(id)
+            .map_or_else(String::new, |p| p.source_name.clone());
+        anyhow::Error::new(PageNotTaken(format!(
+            "page {id} ({name}): {} ({})",
+            e.message, e.code
+        )))
+    }
+
+    /// The server's copy did not hash to the offered SHA-256. If the spool
+    /// copy no longer does either, the desk's disk changed it: sending it
+    /// again would fail forever, so the page is set aside. Otherwise the
+    /// bytes were spoiled on the way or on the server, and a retry is right.
+    async fn check_spool_copy(&mut self, id: Uuid, e: &ProtocolError) -> anyhow::Result<()> {
+        let Some(page) = self.window.get(id).cloned() else {
+            return Err(self.not_taken(id, e));
+        };
+        let path = page.spool_path.clone();
+        let digest = tokio::task::spawn_blocking(move || sha256_of_file(&path)).await?;
+        match digest {
+            Ok(digest) if digest == page.sha256 => Err(self.not_taken(id, e)),
+            Ok(digest) => {
+                let reason = format!(
+                    "spool copy {} is corrupt on this desk's disk: it hashes to {digest}, \
+                     but was {} when queued; rescan the original",
+                    page.spool_path.display(),
+                    page.sha256
+                );
+                self.set_aside(id, reason).await
+            }
+            Err(err) => {
+                let reason = format!(
+                    "spool copy {} cannot be read: {err:#}",
+                    page.spool_path.display()
+                );
+                self.set_aside(id, reason).await
+            }
+        }
+    }
+
+    /// A seal the server refused: set aside for good when it says so, else
+    /// retried with backoff.
+    async fn seal_refused(&mut self, packet: Uuid, e: ProtocolError) -> anyhow::Result<bool> {
+        let reason = format!("{} ({})", e.message, e.code);
+        if self.sealing == Some(packet) {
+            self.sealing = None;
+        }
+        if !e.permanent {
+            return Err(anyhow::Error::new(PageNotTaken(format!(
+                "sealing packet {packet}: {reason}"
+            ))));
+        }
+        tracing::error!(%packet, "seal refused for good, packet set aside: {reason}");
+        self.uplink
+            .blocking(move |q| Ok(q.mark_seal_failed(packet, &reason)?))
+            .await?;
         Ok(false)
     }
 
@@ -780,6 +834,15 @@ impl Link<'_> {
         }
         Ok(())
     }
+}
+
+fn sha256_of_file(path: &std::path::Path) -> anyhow::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).with_context(|| format!("reading {}", path.display()))?;
+    Ok(hex::encode(hasher.finalize()))
 }
 
 async fn send(ws: &mut Socket, msg: &AgentMessage) -> anyhow::Result<()> {

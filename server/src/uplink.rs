@@ -32,6 +32,8 @@ use uuid::Uuid;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(15);
 /// An agent that takes no frame for this long is gone.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pages one packet may hold, as a sanity bound on offers and seals.
+const MAX_PACKET_PAGES: u32 = 100_000;
 const CONTENT_TYPES: &[&str] = &[
     "image/jpeg",
     "image/png",
@@ -317,6 +319,7 @@ fn error(
         code: code.to_owned(),
         message: message.into(),
         capture_id,
+        packet_id: None,
         fatal,
         permanent: false,
     })
@@ -328,8 +331,27 @@ fn refusal(code: &str, message: impl Into<String>, capture_id: Uuid) -> ServerMe
         code: code.to_owned(),
         message: message.into(),
         capture_id: Some(capture_id),
+        packet_id: None,
         fatal: false,
         permanent: true,
+    })
+}
+
+/// A seal the server could not record: `permanent` when sending it again
+/// cannot succeed (it contradicts what is stored or breaks a limit).
+fn seal_error(
+    code: &str,
+    message: impl Into<String>,
+    packet_id: Uuid,
+    permanent: bool,
+) -> ServerMessage {
+    ServerMessage::Error(ProtocolError {
+        code: code.to_owned(),
+        message: message.into(),
+        capture_id: None,
+        packet_id: Some(packet_id),
+        fatal: false,
+        permanent,
     })
 }
 
@@ -703,6 +725,9 @@ impl Session {
 
     async fn on_seal(&mut self, seal: PacketSeal) -> anyhow::Result<Vec<ServerMessage>> {
         let packet_id = seal.packet_id;
+        if let Err(why) = validate_seal(&seal) {
+            return Ok(vec![seal_error("bad_seal", why, packet_id, true)]);
+        }
         match self
             .state
             .store
@@ -721,9 +746,18 @@ impl Session {
                 Ok(replies)
             }
             Err(crate::store::StoreError::Conflict(msg)) => {
-                Ok(vec![error("conflict", msg, None, false)])
+                Ok(vec![seal_error("conflict", msg, packet_id, true)])
             }
-            Err(e) => Err(e).with_context(|| format!("sealing packet {packet_id}")),
+            // The disk or database, not the seal: the agent tries again later.
+            Err(e) => {
+                tracing::error!(packet = %packet_id, error = %e, "could not record a seal");
+                Ok(vec![seal_error(
+                    "store_failed",
+                    format!("could not record the seal: {e}"),
+                    packet_id,
+                    false,
+                )])
+            }
         }
     }
 }
@@ -775,6 +809,19 @@ fn outcome(packet_id: Uuid, resolution: PacketResolution) -> Option<ServerMessag
     Some(ServerMessage::PacketOutcome(outcome))
 }
 
+fn validate_seal(seal: &PacketSeal) -> Result<(), String> {
+    if seal.page_count > MAX_PACKET_PAGES {
+        return Err(format!(
+            "page_count {} is beyond {MAX_PACKET_PAGES}",
+            seal.page_count
+        ));
+    }
+    if seal.cover_code.as_ref().is_some_and(|c| c.len() > 128) {
+        return Err("cover_code too long".into());
+    }
+    Ok(())
+}
+
 fn validate_offer(offer: &PageOffer, max_page_bytes: u64) -> Result<(), String> {
     let limit = max_page_bytes.min(MAX_PAGE_BYTES);
     if offer.size == 0 || offer.size > limit {
@@ -792,7 +839,7 @@ fn validate_offer(offer: &PageOffer, max_page_bytes: u64) -> Result<(), String> 
             offer.content_type
         ));
     }
-    if offer.page_index > 100_000 {
+    if offer.page_index > MAX_PACKET_PAGES {
         return Err("page_index is implausibly large".into());
     }
     if offer.cover_code.as_ref().is_some_and(|c| c.len() > 128) || offer.source_name.len() > 1024 {

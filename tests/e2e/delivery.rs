@@ -454,3 +454,173 @@ async fn a_half_open_link_is_noticed_at_both_ends_and_delivery_resumes_when_the_
     })
     .await;
 }
+
+/// The agent's queue database, read beside the running agent (WAL allows it).
+fn agent_queue(agent: &TestAgent) -> rusqlite::Connection {
+    let db = rusqlite::Connection::open(agent.root.join("data").join("queue.sqlite3")).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    db
+}
+
+/// One value from the agent's queue, once the query finds a row.
+async fn from_queue(agent: &TestAgent, what: &str, sql: &str) -> String {
+    eventually(what, DRAIN, || async {
+        agent_queue(agent)
+            .query_row(sql, [], |r| r.get::<_, String>(0))
+            .ok()
+    })
+    .await
+}
+
+fn flip_byte(path: &std::path::Path, at: usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[at] ^= 0x5a;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[tokio::test]
+async fn a_seal_the_server_refuses_for_good_is_set_aside_and_shown_not_retried() {
+    let mut server = TestServer::start_at(&free_addr());
+    let mut agent = TestAgent::enroll(&server).await;
+    let token = agent.config_value("token");
+    server.kill();
+    agent.start();
+    let page = scan::jpeg(&scan::text_page(51), 80);
+    agent.drop_file("contradicted.jpg", &page);
+    let packet = from_queue(
+        &agent,
+        "the packet to close on the desk",
+        "SELECT id FROM packets WHERE sealed = 1",
+    )
+    .await;
+    agent.kill();
+    server.restart();
+    // The same desk credential sealed that packet earlier with another page
+    // count: the server holds a seal the agent's can never match.
+    let mut raw = crate::raw_uplink::RawAgent::connect(&server, &token).await;
+    let packet_id = packet.parse().unwrap();
+    raw.send(&imc_shared::protocol::AgentMessage::Seal(
+        imc_shared::protocol::PacketSeal {
+            packet_id,
+            cover_code: None,
+            page_count: 5,
+            empty: false,
+        },
+    ))
+    .await;
+    assert_eq!(
+        raw.recv().await,
+        Some(imc_shared::protocol::ServerMessage::Sealed { packet_id })
+    );
+    drop(raw);
+
+    agent.start();
+    let stored = wait_for_all(&server, &[("contradicted.jpg".into(), page.clone())]).await;
+    assert_eq!(stored, vec![sha256_hex(&page)]);
+    let status = eventually("the desk to show the refused seal", DRAIN, || async {
+        let status = agent.status();
+        status.contains("failed packets: 1").then_some(status)
+    })
+    .await;
+    assert!(
+        status
+            .lines()
+            .any(|l| l.contains("FAILED: the server refused its seal")
+                && l.contains("sealed with 5 pages, not 1")
+                && l.contains("(conflict)")),
+        "{status}"
+    );
+    // Not retried: the link stays up instead of dropping and reconnecting.
+    for _ in 0..10 {
+        let status = agent.status();
+        assert!(
+            status.lines().any(|l| l.starts_with("link: connected")),
+            "{status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_spool_copy_corrupted_on_the_desk_is_failed_with_the_reason_and_the_rest_go_on() {
+    let mut server = TestServer::start_at(&free_addr());
+    let mut agent = TestAgent::enroll(&server).await;
+    server.kill();
+    agent.start();
+    let rotten = scan::jpeg(&scan::text_page(61), 80);
+    agent.drop_file("rotten.jpg", &rotten);
+    let spool = from_queue(
+        &agent,
+        "the page to be spooled",
+        "SELECT spool_path FROM pages WHERE state = 'queued'",
+    )
+    .await;
+    // Same size, one byte different: what a failing disk does.
+    flip_byte(std::path::Path::new(&spool), rotten.len() / 2);
+    server.restart();
+    let status = eventually("the desk to fail the corrupt page", DRAIN, || async {
+        let status = agent.status();
+        status.contains("failed pages: 1").then_some(status)
+    })
+    .await;
+    let line = status
+        .lines()
+        .find(|l| l.contains("rotten.jpg"))
+        .unwrap_or_else(|| panic!("a line for rotten.jpg: {status}"));
+    assert!(line.contains("corrupt on this desk's disk"), "{line}");
+    assert!(line.contains(&sha256_hex(&rotten)), "{line}");
+
+    let good = scan::jpeg(&scan::text_page(62), 80);
+    agent.drop_file("good.jpg", &good);
+    let stored = wait_for_all(&server, &[("good.jpg".into(), good.clone())]).await;
+    assert_eq!(
+        stored,
+        vec![sha256_hex(&good)],
+        "nothing of the corrupt page"
+    );
+}
+
+#[tokio::test]
+async fn a_partial_upload_spoiled_on_the_server_is_sent_again_from_the_intact_spool_copy() {
+    let server = TestServer::start();
+    let mut agent = TestAgent::enroll(&server).await;
+    let id = agent.config_value("agent_id");
+    let upstream = server.base.trim_start_matches("http://").parse().unwrap();
+    // The first connection is cut mid-page (after two 256 KiB chunks); the second hangs long enough to
+    // spoil what the server kept; the third goes through.
+    let proxy = Proxy::start(
+        upstream,
+        vec![
+            Fault::CutAfter(560_000),
+            Fault::Stall {
+                after: 0,
+                for_: Duration::from_secs(4),
+            },
+        ],
+    )
+    .await;
+    agent.set_server_url(&proxy.url());
+    let big = pages(2, 2).remove(1);
+    assert!(big.1.len() > 600_000, "two whole chunks fit before the cut");
+    agent.start();
+    agent.drop_file(&big.0, &big.1);
+    let partials = server.data_dir.join("partials").join(&id);
+    let partial = eventually("a partial upload to be kept", DRAIN, || async {
+        if proxy.connections() < 2 {
+            return None;
+        }
+        let entry = std::fs::read_dir(&partials).ok()?.flatten().next()?;
+        let len = entry.metadata().ok()?.len();
+        (len > 10_000).then(|| entry.path())
+    })
+    .await;
+    flip_byte(&partial, 5_000);
+    let stored = wait_for_all(&server, std::slice::from_ref(&big)).await;
+    assert_eq!(stored, vec![sha256_hex(&big.1)]);
+    assert!(
+        proxy.connections() >= 4,
+        "resumed, refused, then sent again"
+    );
+    let status = agent.status();
+    assert!(status.contains("failed pages: 0"), "{status}");
+}
