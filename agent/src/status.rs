@@ -29,6 +29,19 @@ pub fn render(config: &AgentConfig) -> anyhow::Result<String> {
         "queue: {} pages, {} bytes waiting",
         stats.pages, stats.bytes
     )?;
+    if let Some(progress) = queue
+        .meta(crate::uplink::BACKLOG_KEY)?
+        .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok())
+    {
+        writeln!(
+            out,
+            "backlog draining: {} of {} pages sent ({} waiting, as of {})",
+            progress["sent"],
+            progress["total"],
+            progress["waiting"],
+            progress["at"].as_str().unwrap_or("?")
+        )?;
+    }
     let room = config.room();
     let free = crate::room::free_bytes(queue.spool_dir()).map_or_else(
         || "unknown".to_owned(),

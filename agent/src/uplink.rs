@@ -47,6 +47,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// Where the link stands, written to the queue's meta so `imc-agent status` can show it.
 pub const LINK_STATE_KEY: &str = "link_state";
 pub const PATTERNS_KEY: &str = "cover_patterns";
+/// A long backlog's progress while it drains, for `imc-agent status`.
+pub const BACKLOG_KEY: &str = "backlog";
 
 pub struct Uplink {
     pub config: Arc<AgentConfig>,
@@ -225,6 +227,8 @@ impl Uplink {
         let chunk = (welcome.max_chunk_bytes as usize).clamp(4 * 1024, MAX_CHUNK_BYTES);
         let window = Window::new(&welcome);
         self.move_delivered_files().await?;
+        // Progress left by an earlier connection is stale; this one counts afresh.
+        self.blocking(|q| Ok(q.delete_meta(BACKLOG_KEY)?)).await?;
 
         let (sink, mut stream) = ws.split();
         let (frames_tx, frames) = mpsc::channel::<Frame>(READ_AHEAD);
@@ -380,24 +384,40 @@ impl Drain {
         let crossed = before / Self::EVERY != self.sent / Self::EVERY;
         if self.total.is_none() || crossed {
             let waiting = uplink.blocking(|q| Ok(q.stats()?.pages)).await?;
-            let total = *self.total.get_or_insert(waiting + self.sent);
-            if total >= BACKLOG_PROGRESS && crossed {
+            // Pages scanned meanwhile join the backlog being drained.
+            let total = (waiting + self.sent).max(self.total.unwrap_or(0));
+            self.total = Some(total);
+            if total >= BACKLOG_PROGRESS {
                 tracing::info!(
                     "backlog: {} of {} pages sent, {} waiting",
                     self.sent,
                     total,
                     waiting
                 );
+                let progress = serde_json::json!({
+                    "sent": self.sent,
+                    "total": total,
+                    "waiting": waiting,
+                    "at": chrono::Utc::now().to_rfc3339(),
+                })
+                .to_string();
+                uplink
+                    .blocking(move |q| Ok(q.set_meta(BACKLOG_KEY, &progress)?))
+                    .await?;
             }
         }
         Ok(())
     }
 
-    fn finished(&mut self) {
+    async fn finished(&mut self, uplink: &Uplink) -> anyhow::Result<()> {
         if self.total.is_some_and(|t| t >= BACKLOG_PROGRESS) {
             tracing::info!("backlog drained: {} pages sent", self.sent);
         }
+        if self.total.is_some() {
+            uplink.blocking(|q| Ok(q.delete_meta(BACKLOG_KEY)?)).await?;
+        }
         *self = Drain::default();
+        Ok(())
     }
 }
 
@@ -521,7 +541,7 @@ impl Link<'_> {
             self.offer_what_fits().await?;
             self.seal_next().await?;
             if self.window.is_empty() && self.sealing.is_none() {
-                self.drain.finished();
+                self.drain.finished(self.uplink).await?;
             }
             tokio::select! {
                 _ = shutdown.cancelled() => {}

@@ -259,6 +259,15 @@ async fn a_thousand_pages_scanned_while_the_server_is_down_drain_in_order() {
     })
     .await;
     server.restart();
+    let progress = eventually("the desk to show the drain's progress", DRAIN, || async {
+        agent
+            .status()
+            .lines()
+            .find(|l| l.starts_with("backlog draining: ") && !l.starts_with("backlog draining: 0 "))
+            .map(str::to_owned)
+    })
+    .await;
+    assert!(progress.contains("of 1000 pages sent"), "{progress}");
     let stored = wait_for_all(&server, &expected).await;
     assert_exactly_once(&stored, &expected);
     let in_scan_order: Vec<String> = expected.iter().map(|(_, b)| sha256_hex(b)).collect();
@@ -278,6 +287,10 @@ async fn a_thousand_pages_scanned_while_the_server_is_down_drain_in_order() {
     );
     eventually("the desk queue to empty", DRAIN, || async {
         (queued_pages(&agent) == 0).then_some(())
+    })
+    .await;
+    eventually("the progress line to go once drained", DRAIN, || async {
+        (!agent.status().contains("backlog draining")).then_some(())
     })
     .await;
 }
