@@ -11,6 +11,7 @@ use crate::commit::{CommitFailure, CommitResult};
 use crate::state::AppState;
 use crate::store::{Agent, PacketResolution, StoredPage};
 use anyhow::Context;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
@@ -20,10 +21,10 @@ use futures_util::stream::FuturesUnordered;
 use imc_shared::protocol::*;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::oneshot::error::RecvError;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::Instrument;
@@ -32,6 +33,12 @@ use uuid::Uuid;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(15);
 /// An agent that takes no frame for this long is gone.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// The chunk size the server asks agents for: a connection holds about one
+/// chunk while it arrives, so this, not the 256 KiB limit, sets the memory
+/// each streaming desk costs.
+const PREFERRED_CHUNK_BYTES: usize = 64 * 1024;
+const READ_BUFFER_BYTES: usize = 16 * 1024;
+const MAX_WRITE_BUFFER_BYTES: usize = 256 * 1024;
 /// Pages one packet may hold, as a sanity bound on offers and seals.
 const MAX_PACKET_PAGES: u32 = 100_000;
 const CONTENT_TYPES: &[&str] = &[
@@ -216,6 +223,13 @@ pub async fn upgrade(
     };
     ws.max_message_size(MAX_CHUNK_BYTES + 64)
         .max_frame_size(MAX_CHUNK_BYTES + 64)
+        // Per-connection memory: reads go in small steps (a frame still gets
+        // room for its whole length, at most one chunk), replies are small
+        // JSON written at once, and a peer that stops reading can pile up
+        // only this much before sends fail.
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
         .on_upgrade(move |socket| {
             let span = tracing::info_span!("uplink", agent = %agent.id, site = %agent.site);
             async move {
@@ -287,9 +301,43 @@ fn closing(reason: CloseReason) -> ServerMessage {
 struct Upload {
     offer: PageOffer,
     path: PathBuf,
-    file: tokio::fs::File,
+    /// Lent to the blocking pool while a chunk is written; `None` only then.
+    sink: Option<PartialSink>,
     received: u64,
+}
+
+/// A partial file and the hash of what it holds. A plain file, written
+/// straight from the received frame on the blocking pool: no copy of the
+/// chunk is kept per connection (a tokio file would keep its own buffer).
+struct PartialSink {
+    file: std::fs::File,
     hasher: Sha256,
+}
+
+impl PartialSink {
+    /// Opens (or reopens, after a reconnect) the partial file of a page of
+    /// `size` bytes; returns how many bytes it already holds.
+    fn open(path: &Path, size: u64) -> anyhow::Result<(PartialSink, u64)> {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        let mut hasher = Sha256::new();
+        let mut received = file.metadata()?.len();
+        if received > size {
+            file.set_len(0)?;
+            received = 0;
+        } else if received > 0 {
+            // Re-hash what is already there so the final check covers every byte.
+            std::io::copy(&mut (&file).take(received), &mut hasher)
+                .with_context(|| format!("reading {}", path.display()))?;
+        }
+        file.seek(std::io::SeekFrom::Start(received))?;
+        Ok((PartialSink { file, hasher }, received))
+    }
 }
 
 /// A page handed to the group commit: its ids, and the committer's answer.
@@ -390,11 +438,8 @@ impl Session {
     /// Leaves nothing behind for the agent's next session: open partial files
     /// are flushed and closed, and pages being committed are committed.
     async fn wind_down(&mut self) {
-        for (_, mut upload) in self.uploads.drain() {
-            if let Err(e) = upload.file.flush().await {
-                tracing::warn!(file = %upload.path.display(), error = %e, "flushing a partial upload");
-            }
-        }
+        // Partial files hold no buffered bytes (each chunk is written whole), so closing is enough.
+        self.uploads.clear();
         while self.committing.next().await.is_some() {}
     }
 
@@ -440,7 +485,7 @@ impl Session {
             agent_id: self.agent.id.clone(),
             site: self.agent.site.clone(),
             cover_patterns: self.state.store.cover_patterns().await?,
-            max_chunk_bytes: MAX_CHUNK_BYTES as u64,
+            max_chunk_bytes: PREFERRED_CHUNK_BYTES as u64,
             window_pages: WINDOW_PAGES,
             window_bytes: WINDOW_BYTES,
         };
@@ -488,7 +533,13 @@ impl Session {
                     "no word from the agent for {idle_limit:?}: the link is half-open"
                 ),
                 Ok(None) | Ok(Some(Ok(Message::Close(_)))) => return Ok(()),
-                Ok(Some(Err(e))) => return Err(e).context("reading from agent"),
+                Ok(Some(Err(e))) => {
+                    // A frame beyond the limits ends the connection; say why
+                    // if the socket still takes a reply (a reset one will not).
+                    let why = format!("unreadable frame: {e}");
+                    let _ = send(socket, &error("bad_frame", why, None, true)).await;
+                    return Err(e).context("reading from agent");
+                }
                 Ok(Some(Ok(frame))) => frame,
             };
             silent_since = tokio::time::Instant::now();
@@ -502,7 +553,7 @@ impl Session {
                         true,
                     )],
                 },
-                Message::Binary(bytes) => self.on_chunk(&bytes).await?,
+                Message::Binary(bytes) => self.on_chunk(bytes).await?,
                 Message::Ping(_) | Message::Pong(_) => Vec::new(),
                 Message::Close(_) => return Ok(()),
             };
@@ -556,9 +607,7 @@ impl Session {
         if self.state.store.page_stored(id).await? {
             return Ok(vec![ServerMessage::Stored { capture_id: id }]);
         }
-        if let Some(mut earlier) = self.uploads.remove(&id) {
-            earlier.file.flush().await?;
-        }
+        self.uploads.remove(&id);
         if self.in_flight() >= WINDOW_PAGES as usize {
             let msg = format!("at most {WINDOW_PAGES} pages may be in flight");
             return Ok(vec![error("too_many_uploads", msg, Some(id), false)]);
@@ -588,43 +637,22 @@ impl Session {
             .await
             .with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join(format!("{}.part", offer.capture_id));
-        let mut file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .await
-            .with_context(|| format!("opening {}", path.display()))?;
-        let mut hasher = Sha256::new();
-        let mut received = file.metadata().await?.len();
-        if received > offer.size {
-            file.set_len(0).await?;
-            received = 0;
-        } else if received > 0 {
-            // Re-hash what is already there so the final check covers every byte.
-            let mut existing = tokio::fs::File::open(&path).await?;
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                let n = existing.read(&mut buf).await?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buf[..n]);
-            }
-        }
-        file.seek(std::io::SeekFrom::Start(received)).await?;
+        let size = offer.size;
+        let opened = path.clone();
+        let (sink, received) =
+            tokio::task::spawn_blocking(move || PartialSink::open(&opened, size))
+                .await
+                .context("opening a partial upload")??;
         Ok(Upload {
             offer,
             path,
-            file,
+            sink: Some(sink),
             received,
-            hasher,
         })
     }
 
-    async fn on_chunk(&mut self, frame: &[u8]) -> anyhow::Result<Vec<ServerMessage>> {
-        let chunk = match Chunk::decode(frame) {
+    async fn on_chunk(&mut self, frame: Bytes) -> anyhow::Result<Vec<ServerMessage>> {
+        let chunk = match Chunk::decode(&frame) {
             Ok(chunk) => chunk,
             Err(e) => return Ok(vec![error("bad_chunk", e.to_string(), None, true)]),
         };
@@ -642,14 +670,12 @@ impl Session {
                 "chunk at offset {}, expected {}",
                 chunk.offset, upload.received
             );
-            if let Some(mut upload) = self.uploads.remove(&id) {
-                upload.file.flush().await?;
-            }
+            self.uploads.remove(&id);
             return Ok(vec![error("out_of_order", msg, Some(id), false)]);
         }
         if upload.received + chunk.data.len() as u64 > upload.offer.size {
             if let Some(upload) = self.uploads.remove(&id) {
-                drop(upload.file);
+                drop(upload.sink);
                 let _ = tokio::fs::remove_file(&upload.path).await;
             }
             return Ok(vec![error(
@@ -659,13 +685,23 @@ impl Session {
                 false,
             )]);
         }
-        upload
-            .file
-            .write_all(chunk.data)
-            .await
-            .with_context(|| format!("writing {}", upload.path.display()))?;
-        upload.hasher.update(chunk.data);
-        upload.received += chunk.data.len() as u64;
+        // The chunk's bytes, shared with the frame rather than copied.
+        let data = frame.slice(frame.len() - chunk.data.len()..);
+        let Some(mut sink) = upload.sink.take() else {
+            anyhow::bail!("partial upload {} lost its file", upload.path.display());
+        };
+        let (sink, written) = tokio::task::spawn_blocking(move || {
+            let written = sink.file.write_all(&data).map(|()| data.len());
+            if written.is_ok() {
+                sink.hasher.update(&data);
+            }
+            (sink, written)
+        })
+        .await
+        .context("writing a partial upload")?;
+        upload.sink = Some(sink);
+        let written = written.with_context(|| format!("writing {}", upload.path.display()))?;
+        upload.received += written as u64;
         if upload.received < upload.offer.size {
             return Ok(Vec::new());
         }
@@ -677,16 +713,17 @@ impl Session {
 
     /// Verifies a complete partial upload and hands it to the group commit,
     /// which syncs it, moves it into the blob store and records the page.
-    async fn finish(&mut self, mut upload: Upload) -> anyhow::Result<Vec<ServerMessage>> {
+    async fn finish(&mut self, upload: Upload) -> anyhow::Result<Vec<ServerMessage>> {
         let id = upload.offer.capture_id;
-        upload
-            .file
-            .flush()
+        let Some(sink) = upload.sink else {
+            anyhow::bail!("partial upload {} lost its file", upload.path.display());
+        };
+        let digest = hex::encode(sink.hasher.finalize());
+        let on_disk = tokio::fs::metadata(&upload.path)
             .await
-            .with_context(|| format!("writing {}", upload.path.display()))?;
-        let digest = hex::encode(upload.hasher.finalize_reset());
-        let on_disk = upload.file.metadata().await?.len();
-        drop(upload.file);
+            .with_context(|| format!("reading {}", upload.path.display()))?
+            .len();
+        drop(sink.file);
         if digest != upload.offer.sha256 || on_disk != upload.offer.size {
             let _ = tokio::fs::remove_file(&upload.path).await;
             let msg = format!("bytes hash to {digest}, offer said {}", upload.offer.sha256);

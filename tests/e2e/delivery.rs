@@ -107,6 +107,28 @@ fn assert_exactly_once(stored: &[String], expected: &[(String, Vec<u8>)]) {
     );
 }
 
+/// Byte for byte, not only by the digest the agent announced: every page the
+/// server serves hashes to what was dropped.
+async fn assert_served_bytes_match(server: &TestServer, expected: &[(String, Vec<u8>)]) {
+    let dropped: std::collections::HashSet<String> =
+        expected.iter().map(|(_, b)| sha256_hex(b)).collect();
+    let (_, list) = server.get("/packets?limit=1000").await;
+    let mut served = 0;
+    for packet in list["packets"].as_array().unwrap() {
+        let id = packet["id"].as_str().unwrap();
+        for i in 0..packet["pages"].as_array().unwrap().len() {
+            let (status, bytes) = server.get_bytes(&format!("/packets/{id}/pages/{i}")).await;
+            assert_eq!(status, 200);
+            assert!(
+                dropped.contains(&sha256_hex(&bytes)),
+                "page {i} of packet {id} is not a dropped file"
+            );
+            served += 1;
+        }
+    }
+    assert_eq!(served, expected.len());
+}
+
 async fn packet_summary(server: &TestServer) -> String {
     let (_, list) = server.get("/packets?limit=1000").await;
     list["packets"]
@@ -159,20 +181,7 @@ async fn killing_the_agent_at_random_moments_loses_and_duplicates_nothing() {
     dropper.join().expect("dropper");
     let stored = wait_for_all(&server, &expected).await;
     assert_exactly_once(&stored, &expected);
-    // Byte for byte, not only by the digest the agent announced.
-    let (_, list) = server.get("/packets?limit=1000").await;
-    let packet = &list["packets"][0];
-    let (status, bytes) = server
-        .get_bytes(&format!(
-            "/packets/{}/pages/0",
-            packet["id"].as_str().unwrap()
-        ))
-        .await;
-    assert_eq!(status, 200);
-    assert_eq!(
-        sha256_hex(&bytes),
-        packet["pages"][0]["sha256"].as_str().unwrap()
-    );
+    assert_served_bytes_match(&server, &expected).await;
 }
 
 #[tokio::test]
@@ -194,6 +203,7 @@ async fn killing_the_server_mid_stream_loses_and_duplicates_nothing() {
     dropper.join().expect("dropper");
     let stored = wait_for_all(&server, &expected).await;
     assert_exactly_once(&stored, &expected);
+    assert_served_bytes_match(&server, &expected).await;
 }
 
 #[tokio::test]
