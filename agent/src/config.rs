@@ -79,6 +79,15 @@ pub struct AgentConfig {
     /// Plain http/ws allowed: only for a lab (`enroll --insecure`).
     #[serde(default)]
     pub insecure: bool,
+    /// How often the agent pings the server on an open link.
+    #[serde(default = "default_heartbeat_secs")]
+    pub heartbeat_secs: u64,
+    /// A link on which the server said nothing, or took no frame, for this
+    /// long is half-open: the agent drops it and reconnects. Also the limit
+    /// for opening a connection. A chunk (at most 256 KiB) must cross the
+    /// link within it.
+    #[serde(default = "default_link_timeout_secs")]
+    pub link_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +113,12 @@ fn default_max_spool_mb() -> u64 {
 fn default_min_free_disk_mb() -> u64 {
     1024
 }
+fn default_heartbeat_secs() -> u64 {
+    10
+}
+fn default_link_timeout_secs() -> u64 {
+    35
+}
 
 impl fmt::Debug for AgentConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -122,6 +137,8 @@ impl fmt::Debug for AgentConfig {
             .field("min_free_disk_mb", &self.min_free_disk_mb)
             .field("ca_pem", &self.ca_pem.as_ref().map(|_| "<pinned CA>"))
             .field("insecure", &self.insecure)
+            .field("heartbeat_secs", &self.heartbeat_secs)
+            .field("link_timeout_secs", &self.link_timeout_secs)
             .finish()
     }
 }
@@ -146,6 +163,8 @@ impl AgentConfig {
             min_free_disk_mb: default_min_free_disk_mb(),
             ca_pem: None,
             insecure: false,
+            heartbeat_secs: default_heartbeat_secs(),
+            link_timeout_secs: default_link_timeout_secs(),
         }
     }
 
@@ -214,6 +233,15 @@ impl AgentConfig {
             max_spool_bytes: self.max_spool_mb.saturating_mul(1024 * 1024),
             min_free_bytes: self.min_free_disk_mb.saturating_mul(1024 * 1024),
         }
+    }
+
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_secs.max(1))
+    }
+
+    /// Never shorter than two heartbeats, so a live link always answers in time.
+    pub fn link_timeout(&self) -> Duration {
+        Duration::from_secs(self.link_timeout_secs).max(self.heartbeat() * 2)
     }
 
     pub fn seal_after(&self) -> Duration {

@@ -95,6 +95,8 @@ pub struct QueueStats {
     /// Pages the server refused for good; kept in the spool for a person to look at.
     pub failed: u64,
     pub failed_bytes: u64,
+    /// Packets whose seal the server refused for good.
+    pub failed_packets: u64,
 }
 
 /// A page the server refused for a reason retrying cannot fix.
@@ -120,6 +122,8 @@ pub struct PacketSummary {
     pub outcome: Option<String>,
     pub matched: Option<bool>,
     pub created_at: String,
+    /// Why the server refused the packet's seal for good.
+    pub seal_failure: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -196,6 +200,14 @@ fn add_failure_columns(conn: &Connection) -> rusqlite::Result<()> {
         conn.execute_batch(
             "ALTER TABLE pages ADD COLUMN failure TEXT; ALTER TABLE pages ADD COLUMN failed_at TEXT;",
         )?;
+    }
+    let has_seal_failure: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('packets') WHERE name = 'seal_failure')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_seal_failure {
+        conn.execute_batch("ALTER TABLE packets ADD COLUMN seal_failure TEXT;")?;
     }
     Ok(())
 }
@@ -474,7 +486,7 @@ impl Queue {
                 .query_row(
                     &format!(
                         "SELECT k.id, k.cover_code, k.page_count, {EMPTY} FROM packets k \
-                         WHERE k.sealed = 1 AND k.seal_acked = 0 \
+                         WHERE k.sealed = 1 AND k.seal_acked = 0 AND k.seal_failure IS NULL \
                          AND NOT EXISTS (SELECT 1 FROM pages p WHERE p.packet_id = k.id AND p.state IN ('queued', 'failed')) \
                          ORDER BY k.created_at, k.rowid LIMIT 1"
                     ),
@@ -597,6 +609,18 @@ impl Queue {
         })
     }
 
+    /// Sets a packet aside whose seal the server refused for good: it is not
+    /// sealed again, and `status` shows why.
+    pub fn mark_seal_failed(&self, packet_id: Uuid, reason: &str) -> QueueResult<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE packets SET seal_failure = ?2 WHERE id = ?1 AND seal_acked = 0",
+                params![packet_id.to_string(), reason],
+            )?;
+            Ok(())
+        })
+    }
+
     pub fn record_outcome(&self, packet_id: Uuid, matched: bool, message: &str) -> QueueResult<()> {
         self.with(|c| {
             c.execute(
@@ -636,12 +660,18 @@ impl Queue {
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
+            let failed_packets: u64 = c.query_row(
+                "SELECT COUNT(*) FROM packets WHERE seal_failure IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )?;
             Ok(QueueStats {
                 pages,
                 bytes,
                 quarantined,
                 failed,
                 failed_bytes,
+                failed_packets,
             })
         })
     }
@@ -653,7 +683,7 @@ impl Queue {
                  (SELECT COUNT(*) FROM pages p WHERE p.packet_id = k.id), \
                  (SELECT COUNT(*) FROM pages p WHERE p.packet_id = k.id AND p.state = 'stored'), \
                  (SELECT COUNT(*) FROM pages p WHERE p.packet_id = k.id AND p.state = 'failed'), \
-                 k.sealed, k.outcome, k.matched, k.created_at, k.sealed = 1 AND {EMPTY} \
+                 k.sealed, k.outcome, k.matched, k.created_at, k.sealed = 1 AND {EMPTY}, k.seal_failure \
                  FROM packets k ORDER BY k.created_at DESC, k.rowid DESC LIMIT ?1"
             ))?;
             let rows = stmt.query_map([limit], |r| {
@@ -668,6 +698,7 @@ impl Queue {
                     matched: r.get(7)?,
                     created_at: r.get(8)?,
                     empty: r.get(9)?,
+                    seal_failure: r.get(10)?,
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)

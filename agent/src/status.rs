@@ -29,6 +29,19 @@ pub fn render(config: &AgentConfig) -> anyhow::Result<String> {
         "queue: {} pages, {} bytes waiting",
         stats.pages, stats.bytes
     )?;
+    if let Some(progress) = queue
+        .meta(crate::uplink::BACKLOG_KEY)?
+        .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok())
+    {
+        writeln!(
+            out,
+            "backlog draining: {} of {} pages sent ({} waiting, as of {})",
+            progress["sent"],
+            progress["total"],
+            progress["waiting"],
+            progress["at"].as_str().unwrap_or("?")
+        )?;
+    }
     let room = config.room();
     let free = crate::room::free_bytes(queue.spool_dir()).map_or_else(
         || "unknown".to_owned(),
@@ -57,6 +70,10 @@ pub fn render(config: &AgentConfig) -> anyhow::Result<String> {
     writeln!(out, "recent packets:")?;
     for p in queue.recent_packets(10)? {
         let fate = match (p.matched, &p.outcome) {
+            _ if p.seal_failure.is_some() => format!(
+                "FAILED: the server refused its seal: {}",
+                p.seal_failure.as_deref().unwrap_or_default()
+            ),
             (_, Some(message)) => message.clone(),
             _ if p.pages_failed > 0 => format!(
                 "held: {} page(s) refused by the server (see failed pages)",
@@ -79,6 +96,13 @@ pub fn render(config: &AgentConfig) -> anyhow::Result<String> {
                 ""
             },
             fate
+        )?;
+    }
+    if stats.failed_packets > 0 {
+        writeln!(
+            out,
+            "failed packets: {} (seal refused by the server, see recent packets)",
+            stats.failed_packets
         )?;
     }
     writeln!(out, "failed pages: {}", stats.failed)?;

@@ -37,14 +37,8 @@ type Sink = futures_util::stream::SplitSink<Socket, Message>;
 type Frame = Result<Message, tokio_tungstenite::tungstenite::Error>;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// The server answers every message promptly, and takes every frame within
-/// this long; more means a dead link.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Server frames read ahead while page bytes go out.
 const READ_AHEAD: usize = 256;
-const HEARTBEAT: Duration = Duration::from_secs(10);
-/// No frame at all from the server for this long (not even a pong): the link is half-open.
-const SILENCE_LIMIT: Duration = Duration::from_secs(35);
 /// A backlog this large gets progress lines in the log while it drains.
 const BACKLOG_PROGRESS: u64 = 50;
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
@@ -53,6 +47,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// Where the link stands, written to the queue's meta so `imc-agent status` can show it.
 pub const LINK_STATE_KEY: &str = "link_state";
 pub const PATTERNS_KEY: &str = "cover_patterns";
+/// A long backlog's progress while it drains, for `imc-agent status`.
+pub const BACKLOG_KEY: &str = "backlog";
 
 pub struct Uplink {
     pub config: Arc<AgentConfig>,
@@ -89,7 +85,8 @@ impl Backoff {
 #[error("{0}")]
 struct Refused(String);
 
-/// A page the server could not take just now (not a lost link); retried with backoff.
+/// A page or seal the server could not take just now (not a lost link);
+/// retried with backoff.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct PageNotTaken(String);
@@ -187,7 +184,7 @@ impl Uplink {
                 .context("agent token is not a valid header value")?,
         );
         let (socket, _) = tokio::time::timeout(
-            CONNECT_TIMEOUT,
+            CONNECT_TIMEOUT.min(self.config.link_timeout()),
             tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(connector)),
         )
         .await
@@ -230,11 +227,18 @@ impl Uplink {
         let chunk = (welcome.max_chunk_bytes as usize).clamp(4 * 1024, MAX_CHUNK_BYTES);
         let window = Window::new(&welcome);
         self.move_delivered_files().await?;
+        // Progress left by an earlier connection is stale; this one counts afresh.
+        self.blocking(|q| Ok(q.delete_meta(BACKLOG_KEY)?)).await?;
 
         let (sink, mut stream) = ws.split();
         let (frames_tx, frames) = mpsc::channel::<Frame>(READ_AHEAD);
+        let heard = Heard::default();
+        let reader_heard = heard.clone();
         let reader = tokio::spawn(async move {
             while let Some(frame) = stream.next().await {
+                // Heard here, not when handled: a long page upload must not
+                // make an answering server look silent.
+                reader_heard.now();
                 if frames_tx.send(frame).await.is_err() {
                     return;
                 }
@@ -248,7 +252,7 @@ impl Uplink {
             chunk,
             sealing: None,
             drain: Drain::default(),
-            last_heard: Instant::now(),
+            heard,
         };
         let result = link.pump(backoff, shutdown).await;
         reader.abort();
@@ -287,7 +291,7 @@ impl Uplink {
     /// Reads until a reply that is not a packet outcome; outcomes are recorded on the way.
     async fn reply(&self, ws: &mut Socket) -> anyhow::Result<ServerMessage> {
         loop {
-            let frame = tokio::time::timeout(REPLY_TIMEOUT, ws.next())
+            let frame = tokio::time::timeout(self.config.link_timeout(), ws.next())
                 .await
                 .context("no reply from the server")?
                 .context("server closed the connection")??;
@@ -380,24 +384,40 @@ impl Drain {
         let crossed = before / Self::EVERY != self.sent / Self::EVERY;
         if self.total.is_none() || crossed {
             let waiting = uplink.blocking(|q| Ok(q.stats()?.pages)).await?;
-            let total = *self.total.get_or_insert(waiting + self.sent);
-            if total >= BACKLOG_PROGRESS && crossed {
+            // Pages scanned meanwhile join the backlog being drained.
+            let total = (waiting + self.sent).max(self.total.unwrap_or(0));
+            self.total = Some(total);
+            if total >= BACKLOG_PROGRESS {
                 tracing::info!(
                     "backlog: {} of {} pages sent, {} waiting",
                     self.sent,
                     total,
                     waiting
                 );
+                let progress = serde_json::json!({
+                    "sent": self.sent,
+                    "total": total,
+                    "waiting": waiting,
+                    "at": chrono::Utc::now().to_rfc3339(),
+                })
+                .to_string();
+                uplink
+                    .blocking(move |q| Ok(q.set_meta(BACKLOG_KEY, &progress)?))
+                    .await?;
             }
         }
         Ok(())
     }
 
-    fn finished(&mut self) {
+    async fn finished(&mut self, uplink: &Uplink) -> anyhow::Result<()> {
         if self.total.is_some_and(|t| t >= BACKLOG_PROGRESS) {
             tracing::info!("backlog drained: {} pages sent", self.sent);
         }
+        if self.total.is_some() {
+            uplink.blocking(|q| Ok(q.delete_meta(BACKLOG_KEY)?)).await?;
+        }
         *self = Drain::default();
+        Ok(())
     }
 }
 
@@ -480,7 +500,29 @@ struct Link<'a> {
     /// The packet whose seal awaits `sealed` (one at a time).
     sealing: Option<Uuid>,
     drain: Drain,
-    last_heard: Instant,
+    heard: Heard,
+}
+
+/// When the server was last heard from (any frame, pongs included).
+#[derive(Clone)]
+struct Heard(Arc<std::sync::Mutex<Instant>>);
+
+impl Default for Heard {
+    fn default() -> Heard {
+        Heard(Arc::new(std::sync::Mutex::new(Instant::now())))
+    }
+}
+
+impl Heard {
+    fn now(&self) {
+        if let Ok(mut at) = self.0.lock() {
+            *at = Instant::now();
+        }
+    }
+
+    fn silence(&self) -> Duration {
+        self.0.lock().map_or(Duration::ZERO, |at| at.elapsed())
+    }
 }
 
 impl Link<'_> {
@@ -489,7 +531,7 @@ impl Link<'_> {
         backoff: &mut Backoff,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
-        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        let mut heartbeat = tokio::time::interval(self.uplink.config.heartbeat());
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if shutdown.is_cancelled() {
@@ -499,7 +541,7 @@ impl Link<'_> {
             self.offer_what_fits().await?;
             self.seal_next().await?;
             if self.window.is_empty() && self.sealing.is_none() {
-                self.drain.finished();
+                self.drain.finished(self.uplink).await?;
             }
             tokio::select! {
                 _ = shutdown.cancelled() => {}
@@ -515,7 +557,6 @@ impl Link<'_> {
                     while let Ok(frame) = self.frames.try_recv() {
                         batch.push(frame);
                     }
-                    self.last_heard = Instant::now();
                     if self.on_frames(batch).await? {
                         backoff.reset();
                     }
@@ -527,8 +568,9 @@ impl Link<'_> {
     /// Alive: report the desk (the ping's pong proves the server is), and
     /// give up on a link the server has been silent on for too long.
     async fn heartbeat(&mut self) -> anyhow::Result<()> {
-        if self.last_heard.elapsed() > SILENCE_LIMIT {
-            bail!("no word from the server for {SILENCE_LIMIT:?}: the connection is dead");
+        let limit = self.uplink.config.link_timeout();
+        if self.heard.silence() > limit {
+            bail!("no word from the server for {limit:?}: the connection is half-open or dead");
         }
         let report = self.uplink.report().await?;
         self.send(&AgentMessage::Report(report)).await?;
@@ -541,9 +583,10 @@ impl Link<'_> {
     }
 
     async fn send_frame(&mut self, frame: Message) -> anyhow::Result<()> {
-        tokio::time::timeout(REPLY_TIMEOUT, self.sink.send(frame))
+        let limit = self.uplink.config.link_timeout();
+        tokio::time::timeout(limit, self.sink.send(frame))
             .await
-            .context("the server took no data for a minute")?
+            .with_context(|| format!("the server took no data for {limit:?}"))?
             .context("sending to the server")
     }
 
@@ -666,18 +709,10 @@ impl Link<'_> {
                     let reason = format!("{} ({})", e.message, e.code);
                     self.set_aside(id, reason).await?;
                 }
-                Some(id) => {
-                    let name = self
-                        .window
-                        .get(id)
-                        .map_or_else(String::new, |p| p.source_name.clone());
-                    return Err(anyhow::Error::new(PageNotTaken(format!(
-                        "page {id} ({name}): {} ({})",
-                        e.message, e.code
-                    ))));
-                }
-                None => match self.sealing {
-                    Some(packet) => bail!("sealing packet {packet}: {} ({})", e.message, e.code),
+                Some(id) if e.code == "checksum_mismatch" => self.check_spool_copy(id, &e).await?,
+                Some(id) => return Err(self.not_taken(id, &e)),
+                None => match e.packet_id.or(self.sealing) {
+                    Some(packet) => return self.seal_refused(packet, e).await,
                     None => bail!("server error: {} ({})", e.message, e.code),
                 },
             },
@@ -687,6 +722,67 @@ impl Link<'_> {
             }
             ServerMessage::Stored { .. } => {}
         }
+        Ok(false)
+    }
+
+    fn not_taken(&self, id: Uuid, e: &ProtocolError) -> anyhow::Error {
+        let name = self
+            .window
+            .get(id)
+            .map_or_else(String::new, |p| p.source_name.clone());
+        anyhow::Error::new(PageNotTaken(format!(
+            "page {id} ({name}): {} ({})",
+            e.message, e.code
+        )))
+    }
+
+    /// The server's copy did not hash to the offered SHA-256. If the spool
+    /// copy no longer does either, the desk's disk changed it: sending it
+    /// again would fail forever, so the page is set aside. Otherwise the
+    /// bytes were spoiled on the way or on the server, and a retry is right.
+    async fn check_spool_copy(&mut self, id: Uuid, e: &ProtocolError) -> anyhow::Result<()> {
+        let Some(page) = self.window.get(id).cloned() else {
+            return Err(self.not_taken(id, e));
+        };
+        let path = page.spool_path.clone();
+        let digest = tokio::task::spawn_blocking(move || sha256_of_file(&path)).await?;
+        match digest {
+            Ok(digest) if digest == page.sha256 => Err(self.not_taken(id, e)),
+            Ok(digest) => {
+                let reason = format!(
+                    "spool copy {} is corrupt on this desk's disk: it hashes to {digest}, \
+                     but was {} when queued; rescan the original",
+                    page.spool_path.display(),
+                    page.sha256
+                );
+                self.set_aside(id, reason).await
+            }
+            Err(err) => {
+                let reason = format!(
+                    "spool copy {} cannot be read: {err:#}",
+                    page.spool_path.display()
+                );
+                self.set_aside(id, reason).await
+            }
+        }
+    }
+
+    /// A seal the server refused: set aside for good when it says so, else
+    /// retried with backoff.
+    async fn seal_refused(&mut self, packet: Uuid, e: ProtocolError) -> anyhow::Result<bool> {
+        let reason = format!("{} ({})", e.message, e.code);
+        if self.sealing == Some(packet) {
+            self.sealing = None;
+        }
+        if !e.permanent {
+            return Err(anyhow::Error::new(PageNotTaken(format!(
+                "sealing packet {packet}: {reason}"
+            ))));
+        }
+        tracing::error!(%packet, "seal refused for good, packet set aside: {reason}");
+        self.uplink
+            .blocking(move |q| Ok(q.mark_seal_failed(packet, &reason)?))
+            .await?;
         Ok(false)
     }
 
@@ -758,6 +854,15 @@ impl Link<'_> {
         }
         Ok(())
     }
+}
+
+fn sha256_of_file(path: &std::path::Path) -> anyhow::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).with_context(|| format!("reading {}", path.display()))?;
+    Ok(hex::encode(hasher.finalize()))
 }
 
 async fn send(ws: &mut Socket, msg: &AgentMessage) -> anyhow::Result<()> {

@@ -31,6 +31,8 @@ pub struct ServerFile {
     pub retention_interval_secs: Option<u64>,
     /// How long a blob marked for deletion waits before it is deleted (seconds).
     pub blob_delete_grace_secs: Option<u64>,
+    /// Seconds without a frame from an agent before its session is dropped.
+    pub uplink_idle_secs: Option<u64>,
 }
 
 impl ServerFile {
@@ -134,6 +136,9 @@ pub struct ServerConfig {
     /// Largest page an agent may deliver (at most the protocol's 64 MiB); a
     /// larger one is refused for good and the desk shows it as failed.
     pub max_page_bytes: u64,
+    /// An uplink on which the agent sent nothing (its heartbeat included) for
+    /// this long is half-open: the session ends and its partial uploads wait.
+    pub uplink_idle_timeout: Duration,
     /// Serve HTTPS/WSS with this certificate chain and key (PEM) instead of plain HTTP.
     pub tls: Option<TlsFiles>,
     pub connection_limits: crate::net::ConnectionLimits,
@@ -163,6 +168,7 @@ impl ServerConfig {
             database: None,
             metrics_token: None,
             max_page_bytes: imc_shared::protocol::MAX_PAGE_BYTES,
+            uplink_idle_timeout: Duration::from_secs(90),
             tls: None,
             connection_limits: crate::net::ConnectionLimits::default(),
             rate_limits: crate::ratelimit::RateLimits::default(),
@@ -205,6 +211,7 @@ impl fmt::Debug for ServerConfig {
                 &self.metrics_token.as_ref().map(|_| "<hidden>"),
             )
             .field("max_page_bytes", &self.max_page_bytes)
+            .field("uplink_idle_timeout", &self.uplink_idle_timeout)
             .field("tls", &self.tls)
             .field("connection_limits", &self.connection_limits)
             .field("rate_limits", &self.rate_limits)

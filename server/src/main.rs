@@ -44,6 +44,9 @@ enum Command {
         /// Largest page a scan desk may deliver, in bytes (at most 64 MiB).
         #[arg(long, env = "IMC_MAX_PAGE_BYTES")]
         max_page_bytes: Option<u64>,
+        /// An agent uplink silent this long (no heartbeat) is half-open and closed (default 90).
+        #[arg(long, env = "IMC_UPLINK_IDLE_SECS")]
+        uplink_idle_secs: Option<u64>,
         /// Serve HTTPS/WSS with this certificate chain (PEM); needs --tls-key.
         #[arg(long, env = "IMC_TLS_CERT", requires = "tls_key")]
         tls_cert: Option<PathBuf>,
@@ -362,6 +365,7 @@ fn run_async(command: Command, file: ServerFile) -> anyhow::Result<()> {
                 metrics_token,
                 max_page_bytes,
                 stores,
+                uplink_idle_secs,
                 tls_cert,
                 tls_key,
                 rate_per_ip,
@@ -385,6 +389,9 @@ fn run_async(command: Command, file: ServerFile) -> anyhow::Result<()> {
                 }
                 config.database = stores.database;
                 config.blobs = stores.blobs;
+                if let Some(secs) = uplink_idle_secs.or(file.uplink_idle_secs) {
+                    config.uplink_idle_timeout = std::time::Duration::from_secs(secs.max(1));
+                }
                 config.tls = tls_cert
                     .zip(tls_key)
                     .map(|(cert, key)| imc_server::config::TlsFiles { cert, key });

@@ -15,6 +15,7 @@ use crate::partials::{CHECKPOINT_BYTES, PartialKey, SharedPartials};
 use crate::state::AppState;
 use crate::store::{Agent, PacketResolution, StoredPage};
 use anyhow::Context;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
@@ -24,18 +25,26 @@ use futures_util::stream::FuturesUnordered;
 use imc_shared::protocol::*;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::oneshot::error::RecvError;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::Instrument;
 use uuid::Uuid;
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(15);
-/// An agent pings every few seconds; silence this long means the link is dead.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// An agent that takes no frame for this long is gone.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// The chunk size the server asks agents for: a connection holds about one
+/// chunk while it arrives, so this, not the 256 KiB limit, sets the memory
+/// each streaming desk costs.
+const PREFERRED_CHUNK_BYTES: usize = 64 * 1024;
+const READ_BUFFER_BYTES: usize = 16 * 1024;
+const MAX_WRITE_BUFFER_BYTES: usize = 256 * 1024;
+/// Pages one packet may hold, as a sanity bound on offers and seals.
+const MAX_PACKET_PAGES: u32 = 100_000;
 const CONTENT_TYPES: &[&str] = &[
     "image/jpeg",
     "image/png",
@@ -292,6 +301,13 @@ pub async fn upgrade(
     };
     ws.max_message_size(MAX_CHUNK_BYTES + 64)
         .max_frame_size(MAX_CHUNK_BYTES + 64)
+        // Per-connection memory: reads go in small steps (a frame still gets
+        // room for its whole length, at most one chunk), replies are small
+        // JSON written at once, and a peer that stops reading can pile up
+        // only this much before sends fail.
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
         .on_upgrade(move |socket| {
             let span = tracing::info_span!("uplink", agent = %agent.id, site = %agent.site);
             async move {
@@ -363,11 +379,11 @@ fn closing(reason: CloseReason) -> ServerMessage {
 struct Upload {
     offer: PageOffer,
     path: PathBuf,
-    file: tokio::fs::File,
+    /// Lent to the blocking pool while a chunk is written; `None` only then.
+    sink: Option<PartialSink>,
     received: u64,
     /// Where the bytes the other replicas can see end (`SharedPartials`).
     durable: u64,
-    hasher: Sha256,
 }
 
 impl Upload {
@@ -390,7 +406,6 @@ const MAX_PART_BYTES: u64 = 4 * 1024 * 1024;
 /// earlier.
 async fn checkpoint(shared: &dyn SharedPartials, agent_id: &str, upload: &mut Upload) -> u64 {
     let result: anyhow::Result<u64> = async {
-        upload.file.flush().await?;
         let mut reader = tokio::fs::File::open(&upload.path)
             .await
             .with_context(|| format!("reading {}", upload.path.display()))?;
@@ -403,8 +418,8 @@ async fn checkpoint(shared: &dyn SharedPartials, agent_id: &str, upload: &mut Up
             }
             let len = (upload.received - at).min(MAX_PART_BYTES);
             let mut part = vec![0u8; usize::try_from(len)?];
-            reader.seek(std::io::SeekFrom::Start(at)).await?;
-            reader.read_exact(&mut part).await?;
+            tokio::io::AsyncSeekExt::seek(&mut reader, std::io::SeekFrom::Start(at)).await?;
+            tokio::io::AsyncReadExt::read_exact(&mut reader, &mut part).await?;
             let end = shared.save(&upload.key(agent_id), at, &part).await?;
             if end == at {
                 break;
@@ -420,6 +435,40 @@ async fn checkpoint(shared: &dyn SharedPartials, agent_id: &str, upload: &mut Up
             tracing::warn!(page = %upload.offer.capture_id, error = format!("{e:#}"), "checkpointing a partial upload");
             upload.durable
         }
+    }
+}
+
+/// A partial file and the hash of what it holds. A plain file, written
+/// straight from the received frame on the blocking pool: no copy of the
+/// chunk is kept per connection (a tokio file would keep its own buffer).
+struct PartialSink {
+    file: std::fs::File,
+    hasher: Sha256,
+}
+
+impl PartialSink {
+    /// Opens (or reopens, after a reconnect) the partial file of a page of
+    /// `size` bytes; returns how many bytes it already holds.
+    fn open(path: &Path, size: u64) -> anyhow::Result<(PartialSink, u64)> {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        let mut hasher = Sha256::new();
+        let mut received = file.metadata()?.len();
+        if received > size {
+            file.set_len(0)?;
+            received = 0;
+        } else if received > 0 {
+            // Re-hash what is already there so the final check covers every byte.
+            std::io::copy(&mut (&file).take(received), &mut hasher)
+                .with_context(|| format!("reading {}", path.display()))?;
+        }
+        file.seek(std::io::SeekFrom::Start(received))?;
+        Ok((PartialSink { file, hasher }, received))
     }
 }
 
@@ -452,6 +501,7 @@ fn error(
         code: code.to_owned(),
         message: message.into(),
         capture_id,
+        packet_id: None,
         fatal,
         permanent: false,
     })
@@ -463,16 +513,36 @@ fn refusal(code: &str, message: impl Into<String>, capture_id: Uuid) -> ServerMe
         code: code.to_owned(),
         message: message.into(),
         capture_id: Some(capture_id),
+        packet_id: None,
         fatal: false,
         permanent: true,
     })
 }
 
+/// A seal the server could not record: `permanent` when sending it again
+/// cannot succeed (it contradicts what is stored or breaks a limit).
+fn seal_error(
+    code: &str,
+    message: impl Into<String>,
+    packet_id: Uuid,
+    permanent: bool,
+) -> ServerMessage {
+    ServerMessage::Error(ProtocolError {
+        code: code.to_owned(),
+        message: message.into(),
+        capture_id: None,
+        packet_id: Some(packet_id),
+        fatal: false,
+        permanent,
+    })
+}
+
 async fn send(socket: &mut WebSocket, msg: &ServerMessage) -> anyhow::Result<()> {
     let json = serde_json::to_string(msg).context("encoding server message")?;
-    socket
-        .send(Message::Text(json.into()))
+    // A half-open peer stops taking bytes; the session must not wait on it forever.
+    tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(json.into())))
         .await
+        .with_context(|| format!("the agent took no data for {SEND_TIMEOUT:?}"))?
         .context("sending to agent")
 }
 
@@ -504,10 +574,9 @@ impl Session {
     /// are flushed and closed, and pages being committed are committed.
     async fn wind_down(&mut self) {
         for (_, mut upload) in self.uploads.drain() {
-            if let Err(e) = upload.file.flush().await {
-                tracing::warn!(file = %upload.path.display(), error = %e, "flushing a partial upload");
-            }
-            // The agent may come back through another replica: leave it all there.
+            // Partial files hold no buffered bytes (each chunk is written
+            // whole); the agent may come back through another replica, so
+            // leave what it sent there.
             if let Some(shared) = &self.state.shared_partials
                 && upload.received > upload.durable
             {
@@ -559,12 +628,16 @@ impl Session {
             agent_id: self.agent.id.clone(),
             site: self.agent.site.clone(),
             cover_patterns: self.state.store.cover_patterns().await?,
-            max_chunk_bytes: MAX_CHUNK_BYTES as u64,
+            max_chunk_bytes: PREFERRED_CHUNK_BYTES as u64,
             window_pages: WINDOW_PAGES,
             window_bytes: WINDOW_BYTES,
         };
         send(socket, &ServerMessage::Welcome(welcome)).await?;
 
+        // An agent pings every few seconds; silence this long means the link is
+        // half-open (the peer vanished without a FIN) or dead.
+        let idle_limit = self.state.config.uplink_idle_timeout;
+        let mut silent_since = tokio::time::Instant::now();
         let mut registry_gone = false;
         loop {
             let received = tokio::select! {
@@ -599,14 +672,23 @@ impl Session {
                     }
                     continue;
                 }
-                received = tokio::time::timeout(IDLE_TIMEOUT, socket.recv()) => received,
+                received = tokio::time::timeout_at(silent_since + idle_limit, socket.recv()) => received,
             };
             let frame = match received {
-                Err(_) => anyhow::bail!("no traffic for {IDLE_TIMEOUT:?}"),
+                Err(_) => anyhow::bail!(
+                    "no word from the agent for {idle_limit:?}: the link is half-open"
+                ),
                 Ok(None) | Ok(Some(Ok(Message::Close(_)))) => return Ok(()),
-                Ok(Some(Err(e))) => return Err(e).context("reading from agent"),
+                Ok(Some(Err(e))) => {
+                    // A frame beyond the limits ends the connection; say why
+                    // if the socket still takes a reply (a reset one will not).
+                    let why = format!("unreadable frame: {e}");
+                    let _ = send(socket, &error("bad_frame", why, None, true)).await;
+                    return Err(e).context("reading from agent");
+                }
                 Ok(Some(Ok(frame))) => frame,
             };
+            silent_since = tokio::time::Instant::now();
             let replies = match frame {
                 Message::Text(text) => match serde_json::from_str::<AgentMessage>(&text) {
                     Ok(msg) => self.on_message(msg).await?,
@@ -617,7 +699,7 @@ impl Session {
                         true,
                     )],
                 },
-                Message::Binary(bytes) => self.on_chunk(&bytes).await?,
+                Message::Binary(bytes) => self.on_chunk(bytes).await?,
                 Message::Ping(_) | Message::Pong(_) => Vec::new(),
                 Message::Close(_) => return Ok(()),
             };
@@ -685,9 +767,7 @@ impl Session {
         if self.state.store.page_stored(id).await? {
             return Ok(vec![ServerMessage::Stored { capture_id: id }]);
         }
-        if let Some(mut earlier) = self.uploads.remove(&id) {
-            earlier.file.flush().await?;
-        }
+        self.uploads.remove(&id);
         if self.in_flight() >= WINDOW_PAGES as usize {
             let msg = format!("at most {WINDOW_PAGES} pages may be in flight");
             return Ok(vec![error("too_many_uploads", msg, Some(id), false)]);
@@ -718,20 +798,6 @@ impl Session {
             .await
             .with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join(format!("{}.part", offer.capture_id));
-        let mut file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .await
-            .with_context(|| format!("opening {}", path.display()))?;
-        let mut hasher = Sha256::new();
-        let mut received = file.metadata().await?.len();
-        if received > offer.size {
-            file.set_len(0).await?;
-            received = 0;
-        }
         let mut durable = 0;
         if let Some(shared) = &self.state.shared_partials {
             let key = PartialKey {
@@ -746,15 +812,15 @@ impl Session {
                     if durable > 0 {
                         self.shared_ids.insert(offer.capture_id);
                     }
+                    let local = tokio::fs::metadata(&path)
+                        .await
+                        .map(|m| m.len())
+                        .unwrap_or(0);
                     // Same capture id, same bytes: the longer prefix wins.
-                    if durable > received && durable <= offer.size {
-                        file.seek(std::io::SeekFrom::Start(0)).await?;
-                        file.write_all(&held)
+                    if durable > local && durable <= offer.size {
+                        tokio::fs::write(&path, &held)
                             .await
                             .with_context(|| format!("writing {}", path.display()))?;
-                        file.set_len(durable).await?;
-                        file.flush().await?;
-                        received = durable;
                     }
                 }
                 Err(e) => {
@@ -762,31 +828,23 @@ impl Session {
                 }
             }
         }
-        if received > 0 {
-            // Re-hash what is already there so the final check covers every byte.
-            let mut existing = tokio::fs::File::open(&path).await?;
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                let n = existing.read(&mut buf).await?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buf[..n]);
-            }
-        }
-        file.seek(std::io::SeekFrom::Start(received)).await?;
+        let size = offer.size;
+        let opened = path.clone();
+        let (sink, received) =
+            tokio::task::spawn_blocking(move || PartialSink::open(&opened, size))
+                .await
+                .context("opening a partial upload")??;
         Ok(Upload {
             offer,
             path,
-            file,
+            sink: Some(sink),
             received,
             durable,
-            hasher,
         })
     }
 
-    async fn on_chunk(&mut self, frame: &[u8]) -> anyhow::Result<Vec<ServerMessage>> {
-        let chunk = match Chunk::decode(frame) {
+    async fn on_chunk(&mut self, frame: Bytes) -> anyhow::Result<Vec<ServerMessage>> {
+        let chunk = match Chunk::decode(&frame) {
             Ok(chunk) => chunk,
             Err(e) => return Ok(vec![error("bad_chunk", e.to_string(), None, true)]),
         };
@@ -804,14 +862,12 @@ impl Session {
                 "chunk at offset {}, expected {}",
                 chunk.offset, upload.received
             );
-            if let Some(mut upload) = self.uploads.remove(&id) {
-                upload.file.flush().await?;
-            }
+            self.uploads.remove(&id);
             return Ok(vec![error("out_of_order", msg, Some(id), false)]);
         }
         if upload.received + chunk.data.len() as u64 > upload.offer.size {
             if let Some(upload) = self.uploads.remove(&id) {
-                drop(upload.file);
+                drop(upload.sink);
                 let _ = tokio::fs::remove_file(&upload.path).await;
             }
             return Ok(vec![error(
@@ -821,13 +877,23 @@ impl Session {
                 false,
             )]);
         }
-        upload
-            .file
-            .write_all(chunk.data)
-            .await
-            .with_context(|| format!("writing {}", upload.path.display()))?;
-        upload.hasher.update(chunk.data);
-        upload.received += chunk.data.len() as u64;
+        // The chunk's bytes, shared with the frame rather than copied.
+        let data = frame.slice(frame.len() - chunk.data.len()..);
+        let Some(mut sink) = upload.sink.take() else {
+            anyhow::bail!("partial upload {} lost its file", upload.path.display());
+        };
+        let (sink, written) = tokio::task::spawn_blocking(move || {
+            let written = sink.file.write_all(&data).map(|()| data.len());
+            if written.is_ok() {
+                sink.hasher.update(&data);
+            }
+            (sink, written)
+        })
+        .await
+        .context("writing a partial upload")?;
+        upload.sink = Some(sink);
+        let written = written.with_context(|| format!("writing {}", upload.path.display()))?;
+        upload.received += written as u64;
         if upload.received < upload.offer.size {
             if let Some(shared) = &self.state.shared_partials
                 && upload.received - upload.durable >= CHECKPOINT_BYTES as u64
@@ -845,16 +911,17 @@ impl Session {
 
     /// Verifies a complete partial upload and hands it to the group commit,
     /// which syncs it, moves it into the blob store and records the page.
-    async fn finish(&mut self, mut upload: Upload) -> anyhow::Result<Vec<ServerMessage>> {
+    async fn finish(&mut self, upload: Upload) -> anyhow::Result<Vec<ServerMessage>> {
         let id = upload.offer.capture_id;
-        upload
-            .file
-            .flush()
+        let Some(sink) = upload.sink else {
+            anyhow::bail!("partial upload {} lost its file", upload.path.display());
+        };
+        let digest = hex::encode(sink.hasher.finalize());
+        let on_disk = tokio::fs::metadata(&upload.path)
             .await
-            .with_context(|| format!("writing {}", upload.path.display()))?;
-        let digest = hex::encode(upload.hasher.finalize_reset());
-        let on_disk = upload.file.metadata().await?.len();
-        drop(upload.file);
+            .with_context(|| format!("reading {}", upload.path.display()))?
+            .len();
+        drop(sink.file);
         if digest != upload.offer.sha256 || on_disk != upload.offer.size {
             let _ = tokio::fs::remove_file(&upload.path).await;
             self.forget_shared(id);
@@ -894,6 +961,9 @@ impl Session {
 
     async fn on_seal(&mut self, seal: PacketSeal) -> anyhow::Result<Vec<ServerMessage>> {
         let packet_id = seal.packet_id;
+        if let Err(why) = validate_seal(&seal) {
+            return Ok(vec![seal_error("bad_seal", why, packet_id, true)]);
+        }
         match self
             .state
             .store
@@ -912,9 +982,18 @@ impl Session {
                 Ok(replies)
             }
             Err(crate::store::StoreError::Conflict(msg)) => {
-                Ok(vec![error("conflict", msg, None, false)])
+                Ok(vec![seal_error("conflict", msg, packet_id, true)])
             }
-            Err(e) => Err(e).with_context(|| format!("sealing packet {packet_id}")),
+            // The disk or database, not the seal: the agent tries again later.
+            Err(e) => {
+                tracing::error!(packet = %packet_id, error = %e, "could not record a seal");
+                Ok(vec![seal_error(
+                    "store_failed",
+                    format!("could not record the seal: {e}"),
+                    packet_id,
+                    false,
+                )])
+            }
         }
     }
 }
@@ -966,6 +1045,19 @@ fn outcome(packet_id: Uuid, resolution: PacketResolution) -> Option<ServerMessag
     Some(ServerMessage::PacketOutcome(outcome))
 }
 
+fn validate_seal(seal: &PacketSeal) -> Result<(), String> {
+    if seal.page_count > MAX_PACKET_PAGES {
+        return Err(format!(
+            "page_count {} is beyond {MAX_PACKET_PAGES}",
+            seal.page_count
+        ));
+    }
+    if seal.cover_code.as_ref().is_some_and(|c| c.len() > 128) {
+        return Err("cover_code too long".into());
+    }
+    Ok(())
+}
+
 fn validate_offer(offer: &PageOffer, max_page_bytes: u64) -> Result<(), String> {
     let limit = max_page_bytes.min(MAX_PAGE_BYTES);
     if offer.size == 0 || offer.size > limit {
@@ -983,7 +1075,7 @@ fn validate_offer(offer: &PageOffer, max_page_bytes: u64) -> Result<(), String> 
             offer.content_type
         ));
     }
-    if offer.page_index > 100_000 {
+    if offer.page_index > MAX_PACKET_PAGES {
         return Err("page_index is implausibly large".into());
     }
     if offer.cover_code.as_ref().is_some_and(|c| c.len() > 128) || offer.source_name.len() > 1024 {

@@ -169,6 +169,9 @@ pub struct ProtocolError {
     pub message: String,
     #[serde(default)]
     pub capture_id: Option<Uuid>,
+    /// Names the packet when the error answers a seal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packet_id: Option<Uuid>,
     /// A fatal error ends the connection; otherwise only the named page failed.
     #[serde(default)]
     pub fatal: bool,

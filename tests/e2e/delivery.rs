@@ -107,6 +107,28 @@ fn assert_exactly_once(stored: &[String], expected: &[(String, Vec<u8>)]) {
     );
 }
 
+/// Byte for byte, not only by the digest the agent announced: every page the
+/// server serves hashes to what was dropped.
+async fn assert_served_bytes_match(server: &TestServer, expected: &[(String, Vec<u8>)]) {
+    let dropped: std::collections::HashSet<String> =
+        expected.iter().map(|(_, b)| sha256_hex(b)).collect();
+    let (_, list) = server.get("/packets?limit=1000").await;
+    let mut served = 0;
+    for packet in list["packets"].as_array().unwrap() {
+        let id = packet["id"].as_str().unwrap();
+        for i in 0..packet["pages"].as_array().unwrap().len() {
+            let (status, bytes) = server.get_bytes(&format!("/packets/{id}/pages/{i}")).await;
+            assert_eq!(status, 200);
+            assert!(
+                dropped.contains(&sha256_hex(&bytes)),
+                "page {i} of packet {id} is not a dropped file"
+            );
+            served += 1;
+        }
+    }
+    assert_eq!(served, expected.len());
+}
+
 async fn packet_summary(server: &TestServer) -> String {
     let (_, list) = server.get("/packets?limit=1000").await;
     list["packets"]
@@ -159,20 +181,7 @@ async fn killing_the_agent_at_random_moments_loses_and_duplicates_nothing() {
     dropper.join().expect("dropper");
     let stored = wait_for_all(&server, &expected).await;
     assert_exactly_once(&stored, &expected);
-    // Byte for byte, not only by the digest the agent announced.
-    let (_, list) = server.get("/packets?limit=1000").await;
-    let packet = &list["packets"][0];
-    let (status, bytes) = server
-        .get_bytes(&format!(
-            "/packets/{}/pages/0",
-            packet["id"].as_str().unwrap()
-        ))
-        .await;
-    assert_eq!(status, 200);
-    assert_eq!(
-        sha256_hex(&bytes),
-        packet["pages"][0]["sha256"].as_str().unwrap()
-    );
+    assert_served_bytes_match(&server, &expected).await;
 }
 
 #[tokio::test]
@@ -194,6 +203,7 @@ async fn killing_the_server_mid_stream_loses_and_duplicates_nothing() {
     dropper.join().expect("dropper");
     let stored = wait_for_all(&server, &expected).await;
     assert_exactly_once(&stored, &expected);
+    assert_served_bytes_match(&server, &expected).await;
 }
 
 #[tokio::test]
@@ -259,6 +269,15 @@ async fn a_thousand_pages_scanned_while_the_server_is_down_drain_in_order() {
     })
     .await;
     server.restart();
+    let progress = eventually("the desk to show the drain's progress", DRAIN, || async {
+        agent
+            .status()
+            .lines()
+            .find(|l| l.starts_with("backlog draining: ") && !l.starts_with("backlog draining: 0 "))
+            .map(str::to_owned)
+    })
+    .await;
+    assert!(progress.contains("of 1000 pages sent"), "{progress}");
     let stored = wait_for_all(&server, &expected).await;
     assert_exactly_once(&stored, &expected);
     let in_scan_order: Vec<String> = expected.iter().map(|(_, b)| sha256_hex(b)).collect();
@@ -278,6 +297,10 @@ async fn a_thousand_pages_scanned_while_the_server_is_down_drain_in_order() {
     );
     eventually("the desk queue to empty", DRAIN, || async {
         (queued_pages(&agent) == 0).then_some(())
+    })
+    .await;
+    eventually("the progress line to go once drained", DRAIN, || async {
+        (!agent.status().contains("backlog draining")).then_some(())
     })
     .await;
 }
@@ -376,4 +399,251 @@ async fn a_nearly_full_disk_is_said_clearly_and_scans_wait_in_the_inbox() {
         (!agent.status().contains("WARNING")).then_some(())
     })
     .await;
+}
+
+async fn agent_connected(server: &TestServer, id: &str) -> bool {
+    let (status, list) = server.get("/agents").await;
+    assert_eq!(status, 200, "{list}");
+    list["agents"]
+        .as_array()
+        .and_then(|agents| agents.iter().find(|a| a["id"] == id))
+        .is_some_and(|a| a["connected"] == true)
+}
+
+#[tokio::test]
+async fn a_half_open_link_is_noticed_at_both_ends_and_delivery_resumes_when_the_path_returns() {
+    let server = TestServer::start_with_env("127.0.0.1:0", &[("IMC_UPLINK_IDLE_SECS", "3")]);
+    let mut agent = TestAgent::enroll(&server).await;
+    let id = agent.config_value("agent_id");
+    agent.configure("heartbeat_secs", 1.into());
+    agent.configure("link_timeout_secs", 3.into());
+    let upstream = server.base.trim_start_matches("http://").parse().unwrap();
+    let proxy = Proxy::start(upstream, Vec::new()).await;
+    agent.set_server_url(&proxy.url());
+    let expected = pages(40, 8);
+    agent.start();
+    let dropper = drop_in_background(
+        agent.inbox.clone(),
+        expected.clone(),
+        Duration::from_millis(20),
+    );
+    eventually("the first pages on the server", DRAIN, || async {
+        (server_pages(&server).await.len() >= 5).then_some(())
+    })
+    .await;
+
+    // Both directions go silent and nobody sends a FIN: only heartbeats can tell.
+    proxy.go_dark();
+    let connections = proxy.connections();
+    let status = eventually(
+        "the desk to notice the half-open link",
+        Duration::from_secs(20),
+        || async {
+            let status = agent.status();
+            status
+                .lines()
+                .any(|l| {
+                    l.starts_with("link: disconnected")
+                        && (l.contains("half-open") || l.contains("took no data"))
+                })
+                .then_some(status)
+        },
+    )
+    .await;
+    eprintln!("{status}");
+    eventually(
+        "the server to end the silent session",
+        Duration::from_secs(20),
+        || async { (!agent_connected(&server, &id).await).then_some(()) },
+    )
+    .await;
+    eventually(
+        "the agent to try again (swallowed by the dark path)",
+        Duration::from_secs(20),
+        || async { (proxy.connections() > connections).then_some(()) },
+    )
+    .await;
+
+    proxy.light_up();
+    dropper.join().expect("dropper");
+    let stored = wait_for_all(&server, &expected).await;
+    assert_exactly_once(&stored, &expected);
+    eventually("the desk to show the link up again", DRAIN, || async {
+        agent
+            .status()
+            .lines()
+            .any(|l| l.starts_with("link: connected"))
+            .then_some(())
+    })
+    .await;
+}
+
+/// The agent's queue database, read beside the running agent (WAL allows it).
+fn agent_queue(agent: &TestAgent) -> rusqlite::Connection {
+    let db = rusqlite::Connection::open(agent.root.join("data").join("queue.sqlite3")).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    db
+}
+
+/// One value from the agent's queue, once the query finds a row.
+async fn from_queue(agent: &TestAgent, what: &str, sql: &str) -> String {
+    eventually(what, DRAIN, || async {
+        agent_queue(agent)
+            .query_row(sql, [], |r| r.get::<_, String>(0))
+            .ok()
+    })
+    .await
+}
+
+fn flip_byte(path: &std::path::Path, at: usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[at] ^= 0x5a;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[tokio::test]
+async fn a_seal_the_server_refuses_for_good_is_set_aside_and_shown_not_retried() {
+    let mut server = TestServer::start_at(&free_addr());
+    let mut agent = TestAgent::enroll(&server).await;
+    let token = agent.config_value("token");
+    server.kill();
+    agent.start();
+    let page = scan::jpeg(&scan::text_page(51), 80);
+    agent.drop_file("contradicted.jpg", &page);
+    let packet = from_queue(
+        &agent,
+        "the packet to close on the desk",
+        "SELECT id FROM packets WHERE sealed = 1",
+    )
+    .await;
+    agent.kill();
+    server.restart();
+    // The same desk credential sealed that packet earlier with another page
+    // count: the server holds a seal the agent's can never match.
+    let mut raw = crate::raw_uplink::RawAgent::connect(&server, &token).await;
+    let packet_id = packet.parse().unwrap();
+    raw.send(&imc_shared::protocol::AgentMessage::Seal(
+        imc_shared::protocol::PacketSeal {
+            packet_id,
+            cover_code: None,
+            page_count: 5,
+            empty: false,
+        },
+    ))
+    .await;
+    assert_eq!(
+        raw.recv().await,
+        Some(imc_shared::protocol::ServerMessage::Sealed { packet_id })
+    );
+    drop(raw);
+
+    agent.start();
+    let stored = wait_for_all(&server, &[("contradicted.jpg".into(), page.clone())]).await;
+    assert_eq!(stored, vec![sha256_hex(&page)]);
+    let status = eventually("the desk to show the refused seal", DRAIN, || async {
+        let status = agent.status();
+        status.contains("failed packets: 1").then_some(status)
+    })
+    .await;
+    assert!(
+        status
+            .lines()
+            .any(|l| l.contains("FAILED: the server refused its seal")
+                && l.contains("sealed with 5 pages, not 1")
+                && l.contains("(conflict)")),
+        "{status}"
+    );
+    // Not retried: the link stays up instead of dropping and reconnecting.
+    for _ in 0..10 {
+        let status = agent.status();
+        assert!(
+            status.lines().any(|l| l.starts_with("link: connected")),
+            "{status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_spool_copy_corrupted_on_the_desk_is_failed_with_the_reason_and_the_rest_go_on() {
+    let mut server = TestServer::start_at(&free_addr());
+    let mut agent = TestAgent::enroll(&server).await;
+    server.kill();
+    agent.start();
+    let rotten = scan::jpeg(&scan::text_page(61), 80);
+    agent.drop_file("rotten.jpg", &rotten);
+    let spool = from_queue(
+        &agent,
+        "the page to be spooled",
+        "SELECT spool_path FROM pages WHERE state = 'queued'",
+    )
+    .await;
+    // Same size, one byte different: what a failing disk does.
+    flip_byte(std::path::Path::new(&spool), rotten.len() / 2);
+    server.restart();
+    let status = eventually("the desk to fail the corrupt page", DRAIN, || async {
+        let status = agent.status();
+        status.contains("failed pages: 1").then_some(status)
+    })
+    .await;
+    let line = status
+        .lines()
+        .find(|l| l.contains("rotten.jpg"))
+        .unwrap_or_else(|| panic!("a line for rotten.jpg: {status}"));
+    assert!(line.contains("corrupt on this desk's disk"), "{line}");
+    assert!(line.contains(&sha256_hex(&rotten)), "{line}");
+
+    let good = scan::jpeg(&scan::text_page(62), 80);
+    agent.drop_file("good.jpg", &good);
+    let stored = wait_for_all(&server, &[("good.jpg".into(), good.clone())]).await;
+    assert_eq!(
+        stored,
+        vec![sha256_hex(&good)],
+        "nothing of the corrupt page"
+    );
+}
+
+#[tokio::test]
+async fn a_partial_upload_spoiled_on_the_server_is_sent_again_from_the_intact_spool_copy() {
+    let server = TestServer::start();
+    let mut agent = TestAgent::enroll(&server).await;
+    let id = agent.config_value("agent_id");
+    let upstream = server.base.trim_start_matches("http://").parse().unwrap();
+    // The first connection is cut mid-page (after two 256 KiB chunks); the second hangs long enough to
+    // spoil what the server kept; the third goes through.
+    let proxy = Proxy::start(
+        upstream,
+        vec![
+            Fault::CutAfter(560_000),
+            Fault::Stall {
+                after: 0,
+                for_: Duration::from_secs(4),
+            },
+        ],
+    )
+    .await;
+    agent.set_server_url(&proxy.url());
+    let big = pages(2, 2).remove(1);
+    assert!(big.1.len() > 600_000, "two whole chunks fit before the cut");
+    agent.start();
+    agent.drop_file(&big.0, &big.1);
+    let partials = server.data_dir.join("partials").join(&id);
+    let partial = eventually("a partial upload to be kept", DRAIN, || async {
+        if proxy.connections() < 2 {
+            return None;
+        }
+        let entry = std::fs::read_dir(&partials).ok()?.flatten().next()?;
+        let len = entry.metadata().ok()?.len();
+        (len > 10_000).then(|| entry.path())
+    })
+    .await;
+    flip_byte(&partial, 5_000);
+    let stored = wait_for_all(&server, std::slice::from_ref(&big)).await;
+    assert_eq!(stored, vec![sha256_hex(&big.1)]);
+    assert!(
+        proxy.connections() >= 4,
+        "resumed, refused, then sent again"
+    );
+    let status = agent.status();
+    assert!(status.contains("failed pages: 0"), "{status}");
 }

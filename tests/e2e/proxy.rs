@@ -1,8 +1,10 @@
 //! A TCP proxy between agent and server that misbehaves on purpose: it cuts a
-//! connection after N bytes, stalls it, or lets it through at a trickle.
+//! connection after N bytes, stalls it, or lets it through at a trickle; and
+//! it can black out the path, so both ends hear nothing and no FIN either.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,7 +25,26 @@ pub enum Fault {
 pub struct Proxy {
     pub addr: SocketAddr,
     plan: Arc<Mutex<VecDeque<Fault>>>,
+    path: Arc<Path>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// The state of the network path, shared by every relayed connection.
+#[derive(Default)]
+struct Path {
+    /// Nothing gets through while set.
+    dark: AtomicBool,
+    /// Blackouts begun so far: a connection open across one never carries a
+    /// byte again (as when a NAT or firewall forgot it), but is not closed.
+    blackouts: AtomicU64,
+    connections: AtomicUsize,
+}
+
+impl Path {
+    /// False once the path went dark during this connection (which began at `epoch`).
+    fn open_for(&self, epoch: u64) -> bool {
+        !self.dark.load(Ordering::SeqCst) && self.blackouts.load(Ordering::SeqCst) == epoch
+    }
 }
 
 impl Proxy {
@@ -33,21 +54,52 @@ impl Proxy {
         let addr = listener.local_addr().expect("proxy addr");
         let plan = Arc::new(Mutex::new(VecDeque::from(plan)));
         let faults = Arc::clone(&plan);
+        let path = Arc::new(Path::default());
+        let shared = Arc::clone(&path);
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                shared.connections.fetch_add(1, Ordering::SeqCst);
                 let fault = faults
                     .lock()
                     .expect("plan")
                     .pop_front()
                     .unwrap_or(Fault::Pass);
+                let path = Arc::clone(&shared);
                 tokio::spawn(async move {
+                    let epoch = path.blackouts.load(Ordering::SeqCst);
+                    if !path.open_for(epoch) {
+                        // Accepted, then silence: the handshake never completes.
+                        hold_forever(client).await;
+                        return;
+                    }
                     if let Ok(server) = TcpStream::connect(upstream).await {
-                        relay(client, server, fault).await;
+                        relay(client, server, fault, path, epoch).await;
                     }
                 });
             }
         });
-        Proxy { addr, plan, task }
+        Proxy {
+            addr,
+            plan,
+            path,
+            task,
+        }
+    }
+
+    /// Black out the path: no byte gets through either way, nobody is told.
+    pub fn go_dark(&self) {
+        self.path.blackouts.fetch_add(1, Ordering::SeqCst);
+        self.path.dark.store(true, Ordering::SeqCst);
+    }
+
+    /// New connections get through again; the ones caught in the blackout stay dead.
+    pub fn light_up(&self) {
+        self.path.dark.store(false, Ordering::SeqCst);
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.path.connections.load(Ordering::SeqCst)
     }
 
     pub fn url(&self) -> String {
@@ -65,11 +117,31 @@ impl Drop for Proxy {
     }
 }
 
-async fn relay(client: TcpStream, server: TcpStream, fault: Fault) {
+/// Keeps a socket open and silent until the test ends.
+async fn hold_forever<T>(socket: T) {
+    std::future::pending::<()>().await;
+    drop(socket);
+}
+
+async fn relay(client: TcpStream, server: TcpStream, fault: Fault, path: Arc<Path>, epoch: u64) {
     let (mut client_rx, mut client_tx) = client.into_split();
     let (mut server_rx, mut server_tx) = server.into_split();
+    let down_path = Arc::clone(&path);
     let down = tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut server_rx, &mut client_tx).await;
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match server_rx.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if !down_path.open_for(epoch) {
+                hold_forever((server_rx, client_tx)).await;
+                return;
+            }
+            if client_tx.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
     });
     let mut buf = vec![0u8; 16 * 1024];
     let mut sent = 0usize;
@@ -78,6 +150,10 @@ async fn relay(client: TcpStream, server: TcpStream, fault: Fault) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        if !path.open_for(epoch) {
+            hold_forever((client_rx, server_tx)).await;
+            return;
+        }
         match fault {
             Fault::Pass => {}
             Fault::CutAfter(limit) => {

@@ -148,6 +148,11 @@ async fn bad_frames_get_protocol_errors_and_nothing_is_stored() {
             .any(|m| matches!(m, ServerMessage::Stored { .. })),
         "{said:?}"
     );
+    assert_eq!(
+        said.first().and_then(error_code),
+        Some(("bad_frame", true, false)),
+        "{said:?}"
+    );
 
     assert_eq!(packet_count(&server).await, 0, "nothing was stored");
 }
