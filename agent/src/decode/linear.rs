@@ -15,6 +15,7 @@ use rxing::oned::{Code39Reader, Code128Reader, EAN13Reader, OneDReader};
 use rxing::{Binarizer, DecodeHints, Exceptions, Luma8Source};
 
 use super::Symbology;
+use super::code32;
 use super::collector::Collector;
 use super::guard::guarded;
 use super::raster::{self, Plane, View};
@@ -96,7 +97,11 @@ impl Readers {
                 (None, None) => None,
             };
             if let Some(res) = res {
-                out.push((Symbology::Code39, res.getText().to_owned()));
+                let text = res.getText().to_owned();
+                if let Some(pharmacode) = code32::from_code39(&text) {
+                    out.push((Symbology::Code32, pharmacode));
+                }
+                out.push((Symbology::Code39, text));
             }
         }
         if let Some(r) = self.ean13.as_mut()

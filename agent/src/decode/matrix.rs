@@ -12,6 +12,7 @@ use rxing::{Binarizer, BinaryBitmap, DecodeHints, Exceptions, Luma8Source, RXing
 
 use super::Symbology;
 use super::collector::Collector;
+use super::dm_grid;
 use super::guard::guarded;
 use super::orient;
 use super::raster::View;
@@ -141,4 +142,28 @@ fn corner_turn(r: &RXingResult, top_left: usize, top_right: usize) -> u16 {
         (Some(&a), Some(&b)) => orient::from_top_edge(a, b),
         _ => 0,
     }
+}
+
+/// DataMatrix sampled on a grid fitted to a symbol that fills the image
+/// (see `dm_grid`): for crops and labels rxing's detectors do not find.
+pub(super) fn fitted_datamatrix(
+    view: View<'_>,
+    binarization: Binarization,
+    sink: &mut Collector<'_>,
+) {
+    let Ok(source) = Luma8Source::new_with_slice(view.data, view.width as u32, view.height as u32)
+    else {
+        return;
+    };
+    let text = match binarization {
+        Binarization::Hybrid => fitted(BinaryBitmap::new(HybridBinarizer::new(source))),
+        Binarization::Histogram => fitted(BinaryBitmap::new(GlobalHistogramBinarizer::new(source))),
+    };
+    if let Some(text) = text {
+        sink.add(Symbology::DataMatrix, text, 0);
+    }
+}
+
+fn fitted<B: Binarizer>(bitmap: BinaryBitmap<B>) -> Option<String> {
+    guarded(|| dm_grid::read(bitmap.get_black_matrix())).flatten()
 }

@@ -28,7 +28,9 @@
 //! Every third-party call is wrapped in `catch_unwind`, and escalation stops at
 //! a time budget, so a hostile page costs bounded time and never panics.
 
+mod code32;
 mod collector;
+mod dm_grid;
 mod guard;
 mod linear;
 mod matrix;
@@ -42,11 +44,14 @@ mod synth;
 #[cfg(test)]
 mod tests;
 
-/// Formats we report. Serialisable names: "code128", "code39", "qr", "datamatrix", "pdf417", "ean13", "other".
+/// Formats we report. Serialisable names: "code128", "code39", "code32", "qr", "datamatrix", "pdf417", "ean13", "other".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Symbology {
     Code128,
     Code39,
+    /// Italian pharmacode: a Code 39 symbol whose text is a valid Code 32;
+    /// reported besides (not instead of) its raw Code 39 reading.
+    Code32,
     Qr,
     DataMatrix,
     Pdf417,
@@ -59,6 +64,7 @@ impl Symbology {
         match self {
             Symbology::Code128 => "code128",
             Symbology::Code39 => "code39",
+            Symbology::Code32 => "code32",
             Symbology::Qr => "qr",
             Symbology::DataMatrix => "datamatrix",
             Symbology::Pdf417 => "pdf417",

@@ -211,6 +211,13 @@ fn last_resort(ctx: &mut Ctx<'_, '_>, work: View<'_>) {
         let pure = MatrixSpec { pure: true, ..all };
         matrix::scan(work, Binarization::Histogram, &pure, &mut ctx.sink);
     }
+    // A DataMatrix filling the image that rxing's detectors missed (large
+    // multi-region or rotated rectangular symbols).
+    for b in [Binarization::Histogram, Binarization::Hybrid] {
+        if ctx.want_more_formats() && work.width.max(work.height) <= SMALL_LONG_SIDE {
+            matrix::fitted_datamatrix(work, b, &mut ctx.sink);
+        }
+    }
     if ctx.want_more_formats() {
         let m = raster::mirror(work);
         matrix::scan(m.view(), Binarization::Hybrid, &all, &mut ctx.sink);

@@ -10,6 +10,7 @@
 
 mod ccitt;
 pub mod dpi;
+mod jbig2;
 mod pdf;
 #[cfg(test)]
 mod split_tests;

@@ -1,12 +1,14 @@
 //! PDF as scanners write it: each page is one embedded image XObject. We take
 //! that image out rather than render the page (no PDF renderer on a desk PC):
 //! `DCTDecode` images are JPEG and kept byte for byte; `FlateDecode` (or
-//! unfiltered) pixels and `CCITTFaxDecode` bitonal images become PNG.
+//! unfiltered) pixels, `CCITTFaxDecode` and `JBIG2Decode` bitonal images
+//! become PNG.
 //!
 //! A page with several images (a scanner's thumbnail, a mask) gives its
 //! largest; a page with none is a text PDF, which the agent does not read.
 
 use super::ccitt::{self, Coding};
+use super::jbig2;
 use super::{Page, PageError, Splitter, check_dimensions, encode_png, guarded};
 use image::{DynamicImage, GrayImage, ImageBuffer, ImageFormat, Luma};
 use lopdf::{Dictionary, Document, Object};
@@ -216,11 +218,41 @@ fn page_image(doc: &Document, page_id: lopdf::ObjectId) -> Result<Page, PageErro
             };
             png_page(image)
         }
-        filters if filters.contains(&"JBIG2Decode") => Err(unsupported(
-            "JBIG2 compressed page: not supported yet; re-scan as CCITT G4 or JPEG".to_owned(),
-        )),
+        ["JBIG2Decode"] => {
+            let globals = jbig2_globals(doc, dict)?;
+            let mut gray = jbig2::decode(image.content, globals.as_deref(), w, h)?;
+            if inverted(doc, dict) {
+                image::imageops::invert(&mut gray);
+            }
+            png_page(DynamicImage::ImageLuma8(gray))
+        }
         other => Err(unsupported(format!("image filter {other:?}"))),
     }
+}
+
+/// Largest `JBIG2Globals` stream we inflate: symbol dictionaries for a page
+/// are tens of KiB; anything near this is a bomb.
+const MAX_JBIG2_GLOBALS: usize = 16 * 1024 * 1024;
+
+/// The shared symbol dictionaries a JBIG2 image refers to, if any.
+fn jbig2_globals(doc: &Document, dict: &Dictionary) -> Result<Option<Vec<u8>>, PageError> {
+    let Some(params) = decode_params(doc, dict) else {
+        return Ok(None);
+    };
+    let Ok(reference) = params.get(b"JBIG2Globals").and_then(Object::as_reference) else {
+        return Ok(None);
+    };
+    let stream = doc
+        .get_object(reference)
+        .and_then(Object::as_stream)
+        .map_err(|e| decode_error(format!("JBIG2Globals: {e}")))?;
+    if stream.dict.get(b"Filter").is_err() {
+        return Ok(Some(stream.content.clone()));
+    }
+    stream
+        .decompressed_content_with_limit(MAX_JBIG2_GLOBALS)
+        .map(Some)
+        .map_err(|e| decode_error(format!("JBIG2Globals: {e}")))
 }
 
 fn png_page(image: DynamicImage) -> Result<Page, PageError> {
@@ -590,7 +622,28 @@ mod tests {
     }
 
     #[test]
-    fn jbig2_says_what_to_do() {
+    fn jbig2_pages_decode_with_their_globals() {
+        let page = super::super::jbig2::tests::test_page();
+        let stream = super::super::jbig2::tests::mmr_stream(&page);
+        let pdf = one_image_pdf(|doc| {
+            // Real encoders put shared symbol dictionaries here; an empty one
+            // still has to be fetched and parsed.
+            let globals = doc.add_object(Stream::new(dictionary! {}, Vec::new()));
+            Stream::new(
+                dictionary! {"Type" => "XObject", "Subtype" => "Image", "Width" => 75,
+                "Height" => 40, "ColorSpace" => "DeviceGray", "BitsPerComponent" => 1,
+                "Filter" => "JBIG2Decode", "DecodeParms" => dictionary! {"JBIG2Globals" => globals}},
+                stream,
+            )
+        });
+        let pages = split(&pdf).unwrap();
+        assert_eq!(pages.len(), 1);
+        assert_eq!(pages[0].content_type, "image/png");
+        assert_eq!(pages[0].gray, page);
+    }
+
+    #[test]
+    fn broken_jbig2_is_a_clear_error() {
         let pdf = one_image_pdf(|_| {
             Stream::new(
                 dictionary! {"Type" => "XObject", "Subtype" => "Image", "Width" => 8,
@@ -600,7 +653,7 @@ mod tests {
             )
         });
         let message = split(&pdf).err().unwrap().to_string();
+        assert!(message.contains("page 1"), "{message}");
         assert!(message.contains("JBIG2"), "{message}");
-        assert!(message.contains("re-scan as CCITT G4 or JPEG"), "{message}");
     }
 }
