@@ -349,6 +349,21 @@ pub fn list(conn: &Connection, state: Option<PacketState>, limit: u32) -> StoreR
     )
 }
 
+/// Packets in `state`, oldest first; with `site`, only that site's.
+pub fn list_at(
+    conn: &Connection,
+    state: PacketState,
+    site: Option<&str>,
+    limit: u32,
+) -> StoreResult<Vec<Packet>> {
+    query(
+        conn,
+        "SELECT id, agent_id, site, cover_code, state, sealed_page_count, document_id, reason, created_at \
+         FROM packets WHERE state = ?1 AND (?2 IS NULL OR site = ?2) ORDER BY created_at, id LIMIT ?3",
+        params![state.as_str(), site, limit],
+    )
+}
+
 /// One packet with its pages, by id.
 pub fn one(conn: &Connection, packet_id: Uuid) -> StoreResult<Option<Packet>> {
     Ok(query(
