@@ -23,6 +23,7 @@ pub struct ServerFile {
     pub max_body_bytes: Option<usize>,
     pub partial_ttl_hours: Option<u64>,
     pub max_page_bytes: Option<u64>,
+    pub header_timeout_secs: Option<u64>,
 }
 
 impl ServerFile {

@@ -56,6 +56,10 @@ enum Command {
         /// API requests per second with one token (bursts of twice that); 0: no limit.
         #[arg(long, env = "IMC_RATE_PER_TOKEN", default_value_t = 100)]
         rate_per_token: u32,
+        /// Seconds a client has to send a request's headers (slow clients are
+        /// dropped); also how long an idle keep-alive connection stays open.
+        #[arg(long, env = "IMC_HEADER_TIMEOUT_SECS")]
+        header_timeout_secs: Option<u64>,
     },
     /// Copy the data dir (database and image blobs) into a folder while the server runs.
     Backup {
@@ -251,6 +255,7 @@ fn run(cli: Cli, file: ServerFile) -> anyhow::Result<()> {
                 tls_key,
                 rate_per_ip,
                 rate_per_token,
+                header_timeout_secs,
             } => {
                 let Some(data_dir) = data_dir.or(file.data_dir.clone()) else {
                     anyhow::bail!("no data dir: pass --data-dir, set IMC_DATA_DIR or `data_dir` in the config file");
@@ -271,6 +276,10 @@ fn run(cli: Cli, file: ServerFile) -> anyhow::Result<()> {
                 config.tls = tls_cert
                     .zip(tls_key)
                     .map(|(cert, key)| imc_server::config::TlsFiles { cert, key });
+                if let Some(secs) = header_timeout_secs.or(file.header_timeout_secs) {
+                    anyhow::ensure!(secs > 0, "the header timeout must be at least 1 second");
+                    config.connection_limits.headers = std::time::Duration::from_secs(secs);
+                }
                 config.rate_limits = imc_server::ratelimit::RateLimits {
                     per_ip: std::num::NonZeroU32::new(rate_per_ip),
                     per_token: std::num::NonZeroU32::new(rate_per_token),
