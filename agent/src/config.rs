@@ -79,6 +79,12 @@ pub struct AgentConfig {
     /// Plain http/ws allowed: only for a lab (`enroll --insecure`).
     #[serde(default)]
     pub insecure: bool,
+    /// Mutual TLS: this desk's certificate (PEM), signed by the server at
+    /// enrolment, and its private key (PEM, made on the desk, owner-only).
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,6 +128,8 @@ impl fmt::Debug for AgentConfig {
             .field("min_free_disk_mb", &self.min_free_disk_mb)
             .field("ca_pem", &self.ca_pem.as_ref().map(|_| "<pinned CA>"))
             .field("insecure", &self.insecure)
+            .field("client_cert", &self.client_cert)
+            .field("client_key", &self.client_key)
             .finish()
     }
 }
@@ -146,7 +154,18 @@ impl AgentConfig {
             min_free_disk_mb: default_min_free_disk_mb(),
             ca_pem: None,
             insecure: false,
+            client_cert: None,
+            client_key: None,
         }
+    }
+
+    /// The desk's own certificate and key, when enrolled with a server that
+    /// runs mutual TLS.
+    pub fn client_identity(&self) -> Option<crate::tls::ClientIdentity> {
+        Some(crate::tls::ClientIdentity {
+            cert: self.client_cert.clone()?,
+            key: self.client_key.clone()?,
+        })
     }
 
     pub fn trust(&self) -> crate::tls::Trust {

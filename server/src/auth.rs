@@ -186,6 +186,19 @@ pub async fn authenticate(
         match token {
             None => Principal::Anonymous,
             Some(hash) => match lookup(&state, &hash).await {
+                Ok(Some(Principal::Agent(agent))) if state.client_ca.is_some() => {
+                    if let Err(refused) = require_agent_certificate(&agent, &request) {
+                        let actor = format!("agent:{} ip:{}", agent.id, peer(&request));
+                        let what = format!(
+                            "{} {} refused: {refused}",
+                            request.method(),
+                            request.uri().path()
+                        );
+                        audit_failure(&state, &actor, what).await;
+                        return ApiError::Forbidden(refused).into_response();
+                    }
+                    Principal::Agent(agent)
+                }
                 Ok(Some(principal)) => principal,
                 Ok(None) => {
                     let what = format!(
@@ -204,6 +217,26 @@ pub async fn authenticate(
     let mut response = next.run(request).await;
     audit_refusal(&state, &mut response).await;
     response
+}
+
+/// Under mutual TLS an agent's token works only on a connection that
+/// presented that agent's certificate (verified against the client CA by
+/// the TLS layer): a stolen token alone is not enough.
+fn require_agent_certificate(agent: &Agent, request: &Request) -> Result<(), String> {
+    use crate::net::client_certs::{PeerCertificate, agent_of};
+    match request
+        .extensions()
+        .get::<PeerCertificate>()
+        .map(|c| agent_of(&c.0))
+    {
+        Some(Some(named)) if named == agent.id => Ok(()),
+        Some(_) => Err("the client certificate belongs to another agent".into()),
+        None => Err(
+            "this server requires the agent's client certificate (mutual TLS); \
+                     enrol the desk again to get one"
+                .into(),
+        ),
+    }
 }
 
 async fn lookup(state: &AppState, hash: &str) -> Result<Option<Principal>, ApiError> {

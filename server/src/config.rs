@@ -69,6 +69,10 @@ pub struct ServerConfig {
     pub max_page_bytes: u64,
     /// Serve HTTPS/WSS with this certificate chain and key (PEM) instead of plain HTTP.
     pub tls: Option<TlsFiles>,
+    /// Mutual TLS for agents: the client CA's certificate and key (PEM). It
+    /// signs each desk's certificate at enrolment, and the uplink then
+    /// requires the agent's own certificate. Needs `tls`.
+    pub client_ca: Option<TlsFiles>,
     pub connection_limits: crate::net::ConnectionLimits,
     pub rate_limits: crate::ratelimit::RateLimits,
     /// A request body that sends nothing for this long is cut off (slow clients).
@@ -94,6 +98,7 @@ impl ServerConfig {
             metrics_token: None,
             max_page_bytes: imc_shared::protocol::MAX_PAGE_BYTES,
             tls: None,
+            client_ca: None,
             connection_limits: crate::net::ConnectionLimits::default(),
             rate_limits: crate::ratelimit::RateLimits::default(),
             body_idle_timeout: Duration::from_secs(30),
@@ -133,6 +138,7 @@ impl fmt::Debug for ServerConfig {
             )
             .field("max_page_bytes", &self.max_page_bytes)
             .field("tls", &self.tls)
+            .field("client_ca", &self.client_ca)
             .field("connection_limits", &self.connection_limits)
             .field("rate_limits", &self.rate_limits)
             .field("body_idle_timeout", &self.body_idle_timeout)

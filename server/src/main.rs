@@ -50,6 +50,13 @@ enum Command {
         /// The private key (PEM) of --tls-cert.
         #[arg(long, env = "IMC_TLS_KEY", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// Mutual TLS for agents: the client CA certificate (PEM) that signs each
+        /// desk's certificate at enrolment; the uplink then requires it. Needs --tls-cert.
+        #[arg(long, env = "IMC_CLIENT_CA_CERT", requires_all = ["client_ca_key", "tls_cert"])]
+        client_ca_cert: Option<PathBuf>,
+        /// The private key (PEM) of --client-ca-cert.
+        #[arg(long, env = "IMC_CLIENT_CA_KEY", requires = "client_ca_cert")]
+        client_ca_key: Option<PathBuf>,
         /// API requests per second from one IP address (bursts of twice that); 0: no limit.
         #[arg(long, env = "IMC_RATE_PER_IP", default_value_t = 200)]
         rate_per_ip: u32,
@@ -253,6 +260,8 @@ fn run(cli: Cli, file: ServerFile) -> anyhow::Result<()> {
                 max_page_bytes,
                 tls_cert,
                 tls_key,
+                client_ca_cert,
+                client_ca_key,
                 rate_per_ip,
                 rate_per_token,
                 header_timeout_secs,
@@ -275,6 +284,9 @@ fn run(cli: Cli, file: ServerFile) -> anyhow::Result<()> {
                 }
                 config.tls = tls_cert
                     .zip(tls_key)
+                    .map(|(cert, key)| imc_server::config::TlsFiles { cert, key });
+                config.client_ca = client_ca_cert
+                    .zip(client_ca_key)
                     .map(|(cert, key)| imc_server::config::TlsFiles { cert, key });
                 if let Some(secs) = header_timeout_secs.or(file.header_timeout_secs) {
                     anyhow::ensure!(secs > 0, "the header timeout must be at least 1 second");

@@ -19,4 +19,7 @@ pub struct AppState {
     pub committer: Committer,
     /// The sign-off desk's own state (`web/`).
     pub web: crate::web::WebState,
+    /// Mutual TLS for agents, when configured: signs desks' certificates at
+    /// enrolment, and the uplink requires one.
+    pub client_ca: Option<Arc<crate::net::client_certs::ClientCa>>,
 }

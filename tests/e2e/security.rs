@@ -644,3 +644,125 @@ async fn a_clerk_from_site_a_cannot_read_site_b_documents() {
         "site B's document reached the clerk's events: {seen:?}"
     );
 }
+
+/// When the agent `id` last reached the server, if it has.
+async fn last_seen(server: &TestServer, id: &str) -> Option<String> {
+    let (status, agents) = server.get("/agents").await;
+    assert_eq!(status, 200, "{agents}");
+    agents["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == id)
+        .and_then(|a| a["last_seen_at"].as_str().map(str::to_owned))
+}
+
+/// Waits for an `auth.failure` about `agent_id` whose reason says `why`.
+async fn refused_for(server: &TestServer, agent_id: &str, why: &str) {
+    eventually(
+        &format!("agent {agent_id} refused: {why}"),
+        WAIT,
+        || async {
+            audit_actions(server, "auth.failure")
+                .into_iter()
+                .any(|(actor, reason)| actor.contains(agent_id) && reason.contains(why))
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn mutual_tls_needs_the_agents_own_certificate_on_the_uplink() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = cert_init(certs.path());
+    let ca_pem = std::fs::read(&ca).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca_pem).unwrap())
+        .build()
+        .unwrap();
+    let arg = |p: &Path| p.to_string_lossy().into_owned();
+    let args = [
+        "--tls-cert".to_owned(),
+        arg(&cert),
+        "--tls-key".to_owned(),
+        arg(&key),
+        "--client-ca-cert".to_owned(),
+        arg(&certs.path().join("client-ca.pem")),
+        "--client-ca-key".to_owned(),
+        arg(&certs.path().join("client-ca-key.pem")),
+    ];
+    let server = TestServer::start_with("127.0.0.1:0", &args, client);
+    // Client certificates are optional at the TLS layer: API clients and
+    // browsers without one are served as before.
+    let (status, _) = server.get("/settings").await;
+    assert_eq!(status, 200);
+
+    let pinned: [std::ffi::OsString; 2] = ["--ca".into(), ca.clone().into()];
+    let enroll = || TestAgent::enroll_with(&server, &pinned);
+    let mut own = enroll().await.expect("enrolment under mutual TLS");
+    let mut other = enroll().await.expect("enrolment under mutual TLS");
+    let mut bare = enroll().await.expect("enrolment under mutual TLS");
+    let own_id = own.config_value("agent_id");
+    let client_cert = PathBuf::from(own.config_value("client_cert"));
+    let client_key = PathBuf::from(own.config_value("client_key"));
+    assert!(
+        std::fs::read_to_string(&client_cert)
+            .unwrap()
+            .contains("BEGIN CERTIFICATE")
+    );
+    assert!(
+        std::fs::read_to_string(&client_key)
+            .unwrap()
+            .contains("PRIVATE KEY")
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&client_key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "client key mode {mode:o}");
+    }
+
+    // Its own certificate: the uplink accepts the agent.
+    own.start();
+    eventually("the agent with its certificate connects", WAIT, || async {
+        last_seen(&server, &own_id).await
+    })
+    .await;
+    own.kill();
+
+    // Another agent's certificate with this agent's token: refused.
+    let other_id = other.config_value("agent_id");
+    other.configure("client_cert", arg(&client_cert).into());
+    other.configure("client_key", arg(&client_key).into());
+    other.start();
+    refused_for(&server, &other_id, "belongs to another agent").await;
+    other.kill();
+
+    // The token without a certificate: refused.
+    let bare_id = bare.config_value("agent_id");
+    let mut table: toml::Table =
+        toml::from_str(&std::fs::read_to_string(&bare.config).unwrap()).unwrap();
+    table.remove("client_cert");
+    table.remove("client_key");
+    std::fs::write(&bare.config, toml::to_string(&table).unwrap()).unwrap();
+    bare.start();
+    refused_for(&server, &bare_id, "requires the agent's client certificate").await;
+    bare.kill();
+    assert_eq!(last_seen(&server, &other_id).await, None);
+    assert_eq!(last_seen(&server, &bare_id).await, None);
+
+    // A desk that sends no certificate request is not enrolled (and keeps its code).
+    let code = server.enrollment_code("test-site").await;
+    let (status, body) = server
+        .post("/agents/enroll", json!({"code": code, "name": "old-desk"}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("mutual TLS"),
+        "{body}"
+    );
+}
