@@ -50,10 +50,11 @@ pub fn record_page(
     agent: &Agent,
     page: &StoredPage,
 ) -> StoreResult<PacketResolution> {
+    // Ownership first, also for a replay: an agent hears only about its own packets.
+    ensure_packet(tx, agent, page.packet_id, page.cover_code.as_deref())?;
     if page_stored(tx, page.capture_id)? {
         return resolve(tx, page.packet_id, &Actor(format!("agent:{}", agent.id)));
     }
-    ensure_packet(tx, agent, page.packet_id, page.cover_code.as_deref())?;
     let barcodes = serde_json::to_string(&page.barcodes)
         .map_err(|e| StoreError::Corrupt(format!("page {} barcodes: {e}", page.capture_id)))?;
     let inserted = tx.execute(

@@ -156,3 +156,42 @@ async fn a_packet_sealed_with_no_pages_is_empty_not_matched() -> StoreResult<()>
     assert_eq!(store.packets(Some(PacketState::Empty), 10).await?.len(), 1);
     Ok(())
 }
+
+/// An agent cannot add pages to, seal, or hear the outcome of another
+/// agent's packet, not even by replaying a page id it knows.
+#[tokio::test]
+async fn an_agent_touches_only_its_own_packets() -> StoreResult<()> {
+    let dir = tempfile::tempdir().map_err(|e| StoreError::Task(e.to_string()))?;
+    let store = SqliteStore::open(&dir.path().join("imc.sqlite3"))?;
+    let packet_id = Uuid::new_v4();
+    let page = StoredPage {
+        capture_id: Uuid::new_v4(),
+        packet_id,
+        page_index: 0,
+        cover_code: None,
+        sha256: "00".repeat(32),
+        size: 1,
+        content_type: "image/png".into(),
+        source_name: "scan.png".into(),
+        barcodes: Vec::new(),
+        blank: false,
+    };
+    store.record_page(&agent(), page.clone()).await?;
+    let intruder = Agent {
+        id: "agent-2".into(),
+        site: "branch".into(),
+        name: "other desk".into(),
+    };
+    let replay = store.record_page(&intruder, page.clone()).await;
+    assert!(matches!(replay, Err(StoreError::Conflict(_))), "{replay:?}");
+    let mut next = page;
+    next.capture_id = Uuid::new_v4();
+    next.page_index = 1;
+    let added = store.record_page(&intruder, next).await;
+    assert!(matches!(added, Err(StoreError::Conflict(_))), "{added:?}");
+    let sealed = store
+        .seal_packet(&intruder, packet_id, None, 1, false)
+        .await;
+    assert!(matches!(sealed, Err(StoreError::Conflict(_))), "{sealed:?}");
+    Ok(())
+}
