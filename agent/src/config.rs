@@ -88,6 +88,12 @@ pub struct AgentConfig {
     /// link within it.
     #[serde(default = "default_link_timeout_secs")]
     pub link_timeout_secs: u64,
+    /// Mutual TLS: this desk's certificate (PEM), signed by the server at
+    /// enrolment, and its private key (PEM, made on the desk, owner-only).
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +145,8 @@ impl fmt::Debug for AgentConfig {
             .field("insecure", &self.insecure)
             .field("heartbeat_secs", &self.heartbeat_secs)
             .field("link_timeout_secs", &self.link_timeout_secs)
+            .field("client_cert", &self.client_cert)
+            .field("client_key", &self.client_key)
             .finish()
     }
 }
@@ -165,7 +173,18 @@ impl AgentConfig {
             insecure: false,
             heartbeat_secs: default_heartbeat_secs(),
             link_timeout_secs: default_link_timeout_secs(),
+            client_cert: None,
+            client_key: None,
         }
+    }
+
+    /// The desk's own certificate and key, when enrolled with a server that
+    /// runs mutual TLS.
+    pub fn client_identity(&self) -> Option<crate::tls::ClientIdentity> {
+        Some(crate::tls::ClientIdentity {
+            cert: self.client_cert.clone()?,
+            key: self.client_key.clone()?,
+        })
     }
 
     pub fn trust(&self) -> crate::tls::Trust {

@@ -23,6 +23,9 @@ pub async fn enroll(
         return Ok(existing);
     }
     let name = name.unwrap_or_else(default_name);
+    // Sent always: a server running mutual TLS signs it, others ignore it.
+    // The key never leaves this desk.
+    let (client_key, csr) = crate::tls::new_client_key()?;
     let url = format!("{server}/api/v1/agents/enroll");
     let response = trust
         .http_client()?
@@ -31,6 +34,7 @@ pub async fn enroll(
             code: code.trim().to_owned(),
             name,
             agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+            csr: Some(csr),
         })
         .send()
         .await
@@ -58,8 +62,31 @@ pub async fn enroll(
     );
     config.ca_pem = trust.ca_pem;
     config.insecure = trust.insecure;
+    if let Some(cert) = enrolled.client_cert {
+        let identity = identity_paths(config_path);
+        crate::tls::write_owner_only(&identity.key, &client_key)?;
+        std::fs::write(&identity.cert, cert)
+            .with_context(|| format!("writing {}", identity.cert.display()))?;
+        tracing::info!(cert = %identity.cert.display(), "the server runs mutual TLS: client certificate stored");
+        config.client_cert = Some(identity.cert);
+        config.client_key = Some(identity.key);
+    }
     config.save(config_path)?;
     Ok(config)
+}
+
+/// Beside the config file, which holds the token and is owner-only too:
+/// the data dir may be chosen only after enrolment.
+fn identity_paths(config_path: &Path) -> crate::tls::ClientIdentity {
+    let dir = config_path.parent().unwrap_or(Path::new("."));
+    let stem = config_path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("agent");
+    crate::tls::ClientIdentity {
+        cert: dir.join(format!("{stem}-client.pem")),
+        key: dir.join(format!("{stem}-client-key.pem")),
+    }
 }
 
 fn default_name() -> String {

@@ -7,9 +7,52 @@
 
 use anyhow::{Context, bail};
 use rustls::RootCertStore;
-use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// The desk's own key and certificate, for a server that runs mutual TLS:
+/// made at enrolment (the key on the desk, the certificate signed by the
+/// server's client CA) and presented on the uplink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// A new key pair for this desk and a certificate request for it: the key
+/// (PEM, to keep) and the request (PEM, to send).
+pub fn new_client_key() -> anyhow::Result<(String, String)> {
+    let key = rcgen::KeyPair::generate().context("generating the desk's key")?;
+    let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+        .context("certificate request parameters")?
+        .serialize_request(&key)
+        .context("making the certificate request")?
+        .pem()
+        .context("encoding the certificate request")?;
+    Ok((key.serialize_pem(), csr))
+}
+
+/// Writes `pem` readable by its owner only (a private key).
+pub fn write_owner_only(path: &Path, pem: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    file.write_all(pem.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
 
 /// Trust settings from the agent's config.
 #[derive(Debug, Clone, Default)]
@@ -54,6 +97,14 @@ impl Trust {
 
     /// The client TLS config: the pinned CA alone, or the system roots.
     pub fn client_config(&self) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+        self.client_config_with(None)
+    }
+
+    /// The client TLS config, presenting `identity` when given (mutual TLS).
+    pub fn client_config_with(
+        &self,
+        identity: Option<&ClientIdentity>,
+    ) -> anyhow::Result<Arc<rustls::ClientConfig>> {
         let mut roots = RootCertStore::empty();
         match &self.ca_pem {
             Some(pem) => {
@@ -77,13 +128,35 @@ impl Trust {
                 }
             }
         }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+        let config = match identity {
+            None => builder.with_no_client_auth(),
+            Some(identity) => {
+                let chain: Vec<CertificateDer<'static>> =
+                    CertificateDer::pem_file_iter(&identity.cert)
+                        .with_context(|| {
+                            format!("reading client certificate {}", identity.cert.display())
+                        })?
+                        .collect::<Result<_, _>>()
+                        .with_context(|| {
+                            format!("parsing client certificate {}", identity.cert.display())
+                        })?;
+                let key = PrivateKeyDer::from_pem_file(&identity.key)
+                    .with_context(|| format!("reading client key {}", identity.key.display()))?;
+                builder.with_client_auth_cert(chain, key).with_context(|| {
+                    format!(
+                        "client certificate {} and key {} do not fit",
+                        identity.cert.display(),
+                        identity.key.display()
+                    )
+                })?
+            }
+        };
         Ok(Arc::new(config))
     }
 

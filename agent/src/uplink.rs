@@ -169,7 +169,9 @@ impl Uplink {
         trust.check_url(&self.config.server_url)?;
         let url = uplink_url(&self.config.server_url)?;
         let connector = if url.starts_with("wss://") {
-            tokio_tungstenite::Connector::Rustls(trust.client_config()?)
+            tokio_tungstenite::Connector::Rustls(
+                trust.client_config_with(self.config.client_identity().as_ref())?,
+            )
         } else {
             tokio_tungstenite::Connector::Plain
         };

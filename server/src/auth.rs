@@ -3,14 +3,17 @@
 //! Tokens are 256-bit random values shown once; only their SHA-256 is stored,
 //! so a copy of the database does not hand out credentials.
 //!
-//! Authentication happens once per request ([`authenticate`], a middleware on
-//! `/api/v1`); authorisation happens once per route, from the [`Access`] rule
-//! the route was registered with (`routes/mod.rs`). Handlers only add the
-//! checks that depend on the data: a token's source systems.
+//! Authentication happens once per request: [`authenticate`] (bearer tokens,
+//! on `/api/v1`) or the desk's session guard (`web::session`, cookies, on
+//! `/ui`). Authorisation happens once per route, from the [`Access`] rule the
+//! route was registered with (`routes::PolicyRoutes`), by one function for
+//! both surfaces ([`Principal::may`]). Handlers only add the checks that
+//! depend on the data: a token's source systems, a clerk's site.
 
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::{Actor, Agent, ApiToken};
+use crate::web::store::{Role, User};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::Next;
@@ -38,16 +41,28 @@ pub enum Access {
     Agent,
     /// An API token holding this scope; `admin` tokens hold every scope.
     Scope(TokenScope),
+    /// A desk user (session cookie) with this role or a higher one:
+    /// clerk < sign-off staff < admin.
+    Desk(Role),
 }
 
-/// The kinds of caller, for authorisation. Human roles from the web UI
-/// (clerk, sign-off staff, admin user) join here; the exhaustive match in
-/// [`Principal::may`] then makes every rule decide about them.
+/// Which surface a route belongs to: it decides how a refusal looks (a JSON
+/// error for the API, a login redirect or an error page for the desk).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    Api,
+    Desk,
+}
+
+/// The kinds of caller, for authorisation. The exhaustive match in
+/// [`Principal::may`] makes every rule decide about every kind.
 #[derive(Debug, Clone)]
 pub enum Principal {
     Anonymous,
     Agent(Agent),
     Token(ApiToken),
+    /// A logged-in desk user: clerk, sign-off staff or admin.
+    Staff(User),
 }
 
 impl Principal {
@@ -62,9 +77,11 @@ impl Principal {
                     // Reading a document includes reading its status.
                     || (scope == TokenScope::Status && token.scopes.contains(&TokenScope::Read))
             }
-            (Principal::Anonymous, _) | (Principal::Agent(_), _) | (Principal::Token(_), _) => {
-                false
-            }
+            (Principal::Staff(user), Access::Desk(needed)) => user.role.includes(needed),
+            (Principal::Anonymous, _)
+            | (Principal::Agent(_), _)
+            | (Principal::Token(_), _)
+            | (Principal::Staff(_), _) => false,
         }
     }
 
@@ -73,6 +90,7 @@ impl Principal {
             Principal::Anonymous => "anonymous".into(),
             Principal::Agent(agent) => format!("agent:{}", agent.id),
             Principal::Token(token) => format!("token:{}:{}", token.id, token.name),
+            Principal::Staff(user) => format!("user:{}:{}", user.name, user.role.as_str()),
         }
     }
 }
@@ -146,6 +164,14 @@ async fn audit_failure(state: &AppState, actor: &str, what: String) {
     tracing::warn!(actor, what, "auth failure");
 }
 
+/// Audits the refusal [`authorize`] left on `response`, if any. Called by
+/// each surface's authentication middleware, which has the store.
+pub async fn audit_refusal(state: &AppState, response: &mut Response) {
+    if let Some(refusal) = response.extensions_mut().remove::<Refusal>() {
+        audit_failure(state, &refusal.actor, refusal.what).await;
+    }
+}
+
 /// Resolves the bearer token (if any) into a [`Principal`] for the route's
 /// [`authorize`] check. A token that matches nothing is refused here.
 pub async fn authenticate(
@@ -160,6 +186,19 @@ pub async fn authenticate(
         match token {
             None => Principal::Anonymous,
             Some(hash) => match lookup(&state, &hash).await {
+                Ok(Some(Principal::Agent(agent))) if state.client_ca.is_some() => {
+                    if let Err(refused) = require_agent_certificate(&agent, &request) {
+                        let actor = format!("agent:{} ip:{}", agent.id, peer(&request));
+                        let what = format!(
+                            "{} {} refused: {refused}",
+                            request.method(),
+                            request.uri().path()
+                        );
+                        audit_failure(&state, &actor, what).await;
+                        return ApiError::Forbidden(refused).into_response();
+                    }
+                    Principal::Agent(agent)
+                }
                 Ok(Some(principal)) => principal,
                 Ok(None) => {
                     let what = format!(
@@ -176,10 +215,28 @@ pub async fn authenticate(
     };
     request.extensions_mut().insert(principal);
     let mut response = next.run(request).await;
-    if let Some(refusal) = response.extensions_mut().remove::<Refusal>() {
-        audit_failure(&state, &refusal.actor, refusal.what).await;
-    }
+    audit_refusal(&state, &mut response).await;
     response
+}
+
+/// Under mutual TLS an agent's token works only on a connection that
+/// presented that agent's certificate (verified against the client CA by
+/// the TLS layer): a stolen token alone is not enough.
+fn require_agent_certificate(agent: &Agent, request: &Request) -> Result<(), String> {
+    use crate::net::client_certs::{PeerCertificate, agent_of};
+    match request
+        .extensions()
+        .get::<PeerCertificate>()
+        .map(|c| agent_of(&c.0))
+    {
+        Some(Some(named)) if named == agent.id => Ok(()),
+        Some(_) => Err("the client certificate belongs to another agent".into()),
+        None => Err(
+            "this server requires the agent's client certificate (mutual TLS); \
+                     enrol the desk again to get one"
+                .into(),
+        ),
+    }
 }
 
 async fn lookup(state: &AppState, hash: &str) -> Result<Option<Principal>, ApiError> {
@@ -200,8 +257,9 @@ struct Refusal {
     what: String,
 }
 
-/// Lets the request through when its principal may use `access`.
-pub async fn authorize(access: Access, request: Request, next: Next) -> Response {
+/// Lets the request through when its principal may use `access`; otherwise
+/// answers as `surface` answers refusals and leaves a [`Refusal`] to audit.
+pub async fn authorize(surface: Surface, access: Access, request: Request, next: Next) -> Response {
     let principal = request
         .extensions()
         .get::<Principal>()
@@ -214,6 +272,7 @@ pub async fn authorize(access: Access, request: Request, next: Next) -> Response
         Access::Public => "nothing".to_owned(),
         Access::Agent => "an agent token".to_owned(),
         Access::Scope(scope) => format!("a token with scope {}", scope.as_str()),
+        Access::Desk(role) => format!("a desk user with role {} or higher", role.as_str()),
     };
     let refusal = Refusal {
         actor: format!("{} ip:{}", principal.describe(), peer(&request)),
@@ -223,9 +282,17 @@ pub async fn authorize(access: Access, request: Request, next: Next) -> Response
             request.uri().path()
         ),
     };
-    let mut response = match principal {
-        Principal::Anonymous => ApiError::Unauthorized.into_response(),
-        _ => ApiError::Forbidden(format!("this call needs {needed}")).into_response(),
+    let anonymous = matches!(principal, Principal::Anonymous);
+    let mut response = match (surface, anonymous) {
+        (Surface::Api, true) => ApiError::Unauthorized.into_response(),
+        (Surface::Api, false) => {
+            ApiError::Forbidden(format!("this call needs {needed}")).into_response()
+        }
+        (Surface::Desk, true) => crate::web::error::UiError::LoginRequired.into_response(),
+        (Surface::Desk, false) => {
+            crate::web::error::UiError::Forbidden(format!("this page needs {needed}"))
+                .into_response()
+        }
     };
     response.extensions_mut().insert(refusal);
     response
@@ -241,7 +308,7 @@ impl FromRequestParts<AppState> for Caller {
         match parts.extensions.get::<Principal>() {
             Some(Principal::Token(token)) => Ok(Caller::Token(token.clone())),
             Some(Principal::Agent(agent)) => Ok(Caller::Agent(agent.clone())),
-            Some(Principal::Anonymous) | None => Err(ApiError::Unauthorized),
+            Some(Principal::Anonymous | Principal::Staff(_)) | None => Err(ApiError::Unauthorized),
         }
     }
 }

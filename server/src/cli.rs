@@ -138,6 +138,11 @@ pub fn cert(command: &CertCommand) -> anyhow::Result<()> {
                 "server key (serve --tls-key):               {}",
                 files.server_key.display()
             );
+            println!(
+                "client CA, for mutual TLS with agents (serve --client-ca-cert / --client-ca-key): {} {}",
+                files.client_ca_cert.display(),
+                files.client_ca_key.display()
+            );
             Ok(())
         }
     }

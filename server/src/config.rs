@@ -33,6 +33,8 @@ pub struct ServerFile {
     pub blob_delete_grace_secs: Option<u64>,
     /// Seconds without a frame from an agent before its session is dropped.
     pub uplink_idle_secs: Option<u64>,
+    /// Seconds a client has to send a request's headers.
+    pub header_timeout_secs: Option<u64>,
 }
 
 impl ServerFile {
@@ -141,6 +143,10 @@ pub struct ServerConfig {
     pub uplink_idle_timeout: Duration,
     /// Serve HTTPS/WSS with this certificate chain and key (PEM) instead of plain HTTP.
     pub tls: Option<TlsFiles>,
+    /// Mutual TLS for agents: the client CA's certificate and key (PEM). It
+    /// signs each desk's certificate at enrolment, and the uplink then
+    /// requires the agent's own certificate. Needs `tls`.
+    pub client_ca: Option<TlsFiles>,
     pub connection_limits: crate::net::ConnectionLimits,
     pub rate_limits: crate::ratelimit::RateLimits,
     /// A request body that sends nothing for this long is cut off (slow clients).
@@ -170,6 +176,7 @@ impl ServerConfig {
             max_page_bytes: imc_shared::protocol::MAX_PAGE_BYTES,
             uplink_idle_timeout: Duration::from_secs(90),
             tls: None,
+            client_ca: None,
             connection_limits: crate::net::ConnectionLimits::default(),
             rate_limits: crate::ratelimit::RateLimits::default(),
             body_idle_timeout: Duration::from_secs(30),
@@ -213,6 +220,7 @@ impl fmt::Debug for ServerConfig {
             .field("max_page_bytes", &self.max_page_bytes)
             .field("uplink_idle_timeout", &self.uplink_idle_timeout)
             .field("tls", &self.tls)
+            .field("client_ca", &self.client_ca)
             .field("connection_limits", &self.connection_limits)
             .field("rate_limits", &self.rate_limits)
             .field("body_idle_timeout", &self.body_idle_timeout)

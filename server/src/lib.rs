@@ -101,7 +101,18 @@ pub async fn open(config: ServerConfig) -> anyhow::Result<AppState> {
     let mut web = web::WebState::new(web_store, changes, config.data_dir.join("thumbs"));
     // Cookies marked Secure and HSTS only when the browser comes over HTTPS.
     web.secure_cookies = config.tls.is_some();
+    let client_ca = match (&config.client_ca, &config.tls) {
+        (None, _) => None,
+        (Some(_), None) => {
+            anyhow::bail!("mutual TLS (a client CA) needs TLS: give --tls-cert and --tls-key")
+        }
+        (Some(files), Some(_)) => Some(Arc::new(net::client_certs::ClientCa::load(
+            &files.cert,
+            &files.key,
+        )?)),
+    };
     Ok(AppState {
+        client_ca,
         committer: commit::Committer::start(Arc::clone(&store), Arc::clone(&blobs)),
         web,
         shared_partials,
@@ -210,7 +221,11 @@ pub async fn serve_state(
         stop.clone(),
     ));
     let tls = match &state.config.tls {
-        Some(files) => Some(net::tls::server_config(&files.cert, &files.key)?),
+        Some(files) => Some(net::tls::server_config(
+            &files.cert,
+            &files.key,
+            state.client_ca.as_ref().map(|ca| &ca.cert_der),
+        )?),
         None => None,
     };
     let limits = state.config.connection_limits;

@@ -53,12 +53,23 @@ enum Command {
         /// The private key (PEM) of --tls-cert.
         #[arg(long, env = "IMC_TLS_KEY", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// Mutual TLS for agents: the client CA certificate (PEM) that signs each
+        /// desk's certificate at enrolment; the uplink then requires it. Needs --tls-cert.
+        #[arg(long, env = "IMC_CLIENT_CA_CERT", requires_all = ["client_ca_key", "tls_cert"])]
+        client_ca_cert: Option<PathBuf>,
+        /// The private key (PEM) of --client-ca-cert.
+        #[arg(long, env = "IMC_CLIENT_CA_KEY", requires = "client_ca_cert")]
+        client_ca_key: Option<PathBuf>,
         /// API requests per second from one IP address (bursts of twice that); 0: no limit.
         #[arg(long, env = "IMC_RATE_PER_IP", default_value_t = 200)]
         rate_per_ip: u32,
         /// API requests per second with one token (bursts of twice that); 0: no limit.
         #[arg(long, env = "IMC_RATE_PER_TOKEN", default_value_t = 100)]
         rate_per_token: u32,
+        /// Seconds a client has to send a request's headers (slow clients are
+        /// dropped); also how long an idle keep-alive connection stays open.
+        #[arg(long, env = "IMC_HEADER_TIMEOUT_SECS")]
+        header_timeout_secs: Option<u64>,
         #[command(flatten)]
         stores: Stores,
     },
@@ -368,8 +379,11 @@ fn run_async(command: Command, file: ServerFile) -> anyhow::Result<()> {
                 uplink_idle_secs,
                 tls_cert,
                 tls_key,
+                client_ca_cert,
+                client_ca_key,
                 rate_per_ip,
                 rate_per_token,
+                header_timeout_secs,
             } => {
                 let data_dir = data_dir_of(data_dir, &file)?;
                 let stores = stores.or_file(&file);
@@ -395,6 +409,13 @@ fn run_async(command: Command, file: ServerFile) -> anyhow::Result<()> {
                 config.tls = tls_cert
                     .zip(tls_key)
                     .map(|(cert, key)| imc_server::config::TlsFiles { cert, key });
+                config.client_ca = client_ca_cert
+                    .zip(client_ca_key)
+                    .map(|(cert, key)| imc_server::config::TlsFiles { cert, key });
+                if let Some(secs) = header_timeout_secs.or(file.header_timeout_secs) {
+                    anyhow::ensure!(secs > 0, "the header timeout must be at least 1 second");
+                    config.connection_limits.headers = std::time::Duration::from_secs(secs);
+                }
                 config.rate_limits = imc_server::ratelimit::RateLimits {
                     per_ip: std::num::NonZeroU32::new(rate_per_ip),
                     per_token: std::num::NonZeroU32::new(rate_per_token),

@@ -22,4 +22,7 @@ pub struct AppState {
     pub shared_partials: Option<Arc<dyn crate::partials::SharedPartials>>,
     /// The sign-off desk's own state (`web/`).
     pub web: crate::web::WebState,
+    /// Mutual TLS for agents, when configured: signs desks' certificates at
+    /// enrolment, and the uplink requires one.
+    pub client_ca: Option<Arc<crate::net::client_certs::ClientCa>>,
 }

@@ -215,6 +215,10 @@ pub struct EnrollRequest {
     pub name: String,
     #[serde(default)]
     pub agent_version: Option<String>,
+    /// A PEM certificate signing request for a key the desk made itself;
+    /// required when the server runs mutual TLS, ignored otherwise.
+    #[serde(default)]
+    pub csr: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -223,6 +227,10 @@ pub struct EnrollResponse {
     pub agent_id: String,
     pub site: String,
     pub token: String,
+    /// Under mutual TLS: the desk's client certificate (PEM), signed by the
+    /// server's client CA, to present on the uplink with its own key.
+    #[serde(default)]
+    pub client_cert: Option<String>,
 }
 
 /// An enrolled scan-desk agent.

@@ -164,3 +164,63 @@ fn walk_files(dir: &std::path::Path) -> usize {
         })
         .sum()
 }
+
+/// Slowloris: connections that send their headers a byte at a time, or
+/// stop half-way, are dropped after the header timeout, and the server keeps
+/// answering everyone else meanwhile.
+#[tokio::test]
+async fn slow_header_senders_are_dropped_and_others_still_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    const TIMEOUT: Duration = Duration::from_secs(1);
+    let server = TestServer::start_with_env("127.0.0.1:0", &[("IMC_HEADER_TIMEOUT_SECS", "1")]);
+    let addr = server.base.trim_start_matches("http://").to_owned();
+
+    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+    let mut dribblers = Vec::new();
+    for _ in 0..8 {
+        let mut tcp = TcpStream::connect(&addr).await.unwrap();
+        // Half a request line, then nothing: never finishes its headers.
+        tcp.write_all(&request[..10]).await.unwrap();
+        dribblers.push(tcp);
+    }
+    // One more sends a byte every 100 ms, never the blank line that ends the headers.
+    let mut trickle = TcpStream::connect(&addr).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let trickled = tokio::spawn(async move {
+        for byte in request.iter().cycle() {
+            if trickle.write_all(&[*byte]).await.is_err() {
+                return started.elapsed();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if started.elapsed() > Duration::from_secs(20) {
+                break;
+            }
+        }
+        panic!("a header sent a byte at a time was never cut off");
+    });
+
+    // While they hang on, a normal client is served.
+    let (status, _) = server.get("/settings").await;
+    assert_eq!(status, 200);
+
+    // Each stalled connection is closed by the server (EOF or reset) soon
+    // after the timeout, with a 408 at most.
+    for mut tcp in dribblers {
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(TIMEOUT * 10, tcp.read_to_end(&mut answer))
+            .await
+            .expect("the server closes a stalled connection");
+        if read.is_ok() && !answer.is_empty() {
+            let text = String::from_utf8_lossy(&answer);
+            assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+        }
+    }
+    let cut_after = trickled.await.unwrap();
+    assert!(
+        cut_after >= TIMEOUT && cut_after < TIMEOUT * 10,
+        "cut off after {cut_after:?}"
+    );
+    let (status, _) = server.get("/settings").await;
+    assert_eq!(status, 200, "still serving after the slow clients");
+}

@@ -406,3 +406,363 @@ async fn enrolment_codes_are_single_use() {
         "{failures:?}"
     );
 }
+
+/// Enrols a bare uplink client at `site`; returns its token.
+async fn enroll_raw_at(server: &TestServer, site: &str) -> String {
+    let code = server.enrollment_code(site).await;
+    let (status, body) = server
+        .post(
+            "/agents/enroll",
+            json!({"code": code, "name": format!("desk-{site}")}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["token"].as_str().unwrap().to_owned()
+}
+
+/// Delivers a cover and one page for `doc` from the desk holding `token`;
+/// returns the packet id once the document is matched.
+async fn deliver_packet(server: &TestServer, token: &str, doc: &Value) -> uuid::Uuid {
+    use crate::raw_uplink::{RawAgent, offer};
+    use imc_shared::protocol::{AgentMessage, PacketSeal, ServerMessage};
+    let cover_code = doc["cover_code"].as_str().unwrap().to_owned();
+    let mut agent = RawAgent::connect(server, token).await;
+    let packet = uuid::Uuid::new_v4();
+    for index in 0..2u32 {
+        // Bytes of their own: a page the server already holds is not sent again.
+        let seed = doc["id"].as_u64().unwrap() * 10 + u64::from(index);
+        let bytes = scan::jpeg(&scan::text_page(seed), 80);
+        let capture = uuid::Uuid::new_v4();
+        let mut page = offer(capture, packet, &bytes);
+        page.page_index = index;
+        page.cover_code = Some(cover_code.clone());
+        agent.send(&AgentMessage::Offer(page)).await;
+        match agent.recv().await {
+            Some(ServerMessage::Resume { offset: 0, .. }) => {}
+            other => panic!("expected resume at 0, got {other:?}"),
+        }
+        agent.chunk(capture, 0, &bytes).await;
+        loop {
+            match agent.recv().await {
+                Some(ServerMessage::Stored { capture_id }) if capture_id == capture => break,
+                Some(ServerMessage::PacketOutcome(_) | ServerMessage::Notice(_)) => {}
+                other => panic!("expected stored, got {other:?}"),
+            }
+        }
+    }
+    agent
+        .send(&AgentMessage::Seal(PacketSeal {
+            packet_id: packet,
+            cover_code: Some(cover_code),
+            page_count: 2,
+            empty: false,
+        }))
+        .await;
+    server
+        .wait_for_status(doc["id"].as_i64().unwrap(), "matched", WAIT)
+        .await;
+    packet
+}
+
+/// A desk user made with `imc-server user add`, logged in over HTTP; returns
+/// the session cookie.
+async fn desk_login(server: &TestServer, name: &str, role: &str, site: Option<&str>) -> String {
+    let mut command = Command::new(bin("imc-server"));
+    command
+        .args(["user", "add", "--data-dir"])
+        .arg(&server.data_dir)
+        .args([
+            "--name",
+            name,
+            "--role",
+            role,
+            "--password",
+            "desk-password-1",
+        ]);
+    if let Some(site) = site {
+        command.args(["--site", site]);
+    }
+    let output = command.output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let client = no_redirects();
+    let login = format!("{}/ui/login", server.base);
+    let page = client.get(&login).send().await.unwrap();
+    let token = page.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_owned();
+    let ok = client
+        .post(&login)
+        .header("cookie", format!("imc_login_csrf={token}"))
+        .form(&[
+            ("name", name),
+            ("password", "desk-password-1"),
+            ("_csrf", &token),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 303, "login of {name}");
+    ok.headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .find(|c| c.starts_with("imc_session="))
+        .unwrap()
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The next `change` events of a desk event stream, as JSON, until `until`
+/// holds for one of them (which is included).
+async fn events_until(
+    stream: &mut reqwest::Response,
+    until: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
+    let mut seen = Vec::new();
+    let mut text = String::new();
+    loop {
+        let chunk = tokio::time::timeout(WAIT, stream.chunk())
+            .await
+            .expect("an event within the limit")
+            .unwrap()
+            .expect("the stream stays open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = text.find("\n\n") {
+            let event: String = text.drain(..end + 2).collect();
+            for data in event.lines().filter_map(|l| l.strip_prefix("data:")) {
+                let value: Value = serde_json::from_str(data.trim()).unwrap();
+                let done = until(&value);
+                seen.push(value);
+                if done {
+                    return seen;
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_clerk_from_site_a_cannot_read_site_b_documents() {
+    let server = TestServer::start();
+    let doc_a = server.match_document("SCOPE-A-1").await;
+    let doc_b = server.match_document("SCOPE-B-1").await;
+    let (id_a, id_b) = (doc_a["id"].as_i64().unwrap(), doc_b["id"].as_i64().unwrap());
+    let token_a = enroll_raw_at(&server, "site-a").await;
+    let token_b = enroll_raw_at(&server, "site-b").await;
+    let packet_a = deliver_packet(&server, &token_a, &doc_a).await;
+    let packet_b = deliver_packet(&server, &token_b, &doc_b).await;
+    let image_of = |id: i64| {
+        let server = &server;
+        async move {
+            let (_, list) = server.get(&format!("/documents/{id}/images")).await;
+            list["images"][0]["id"].as_i64().unwrap()
+        }
+    };
+    let (image_a, image_b) = (image_of(id_a).await, image_of(id_b).await);
+
+    let clerk = desk_login(&server, "clerk-a", "clerk", Some("site-a")).await;
+    let staff = desk_login(&server, "signoff", "signoff", None).await;
+    let client = no_redirects();
+    let get = |cookie: &str, path: &str| {
+        client
+            .get(format!("{}{path}", server.base))
+            .header("cookie", cookie)
+            .header("origin", server.base.as_str())
+            .send()
+    };
+
+    // The list: only site A's document, whatever site the query asks for.
+    for query in ["", "?site=site-b", "?site="] {
+        let page = get(&clerk, &format!("/ui/queue{query}")).await.unwrap();
+        assert_eq!(page.status(), 200);
+        let html = page.text().await.unwrap();
+        assert!(html.contains("SCOPE-A-1"), "{query}");
+        assert!(!html.contains("SCOPE-B-1"), "{query}: site B listed");
+        assert!(!html.contains("site-b"), "{query}: site B counted");
+    }
+    // Open, image bytes, renditions, packet pages: site B's are not found.
+    let refused = [
+        format!("/ui/documents/{id_b}"),
+        format!("/ui/images/{image_b}/file"),
+        format!("/ui/images/{image_b}/view"),
+        format!("/ui/images/{image_b}/thumb"),
+        format!("/ui/packets/{packet_b}"),
+        format!("/ui/packets/{packet_b}/pages/1/file"),
+        format!("/ui/packets/{packet_b}/pages/1/thumb"),
+    ];
+    for path in &refused {
+        let r = get(&clerk, path).await.unwrap();
+        assert_eq!(r.status(), 404, "clerk of site A read {path}");
+        let body = r.text().await.unwrap();
+        assert!(!body.contains("SCOPE-B-1"), "{path}");
+    }
+    let allowed = [
+        format!("/ui/documents/{id_a}"),
+        format!("/ui/images/{image_a}/file"),
+        format!("/ui/images/{image_a}/thumb"),
+        format!("/ui/packets/{packet_a}/pages/1/thumb"),
+    ];
+    for path in &allowed {
+        assert_eq!(get(&clerk, path).await.unwrap().status(), 200, "{path}");
+    }
+    // Sign-off staff see every site: the refusals above are the clerk's scope.
+    for path in refused.iter().chain(&allowed) {
+        assert_eq!(get(&staff, path).await.unwrap().status(), 200, "{path}");
+    }
+
+    // Events: a change to B's document is not told to the clerk; A's is.
+    let mut stream = get(&clerk, "/ui/events").await.unwrap();
+    assert_eq!(stream.status(), 200);
+    for id in [id_b, id_a] {
+        let (status, body) = server
+            .post(&format!("/documents/{id}/sign-off"), json!({}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let lists = |event: &Value, id: i64| {
+        event["documents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d.as_i64() == Some(id))
+    };
+    let seen = events_until(&mut stream, |e| lists(e, id_a)).await;
+    assert!(
+        !seen.iter().any(|e| lists(e, id_b)),
+        "site B's document reached the clerk's events: {seen:?}"
+    );
+}
+
+/// When the agent `id` last reached the server, if it has.
+async fn last_seen(server: &TestServer, id: &str) -> Option<String> {
+    let (status, agents) = server.get("/agents").await;
+    assert_eq!(status, 200, "{agents}");
+    agents["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == id)
+        .and_then(|a| a["last_seen_at"].as_str().map(str::to_owned))
+}
+
+/// Waits for an `auth.failure` about `agent_id` whose reason says `why`.
+async fn refused_for(server: &TestServer, agent_id: &str, why: &str) {
+    eventually(
+        &format!("agent {agent_id} refused: {why}"),
+        WAIT,
+        || async {
+            audit_actions(server, "auth.failure")
+                .into_iter()
+                .any(|(actor, reason)| actor.contains(agent_id) && reason.contains(why))
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn mutual_tls_needs_the_agents_own_certificate_on_the_uplink() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = cert_init(certs.path());
+    let ca_pem = std::fs::read(&ca).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca_pem).unwrap())
+        .build()
+        .unwrap();
+    let arg = |p: &Path| p.to_string_lossy().into_owned();
+    let args = [
+        "--tls-cert".to_owned(),
+        arg(&cert),
+        "--tls-key".to_owned(),
+        arg(&key),
+        "--client-ca-cert".to_owned(),
+        arg(&certs.path().join("client-ca.pem")),
+        "--client-ca-key".to_owned(),
+        arg(&certs.path().join("client-ca-key.pem")),
+    ];
+    let server = TestServer::start_with("127.0.0.1:0", &args, client);
+    // Client certificates are optional at the TLS layer: API clients and
+    // browsers without one are served as before.
+    let (status, _) = server.get("/settings").await;
+    assert_eq!(status, 200);
+
+    let pinned: [std::ffi::OsString; 2] = ["--ca".into(), ca.clone().into()];
+    let enroll = || TestAgent::enroll_with(&server, &pinned);
+    let mut own = enroll().await.expect("enrolment under mutual TLS");
+    let mut other = enroll().await.expect("enrolment under mutual TLS");
+    let mut bare = enroll().await.expect("enrolment under mutual TLS");
+    let own_id = own.config_value("agent_id");
+    let client_cert = PathBuf::from(own.config_value("client_cert"));
+    let client_key = PathBuf::from(own.config_value("client_key"));
+    assert!(
+        std::fs::read_to_string(&client_cert)
+            .unwrap()
+            .contains("BEGIN CERTIFICATE")
+    );
+    assert!(
+        std::fs::read_to_string(&client_key)
+            .unwrap()
+            .contains("PRIVATE KEY")
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&client_key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "client key mode {mode:o}");
+    }
+
+    // Its own certificate: the uplink accepts the agent.
+    own.start();
+    eventually("the agent with its certificate connects", WAIT, || async {
+        last_seen(&server, &own_id).await
+    })
+    .await;
+    own.kill();
+
+    // Another agent's certificate with this agent's token: refused.
+    let other_id = other.config_value("agent_id");
+    other.configure("client_cert", arg(&client_cert).into());
+    other.configure("client_key", arg(&client_key).into());
+    other.start();
+    refused_for(&server, &other_id, "belongs to another agent").await;
+    other.kill();
+
+    // The token without a certificate: refused.
+    let bare_id = bare.config_value("agent_id");
+    let mut table: toml::Table =
+        toml::from_str(&std::fs::read_to_string(&bare.config).unwrap()).unwrap();
+    table.remove("client_cert");
+    table.remove("client_key");
+    std::fs::write(&bare.config, toml::to_string(&table).unwrap()).unwrap();
+    bare.start();
+    refused_for(&server, &bare_id, "requires the agent's client certificate").await;
+    bare.kill();
+    assert_eq!(last_seen(&server, &other_id).await, None);
+    assert_eq!(last_seen(&server, &bare_id).await, None);
+
+    // A desk that sends no certificate request is not enrolled (and keeps its code).
+    let code = server.enrollment_code("test-site").await;
+    let (status, body) = server
+        .post("/agents/enroll", json!({"code": code, "name": "old-desk"}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("mutual TLS"),
+        "{body}"
+    );
+}

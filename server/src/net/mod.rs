@@ -3,13 +3,16 @@
 //! does not offer.
 //!
 //! Each request carries the peer's address as `ConnectInfo`, for per-IP rate
-//! limits and the audit of auth failures.
+//! limits and the audit of auth failures, and, over mutual TLS, the client's
+//! verified certificate as `client_certs::PeerCertificate`.
 
+pub mod client_certs;
 pub mod tls;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::extract::Request;
+use client_certs::PeerCertificate;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -86,14 +89,20 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = tcp.set_nodelay(true);
-        let service =
-            app.clone()
-                .map_request(move |request: hyper::Request<hyper::body::Incoming>| {
+        let app = app.clone();
+        // Each request of the connection learns the peer and its certificate.
+        let service = move |certificate: Option<PeerCertificate>| {
+            TowerToHyperService::new(app.map_request(
+                move |request: hyper::Request<hyper::body::Incoming>| {
                     let mut request = request.map(axum::body::Body::new);
                     request.extensions_mut().insert(ConnectInfo(peer));
+                    if let Some(certificate) = &certificate {
+                        request.extensions_mut().insert(certificate.clone());
+                    }
                     request
-                });
-        let service = TowerToHyperService::new(service);
+                },
+            ))
+        };
         let builder = builder.clone();
         let acceptor = acceptor.clone();
         let watcher = graceful.watcher();
@@ -102,7 +111,8 @@ pub async fn serve(
             let _slot = slot;
             let result = match acceptor {
                 None => {
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(tcp), service(None));
                     watcher.watch(conn.into_owned()).await
                 }
                 Some(acceptor) => {
@@ -117,8 +127,14 @@ pub async fn serve(
                             return;
                         }
                     };
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let certificate = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .map(|leaf| PeerCertificate(Arc::new(leaf.clone().into_owned())));
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service(certificate));
                     watcher.watch(conn.into_owned()).await
                 }
             };

@@ -15,7 +15,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The server side of TLS, from PEM files: a certificate chain and its key.
-pub fn server_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+/// With `client_ca`, clients may present a certificate signed by it (mutual
+/// TLS); they need not, so browsers and ERP clients connect as before, and
+/// the agent uplink checks for one (`auth::authenticate`).
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&CertificateDer<'static>>,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .with_context(|| format!("reading TLS certificate {}", cert.display()))?
         .collect::<Result<_, _>>()
@@ -25,14 +32,30 @@ pub fn server_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::Serv
     }
     let key = PrivateKeyDer::from_pem_file(key)
         .with_context(|| format!("reading TLS key {}", key.display()))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .context("TLS protocol versions")?
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .with_context(|| format!("TLS certificate {} and its key do not fit", cert.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots
+                .add(ca.clone())
+                .context("the client CA is not usable as a trust anchor")?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()
+            .context("client certificate verifier")?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .with_context(|| format!("TLS certificate {} and its key do not fit", cert.display()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -44,10 +67,14 @@ pub struct CertFiles {
     pub ca_key: PathBuf,
     pub server_cert: PathBuf,
     pub server_key: PathBuf,
+    pub client_ca_cert: PathBuf,
+    pub client_ca_key: PathBuf,
 }
 
-/// Makes `ca.pem` + `ca-key.pem` (the private CA, which agents pin) and
-/// `server.pem` + `server-key.pem` (for `serve --tls-cert/--tls-key`) in `dir`.
+/// Makes `ca.pem` + `ca-key.pem` (the private CA, which agents pin),
+/// `server.pem` + `server-key.pem` (for `serve --tls-cert/--tls-key`) and
+/// `client-ca.pem` + `client-ca-key.pem` (for the optional mutual TLS,
+/// `serve --client-ca-cert/--client-ca-key`) in `dir`.
 /// Existing files are never overwritten: replacing a CA strands every desk.
 pub fn init_certs(dir: &Path, hosts: &[String]) -> anyhow::Result<CertFiles> {
     let files = CertFiles {
@@ -55,12 +82,16 @@ pub fn init_certs(dir: &Path, hosts: &[String]) -> anyhow::Result<CertFiles> {
         ca_key: dir.join("ca-key.pem"),
         server_cert: dir.join("server.pem"),
         server_key: dir.join("server-key.pem"),
+        client_ca_cert: dir.join("client-ca.pem"),
+        client_ca_key: dir.join("client-ca-key.pem"),
     };
     for path in [
         &files.ca_cert,
         &files.ca_key,
         &files.server_cert,
         &files.server_key,
+        &files.client_ca_cert,
+        &files.client_ca_key,
     ] {
         if path.exists() {
             bail!(
@@ -98,7 +129,23 @@ pub fn init_certs(dir: &Path, hosts: &[String]) -> anyhow::Result<CertFiles> {
         .signed_by(&server_key, &issuer)
         .context("signing the server certificate")?;
 
+    // The client CA signs desks' certificates at enrolment, so the server
+    // holds its key online; it is a CA of its own for that reason.
+    let client_ca_key = KeyPair::generate().context("generating the client CA key")?;
+    let mut client_params =
+        CertificateParams::new(Vec::<String>::new()).context("client CA parameters")?;
+    client_params.distinguished_name = name("IMC agent client CA");
+    client_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    client_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    client_params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+    client_params.not_after = rcgen::date_time_ymd(2045, 1, 1);
+    let client_ca_cert = client_params
+        .self_signed(&client_ca_key)
+        .context("signing the client CA")?;
+
     write_public(&files.ca_cert, &ca_cert.pem())?;
+    write_public(&files.client_ca_cert, &client_ca_cert.pem())?;
+    write_secret(&files.client_ca_key, &client_ca_key.serialize_pem())?;
     write_secret(&files.ca_key, &ca_key.serialize_pem())?;
     write_public(&files.server_cert, &server_cert.pem())?;
     write_secret(&files.server_key, &server_key.serialize_pem())?;
@@ -142,7 +189,7 @@ mod tests {
     fn init_makes_a_loadable_server_certificate_and_refuses_to_overwrite() {
         let dir = tempfile::tempdir().unwrap();
         let files = init_certs(dir.path(), &["imc.example".into(), "10.0.0.5".into()]).unwrap();
-        server_config(&files.server_cert, &files.server_key).unwrap();
+        server_config(&files.server_cert, &files.server_key, None).unwrap();
         let ca: Vec<_> = CertificateDer::pem_file_iter(&files.ca_cert)
             .unwrap()
             .collect::<Result<_, _>>()
@@ -167,9 +214,9 @@ mod tests {
         let b = tempfile::tempdir().unwrap();
         let fa = init_certs(a.path(), &[]).unwrap();
         let fb = init_certs(b.path(), &[]).unwrap();
-        let err = server_config(&fa.server_cert, &fb.server_key).unwrap_err();
+        let err = server_config(&fa.server_cert, &fb.server_key, None).unwrap_err();
         assert!(format!("{err:#}").contains("do not fit"), "{err:#}");
-        let err = server_config(&a.path().join("missing.pem"), &fa.server_key).unwrap_err();
+        let err = server_config(&a.path().join("missing.pem"), &fa.server_key, None).unwrap_err();
         assert!(format!("{err:#}").contains("missing.pem"), "{err:#}");
     }
 }

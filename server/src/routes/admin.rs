@@ -113,7 +113,7 @@ pub(crate) async fn issue_enrollment_code(
     request_body = EnrollRequest,
     responses(
         (status = 200, description = "The agent's id and its token for the uplink", body = EnrollResponse),
-        (status = 400, description = "Bad name", body = ErrorBody),
+        (status = 400, description = "Bad name, or (mutual TLS) a missing or bad certificate request", body = ErrorBody),
         (status = 403, description = "The code is unknown, already used or expired", body = ErrorBody),
     ),
 )]
@@ -127,6 +127,22 @@ pub async fn enroll(
         return Err(ApiError::field("name", "name must be 1-128 characters"));
     }
     let agent_id = uuid::Uuid::new_v4().to_string();
+    // Under mutual TLS the desk's certificate is signed before the code is
+    // spent, so a bad request leaves the code usable.
+    let client_cert = match (&state.client_ca, &body.csr) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err(ApiError::field(
+                "csr",
+                "this server uses mutual TLS: the desk must send a certificate request \
+                 (use an imc-agent that supports it)",
+            ));
+        }
+        (Some(ca), Some(csr)) => Some(
+            ca.sign_agent_csr(csr, &agent_id)
+                .map_err(|e| ApiError::field("csr", format!("{e:#}")))?,
+        ),
+    };
     let token = auth::new_secret("agt");
     let agent = state
         .store
@@ -163,6 +179,7 @@ pub async fn enroll(
         agent_id: agent.id,
         site: agent.site,
         token,
+        client_cert,
     }))
 }
 

@@ -1,10 +1,11 @@
 //! The HTTP surface: `/api/v1/...`, health checks and the agent uplink.
 //!
-//! Every `/api/v1` route is registered through [`ApiRoutes`] together with
-//! who may call it (an [`Access`] rule, enforced by `auth::authorize` before
-//! the handler runs). The record of (method, path, access) is the policy
-//! table: a test compares it with the OpenAPI document (`openapi.rs`), and
-//! another (`policy_tests.rs`) walks it against every kind of caller.
+//! Every `/api/v1` route, and every desk route under `/ui` (`web::router`),
+//! is registered through [`PolicyRoutes`] together with who may call it (an
+//! [`Access`] rule, enforced by `auth::authorize` before the handler runs).
+//! The record of (method, path, access) is the policy table: a test compares
+//! the API's part with the OpenAPI document (`openapi.rs`), and another
+//! (`policy_tests.rs`) walks all of it against every kind of caller.
 
 pub(crate) mod admin;
 pub(crate) mod documents;
@@ -20,25 +21,27 @@ mod tokens;
 mod views;
 mod webhooks;
 
-use crate::auth::{self, Access};
+use crate::auth::{self, Access, Surface};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
 use axum::routing::{MethodRouter, get};
 
-/// The `/api/v1` router under construction, and the policy table: the
-/// (method, path, access) of every route it serves.
-struct ApiRoutes {
-    router: Router<AppState>,
-    served: Vec<(&'static str, &'static str, Access)>,
+/// A router under construction (the API's or the desk's), and its part of
+/// the policy table: the (method, path, access) of every route it serves.
+pub(crate) struct PolicyRoutes {
+    pub(crate) router: Router<AppState>,
+    pub(crate) served: Vec<(&'static str, &'static str, Access)>,
+    surface: Surface,
 }
 
-impl ApiRoutes {
-    fn new() -> ApiRoutes {
-        ApiRoutes {
+impl PolicyRoutes {
+    pub(crate) fn new(surface: Surface) -> PolicyRoutes {
+        PolicyRoutes {
             router: Router::new(),
             served: Vec::new(),
+            surface,
         }
     }
 
@@ -48,9 +51,10 @@ impl ApiRoutes {
         path: &'static str,
         access: Access,
         route: MethodRouter<AppState>,
-    ) -> ApiRoutes {
+    ) -> PolicyRoutes {
+        let surface = self.surface;
         let route = route.route_layer(axum::middleware::from_fn(move |request, next| {
-            auth::authorize(access, request, next)
+            auth::authorize(surface, access, request, next)
         }));
         // Two methods on one path merge into one method router.
         self.router = self.router.route(path, route);
@@ -58,21 +62,21 @@ impl ApiRoutes {
         self
     }
 
-    fn get<H: Handler<T, AppState>, T: 'static>(
+    pub(crate) fn get<H: Handler<T, AppState>, T: 'static>(
         self,
         path: &'static str,
         access: Access,
         h: H,
-    ) -> ApiRoutes {
+    ) -> PolicyRoutes {
         self.add("GET", path, access, axum::routing::get(h))
     }
 
-    fn post<H: Handler<T, AppState>, T: 'static>(
+    pub(crate) fn post<H: Handler<T, AppState>, T: 'static>(
         self,
         path: &'static str,
         access: Access,
         h: H,
-    ) -> ApiRoutes {
+    ) -> PolicyRoutes {
         self.add("POST", path, access, axum::routing::post(h))
     }
 
@@ -81,16 +85,16 @@ impl ApiRoutes {
         path: &'static str,
         access: Access,
         h: H,
-    ) -> ApiRoutes {
+    ) -> PolicyRoutes {
         self.add("PUT", path, access, axum::routing::put(h))
     }
 }
 
 /// Every route under `/api/v1`, relative to it, and who may call it.
-fn api() -> ApiRoutes {
+fn api() -> PolicyRoutes {
     use imc_shared::api::TokenScope::{Admin, Decide, Packets, Read, Status, Webhooks, Write};
     let scope = Access::Scope;
-    ApiRoutes::new()
+    PolicyRoutes::new(Surface::Api)
         .get("/openapi.json", Access::Public, openapi::serve)
         .post("/documents", scope(Write), documents::create)
         .get("/documents", scope(Read), documents::find)

@@ -1013,6 +1013,7 @@ async fn desk_queue_and_search(fixture: &Fixture) {
         site: Some("bj".into()),
         org: None,
         doc_type: None,
+        within: None,
     };
     let none = desk.queue(elsewhere.clone(), 0, 10).await.unwrap();
     assert_eq!((none.total, none.filtered), (2, 0));
@@ -1027,13 +1028,69 @@ async fn desk_queue_and_search(fixture: &Fixture) {
     );
     assert_eq!(desk.next_in_queue(any, waiting).await.unwrap(), Some(first));
     assert_eq!(desk.next_in_queue(elsewhere, first).await.unwrap(), None);
-    let found = desk.search_documents("Q_1%", 10).await.unwrap();
+    let found = desk.search_documents("Q_1%", 10, None).await.unwrap();
     assert_eq!(found.iter().map(|d| d.id).collect::<Vec<_>>(), [first]);
-    assert!(desk.search_documents("Q%", 10).await.unwrap().is_empty());
-    assert_eq!(desk.search_documents("Q", 10).await.unwrap().len(), 3);
+    assert!(
+        desk.search_documents("Q%", 10, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(desk.search_documents("Q", 10, None).await.unwrap().len(), 3);
     let packets = store.packets_of_document(first).await.unwrap();
     let packet = desk.packet(packets[0].0).await.unwrap().unwrap();
     assert_eq!((packet.document_id, packet.pages.len()), (Some(first), 1));
+    // A clerk's scope holds whatever the filters ask, counts included.
+    let at = |site: &str| QueueFilter {
+        within: Some(site.into()),
+        ..QueueFilter::default()
+    };
+    let mine = desk.queue(at("hq"), 0, 10).await.unwrap();
+    assert_eq!((mine.total, mine.filtered), (2, 2));
+    let theirs = desk.queue(at("bj"), 0, 10).await.unwrap();
+    assert_eq!((theirs.total, theirs.rows.len()), (0, 0));
+    assert!(theirs.by_site.is_empty() && theirs.by_org.is_empty());
+    assert_eq!(desk.next_in_queue(at("bj"), first).await.unwrap(), None);
+    let visible = desk
+        .documents_at_site(vec![first, second, waiting], "hq".into())
+        .await
+        .unwrap();
+    assert_eq!(visible, [first, second]);
+    let found = desk.search_documents("Q", 10, Some("bj".into())).await;
+    assert!(found.unwrap().is_empty());
+    let matched = desk
+        .packets_at(PacketState::Matched, Some("hq".into()), 10)
+        .await
+        .unwrap();
+    assert_eq!(matched.len(), 2);
+    let elsewhere = desk
+        .packets_at(PacketState::Matched, Some("bj".into()), 10)
+        .await
+        .unwrap();
+    assert!(elsewhere.is_empty());
+}
+
+/// An agent cannot add pages to, seal, or hear the outcome of another
+/// agent's packet, not even by replaying a page id it knows.
+async fn an_agent_touches_only_its_own_packets(store: &dyn Store) {
+    let packet_id = Uuid::new_v4();
+    let first = page(packet_id, 0, None, None);
+    store.record_page(&agent(), first.clone()).await.unwrap();
+    let intruder = Agent {
+        id: "agent-2".into(),
+        site: "branch".into(),
+        name: "other desk".into(),
+    };
+    let replay = store.record_page(&intruder, first).await;
+    assert!(matches!(replay, Err(StoreError::Conflict(_))), "{replay:?}");
+    let added = store
+        .record_page(&intruder, page(packet_id, 1, None, None))
+        .await;
+    assert!(matches!(added, Err(StoreError::Conflict(_))), "{added:?}");
+    let sealed = store
+        .seal_packet(&intruder, packet_id, None, 1, false)
+        .await;
+    assert!(matches!(sealed, Err(StoreError::Conflict(_))), "{sealed:?}");
 }
 
 /// A committed change is announced; a refused one is not.
@@ -1439,7 +1496,7 @@ conformance!(sqlite: a_duplicate_invoice_flags_both_live_documents,
     decisions_fill_the_outbox_and_the_audit_trail, settings_merge_and_validate,
     a_batch_of_pages_is_recorded_page_by_page, agents_are_listed_and_revoked_once,
     the_ops_snapshot_counts_what_is_stored, a_packet_sealed_with_no_pages_is_empty_not_matched,
-    retention_purges_final_documents_and_keeps_shared_bytes;
+    retention_purges_final_documents_and_keeps_shared_bytes, an_agent_touches_only_its_own_packets;
     racing: racing_pages_resolve_a_packet_once, racing_creates_make_one_document,
     paper_racing_its_document_binds_once, a_page_racing_the_purge_of_its_bytes_keeps_them);
 conformance!(postgres: a_duplicate_invoice_flags_both_live_documents,
@@ -1448,7 +1505,7 @@ conformance!(postgres: a_duplicate_invoice_flags_both_live_documents,
     decisions_fill_the_outbox_and_the_audit_trail, settings_merge_and_validate,
     a_batch_of_pages_is_recorded_page_by_page, agents_are_listed_and_revoked_once,
     the_ops_snapshot_counts_what_is_stored, a_packet_sealed_with_no_pages_is_empty_not_matched,
-    retention_purges_final_documents_and_keeps_shared_bytes;
+    retention_purges_final_documents_and_keeps_shared_bytes, an_agent_touches_only_its_own_packets;
     racing: racing_pages_resolve_a_packet_once, racing_creates_make_one_document,
     paper_racing_its_document_binds_once, a_page_racing_the_purge_of_its_bytes_keeps_them);
 

@@ -1,6 +1,6 @@
 //! Sites and agents: what each desk last reported, enrolment codes, revoking.
 
-use super::error::{UiError, UiResult};
+use super::error::UiResult;
 use super::layout::{self, Nav, csrf_field};
 use super::session::Staff;
 use crate::routes::admin::issue_enrollment_code;
@@ -25,9 +25,8 @@ async fn render(
     let mut agents = state.store.agents().await?;
     agents.sort_by(|a, b| (&a.site, &a.name, &a.id).cmp(&(&b.site, &b.name, &b.id)));
     // A clerk sees the desks of their own site.
-    if let (super::store::Role::Clerk, Some(site)) = (staff.user.role, &staff.user.site) {
-        agents.retain(|a| &a.site == site);
-    }
+    let scope = staff.scope();
+    agents.retain(|a| scope.sees_site(&a.site));
     let admin = staff.user.role.is_admin();
     let body = html! {
         main.agents {
@@ -92,7 +91,6 @@ pub async fn new_code(
     staff: Staff,
     axum::Form(form): axum::Form<CodeForm>,
 ) -> UiResult<Markup> {
-    require_admin(&staff)?;
     let code =
         issue_enrollment_code(&state, form.site.trim().to_owned(), &staff.user.actor()).await?;
     render(&state, &staff, Some(code)).await
@@ -103,15 +101,6 @@ pub async fn revoke(
     staff: Staff,
     Path(agent_id): Path<String>,
 ) -> UiResult<Response> {
-    require_admin(&staff)?;
     crate::routes::admin::revoke_agent_as(&state, &agent_id, &staff.user.actor()).await?;
     Ok(Redirect::to("/ui/agents").into_response())
-}
-
-pub fn require_admin(staff: &Staff) -> UiResult<()> {
-    if staff.user.role.is_admin() {
-        Ok(())
-    } else {
-        Err(UiError::Forbidden(staff.lang.text().forbidden.into()))
-    }
 }

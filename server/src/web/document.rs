@@ -67,6 +67,7 @@ async fn render(
     status: StatusCode,
 ) -> UiResult<Response> {
     let t = staff.lang.text();
+    super::scope::require_document(state, staff, id).await?;
     let doc = state
         .store
         .document(id)
@@ -301,9 +302,6 @@ async fn decide(
     form: DecisionForm,
     make: impl FnOnce(Option<String>) -> Result<Decision, ApiError>,
 ) -> UiResult<Result<Document, Response>> {
-    if !staff.user.role.may_decide() {
-        return Err(UiError::Forbidden(staff.lang.text().forbidden.into()));
-    }
     let filter = form.filter.filter(staff);
     let decision = make(form.reason).map_err(UiError::from)?;
     match decide_as(state, &staff.user.actor(), id, decision).await {

@@ -68,7 +68,7 @@ fn browser_shows(content_type: &str) -> bool {
 
 pub async fn image(
     State(state): State<AppState>,
-    _staff: Staff,
+    staff: Staff,
     Path((id, kind)): Path<(i64, String)>,
     headers: HeaderMap,
 ) -> UiResult<Response> {
@@ -78,6 +78,9 @@ pub async fn image(
         .image(id)
         .await?
         .ok_or_else(|| UiError::NotFound(format!("image {id}")))?;
+    super::scope::require_document(&state, &staff, image.document_id)
+        .await
+        .map_err(|_| UiError::NotFound(format!("image {id}")))?;
     if let Some(purged) = &image.purged {
         return Ok(purged_placeholder(purged));
     }
@@ -86,16 +89,23 @@ pub async fn image(
 
 pub async fn packet_page(
     State(state): State<AppState>,
-    _staff: Staff,
+    staff: Staff,
     Path((id, index, kind)): Path<(String, u32, String)>,
     headers: HeaderMap,
 ) -> UiResult<Response> {
     let kind = Kind::parse(&kind)?;
+    let what = format!("page {index} of packet {id}");
+    if let Some(site) = staff.scope().site() {
+        let packet = state.web.store.packet(packet_id(&id)?).await?;
+        if packet.is_none_or(|p| p.site != site) {
+            return Err(UiError::NotFound(what));
+        }
+    }
     let page = state
         .store
         .packet_page_blob(packet_id(&id)?, index)
         .await?
-        .ok_or_else(|| UiError::NotFound(format!("page {index} of packet {id}")))?;
+        .ok_or_else(|| UiError::NotFound(what))?;
     if let Some(purged) = &page.purged {
         return Ok(purged_placeholder(purged));
     }

@@ -20,7 +20,7 @@
 mod admin;
 mod agents;
 mod document;
-mod error;
+pub(crate) mod error;
 mod events;
 pub mod i18n;
 mod layout;
@@ -28,11 +28,14 @@ mod media;
 mod packets;
 pub mod passwords;
 mod queue;
+pub mod scope;
 pub mod session;
 pub mod store;
 mod throttle;
 pub mod users;
 
+use crate::auth::{Access, Surface};
+use crate::routes::PolicyRoutes;
 use crate::state::AppState;
 use crate::store::Change;
 use axum::Router;
@@ -40,8 +43,8 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
 use std::sync::Arc;
+use store::Role;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -59,42 +62,55 @@ pub struct WebState {
     logins: Arc<throttle::LoginThrottle>,
 }
 
+/// Every desk route and who may use it: its part of the policy table
+/// (`routes::PolicyRoutes`). Handlers add only what depends on the data: a
+/// clerk sees their own site's ([`scope`]).
+pub(crate) fn routes() -> PolicyRoutes {
+    let public = Access::Public;
+    let clerk = Access::Desk(Role::Clerk);
+    let signoff = Access::Desk(Role::SignOff);
+    let admin = Access::Desk(Role::Admin);
+    PolicyRoutes::new(Surface::Desk)
+        .get("/", public, || async { Redirect::to("/ui/queue") })
+        .get("/ui", public, || async { Redirect::to("/ui/queue") })
+        .get("/ui/static/{file}", public, static_file)
+        .get("/ui/login", public, session::login_page)
+        .post("/ui/login", public, session::login)
+        .post("/ui/logout", clerk, session::logout)
+        .get("/ui/lang/{code}", public, session::set_language)
+        .get("/ui/queue", clerk, queue::page)
+        .get("/ui/queue/rows", clerk, queue::rows)
+        .get("/ui/documents/{id}", clerk, document::show)
+        .post("/ui/documents/{id}/sign-off", signoff, document::sign_off)
+        .post("/ui/documents/{id}/reject", signoff, document::reject)
+        .post("/ui/documents/{id}/unsign", signoff, document::unsign)
+        .get("/ui/images/{id}/{kind}", clerk, media::image)
+        .get("/ui/packets", clerk, packets::list)
+        .get("/ui/packets/rows", clerk, packets::list_rows)
+        .get("/ui/packets/{id}", clerk, packets::show)
+        .get("/ui/packets/{id}/search", clerk, packets::search_fragment)
+        .post("/ui/packets/{id}/attach", signoff, packets::attach)
+        .get(
+            "/ui/packets/{id}/pages/{index}/{kind}",
+            clerk,
+            media::packet_page,
+        )
+        .get("/ui/agents", clerk, agents::page)
+        .post("/ui/agents/codes", admin, agents::new_code)
+        .post("/ui/agents/{id}/revoke", admin, agents::revoke)
+        .get("/ui/admin", admin, admin::page)
+        .post("/ui/admin/schemes", admin, admin::put_scheme)
+        .post("/ui/admin/settings", admin, admin::put_settings)
+        .post("/ui/admin/users", admin, admin::add_user)
+        .get("/ui/events", clerk, events::stream)
+}
+
 pub fn router(state: AppState) -> Router<AppState> {
     let tls = state.web.secure_cookies;
-    let pages = Router::new()
-        .route("/ui/login", get(session::login_page).post(session::login))
-        .route("/ui/logout", post(session::logout))
-        .route("/ui/lang/{code}", get(session::set_language))
-        .route("/ui/queue", get(queue::page))
-        .route("/ui/queue/rows", get(queue::rows))
-        .route("/ui/documents/{id}", get(document::show))
-        .route("/ui/documents/{id}/sign-off", post(document::sign_off))
-        .route("/ui/documents/{id}/reject", post(document::reject))
-        .route("/ui/documents/{id}/unsign", post(document::unsign))
-        .route("/ui/images/{id}/{kind}", get(media::image))
-        .route("/ui/packets", get(packets::list))
-        .route("/ui/packets/rows", get(packets::list_rows))
-        .route("/ui/packets/{id}", get(packets::show))
-        .route("/ui/packets/{id}/search", get(packets::search_fragment))
-        .route("/ui/packets/{id}/attach", post(packets::attach))
-        .route(
-            "/ui/packets/{id}/pages/{index}/{kind}",
-            get(media::packet_page),
-        )
-        .route("/ui/agents", get(agents::page))
-        .route("/ui/agents/codes", post(agents::new_code))
-        .route("/ui/agents/{id}/revoke", post(agents::revoke))
-        .route("/ui/admin", get(admin::page))
-        .route("/ui/admin/schemes", post(admin::put_scheme))
-        .route("/ui/admin/settings", post(admin::put_settings))
-        .route("/ui/admin/users", post(admin::add_user))
-        .route("/ui/events", get(events::stream))
-        .route_layer(middleware::from_fn_with_state(state, session::guard));
-    Router::new()
-        .route("/", get(|| async { Redirect::to("/ui/queue") }))
-        .route("/ui", get(|| async { Redirect::to("/ui/queue") }))
-        .route("/ui/static/{file}", get(static_file))
-        .merge(pages)
+    routes()
+        .router
+        // Outer to the routes' rules: the session (and so the principal) is known first.
+        .route_layer(middleware::from_fn_with_state(state, session::guard))
         .layer(middleware::from_fn_with_state(tls, security_headers))
 }
 

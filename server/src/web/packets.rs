@@ -21,12 +21,30 @@ pub fn packet_id(text: &str) -> UiResult<Uuid> {
     Uuid::parse_str(text).map_err(|_| UiError::NotFound(format!("packet {text}")))
 }
 
+/// The unmatched packets the user may see (a clerk: their site's).
+async fn unmatched(state: &AppState, staff: &Staff) -> UiResult<Vec<Packet>> {
+    Ok(state
+        .web
+        .store
+        .packets_at(PacketState::Unmatched, staff.scope().site(), LIST_LIMIT)
+        .await?)
+}
+
+/// The packet, if the user may see it; "not found" otherwise.
+async fn visible_packet(state: &AppState, staff: &Staff, id: &str) -> UiResult<Packet> {
+    let packet = state
+        .web
+        .store
+        .packet(packet_id(id)?)
+        .await?
+        .ok_or_else(|| UiError::NotFound(format!("packet {id}")))?;
+    super::scope::require_packet_site(staff, &packet.site, &format!("packet {id}"))?;
+    Ok(packet)
+}
+
 pub async fn list(State(state): State<AppState>, staff: Staff) -> UiResult<Markup> {
     let t = staff.lang.text();
-    let packets = state
-        .store
-        .packets(Some(PacketState::Unmatched), LIST_LIMIT)
-        .await?;
+    let packets = unmatched(&state, &staff).await?;
     let body = html! {
         main.packets {
             h1 { (t.unmatched_title) }
@@ -43,10 +61,7 @@ pub async fn list(State(state): State<AppState>, staff: Staff) -> UiResult<Marku
 }
 
 pub async fn list_rows(State(state): State<AppState>, staff: Staff) -> UiResult<Markup> {
-    let packets = state
-        .store
-        .packets(Some(PacketState::Unmatched), LIST_LIMIT)
-        .await?;
+    let packets = unmatched(&state, &staff).await?;
     Ok(list_section(&staff, &packets))
 }
 
@@ -92,14 +107,9 @@ pub async fn show(
     Query(query): Query<SearchQuery>,
 ) -> UiResult<Markup> {
     let t = staff.lang.text();
-    let packet = state
-        .web
-        .store
-        .packet(packet_id(&id)?)
-        .await?
-        .ok_or_else(|| UiError::NotFound(format!("packet {id}")))?;
+    let packet = visible_packet(&state, &staff, &id).await?;
     let q = query.q.unwrap_or_default();
-    let found = search(&state, &q).await?;
+    let found = search(&state, &staff, &q).await?;
     let body = html! {
         main.packet data-packet-id=(packet.id) {
             h1 { (t.packet) " " (packet.cover_code.as_deref().unwrap_or("—")) }
@@ -140,23 +150,22 @@ pub async fn search_fragment(
     Path(id): Path<String>,
     Query(query): Query<SearchQuery>,
 ) -> UiResult<Markup> {
-    let packet = state
-        .web
-        .store
-        .packet(packet_id(&id)?)
-        .await?
-        .ok_or_else(|| UiError::NotFound(format!("packet {id}")))?;
+    let packet = visible_packet(&state, &staff, &id).await?;
     let q = query.q.unwrap_or_default();
-    let found = search(&state, &q).await?;
+    let found = search(&state, &staff, &q).await?;
     Ok(results(&staff, &packet, &q, &found))
 }
 
-async fn search(state: &AppState, q: &str) -> UiResult<Vec<Document>> {
+async fn search(state: &AppState, staff: &Staff, q: &str) -> UiResult<Vec<Document>> {
     let q = q.trim();
     if q.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(state.web.store.search_documents(q, SEARCH_LIMIT).await?)
+    Ok(state
+        .web
+        .store
+        .search_documents(q, SEARCH_LIMIT, staff.scope().site())
+        .await?)
 }
 
 fn results(staff: &Staff, packet: &Packet, q: &str, found: &[Document]) -> Markup {
@@ -205,9 +214,6 @@ pub async fn attach(
     Path(id): Path<String>,
     axum::Form(form): axum::Form<AttachForm>,
 ) -> UiResult<Response> {
-    if !staff.user.role.may_decide() {
-        return Err(UiError::Forbidden(staff.lang.text().forbidden.into()));
-    }
     let doc = state
         .store
         .match_packet(packet_id(&id)?, form.document_id, None, &staff.user.actor())

@@ -43,16 +43,19 @@ impl QueueQuery {
             .clamp(1, 1_000_000)
     }
 
-    /// A clerk's queue opens on their own site until they choose another.
+    /// A clerk's queue is their own site's, whatever the query asks
+    /// (`within`, enforced by the store); others choose any site.
     pub fn filter(&self, staff: &Staff) -> QueueFilter {
+        let within = staff.scope().site();
         let site = match (&self.site, staff.user.role) {
-            (None, Role::Clerk) => staff.user.site.clone(),
+            (_, Role::Clerk) => within.clone(),
             (site, _) => some(site),
         };
         QueueFilter {
             site,
             org: some(&self.org),
             doc_type: some(&self.doc_type),
+            within,
         }
     }
 }

@@ -11,7 +11,7 @@ use super::error::UiError;
 use super::i18n::Lang;
 use super::store::{SessionRow, User};
 use super::{WebState, passwords};
-use crate::auth::{hash_secret, new_secret};
+use crate::auth::{Principal, hash_secret, new_secret};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Request, State};
@@ -102,9 +102,15 @@ impl FromRequestParts<AppState> for Staff {
 /// Runs on every `/ui` request: finds the session, and refuses a
 /// state-changing request without the session's CSRF token or from another
 /// origin. The login form is checked against its own double-submit cookie.
+/// It also names the caller (`auth::Principal`) for the route's rule, and
+/// audits the rule's refusals.
 pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
     match check(&state, request).await {
-        Ok(request) => next.run(request).await,
+        Ok(request) => {
+            let mut response = next.run(request).await;
+            crate::auth::audit_refusal(&state, &mut response).await;
+            response
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -113,12 +119,18 @@ async fn check(state: &AppState, request: Request) -> Result<Request, UiError> {
     let (mut parts, body) = request.into_parts();
     let lang = Lang::from_headers(&parts.headers);
     let session = load(state, &parts.headers).await?;
-    if let Some(row) = &session {
-        parts.extensions.insert(Staff {
-            user: row.user.clone(),
-            csrf: row.csrf_token.clone(),
-            lang,
-        });
+    match &session {
+        Some(row) => {
+            parts.extensions.insert(Staff {
+                user: row.user.clone(),
+                csrf: row.csrf_token.clone(),
+                lang,
+            });
+            parts.extensions.insert(Principal::Staff(row.user.clone()));
+        }
+        None => {
+            parts.extensions.insert(Principal::Anonymous);
+        }
     }
     if matches!(parts.method, Method::GET | Method::HEAD) {
         return Ok(Request::from_parts(parts, body));
@@ -174,14 +186,28 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
         .is_some_and(|(_, authority)| authority == host)
 }
 
-pub async fn login_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    login_form(&state.web, &headers, None, StatusCode::OK)
+#[derive(Deserialize, Default)]
+pub struct LoginQuery {
+    #[serde(default)]
+    logged_out: Option<String>,
+}
+
+pub async fn login_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<LoginQuery>,
+) -> Response {
+    let bye = query
+        .logged_out
+        .map(|_| Lang::from_headers(&headers).text().logged_out);
+    login_form(&state.web, &headers, None, bye, StatusCode::OK)
 }
 
 fn login_form(
     web: &WebState,
     headers: &HeaderMap,
     error: Option<&str>,
+    notice: Option<&str>,
     status: StatusCode,
 ) -> Response {
     let lang = Lang::from_headers(headers);
@@ -196,6 +222,7 @@ fn login_form(
             form method="post" action="/ui/login" {
                 input type="hidden" name=(CSRF_FIELD) value=(token);
                 @if let Some(error) = error { p.flash.error role="alert" { (error) } }
+                @if let Some(notice) = notice { p.flash role="status" { (notice) } }
                 label { (t.username) input name="name" autocomplete="username" required autofocus; }
                 label { (t.password) input name="password" type="password" autocomplete="current-password" required; }
                 button type="submit" { (t.login_button) }
@@ -231,6 +258,7 @@ pub async fn login(
             &state.web,
             &headers,
             Some(t.login_locked),
+            None,
             StatusCode::TOO_MANY_REQUESTS,
         ));
     }
@@ -245,6 +273,7 @@ pub async fn login(
             &state.web,
             &headers,
             Some(t.login_failed),
+            None,
             StatusCode::UNAUTHORIZED,
         ));
     };
@@ -283,7 +312,8 @@ pub async fn logout(
     if let Some(token) = cookie(&headers, SESSION_COOKIE) {
         state.web.store.delete_session(&hash_secret(token)).await?;
     }
-    let mut response = Redirect::to("/ui/login").into_response();
+    // Not plain `/ui/login`, which is where refusals send the anonymous.
+    let mut response = Redirect::to("/ui/login?logged_out=1").into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
         set_cookie(&state.web, SESSION_COOKIE, "", 0),

@@ -9,6 +9,7 @@
 
 use crate::store::{Actor, Document, Packet, Scheme, StoreResult};
 use async_trait::async_trait;
+use imc_shared::api::PacketState;
 use uuid::Uuid;
 
 /// What a staff member may do on the desk.
@@ -31,8 +32,21 @@ impl Role {
         }
     }
 
+    fn rank(self) -> u8 {
+        match self {
+            Role::Clerk => 0,
+            Role::SignOff => 1,
+            Role::Admin => 2,
+        }
+    }
+
+    /// Whether this role may do all that `needed` may: clerk < sign-off staff < admin.
+    pub fn includes(self, needed: Role) -> bool {
+        self.rank() >= needed.rank()
+    }
+
     pub fn may_decide(self) -> bool {
-        matches!(self, Role::SignOff | Role::Admin)
+        self.includes(Role::SignOff)
     }
 
     pub fn is_admin(self) -> bool {
@@ -93,6 +107,9 @@ pub struct QueueFilter {
     pub site: Option<String>,
     pub org: Option<String>,
     pub doc_type: Option<String>,
+    /// The user's scope (`scope::SiteScope`): never anything outside this
+    /// site, counts included, whatever the filters ask.
+    pub within: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -137,9 +154,24 @@ pub trait WebStore: Send + Sync + 'static {
     /// The matched document after `after` in queue order (or the first one
     /// when `after` is not in the queue), never `after` itself.
     async fn next_in_queue(&self, filter: QueueFilter, after: i64) -> StoreResult<Option<i64>>;
-    /// Documents whose doc_no or cover code is `text`, or starts with it.
-    async fn search_documents(&self, text: &str, limit: u32) -> StoreResult<Vec<Document>>;
+    /// Documents whose doc_no or cover code is `text`, or starts with it;
+    /// with `within`, only those with a packet from that site.
+    async fn search_documents(
+        &self,
+        text: &str,
+        limit: u32,
+        within: Option<String>,
+    ) -> StoreResult<Vec<Document>>;
+    /// Those of `ids` that have a packet from `site`.
+    async fn documents_at_site(&self, ids: Vec<i64>, site: String) -> StoreResult<Vec<i64>>;
     async fn packet(&self, id: Uuid) -> StoreResult<Option<Packet>>;
+    /// Packets in `state`, oldest first; with `within`, only that site's.
+    async fn packets_at(
+        &self,
+        state: PacketState,
+        within: Option<String>,
+        limit: u32,
+    ) -> StoreResult<Vec<Packet>>;
 
     /// Its token stops working; fails with `NotFound` for an unknown or revoked agent.
     async fn schemes(&self) -> StoreResult<Vec<Scheme>>;

@@ -110,6 +110,8 @@ impl Api {
                 code: code.code,
                 name: name.to_owned(),
                 agent_version: Some(format!("imc-loadgen {}", env!("CARGO_PKG_VERSION"))),
+                // Simulated desks use their token alone: no mutual TLS.
+                csr: None,
             },
             false,
         )

@@ -70,27 +70,18 @@ async fn ensure_packet(
     Ok(())
 }
 
-async fn lock_packet(tx: &impl GenericClient, packet_id: Uuid) -> StoreResult<bool> {
-    Ok(db::query_opt(
-        tx,
-        "SELECT id FROM packets WHERE id = $1 FOR UPDATE",
-        &[&packet_id.to_string()],
-    )
-    .await?
-    .is_some())
-}
-
 pub async fn record_page(
     tx: &impl GenericClient,
     agent: &Agent,
     page: &StoredPage,
 ) -> StoreResult<PacketResolution> {
     let actor = Actor(format!("agent:{}", agent.id));
+    // Ownership first (it also locks the packet), also for a replay: an
+    // agent hears only about its own packets.
+    ensure_packet(tx, agent, page.packet_id, page.cover_code.as_deref()).await?;
     if page_stored(tx, page.capture_id).await? {
-        lock_packet(tx, page.packet_id).await?;
         return resolve(tx, page.packet_id, &actor).await;
     }
-    ensure_packet(tx, agent, page.packet_id, page.cover_code.as_deref()).await?;
     let barcodes = serde_json::to_string(&page.barcodes)
         .map_err(|e| StoreError::Corrupt(format!("page {} barcodes: {e}", page.capture_id)))?;
     let inserted = db::execute(
@@ -461,6 +452,25 @@ pub async fn list(
              ORDER BY created_at, id LIMIT $2"
         ),
         &[&state.map(|s| s.as_str()), &i64::from(limit)],
+    )
+    .await?;
+    with_pages(c, rows).await
+}
+
+/// Packets in `state`, oldest first; with `site`, only that site's.
+pub async fn list_at(
+    c: &impl GenericClient,
+    state: PacketState,
+    site: Option<&str>,
+    limit: u32,
+) -> StoreResult<Vec<Packet>> {
+    let rows = db::query(
+        c,
+        &format!(
+            "SELECT {PACKET_COLUMNS} FROM packets WHERE state = $1 \
+             AND ($2::text IS NULL OR site = $2) ORDER BY created_at, id LIMIT $3"
+        ),
+        &[&state.as_str(), &site, &i64::from(limit)],
     )
     .await?;
     with_pages(c, rows).await

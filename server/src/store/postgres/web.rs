@@ -7,6 +7,7 @@ use crate::store::{Actor, Document, Packet, Scheme, StoreError, StoreResult, now
 use crate::web::store::*;
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
+use imc_shared::api::PacketState;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -27,16 +28,26 @@ fn user(r: &Row) -> StoreResult<User> {
     })
 }
 
-/// The WHERE clause of the queue: matched, then the optional filters as $1..$3.
+/// The WHERE clause of the queue: matched, then the optional filters as
+/// $1..$3 and the user's site scope as $4.
 const QUEUE_WHERE: &str = "d.status = 'matched' \
      AND ($1::text IS NULL OR EXISTS (SELECT 1 FROM packets p WHERE p.document_id = d.id AND p.site = $1)) \
-     AND ($2::text IS NULL OR d.org = $2) AND ($3::text IS NULL OR d.doc_type = $3)";
+     AND ($2::text IS NULL OR d.org = $2) AND ($3::text IS NULL OR d.doc_type = $3) \
+     AND ($4::text IS NULL OR EXISTS (SELECT 1 FROM packets p WHERE p.document_id = d.id AND p.site = $4))";
+
+/// Matched documents within the site scope $1: what the queue's counts count.
+const SCOPED_MATCHED: &str = "d.status = 'matched' \
+     AND ($1::text IS NULL OR EXISTS (SELECT 1 FROM packets w WHERE w.document_id = d.id AND w.site = $1))";
 
 const SITE_OF: &str =
     "(SELECT p.site FROM packets p WHERE p.document_id = d.id ORDER BY p.created_at DESC LIMIT 1)";
 
-async fn counts(c: &impl GenericClient, sql: &str) -> StoreResult<Vec<(String, u64)>> {
-    db::query(c, sql, &[])
+async fn counts(
+    c: &impl GenericClient,
+    sql: &str,
+    within: &Option<String>,
+) -> StoreResult<Vec<(String, u64)>> {
+    db::query(c, sql, &[within])
         .await?
         .iter()
         .map(|r| Ok((r.get(0), db::u64_of(r.get(1), "count")?)))
@@ -57,12 +68,13 @@ async fn queue(
         c,
         &format!(
             "SELECT {DOCUMENT_COLUMNS}, {SITE_OF} FROM documents d WHERE {QUEUE_WHERE} \
-             ORDER BY d.updated_at, d.id LIMIT $4 OFFSET $5"
+             ORDER BY d.updated_at, d.id LIMIT $5 OFFSET $6"
         ),
         &[
             &f.site,
             &f.org,
             &f.doc_type,
+            &f.within,
             &i64::from(limit),
             &i64::from(offset),
         ],
@@ -82,30 +94,39 @@ async fn queue(
         filtered: count(
             c,
             &format!("SELECT COUNT(*) FROM documents d WHERE {QUEUE_WHERE}"),
-            &[&f.site, &f.org, &f.doc_type],
+            &[&f.site, &f.org, &f.doc_type, &f.within],
         )
         .await?,
         total: count(
             c,
-            "SELECT COUNT(*) FROM documents WHERE status = 'matched'",
-            &[],
+            &format!("SELECT COUNT(*) FROM documents d WHERE {SCOPED_MATCHED}"),
+            &[&f.within],
         )
         .await?,
         by_site: counts(
             c,
             "SELECT p.site, COUNT(DISTINCT d.id) FROM documents d JOIN packets p ON p.document_id = d.id \
-             WHERE d.status = 'matched' GROUP BY p.site ORDER BY p.site",
+             WHERE d.status = 'matched' AND ($1::text IS NULL OR p.site = $1) \
+             GROUP BY p.site ORDER BY p.site",
+            &f.within,
         )
         .await?,
         by_org: counts(
             c,
-            "SELECT org, COUNT(*) FROM documents WHERE status = 'matched' GROUP BY org ORDER BY org",
+            &format!(
+                "SELECT d.org, COUNT(*) FROM documents d WHERE {SCOPED_MATCHED} \
+                 GROUP BY d.org ORDER BY d.org"
+            ),
+            &f.within,
         )
         .await?,
         by_doc_type: counts(
             c,
-            "SELECT doc_type, COUNT(*) FROM documents WHERE status = 'matched' \
-             GROUP BY doc_type ORDER BY doc_type",
+            &format!(
+                "SELECT d.doc_type, COUNT(*) FROM documents d WHERE {SCOPED_MATCHED} \
+                 GROUP BY d.doc_type ORDER BY d.doc_type"
+            ),
+            &f.within,
         )
         .await?,
     })
@@ -128,9 +149,9 @@ async fn next_in_queue(
             c,
             &format!(
                 "SELECT d.id FROM documents d WHERE {QUEUE_WHERE} \
-                 AND (d.updated_at, d.id) > ($4, $5) ORDER BY d.updated_at, d.id LIMIT 1"
+                 AND (d.updated_at, d.id) > ($5, $6) ORDER BY d.updated_at, d.id LIMIT 1"
             ),
-            &[&f.site, &f.org, &f.doc_type, &updated_at, &id],
+            &[&f.site, &f.org, &f.doc_type, &f.within, &updated_at, &id],
         )
         .await?;
         if let Some(next) = next {
@@ -141,16 +162,21 @@ async fn next_in_queue(
     Ok(db::query_opt(
         c,
         &format!(
-            "SELECT d.id FROM documents d WHERE {QUEUE_WHERE} AND d.id != $4 \
+            "SELECT d.id FROM documents d WHERE {QUEUE_WHERE} AND d.id != $5 \
              ORDER BY d.updated_at, d.id LIMIT 1"
         ),
-        &[&f.site, &f.org, &f.doc_type, &after],
+        &[&f.site, &f.org, &f.doc_type, &f.within, &after],
     )
     .await?
     .map(|r| r.get(0)))
 }
 
-async fn search(c: &impl GenericClient, text: &str, limit: u32) -> StoreResult<Vec<Document>> {
+async fn search(
+    c: &impl GenericClient,
+    text: &str,
+    limit: u32,
+    within: Option<String>,
+) -> StoreResult<Vec<Document>> {
     // Prefix match with LIKE's wildcards escaped, so `%` in a doc_no is literal.
     let escaped = text
         .replace('\\', "\\\\")
@@ -160,10 +186,11 @@ async fn search(c: &impl GenericClient, text: &str, limit: u32) -> StoreResult<V
         c,
         &format!(
             "SELECT {DOCUMENT_COLUMNS} FROM documents d \
-             WHERE d.doc_no LIKE $1 ESCAPE '\\' OR d.cover_code LIKE $1 ESCAPE '\\' \
+             WHERE (d.doc_no LIKE $1 ESCAPE '\\' OR d.cover_code LIKE $1 ESCAPE '\\') \
+             AND ($4::text IS NULL OR EXISTS (SELECT 1 FROM packets p WHERE p.document_id = d.id AND p.site = $4)) \
              ORDER BY (d.doc_no = $2 OR d.cover_code = $2) DESC, d.updated_at DESC LIMIT $3"
         ),
-        &[&format!("{escaped}%"), &text, &i64::from(limit)],
+        &[&format!("{escaped}%"), &text, &i64::from(limit), &within],
     )
     .await?
     .iter()
@@ -348,8 +375,37 @@ impl WebStore for PgStore {
         next_in_queue(&self.conn().await?, &filter, after).await
     }
 
-    async fn search_documents(&self, text: &str, limit: u32) -> StoreResult<Vec<Document>> {
-        search(&self.conn().await?, text, limit).await
+    async fn search_documents(
+        &self,
+        text: &str,
+        limit: u32,
+        within: Option<String>,
+    ) -> StoreResult<Vec<Document>> {
+        search(&self.conn().await?, text, limit, within).await
+    }
+
+    async fn documents_at_site(&self, ids: Vec<i64>, site: String) -> StoreResult<Vec<i64>> {
+        let mut visible: Vec<i64> = db::query(
+            &self.conn().await?,
+            "SELECT DISTINCT document_id FROM packets WHERE document_id = ANY($1) AND site = $2",
+            &[&ids, &site],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+        // In the order asked, like the SQLite store.
+        visible.sort_by_key(|id| ids.iter().position(|i| i == id));
+        Ok(visible)
+    }
+
+    async fn packets_at(
+        &self,
+        state: PacketState,
+        within: Option<String>,
+        limit: u32,
+    ) -> StoreResult<Vec<Packet>> {
+        packets::list_at(&self.conn().await?, state, within.as_deref(), limit).await
     }
 
     async fn packet(&self, id: Uuid) -> StoreResult<Option<Packet>> {

@@ -50,10 +50,11 @@ pub fn record_page(
     agent: &Agent,
     page: &StoredPage,
 ) -> StoreResult<PacketResolution> {
+    // Ownership first, also for a replay: an agent hears only about its own packets.
+    ensure_packet(tx, agent, page.packet_id, page.cover_code.as_deref())?;
     if page_stored(tx, page.capture_id)? {
         return resolve(tx, page.packet_id, &Actor(format!("agent:{}", agent.id)));
     }
-    ensure_packet(tx, agent, page.packet_id, page.cover_code.as_deref())?;
     let barcodes = serde_json::to_string(&page.barcodes)
         .map_err(|e| StoreError::Corrupt(format!("page {} barcodes: {e}", page.capture_id)))?;
     let inserted = tx.execute(
@@ -346,6 +347,21 @@ pub fn list(conn: &Connection, state: Option<PacketState>, limit: u32) -> StoreR
         "SELECT id, agent_id, site, cover_code, state, sealed_page_count, document_id, reason, created_at \
          FROM packets WHERE ?1 IS NULL OR state = ?1 ORDER BY created_at, id LIMIT ?2",
         params![state.map(|s| s.as_str()), limit],
+    )
+}
+
+/// Packets in `state`, oldest first; with `site`, only that site's.
+pub fn list_at(
+    conn: &Connection,
+    state: PacketState,
+    site: Option<&str>,
+    limit: u32,
+) -> StoreResult<Vec<Packet>> {
+    query(
+        conn,
+        "SELECT id, agent_id, site, cover_code, state, sealed_page_count, document_id, reason, created_at \
+         FROM packets WHERE state = ?1 AND (?2 IS NULL OR site = ?2) ORDER BY created_at, id LIMIT ?3",
+        params![state.as_str(), site, limit],
     )
 }
 

@@ -6,6 +6,7 @@ use super::{SqliteStore, now, packets};
 use crate::store::{Actor, Document, Packet, Scheme, StoreError, StoreResult};
 use crate::web::store::*;
 use async_trait::async_trait;
+use imc_shared::api::PacketState;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 
@@ -27,28 +28,38 @@ fn user(r: &Row<'_>) -> rusqlite::Result<StoreResult<User>> {
     })
 }
 
-/// The WHERE clause of the queue: matched, then the optional filters as ?1..?3.
+/// The WHERE clause of the queue: matched, then the optional filters as
+/// ?1..?3 and the user's site scope as ?4.
 const QUEUE_WHERE: &str = "d.status = 'matched' \
      AND (?1 IS NULL OR EXISTS (SELECT 1 FROM packets p WHERE p.document_id = d.id AND p.site = ?1)) \
-     AND (?2 IS NULL OR d.org = ?2) AND (?3 IS NULL OR d.doc_type = ?3)";
+     AND (?2 IS NULL OR d.org = ?2) AND (?3 IS NULL OR d.doc_type = ?3) \
+     AND (?4 IS NULL OR EXISTS (SELECT 1 FROM packets p WHERE p.document_id = d.id AND p.site = ?4))";
+
+/// Matched documents within the site scope ?1: what the queue's counts count.
+const SCOPED_MATCHED: &str = "d.status = 'matched' \
+     AND (?1 IS NULL OR EXISTS (SELECT 1 FROM packets w WHERE w.document_id = d.id AND w.site = ?1))";
 
 const SITE_OF: &str =
     "(SELECT p.site FROM packets p WHERE p.document_id = d.id ORDER BY p.created_at DESC LIMIT 1)";
 
-fn counts(conn: &Connection, sql: &str) -> StoreResult<Vec<(String, u64)>> {
+fn counts(
+    conn: &Connection,
+    sql: &str,
+    within: &Option<String>,
+) -> StoreResult<Vec<(String, u64)>> {
     let mut stmt = conn.prepare_cached(sql)?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let rows = stmt.query_map([within], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
 fn queue(conn: &Connection, f: &QueueFilter, offset: u32, limit: u32) -> StoreResult<QueuePage> {
-    let args = params![f.site, f.org, f.doc_type];
+    let args = params![f.site, f.org, f.doc_type, f.within];
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {DOCUMENT_COLUMNS}, {SITE_OF} FROM documents d WHERE {QUEUE_WHERE} \
-         ORDER BY d.updated_at, d.id LIMIT ?4 OFFSET ?5"
+         ORDER BY d.updated_at, d.id LIMIT ?5 OFFSET ?6"
     ))?;
     let rows = stmt.query_map(
-        params![f.site, f.org, f.doc_type, limit, offset],
+        params![f.site, f.org, f.doc_type, f.within, limit, offset],
         |r| -> rusqlite::Result<StoreResult<QueueRow>> {
             let site: Option<String> = r.get(16)?;
             Ok(rows::document(r)?.map(|document| QueueRow { document, site }))
@@ -61,8 +72,10 @@ fn queue(conn: &Connection, f: &QueueFilter, offset: u32, limit: u32) -> StoreRe
         ))?
         .query_row(args, |r| r.get(0))?;
     let total = conn
-        .prepare_cached("SELECT COUNT(*) FROM documents WHERE status = 'matched'")?
-        .query_row([], |r| r.get(0))?;
+        .prepare_cached(&format!(
+            "SELECT COUNT(*) FROM documents d WHERE {SCOPED_MATCHED}"
+        ))?
+        .query_row([&f.within], |r| r.get(0))?;
     Ok(QueuePage {
         rows,
         filtered,
@@ -70,16 +83,24 @@ fn queue(conn: &Connection, f: &QueueFilter, offset: u32, limit: u32) -> StoreRe
         by_site: counts(
             conn,
             "SELECT p.site, COUNT(DISTINCT d.id) FROM documents d JOIN packets p ON p.document_id = d.id \
-             WHERE d.status = 'matched' GROUP BY p.site ORDER BY p.site",
+             WHERE d.status = 'matched' AND (?1 IS NULL OR p.site = ?1) GROUP BY p.site ORDER BY p.site",
+            &f.within,
         )?,
         by_org: counts(
             conn,
-            "SELECT org, COUNT(*) FROM documents WHERE status = 'matched' GROUP BY org ORDER BY org",
+            &format!(
+                "SELECT d.org, COUNT(*) FROM documents d WHERE {SCOPED_MATCHED} \
+                 GROUP BY d.org ORDER BY d.org"
+            ),
+            &f.within,
         )?,
         by_doc_type: counts(
             conn,
-            "SELECT doc_type, COUNT(*) FROM documents WHERE status = 'matched' \
-             GROUP BY doc_type ORDER BY doc_type",
+            &format!(
+                "SELECT d.doc_type, COUNT(*) FROM documents d WHERE {SCOPED_MATCHED} \
+                 GROUP BY d.doc_type ORDER BY d.doc_type"
+            ),
+            &f.within,
         )?,
     })
 }
@@ -93,18 +114,19 @@ fn next_in_queue(conn: &Connection, f: &QueueFilter, after: i64) -> StoreResult<
         )
         .optional()?;
     let first = format!(
-        "SELECT d.id FROM documents d WHERE {QUEUE_WHERE} AND d.id != ?4 \
+        "SELECT d.id FROM documents d WHERE {QUEUE_WHERE} AND d.id != ?5 \
          ORDER BY d.updated_at, d.id LIMIT 1"
     );
     if let Some((updated_at, id)) = position {
         let next = conn
             .prepare_cached(&format!(
                 "SELECT d.id FROM documents d WHERE {QUEUE_WHERE} \
-                 AND (d.updated_at, d.id) > (?4, ?5) ORDER BY d.updated_at, d.id LIMIT 1"
+                 AND (d.updated_at, d.id) > (?5, ?6) ORDER BY d.updated_at, d.id LIMIT 1"
             ))?
-            .query_row(params![f.site, f.org, f.doc_type, updated_at, id], |r| {
-                r.get(0)
-            })
+            .query_row(
+                params![f.site, f.org, f.doc_type, f.within, updated_at, id],
+                |r| r.get(0),
+            )
             .optional()?;
         if next.is_some() {
             return Ok(next);
@@ -113,11 +135,18 @@ fn next_in_queue(conn: &Connection, f: &QueueFilter, after: i64) -> StoreResult<
     // Past the end, or the document left the queue: start from the oldest.
     Ok(conn
         .prepare_cached(&first)?
-        .query_row(params![f.site, f.org, f.doc_type, after], |r| r.get(0))
+        .query_row(params![f.site, f.org, f.doc_type, f.within, after], |r| {
+            r.get(0)
+        })
         .optional()?)
 }
 
-fn search(conn: &Connection, text: &str, limit: u32) -> StoreResult<Vec<Document>> {
+fn search(
+    conn: &Connection,
+    text: &str,
+    limit: u32,
+    within: Option<String>,
+) -> StoreResult<Vec<Document>> {
     // Prefix match with LIKE's wildcards escaped, so `%` in a doc_no is literal.
     let escaped = text
         .replace('\\', "\\\\")
@@ -125,10 +154,14 @@ fn search(conn: &Connection, text: &str, limit: u32) -> StoreResult<Vec<Document
         .replace('_', "\\_");
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {DOCUMENT_COLUMNS} FROM documents d \
-         WHERE d.doc_no LIKE ?1 ESCAPE '\\' OR d.cover_code LIKE ?1 ESCAPE '\\' \
+         WHERE (d.doc_no LIKE ?1 ESCAPE '\\' OR d.cover_code LIKE ?1 ESCAPE '\\') \
+         AND (?4 IS NULL OR EXISTS (SELECT 1 FROM packets p WHERE p.document_id = d.id AND p.site = ?4)) \
          ORDER BY (d.doc_no = ?2 OR d.cover_code = ?2) DESC, d.updated_at DESC LIMIT ?3"
     ))?;
-    let rows = stmt.query_map(params![format!("{escaped}%"), text, limit], rows::document)?;
+    let rows = stmt.query_map(
+        params![format!("{escaped}%"), text, limit, within],
+        rows::document,
+    )?;
     rows::collect(rows)
 }
 
@@ -290,13 +323,44 @@ impl WebStore for SqliteStore {
         self.read(move |c| next_in_queue(c, &filter, after)).await
     }
 
-    async fn search_documents(&self, text: &str, limit: u32) -> StoreResult<Vec<Document>> {
+    async fn search_documents(
+        &self,
+        text: &str,
+        limit: u32,
+        within: Option<String>,
+    ) -> StoreResult<Vec<Document>> {
         let text = text.to_owned();
-        self.read(move |c| search(c, &text, limit)).await
+        self.read(move |c| search(c, &text, limit, within)).await
+    }
+
+    async fn documents_at_site(&self, ids: Vec<i64>, site: String) -> StoreResult<Vec<i64>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM packets WHERE document_id = ?1 AND site = ?2)",
+            )?;
+            let mut visible = Vec::new();
+            for id in ids {
+                if stmt.query_row(params![id, site], |r| r.get::<_, bool>(0))? {
+                    visible.push(id);
+                }
+            }
+            Ok(visible)
+        })
+        .await
     }
 
     async fn packet(&self, id: Uuid) -> StoreResult<Option<Packet>> {
         self.read(move |c| packets::one(c, id)).await
+    }
+
+    async fn packets_at(
+        &self,
+        state: PacketState,
+        within: Option<String>,
+        limit: u32,
+    ) -> StoreResult<Vec<Packet>> {
+        self.read(move |c| packets::list_at(c, state, within.as_deref(), limit))
+            .await
     }
 
     async fn schemes(&self) -> StoreResult<Vec<Scheme>> {
@@ -336,6 +400,40 @@ mod tests {
             .await
             .unwrap();
         (dir, store)
+    }
+
+    /// A clerk's scope holds whatever the filters ask, counts included.
+    #[tokio::test]
+    async fn the_site_scope_bounds_rows_counts_and_next() {
+        let (_dir, store) = store_with_queue().await;
+        let bj = |site: Option<&str>| QueueFilter {
+            site: site.map(str::to_owned),
+            within: Some("bj".into()),
+            ..QueueFilter::default()
+        };
+        for asked in [None, Some("sh"), Some("bj")] {
+            let page = store.queue(bj(asked), 0, 10).await.unwrap();
+            assert!(page.rows.iter().all(|r| r.document.id == 1), "{asked:?}");
+            assert_eq!(page.total, 1);
+            assert_eq!(page.by_site, [("bj".to_owned(), 1)]);
+            assert_eq!(page.by_org, [("HQ".to_owned(), 1)]);
+        }
+        assert_eq!(store.next_in_queue(bj(None), 2).await.unwrap(), Some(1));
+        assert_eq!(store.next_in_queue(bj(None), 1).await.unwrap(), None);
+        assert_eq!(
+            store
+                .documents_at_site(vec![1, 2, 3, 4], "bj".into())
+                .await
+                .unwrap(),
+            [1, 4]
+        );
+        let found = store
+            .search_documents("IMC", 10, Some("sh".into()))
+            .await
+            .unwrap();
+        let mut ids: Vec<i64> = found.iter().map(|d| d.id).collect();
+        ids.sort();
+        assert_eq!(ids, [2, 3]);
     }
 
     #[tokio::test]

@@ -17,6 +17,7 @@ pub const TEXT: Text = Text {
     password: "Password",
     login_button: "Log in",
     login_locked: "Too many failed attempts for this user name; try again in 15 minutes.",
+    logged_out: "You have logged out.",
     login_failed: "Wrong user name or password.",
 
     queue_title: "Matched documents waiting for sign-off",

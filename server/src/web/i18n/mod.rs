@@ -87,6 +87,7 @@ pub struct Text {
     pub username: &'static str,
     pub password: &'static str,
     pub login_button: &'static str,
+    pub logged_out: &'static str,
     pub login_failed: &'static str,
     pub login_locked: &'static str,
 

@@ -17,6 +17,7 @@ pub const TEXT: Text = Text {
     password: "密码",
     login_button: "登录",
     login_locked: "该用户名登录失败次数过多，请 15 分钟后再试。",
+    logged_out: "已退出登录。",
     login_failed: "用户名或密码错误。",
 
     queue_title: "已匹配待签收单据",
