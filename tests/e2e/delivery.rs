@@ -412,7 +412,9 @@ async fn agent_connected(server: &TestServer, id: &str) -> bool {
 
 #[tokio::test]
 async fn a_half_open_link_is_noticed_at_both_ends_and_delivery_resumes_when_the_path_returns() {
-    let server = TestServer::start_with_env("127.0.0.1:0", &[("IMC_UPLINK_IDLE_SECS", "3")]);
+    // The server waits longer than the agent, so the agent's own detection is
+    // what the test sees (the server closing first would reach the desk as a reset).
+    let server = TestServer::start_with_env("127.0.0.1:0", &[("IMC_UPLINK_IDLE_SECS", "8")]);
     let mut agent = TestAgent::enroll(&server).await;
     let id = agent.config_value("agent_id");
     agent.configure("heartbeat_secs", 1.into());

@@ -64,11 +64,13 @@ impl Snapshot {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
-    /// Every blob a page or image row names, once, in name order.
+    /// Every blob a page or image row not purged by retention names, once, in
+    /// name order (purged bytes may already be gone).
     pub fn referenced_blobs(&self) -> anyhow::Result<Vec<BlobRef>> {
         let mut stmt = self.conn.prepare(
             "SELECT sha256, MAX(size) FROM \
-             (SELECT sha256, size FROM pages UNION ALL SELECT sha256, size FROM images) \
+             (SELECT sha256, size FROM pages WHERE purged_at IS NULL \
+             UNION ALL SELECT sha256, size FROM images WHERE purged_at IS NULL) \
              GROUP BY sha256 ORDER BY sha256",
         )?;
         let rows = stmt

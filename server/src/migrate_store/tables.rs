@@ -26,6 +26,8 @@ pub const TABLES: &[&str] = &[
     "webhook_deliveries",
     "users",
     "sessions",
+    // Blobs retention marked for deletion: the target's sweeper finishes the job.
+    "blob_deletions",
 ];
 
 /// The SQLite store's copy of the chain head; PostgreSQL keeps it in `audit_head`.
