@@ -4,11 +4,9 @@
 //! after the change the event reports has committed (the caller's store call
 //! returned), so a replica never acts on a revocation that rolled back.
 
+use super::listen::Feed;
 use crate::desk_bus::{DeskBus, Envelope};
 use deadpool_postgres::Pool;
-use futures_util::StreamExt;
-use std::sync::{Arc, OnceLock, Weak};
-use std::time::Duration;
 use tokio::sync::broadcast;
 
 const CHANNEL: &str = "imc_desks";
@@ -18,8 +16,7 @@ const MAX_PAYLOAD: usize = 7900;
 pub struct PgDeskBus {
     pool: Pool,
     config: tokio_postgres::Config,
-    sender: Arc<broadcast::Sender<Envelope>>,
-    started: OnceLock<()>,
+    feed: Feed<Envelope>,
 }
 
 impl PgDeskBus {
@@ -27,8 +24,9 @@ impl PgDeskBus {
         PgDeskBus {
             pool,
             config,
-            sender: Arc::new(broadcast::channel(256).0),
-            started: OnceLock::new(),
+            // Events missed in a gap stay missed: sessions are also closed
+            // by their own timeouts and refused tokens.
+            feed: Feed::new(CHANNEL, decode_all, None),
         }
     }
 }
@@ -64,76 +62,16 @@ impl DeskBus for PgDeskBus {
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Envelope> {
-        self.started.get_or_init(|| {
-            tokio::spawn(listen(self.config.clone(), Arc::downgrade(&self.sender)));
-        });
-        self.sender.subscribe()
+        self.feed.subscribe(&self.config)
     }
 }
 
-/// Listens until the bus is dropped, reconnecting with backoff.
-async fn listen(config: tokio_postgres::Config, sender: Weak<broadcast::Sender<Envelope>>) {
-    let mut backoff = Duration::from_millis(250);
-    while sender.strong_count() > 0 {
-        match listen_once(&config, &sender).await {
-            Ok(()) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "desk bus lost its database connection; reconnecting");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-            }
-        }
-    }
+fn decode_all(payloads: &[&str]) -> Vec<Envelope> {
+    payloads.iter().filter_map(|json| decode(json)).collect()
 }
 
-/// Ok when the bus is gone; Err when the connection failed.
-async fn listen_once(
-    config: &tokio_postgres::Config,
-    sender: &Weak<broadcast::Sender<Envelope>>,
-) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(tokio_postgres::NoTls).await?;
-    let (notes_tx, mut notes) = tokio::sync::mpsc::unbounded_channel();
-    let driver = tokio::spawn(async move {
-        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(message) = messages.next().await {
-            match message {
-                Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
-                    if notes_tx.send(n.payload().to_owned()).is_err() {
-                        return Ok(());
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    });
-    let schema: String = client
-        .query_one("SELECT current_schema()", &[])
-        .await?
-        .get(0);
-    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
-    while let Some(payload) = notes.recv().await {
-        let Some(sender) = sender.upgrade() else {
-            return Ok(());
-        };
-        if let Some(envelope) = decode(&schema, &payload) {
-            let _ = sender.send(envelope);
-        }
-    }
-    drop(client);
-    match driver.await {
-        Ok(result) => result,
-        Err(_) => Ok(()),
-    }
-}
-
-/// The envelope in `<schema> <json>`, if it is this schema's and readable.
-fn decode(schema: &str, payload: &str) -> Option<Envelope> {
-    let (from, json) = payload.split_once(' ')?;
-    if from != schema {
-        return None;
-    }
+/// The envelope in a payload (the schema already removed), if readable.
+fn decode(json: &str) -> Option<Envelope> {
     match serde_json::from_str(json) {
         Ok(envelope) => Some(envelope),
         Err(e) => {
@@ -149,7 +87,7 @@ mod tests {
     use crate::desk_bus::DeskEvent;
 
     #[test]
-    fn only_this_schemas_readable_events_count() {
+    fn only_readable_events_count() {
         let envelope = Envelope {
             from: uuid::Uuid::nil(),
             event: DeskEvent::SessionTaken {
@@ -158,9 +96,7 @@ mod tests {
             },
         };
         let json = serde_json::to_string(&envelope).unwrap();
-        assert_eq!(decode("s1", &format!("s1 {json}")), Some(envelope));
-        assert_eq!(decode("s2", &format!("s1 {json}")), None);
-        assert_eq!(decode("s1", "s1 {"), None);
-        assert_eq!(decode("s1", "garbage"), None);
+        let twice = decode_all(&[json.as_str(), "{", "garbage", json.as_str()]);
+        assert_eq!(twice, [envelope.clone(), envelope]);
     }
 }

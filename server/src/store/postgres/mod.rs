@@ -17,6 +17,7 @@ mod db;
 mod desk_bus;
 mod documents;
 mod invoices;
+mod listen;
 pub mod migrate;
 mod ops;
 mod packets;
@@ -40,7 +41,7 @@ pub struct PgStore {
     pool: Pool,
     /// For the live-update listener's own connection.
     config: tokio_postgres::Config,
-    announcer: Arc<changes::Announcer>,
+    announcer: Arc<listen::Feed<Change>>,
 }
 
 impl PgStore {
@@ -69,7 +70,7 @@ impl PgStore {
         Ok(PgStore {
             pool,
             config,
-            announcer: Arc::new(changes::Announcer::new()),
+            announcer: Arc::new(changes::feed()),
         })
     }
 
