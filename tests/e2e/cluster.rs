@@ -130,39 +130,6 @@ fn add_user(database: &str, name: &str) {
     );
 }
 
-/// Logs in to one replica's desk; returns the session cookie.
-async fn desk_login(server: &TestServer, name: &str) -> String {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let login = format!("{}/ui/login", server.base);
-    let page = client.get(&login).send().await.unwrap();
-    let cookie = page.headers()["set-cookie"].to_str().unwrap().to_owned();
-    let csrf = cookie
-        .split(';')
-        .next()
-        .unwrap()
-        .split_once('=')
-        .unwrap()
-        .1
-        .to_owned();
-    let ok = client
-        .post(&login)
-        .header("cookie", format!("imc_login_csrf={csrf}"))
-        .form(&[("name", name), ("password", PASSWORD), ("_csrf", &csrf)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ok.status(), 303);
-    ok.headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_owned())
-        .find(|c| c.starts_with("imc_session="))
-        .unwrap()
-}
-
 /// Starts two replicas on a fresh schema and bucket prefix.
 async fn replicas() -> (String, TestServer, TestServer) {
     let settings = services();
@@ -327,7 +294,7 @@ async fn two_replicas_survive_a_kill_and_agree() {
 
     // A desk user watching replica two sees a sign-off made on replica one.
     add_user(&database, "wang");
-    let session = desk_login(&second, "wang").await;
+    let session = crate::harness::desk_login(&second.base, "wang", PASSWORD).await;
     let mut events = reqwest::Client::new()
         .get(format!("{}/ui/events", second.base))
         .header("cookie", &session)

@@ -450,3 +450,44 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
 }
+
+/// A client that shows redirects instead of following them (the desk
+/// answers a login with 303).
+pub fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Logs a desk user in through the login form (which first sets its CSRF
+/// cookie); returns the session cookie, `imc_session=...`.
+pub async fn desk_login(base: &str, name: &str, password: &str) -> String {
+    let client = no_redirects();
+    let login = format!("{base}/ui/login");
+    let page = client.get(&login).send().await.unwrap();
+    let csrf = page.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_owned();
+    let ok = client
+        .post(&login)
+        .header("cookie", format!("imc_login_csrf={csrf}"))
+        .form(&[("name", name), ("password", password), ("_csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 303, "login of {name}");
+    ok.headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .find(|c| c.starts_with("imc_session="))
+        .unwrap()
+}

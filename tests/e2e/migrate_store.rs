@@ -4,7 +4,7 @@
 //! on the copy has the same documents, statuses and image bytes, the audit
 //! chain verifies, and the same scan desk (same token) delivers to it.
 
-use crate::harness::{TestAgent, TestServer, bin, sha256_hex};
+use crate::harness::{TestAgent, TestServer, bin, desk_login, sha256_hex};
 use crate::scale::{fresh_database, services};
 use crate::scan;
 use serde_json::{Value, json};
@@ -13,39 +13,6 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
 const PASSWORD: &str = "desk-password-1";
-
-/// Logs a desk user in through the login form; returns the session cookie.
-async fn desk_session(base: &str, name: &str) -> String {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let login = format!("{base}/ui/login");
-    let page = client.get(&login).send().await.unwrap();
-    let cookie = page.headers()["set-cookie"].to_str().unwrap().to_owned();
-    let csrf = cookie
-        .split(';')
-        .next()
-        .unwrap()
-        .split_once('=')
-        .unwrap()
-        .1
-        .to_owned();
-    let ok = client
-        .post(&login)
-        .header("cookie", format!("imc_login_csrf={csrf}"))
-        .form(&[("name", name), ("password", PASSWORD), ("_csrf", &csrf)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ok.status(), 303);
-    ok.headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_owned())
-        .find(|c| c.starts_with("imc_session="))
-        .unwrap()
-}
 
 async fn desk_queue_status(base: &str, session: &str) -> u16 {
     reqwest::Client::builder()
@@ -129,7 +96,7 @@ async fn an_embedded_installation_moves_to_postgres_and_garage() {
         "{}",
         String::from_utf8_lossy(&added.stderr)
     );
-    let session = desk_session(&embedded.base, "zhao").await;
+    let session = desk_login(&embedded.base, "zhao", PASSWORD).await;
     assert_eq!(desk_queue_status(&embedded.base, &session).await, 200);
     let mut ids = Vec::new();
     for n in 1..=3 {
@@ -252,7 +219,7 @@ async fn an_embedded_installation_moves_to_postgres_and_garage() {
         desk_queue_status(&scaled.base, "imc_session=ses_x").await,
         200
     );
-    desk_session(&scaled.base, "zhao").await;
+    desk_login(&scaled.base, "zhao", PASSWORD).await;
     assert_eq!(scaled.status_of(ids[1]).await, "matched");
     // The outbox and its attempts came along (the new server may have tried again since).
     let (status, deliveries) = scaled.get(&deliveries_path).await;

@@ -4,7 +4,7 @@
 //! purged (410 with when and why, on the API and the desk), a document still
 //! in progress keeps them, and `/metrics` counts the purge.
 
-use crate::harness::{TestAgent, TestServer, bin, eventually, sha256_hex};
+use crate::harness::{TestAgent, TestServer, bin, desk_login, eventually, sha256_hex};
 use crate::scan;
 use serde_json::{Value, json};
 use std::process::Command;
@@ -25,7 +25,7 @@ fn blob_file(server: &TestServer, sha: &str) -> std::path::PathBuf {
 }
 
 /// A desk session cookie for a new sign-off user.
-async fn desk_session(server: &TestServer, client: &reqwest::Client) -> String {
+async fn desk_session(server: &TestServer) -> String {
     let output = Command::new(bin("imc-server"))
         .args(["user", "add", "--data-dir"])
         .arg(&server.data_dir)
@@ -33,31 +33,7 @@ async fn desk_session(server: &TestServer, client: &reqwest::Client) -> String {
         .output()
         .unwrap();
     assert!(output.status.success(), "{output:?}");
-    let login = format!("{}/ui/login", server.base);
-    let page = client.get(&login).send().await.unwrap();
-    let cookie = page.headers()["set-cookie"].to_str().unwrap().to_owned();
-    let token = cookie
-        .split(';')
-        .next()
-        .unwrap()
-        .split_once('=')
-        .unwrap()
-        .1
-        .to_owned();
-    let ok = client
-        .post(&login)
-        .header("cookie", format!("imc_login_csrf={token}"))
-        .form(&[("name", "li"), ("password", PASSWORD), ("_csrf", &token)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ok.status(), 303);
-    ok.headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_owned())
-        .find(|c| c.starts_with("imc_session="))
-        .unwrap()
+    desk_login(&server.base, "li", PASSWORD).await
 }
 
 #[tokio::test]
@@ -170,7 +146,7 @@ async fn final_documents_lose_their_image_bytes_and_documents_in_progress_keep_t
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let session = desk_session(&server, &client).await;
+    let session = desk_session(&server).await;
     let id = images[1]["id"].as_i64().unwrap();
     let thumb = client
         .get(format!("{}/ui/images/{id}/thumb", server.base))

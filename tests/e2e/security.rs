@@ -2,7 +2,7 @@
 //! tokens, rotation and revocation, single-use enrolment codes, the audit of
 //! auth failures.
 
-use crate::harness::{TOKEN, TestAgent, TestServer, bin, eventually};
+use crate::harness::{TOKEN, TestAgent, TestServer, bin, eventually, no_redirects};
 use crate::scan::{self, Degrade};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -484,44 +484,7 @@ async fn desk_login(server: &TestServer, name: &str, role: &str, site: Option<&s
     }
     let output = command.output().unwrap();
     assert!(output.status.success(), "{output:?}");
-    let client = no_redirects();
-    let login = format!("{}/ui/login", server.base);
-    let page = client.get(&login).send().await.unwrap();
-    let token = page.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .split_once('=')
-        .unwrap()
-        .1
-        .to_owned();
-    let ok = client
-        .post(&login)
-        .header("cookie", format!("imc_login_csrf={token}"))
-        .form(&[
-            ("name", name),
-            ("password", "desk-password-1"),
-            ("_csrf", &token),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ok.status(), 303, "login of {name}");
-    ok.headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_owned())
-        .find(|c| c.starts_with("imc_session="))
-        .unwrap()
-}
-
-fn no_redirects() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+    crate::harness::desk_login(&server.base, name, "desk-password-1").await
 }
 
 /// The next `change` events of a desk event stream, as JSON, until `until`
