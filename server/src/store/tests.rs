@@ -1095,53 +1095,56 @@ async fn an_agent_touches_only_its_own_packets(store: &dyn Store) {
 
 /// A committed change is announced; a refused one is not.
 async fn committed_changes_are_announced(fixture: &Fixture) {
+    use std::time::Duration;
     let store = &*fixture.store;
     match_mode(store).await;
-    let id = doc(store, "C-1").await;
-    scanned(store, id, "c").await;
+    let toggled = doc(store, "C-1").await;
+    let refused = doc(store, "C-2").await;
+    scanned(store, toggled, "c").await;
+    scanned(store, refused, "d").await;
     let mut changes = (fixture.changes)();
-    let refused = store
-        .decide(
-            id,
+    let mut signed = false;
+    let mut toggle = || {
+        signed = !signed;
+        if signed {
+            Decision::SignOff
+        } else {
             Decision::Unsign {
-                reason: "no".into(),
-            },
-            &actor(),
-        )
-        .await;
-    assert!(refused.is_err(), "{refused:?}");
+                reason: "again".into(),
+            }
+        }
+    };
     // PostgreSQL's listener connects in the background and may miss what
-    // commits before its LISTEN: sign off (and back) until heard.
-    let announced = tokio::time::timeout(std::time::Duration::from_secs(30), async {
-        let mut signed = false;
+    // commits before its LISTEN: toggle until a change is heard.
+    tokio::time::timeout(Duration::from_secs(30), async {
         loop {
-            let decision = if signed {
-                Decision::Unsign {
-                    reason: "again".into(),
-                }
-            } else {
-                Decision::SignOff
-            };
-            store.decide(id, decision, &actor()).await.unwrap();
-            signed = !signed;
-            let heard = tokio::time::timeout(std::time::Duration::from_millis(500), async {
-                loop {
-                    match changes.recv().await {
-                        Ok(change) if change.documents.contains(&id) => return change,
-                        Ok(_) => {}
-                        Err(e) => panic!("announcements ended: {e}"),
-                    }
-                }
-            })
-            .await;
+            store.decide(toggled, toggle(), &actor()).await.unwrap();
+            let heard = tokio::time::timeout(Duration::from_millis(500), changes.recv()).await;
             if let Ok(change) = heard {
-                return change;
+                assert!(change.unwrap().documents.contains(&toggled));
+                return;
             }
         }
     })
     .await
-    .expect("the sign-off was announced");
-    assert_eq!(announced.documents, [id]);
+    .expect("the listener hears committed changes");
+    // Let the announcements of earlier toggles arrive and go.
+    while let Ok(change) = tokio::time::timeout(Duration::from_millis(500), changes.recv()).await {
+        assert_eq!(change.unwrap().documents, [toggled]);
+    }
+    // A refused decision writes nothing, so nothing is announced: the next
+    // announcement is the committed one that follows it.
+    let unsign = Decision::Unsign {
+        reason: "never signed".into(),
+    };
+    let refusal = store.decide(refused, unsign, &actor()).await;
+    assert!(refusal.is_err(), "{refusal:?}");
+    store.decide(toggled, toggle(), &actor()).await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(10), changes.recv())
+        .await
+        .expect("the committed decision was announced")
+        .unwrap();
+    assert_eq!(next.documents, [toggled]);
 }
 
 // ── Retention of image bytes (crate::retention) ──
