@@ -8,6 +8,9 @@ need=()
 fc-list 2>/dev/null | grep -qi "WenQuanYi Micro Hei" || need+=(fonts-wqy-microhei)
 command -v cc >/dev/null || need+=(build-essential)
 command -v pkg-config >/dev/null || need+=(pkg-config)
+# The agent builds zxing-cpp (its DataMatrix and PDF417 reader) from C++ sources.
+command -v c++ >/dev/null || need+=(g++)
+command -v cmake >/dev/null || need+=(cmake)
 # The sign-off desk's browser tests: Debian's Chromium driven by playwright-core.
 [[ -x /usr/bin/chromium ]] || need+=(chromium)
 command -v node >/dev/null || need+=(nodejs)

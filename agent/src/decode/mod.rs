@@ -21,8 +21,10 @@
 //!    global-histogram binarizer, locally thresholded lines for shaded 1D.
 //! 3. With [`DecodeOptions::full_scan`], every pass also runs Code 39, EAN-13,
 //!    DataMatrix and PDF417 so page metadata (e.g. the QR on a VAT invoice) is
-//!    reported; when nothing at all was found, the last stage adds inverted
-//!    images, pure-symbol mode and quarter turns for PDF417.
+//!    reported. DataMatrix and PDF417 are read first by zxing-cpp, whose
+//!    readers beat rxing's on distorted prints and ECI texts; rxing's look for
+//!    them only when zxing-cpp found none. When nothing at all was found, the
+//!    last stage adds inverted images, pure-symbol mode and quarter turns.
 //!
 //! rxing's multi-barcode readers cost 0.5-5 s per page and are never used.
 //! Every third-party call is wrapped in `catch_unwind`, and escalation stops at
@@ -38,6 +40,7 @@ mod orient;
 mod pipeline;
 mod raster;
 mod rqrr_qr;
+mod zxing;
 
 #[cfg(test)]
 mod synth;

@@ -6,7 +6,7 @@ use super::collector::Collector;
 use super::linear::{self, Layout, LinearSpec, RowBinarizer};
 use super::matrix::{self, Binarization, MatrixSpec};
 use super::raster::{self, Plane, View};
-use super::{DecodeOptions, PageBarcodes, Symbology, rqrr_qr};
+use super::{DecodeOptions, PageBarcodes, Symbology, rqrr_qr, zxing};
 
 /// Long side of the cheap working copy. 300 dpi A4 (3508) halves to 1754;
 /// 200 dpi (2339) is left alone because halving would make 4-dot bars 1.3 px.
@@ -83,6 +83,9 @@ pub(super) fn run(img: &image::GrayImage, opts: &DecodeOptions) -> PageBarcodes 
     let reduced = (factor > 1).then(|| raster::downscale(full, factor));
     let work = reduced.as_ref().map_or(full, Plane::view);
 
+    if opts.full_scan {
+        zxing::scan(full, &mut ctx.sink);
+    }
     cheap_pass(&mut ctx, work);
     if ctx.go() {
         escalate(&mut ctx, full, work, factor > 1);
@@ -108,10 +111,12 @@ fn cheap_pass(ctx: &mut Ctx<'_, '_>, work: View<'_>) {
     if !ctx.go() && !full {
         return;
     }
+    // Formats zxing-cpp already read are not read again: rxing's PDF417 text
+    // decoder can give a second, wrong text for the same symbol.
     let m = MatrixSpec {
         qr: true,
-        datamatrix: full,
-        pdf417: full,
+        datamatrix: full && !ctx.sink.has(Symbology::DataMatrix),
+        pdf417: full && !ctx.sink.has(Symbology::Pdf417),
         ..MatrixSpec::default()
     };
     ctx.damaged |= matrix::scan(work, Binarization::Hybrid, &m, &mut ctx.sink);

@@ -5,7 +5,10 @@
 #![allow(dead_code)]
 
 use image::{GrayImage, Luma, imageops};
-use rxing::{BarcodeFormat, Writer, oned::Code128Writer, qrcode::QRCodeWriter};
+use rxing::{
+    BarcodeFormat, EncodeHints, MultiFormatWriter, Writer, oned::Code128Writer,
+    qrcode::QRCodeWriter,
+};
 
 /// A4 at 300 dpi.
 pub const A4_300: (u32, u32) = (2480, 3508);
@@ -76,6 +79,40 @@ pub fn draw_qr(img: &mut GrayImage, text: &str, x: u32, y: u32, module: u32) -> 
         }
     }
     bits.getWidth() * module
+}
+
+/// Draws `text` as a DataMatrix or PDF417 symbol, `module` pixels per
+/// module (PDF417 rows are three modules tall); returns (width, height).
+pub fn draw_matrix(
+    img: &mut GrayImage,
+    format: BarcodeFormat,
+    text: &str,
+    x: u32,
+    y: u32,
+    module: u32,
+) -> (u32, u32) {
+    // UTF-8 with an ECI designator, so non-Latin text survives.
+    let hints = EncodeHints {
+        CharacterSet: Some("UTF-8".into()),
+        ..EncodeHints::default()
+    };
+    let Ok(bits) = MultiFormatWriter.encode_with_hints(text, &format, 0, 0, &hints) else {
+        return (0, 0);
+    };
+    let tall = if format == BarcodeFormat::PDF_417 {
+        3
+    } else {
+        1
+    };
+    for row in 0..bits.getHeight() {
+        for col in 0..bits.getWidth() {
+            if bits.get(col, row) {
+                let (px, py) = (x + col * module, y + row * module * tall);
+                fill_rect(img, px, py, module, module * tall, 0);
+            }
+        }
+    }
+    (bits.getWidth() * module, bits.getHeight() * module * tall)
 }
 
 /// Lines of "words": dark blocks with letter-like gaps, like body text at 10-12 pt.

@@ -129,6 +129,52 @@ fn vat_qr_is_reported_but_never_a_cover() {
     assert_eq!(scan_page(&img, &options(false)).cover_code, None);
 }
 
+/// A shipping label's DataMatrix and a PDF417 with Chinese text (an ECI
+/// switch inside the symbol) on a skewed, noisy JPEG page: a full scan reads
+/// both exactly, once each; cover mode does not look for them.
+#[test]
+fn datamatrix_and_pdf417_are_read_in_a_full_scan() {
+    const DATAMATRIX: &str =
+        "[)>\u{1e}06\u{1d}P445-175186-1-ND\u{1d}1PTFM252012\u{1d}Q10\u{1e}\u{4}";
+    const PDF417: &str = "INV 2024-00017 收货单位：上海某某有限公司 金额 1234.56";
+    let mut page = synth::blank_page();
+    synth::draw_text(&mut page, &mut Rng::new(17), 200, 700, 2300, 2000);
+    synth::draw_matrix(
+        &mut page,
+        rxing::BarcodeFormat::DATA_MATRIX,
+        DATAMATRIX,
+        1900,
+        150,
+        8,
+    );
+    synth::draw_matrix(
+        &mut page,
+        rxing::BarcodeFormat::PDF_417,
+        PDF417,
+        250,
+        2100,
+        4,
+    );
+    let img = degrade(&page, 300, 2.0, 12, Some(70), 90);
+
+    let full = scan_page(&img, &options(true));
+    for (symbology, text) in [
+        (Symbology::DataMatrix, DATAMATRIX),
+        (Symbology::Pdf417, PDF417),
+    ] {
+        let reads = full
+            .barcodes
+            .iter()
+            .filter(|b| b.symbology == symbology)
+            .map(|b| b.text.as_str())
+            .collect::<Vec<_>>();
+        assert_eq!(reads, [text], "{}", summary(&full));
+    }
+    assert_eq!(full.cover_code, None);
+    let cover_mode = scan_page(&img, &options(false));
+    assert!(cover_mode.barcodes.is_empty(), "{}", summary(&cover_mode));
+}
+
 #[test]
 fn pages_without_barcodes_report_nothing() {
     let cases: &[(&str, GrayImage)] = &[
