@@ -171,6 +171,30 @@ enum UserCommand {
         #[arg(long)]
         password: Option<String>,
     },
+    /// Disable a user: their sessions end at once and they cannot log in.
+    Disable {
+        #[command(flatten)]
+        at: imc_server::cli::StoreArgs,
+        #[arg(long)]
+        name: String,
+    },
+    /// Let a disabled user log in again.
+    Enable {
+        #[command(flatten)]
+        at: imc_server::cli::StoreArgs,
+        #[arg(long)]
+        name: String,
+    },
+    /// Set a new password (asks for it when --password is not given); the
+    /// user's sessions end.
+    Password {
+        #[command(flatten)]
+        at: imc_server::cli::StoreArgs,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        password: Option<String>,
+    },
 }
 
 /// Where a scaled-out server keeps its data instead of the data dir.
@@ -476,6 +500,15 @@ fn run_async(command: Command, file: ServerFile) -> anyhow::Result<()> {
                         password,
                     },
             } => imc_server::web::users::add_from_cli(&at, &name, &role, site, password).await,
+            Command::User {
+                command: UserCommand::Disable { at, name },
+            } => imc_server::web::users::set_disabled_from_cli(&at, &name, true).await,
+            Command::User {
+                command: UserCommand::Enable { at, name },
+            } => imc_server::web::users::set_disabled_from_cli(&at, &name, false).await,
+            Command::User {
+                command: UserCommand::Password { at, name, password },
+            } => imc_server::web::users::set_password_from_cli(&at, &name, password).await,
             Command::Token { command } => imc_server::cli::token(command).await,
             // Handled without a runtime in `run`.
             Command::Audit { .. }

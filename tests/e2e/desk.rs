@@ -5,7 +5,7 @@
 //! `IMC_SCREENSHOTS=DIR` makes the browser script save the main pages there
 //! (`scripts/screenshots.sh` uses it for `docs/screenshots/`).
 
-use crate::harness::{TestAgent, TestServer, bin, eventually};
+use crate::harness::{self, TestAgent, TestServer, bin, eventually};
 use crate::scan;
 use image::{GrayImage, Luma};
 use serde_json::json;
@@ -275,4 +275,98 @@ async fn sign_off_desk_in_a_real_browser() {
     assert_eq!(doc["images"].as_array().unwrap().len(), 2);
     let (_, list) = server.get("/packets?state=unmatched").await;
     assert_eq!(list["packets"], json!([]));
+}
+
+/// `imc-server user disable|enable|password` against a running server: the
+/// change holds at the next request, with no restart.
+#[tokio::test]
+async fn disabled_users_and_changed_passwords_end_their_sessions() {
+    let server = TestServer::start();
+    add_user(&server, "wang", "signoff", None);
+    add_user(&server, "root", "admin", None);
+    let user_cli = |args: &[&str]| {
+        let output = Command::new(bin("imc-server"))
+            .args(["user", args[0], "--data-dir"])
+            .arg(&server.data_dir)
+            .args(&args[1..])
+            .output()
+            .expect("run imc-server user");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.success(), text)
+    };
+    let client = harness::no_redirects();
+    let queue = format!("{}/ui/queue", server.base);
+    let opens_queue = |session: String| {
+        let (client, queue) = (client.clone(), queue.clone());
+        async move {
+            let r = client
+                .get(&queue)
+                .header("cookie", session)
+                .send()
+                .await
+                .unwrap();
+            r.status() == 200
+        }
+    };
+
+    let session = harness::desk_login(&server.base, "wang", PASSWORD).await;
+    assert!(opens_queue(session.clone()).await);
+    let (ok, said) = user_cli(&["disable", "--name", "wang"]);
+    assert!(ok && said.contains("user wang disabled"), "{said}");
+    assert!(
+        !opens_queue(session).await,
+        "a disabled user's session ended"
+    );
+    assert_eq!(login_status(&server.base, "wang", PASSWORD).await, 401);
+
+    let (ok, said) = user_cli(&["enable", "--name", "wang"]);
+    assert!(ok && said.contains("user wang enabled"), "{said}");
+    let session = harness::desk_login(&server.base, "wang", PASSWORD).await;
+
+    let new_password = "a-new-desk-password";
+    let (ok, said) = user_cli(&["password", "--name", "wang", "--password", new_password]);
+    assert!(
+        ok && said.contains("password of user wang changed"),
+        "{said}"
+    );
+    assert!(!opens_queue(session).await, "the old session ended");
+    assert_eq!(login_status(&server.base, "wang", PASSWORD).await, 401);
+    let session = harness::desk_login(&server.base, "wang", new_password).await;
+    assert!(opens_queue(session).await);
+
+    for (args, expected) in [
+        (
+            vec!["disable", "--name", "root"],
+            "root is the last enabled administrator",
+        ),
+        (vec!["disable", "--name", "nobody"], "user nobody not found"),
+        (
+            vec!["password", "--name", "wang", "--password", "short"],
+            "at least",
+        ),
+    ] {
+        let (ok, said) = user_cli(&args);
+        assert!(!ok && said.contains(expected), "{args:?}: {said}");
+    }
+}
+
+async fn login_status(base: &str, name: &str, password: &str) -> u16 {
+    let client = harness::no_redirects();
+    let login = format!("{base}/ui/login");
+    let page = client.get(&login).send().await.unwrap();
+    let cookie = page.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let csrf = cookie.split(';').next().unwrap().split_once('=').unwrap().1;
+    client
+        .post(&login)
+        .header("cookie", format!("imc_login_csrf={csrf}"))
+        .form(&[("name", name), ("password", password), ("_csrf", csrf)])
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }

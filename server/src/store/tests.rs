@@ -992,6 +992,88 @@ async fn desk_users_and_sessions(fixture: &Fixture) {
     assert!(gone.is_none());
 }
 
+/// Disabling a user ends their sessions and hides them from login; the last
+/// enabled administrator stays; a new password ends the old sessions too.
+async fn desk_users_disabled_and_new_passwords(fixture: &Fixture) {
+    use crate::web::store::{NewUser, Role};
+    let desk = &*fixture.desk;
+    let add = |name: &str, role: Role| NewUser {
+        name: name.into(),
+        role,
+        site: None,
+        password_hash: format!("hash-of-{name}"),
+    };
+    let li = desk
+        .add_user(add("li", Role::SignOff), &actor())
+        .await
+        .unwrap();
+    let root = desk
+        .add_user(add("root", Role::Admin), &actor())
+        .await
+        .unwrap();
+    let live = |token: &'static str| async move {
+        desk.session(token, "2026-05-31T00:00:00.000Z")
+            .await
+            .unwrap()
+            .is_some()
+    };
+    desk.create_session("li-1", li.id, "c", "2026-06-01T00:00:00.000Z")
+        .await
+        .unwrap();
+    desk.create_session("root-1", root.id, "c", "2026-06-01T00:00:00.000Z")
+        .await
+        .unwrap();
+
+    desk.set_user_disabled("li", true, &actor()).await.unwrap();
+    assert!(!live("li-1").await, "a disabled user's session must end");
+    assert!(live("root-1").await, "other users' sessions stay");
+    assert!(desk.user_by_name("li").await.unwrap().is_none());
+    assert_eq!(desk.users().await.unwrap().len(), 1);
+    // Again is a no-op, not an error; a disabled user gets no new password.
+    desk.set_user_disabled("li", true, &actor()).await.unwrap();
+    let refused = desk.set_user_password("li", "new", &actor()).await;
+    assert!(
+        matches!(refused, Err(StoreError::NotFound(_))),
+        "{refused:?}"
+    );
+    desk.set_user_disabled("li", false, &actor()).await.unwrap();
+    assert_eq!(
+        desk.user_by_name("li")
+            .await
+            .unwrap()
+            .map(|u| u.password_hash),
+        Some("hash-of-li".into())
+    );
+
+    let last = desk.set_user_disabled("root", true, &actor()).await;
+    assert!(matches!(last, Err(StoreError::Conflict(_))), "{last:?}");
+    assert!(live("root-1").await, "a refused disable changes nothing");
+    let nobody = desk.set_user_disabled("nobody", true, &actor()).await;
+    assert!(matches!(nobody, Err(StoreError::NotFound(_))), "{nobody:?}");
+
+    desk.set_user_password("root", "hash-2", &actor())
+        .await
+        .unwrap();
+    assert!(
+        !live("root-1").await,
+        "a new password ends the old sessions"
+    );
+    assert_eq!(
+        desk.user_by_name("root")
+            .await
+            .unwrap()
+            .map(|u| u.password_hash),
+        Some("hash-2".into())
+    );
+    // With a second administrator the first may go.
+    desk.add_user(add("admin2", Role::Admin), &actor())
+        .await
+        .unwrap();
+    desk.set_user_disabled("root", true, &actor())
+        .await
+        .unwrap();
+}
+
 /// The queue lists matched documents oldest first, filtered and counted;
 /// search takes `%` and `_` literally.
 async fn desk_queue_and_search(fixture: &Fixture) {
@@ -1464,10 +1546,10 @@ macro_rules! desk_cases {
 }
 
 mod desk {
-    desk_cases!(sqlite: desk_users_and_sessions, desk_queue_and_search,
-        committed_changes_are_announced);
-    desk_cases!(postgres: desk_users_and_sessions, desk_queue_and_search,
-        committed_changes_are_announced);
+    desk_cases!(sqlite: desk_users_and_sessions, desk_users_disabled_and_new_passwords,
+        desk_queue_and_search, committed_changes_are_announced);
+    desk_cases!(postgres: desk_users_and_sessions, desk_users_disabled_and_new_passwords,
+        desk_queue_and_search, committed_changes_are_announced);
 }
 
 macro_rules! conformance {

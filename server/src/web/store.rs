@@ -138,6 +138,18 @@ pub trait WebStore: Send + Sync + 'static {
     async fn add_user(&self, user: NewUser, actor: &Actor) -> StoreResult<User>;
     async fn user_by_name(&self, name: &str) -> StoreResult<Option<User>>;
     async fn users(&self) -> StoreResult<Vec<User>>;
+    /// Disables (`true`) or re-enables a user; disabling ends their sessions
+    /// at once. `NotFound` for an unknown name, `Conflict` for the last
+    /// enabled administrator (nobody could administer the desk after it).
+    async fn set_user_disabled(&self, name: &str, disabled: bool, actor: &Actor)
+    -> StoreResult<()>;
+    /// Replaces an enabled user's password hash and ends their sessions.
+    async fn set_user_password(
+        &self,
+        name: &str,
+        password_hash: &str,
+        actor: &Actor,
+    ) -> StoreResult<()>;
 
     async fn create_session(
         &self,

@@ -1,5 +1,5 @@
-//! Creating staff users: `imc-server user add` and the admin page share the
-//! checks here.
+//! Staff users from the command line (`imc-server user add|disable|enable|password`);
+//! the admin page shares the checks here.
 
 use super::passwords;
 use super::store::{NewUser, Role};
@@ -22,12 +22,7 @@ pub fn validate(
         bail!("name must be 1-64 characters without spaces");
     }
     let role: Role = role.parse().map_err(anyhow::Error::msg)?;
-    if password.chars().count() < passwords::MIN_PASSWORD_CHARS {
-        bail!(
-            "the password must have at least {} characters",
-            passwords::MIN_PASSWORD_CHARS
-        );
-    }
+    check_password(password)?;
     let site = site.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
     if role == Role::Clerk && site.is_none() {
         bail!("a clerk needs --site: the site whose desk they work at");
@@ -48,18 +43,7 @@ pub async fn add_from_cli(
     site: Option<String>,
     password: Option<String>,
 ) -> anyhow::Result<()> {
-    let password = match password {
-        Some(p) => p,
-        None => {
-            let first = rpassword::prompt_password(format!("password for {name}: "))
-                .context("reading the password")?;
-            let again = rpassword::prompt_password("again: ").context("reading the password")?;
-            if first != again {
-                bail!("the two passwords differ");
-            }
-            first
-        }
-    };
+    let password = password_or_prompt(name, password)?;
     let new = validate(name, role, site, &password)?;
     // An embedded installation may not exist yet: the first admin comes before the server.
     if let Some(data_dir) = &at.data_dir {
@@ -69,9 +53,7 @@ pub async fn add_from_cli(
         SqliteStore::open(&db).with_context(|| format!("opening database {}", db.display()))?;
     }
     let store = at.open().await?.desk;
-    let password_hash = tokio::task::spawn_blocking(move || passwords::hash_blocking(&password))
-        .await
-        .context("password hashing task")??;
+    let password_hash = hash(password).await?;
     let user = store
         .add_user(
             NewUser {
@@ -92,6 +74,77 @@ pub async fn add_from_cli(
             .unwrap_or_default()
     );
     Ok(())
+}
+
+fn check_password(password: &str) -> anyhow::Result<()> {
+    if password.chars().count() < passwords::MIN_PASSWORD_CHARS {
+        bail!(
+            "the password must have at least {} characters",
+            passwords::MIN_PASSWORD_CHARS
+        );
+    }
+    Ok(())
+}
+
+/// `imc-server user disable|enable`.
+pub async fn set_disabled_from_cli(
+    at: &crate::cli::StoreArgs,
+    name: &str,
+    disabled: bool,
+) -> anyhow::Result<()> {
+    let store = at.open().await?.desk;
+    let (verb, actor) = if disabled {
+        ("disabling", "cli:user-disable")
+    } else {
+        ("enabling", "cli:user-enable")
+    };
+    store
+        .set_user_disabled(name, disabled, &Actor(actor.into()))
+        .await
+        .with_context(|| format!("{verb} user {name}"))?;
+    if disabled {
+        println!("user {name} disabled; their sessions have ended");
+    } else {
+        println!("user {name} enabled");
+    }
+    Ok(())
+}
+
+/// `imc-server user password`: asks for it when none is given.
+pub async fn set_password_from_cli(
+    at: &crate::cli::StoreArgs,
+    name: &str,
+    password: Option<String>,
+) -> anyhow::Result<()> {
+    let password = password_or_prompt(name, password)?;
+    check_password(&password)?;
+    let store = at.open().await?.desk;
+    let password_hash = hash(password).await?;
+    store
+        .set_user_password(name, &password_hash, &Actor("cli:user-password".into()))
+        .await
+        .with_context(|| format!("setting the password of user {name}"))?;
+    println!("password of user {name} changed; their sessions have ended");
+    Ok(())
+}
+
+fn password_or_prompt(name: &str, given: Option<String>) -> anyhow::Result<String> {
+    if let Some(password) = given {
+        return Ok(password);
+    }
+    let first = rpassword::prompt_password(format!("password for {name}: "))
+        .context("reading the password")?;
+    let again = rpassword::prompt_password("again: ").context("reading the password")?;
+    if first != again {
+        bail!("the two passwords differ");
+    }
+    Ok(first)
+}
+
+async fn hash(password: String) -> anyhow::Result<String> {
+    tokio::task::spawn_blocking(move || passwords::hash_blocking(&password))
+        .await
+        .context("password hashing task")?
 }
 
 #[cfg(test)]

@@ -305,6 +305,86 @@ impl WebStore for PgStore {
         .collect()
     }
 
+    async fn set_user_disabled(
+        &self,
+        name: &str,
+        disabled: bool,
+        actor: &Actor,
+    ) -> StoreResult<()> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await?;
+        // The enabled administrators are locked first, so two replicas
+        // disabling the last two at once cannot both see another one left.
+        let admins: Vec<i64> = db::query(
+            &tx,
+            "SELECT id FROM users WHERE role = $1 AND disabled_at IS NULL ORDER BY id FOR UPDATE",
+            &[&Role::Admin.as_str()],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+        let found = db::query_opt(
+            &tx,
+            "SELECT id, role, disabled_at IS NOT NULL FROM users WHERE name = $1 FOR UPDATE",
+            &[&name],
+        )
+        .await?;
+        let Some(found) = found else {
+            return Err(StoreError::NotFound(format!("user {name}")));
+        };
+        let (id, role, was_disabled): (i64, String, bool) =
+            (found.get(0), found.get(1), found.get(2));
+        if was_disabled == disabled {
+            return Ok(());
+        }
+        if disabled && role == Role::Admin.as_str() && admins.iter().all(|a| *a == id) {
+            return Err(StoreError::Conflict(format!(
+                "{name} is the last enabled administrator"
+            )));
+        }
+        let at = disabled.then(now);
+        db::execute(
+            &tx,
+            "UPDATE users SET disabled_at = $1 WHERE id = $2",
+            &[&at, &id],
+        )
+        .await?;
+        db::execute(&tx, "DELETE FROM sessions WHERE user_id = $1", &[&id]).await?;
+        let action = if disabled {
+            "user.disable"
+        } else {
+            "user.enable"
+        };
+        documents::audit(&tx, actor, None, action, None, None, Some(name)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn set_user_password(
+        &self,
+        name: &str,
+        password_hash: &str,
+        actor: &Actor,
+    ) -> StoreResult<()> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await?;
+        let found = db::query_opt(
+            &tx,
+            "UPDATE users SET password_hash = $1 WHERE name = $2 AND disabled_at IS NULL RETURNING id",
+            &[&password_hash, &name],
+        )
+        .await?;
+        let Some(found) = found else {
+            return Err(StoreError::NotFound(format!("enabled user {name}")));
+        };
+        let id: i64 = found.get(0);
+        db::execute(&tx, "DELETE FROM sessions WHERE user_id = $1", &[&id]).await?;
+        documents::audit(&tx, actor, None, "user.password", None, None, Some(name)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn create_session(
         &self,
         token_hash: &str,

@@ -263,6 +263,81 @@ impl WebStore for SqliteStore {
         .await
     }
 
+    async fn set_user_disabled(
+        &self,
+        name: &str,
+        disabled: bool,
+        actor: &Actor,
+    ) -> StoreResult<()> {
+        let (name, actor) = (name.to_owned(), actor.clone());
+        self.write(move |tx| {
+            let found: Option<(i64, String, bool)> = tx
+                .query_row(
+                    "SELECT id, role, disabled_at IS NOT NULL FROM users WHERE name = ?1",
+                    [&name],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            let Some((id, role, was_disabled)) = found else {
+                return Err(StoreError::NotFound(format!("user {name}")));
+            };
+            if was_disabled == disabled {
+                return Ok(());
+            }
+            if disabled && role == Role::Admin.as_str() {
+                let others: i64 = tx.query_row(
+                    "SELECT COUNT(*) FROM users WHERE role = ?1 AND disabled_at IS NULL AND id <> ?2",
+                    params![Role::Admin.as_str(), id],
+                    |r| r.get(0),
+                )?;
+                if others == 0 {
+                    return Err(StoreError::Conflict(format!(
+                        "{name} is the last enabled administrator"
+                    )));
+                }
+            }
+            let at = disabled.then(now);
+            tx.execute(
+                "UPDATE users SET disabled_at = ?1 WHERE id = ?2",
+                params![at, id],
+            )?;
+            tx.execute("DELETE FROM sessions WHERE user_id = ?1", [id])?;
+            let action = if disabled { "user.disable" } else { "user.enable" };
+            audit(tx, &actor, None, action, None, None, Some(&name))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_user_password(
+        &self,
+        name: &str,
+        password_hash: &str,
+        actor: &Actor,
+    ) -> StoreResult<()> {
+        let (name, hash, actor) = (name.to_owned(), password_hash.to_owned(), actor.clone());
+        self.write(move |tx| {
+            let id: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM users WHERE name = ?1 AND disabled_at IS NULL",
+                    [&name],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(id) = id else {
+                return Err(StoreError::NotFound(format!("enabled user {name}")));
+            };
+            tx.execute(
+                "UPDATE users SET password_hash = ?1 WHERE id = ?2",
+                params![hash, id],
+            )?;
+            tx.execute("DELETE FROM sessions WHERE user_id = ?1", [id])?;
+            audit(tx, &actor, None, "user.password", None, None, Some(&name))?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn create_session(
         &self,
         token_hash: &str,
