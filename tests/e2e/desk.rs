@@ -354,6 +354,78 @@ async fn disabled_users_and_changed_passwords_end_their_sessions() {
     }
 }
 
+/// The admin page's Disable and Enable buttons, for a user with a CJK name
+/// (the name travels percent-encoded in the form's path).
+#[tokio::test]
+async fn an_admin_disables_and_enables_a_user_from_the_admin_page() {
+    let server = TestServer::start();
+    add_user(&server, "王伟", "signoff", None);
+    add_user(&server, "root", "admin", None);
+    let client = harness::no_redirects();
+    let admin = harness::desk_login(&server.base, "root", PASSWORD).await;
+    let wang = harness::desk_login(&server.base, "王伟", PASSWORD).await;
+    let page = |session: String| {
+        let (client, url) = (client.clone(), format!("{}/ui/admin", server.base));
+        async move {
+            let r = client
+                .get(&url)
+                .header("cookie", session)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.text().await.unwrap()
+        }
+    };
+    let html = page(admin.clone()).await;
+    let csrf = html
+        .split(r#"name="_csrf" value=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a CSRF field on the admin page")
+        .to_owned();
+    let disable = "/ui/admin/users/%E7%8E%8B%E4%BC%9F/disable";
+    assert!(html.contains(disable), "a Disable button for 王伟");
+    let post = |path: String| {
+        let (client, admin, csrf) = (client.clone(), admin.clone(), csrf.clone());
+        let url = format!("{}{path}", server.base);
+        async move {
+            client
+                .post(&url)
+                .header("cookie", admin)
+                .form(&[("_csrf", csrf.as_str())])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(post(disable.into()).await, 303);
+    let queue = format!("{}/ui/queue", server.base);
+    let r = client
+        .get(&queue)
+        .header("cookie", &wang)
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.status(), 200, "王伟's session ended");
+    assert_eq!(login_status(&server.base, "王伟", PASSWORD).await, 401);
+    let html = page(admin.clone()).await;
+    let listed = html.split(r#"id="disabled-users""#).nth(1).unwrap_or("");
+    assert!(listed.contains("王伟"), "王伟 under the disabled users");
+
+    // Not yourself, and not a name that does not exist.
+    assert_eq!(post("/ui/admin/users/root/disable".into()).await, 400);
+    assert_eq!(post("/ui/admin/users/nobody/disable".into()).await, 404);
+
+    assert_eq!(
+        post("/ui/admin/users/%E7%8E%8B%E4%BC%9F/enable".into()).await,
+        303
+    );
+    harness::desk_login(&server.base, "王伟", PASSWORD).await;
+}
+
 async fn login_status(base: &str, name: &str, password: &str) -> u16 {
     let client = harness::no_redirects();
     let login = format!("{base}/ui/login");

@@ -48,6 +48,8 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("POST", "/ui/admin/schemes", "desk:admin"),
     ("POST", "/ui/admin/settings", "desk:admin"),
     ("POST", "/ui/admin/users", "desk:admin"),
+    ("POST", "/ui/admin/users/{name}/disable", "desk:admin"),
+    ("POST", "/ui/admin/users/{name}/enable", "desk:admin"),
     ("GET", "/ui/events", "desk:clerk"),
     ("GET", "/api/v1/openapi.json", "public"),
     ("POST", "/api/v1/agents/enroll", "public"),

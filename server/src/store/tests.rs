@@ -1029,6 +1029,14 @@ async fn desk_users_disabled_and_new_passwords(fixture: &Fixture) {
     assert!(live("root-1").await, "other users' sessions stay");
     assert!(desk.user_by_name("li").await.unwrap().is_none());
     assert_eq!(desk.users().await.unwrap().len(), 1);
+    let disabled: Vec<String> = desk
+        .disabled_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.name)
+        .collect();
+    assert_eq!(disabled, ["li"]);
     // Again is a no-op, not an error; a disabled user gets no new password.
     desk.set_user_disabled("li", true, &actor()).await.unwrap();
     let refused = desk.set_user_password("li", "new", &actor()).await;

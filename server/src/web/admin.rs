@@ -8,7 +8,7 @@ use super::store::{NewUser, Role};
 use crate::routes::admin::name_ok;
 use crate::state::AppState;
 use crate::store::Scheme;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use imc_shared::ImageMode;
 use imc_shared::api::SettingsPatch;
@@ -32,6 +32,7 @@ pub async fn page(
     let settings_json = serde_json::to_string_pretty(&settings)
         .map_err(|e| anyhow::anyhow!("settings as JSON: {e}"))?;
     let users = state.web.store.users().await?;
+    let disabled = state.web.store.disabled_users().await?;
     let modes = [ImageMode::Basic, ImageMode::Sync, ImageMode::Match];
     let roles = [Role::SignOff, Role::Clerk, Role::Admin];
     let body = html! {
@@ -67,10 +68,33 @@ pub async fn page(
             section #users {
                 h2 { (t.users) }
                 table.list {
-                    thead { tr { th { (t.name) } th { (t.role) } th { (t.site) } th { (t.created_at) } } }
+                    thead { tr { th { (t.name) } th { (t.role) } th { (t.site) } th { (t.created_at) } th {} } }
                     tbody { @for u in &users {
-                        tr { td { (u.name) } td { (u.role.as_str()) } td { (u.site.as_deref().unwrap_or("")) } td { (layout::when(&u.created_at)) } }
+                        tr {
+                            td { (u.name) } td { (u.role.as_str()) } td { (u.site.as_deref().unwrap_or("")) } td { (layout::when(&u.created_at)) }
+                            td { @if u.id != staff.user.id {
+                                form.inline method="post" action={ "/ui/admin/users/" (path_segment(&u.name)) "/disable" } {
+                                    (csrf_field(&staff))
+                                    button.danger type="submit" { (t.disable_user) }
+                                }
+                            } }
+                        }
                     } }
+                }
+                @if !disabled.is_empty() {
+                    h3 { (t.disabled_users) }
+                    table.list #disabled-users {
+                        thead { tr { th { (t.name) } th { (t.role) } th { (t.site) } th {} } }
+                        tbody { @for u in &disabled {
+                            tr {
+                                td { (u.name) } td { (u.role.as_str()) } td { (u.site.as_deref().unwrap_or("")) }
+                                td { form.inline method="post" action={ "/ui/admin/users/" (path_segment(&u.name)) "/enable" } {
+                                    (csrf_field(&staff))
+                                    button type="submit" { (t.enable_user) }
+                                } }
+                            }
+                        } }
+                    }
                 }
                 form.inline method="post" action="/ui/admin/users" {
                     (csrf_field(&staff))
@@ -84,6 +108,11 @@ pub async fn page(
         }
     };
     Ok(layout::page(&staff, Nav::Admin, t.nav_admin, false, body))
+}
+
+/// A user name as one URL path segment (names may hold `/`, `?` or CJK).
+fn path_segment(name: &str) -> String {
+    percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 fn saved() -> Response {
@@ -172,6 +201,39 @@ pub async fn add_user(
             },
             &staff.user.actor(),
         )
+        .await?;
+    Ok(saved())
+}
+
+/// Disables another user; their sessions end at once. Disabling yourself is
+/// refused here (the command line can, while another admin remains).
+pub async fn disable_user(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path(name): Path<String>,
+) -> UiResult<Response> {
+    if name == staff.user.name {
+        return Err(UiError::BadRequest(
+            "you cannot disable your own account here".into(),
+        ));
+    }
+    state
+        .web
+        .store
+        .set_user_disabled(&name, true, &staff.user.actor())
+        .await?;
+    Ok(saved())
+}
+
+pub async fn enable_user(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path(name): Path<String>,
+) -> UiResult<Response> {
+    state
+        .web
+        .store
+        .set_user_disabled(&name, false, &staff.user.actor())
         .await?;
     Ok(saved())
 }

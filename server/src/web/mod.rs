@@ -102,6 +102,8 @@ pub(crate) fn routes() -> PolicyRoutes {
         .post("/ui/admin/schemes", admin, admin::put_scheme)
         .post("/ui/admin/settings", admin, admin::put_settings)
         .post("/ui/admin/users", admin, admin::add_user)
+        .post("/ui/admin/users/{name}/disable", admin, admin::disable_user)
+        .post("/ui/admin/users/{name}/enable", admin, admin::enable_user)
         .get("/ui/events", clerk, events::stream)
 }
 

@@ -138,6 +138,8 @@ pub trait WebStore: Send + Sync + 'static {
     async fn add_user(&self, user: NewUser, actor: &Actor) -> StoreResult<User>;
     async fn user_by_name(&self, name: &str) -> StoreResult<Option<User>>;
     async fn users(&self) -> StoreResult<Vec<User>>;
+    /// Disabled users by name, for the admin page to enable again.
+    async fn disabled_users(&self) -> StoreResult<Vec<User>>;
     /// Disables (`true`) or re-enables a user; disabling ends their sessions
     /// at once. `NotFound` for an unknown name, `Conflict` for the last
     /// enabled administrator (nobody could administer the desk after it).

@@ -305,6 +305,20 @@ impl WebStore for PgStore {
         .collect()
     }
 
+    async fn disabled_users(&self) -> StoreResult<Vec<User>> {
+        db::query(
+            &self.conn().await?,
+            &format!(
+                "SELECT {USER_COLUMNS} FROM users u WHERE u.disabled_at IS NOT NULL ORDER BY u.name"
+            ),
+            &[],
+        )
+        .await?
+        .iter()
+        .map(user)
+        .collect()
+    }
+
     async fn set_user_disabled(
         &self,
         name: &str,

@@ -263,6 +263,17 @@ impl WebStore for SqliteStore {
         .await
     }
 
+    async fn disabled_users(&self) -> StoreResult<Vec<User>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {USER_COLUMNS} FROM users u WHERE u.disabled_at IS NOT NULL ORDER BY u.name"
+            ))?;
+            let rows = stmt.query_map([], user)?;
+            rows::collect(rows)
+        })
+        .await
+    }
+
     async fn set_user_disabled(
         &self,
         name: &str,

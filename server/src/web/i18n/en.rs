@@ -140,6 +140,9 @@ pub const TEXT: Text = Text {
     users: "Users",
     role: "Role",
     add_user: "Add user",
+    disable_user: "Disable",
+    enable_user: "Enable",
+    disabled_users: "Disabled users",
     saved_flash: "Saved",
 
     error_title: "Something went wrong",

@@ -212,6 +212,9 @@ pub struct Text {
     pub users: &'static str,
     pub role: &'static str,
     pub add_user: &'static str,
+    pub disable_user: &'static str,
+    pub enable_user: &'static str,
+    pub disabled_users: &'static str,
     pub saved_flash: &'static str,
 
     pub error_title: &'static str,

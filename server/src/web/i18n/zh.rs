@@ -140,6 +140,9 @@ pub const TEXT: Text = Text {
     users: "用户",
     role: "角色",
     add_user: "添加用户",
+    disable_user: "停用",
+    enable_user: "启用",
+    disabled_users: "已停用用户",
     saved_flash: "已保存",
 
     error_title: "出错了",
