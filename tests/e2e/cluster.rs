@@ -8,7 +8,7 @@
 
 use crate::harness::{TestAgent, TestServer, bin, eventually, sha256_hex};
 use crate::raw_uplink::{RawAgent, enroll, error_code};
-use crate::scale::{fresh_database, services};
+use crate::scale::{aws_env, fresh_blobs, fresh_database, migrate, replica_args, services};
 use crate::scan;
 use axum::body::Bytes;
 use image::{GrayImage, Luma};
@@ -134,31 +134,9 @@ fn add_user(database: &str, name: &str) {
 async fn replicas() -> (String, TestServer, TestServer) {
     let settings = services();
     let database = fresh_database(&settings).await;
-    let migrated = std::process::Command::new(bin("imc-server"))
-        .args(["migrate", "--database", &database])
-        .output()
-        .unwrap();
-    assert!(
-        migrated.status.success(),
-        "{}",
-        String::from_utf8_lossy(&migrated.stderr)
-    );
-    let blobs = format!(
-        "{}/cluster-{}",
-        settings["IMC_TEST_S3_URL"].trim_end_matches('/'),
-        uuid::Uuid::new_v4()
-    );
-    let args = [
-        "--database".to_owned(),
-        database.clone(),
-        "--blobs".to_owned(),
-        blobs,
-    ];
-    let env: Vec<(&str, &str)> = settings
-        .iter()
-        .filter(|(k, _)| k.starts_with("AWS_"))
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    migrate(&database);
+    let args = replica_args(&database, &fresh_blobs(&settings, "cluster"));
+    let env = aws_env(&settings);
     // No idle connections kept: one a replica closed while busy would fail
     // the next request for the test's sake, not the server's.
     let client = || {

@@ -5,7 +5,9 @@
 //! chain verifies, and the same scan desk (same token) delivers to it.
 
 use crate::harness::{TestAgent, TestServer, bin, desk_login, sha256_hex};
-use crate::scale::{fresh_database, services};
+use crate::scale::{
+    assert_audit_chain_intact, aws_env, fresh_blobs, fresh_database, replica_args, services,
+};
 use crate::scan;
 use serde_json::{Value, json};
 use std::process::Output;
@@ -62,11 +64,7 @@ async fn scan_document(server: &TestServer, agent: &TestAgent, id: i64, seed: u6
 #[tokio::test]
 async fn an_embedded_installation_moves_to_postgres_and_garage() {
     let settings = services();
-    let env: Vec<(&str, &str)> = settings
-        .iter()
-        .filter(|(k, _)| k.starts_with("AWS_"))
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let env = aws_env(&settings);
 
     // ── An embedded installation in use ──
     let mut embedded = TestServer::start();
@@ -129,11 +127,7 @@ async fn an_embedded_installation_moves_to_postgres_and_garage() {
 
     // ── The move ──
     let database = fresh_database(&settings).await;
-    let blobs = format!(
-        "{}/e2e-migrate-{}",
-        settings["IMC_TEST_S3_URL"].trim_end_matches('/'),
-        uuid::Uuid::new_v4()
-    );
+    let blobs = fresh_blobs(&settings, "e2e-migrate");
     // A blob gone from the folder stops the run before any row is written...
     let images = before[0]["images"].as_array().unwrap();
     let missing_sha = images[1]["sha256"].as_str().unwrap();
@@ -191,12 +185,7 @@ async fn an_embedded_installation_moves_to_postgres_and_garage() {
     );
 
     // ── The scaled-out server on the copy ──
-    let args = [
-        "--database".to_owned(),
-        database.clone(),
-        "--blobs".to_owned(),
-        blobs,
-    ];
+    let args = replica_args(&database, &blobs);
     let scaled = TestServer::start_full("127.0.0.1:0", &args, &env, reqwest::Client::new());
     for (id, was) in ids.iter().zip(&before) {
         let (status, doc) = scaled.get(&format!("/documents/{id}")).await;
@@ -231,17 +220,7 @@ async fn an_embedded_installation_moves_to_postgres_and_garage() {
         &attempts_before[..]
     );
 
-    let verified = std::process::Command::new(bin("imc-server"))
-        .args(["audit", "verify", "--database", &database])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&verified.stdout);
-    assert!(
-        verified.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&verified.stderr)
-    );
-    assert!(stdout.contains("audit chain intact"), "{stdout}");
+    assert_audit_chain_intact(&database);
 
     // New documents get ids after the copied ones.
     let (status, doc) = scaled

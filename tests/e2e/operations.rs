@@ -3,7 +3,7 @@
 //! follows the database (here a PostgreSQL schema that disappears).
 
 use crate::harness::{TOKEN, bin};
-use crate::scale::{fresh_database, services};
+use crate::scale::{fresh_database, migrate, services};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
@@ -11,11 +11,7 @@ use std::process::{Command, Stdio};
 async fn env_beats_the_config_file_and_readyz_follows_the_database() {
     let settings = services();
     let database = fresh_database(&settings).await;
-    let migrated = Command::new(bin("imc-server"))
-        .args(["migrate", "--database", &database])
-        .output()
-        .unwrap();
-    assert!(migrated.status.success(), "{migrated:?}");
+    migrate(&database);
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("server.toml");
     std::fs::write(

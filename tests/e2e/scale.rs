@@ -50,6 +50,64 @@ pub(crate) async fn fresh_database(settings: &HashMap<String, String>) -> String
     format!("{url}?options=-c%20search_path%3D{schema}")
 }
 
+/// `imc-server migrate` on `database`; its output, once it succeeded.
+pub(crate) fn migrate(database: &str) -> String {
+    let migrated = std::process::Command::new(bin("imc-server"))
+        .args(["migrate", "--database", database])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&migrated.stdout).into_owned();
+    assert!(
+        migrated.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+    stdout
+}
+
+/// A prefix of the test bucket no other test uses.
+pub(crate) fn fresh_blobs(settings: &HashMap<String, String>, label: &str) -> String {
+    format!(
+        "{}/{label}-{}",
+        settings["IMC_TEST_S3_URL"].trim_end_matches('/'),
+        uuid::Uuid::new_v4()
+    )
+}
+
+/// How a server reaches Garage: the `AWS_*` settings.
+pub(crate) fn aws_env(settings: &HashMap<String, String>) -> Vec<(&str, &str)> {
+    settings
+        .iter()
+        .filter(|(k, _)| k.starts_with("AWS_"))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
+/// `serve` arguments for a replica on the shared database and bucket prefix.
+pub(crate) fn replica_args(database: &str, blobs: &str) -> [String; 4] {
+    [
+        "--database".to_owned(),
+        database.to_owned(),
+        "--blobs".to_owned(),
+        blobs.to_owned(),
+    ]
+}
+
+/// `imc-server audit verify` on the shared database says the chain is intact.
+pub(crate) fn assert_audit_chain_intact(database: &str) {
+    let verified = std::process::Command::new(bin("imc-server"))
+        .args(["audit", "verify", "--database", database])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&verified.stdout);
+    assert!(
+        verified.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    assert!(stdout.contains("audit chain intact"), "{stdout}");
+}
+
 #[tokio::test]
 async fn replicas_on_postgres_and_garage_share_documents_and_images() {
     let settings = services();
@@ -74,34 +132,11 @@ async fn replicas_on_postgres_and_garage_share_documents_and_images() {
         "password leaked: {stderr}"
     );
 
-    let migrated = std::process::Command::new(bin("imc-server"))
-        .args(["migrate", "--database", &database])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&migrated.stdout);
-    assert!(
-        migrated.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&migrated.stderr)
-    );
+    let stdout = migrate(&database);
     assert!(stdout.contains("applied [1, 2, 3, 4]"), "{stdout}");
 
-    let blobs = format!(
-        "{}/e2e-{}",
-        settings["IMC_TEST_S3_URL"].trim_end_matches('/'),
-        uuid::Uuid::new_v4()
-    );
-    let args = [
-        "--database".to_owned(),
-        database.clone(),
-        "--blobs".to_owned(),
-        blobs,
-    ];
-    let env: Vec<(&str, &str)> = settings
-        .iter()
-        .filter(|(k, _)| k.starts_with("AWS_"))
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let args = replica_args(&database, &fresh_blobs(&settings, "e2e"));
+    let env = aws_env(&settings);
     let first = TestServer::start_full("127.0.0.1:0", &args, &env, reqwest::Client::new());
     let second = TestServer::start_full("127.0.0.1:0", &args, &env, reqwest::Client::new());
 
@@ -142,15 +177,5 @@ async fn replicas_on_postgres_and_garage_share_documents_and_images() {
     assert_eq!(first.status_of(id).await, "ready");
 
     // Both servers appended to one audit chain, and it checks out.
-    let verified = std::process::Command::new(bin("imc-server"))
-        .args(["audit", "verify", "--database", &database])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&verified.stdout);
-    assert!(
-        verified.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&verified.stderr)
-    );
-    assert!(stdout.contains("audit chain intact"), "{stdout}");
+    assert_audit_chain_intact(&database);
 }

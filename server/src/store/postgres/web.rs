@@ -268,6 +268,23 @@ async fn add_user(tx: &impl GenericClient, new: NewUser, actor: &Actor) -> Store
     })
 }
 
+impl PgStore {
+    /// Enabled or disabled users, by name.
+    async fn users_by_state(&self, disabled: bool) -> StoreResult<Vec<User>> {
+        db::query(
+            &self.conn().await?,
+            &format!(
+                "SELECT {USER_COLUMNS} FROM users u WHERE (u.disabled_at IS NOT NULL) = $1 ORDER BY u.name"
+            ),
+            &[&disabled],
+        )
+        .await?
+        .iter()
+        .map(user)
+        .collect()
+    }
+}
+
 #[async_trait]
 impl WebStore for PgStore {
     async fn add_user(&self, new: NewUser, actor: &Actor) -> StoreResult<User> {
@@ -292,31 +309,11 @@ impl WebStore for PgStore {
     }
 
     async fn users(&self) -> StoreResult<Vec<User>> {
-        db::query(
-            &self.conn().await?,
-            &format!(
-                "SELECT {USER_COLUMNS} FROM users u WHERE u.disabled_at IS NULL ORDER BY u.name"
-            ),
-            &[],
-        )
-        .await?
-        .iter()
-        .map(user)
-        .collect()
+        self.users_by_state(false).await
     }
 
     async fn disabled_users(&self) -> StoreResult<Vec<User>> {
-        db::query(
-            &self.conn().await?,
-            &format!(
-                "SELECT {USER_COLUMNS} FROM users u WHERE u.disabled_at IS NOT NULL ORDER BY u.name"
-            ),
-            &[],
-        )
-        .await?
-        .iter()
-        .map(user)
-        .collect()
+        self.users_by_state(true).await
     }
 
     async fn set_user_disabled(

@@ -196,6 +196,15 @@ fn schemes(conn: &Connection) -> StoreResult<Vec<Scheme>> {
     Ok(out)
 }
 
+/// Enabled or disabled users, by name.
+fn users_by_state(c: &Connection, disabled: bool) -> StoreResult<Vec<User>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {USER_COLUMNS} FROM users u WHERE (u.disabled_at IS NOT NULL) = ?1 ORDER BY u.name"
+    ))?;
+    let rows = stmt.query_map([disabled], user)?;
+    rows::collect(rows)
+}
+
 #[async_trait]
 impl WebStore for SqliteStore {
     async fn add_user(&self, new: NewUser, actor: &Actor) -> StoreResult<User> {
@@ -253,25 +262,11 @@ impl WebStore for SqliteStore {
     }
 
     async fn users(&self) -> StoreResult<Vec<User>> {
-        self.read(|c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {USER_COLUMNS} FROM users u WHERE u.disabled_at IS NULL ORDER BY u.name"
-            ))?;
-            let rows = stmt.query_map([], user)?;
-            rows::collect(rows)
-        })
-        .await
+        self.read(|c| users_by_state(c, false)).await
     }
 
     async fn disabled_users(&self) -> StoreResult<Vec<User>> {
-        self.read(|c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {USER_COLUMNS} FROM users u WHERE u.disabled_at IS NOT NULL ORDER BY u.name"
-            ))?;
-            let rows = stmt.query_map([], user)?;
-            rows::collect(rows)
-        })
-        .await
+        self.read(|c| users_by_state(c, true)).await
     }
 
     async fn set_user_disabled(
