@@ -298,27 +298,13 @@ async fn disabled_users_and_changed_passwords_end_their_sessions() {
         );
         (output.status.success(), text)
     };
-    let client = harness::no_redirects();
-    let queue = format!("{}/ui/queue", server.base);
-    let opens_queue = |session: String| {
-        let (client, queue) = (client.clone(), queue.clone());
-        async move {
-            let r = client
-                .get(&queue)
-                .header("cookie", session)
-                .send()
-                .await
-                .unwrap();
-            r.status() == 200
-        }
-    };
 
     let session = harness::desk_login(&server.base, "wang", PASSWORD).await;
-    assert!(opens_queue(session.clone()).await);
+    assert!(opens_queue(&server.base, &session).await);
     let (ok, said) = user_cli(&["disable", "--name", "wang"]);
     assert!(ok && said.contains("user wang disabled"), "{said}");
     assert!(
-        !opens_queue(session).await,
+        !opens_queue(&server.base, &session).await,
         "a disabled user's session ended"
     );
     assert_eq!(login_status(&server.base, "wang", PASSWORD).await, 401);
@@ -333,10 +319,13 @@ async fn disabled_users_and_changed_passwords_end_their_sessions() {
         ok && said.contains("password of user wang changed"),
         "{said}"
     );
-    assert!(!opens_queue(session).await, "the old session ended");
+    assert!(
+        !opens_queue(&server.base, &session).await,
+        "the old session ended"
+    );
     assert_eq!(login_status(&server.base, "wang", PASSWORD).await, 401);
     let session = harness::desk_login(&server.base, "wang", new_password).await;
-    assert!(opens_queue(session).await);
+    assert!(opens_queue(&server.base, &session).await);
 
     for (args, expected) in [
         (
@@ -402,14 +391,10 @@ async fn an_admin_disables_and_enables_a_user_from_the_admin_page() {
         }
     };
     assert_eq!(post(disable.into()).await, 303);
-    let queue = format!("{}/ui/queue", server.base);
-    let r = client
-        .get(&queue)
-        .header("cookie", &wang)
-        .send()
-        .await
-        .unwrap();
-    assert_ne!(r.status(), 200, "王伟's session ended");
+    assert!(
+        !opens_queue(&server.base, &wang).await,
+        "王伟's session ended"
+    );
     assert_eq!(login_status(&server.base, "王伟", PASSWORD).await, 401);
     let html = page(admin.clone()).await;
     let listed = html.split(r#"id="disabled-users""#).nth(1).unwrap_or("");
@@ -427,18 +412,20 @@ async fn an_admin_disables_and_enables_a_user_from_the_admin_page() {
 }
 
 async fn login_status(base: &str, name: &str, password: &str) -> u16 {
-    let client = harness::no_redirects();
-    let login = format!("{base}/ui/login");
-    let page = client.get(&login).send().await.unwrap();
-    let cookie = page.headers()["set-cookie"].to_str().unwrap().to_owned();
-    let csrf = cookie.split(';').next().unwrap().split_once('=').unwrap().1;
-    client
-        .post(&login)
-        .header("cookie", format!("imc_login_csrf={csrf}"))
-        .form(&[("name", name), ("password", password), ("_csrf", csrf)])
+    harness::desk_login_attempt(base, name, password)
+        .await
+        .status()
+        .as_u16()
+}
+
+/// Whether the session cookie still opens the sign-off queue.
+async fn opens_queue(base: &str, session: &str) -> bool {
+    harness::no_redirects()
+        .get(format!("{base}/ui/queue"))
+        .header("cookie", session)
         .send()
         .await
         .unwrap()
         .status()
-        .as_u16()
+        == 200
 }

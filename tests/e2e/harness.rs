@@ -463,6 +463,18 @@ pub fn no_redirects() -> reqwest::Client {
 /// Logs a desk user in through the login form (which first sets its CSRF
 /// cookie); returns the session cookie, `imc_session=...`.
 pub async fn desk_login(base: &str, name: &str, password: &str) -> String {
+    let ok = desk_login_attempt(base, name, password).await;
+    assert_eq!(ok.status(), 303, "login of {name}");
+    ok.headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .find(|c| c.starts_with("imc_session="))
+        .unwrap()
+}
+
+/// Sends the login form as a browser would; the answer, whatever it is.
+pub async fn desk_login_attempt(base: &str, name: &str, password: &str) -> reqwest::Response {
     let client = no_redirects();
     let login = format!("{base}/ui/login");
     let page = client.get(&login).send().await.unwrap();
@@ -476,18 +488,11 @@ pub async fn desk_login(base: &str, name: &str, password: &str) -> String {
         .unwrap()
         .1
         .to_owned();
-    let ok = client
+    client
         .post(&login)
         .header("cookie", format!("imc_login_csrf={csrf}"))
         .form(&[("name", name), ("password", password), ("_csrf", &csrf)])
         .send()
         .await
-        .unwrap();
-    assert_eq!(ok.status(), 303, "login of {name}");
-    ok.headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_owned())
-        .find(|c| c.starts_with("imc_session="))
         .unwrap()
 }

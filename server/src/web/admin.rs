@@ -4,7 +4,7 @@ use super::error::{UiError, UiResult};
 use super::layout::{self, Nav, csrf_field};
 use super::passwords;
 use super::session::Staff;
-use super::store::{NewUser, Role};
+use super::store::{NewUser, Role, User};
 use crate::routes::admin::name_ok;
 use crate::state::AppState;
 use crate::store::Scheme;
@@ -71,7 +71,7 @@ pub async fn page(
                     thead { tr { th { (t.name) } th { (t.role) } th { (t.site) } th { (t.created_at) } th {} } }
                     tbody { @for u in &users {
                         tr {
-                            td { (u.name) } td { (u.role.as_str()) } td { (u.site.as_deref().unwrap_or("")) } td { (layout::when(&u.created_at)) }
+                            (user_cells(u)) td { (layout::when(&u.created_at)) }
                             td { @if u.id != staff.user.id {
                                 form.inline method="post" action={ "/ui/admin/users/" (path_segment(&u.name)) "/disable" } {
                                     (csrf_field(&staff))
@@ -87,7 +87,7 @@ pub async fn page(
                         thead { tr { th { (t.name) } th { (t.role) } th { (t.site) } th {} } }
                         tbody { @for u in &disabled {
                             tr {
-                                td { (u.name) } td { (u.role.as_str()) } td { (u.site.as_deref().unwrap_or("")) }
+                                (user_cells(u))
                                 td { form.inline method="post" action={ "/ui/admin/users/" (path_segment(&u.name)) "/enable" } {
                                     (csrf_field(&staff))
                                     button type="submit" { (t.enable_user) }
@@ -108,6 +108,11 @@ pub async fn page(
         }
     };
     Ok(layout::page(&staff, Nav::Admin, t.nav_admin, false, body))
+}
+
+/// Name, role and site: the cells both user tables start with.
+fn user_cells(u: &User) -> Markup {
+    html! { td { (u.name) } td { (u.role.as_str()) } td { (u.site.as_deref().unwrap_or("")) } }
 }
 
 /// A user name as one URL path segment (names may hold `/`, `?` or CJK).

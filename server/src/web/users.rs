@@ -53,7 +53,7 @@ pub async fn add_from_cli(
         SqliteStore::open(&db).with_context(|| format!("opening database {}", db.display()))?;
     }
     let store = at.open().await?.desk;
-    let password_hash = hash(password).await?;
+    let password_hash = passwords::hash(password).await?;
     let user = store
         .add_user(
             NewUser {
@@ -119,7 +119,7 @@ pub async fn set_password_from_cli(
     let password = password_or_prompt(name, password)?;
     check_password(&password)?;
     let store = at.open().await?.desk;
-    let password_hash = hash(password).await?;
+    let password_hash = passwords::hash(password).await?;
     store
         .set_user_password(name, &password_hash, &Actor("cli:user-password".into()))
         .await
@@ -139,12 +139,6 @@ fn password_or_prompt(name: &str, given: Option<String>) -> anyhow::Result<Strin
         bail!("the two passwords differ");
     }
     Ok(first)
-}
-
-async fn hash(password: String) -> anyhow::Result<String> {
-    tokio::task::spawn_blocking(move || passwords::hash_blocking(&password))
-        .await
-        .context("password hashing task")?
 }
 
 #[cfg(test)]
