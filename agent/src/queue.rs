@@ -429,51 +429,48 @@ impl Queue {
 
     /// The first page waiting to be delivered that comes after `seq` in scan order.
     pub fn next_page_after(&self, seq: i64) -> QueueResult<Option<QueuedPage>> {
+        Ok(self.next_pages_after(seq, 1)?.pop())
+    }
+
+    /// Up to `limit` pages waiting to be delivered that come after `seq`, in
+    /// scan order: the uplink fills its window with one query, not one a page.
+    pub fn next_pages_after(&self, seq: i64, limit: usize) -> QueueResult<Vec<QueuedPage>> {
         self.with(|c| {
-            let row = c
-                .query_row(
-                    "SELECT p.capture_id, p.packet_id, p.page_index, k.cover_code, p.spool_path, p.sha256, p.size, \
-                     p.content_type, p.source_name, p.barcodes, p.blank, p.seq \
-                     FROM pages p JOIN packets k ON k.id = p.packet_id \
-                     WHERE p.state = 'queued' AND p.seq > ?1 ORDER BY p.seq LIMIT 1",
-                    [seq],
-                    |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, u32>(2)?,
-                            r.get::<_, Option<String>>(3)?,
-                            r.get::<_, String>(4)?,
-                            r.get::<_, String>(5)?,
-                            r.get::<_, u64>(6)?,
-                            r.get::<_, String>(7)?,
-                            r.get::<_, String>(8)?,
-                            r.get::<_, String>(9)?,
-                            r.get::<_, bool>(10)?,
-                            r.get::<_, i64>(11)?,
-                        ))
+            let mut stmt = c.prepare_cached(
+                "SELECT p.capture_id, p.packet_id, p.page_index, k.cover_code, p.spool_path, p.sha256, p.size, \
+                 p.content_type, p.source_name, p.barcodes, p.blank, p.seq \
+                 FROM pages p JOIN packets k ON k.id = p.packet_id \
+                 WHERE p.state = 'queued' AND p.seq > ?1 ORDER BY p.seq LIMIT ?2",
+            )?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = stmt.query_map(params![seq, limit], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    QueuedPage {
+                        seq: r.get(11)?,
+                        capture_id: Uuid::nil(),
+                        packet_id: Uuid::nil(),
+                        page_index: r.get(2)?,
+                        cover_code: r.get(3)?,
+                        spool_path: PathBuf::from(r.get::<_, String>(4)?),
+                        sha256: r.get(5)?,
+                        size: r.get(6)?,
+                        content_type: r.get(7)?,
+                        source_name: r.get(8)?,
+                        barcodes_json: r.get(9)?,
+                        blank: r.get(10)?,
                     },
-                )
-                .optional()?;
-            let Some((capture, packet, page_index, cover_code, spool, sha256, size, content_type, source_name, barcodes, blank, seq)) =
-                row
-            else {
-                return Ok(None);
-            };
-            Ok(Some(QueuedPage {
-                seq,
-                capture_id: uuid(&capture)?,
-                packet_id: uuid(&packet)?,
-                page_index,
-                cover_code,
-                spool_path: PathBuf::from(spool),
-                sha256,
-                size,
-                content_type,
-                source_name,
-                barcodes_json: barcodes,
-                blank,
-            }))
+                ))
+            })?;
+            let mut pages = Vec::new();
+            for row in rows {
+                let (capture, packet, mut page) = row?;
+                page.capture_id = uuid(&capture)?;
+                page.packet_id = uuid(&packet)?;
+                pages.push(page);
+            }
+            Ok(pages)
         })
     }
 
@@ -483,23 +480,22 @@ impl Queue {
     pub fn next_seal(&self) -> QueueResult<Option<SealWork>> {
         self.with(|c| {
             let row = c
-                .query_row(
+                .prepare_cached(
                     &format!(
                         "SELECT k.id, k.cover_code, k.page_count, {EMPTY} FROM packets k \
                          WHERE k.sealed = 1 AND k.seal_acked = 0 AND k.seal_failure IS NULL \
                          AND NOT EXISTS (SELECT 1 FROM pages p WHERE p.packet_id = k.id AND p.state IN ('queued', 'failed')) \
                          ORDER BY k.created_at, k.rowid LIMIT 1"
                     ),
-                    [],
-                    |r| {
+                )?
+                .query_row([], |r| {
                         Ok((
                             r.get::<_, String>(0)?,
                             r.get::<_, Option<String>>(1)?,
                             r.get::<_, u32>(2)?,
                             r.get::<_, bool>(3)?,
                         ))
-                    },
-                )
+                })
                 .optional()?;
             row.map(|(id, cover_code, page_count, empty)| {
                 Ok(SealWork {
@@ -525,10 +521,10 @@ impl Queue {
             let mut files = Vec::new();
             let at = now();
             for capture_id in capture_ids {
-                tx.execute(
+                tx.prepare_cached(
                     "UPDATE pages SET state = 'stored', stored_at = ?2 WHERE capture_id = ?1 AND state = 'queued'",
-                    params![capture_id.to_string(), at],
-                )?;
+                )?
+                .execute(params![capture_id.to_string(), at])?;
                 let mut stmt = tx.prepare_cached(
                     "SELECT f.id, f.path, f.watch_dir, f.size, f.mtime_ns FROM files f JOIN pages p ON p.file_id = f.id \
                      WHERE p.capture_id = ?1 AND f.state = 'queued' \
@@ -645,26 +641,22 @@ impl Queue {
 
     pub fn stats(&self) -> QueueResult<QueueStats> {
         self.with(|c| {
-            let (pages, bytes): (u64, u64) = c.query_row(
-                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM pages WHERE state = 'queued'",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
-            let quarantined: u64 = c.query_row(
-                "SELECT COUNT(*) FROM files WHERE state = 'quarantined'",
-                [],
-                |r| r.get(0),
-            )?;
-            let (failed, failed_bytes): (u64, u64) = c.query_row(
-                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM pages WHERE state = 'failed'",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
-            let failed_packets: u64 = c.query_row(
-                "SELECT COUNT(*) FROM packets WHERE seal_failure IS NOT NULL",
-                [],
-                |r| r.get(0),
-            )?;
+            let (pages, bytes): (u64, u64) = c
+                .prepare_cached(
+                    "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM pages WHERE state = 'queued'",
+                )?
+                .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let quarantined: u64 = c
+                .prepare_cached("SELECT COUNT(*) FROM files WHERE state = 'quarantined'")?
+                .query_row([], |r| r.get(0))?;
+            let (failed, failed_bytes): (u64, u64) = c
+                .prepare_cached(
+                    "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM pages WHERE state = 'failed'",
+                )?
+                .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let failed_packets: u64 = c
+                .prepare_cached("SELECT COUNT(*) FROM packets WHERE seal_failure IS NOT NULL")?
+                .query_row([], |r| r.get(0))?;
             Ok(QueueStats {
                 pages,
                 bytes,

@@ -24,7 +24,6 @@ use imc_shared::protocol::*;
 use std::collections::VecDeque;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::{Notify, mpsc};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -439,8 +438,8 @@ struct Window {
     bytes: u64,
     /// The scan position of the last page offered.
     last_seq: i64,
-    /// The next page, read from the queue but not yet offered for lack of room.
-    next: Option<QueuedPage>,
+    /// Pages read from the queue, in scan order, not yet offered for lack of room.
+    ahead: VecDeque<QueuedPage>,
     max_pages: usize,
     max_bytes: u64,
 }
@@ -457,7 +456,7 @@ impl Window {
             pages: VecDeque::new(),
             bytes: 0,
             last_seq: 0,
-            next: None,
+            ahead: VecDeque::new(),
             max_pages,
             max_bytes,
         }
@@ -467,6 +466,16 @@ impl Window {
     fn fits(&self, page: &QueuedPage) -> bool {
         self.pages.is_empty()
             || (self.pages.len() < self.max_pages && self.bytes + page.size <= self.max_bytes)
+    }
+
+    /// How many more pages could go out now, were they small enough.
+    fn room(&self) -> usize {
+        self.max_pages.saturating_sub(self.pages.len()).max(1)
+    }
+
+    /// Where the next read of the queue starts: after every page already read.
+    fn read_after(&self) -> i64 {
+        self.ahead.back().map_or(self.last_seq, |p| p.seq)
     }
 
     fn push(&mut self, page: QueuedPage) {
@@ -595,22 +604,22 @@ impl Link<'_> {
     /// Offers queued pages, in scan order, while the window has room.
     async fn offer_what_fits(&mut self) -> anyhow::Result<()> {
         loop {
-            let page = match self.window.next.take() {
-                Some(page) => page,
-                None => {
-                    let after = self.window.last_seq;
-                    match self
-                        .uplink
-                        .blocking(move |q| Ok(q.next_page_after(after)?))
-                        .await?
-                    {
-                        Some(page) => page,
-                        None => return Ok(()),
-                    }
+            if self.window.ahead.is_empty() {
+                let (after, room) = (self.window.read_after(), self.window.room());
+                let pages = self
+                    .uplink
+                    .blocking(move |q| Ok(q.next_pages_after(after, room)?))
+                    .await?;
+                if pages.is_empty() {
+                    return Ok(());
                 }
+                self.window.ahead.extend(pages);
+            }
+            let Some(page) = self.window.ahead.pop_front() else {
+                return Ok(());
             };
             if !self.window.fits(&page) {
-                self.window.next = Some(page);
+                self.window.ahead.push_front(page);
                 return Ok(());
             }
             let barcodes: Vec<BarcodeInfo> =
@@ -794,15 +803,21 @@ impl Link<'_> {
             return Ok(());
         }
         let ids: Vec<Uuid> = pages.iter().map(|p| p.capture_id).collect();
+        let spooled: Vec<std::path::PathBuf> = pages.iter().map(|p| p.spool_path.clone()).collect();
         let files = self
             .uplink
-            .blocking(move |q| Ok(q.mark_stored_many(&ids)?))
+            .blocking(move |q| {
+                let files = q.mark_stored_many(&ids)?;
+                // Only once the queue says stored: a crash in between leaves
+                // a spare spool copy, never a queued page without its bytes.
+                for path in spooled {
+                    if let Err(e) = std::fs::remove_file(&path) {
+                        tracing::debug!(file = %path.display(), error = %e, "spool copy already gone");
+                    }
+                }
+                Ok(files)
+            })
             .await?;
-        for page in &pages {
-            if let Err(e) = tokio::fs::remove_file(&page.spool_path).await {
-                tracing::debug!(file = %page.spool_path.display(), error = %e, "spool copy already gone");
-            }
-        }
         if !files.is_empty() {
             self.uplink.move_delivered_files().await?;
         }
@@ -824,38 +839,54 @@ impl Link<'_> {
 
     /// Sends the spool copy (never the inbox file, which may have changed) from `offset`.
     async fn stream(&mut self, page: &QueuedPage, offset: u64) -> anyhow::Result<()> {
-        let path = &page.spool_path;
-        let mut file = match tokio::fs::File::open(path).await {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let reason = format!("spool copy {} is missing", path.display());
-                return self.set_aside(page.capture_id, reason).await;
-            }
-            Err(e) => {
-                return Err(e).with_context(|| format!("opening spool copy {}", path.display()));
-            }
-        };
-        file.seek(std::io::SeekFrom::Start(offset)).await?;
-        let mut buf = vec![0u8; self.chunk];
+        let path = page.spool_path.clone();
         let mut at = offset;
         while at < page.size {
-            let want = self.chunk.min((page.size - at) as usize);
-            file.read_exact(&mut buf[..want])
+            // A span of chunks per trip to the blocking pool: one hand-off
+            // per span, not per chunk, and at most one span held at a time.
+            let span = READ_SPAN.min(page.size - at);
+            let read_path = path.clone();
+            let bytes = tokio::task::spawn_blocking(move || read_span(&read_path, at, span))
                 .await
-                .with_context(|| format!("reading spool copy {}", path.display()))?;
-            let frame = Chunk {
-                capture_id: page.capture_id,
-                offset: at,
-                data: &buf[..want],
+                .context("reading a spool copy")?;
+            let bytes = match bytes {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let reason = format!("spool copy {} is missing", path.display());
+                    return self.set_aside(page.capture_id, reason).await;
+                }
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("reading spool copy {}", path.display()));
+                }
+            };
+            for data in bytes.chunks(self.chunk) {
+                let frame = Chunk {
+                    capture_id: page.capture_id,
+                    offset: at,
+                    data,
+                }
+                .encode();
+                self.send_frame(Message::Binary(frame.into()))
+                    .await
+                    .context("sending page bytes")?;
+                at += data.len() as u64;
             }
-            .encode();
-            self.send_frame(Message::Binary(frame.into()))
-                .await
-                .context("sending page bytes")?;
-            at += want as u64;
         }
         Ok(())
     }
+}
+
+/// Bytes of a spool copy read in one go while streaming.
+const READ_SPAN: u64 = 1024 * 1024;
+
+fn read_span(path: &std::path::Path, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek};
+    let mut file = std::fs::File::open(path)?;
+    file.seek(std::io::SeekFrom::Start(offset))?;
+    let mut bytes = vec![0u8; usize::try_from(len).map_err(std::io::Error::other)?];
+    file.read_exact(&mut bytes)?;
+    Ok(bytes)
 }
 
 fn sha256_of_file(path: &std::path::Path) -> anyhow::Result<String> {

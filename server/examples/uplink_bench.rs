@@ -160,15 +160,43 @@ fn proc_status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// User plus system CPU time a process used so far, from `/proc/PID/stat`.
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line (11 and 12
+    // here), in clock ticks of 1/100 s (Linux's USER_HZ).
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
+        .sum();
+    ticks / 100.0
+}
+
 struct Run {
     pages_per_sec: f64,
     /// Server RSS once agents are enrolled, before any page moves.
     idle_rss_kib: u64,
     /// Highest server RSS sampled while the agents streamed.
     peak_rss_kib: u64,
+    /// CPU time per page while streaming, in ms: the server's, and this
+    /// process's (the agents').
+    server_cpu_ms: f64,
+    agents_cpu_ms: f64,
 }
 
-async fn run_agents(root: &Path, agents: usize, pages_each: usize) -> anyhow::Result<Run> {
+async fn run_agents(
+    root: &Path,
+    agents_root: &Path,
+    agents: usize,
+    pages_each: usize,
+) -> anyhow::Result<Run> {
     let server = ServerProcess::start(&root.join(format!("server-{agents}")))?;
     let http = reqwest::Client::new();
     let mut queues = Vec::new();
@@ -188,7 +216,7 @@ async fn run_agents(root: &Path, agents: usize, pages_each: usize) -> anyhow::Re
         let code = code["code"]
             .as_str()
             .ok_or_else(|| anyhow::anyhow!("no enrollment code in {code}"))?;
-        let dir = root.join(format!("agent-{agents}-{a}"));
+        let dir = agents_root.join(format!("agent-{agents}-{a}"));
         let mut config = imc_agent::enroll::enroll(
             &dir.join("agent.toml"),
             &server.base,
@@ -219,6 +247,8 @@ async fn run_agents(root: &Path, agents: usize, pages_each: usize) -> anyhow::Re
             }
         })
     };
+    let server_cpu = cpu_seconds(server.child.id());
+    let agents_cpu = cpu_seconds(std::process::id());
     let started = Instant::now();
     let agents_stop = CancellationToken::new();
     let mut tasks = Vec::new();
@@ -231,17 +261,22 @@ async fn run_agents(root: &Path, agents: usize, pages_each: usize) -> anyhow::Re
         };
         tasks.push(tokio::spawn(uplink.run(agents_stop.clone())));
     }
+    // The cheapest question the queue answers (one index probe), so that
+    // watching costs the agents next to nothing.
     loop {
-        let mut waiting = 0;
+        let mut waiting = false;
         for q in &queues {
-            waiting += q.stats()?.pages;
+            waiting |= q.next_page()?.is_some();
         }
-        if waiting == 0 {
+        if !waiting {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let pages_per_sec = (agents * pages_each) as f64 / started.elapsed().as_secs_f64();
+    let pages = (agents * pages_each) as f64;
+    let pages_per_sec = pages / started.elapsed().as_secs_f64();
+    let server_cpu_ms = (cpu_seconds(server.child.id()) - server_cpu) * 1000.0 / pages;
+    let agents_cpu_ms = (cpu_seconds(std::process::id()) - agents_cpu) * 1000.0 / pages;
     sampling.store(false, Ordering::Relaxed);
     let _ = sampler.join();
     agents_stop.cancel();
@@ -252,7 +287,23 @@ async fn run_agents(root: &Path, agents: usize, pages_each: usize) -> anyhow::Re
         pages_per_sec,
         idle_rss_kib,
         peak_rss_kib: peak.load(Ordering::Relaxed),
+        server_cpu_ms,
+        agents_cpu_ms,
     })
+}
+
+/// Where the agents keep their queues: `IMC_BENCH_AGENTS_DIR`, else
+/// `/dev/shm`, else beside the server. Desks have their own disks; on one
+/// shared ext4 without a journal, every file the server creates scans the
+/// inodes the agents' spools just freed (`recently_deleted`, a quarter of
+/// the server's CPU in `perf`), which no real deployment pays.
+fn agents_root() -> anyhow::Result<tempfile::TempDir> {
+    let dir = match std::env::var_os("IMC_BENCH_AGENTS_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None if Path::new("/dev/shm").is_dir() => PathBuf::from("/dev/shm"),
+        None => PathBuf::from("."),
+    };
+    Ok(tempfile::tempdir_in(dir)?)
 }
 
 #[tokio::main]
@@ -268,21 +319,31 @@ async fn main() -> anyhow::Result<()> {
     };
     // Same filesystem as the server's data dir, so the ceiling is comparable.
     let root = tempfile::tempdir_in(".")?;
+    let agents_root = agents_root()?;
     let ceiling = durable_write_ceiling(&root.path().join("ceiling"), pages)?;
     println!("durable-write ceiling (write+fsync+rename+dir fsync, 300 KB): {ceiling:.0} pages/s");
-    println!("| agents | pages | pages/s | x ceiling | server RSS idle | server RSS peak |");
-    println!("|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "server data under {}, agents' queues under {}",
+        root.path().display(),
+        agents_root.path().display()
+    );
+    println!(
+        "| agents | pages | pages/s | x ceiling | server RSS idle | server RSS peak | CPU ms/page server | agents |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     for agents in agent_counts {
         // At least a few windows' worth per agent, so each one really streams.
         let each = (pages / agents).max(30);
-        let run = run_agents(root.path(), agents, each).await?;
+        let run = run_agents(root.path(), agents_root.path(), agents, each).await?;
         println!(
-            "| {agents} | {} | {:.0} | {:.2} | {} MiB | {} MiB |",
+            "| {agents} | {} | {:.0} | {:.2} | {} MiB | {} MiB | {:.2} | {:.2} |",
             agents * each,
             run.pages_per_sec,
             run.pages_per_sec / ceiling,
             run.idle_rss_kib / 1024,
-            run.peak_rss_kib / 1024
+            run.peak_rss_kib / 1024,
+            run.server_cpu_ms,
+            run.agents_cpu_ms
         );
         std::io::stdout().flush()?;
     }

@@ -379,8 +379,7 @@ fn closing(reason: CloseReason) -> ServerMessage {
 struct Upload {
     offer: PageOffer,
     path: PathBuf,
-    /// Lent to the blocking pool while a chunk is written; `None` only then.
-    sink: Option<PartialSink>,
+    sink: PartialSink,
     received: u64,
     /// Where the bytes the other replicas can see end (`SharedPartials`).
     durable: u64,
@@ -439,8 +438,8 @@ async fn checkpoint(shared: &dyn SharedPartials, agent_id: &str, upload: &mut Up
 }
 
 /// A partial file and the hash of what it holds. A plain file, written
-/// straight from the received frame on the blocking pool: no copy of the
-/// chunk is kept per connection (a tokio file would keep its own buffer).
+/// straight from the received frame: no copy of the chunk is kept per
+/// connection (a tokio file would keep its own buffer).
 struct PartialSink {
     file: std::fs::File,
     hasher: Sha256,
@@ -450,6 +449,9 @@ impl PartialSink {
     /// Opens (or reopens, after a reconnect) the partial file of a page of
     /// `size` bytes; returns how many bytes it already holds.
     fn open(path: &Path, size: u64) -> anyhow::Result<(PartialSink, u64)> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -794,9 +796,6 @@ impl Session {
     /// taking the shared partial's bytes when another replica got further.
     async fn open_partial(&mut self, offer: PageOffer) -> anyhow::Result<Upload> {
         let dir = self.state.config.partials_dir().join(&self.agent.id);
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join(format!("{}.part", offer.capture_id));
         let mut durable = 0;
         if let Some(shared) = &self.state.shared_partials {
@@ -818,6 +817,9 @@ impl Session {
                         .unwrap_or(0);
                     // Same capture id, same bytes: the longer prefix wins.
                     if durable > local && durable <= offer.size {
+                        tokio::fs::create_dir_all(&dir)
+                            .await
+                            .with_context(|| format!("creating {}", dir.display()))?;
                         tokio::fs::write(&path, &held)
                             .await
                             .with_context(|| format!("writing {}", path.display()))?;
@@ -837,7 +839,7 @@ impl Session {
         Ok(Upload {
             offer,
             path,
-            sink: Some(sink),
+            sink,
             received,
             durable,
         })
@@ -877,22 +879,17 @@ impl Session {
                 false,
             )]);
         }
-        // The chunk's bytes, shared with the frame rather than copied.
-        let data = frame.slice(frame.len() - chunk.data.len()..);
-        let Some(mut sink) = upload.sink.take() else {
-            anyhow::bail!("partial upload {} lost its file", upload.path.display());
-        };
-        let (sink, written) = tokio::task::spawn_blocking(move || {
-            let written = sink.file.write_all(&data).map(|()| data.len());
-            if written.is_ok() {
-                sink.hasher.update(&data);
-            }
-            (sink, written)
-        })
-        .await
-        .context("writing a partial upload")?;
-        upload.sink = Some(sink);
-        let written = written.with_context(|| format!("writing {}", upload.path.display()))?;
+        let sink = &mut upload.sink;
+        // Written and hashed right here on the worker, not on the blocking
+        // pool: a chunk is at most 256 KiB into the page cache (tens of
+        // microseconds), and the round trip to a pool thread cost more than
+        // the write itself (two context switches a chunk; see PERFORMANCE.md).
+        // The sync, which can take long, happens in the group commit.
+        sink.file
+            .write_all(chunk.data)
+            .with_context(|| format!("writing {}", upload.path.display()))?;
+        sink.hasher.update(chunk.data);
+        let written = chunk.data.len();
         upload.received += written as u64;
         if upload.received < upload.offer.size {
             if let Some(shared) = &self.state.shared_partials
@@ -913,12 +910,12 @@ impl Session {
     /// which syncs it, moves it into the blob store and records the page.
     async fn finish(&mut self, upload: Upload) -> anyhow::Result<Vec<ServerMessage>> {
         let id = upload.offer.capture_id;
-        let Some(sink) = upload.sink else {
-            anyhow::bail!("partial upload {} lost its file", upload.path.display());
-        };
+        let sink = upload.sink;
         let digest = hex::encode(sink.hasher.finalize());
-        let on_disk = tokio::fs::metadata(&upload.path)
-            .await
+        // fstat on the open file: the inode is in memory, no pool trip needed.
+        let on_disk = sink
+            .file
+            .metadata()
             .with_context(|| format!("reading {}", upload.path.display()))?
             .len();
         drop(sink.file);

@@ -17,6 +17,14 @@ impl FolderBlobs {
     pub fn open(root: &Path) -> Result<FolderBlobs, BlobError> {
         let tmp = root.join(".tmp");
         std::fs::create_dir_all(&tmp).map_err(|source| BlobError::Io { path: tmp, source })?;
+        // All 256 fan-out folders up front, their entries synced once: a
+        // commit then never creates a folder (whose own entry in the root
+        // it would also have to sync) and never pays for a new inode.
+        for prefix in 0..=255u8 {
+            let dir = root.join(format!("{prefix:02x}"));
+            std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        }
+        sync_dir(root)?;
         Ok(FolderBlobs {
             root: root.to_owned(),
         })

@@ -38,6 +38,8 @@ struct Inner {
     changes: changes::Changes,
 }
 
+const STATEMENT_CACHE: usize = 64;
+
 impl SqliteStore {
     pub fn open(path: &Path) -> StoreResult<SqliteStore> {
         let mut writer = Connection::open(path)?;
@@ -54,6 +56,9 @@ impl SqliteStore {
         let changes = changes::Changes::new();
         changes.install(&mut writer)?;
         agents::migrate_tokens(&writer)?;
+        // The hot paths (uplink pages, status queries) keep their statements
+        // prepared; more distinct ones run than rusqlite's default 16 holds.
+        writer.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let readers = (0..READERS)
             .map(|_| {
                 let conn = Connection::open_with_flags(
@@ -61,6 +66,7 @@ impl SqliteStore {
                     OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )?;
                 conn.busy_timeout(std::time::Duration::from_secs(10))?;
+                conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
                 Ok(Mutex::new(conn))
             })
             .collect::<StoreResult<Vec<_>>>()?;
@@ -358,10 +364,10 @@ impl Store for SqliteStore {
             let mut results = Vec::with_capacity(pages.len());
             for (agent, page) in &pages {
                 // A savepoint per page: one page's conflict leaves the others in.
-                tx.execute_batch("SAVEPOINT page")?;
+                tx.prepare_cached("SAVEPOINT page")?.execute([])?;
                 match packets::record_page(tx, agent, page) {
                     Ok(resolution) => {
-                        tx.execute_batch("RELEASE page")?;
+                        tx.prepare_cached("RELEASE page")?.execute([])?;
                         results.push(Ok(resolution));
                     }
                     Err(e) => {

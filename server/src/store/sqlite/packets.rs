@@ -8,11 +8,9 @@ use crate::workflow::{self, Attach, Via};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 pub fn page_stored(conn: &Connection, capture_id: Uuid) -> StoreResult<bool> {
-    Ok(conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM pages WHERE capture_id = ?1)",
-        [capture_id.to_string()],
-        |r| r.get(0),
-    )?)
+    Ok(conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM pages WHERE capture_id = ?1)")?
+        .query_row([capture_id.to_string()], |r| r.get(0))?)
 }
 
 fn ensure_packet(
@@ -22,16 +20,20 @@ fn ensure_packet(
     cover_code: Option<&str>,
 ) -> StoreResult<()> {
     let at = now();
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO packets (id, agent_id, site, cover_code, state, created_at, updated_at) \
          VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?5) ON CONFLICT (id) DO NOTHING",
-        params![packet_id.to_string(), agent.id, agent.site, cover_code, at],
-    )?;
-    let (owner, stored_cover): (String, Option<String>) = tx.query_row(
-        "SELECT agent_id, cover_code FROM packets WHERE id = ?1",
-        [packet_id.to_string()],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    )?
+    .execute(params![
+        packet_id.to_string(),
+        agent.id,
+        agent.site,
+        cover_code,
+        at
+    ])?;
+    let (owner, stored_cover): (String, Option<String>) = tx
+        .prepare_cached("SELECT agent_id, cover_code FROM packets WHERE id = ?1")?
+        .query_row([packet_id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))?;
     if owner != agent.id {
         return Err(StoreError::Conflict(format!(
             "packet {packet_id} belongs to another agent"
@@ -57,11 +59,12 @@ pub fn record_page(
     }
     let barcodes = serde_json::to_string(&page.barcodes)
         .map_err(|e| StoreError::Corrupt(format!("page {} barcodes: {e}", page.capture_id)))?;
-    let inserted = tx.execute(
+    let inserted = tx.prepare_cached(
         "INSERT INTO pages (capture_id, packet_id, page_index, sha256, size, content_type, source_name, \
          barcodes, blank, stored_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
          ON CONFLICT (packet_id, page_index) DO NOTHING",
-        params![
+    )?
+    .execute(params![
             page.capture_id.to_string(),
             page.packet_id.to_string(),
             page.page_index,
@@ -72,8 +75,7 @@ pub fn record_page(
             barcodes,
             page.blank,
             now()
-        ],
-    )?;
+    ])?;
     if inserted == 0 {
         return Err(StoreError::Conflict(format!(
             "packet {} already has a different page {}",
@@ -133,11 +135,12 @@ pub fn seal(
 /// Decides a complete packet's fate once; later calls report that fate.
 fn resolve(tx: &Transaction<'_>, packet_id: Uuid, actor: &Actor) -> StoreResult<PacketResolution> {
     let (state, sealed, cover, document_id, reason, empty): (String, Option<u32>, Option<String>, Option<i64>, Option<String>, bool) =
-        tx.query_row(
+        tx.prepare_cached(
             "SELECT state, sealed_page_count, cover_code, document_id, reason, empty FROM packets WHERE id = ?1",
-            [packet_id.to_string()],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
-        )?;
+        )?
+        .query_row([packet_id.to_string()], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+        })?;
     match (state.as_str(), document_id) {
         ("matched", Some(id)) => {
             let doc = require(tx, id)?;
