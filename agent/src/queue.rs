@@ -639,6 +639,17 @@ impl Queue {
         })
     }
 
+    /// How many pages wait to be delivered: answered from the index alone,
+    /// cheap enough to ask while a long backlog drains.
+    pub fn waiting_pages(&self) -> QueueResult<u64> {
+        self.with(|c| {
+            Ok(
+                c.prepare_cached("SELECT COUNT(*) FROM pages WHERE state = 'queued'")?
+                    .query_row([], |r| r.get(0))?,
+            )
+        })
+    }
+
     pub fn stats(&self) -> QueueResult<QueueStats> {
         self.with(|c| {
             let (pages, bytes): (u64, u64) = c
@@ -836,6 +847,31 @@ mod tests {
             vec![(None, 1), (Some("A".into()), 3), (Some("B".into()), 2)]
         );
         assert_eq!(q.stats().unwrap().pages, 0);
+    }
+
+    #[test]
+    fn pages_are_read_ahead_in_scan_order_a_window_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path()).unwrap();
+        let inbox = Path::new("/inbox");
+        for name in ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg"] {
+            q.enqueue(inbox, &key(name), "h", &[page(None)]).unwrap();
+        }
+        assert_eq!(q.waiting_pages().unwrap(), 5);
+        let first_two = q.next_pages_after(0, 2).unwrap();
+        assert_eq!(first_two.len(), 2);
+        assert!(first_two[0].seq < first_two[1].seq);
+        q.mark_failed(first_two[1].capture_id, "refused").unwrap();
+        let rest = q.next_pages_after(first_two[1].seq, 10).unwrap();
+        assert_eq!(rest.len(), 3, "what is left after the second, no more");
+        assert!(rest.windows(2).all(|w| w[0].seq < w[1].seq));
+        assert_eq!(
+            q.next_pages_after(0, 10).unwrap().len(),
+            4,
+            "the failed page is skipped"
+        );
+        assert_eq!(q.waiting_pages().unwrap(), 4);
+        assert_eq!(q.waiting_pages().unwrap(), q.stats().unwrap().pages);
     }
 
     #[test]

@@ -384,7 +384,7 @@ impl Drain {
         self.sent += pages;
         let crossed = before / Self::EVERY != self.sent / Self::EVERY;
         if self.total.is_none() || crossed {
-            let waiting = uplink.blocking(|q| Ok(q.stats()?.pages)).await?;
+            let waiting = uplink.blocking(|q| Ok(q.waiting_pages()?)).await?;
             // Pages scanned meanwhile join the backlog being drained.
             let total = (waiting + self.sent).max(self.total.unwrap_or(0));
             self.total = Some(total);
