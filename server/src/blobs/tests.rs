@@ -268,3 +268,22 @@ async fn an_unfinished_multipart_upload_is_invisible() {
     assert_eq!(blobs.put(bytes.clone()).await.unwrap(), sha);
     assert!(blobs.get(&sha).await.unwrap() == bytes);
 }
+
+/// The folder store makes its fan-out directories once, at open, so a commit
+/// never creates one (whose entry in the root it would also have to sync).
+#[tokio::test]
+async fn the_folder_store_makes_its_fan_out_directories_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("blobs");
+    let blobs = FolderBlobs::open(&root).unwrap();
+    let fan_out: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.len() == 2 && name.chars().all(|c| c.is_ascii_hexdigit()))
+        .collect();
+    assert_eq!(fan_out.len(), 256);
+    let sha = blobs.put(b"page".to_vec()).await.unwrap();
+    assert!(root.join(&sha[..2]).join(&sha).is_file());
+    // Opening again over existing directories is fine.
+    FolderBlobs::open(&root).unwrap();
+}
