@@ -478,23 +478,22 @@ impl Queue {
     /// has not confirmed. A packet with a failed page is held back: the
     /// server could never complete it.
     pub fn next_seal(&self) -> QueueResult<Option<SealWork>> {
+        let sql = format!(
+            "SELECT k.id, k.cover_code, k.page_count, {EMPTY} FROM packets k \
+             WHERE k.sealed = 1 AND k.seal_acked = 0 AND k.seal_failure IS NULL \
+             AND NOT EXISTS (SELECT 1 FROM pages p WHERE p.packet_id = k.id AND p.state IN ('queued', 'failed')) \
+             ORDER BY k.created_at, k.rowid LIMIT 1"
+        );
         self.with(|c| {
             let row = c
-                .prepare_cached(
-                    &format!(
-                        "SELECT k.id, k.cover_code, k.page_count, {EMPTY} FROM packets k \
-                         WHERE k.sealed = 1 AND k.seal_acked = 0 AND k.seal_failure IS NULL \
-                         AND NOT EXISTS (SELECT 1 FROM pages p WHERE p.packet_id = k.id AND p.state IN ('queued', 'failed')) \
-                         ORDER BY k.created_at, k.rowid LIMIT 1"
-                    ),
-                )?
+                .prepare_cached(&sql)?
                 .query_row([], |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, Option<String>>(1)?,
-                            r.get::<_, u32>(2)?,
-                            r.get::<_, bool>(3)?,
-                        ))
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, u32>(2)?,
+                        r.get::<_, bool>(3)?,
+                    ))
                 })
                 .optional()?;
             row.map(|(id, cover_code, page_count, empty)| {
