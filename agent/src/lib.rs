@@ -20,6 +20,7 @@ pub mod doctor;
 pub mod enroll;
 mod fsutil;
 pub mod fuzzing;
+mod guard;
 pub mod ingest;
 pub mod inspect;
 pub mod pages;

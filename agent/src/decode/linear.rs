@@ -17,8 +17,8 @@ use rxing::{Binarizer, DecodeHints, Exceptions, Luma8Source};
 use super::Symbology;
 use super::code32;
 use super::collector::Collector;
-use super::guard::guarded;
 use super::raster::{self, Plane, View};
+use crate::guard::guarded;
 
 /// How a grey row becomes bars and spaces.
 #[derive(Clone, Copy, Debug)]

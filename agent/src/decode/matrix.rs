@@ -13,9 +13,9 @@ use rxing::{Binarizer, BinaryBitmap, DecodeHints, Exceptions, Luma8Source, RXing
 use super::Symbology;
 use super::collector::Collector;
 use super::dm_grid;
-use super::guard::guarded;
 use super::orient;
 use super::raster::View;
+use crate::guard::guarded;
 
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Binarization {

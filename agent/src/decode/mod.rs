@@ -33,7 +33,6 @@
 mod code32;
 mod collector;
 mod dm_grid;
-mod guard;
 mod linear;
 mod matrix;
 mod orient;

@@ -6,8 +6,8 @@
 
 use super::Symbology;
 use super::collector::Collector;
-use super::guard::guarded;
 use super::raster::View;
+use crate::guard::guarded;
 
 /// Decodes every QR grid rqrr finds in `view`.
 pub(super) fn scan(view: View<'_>, sink: &mut Collector<'_>) {

@@ -6,7 +6,8 @@
 //! `CCITTFaxDecode` and for TIFF G3, which `tiff` does not read.
 
 use super::t4::Framing;
-use super::{PageError, check_dimensions, guarded};
+use super::{PageError, check_dimensions};
+use crate::guard::guarded;
 use fax::Color;
 use image::{GrayImage, Luma};
 

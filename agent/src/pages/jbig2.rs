@@ -6,7 +6,8 @@
 //! The page size is read from the page information segment and checked
 //! against the page limits before anything is decoded.
 
-use super::{PageError, check_dimensions, guarded};
+use super::{PageError, check_dimensions};
+use crate::guard::guarded;
 use hayro_jbig2::{DecodeSettings, Decoder, Globals, Page};
 use image::GrayImage;
 

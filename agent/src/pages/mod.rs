@@ -17,6 +17,7 @@ mod split_tests;
 mod t4;
 mod tiff;
 
+use crate::guard::guarded;
 use image::{DynamicImage, GrayImage, ImageFormat};
 use std::io::Cursor;
 
@@ -271,11 +272,6 @@ pub(crate) fn decode_image(
             message: "the decoder failed on this file".to_owned(),
         }),
     }
-}
-
-/// Runs third-party decoding; `None` if it panicked.
-pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok()
 }
 
 /// A page with almost no dark pixels away from its edges: the back of a duplex

@@ -9,7 +9,8 @@
 
 use super::ccitt::{self, Coding};
 use super::jbig2;
-use super::{Page, PageError, Splitter, check_dimensions, encode_png, guarded};
+use super::{Page, PageError, Splitter, check_dimensions, encode_png};
+use crate::guard::guarded;
 use image::{DynamicImage, GrayImage, ImageBuffer, ImageFormat, Luma};
 use lopdf::{Dictionary, Document, Object};
 

@@ -12,7 +12,8 @@
 
 use super::ccitt::{self, Coding};
 use super::dpi::Dpi;
-use super::{Page, PageError, Splitter, check_dimensions, encode_png, guarded};
+use super::{Page, PageError, Splitter, check_dimensions, encode_png};
+use crate::guard::guarded;
 use image::{DynamicImage, GrayImage, ImageBuffer, Luma, Rgb, Rgba};
 use std::io::Cursor;
 use tiff::ColorType;
