@@ -229,6 +229,19 @@ fn uuid(text: &str) -> QueueResult<Uuid> {
     Uuid::parse_str(text).map_err(|e| QueueError::Corrupt(format!("id {text:?}: {e}")))
 }
 
+/// A UUID stored as text, read inside a row mapping (which can only fail with
+/// a rusqlite error).
+fn uuid_column(r: &rusqlite::Row<'_>, column: usize) -> rusqlite::Result<Uuid> {
+    let text: String = r.get(column)?;
+    Uuid::parse_str(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(
+            column,
+            rusqlite::types::Type::Text,
+            format!("id {text:?}: {e}").into(),
+        )
+    })
+}
+
 impl Queue {
     pub fn open(data_dir: &Path) -> QueueResult<Queue> {
         let path = data_dir.join("queue.sqlite3");
@@ -444,33 +457,22 @@ impl Queue {
             )?;
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
             let rows = stmt.query_map(params![seq, limit], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    QueuedPage {
-                        seq: r.get(11)?,
-                        capture_id: Uuid::nil(),
-                        packet_id: Uuid::nil(),
-                        page_index: r.get(2)?,
-                        cover_code: r.get(3)?,
-                        spool_path: PathBuf::from(r.get::<_, String>(4)?),
-                        sha256: r.get(5)?,
-                        size: r.get(6)?,
-                        content_type: r.get(7)?,
-                        source_name: r.get(8)?,
-                        barcodes_json: r.get(9)?,
-                        blank: r.get(10)?,
-                    },
-                ))
+                Ok(QueuedPage {
+                    seq: r.get(11)?,
+                    capture_id: uuid_column(r, 0)?,
+                    packet_id: uuid_column(r, 1)?,
+                    page_index: r.get(2)?,
+                    cover_code: r.get(3)?,
+                    spool_path: PathBuf::from(r.get::<_, String>(4)?),
+                    sha256: r.get(5)?,
+                    size: r.get(6)?,
+                    content_type: r.get(7)?,
+                    source_name: r.get(8)?,
+                    barcodes_json: r.get(9)?,
+                    blank: r.get(10)?,
+                })
             })?;
-            let mut pages = Vec::new();
-            for row in rows {
-                let (capture, packet, mut page) = row?;
-                page.capture_id = uuid(&capture)?;
-                page.packet_id = uuid(&packet)?;
-                pages.push(page);
-            }
-            Ok(pages)
+            Ok(rows.collect::<Result<_, _>>()?)
         })
     }
 

@@ -65,16 +65,16 @@ pub fn record_page(
          ON CONFLICT (packet_id, page_index) DO NOTHING",
     )?
     .execute(params![
-            page.capture_id.to_string(),
-            page.packet_id.to_string(),
-            page.page_index,
-            page.sha256,
-            page.size,
-            page.content_type,
-            page.source_name,
-            barcodes,
-            page.blank,
-            now()
+        page.capture_id.to_string(),
+        page.packet_id.to_string(),
+        page.page_index,
+        page.sha256,
+        page.size,
+        page.content_type,
+        page.source_name,
+        barcodes,
+        page.blank,
+        now()
     ])?;
     if inserted == 0 {
         return Err(StoreError::Conflict(format!(
