@@ -140,7 +140,7 @@ impl ServerProcess {
 
     /// Resident memory now, in KiB.
     fn rss_kib(&self) -> u64 {
-        proc_status_kib(self.child.id(), "VmRSS:")
+        proc_status_number(self.child.id(), "VmRSS:")
     }
 }
 
@@ -151,7 +151,8 @@ impl Drop for ServerProcess {
     }
 }
 
-fn proc_status_kib(pid: u32, field: &str) -> u64 {
+/// A number from `/proc/PID/status` (`VmRSS:` in KiB, `Threads:`...); 0 when unreadable.
+fn proc_status_number(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
@@ -187,6 +188,8 @@ struct Run {
     idle_rss_kib: u64,
     /// Highest server RSS sampled while the agents streamed.
     peak_rss_kib: u64,
+    /// Most threads the server had at once while the agents streamed.
+    peak_threads: u64,
     /// CPU time per page while streaming, in ms: the server's, and this
     /// process's (the agents').
     server_cpu_ms: f64,
@@ -245,12 +248,19 @@ async fn run_agents(
         durable_write_ceiling(&root.join(format!("ceiling-{agents}")), agents * pages_each)?;
     let idle_rss_kib = server.rss_kib();
     let peak = Arc::new(AtomicU64::new(idle_rss_kib));
+    let peak_threads = Arc::new(AtomicU64::new(0));
     let sampling = Arc::new(AtomicBool::new(true));
     let sampler = {
-        let (peak, sampling, pid) = (Arc::clone(&peak), Arc::clone(&sampling), server.child.id());
+        let (peak, peak_threads, sampling, pid) = (
+            Arc::clone(&peak),
+            Arc::clone(&peak_threads),
+            Arc::clone(&sampling),
+            server.child.id(),
+        );
         std::thread::spawn(move || {
             while sampling.load(Ordering::Relaxed) {
-                peak.fetch_max(proc_status_kib(pid, "VmRSS:"), Ordering::Relaxed);
+                peak.fetch_max(proc_status_number(pid, "VmRSS:"), Ordering::Relaxed);
+                peak_threads.fetch_max(proc_status_number(pid, "Threads:"), Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(20));
             }
         })
@@ -295,6 +305,7 @@ async fn run_agents(
         pages_per_sec,
         idle_rss_kib,
         peak_rss_kib: peak.load(Ordering::Relaxed),
+        peak_threads: peak_threads.load(Ordering::Relaxed),
         server_cpu_ms,
         agents_cpu_ms,
         ceiling,
@@ -338,21 +349,22 @@ async fn main() -> anyhow::Result<()> {
         "ceiling = the same pages written one at a time: write, fsync, rename, directory fsync"
     );
     println!(
-        "| agents | pages | ceiling pages/s | pages/s | x ceiling | server RSS idle | server RSS peak | CPU ms/page server | agents |"
+        "| agents | pages | ceiling pages/s | pages/s | x ceiling | server RSS idle | server RSS peak | server threads peak | CPU ms/page server | agents |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for agents in agent_counts {
         // At least a few windows' worth per agent, so each one really streams.
         let each = (pages / agents).max(30);
         let run = run_agents(root.path(), agents_root.path(), agents, each).await?;
         println!(
-            "| {agents} | {} | {:.0} | {:.0} | {:.2} | {} MiB | {} MiB | {:.2} | {:.2} |",
+            "| {agents} | {} | {:.0} | {:.0} | {:.2} | {} MiB | {} MiB | {} | {:.2} | {:.2} |",
             agents * each,
             run.ceiling,
             run.pages_per_sec,
             run.pages_per_sec / run.ceiling,
             run.idle_rss_kib / 1024,
             run.peak_rss_kib / 1024,
+            run.peak_threads,
             run.server_cpu_ms,
             run.agents_cpu_ms
         );

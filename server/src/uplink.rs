@@ -379,7 +379,10 @@ fn closing(reason: CloseReason) -> ServerMessage {
 struct Upload {
     offer: PageOffer,
     path: PathBuf,
-    sink: PartialSink,
+    /// Open only while this page's bytes arrive: a session holds one partial
+    /// file open, not one per page in its window (a descriptor per offered
+    /// page ran a 1,024-descriptor limit out at about 30 streaming desks).
+    sink: Option<PartialSink>,
     received: u64,
     /// Where the bytes the other replicas can see end (`SharedPartials`).
     durable: u64,
@@ -830,19 +833,47 @@ impl Session {
                 }
             }
         }
-        let size = offer.size;
-        let opened = path.clone();
-        let (sink, received) =
-            tokio::task::spawn_blocking(move || PartialSink::open(&opened, size))
-                .await
-                .context("opening a partial upload")??;
+        // Only where to resume; the file is opened when its bytes come. A
+        // stat of a file this session wrote is served from memory, so it is
+        // done right here rather than on the blocking pool.
+        let received = match std::fs::metadata(&path) {
+            // A longer file is not this page's: `PartialSink::open` starts it over.
+            Ok(meta) if meta.len() <= offer.size => meta.len(),
+            Ok(_) => 0,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
         Ok(Upload {
             offer,
             path,
-            sink,
+            sink: None,
             received,
             durable,
         })
+    }
+
+    /// Opens the partial file of upload `id` for its bytes, closing any other
+    /// this session holds open: agents send one page's bytes at a time, and
+    /// one that interleaves pages pays a re-hash, not a descriptor per page.
+    async fn open_sink(&mut self, id: Uuid) -> anyhow::Result<()> {
+        for (other, upload) in self.uploads.iter_mut() {
+            if *other != id {
+                upload.sink = None;
+            }
+        }
+        let Some(upload) = self.uploads.get_mut(&id) else {
+            return Ok(());
+        };
+        let (path, size) = (upload.path.clone(), upload.offer.size);
+        let (sink, on_disk) = tokio::task::spawn_blocking(move || PartialSink::open(&path, size))
+            .await
+            .context("opening a partial upload")??;
+        // Normally what the offer was told; if the file changed since (it was
+        // swept, say), the chunk's offset no longer matches and the agent
+        // offers the page again.
+        upload.received = on_disk;
+        upload.sink = Some(sink);
+        Ok(())
     }
 
     async fn on_chunk(&mut self, frame: Bytes) -> anyhow::Result<Vec<ServerMessage>> {
@@ -851,6 +882,9 @@ impl Session {
             Err(e) => return Ok(vec![error("bad_chunk", e.to_string(), None, true)]),
         };
         let id = chunk.capture_id;
+        if self.uploads.get(&id).is_some_and(|u| u.sink.is_none()) {
+            self.open_sink(id).await?;
+        }
         let Some(upload) = self.uploads.get_mut(&id) else {
             return Ok(vec![error(
                 "unknown_upload",
@@ -879,7 +913,9 @@ impl Session {
                 false,
             )]);
         }
-        let sink = &mut upload.sink;
+        let Some(sink) = upload.sink.as_mut() else {
+            anyhow::bail!("no open partial file for page {id}");
+        };
         // Written and hashed right here on the worker, not on the blocking
         // pool: a chunk is at most 256 KiB into the page cache (tens of
         // microseconds), and the round trip to a pool thread cost more than
@@ -910,7 +946,17 @@ impl Session {
     /// which syncs it, moves it into the blob store and records the page.
     async fn finish(&mut self, upload: Upload) -> anyhow::Result<Vec<ServerMessage>> {
         let id = upload.offer.capture_id;
-        let sink = upload.sink;
+        // All bytes were already there at the offer: nothing opened it yet.
+        let sink = match upload.sink {
+            Some(sink) => sink,
+            None => {
+                let (path, size) = (upload.path.clone(), upload.offer.size);
+                tokio::task::spawn_blocking(move || PartialSink::open(&path, size))
+                    .await
+                    .context("opening a partial upload")??
+                    .0
+            }
+        };
         let digest = hex::encode(sink.hasher.finalize());
         // fstat on the open file: the inode is in memory, no pool trip needed.
         let on_disk = sink

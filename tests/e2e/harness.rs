@@ -153,6 +153,17 @@ impl TestServer {
         }
     }
 
+    /// How many files the server process holds open whose path ends with `suffix`.
+    #[cfg(target_os = "linux")]
+    pub fn open_files_ending(&self, suffix: &str) -> usize {
+        let pid = self.child.as_ref().expect("the server is running").id();
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .expect("the server's descriptors")
+            .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+            .filter(|target| target.to_string_lossy().ends_with(suffix))
+            .count()
+    }
+
     /// kill -9: no chance to flush or say goodbye.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -242,6 +242,77 @@ async fn a_second_connection_replaces_the_first_and_resumes_its_partial_upload()
     );
 }
 
+/// A descriptor per offered page, in every desk's window, ran a 1,024
+/// descriptor limit out at about 30 streaming desks.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_session_holds_one_partial_file_open_however_many_pages_it_offered() {
+    const PAGE: usize = 100_000;
+    let server = TestServer::start();
+    let (_, token) = enroll(&server, "raw-window").await;
+    let mut agent = RawAgent::connect(&server, &token).await;
+    let packet = Uuid::new_v4();
+    let pages: Vec<(Uuid, Vec<u8>)> = (0..WINDOW_PAGES as u64)
+        .map(|i| (Uuid::new_v4(), noise(PAGE, 100 + i)))
+        .collect();
+    for (index, (id, bytes)) in pages.iter().enumerate() {
+        let mut page = offer(*id, packet, bytes);
+        page.page_index = index as u32;
+        agent.send(&AgentMessage::Offer(page)).await;
+        assert_eq!(
+            agent.recv().await,
+            Some(ServerMessage::Resume {
+                capture_id: *id,
+                offset: 0
+            })
+        );
+    }
+    assert_eq!(
+        server.open_files_ending(".part"),
+        0,
+        "none before bytes come"
+    );
+
+    // Half of the first two pages, interleaved, as no agent of ours sends them.
+    let half = PAGE / 2;
+    agent.chunk(pages[0].0, 0, &pages[0].1[..half]).await;
+    agent.chunk(pages[1].0, 0, &pages[1].1[..half]).await;
+    // The server answers frames in order: once this is answered, the bytes above are written.
+    agent
+        .send(&AgentMessage::Offer(offer(Uuid::new_v4(), packet, b"")))
+        .await;
+    let reply = agent.recv().await.unwrap();
+    assert_eq!(error_code(&reply), Some(("bad_offer", false, true)));
+    assert_eq!(server.open_files_ending(".part"), 1);
+
+    // The rest of every page; the first one's file is reopened where it stopped.
+    for (index, (id, bytes)) in pages.iter().enumerate() {
+        let from = if index < 2 { half } else { 0 };
+        for (i, piece) in bytes[from..].chunks(64 * 1024).enumerate() {
+            agent.chunk(*id, (from + i * 64 * 1024) as u64, piece).await;
+        }
+    }
+    let mut stored = std::collections::HashSet::new();
+    while stored.len() < pages.len() {
+        match agent.recv().await {
+            Some(ServerMessage::Stored { capture_id }) => stored.insert(capture_id),
+            other => panic!("expected only stored pages, got {other:?}"),
+        };
+    }
+    assert_eq!(server.open_files_ending(".part"), 0);
+    for (index, (_, bytes)) in pages.iter().enumerate() {
+        let (status, got) = server
+            .get_bytes(&format!("/packets/{packet}/pages/{index}"))
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            sha256_hex(&got),
+            sha256_hex(bytes),
+            "page {index} byte for byte"
+        );
+    }
+}
+
 #[tokio::test]
 async fn revoking_an_agent_closes_its_uplink_at_once_and_refuses_it_after() {
     let server = TestServer::start();
