@@ -475,6 +475,15 @@ impl PartialSink {
         file.seek(std::io::SeekFrom::Start(received))?;
         Ok((PartialSink { file, hasher }, received))
     }
+
+    /// [`PartialSink::open`] for `upload`, on the blocking pool (it may
+    /// create the file and re-read what it holds).
+    async fn open_for(upload: &Upload) -> anyhow::Result<(PartialSink, u64)> {
+        let (path, size) = (upload.path.clone(), upload.offer.size);
+        tokio::task::spawn_blocking(move || PartialSink::open(&path, size))
+            .await
+            .context("opening a partial upload")?
+    }
 }
 
 /// A page handed to the group commit: its ids, and the committer's answer.
@@ -864,10 +873,7 @@ impl Session {
         let Some(upload) = self.uploads.get_mut(&id) else {
             return Ok(());
         };
-        let (path, size) = (upload.path.clone(), upload.offer.size);
-        let (sink, on_disk) = tokio::task::spawn_blocking(move || PartialSink::open(&path, size))
-            .await
-            .context("opening a partial upload")??;
+        let (sink, on_disk) = PartialSink::open_for(upload).await?;
         // Normally what the offer was told; if the file changed since (it was
         // swept, say), the chunk's offset no longer matches and the agent
         // offers the page again.
@@ -949,13 +955,7 @@ impl Session {
         // All bytes were already there at the offer: nothing opened it yet.
         let sink = match upload.sink {
             Some(sink) => sink,
-            None => {
-                let (path, size) = (upload.path.clone(), upload.offer.size);
-                tokio::task::spawn_blocking(move || PartialSink::open(&path, size))
-                    .await
-                    .context("opening a partial upload")??
-                    .0
-            }
+            None => PartialSink::open_for(&upload).await?.0,
         };
         let digest = hex::encode(sink.hasher.finalize());
         // fstat on the open file: the inode is in memory, no pool trip needed.
