@@ -197,6 +197,7 @@ pub async fn serve_state(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    net::open_files::raise_for(state.config.max_agents);
     // Background work is owned here: cancelled with the server and awaited.
     let stop = tokio_util::sync::CancellationToken::new();
     let outbox = tokio::spawn(webhooks::run(Arc::clone(&state.store), stop.clone()));

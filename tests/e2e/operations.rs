@@ -90,3 +90,48 @@ async fn env_beats_the_config_file_and_readyz_follows_the_database() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Started with the usual low soft limit on open files (1,024 on most
+/// systems, below what the default 1,024 desks need), the server raises it
+/// to the hard limit itself.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_server_raises_its_open_file_limit_to_the_hard_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    // `prlimit` sets the limits and then becomes the server (same pid).
+    let mut child = Command::new("prlimit")
+        .args(["--nofile=512:4096", "--"])
+        .arg(bin("imc-server"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(tmp.path().join("data"))
+        .env("IMC_BOOTSTRAP_TOKEN", TOKEN)
+        .env("IMC_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("prlimit (util-linux) runs the server");
+    let stdout = child.stdout.take().unwrap();
+    let base = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            line.strip_prefix("imc-server listening on ")
+                .map(str::to_owned)
+        })
+        .expect("the server reports its address");
+    let pid = child.id();
+    let soft_limit = || -> Option<String> {
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+        let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+        line.split_whitespace().nth(3).map(str::to_owned)
+    };
+    let healthy = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    assert_eq!(healthy.status(), 200);
+    let limit = soft_limit();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        limit.as_deref(),
+        Some("4096"),
+        "soft limit raised to the hard one"
+    );
+}

@@ -7,6 +7,7 @@
 //! verified certificate as `client_certs::PeerCertificate`.
 
 pub mod client_certs;
+pub mod open_files;
 pub mod tls;
 
 use axum::Router;
