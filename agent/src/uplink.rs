@@ -16,7 +16,7 @@
 
 use crate::config::AgentConfig;
 use crate::fsutil;
-use crate::queue::{Queue, QueuedPage};
+use crate::queue::{DeliveredFile, Queue, QueuedPage};
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
 use imc_shared::CoverPatterns;
@@ -340,33 +340,36 @@ impl Uplink {
         }
     }
 
-    /// Moves wholly delivered source files from the inbox to `done`.
+    /// Moves source files delivered before a crash, whose move to `done` did
+    /// not happen, from the inbox to `done`.
     async fn move_delivered_files(&self) -> anyhow::Result<()> {
         let config = Arc::clone(&self.config);
-        self.blocking(move |q| {
-            for file in q.delivered_unmoved()? {
-                let done_dir = config.done_dir_for(&file.watch_dir);
-                // The scanner may have reused the name since: move only the file we read.
-                let same_file = std::fs::metadata(&file.path).is_ok_and(|m| {
-                    m.len() == file.size && crate::watch::mtime_ns(&m) == file.mtime_ns
-                });
-                let moved = if same_file {
-                    match fsutil::move_into(&file.path, &done_dir) {
-                        Ok(target) => Some(target),
-                        Err(e) => {
-                            tracing::warn!(file = %file.path.display(), error = %e, "delivered, but could not move to done");
-                            continue;
-                        }
-                    }
-                } else {
-                    None
-                };
-                q.mark_file_done(file.id, moved.as_deref())?;
-            }
-            Ok(())
-        })
-        .await
+        self.blocking(move |q| move_to_done(q, &config, q.delivered_unmoved()?))
+            .await
     }
+}
+
+/// Moves wholly delivered source files from the inbox to `done`.
+fn move_to_done(q: &Queue, config: &AgentConfig, files: Vec<DeliveredFile>) -> anyhow::Result<()> {
+    for file in files {
+        let done_dir = config.done_dir_for(&file.watch_dir);
+        // The scanner may have reused the name since: move only the file we read.
+        let same_file = std::fs::metadata(&file.path)
+            .is_ok_and(|m| m.len() == file.size && crate::watch::mtime_ns(&m) == file.mtime_ns);
+        let moved = if same_file {
+            match fsutil::move_into(&file.path, &done_dir) {
+                Ok(target) => Some(target),
+                Err(e) => {
+                    tracing::warn!(file = %file.path.display(), error = %e, "delivered, but could not move to done");
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        q.mark_file_done(file.id, moved.as_deref())?;
+    }
+    Ok(())
 }
 
 /// Progress of a long backlog, so whoever watches the desk sees it move.
@@ -804,8 +807,8 @@ impl Link<'_> {
         }
         let ids: Vec<Uuid> = pages.iter().map(|p| p.capture_id).collect();
         let spooled: Vec<std::path::PathBuf> = pages.iter().map(|p| p.spool_path.clone()).collect();
-        let files = self
-            .uplink
+        let config = Arc::clone(&self.uplink.config);
+        self.uplink
             .blocking(move |q| {
                 let files = q.mark_stored_many(&ids)?;
                 // Only once the queue says stored: a crash in between leaves
@@ -815,12 +818,11 @@ impl Link<'_> {
                         tracing::debug!(file = %path.display(), error = %e, "spool copy already gone");
                     }
                 }
-                Ok(files)
+                // Only the files these pages completed: scanning every queued
+                // file after each batch made a long backlog's drain quadratic.
+                move_to_done(q, &config, files)
             })
             .await?;
-        if !files.is_empty() {
-            self.uplink.move_delivered_files().await?;
-        }
         self.drain.pages_sent(self.uplink, pages.len() as u64).await
     }
 

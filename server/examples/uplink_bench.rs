@@ -116,7 +116,10 @@ impl ServerProcess {
             .arg(data_dir)
             .args(["--listen", "127.0.0.1:0"])
             .env("IMC_BOOTSTRAP_TOKEN", ADMIN_TOKEN)
-            .env("IMC_LOG", "warn")
+            .env(
+                "IMC_LOG",
+                std::env::var("IMC_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()?;
