@@ -476,10 +476,15 @@ impl PartialSink {
         Ok((PartialSink { file, hasher }, received))
     }
 
-    /// [`PartialSink::open`] for `upload`, on the blocking pool (it may
-    /// create the file and re-read what it holds).
+    /// [`PartialSink::open`] for `upload`. A new partial file is created
+    /// right here, like the chunks written into it (a trip to the blocking
+    /// pool and back cost more than the create); one that holds bytes
+    /// already, after a reconnect, is re-read and hashed on the pool.
     async fn open_for(upload: &Upload) -> anyhow::Result<(PartialSink, u64)> {
         let (path, size) = (upload.path.clone(), upload.offer.size);
+        if upload.received == 0 {
+            return PartialSink::open(&path, size);
+        }
         tokio::task::spawn_blocking(move || PartialSink::open(&path, size))
             .await
             .context("opening a partial upload")?
