@@ -189,7 +189,32 @@ pub struct Chunk<'a> {
     pub data: &'a [u8],
 }
 
-const CHUNK_HEADER: usize = 16 + 8 + 4;
+/// Bytes before a chunk's data: capture id, offset, CRC-32.
+pub const CHUNK_HEADER: usize = 16 + 8 + 4;
+
+/// What precedes a chunk's data; the server reads it before the data arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkHead {
+    pub capture_id: Uuid,
+    pub offset: u64,
+    pub crc32: u32,
+}
+
+impl ChunkHead {
+    pub fn parse(head: &[u8; CHUNK_HEADER]) -> ChunkHead {
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&head[..16]);
+        let mut offset = [0u8; 8];
+        offset.copy_from_slice(&head[16..24]);
+        let mut crc = [0u8; 4];
+        crc.copy_from_slice(&head[24..28]);
+        ChunkHead {
+            capture_id: Uuid::from_bytes(id),
+            offset: u64::from_be_bytes(offset),
+            crc32: u32::from_be_bytes(crc),
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChunkError {
@@ -212,25 +237,19 @@ impl<'a> Chunk<'a> {
     }
 
     pub fn decode(frame: &'a [u8]) -> Result<Chunk<'a>, ChunkError> {
-        if frame.len() < CHUNK_HEADER {
+        let Some((head, data)) = frame.split_first_chunk::<CHUNK_HEADER>() else {
             return Err(ChunkError::Truncated(frame.len()));
-        }
-        let data = &frame[CHUNK_HEADER..];
+        };
         if data.len() > MAX_CHUNK_BYTES {
             return Err(ChunkError::TooLarge(data.len()));
         }
-        let mut id = [0u8; 16];
-        id.copy_from_slice(&frame[..16]);
-        let mut offset = [0u8; 8];
-        offset.copy_from_slice(&frame[16..24]);
-        let mut crc = [0u8; 4];
-        crc.copy_from_slice(&frame[24..28]);
-        if crc32fast::hash(data) != u32::from_be_bytes(crc) {
+        let head = ChunkHead::parse(head);
+        if crc32fast::hash(data) != head.crc32 {
             return Err(ChunkError::Checksum);
         }
         Ok(Chunk {
-            capture_id: Uuid::from_bytes(id),
-            offset: u64::from_be_bytes(offset),
+            capture_id: head.capture_id,
+            offset: head.offset,
             data,
         })
     }

@@ -108,7 +108,8 @@ async fn bad_frames_get_protocol_errors_and_nothing_is_stored() {
         error_code(&reply),
         Some(("checksum_mismatch", false, false))
     );
-    // A chunk damaged in transit (its CRC no longer matches) ends the connection.
+    // A chunk damaged in transit (its CRC no longer matches) ends the connection,
+    // and none of its bytes are kept (the server writes them as they come).
     agent
         .send(&AgentMessage::Offer(offer(page, packet, &bytes)))
         .await;
@@ -116,10 +117,11 @@ async fn bad_frames_get_protocol_errors_and_nothing_is_stored() {
         agent.recv().await,
         Some(ServerMessage::Resume { offset: 0, .. })
     ));
+    agent.chunk(page, 0, &bytes[..1000]).await;
     let mut frame = Chunk {
         capture_id: page,
-        offset: 0,
-        data: &bytes[..1000],
+        offset: 1000,
+        data: &bytes[1000..2000],
     }
     .encode();
     let last = frame.len() - 1;
@@ -130,15 +132,19 @@ async fn bad_frames_get_protocol_errors_and_nothing_is_stored() {
         said.first().and_then(error_code),
         Some(("bad_chunk", true, false))
     );
-    // A frame beyond the size limit ends the connection without a reply.
+    // A frame beyond the size limit ends the connection with a protocol error.
     let mut agent = RawAgent::connect(&server, &token).await;
     agent
         .send(&AgentMessage::Offer(offer(page, packet, &bytes)))
         .await;
-    assert!(matches!(
+    assert_eq!(
         agent.recv().await,
-        Some(ServerMessage::Resume { .. })
-    ));
+        Some(ServerMessage::Resume {
+            capture_id: page,
+            offset: 1000
+        }),
+        "the intact chunk is kept, the damaged one is not"
+    );
     let oversized = vec![0u8; MAX_CHUNK_BYTES + 4096];
     agent.chunk(page, 0, &oversized).await;
     let said = agent.until_closed().await;

@@ -23,6 +23,7 @@ use super::*;
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 const READERS: usize = 4;
 
@@ -35,6 +36,11 @@ struct Inner {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
+    /// Turns at the connections, taken before a blocking thread is asked
+    /// for: callers beyond the connections wait as tasks, not as parked
+    /// threads (a hundred desks once meant a hundred pool threads).
+    write_turn: Arc<Semaphore>,
+    read_turns: Arc<Semaphore>,
     changes: changes::Changes,
 }
 
@@ -75,6 +81,8 @@ impl SqliteStore {
                 path: path.to_owned(),
                 writer: Mutex::new(writer),
                 readers,
+                write_turn: Arc::new(Semaphore::new(1)),
+                read_turns: Arc::new(Semaphore::new(READERS)),
                 changes,
             }),
         })
@@ -96,7 +104,9 @@ impl SqliteStore {
         F: FnOnce(&rusqlite::Transaction<'_>) -> StoreResult<T> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
+        let turn = turn(&inner.write_turn).await?;
         tokio::task::spawn_blocking(move || {
+            let _turn = turn;
             let mut conn = inner
                 .writer
                 .lock()
@@ -122,8 +132,10 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
+        let turn = turn(&inner.read_turns).await?;
         tokio::task::spawn_blocking(move || {
-            // Take a free reader if there is one; otherwise wait on one.
+            let _turn = turn;
+            // With a turn a reader is free; waiting on one is only a fallback.
             let guard = inner
                 .readers
                 .iter()
@@ -136,6 +148,15 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
+}
+
+/// A turn at one of a set of connections; held by the blocking work itself,
+/// so it outlives a caller that stops waiting.
+async fn turn(turns: &Arc<Semaphore>) -> StoreResult<OwnedSemaphorePermit> {
+    Arc::clone(turns)
+        .acquire_owned()
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))
 }
 
 pub fn now() -> String {

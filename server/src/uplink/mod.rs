@@ -15,13 +15,11 @@ use crate::partials::{CHECKPOINT_BYTES, PartialKey, SharedPartials};
 use crate::state::AppState;
 use crate::store::{Agent, PacketResolution, StoredPage};
 use anyhow::Context;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::http::HeaderMap;
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use hyper_util::rt::TokioIo;
 use imc_shared::protocol::*;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
@@ -33,16 +31,21 @@ use tokio::sync::oneshot::error::RecvError;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::Instrument;
 use uuid::Uuid;
+use websocket::{Inbound, Link, ReadError};
+
+mod websocket;
+
+/// An agent's WebSocket as the server holds it.
+type AgentLink = Link<TokioIo<hyper::upgrade::Upgraded>>;
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(15);
-/// An agent that takes no frame for this long is gone.
+/// An agent that takes no frame for this long is gone (a half-open peer
+/// stops taking bytes; a session must not wait on it forever).
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
-/// The chunk size the server asks agents for: a connection holds about one
-/// chunk while it arrives, so this, not the 256 KiB limit, sets the memory
-/// each streaming desk costs.
+/// The chunk size the server asks agents for: a cut or damaged chunk is sent
+/// again whole. Its bytes are written as they arrive (see `websocket`), so
+/// this does not set the memory a desk costs.
 const PREFERRED_CHUNK_BYTES: usize = 64 * 1024;
-const READ_BUFFER_BYTES: usize = 16 * 1024;
-const MAX_WRITE_BUFFER_BYTES: usize = 256 * 1024;
 /// Pages one packet may hold, as a sanity bound on offers and seals.
 const MAX_PACKET_PAGES: u32 = 100_000;
 const CONTENT_TYPES: &[&str] = &[
@@ -265,13 +268,10 @@ impl Desks {
         (status = 400, description = "Not a WebSocket upgrade request", body = imc_shared::api::ErrorBody),
     ),
 )]
-pub async fn upgrade(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
-) -> Response {
+pub async fn upgrade(State(state): State<AppState>, mut request: Request) -> Response {
     // Authenticate before upgrading: an unknown caller never gets to send a frame.
-    let token = headers
+    let token = request
+        .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
@@ -289,56 +289,54 @@ pub async fn upgrade(
         Ok(None) => return crate::error::ApiError::Unauthorized.into_response(),
         Err(e) => return crate::error::ApiError::from(e).into_response(),
     };
-    let ws = match ws {
-        Ok(ws) => ws,
-        Err(rejection) => {
+    let (response, on_upgrade) = match websocket::accept(&mut request) {
+        Ok(accepted) => accepted,
+        Err(why) => {
             return crate::error::ApiError::bad_request(format!(
-                "the uplink is a WebSocket: {}",
-                rejection.body_text()
+                "the uplink is a WebSocket: {why}"
             ))
             .into_response();
         }
     };
-    ws.max_message_size(MAX_CHUNK_BYTES + 64)
-        .max_frame_size(MAX_CHUNK_BYTES + 64)
-        // Per-connection memory: reads go in small steps (a frame still gets
-        // room for its whole length, at most one chunk), replies are small
-        // JSON written at once, and a peer that stops reading can pile up
-        // only this much before sends fail.
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(0)
-        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
-        .on_upgrade(move |socket| {
-            let span = tracing::info_span!("uplink", agent = %agent.id, site = %agent.site);
-            async move {
-                let Ok(_slot) = state.desks.slots.clone().acquire_owned().await else {
+    let span = tracing::info_span!("uplink", agent = %agent.id, site = %agent.site);
+    tokio::spawn(
+        async move {
+            let link = match on_upgrade.await {
+                Ok(upgraded) => Link::new(TokioIo::new(upgraded), SEND_TIMEOUT),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the WebSocket upgrade failed");
                     return;
-                };
-                let desks = state.desks.clone();
-                let agent_id = agent.id.clone();
-                let registration = match desks.register(&agent_id) {
-                    Ok(registration) => registration,
-                    Err(e) => {
-                        tracing::error!(error = %e, "could not register the session");
-                        return;
-                    }
-                };
-                let generation = registration.generation;
-                match serve_session(state, agent, socket, registration).await {
-                    Ok(()) => tracing::info!("agent disconnected"),
-                    Err(e) => tracing::warn!(error = format!("{e:#}"), "agent session ended"),
                 }
-                desks.unregister(&agent_id, generation);
+            };
+            let Ok(_slot) = state.desks.slots.clone().acquire_owned().await else {
+                return;
+            };
+            let desks = state.desks.clone();
+            let agent_id = agent.id.clone();
+            let registration = match desks.register(&agent_id) {
+                Ok(registration) => registration,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not register the session");
+                    return;
+                }
+            };
+            let generation = registration.generation;
+            match serve_session(state, agent, link, registration).await {
+                Ok(()) => tracing::info!("agent disconnected"),
+                Err(e) => tracing::warn!(error = format!("{e:#}"), "agent session ended"),
             }
-            .instrument(span)
-        })
+            desks.unregister(&agent_id, generation);
+        }
+        .instrument(span),
+    );
+    response
 }
 
 /// Waits for the agent's previous session to end, then runs this one.
 async fn serve_session(
     state: AppState,
     agent: Agent,
-    mut socket: WebSocket,
+    mut link: AgentLink,
     registration: Registration,
 ) -> anyhow::Result<()> {
     let Registration {
@@ -351,17 +349,17 @@ async fn serve_session(
     // sessions never write the same partial upload.
     let Ok(_turn) = tokio::time::timeout(TAKEOVER_TIMEOUT, turn.lock_owned()).await else {
         let msg = "the previous connection of this agent did not close in time";
-        let _ = send(&mut socket, &error("busy", msg, None, true)).await;
+        let _ = send(&mut link, &error("busy", msg, None, true)).await;
         anyhow::bail!(msg);
     };
     // Registered before this check, so a revocation either saw this session
     // (and closed it) or is visible here.
     if !state.store.agent_active(&agent.id).await? {
-        let _ = send(&mut socket, &closing(CloseReason::Revoked)).await;
+        let _ = send(&mut link, &closing(CloseReason::Revoked)).await;
         anyhow::bail!("agent was revoked");
     }
     tracing::info!("agent connected");
-    Session::new(state, agent).run(socket, notices, close).await
+    Session::new(state, agent).run(link, notices, close).await
 }
 
 fn closing(reason: CloseReason) -> ServerMessage {
@@ -441,8 +439,8 @@ async fn checkpoint(shared: &dyn SharedPartials, agent_id: &str, upload: &mut Up
 }
 
 /// A partial file and the hash of what it holds. A plain file, written
-/// straight from the received frame: no copy of the chunk is kept per
-/// connection (a tokio file would keep its own buffer).
+/// straight from the pieces the socket delivers: nothing of a chunk is kept
+/// per connection (a tokio file would keep its own buffer).
 struct PartialSink {
     file: std::fs::File,
     hasher: Sha256,
@@ -508,6 +506,32 @@ struct Session {
     uploads: HashMap<Uuid, Upload>,
     committing: FuturesUnordered<Committing>,
     committing_ids: HashSet<Uuid>,
+    /// The chunk whose bytes are arriving, if it was accepted.
+    receiving: Option<Receiving>,
+}
+
+/// A chunk being written into its page's partial file. Its bytes are written
+/// as they arrive, before its CRC-32 can be checked, so this remembers how to
+/// take them back.
+struct Receiving {
+    capture_id: Uuid,
+    /// Where the chunk begins in the partial file.
+    start: u64,
+    len: u64,
+    /// The page's hash up to `start`.
+    hash_before: Sha256,
+}
+
+impl Receiving {
+    /// Takes the chunk's bytes back out of the partial file and its hash.
+    fn undo(self, sink: &mut PartialSink, path: &Path) -> anyhow::Result<()> {
+        sink.file
+            .set_len(self.start)
+            .and_then(|()| sink.file.seek(std::io::SeekFrom::Start(self.start)))
+            .with_context(|| format!("cutting {} back to {} bytes", path.display(), self.start))?;
+        sink.hasher = self.hash_before;
+        Ok(())
+    }
 }
 
 fn error(
@@ -556,13 +580,9 @@ fn seal_error(
     })
 }
 
-async fn send(socket: &mut WebSocket, msg: &ServerMessage) -> anyhow::Result<()> {
+async fn send(link: &mut AgentLink, msg: &ServerMessage) -> anyhow::Result<()> {
     let json = serde_json::to_string(msg).context("encoding server message")?;
-    // A half-open peer stops taking bytes; the session must not wait on it forever.
-    tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(json.into())))
-        .await
-        .with_context(|| format!("the agent took no data for {SEND_TIMEOUT:?}"))?
-        .context("sending to agent")
+    link.send_text(&json).await.context("sending to agent")
 }
 
 impl Session {
@@ -574,17 +594,18 @@ impl Session {
             uploads: HashMap::new(),
             committing: FuturesUnordered::new(),
             committing_ids: HashSet::new(),
+            receiving: None,
         }
     }
 
     /// Serves the connection, then winds down whatever way it ended.
     async fn run(
         mut self,
-        mut socket: WebSocket,
+        mut link: AgentLink,
         notices: mpsc::Receiver<ServerMessage>,
         close: watch::Receiver<Option<CloseReason>>,
     ) -> anyhow::Result<()> {
-        let result = self.serve(&mut socket, notices, close).await;
+        let result = self.serve(&mut link, notices, close).await;
         self.wind_down().await;
         result
     }
@@ -592,10 +613,18 @@ impl Session {
     /// Leaves nothing behind for the agent's next session: open partial files
     /// are flushed and closed, and pages being committed are committed.
     async fn wind_down(&mut self) {
+        // A chunk cut off midway was never checked: keep only whole chunks.
+        if let Some(receiving) = self.receiving.take()
+            && let Some(upload) = self.uploads.get_mut(&receiving.capture_id)
+            && let Some(sink) = upload.sink.as_mut()
+            && let Err(e) = receiving.undo(sink, &upload.path)
+        {
+            tracing::warn!(error = format!("{e:#}"), "dropping a cut-off chunk");
+        }
         for (_, mut upload) in self.uploads.drain() {
-            // Partial files hold no buffered bytes (each chunk is written
-            // whole); the agent may come back through another replica, so
-            // leave what it sent there.
+            // Partial files hold no buffered bytes (pieces are written as
+            // they come); the agent may come back through another replica,
+            // so leave what it sent there.
             if let Some(shared) = &self.state.shared_partials
                 && upload.received > upload.durable
             {
@@ -607,18 +636,18 @@ impl Session {
 
     async fn serve(
         &mut self,
-        socket: &mut WebSocket,
+        link: &mut AgentLink,
         mut notices: mpsc::Receiver<ServerMessage>,
         mut close: watch::Receiver<Option<CloseReason>>,
     ) -> anyhow::Result<()> {
-        let hello = match tokio::time::timeout(HELLO_TIMEOUT, socket.recv()).await {
-            Ok(Some(Ok(Message::Text(text)))) => serde_json::from_str::<AgentMessage>(&text).ok(),
+        let hello = match tokio::time::timeout(HELLO_TIMEOUT, link.recv()).await {
+            Ok(Ok(Some(Inbound::Text(text)))) => serde_json::from_str::<AgentMessage>(&text).ok(),
             Ok(_) => None,
             Err(_) => anyhow::bail!("no hello within {HELLO_TIMEOUT:?}"),
         };
         let Some(AgentMessage::Hello(hello)) = hello else {
             send(
-                socket,
+                link,
                 &error(
                     "expected_hello",
                     "the first message must be hello",
@@ -635,7 +664,7 @@ impl Session {
                 hello.protocol_version
             );
             send(
-                socket,
+                link,
                 &error("unsupported_protocol", message.clone(), None, true),
             )
             .await?;
@@ -651,7 +680,7 @@ impl Session {
             window_pages: WINDOW_PAGES,
             window_bytes: WINDOW_BYTES,
         };
-        send(socket, &ServerMessage::Welcome(welcome)).await?;
+        send(link, &ServerMessage::Welcome(welcome)).await?;
 
         // An agent pings every few seconds; silence this long means the link is
         // half-open (the peer vanished without a FIN) or dead.
@@ -661,7 +690,7 @@ impl Session {
         loop {
             let received = tokio::select! {
                 Some(notice) = notices.recv() => {
-                    send(socket, &notice).await?;
+                    send(link, &notice).await?;
                     continue;
                 }
                 Some((id, packet_id, answer)) = self.committing.next(), if !self.committing.is_empty() => {
@@ -670,7 +699,7 @@ impl Session {
                         self.forget_shared(id);
                     }
                     for reply in committed(id, packet_id, answer) {
-                        send(socket, &reply).await?;
+                        send(link, &reply).await?;
                     }
                     continue;
                 }
@@ -679,11 +708,9 @@ impl Session {
                     match (changed, reason) {
                         (_, Some(reason)) => {
                             tracing::info!(?reason, "closing the session");
-                            let _ = send(socket, &closing(reason)).await;
-                            let _ = socket.send(Message::Close(Some(CloseFrame {
-                                code: axum::extract::ws::close_code::POLICY,
-                                reason: format!("{reason:?}").to_lowercase().into(),
-                            }))).await;
+                            let _ = send(link, &closing(reason)).await;
+                            let why = format!("{reason:?}").to_lowercase();
+                            let _ = link.close(websocket::CLOSE_POLICY, &why).await;
                             return Ok(());
                         }
                         (Err(_), None) => registry_gone = true,
@@ -691,25 +718,30 @@ impl Session {
                     }
                     continue;
                 }
-                received = tokio::time::timeout_at(silent_since + idle_limit, socket.recv()) => received,
+                received = tokio::time::timeout_at(silent_since + idle_limit, link.recv()) => received,
             };
-            let frame = match received {
+            let inbound = match received {
                 Err(_) => anyhow::bail!(
                     "no word from the agent for {idle_limit:?}: the link is half-open"
                 ),
-                Ok(None) | Ok(Some(Ok(Message::Close(_)))) => return Ok(()),
-                Ok(Some(Err(e))) => {
-                    // A frame beyond the limits ends the connection; say why
+                Ok(Ok(None)) => return Ok(()),
+                Ok(Ok(Some(inbound))) => inbound,
+                Ok(Err(ReadError::Io(e))) => return Err(e).context("reading from agent"),
+                Ok(Err(e)) => {
+                    // Frames against the rules end the connection; say why
                     // if the socket still takes a reply (a reset one will not).
+                    let code = match e {
+                        ReadError::Chunk(_) => "bad_chunk",
+                        _ => "bad_frame",
+                    };
                     let why = format!("unreadable frame: {e}");
-                    let _ = send(socket, &error("bad_frame", why, None, true)).await;
+                    let _ = send(link, &error(code, why, None, true)).await;
                     return Err(e).context("reading from agent");
                 }
-                Ok(Some(Ok(frame))) => frame,
             };
             silent_since = tokio::time::Instant::now();
-            let replies = match frame {
-                Message::Text(text) => match serde_json::from_str::<AgentMessage>(&text) {
+            let replies = match inbound {
+                Inbound::Text(text) => match serde_json::from_str::<AgentMessage>(&text) {
                     Ok(msg) => self.on_message(msg).await?,
                     Err(e) => vec![error(
                         "malformed",
@@ -718,12 +750,27 @@ impl Session {
                         true,
                     )],
                 },
-                Message::Binary(bytes) => self.on_chunk(bytes).await?,
-                Message::Ping(_) | Message::Pong(_) => Vec::new(),
-                Message::Close(_) => return Ok(()),
+                Inbound::ChunkStart {
+                    capture_id,
+                    offset,
+                    len,
+                } => self.on_chunk_start(capture_id, offset, len).await?,
+                Inbound::ChunkData(piece) => {
+                    self.on_chunk_data(&piece)?;
+                    Vec::new()
+                }
+                Inbound::ChunkEnd { intact } => self.on_chunk_end(intact).await?,
+                Inbound::Ping(payload) => {
+                    link.pong(&payload).await.context("answering a ping")?;
+                    Vec::new()
+                }
+                Inbound::Close => {
+                    let _ = link.close(websocket::CLOSE_NORMAL, "").await;
+                    return Ok(());
+                }
             };
             for reply in &replies {
-                send(socket, reply).await?;
+                send(link, reply).await?;
             }
             if let Some(ServerMessage::Error(ProtocolError {
                 fatal: true,
@@ -887,12 +934,15 @@ impl Session {
         Ok(())
     }
 
-    async fn on_chunk(&mut self, frame: Bytes) -> anyhow::Result<Vec<ServerMessage>> {
-        let chunk = match Chunk::decode(&frame) {
-            Ok(chunk) => chunk,
-            Err(e) => return Ok(vec![error("bad_chunk", e.to_string(), None, true)]),
-        };
-        let id = chunk.capture_id;
+    /// A chunk's bytes begin: checks them against the page's upload and
+    /// opens its partial file, or refuses them (they are then dropped).
+    async fn on_chunk_start(
+        &mut self,
+        id: Uuid,
+        offset: u64,
+        len: u64,
+    ) -> anyhow::Result<Vec<ServerMessage>> {
+        self.receiving = None;
         if self.uploads.get(&id).is_some_and(|u| u.sink.is_none()) {
             self.open_sink(id).await?;
         }
@@ -904,15 +954,12 @@ impl Session {
                 false,
             )]);
         };
-        if chunk.offset != upload.received {
-            let msg = format!(
-                "chunk at offset {}, expected {}",
-                chunk.offset, upload.received
-            );
+        if offset != upload.received {
+            let msg = format!("chunk at offset {offset}, expected {}", upload.received);
             self.uploads.remove(&id);
             return Ok(vec![error("out_of_order", msg, Some(id), false)]);
         }
-        if upload.received + chunk.data.len() as u64 > upload.offer.size {
+        if upload.received + len > upload.offer.size {
             if let Some(upload) = self.uploads.remove(&id) {
                 drop(upload.sink);
                 let _ = tokio::fs::remove_file(&upload.path).await;
@@ -924,20 +971,61 @@ impl Session {
                 false,
             )]);
         }
-        let Some(sink) = upload.sink.as_mut() else {
+        let Some(sink) = upload.sink.as_ref() else {
             anyhow::bail!("no open partial file for page {id}");
         };
+        self.receiving = Some(Receiving {
+            capture_id: id,
+            start: upload.received,
+            len,
+            hash_before: sink.hasher.clone(),
+        });
+        Ok(Vec::new())
+    }
+
+    /// Writes a piece of the current chunk into its partial file and hash.
+    fn on_chunk_data(&mut self, piece: &[u8]) -> anyhow::Result<()> {
+        let Some(receiving) = &self.receiving else {
+            return Ok(()); // a refused chunk
+        };
+        let Some(upload) = self.uploads.get_mut(&receiving.capture_id) else {
+            return Ok(());
+        };
+        let Some(sink) = upload.sink.as_mut() else {
+            anyhow::bail!("no open partial file for page {}", receiving.capture_id);
+        };
         // Written and hashed right here on the worker, not on the blocking
-        // pool: a chunk is at most 256 KiB into the page cache (tens of
-        // microseconds), and the round trip to a pool thread cost more than
-        // the write itself (two context switches a chunk; see PERFORMANCE.md).
-        // The sync, which can take long, happens in the group commit.
+        // pool: a piece is at most 64 KiB into the page cache (microseconds),
+        // and the round trip to a pool thread cost more than the write itself
+        // (see PERFORMANCE.md). The sync happens in the group commit.
         sink.file
-            .write_all(chunk.data)
+            .write_all(piece)
             .with_context(|| format!("writing {}", upload.path.display()))?;
-        sink.hasher.update(chunk.data);
-        let written = chunk.data.len();
-        upload.received += written as u64;
+        sink.hasher.update(piece);
+        Ok(())
+    }
+
+    /// A chunk's bytes are all in: a damaged chunk is undone and ends the
+    /// connection; an intact one counts, and may complete its page.
+    async fn on_chunk_end(&mut self, intact: bool) -> anyhow::Result<Vec<ServerMessage>> {
+        let damaged = || {
+            let msg = "chunk checksum mismatch: damaged on the way";
+            vec![error("bad_chunk", msg, None, true)]
+        };
+        let Some(receiving) = self.receiving.take() else {
+            return Ok(if intact { Vec::new() } else { damaged() });
+        };
+        let id = receiving.capture_id;
+        let Some(upload) = self.uploads.get_mut(&id) else {
+            return Ok(Vec::new());
+        };
+        if !intact {
+            if let Some(sink) = upload.sink.as_mut() {
+                receiving.undo(sink, &upload.path)?;
+            }
+            return Ok(damaged());
+        }
+        upload.received += receiving.len;
         if upload.received < upload.offer.size {
             if let Some(shared) = &self.state.shared_partials
                 && upload.received - upload.durable >= CHECKPOINT_BYTES as u64
