@@ -12,6 +12,7 @@ use crate::blobs::is_sha256_hex;
 use crate::commit::{CommitFailure, CommitResult};
 use crate::desk_bus::{DeskBus, DeskEvent, Envelope};
 use crate::partials::{CHECKPOINT_BYTES, PartialKey, SharedPartials};
+use crate::settings::SNIFFABLE;
 use crate::state::AppState;
 use crate::store::{Agent, PacketResolution, StoredPage};
 use anyhow::Context;
@@ -48,14 +49,6 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 const PREFERRED_CHUNK_BYTES: usize = 64 * 1024;
 /// Pages one packet may hold, as a sanity bound on offers and seals.
 const MAX_PACKET_PAGES: u32 = 100_000;
-const CONTENT_TYPES: &[&str] = &[
-    "image/jpeg",
-    "image/png",
-    "image/tiff",
-    "image/bmp",
-    "image/webp",
-    "application/pdf",
-];
 
 /// Notices waiting to go out on one connection; a slow desk drops the surplus.
 const NOTICE_BACKLOG: usize = 64;
@@ -1205,7 +1198,7 @@ fn validate_offer(offer: &PageOffer, max_page_bytes: u64) -> Result<(), String> 
     if !is_sha256_hex(&offer.sha256) {
         return Err("sha256 must be 64 lowercase hex digits".into());
     }
-    if !CONTENT_TYPES.contains(&offer.content_type.as_str()) {
+    if !SNIFFABLE.contains(&offer.content_type.as_str()) {
         return Err(format!(
             "content type {:?} is not accepted",
             offer.content_type
