@@ -94,6 +94,28 @@ impl RawAgent {
         let _ = self.socket.send(frame).await;
     }
 
+    /// Sends the first half of a chunk's frame, waits for the server to read
+    /// it, and drops the connection: a chunk lost midway.
+    pub async fn cut_mid_chunk(mut self, capture_id: Uuid, offset: u64, data: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        let payload = Chunk {
+            capture_id,
+            offset,
+            data,
+        }
+        .encode();
+        let len = u16::try_from(payload.len()).expect("a small chunk");
+        // Binary, final, masked with a zero key (so the payload goes as it is).
+        let mut frame = vec![0x82, 0x80 | 126];
+        frame.extend_from_slice(&len.to_be_bytes());
+        frame.extend_from_slice(&[0; 4]);
+        frame.extend_from_slice(&payload[..payload.len() / 2]);
+        let stream = self.socket.get_mut();
+        stream.write_all(&frame).await.expect("half a frame");
+        stream.flush().await.expect("half a frame");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
     pub async fn chunk(&mut self, capture_id: Uuid, offset: u64, data: &[u8]) {
         let frame = Chunk {
             capture_id,

@@ -145,6 +145,20 @@ async fn bad_frames_get_protocol_errors_and_nothing_is_stored() {
         }),
         "the intact chunk is kept, the damaged one is not"
     );
+    // Nor is a chunk the connection lost midway (its first half was written as it came).
+    agent.cut_mid_chunk(page, 1000, &bytes[1000..2000]).await;
+    let mut agent = RawAgent::connect(&server, &token).await;
+    agent
+        .send(&AgentMessage::Offer(offer(page, packet, &bytes)))
+        .await;
+    assert_eq!(
+        agent.recv().await,
+        Some(ServerMessage::Resume {
+            capture_id: page,
+            offset: 1000
+        }),
+        "a chunk cut off midway is not kept"
+    );
     let oversized = vec![0u8; MAX_CHUNK_BYTES + 4096];
     agent.chunk(page, 0, &oversized).await;
     let said = agent.until_closed().await;
