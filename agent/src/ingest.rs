@@ -5,6 +5,17 @@
 //! transaction. A crash before the commit leaves only orphan spool files,
 //! which start-up removes; the source file is still in the inbox and is taken
 //! again.
+//!
+//! Which failures are which (the ingest line in [`crate::scan_line`] acts on
+//! it): an `Err` from [`Ingest::prepare`] or [`Ingest::commit`] is *passing*:
+//! the spool or the disk is full, reading the file failed (a network share
+//! dropped, a scanner or antivirus still holds it), writing the spool failed,
+//! the queue database was busy. The file keeps its place in scan order and
+//! is tried again; the files after it wait. A file that fails *for good*
+//! (it does not decode, its format is unsupported, it is over the size
+//! limit) is [`Prepared::Quarantine`]: moved aside with the reason, and the
+//! packet goes on with the next file. A file that vanished or changed while
+//! being read is [`Outcome::Skipped`]: the watcher looks at it again.
 
 use crate::decode::{self, DecodeOptions};
 use crate::fsutil;
@@ -151,10 +162,6 @@ impl Ingest {
     /// for several files at once: it commits nothing. Blocking.
     pub fn prepare(&self, candidate: &Candidate) -> anyhow::Result<Prepared> {
         let path = &candidate.key.path;
-        if self.queue.knows(&candidate.key)? {
-            return Ok(Prepared::Settled(Outcome::AlreadyQueued));
-        }
-        self.make_room()?;
         let bytes = match read_bounded(path, pages::MAX_FILE_BYTES) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -171,6 +178,12 @@ impl Ingest {
             return Ok(Prepared::Settled(Outcome::Skipped));
         }
         let file_sha = hex::encode(Sha256::digest(&bytes));
+        // After a restart every file still in the inbox comes again; the
+        // content decides whether it is one already taken.
+        if self.queue.knows(&candidate.key, &file_sha)? {
+            return Ok(Prepared::Settled(Outcome::AlreadyQueued));
+        }
+        self.make_room()?;
         let patterns = self
             .patterns
             .read()

@@ -1,12 +1,16 @@
 //! IMC scan-desk agent.
 //!
 //! Layout, in the order a page travels:
-//! - [`watch`]: finds settled files in the scanner folders.
+//! - [`watch`]: finds settled files in the scanner folders and hands them
+//!   out in scan order ([`scan_order`], decided by [`watch::settle`]).
 //! - [`ingest`]: splits a file into pages ([`pages`]), reads barcodes
 //!   ([`decode`]), spools the bytes and commits them to the [`queue`], or
-//!   quarantines the file with the reason.
+//!   quarantines the file with the reason; [`scan_line`] keeps the commits
+//!   in scan order when a file has to be tried again.
 //! - [`queue`]: the durable SQLite queue; packets are formed there; [`room`]
-//!   bounds the spool and keeps free space on the disk.
+//!   bounds the spool and keeps free space on the disk; [`sealing`] says
+//!   when an inbox's open packet closes for quiet.
+//! - [`clock`]: the monotonic time the ordering and sealing rules are given.
 //! - [`uplink`]: streams queued pages to the server and seals packets.
 //! - [`vat`]: VAT invoice QR texts parsed into page metadata.
 //! - [`enroll`], [`status`], [`inspect`], [`doctor`]: the other commands.
@@ -14,6 +18,7 @@
 //! [`run`] takes its config and a shutdown token from the caller, so the
 //! binary, the server's demo and tests all run the same code.
 
+pub mod clock;
 pub mod config;
 pub mod decode;
 pub mod doctor;
@@ -26,7 +31,12 @@ pub mod inspect;
 pub mod pages;
 pub mod queue;
 pub mod room;
+pub mod scan_line;
+pub mod scan_order;
+pub mod sealing;
 pub mod signal;
+#[cfg(test)]
+mod sim;
 pub mod status;
 pub mod tls;
 pub mod uplink;
@@ -36,10 +46,14 @@ pub mod watch;
 pub mod winservice;
 
 use anyhow::Context;
+use clock::Clock;
 use config::AgentConfig;
 use imc_shared::CoverPatterns;
 use queue::Queue;
-use std::sync::{Arc, RwLock};
+use scan_line::ScanLine;
+use sealing::Sealing;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
@@ -86,16 +100,24 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> anyhow
         "agent running"
     );
 
+    let clock = Clock::start();
+    let sealing = Arc::new(Mutex::new(Sealing::new(
+        config.seal_after(),
+        &config.watch,
+        clock.now(),
+    )));
     let mut tasks = JoinSet::new();
     let (candidates_tx, candidates) = mpsc::channel(INGEST_BACKLOG);
-    let watcher = watch::Watch::new(
-        config.watch.clone(),
-        config.settle(),
-        config.rescan(),
-        config.watch_mode,
-        Arc::clone(&queue),
-    );
-    tasks.spawn(watcher.run(candidates_tx, shutdown.clone()));
+    let (skipped_tx, skipped) = mpsc::unbounded_channel();
+    let watcher = watch::Watch {
+        dirs: config.watch.clone(),
+        settle: config.settle(),
+        rescan: config.rescan(),
+        mode: config.watch_mode,
+        clock,
+        sealing: Arc::clone(&sealing),
+    };
+    tasks.spawn(watcher.run(candidates_tx, skipped, shutdown.clone()));
 
     let ingest = Arc::new(ingest::Ingest {
         queue: Arc::clone(&queue),
@@ -107,36 +129,24 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> anyhow
             Box::new(move |inbox| config.quarantine_dir_for(inbox))
         },
     });
-    tasks.spawn(ingest_files(
-        ingest,
-        candidates,
+    tasks.spawn(
+        IngestLoop {
+            ingest,
+            skipped: skipped_tx,
+            sealing: Arc::clone(&sealing),
+            clock,
+            work: Arc::clone(&work),
+        }
+        .run(candidates, shutdown.clone()),
+    );
+    tasks.spawn(seal_quiet_inboxes(
+        Arc::clone(&queue),
+        sealing,
+        clock,
+        config.seal_after(),
         Arc::clone(&work),
         shutdown.clone(),
     ));
-
-    {
-        let queue = Arc::clone(&queue);
-        let work = Arc::clone(&work);
-        let shutdown = shutdown.clone();
-        let idle_ms = config.seal_after_ms as i64;
-        let every =
-            (config.seal_after() / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
-        tasks.spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(()),
-                    _ = tick.tick() => {}
-                }
-                let queue = Arc::clone(&queue);
-                let sealed =
-                    tokio::task::spawn_blocking(move || queue.seal_idle(idle_ms)).await??;
-                if sealed > 0 {
-                    work.notify_one();
-                }
-            }
-        });
-    }
 
     let link = uplink::Uplink {
         config: Arc::clone(&config),
@@ -164,55 +174,188 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> anyhow
     }
 }
 
-/// Ingests candidates in the order the watcher sent them. Files are prepared
-/// (read, decoded, searched for barcodes, spooled) several at a time, one per
-/// core, and committed strictly in order, so the queue keeps scan order while
-/// both cores work.
-async fn ingest_files(
-    ingest: Arc<ingest::Ingest>,
-    candidates: mpsc::Receiver<watch::Candidate>,
+/// Closes the open packet of every inbox whose quiet ran out.
+async fn seal_quiet_inboxes(
+    queue: Arc<Queue>,
+    sealing: Arc<Mutex<Sealing>>,
+    clock: Clock,
+    seal_after: Duration,
     work: Arc<Notify>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    use futures_util::StreamExt;
-    let workers =
-        std::thread::available_parallelism().map_or(2, |n| n.get().min(MAX_INGEST_WORKERS));
-    let mut candidates = candidates;
-    let prepared = futures_util::stream::poll_fn(move |cx| candidates.poll_recv(cx))
-        .map(|candidate: watch::Candidate| {
-            let ingest = Arc::clone(&ingest);
-            let span = tracing::info_span!("ingest", file = %candidate.key.path.display());
-            tokio::task::spawn_blocking(move || {
-                let prepared = span.in_scope(|| ingest.prepare(&candidate));
-                (ingest, candidate, prepared, span)
-            })
-        })
-        // One more than the workers, so a core is never idle while a file commits.
-        .buffered(workers + 1);
-    let mut prepared = std::pin::pin!(prepared);
+    let every = (seal_after / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let mut tick = tokio::time::interval(every);
     loop {
-        let next = tokio::select! {
+        tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            next = prepared.next() => match next { Some(next) => next?, None => return Ok(()) },
-        };
-        let (ingest, candidate, prepared, span) = next;
-        let path = candidate.key.path.clone();
-        let result = match prepared {
-            Ok(prepared) => {
-                tokio::task::spawn_blocking(move || {
-                    span.in_scope(|| ingest.commit(&candidate, prepared))
-                })
-                .await?
+            _ = tick.tick() => {}
+        }
+        let queue = Arc::clone(&queue);
+        let sealing = Arc::clone(&sealing);
+        // The decision and the seal under one lock: no file can be handed to
+        // ingest between them and land in a packet that is being closed.
+        let sealed = tokio::task::spawn_blocking(move || -> anyhow::Result<bool> {
+            let mut sealing = sealing
+                .lock()
+                .map_err(|_| anyhow::anyhow!("sealing state poisoned"))?;
+            let mut sealed = false;
+            for dir in sealing.due(clock.now()) {
+                sealed |= queue
+                    .seal_open_packet(&dir)
+                    .with_context(|| format!("closing the open packet of {}", dir.display()))?;
             }
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(_) => work.notify_one(),
-            // A failure to read or commit is not the file's fault: it stays in the inbox and is retried.
-            Err(e) => {
-                tracing::error!(file = %path.display(), error = format!("{e:#}"), "could not queue file")
+            Ok(sealed)
+        })
+        .await??;
+        if sealed {
+            work.notify_one();
+        }
+    }
+}
+
+/// Takes candidates in the order the watcher sent them, prepares several at
+/// once (one per core) and commits them strictly in that order: see
+/// [`scan_line`].
+struct IngestLoop {
+    ingest: Arc<ingest::Ingest>,
+    /// Files ingest skipped (vanished or changed), back to the watcher.
+    skipped: mpsc::UnboundedSender<PathBuf>,
+    sealing: Arc<Mutex<Sealing>>,
+    clock: Clock,
+    work: Arc<Notify>,
+}
+
+type Preparation = (u64, anyhow::Result<ingest::Prepared>);
+
+impl IngestLoop {
+    async fn run(
+        self,
+        mut candidates: mpsc::Receiver<watch::Candidate>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let workers =
+            std::thread::available_parallelism().map_or(2, |n| n.get().min(MAX_INGEST_WORKERS));
+        // One more than the workers, so a core is never idle while a file commits.
+        let mut line: ScanLine<ingest::Prepared> = ScanLine::new(workers + 1);
+        let mut preparing: JoinSet<Preparation> = JoinSet::new();
+        // A note left by an earlier run: that run's line is gone.
+        self.ingest.queue.delete_meta(scan_line::BLOCKED_KEY)?;
+        // The file the desk was told the line waits for.
+        let mut told: Option<PathBuf> = None;
+        loop {
+            for (id, candidate) in line.start(self.clock.now()) {
+                let ingest = Arc::clone(&self.ingest);
+                let span = tracing::info_span!("ingest", file = %candidate.key.path.display());
+                preparing
+                    .spawn_blocking(move || (id, span.in_scope(|| ingest.prepare(&candidate))));
+            }
+            self.commit_ready(&mut line, &mut told).await?;
+            let retry_in = line
+                .next_retry()
+                .map(|at| at.saturating_sub(self.clock.now()));
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                Some(candidate) = candidates.recv(), if line.has_room() => line.push(candidate),
+                Some(done) = preparing.join_next(), if !preparing.is_empty() => {
+                    let (id, prepared) = done?;
+                    match prepared {
+                        Ok(prepared) => line.prepared(id, prepared),
+                        Err(e) => line.failed(id, format!("{e:#}"), self.clock.now()),
+                    }
+                    self.tell_blocked(&line, &mut told)?;
+                }
+                _ = tokio::time::sleep(retry_in.unwrap_or_default()), if retry_in.is_some() => {}
+                else => return Ok(()),
             }
         }
+    }
+
+    /// Commits the head of the line while it is prepared.
+    async fn commit_ready(
+        &self,
+        line: &mut ScanLine<ingest::Prepared>,
+        told: &mut Option<PathBuf>,
+    ) -> anyhow::Result<()> {
+        while let Some((_, candidate, prepared)) = line.take_head() {
+            let ingest = Arc::clone(&self.ingest);
+            let span = tracing::info_span!("ingest", file = %candidate.key.path.display());
+            let file = candidate.clone();
+            let committed = tokio::task::spawn_blocking(move || {
+                span.in_scope(|| ingest.commit(&file, prepared))
+            })
+            .await?;
+            match committed {
+                Ok(outcome) => {
+                    line.committed();
+                    self.finished(&candidate, &outcome)?;
+                    self.tell_blocked(line, told)?;
+                }
+                Err(e) => {
+                    line.retry_head(format!("{e:#}"), self.clock.now());
+                    self.tell_blocked(line, told)?;
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finished(
+        &self,
+        candidate: &watch::Candidate,
+        outcome: &ingest::Outcome,
+    ) -> anyhow::Result<()> {
+        self.sealing
+            .lock()
+            .map_err(|_| anyhow::anyhow!("sealing state poisoned"))?
+            .finished(&candidate.watch_dir);
+        match outcome {
+            ingest::Outcome::Queued { .. } => self.work.notify_one(),
+            ingest::Outcome::Skipped => {
+                // The watcher is gone only on shutdown.
+                let _ = self.skipped.send(candidate.key.path.clone());
+            }
+            ingest::Outcome::AlreadyQueued | ingest::Outcome::Quarantined { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Tells the desk (log and `imc-agent status`) when the line starts or
+    /// stops waiting for a file that fails for a passing reason.
+    fn tell_blocked(
+        &self,
+        line: &ScanLine<ingest::Prepared>,
+        told: &mut Option<PathBuf>,
+    ) -> anyhow::Result<()> {
+        let queue = &self.ingest.queue;
+        match line.blocked() {
+            Some(blocked) => {
+                let path = &blocked.candidate.key.path;
+                tracing::warn!(
+                    file = %path.display(),
+                    tries = blocked.failures,
+                    error = %blocked.reason,
+                    "could not queue file; the files after it wait for it"
+                );
+                if told.as_ref() != Some(path) {
+                    let note = format!(
+                        "{} waits to be queued, and the scans after it with it: {} (since {})",
+                        path.display(),
+                        blocked.reason,
+                        chrono::Utc::now().to_rfc3339()
+                    );
+                    queue.set_meta(scan_line::BLOCKED_KEY, &note)?;
+                    *told = Some(path.clone());
+                }
+            }
+            None => {
+                if let Some(path) = told.take() {
+                    queue.delete_meta(scan_line::BLOCKED_KEY)?;
+                    tracing::info!(file = %path.display(), "queued after waiting; the scans after it go on");
+                }
+            }
+        }
+        Ok(())
     }
 }
 

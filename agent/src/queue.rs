@@ -57,6 +57,8 @@ pub struct QueuedPage {
     pub seq: i64,
     pub capture_id: Uuid,
     pub packet_id: Uuid,
+    /// The desk's packet sequence: the order packets were opened in.
+    pub packet_seq: u64,
     pub page_index: u32,
     pub cover_code: Option<String>,
     pub spool_path: PathBuf,
@@ -71,6 +73,7 @@ pub struct QueuedPage {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SealWork {
     pub packet_id: Uuid,
+    pub packet_seq: u64,
     pub cover_code: Option<String>,
     pub page_count: u32,
     /// Nothing but the cover sheet (and blank backs): two covers in a row.
@@ -164,7 +167,10 @@ CREATE TABLE IF NOT EXISTS packets (
     outcome TEXT,
     matched INTEGER,
     last_page_at_ms INTEGER NOT NULL,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    -- The desk's packet sequence: packets in the order they were opened,
+    -- independent of the wall clock.
+    seq INTEGER
 );
 CREATE INDEX IF NOT EXISTS packets_open ON packets (watch_dir, sealed);
 -- seq is scan order: pages are delivered in it.
@@ -211,6 +217,28 @@ fn add_failure_columns(conn: &Connection) -> rusqlite::Result<()> {
     }
     Ok(())
 }
+
+/// Queues made before packets had a sequence: existing packets numbered in
+/// the order they were inserted (rowid), the counter set past them.
+fn add_packet_sequence(conn: &Connection) -> rusqlite::Result<()> {
+    let has_seq: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('packets') WHERE name = 'seq')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_seq {
+        conn.execute_batch("ALTER TABLE packets ADD COLUMN seq INTEGER;")?;
+    }
+    conn.execute_batch(&format!(
+        "UPDATE packets SET seq = rowid WHERE seq IS NULL; \
+         INSERT INTO meta (key, value) SELECT '{PACKET_SEQ_KEY}', COALESCE(MAX(seq), 0) FROM packets WHERE true \
+         ON CONFLICT (key) DO NOTHING;"
+    ))?;
+    Ok(())
+}
+
+/// Meta key of the last packet sequence number handed out.
+const PACKET_SEQ_KEY: &str = "packet_seq";
 
 /// SQL on a packet `k`: a cover and no page after it but blank backs (a
 /// duplex scan of the cover has one). Pages stay in the table once stored.
@@ -265,6 +293,7 @@ impl Queue {
             .map_err(open_err)?;
         conn.execute_batch(SCHEMA).map_err(open_err)?;
         add_failure_columns(&conn).map_err(open_err)?;
+        add_packet_sequence(&conn).map_err(open_err)?;
         Ok(Queue {
             conn: Mutex::new(conn),
             spool_dir: data_dir.join("spool"),
@@ -315,12 +344,16 @@ impl Queue {
         })
     }
 
-    /// True when this exact file version was already taken (queued, delivered or quarantined).
-    pub fn knows(&self, key: &FileKey) -> QueueResult<bool> {
+    /// True when this exact file version, its content included, was already
+    /// taken (queued, delivered or quarantined). Size and mtime alone are not
+    /// enough: a file rewritten within one timestamp tick keeps both.
+    pub fn knows(&self, key: &FileKey, sha256: &str) -> QueueResult<bool> {
         self.with(|c| {
-            Ok(c.query_row(
-                "SELECT EXISTS (SELECT 1 FROM files WHERE path = ?1 AND size = ?2 AND mtime_ns = ?3)",
-                params![key.path.to_string_lossy(), key.size, key.mtime_ns],
+            Ok(c.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM files WHERE path = ?1 AND size = ?2 AND mtime_ns = ?3 AND sha256 = ?4)",
+            )?
+            .query_row(
+                params![key.path.to_string_lossy(), key.size, key.mtime_ns, sha256],
                 |r| r.get(0),
             )?)
         })
@@ -380,10 +413,6 @@ impl Queue {
                         page.blank
                     ],
                 )?;
-                tx.execute(
-                    "UPDATE packets SET last_page_at_ms = ?2 WHERE id = ?1",
-                    params![packet_id, now_ms()],
-                )?;
             }
             if pages.is_empty() {
                 tx.execute("UPDATE files SET state = 'done' WHERE id = ?1", [file_id])?;
@@ -418,20 +447,16 @@ impl Queue {
         })
     }
 
-    /// Closes packets that saw no new page for `idle_ms`: the batch is over.
-    pub fn seal_idle(&self, idle_ms: i64) -> QueueResult<usize> {
+    /// Closes the open packet of one inbox (its quiet ran out); true when
+    /// there was one.
+    pub fn seal_open_packet(&self, watch_dir: &Path) -> QueueResult<bool> {
+        let watch = watch_dir.to_string_lossy().into_owned();
         self.tx(|tx| {
-            let cutoff = now_ms() - idle_ms;
-            let ids: Vec<String> = {
-                let mut stmt = tx
-                    .prepare("SELECT id FROM packets WHERE sealed = 0 AND last_page_at_ms <= ?1")?;
-                let ids = stmt.query_map([cutoff], |r| r.get(0))?;
-                ids.collect::<Result<_, _>>()?
-            };
-            for id in &ids {
+            let open = open_packet(tx, &watch)?;
+            if let Some(id) = &open {
                 seal(tx, id)?;
             }
-            Ok(ids.len())
+            Ok(open.is_some())
         })
     }
 
@@ -451,7 +476,7 @@ impl Queue {
         self.with(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT p.capture_id, p.packet_id, p.page_index, k.cover_code, p.spool_path, p.sha256, p.size, \
-                 p.content_type, p.source_name, p.barcodes, p.blank, p.seq \
+                 p.content_type, p.source_name, p.barcodes, p.blank, p.seq, k.seq \
                  FROM pages p JOIN packets k ON k.id = p.packet_id \
                  WHERE p.state = 'queued' AND p.seq > ?1 ORDER BY p.seq LIMIT ?2",
             )?;
@@ -459,6 +484,7 @@ impl Queue {
             let rows = stmt.query_map(params![seq, limit], |r| {
                 Ok(QueuedPage {
                     seq: r.get(11)?,
+                    packet_seq: r.get(12)?,
                     capture_id: uuid_column(r, 0)?,
                     packet_id: uuid_column(r, 1)?,
                     page_index: r.get(2)?,
@@ -481,10 +507,10 @@ impl Queue {
     /// server could never complete it.
     pub fn next_seal(&self) -> QueueResult<Option<SealWork>> {
         let sql = format!(
-            "SELECT k.id, k.cover_code, k.page_count, {EMPTY} FROM packets k \
+            "SELECT k.id, k.cover_code, k.page_count, {EMPTY}, k.seq FROM packets k \
              WHERE k.sealed = 1 AND k.seal_acked = 0 AND k.seal_failure IS NULL \
              AND NOT EXISTS (SELECT 1 FROM pages p WHERE p.packet_id = k.id AND p.state IN ('queued', 'failed')) \
-             ORDER BY k.created_at, k.rowid LIMIT 1"
+             ORDER BY k.seq LIMIT 1"
         );
         self.with(|c| {
             let row = c
@@ -495,12 +521,14 @@ impl Queue {
                         r.get::<_, Option<String>>(1)?,
                         r.get::<_, u32>(2)?,
                         r.get::<_, bool>(3)?,
+                        r.get::<_, u64>(4)?,
                     ))
                 })
                 .optional()?;
-            row.map(|(id, cover_code, page_count, empty)| {
+            row.map(|(id, cover_code, page_count, empty, packet_seq)| {
                 Ok(SealWork {
                     packet_id: uuid(&id)?,
+                    packet_seq,
                     cover_code,
                     page_count,
                     empty,
@@ -688,7 +716,7 @@ impl Queue {
                  (SELECT COUNT(*) FROM pages p WHERE p.packet_id = k.id AND p.state = 'stored'), \
                  (SELECT COUNT(*) FROM pages p WHERE p.packet_id = k.id AND p.state = 'failed'), \
                  k.sealed, k.outcome, k.matched, k.created_at, k.sealed = 1 AND {EMPTY}, k.seal_failure \
-                 FROM packets k ORDER BY k.created_at DESC, k.rowid DESC LIMIT ?1"
+                 FROM packets k ORDER BY k.seq DESC LIMIT ?1"
             ))?;
             let rows = stmt.query_map([limit], |r| {
                 Ok(PacketSummary {
@@ -741,7 +769,7 @@ fn delivered_file(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveredFile> {
 fn open_packet(tx: &Transaction<'_>, watch: &str) -> QueueResult<Option<String>> {
     Ok(tx
         .query_row(
-            "SELECT id FROM packets WHERE watch_dir = ?1 AND sealed = 0 ORDER BY created_at DESC LIMIT 1",
+            "SELECT id FROM packets WHERE watch_dir = ?1 AND sealed = 0 ORDER BY seq DESC LIMIT 1",
             [watch],
             |r| r.get(0),
         )
@@ -750,9 +778,14 @@ fn open_packet(tx: &Transaction<'_>, watch: &str) -> QueueResult<Option<String>>
 
 fn new_packet(tx: &Transaction<'_>, watch: &str, cover_code: Option<&str>) -> QueueResult<String> {
     let id = Uuid::now_v7().to_string();
+    let seq: i64 = tx.query_row(
+        "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = ?1 RETURNING CAST(value AS INTEGER)",
+        [PACKET_SEQ_KEY],
+        |r| r.get(0),
+    )?;
     tx.execute(
-        "INSERT INTO packets (id, watch_dir, cover_code, last_page_at_ms, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![id, watch, cover_code, now_ms(), now()],
+        "INSERT INTO packets (id, watch_dir, cover_code, last_page_at_ms, created_at, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![id, watch, cover_code, now_ms(), now(), seq],
     )?;
     Ok(id)
 }
@@ -822,7 +855,8 @@ mod tests {
             !q.enqueue(inbox, &key("0"), "h", &[page(None)]).unwrap(),
             "same file twice"
         );
-        assert_eq!(q.seal_idle(-1).unwrap(), 1, "only B is still open");
+        assert!(q.seal_open_packet(inbox).unwrap(), "B is still open");
+        assert!(!q.seal_open_packet(inbox).unwrap(), "nothing else is");
 
         let mut seen = Vec::new();
         while let Some(p) = q.next_page().unwrap() {
@@ -882,7 +916,11 @@ mod tests {
         let pages = [page(Some("A")), page(None)];
         q.enqueue(Path::new("/inbox"), &key("multi.tif"), "h", &pages)
             .unwrap();
-        assert!(q.knows(&key("multi.tif")).unwrap());
+        assert!(q.knows(&key("multi.tif"), "h").unwrap());
+        assert!(
+            !q.knows(&key("multi.tif"), "other").unwrap(),
+            "same name, size and time, other bytes: a new scan"
+        );
         let first = q.next_page().unwrap().unwrap();
         assert!(q.mark_stored(first.capture_id).unwrap().is_empty());
         let second = q.next_page().unwrap().unwrap();
@@ -899,7 +937,7 @@ mod tests {
         q.enqueue(inbox, &key("a.tif"), "h", &[page(Some("A")), page(None)])
             .unwrap();
         q.enqueue(inbox, &key("b.jpg"), "h", &[page(None)]).unwrap();
-        q.seal_idle(-1).unwrap();
+        q.seal_open_packet(inbox).unwrap();
         let first = q.next_page().unwrap().unwrap();
         q.mark_failed(first.capture_id, "page too large (bad_offer)")
             .unwrap();

@@ -57,6 +57,9 @@ pub fn render(config: &AgentConfig) -> anyhow::Result<String> {
     if let Some(why) = queue.meta(crate::room::ROOM_KEY)? {
         writeln!(out, "WARNING: {why}")?;
     }
+    if let Some(why) = queue.meta(crate::scan_line::BLOCKED_KEY)? {
+        writeln!(out, "WAITING: {why}")?;
+    }
     writeln!(
         out,
         "watching: {}",

@@ -29,6 +29,7 @@ mod migrate_store;
 mod operations;
 mod retention;
 mod scale;
+mod scan_order;
 mod security;
 mod sessions;
 mod spine;
