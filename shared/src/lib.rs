@@ -3,6 +3,7 @@
 //! Layout:
 //! - [`status`]: document status and image mode, the words of DESIGN.md.
 //! - [`cover_code`]: how cover codes look, are issued and are recognised.
+//! - [`cover_qr`]: the QR payload of an IMC cover (code and attachment count).
 //! - [`api`]: JSON bodies of the HTTP API under `/api/v1`.
 //! - [`protocol`]: the agent uplink spoken over WebSocket.
 //! - [`vat`]: reading a VAT invoice's QR payload (duplicate-invoice guard).
@@ -12,6 +13,7 @@
 
 pub mod api;
 pub mod cover_code;
+pub mod cover_qr;
 pub mod fuzzing;
 pub mod protocol;
 pub mod status;
