@@ -481,7 +481,8 @@ pub trait Store: Send + Sync + 'static {
         &self,
         pages: Vec<(Agent, StoredPage)>,
     ) -> StoreResult<Vec<StoreResult<PacketResolution>>>;
-    async fn page_stored(&self, capture_id: Uuid) -> StoreResult<bool>;
+    /// True when a packet of `agent_id` holds the page `capture_id`.
+    async fn page_stored(&self, capture_id: Uuid, agent_id: &str) -> StoreResult<bool>;
     /// Records that the packet holds exactly `page_count` pages (`empty`: none
     /// of them after its cover); idempotent.
     async fn seal_packet(

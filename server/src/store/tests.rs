@@ -389,7 +389,12 @@ async fn packets_match_by_cover_and_bind_late(store: &dyn Store) {
     let first = page(packet, 0, cover, None);
     let open = store.record_page(&agent(), first.clone()).await.unwrap();
     assert_eq!(open, PacketResolution::Open);
-    assert!(store.page_stored(first.capture_id).await.unwrap());
+    assert!(
+        store
+            .page_stored(first.capture_id, "agent-1")
+            .await
+            .unwrap()
+    );
     let sealed = store
         .seal_packet(&agent(), packet, cover.map(str::to_owned), 2, false)
         .await
@@ -789,14 +794,17 @@ async fn a_batch_of_pages_is_recorded_page_by_page(store: &dyn Store) {
     assert_eq!(results[4].as_ref().unwrap(), &matched);
     // The same page again (a retry) is answered with the packet's fate.
     assert_eq!(results[5].as_ref().unwrap(), &matched);
-    for (stored, p) in [
-        (true, &first),
-        (false, &same_index),
-        (false, &intruder),
-        (true, &elsewhere),
-        (true, &second),
+    for (stored, by, p) in [
+        (true, "agent-1", &first),
+        (false, "agent-1", &same_index),
+        (false, "agent-2", &intruder),
+        (true, "agent-2", &elsewhere),
+        (true, "agent-1", &second),
+        // Only the agent whose packet holds a page sees it stored.
+        (false, "agent-1", &elsewhere),
+        (false, "agent-2", &first),
     ] {
-        assert_eq!(store.page_stored(p.capture_id).await.unwrap(), stored);
+        assert_eq!(store.page_stored(p.capture_id, by).await.unwrap(), stored);
     }
     assert_eq!(store.images(document_id).await.unwrap().len(), 2);
     assert!(store.record_pages(Vec::new()).await.unwrap().is_empty());

@@ -816,15 +816,18 @@ impl Session {
 
     async fn on_offer(&mut self, offer: PageOffer) -> anyhow::Result<Vec<ServerMessage>> {
         let id = offer.capture_id;
+        // Stored answers before any check: a page whose `stored` was lost is
+        // offered again, and limits changed since must not refuse it for good
+        // (its packet would never seal). Only this agent's own pages count.
+        if self.state.store.page_stored(id, &self.agent.id).await? {
+            return Ok(vec![ServerMessage::Stored { capture_id: id }]);
+        }
         if let Err(why) = validate_offer(&offer, self.state.config.max_page_bytes) {
             return Ok(vec![refusal("bad_offer", why, id)]);
         }
         // Already on its way into the store: its `stored` will come.
         if self.committing_ids.contains(&id) {
             return Ok(Vec::new());
-        }
-        if self.state.store.page_stored(id).await? {
-            return Ok(vec![ServerMessage::Stored { capture_id: id }]);
         }
         self.uploads.remove(&id);
         if self.in_flight() >= WINDOW_PAGES as usize {
@@ -1214,4 +1217,156 @@ fn validate_offer(offer: &PageOffer, max_page_bytes: u64) -> Result<(), String> 
         return Err("too many or too long barcodes".into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ServerConfig;
+    use crate::store::Actor;
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    type Client = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// Serves `state` on a loopback port until the test ends; its address.
+    async fn serve(state: AppState) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(crate::serve_state(state, listener, std::future::pending()));
+        addr
+    }
+
+    /// An enrolled agent of site `site`; its token.
+    async fn enroll(state: &AppState, id: &str, site: &str) -> String {
+        let code = format!("enr_{id}");
+        let actor = Actor("test".into());
+        let expires = "2999-01-01T00:00:00.000Z";
+        let store = &state.store;
+        store
+            .add_enrollment_code(site, &hash_secret(&code), expires, &actor)
+            .await
+            .unwrap();
+        let token = crate::auth::new_secret("agt");
+        store
+            .enroll_agent(&hash_secret(&code), id, "desk", &hash_secret(&token), None)
+            .await
+            .unwrap();
+        token
+    }
+
+    async fn connect(addr: std::net::SocketAddr, token: &str) -> Client {
+        let mut request = format!("ws://{addr}{UPLINK_PATH}")
+            .into_client_request()
+            .unwrap();
+        let bearer = format!("Bearer {token}").parse().unwrap();
+        request.headers_mut().insert("Authorization", bearer);
+        let (mut client, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        let hello = AgentMessage::Hello(Hello {
+            protocol_version: PROTOCOL_VERSION,
+            agent_version: "test".into(),
+        });
+        say(&mut client, &hello).await;
+        assert!(matches!(hear(&mut client).await, ServerMessage::Welcome(_)));
+        client
+    }
+
+    async fn say(client: &mut Client, msg: &AgentMessage) {
+        let json = serde_json::to_string(msg).unwrap();
+        client.send(Message::Text(json.into())).await.unwrap();
+    }
+
+    async fn hear(client: &mut Client) -> ServerMessage {
+        loop {
+            let frame = tokio::time::timeout(WAIT, client.next()).await.unwrap();
+            if let Some(Ok(Message::Text(text))) = frame {
+                return serde_json::from_str(&text).unwrap();
+            }
+            assert!(matches!(frame, Some(Ok(_))), "connection ended: {frame:?}");
+        }
+    }
+
+    fn offer_of(bytes: &[u8]) -> PageOffer {
+        PageOffer {
+            capture_id: Uuid::new_v4(),
+            packet_id: Uuid::new_v4(),
+            page_index: 0,
+            cover_code: None,
+            sha256: hex::encode(Sha256::digest(bytes)),
+            size: bytes.len() as u64,
+            content_type: "image/png".into(),
+            source_name: "scan.png".into(),
+            barcodes: Vec::new(),
+            blank: false,
+        }
+    }
+
+    /// A page whose `stored` was lost is offered again after the limits
+    /// changed: it is in the store, so it is `stored`, not refused for good
+    /// (a refusal would leave its packet unsealed forever).
+    #[tokio::test]
+    async fn a_stored_page_offered_again_is_stored_whatever_the_limits_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = crate::open(ServerConfig::new(dir.path().to_owned()))
+            .await
+            .unwrap();
+        let token = enroll(&state, "agent-1", "site-a").await;
+        let bytes = vec![7u8; 4096];
+        let offer = offer_of(&bytes);
+        let id = offer.capture_id;
+
+        let mut client = connect(serve(state.clone()).await, &token).await;
+        say(&mut client, &AgentMessage::Offer(offer.clone())).await;
+        let resume = hear(&mut client).await;
+        assert_eq!(
+            resume,
+            ServerMessage::Resume {
+                capture_id: id,
+                offset: 0
+            }
+        );
+        let chunk = Chunk {
+            capture_id: id,
+            offset: 0,
+            data: &bytes,
+        }
+        .encode();
+        client.send(Message::Binary(chunk.into())).await.unwrap();
+        assert_eq!(
+            hear(&mut client).await,
+            ServerMessage::Stored { capture_id: id }
+        );
+        drop(client);
+
+        // The same data dir, now with pages limited below this one's size.
+        let mut smaller = (*state.config).clone();
+        smaller.max_page_bytes = 1024;
+        let limited = AppState {
+            config: Arc::new(smaller),
+            ..state.clone()
+        };
+        let addr = serve(limited).await;
+        let mut client = connect(addr, &token).await;
+        say(&mut client, &AgentMessage::Offer(offer.clone())).await;
+        assert_eq!(
+            hear(&mut client).await,
+            ServerMessage::Stored { capture_id: id }
+        );
+
+        // Another agent's offer of that capture id is still checked first.
+        let other = enroll(&state, "agent-2", "site-a").await;
+        let mut client = connect(addr, &other).await;
+        say(&mut client, &AgentMessage::Offer(offer)).await;
+        match hear(&mut client).await {
+            ServerMessage::Error(e) => {
+                assert_eq!((e.code.as_str(), e.permanent), ("bad_offer", true))
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
 }

@@ -337,8 +337,8 @@ impl Store for PgStore {
         Ok(results)
     }
 
-    async fn page_stored(&self, capture_id: Uuid) -> StoreResult<bool> {
-        on_conn!(self, |c| packets::page_stored(c, capture_id))
+    async fn page_stored(&self, capture_id: Uuid, agent_id: &str) -> StoreResult<bool> {
+        on_conn!(self, |c| packets::page_stored_by(c, capture_id, agent_id))
     }
 
     async fn seal_packet(

@@ -23,6 +23,22 @@ pub async fn page_stored(c: &impl GenericClient, capture_id: Uuid) -> StoreResul
     .get(0))
 }
 
+/// [`page_stored`], counting only a page in a packet of `agent_id`.
+pub async fn page_stored_by(
+    c: &impl GenericClient,
+    capture_id: Uuid,
+    agent_id: &str,
+) -> StoreResult<bool> {
+    Ok(db::query_one(
+        c,
+        "SELECT EXISTS (SELECT 1 FROM pages JOIN packets ON packets.id = pages.packet_id \
+         WHERE pages.capture_id = $1 AND packets.agent_id = $2)",
+        &[&capture_id.to_string(), &agent_id],
+    )
+    .await?
+    .get(0))
+}
+
 /// Serialises everything that binds paper to one cover code.
 pub async fn lock_cover(tx: &impl GenericClient, cover_code: &str) -> StoreResult<()> {
     db::execute(

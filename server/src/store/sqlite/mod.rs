@@ -402,8 +402,9 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn page_stored(&self, capture_id: Uuid) -> StoreResult<bool> {
-        self.read(move |c| packets::page_stored(c, capture_id))
+    async fn page_stored(&self, capture_id: Uuid, agent_id: &str) -> StoreResult<bool> {
+        let agent_id = agent_id.to_owned();
+        self.read(move |c| packets::page_stored_by(c, capture_id, &agent_id))
             .await
     }
 

@@ -13,6 +13,16 @@ pub fn page_stored(conn: &Connection, capture_id: Uuid) -> StoreResult<bool> {
         .query_row([capture_id.to_string()], |r| r.get(0))?)
 }
 
+/// [`page_stored`], counting only a page in a packet of `agent_id`.
+pub fn page_stored_by(conn: &Connection, capture_id: Uuid, agent_id: &str) -> StoreResult<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM pages JOIN packets ON packets.id = pages.packet_id \
+             WHERE pages.capture_id = ?1 AND packets.agent_id = ?2)",
+        )?
+        .query_row(params![capture_id.to_string(), agent_id], |r| r.get(0))?)
+}
+
 fn ensure_packet(
     tx: &Transaction<'_>,
     agent: &Agent,
