@@ -1080,6 +1080,7 @@ impl Session {
             source_name: offer.source_name,
             barcodes: offer.barcodes,
             blank: offer.blank,
+            packet_seq: offer.packet_seq,
         };
         let answer = self
             .state
@@ -1105,6 +1106,7 @@ impl Session {
                 seal.cover_code,
                 seal.page_count,
                 seal.empty,
+                seal.packet_seq,
             )
             .await
         {
@@ -1187,7 +1189,17 @@ fn validate_seal(seal: &PacketSeal) -> Result<(), String> {
     if seal.cover_code.as_ref().is_some_and(|c| c.len() > 128) {
         return Err("cover_code too long".into());
     }
-    Ok(())
+    check_packet_seq(seal.packet_seq)
+}
+
+/// The database keeps a desk's packet sequence as a signed 64-bit integer.
+fn check_packet_seq(packet_seq: Option<u64>) -> Result<(), String> {
+    match packet_seq {
+        Some(seq) if i64::try_from(seq).is_err() => {
+            Err(format!("packet_seq {seq} is beyond {}", i64::MAX))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn validate_offer(offer: &PageOffer, max_page_bytes: u64) -> Result<(), String> {
@@ -1216,7 +1228,7 @@ fn validate_offer(offer: &PageOffer, max_page_bytes: u64) -> Result<(), String> 
     if offer.barcodes.len() > 64 || offer.barcodes.iter().any(|b| b.text.len() > 4096) {
         return Err("too many or too long barcodes".into());
     }
-    Ok(())
+    check_packet_seq(offer.packet_seq)
 }
 
 #[cfg(test)]
@@ -1303,6 +1315,7 @@ mod tests {
             source_name: "scan.png".into(),
             barcodes: Vec::new(),
             blank: false,
+            packet_seq: None,
         }
     }
 

@@ -348,9 +348,10 @@ impl Store for PgStore {
         cover_code: Option<String>,
         page_count: u32,
         empty: bool,
+        packet_seq: Option<u64>,
     ) -> StoreResult<PacketResolution> {
         in_tx!(self, |tx| packets::seal(
-            &tx, agent, packet_id, cover_code, page_count, empty
+            &tx, agent, packet_id, cover_code, page_count, empty, packet_seq
         ))
     }
 

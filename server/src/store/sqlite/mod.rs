@@ -415,10 +415,15 @@ impl Store for SqliteStore {
         cover_code: Option<String>,
         page_count: u32,
         empty: bool,
+        packet_seq: Option<u64>,
     ) -> StoreResult<PacketResolution> {
         let agent = agent.clone();
-        self.write(move |tx| packets::seal(tx, &agent, packet_id, cover_code, page_count, empty))
-            .await
+        self.write(move |tx| {
+            packets::seal(
+                tx, &agent, packet_id, cover_code, page_count, empty, packet_seq,
+            )
+        })
+        .await
     }
 
     async fn packets(&self, state: Option<PacketState>, limit: u32) -> StoreResult<Vec<Packet>> {
