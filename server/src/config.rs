@@ -121,15 +121,32 @@ impl ServerFile {
         if let Some(secs) = env_secs("IMC_BLOB_DELETE_GRACE_SECS")?.or(self.blob_delete_grace_secs)
         {
             timing.grace = Duration::from_secs(secs);
+            if timing.grace < MIN_BLOB_DELETE_GRACE {
+                tracing::warn!(
+                    configured_secs = secs,
+                    used_secs = MIN_BLOB_DELETE_GRACE.as_secs(),
+                    "blob_delete_grace_secs is below its floor; using the floor"
+                );
+                timing.grace = MIN_BLOB_DELETE_GRACE;
+            }
         }
         // Tests only: a retention "day" this many seconds long, so that an
-        // end-to-end test sees a purge within seconds.
+        // end-to-end test sees a purge within seconds; likewise a grace
+        // below the floor.
         if let Some(secs) = env_secs("IMC_TEST_RETENTION_DAY_SECS")? {
             timing.day = Duration::from_secs(secs);
+        }
+        if let Some(secs) = env_secs("IMC_TEST_BLOB_DELETE_GRACE_SECS")? {
+            timing.grace = Duration::from_secs(secs);
         }
         Ok(())
     }
 }
+
+/// The shortest grace a marked blob gets: a shorter one could delete bytes
+/// that an upload reserved and is about to commit a row for (a slow disk or
+/// database makes that window seconds long), losing an acknowledged page.
+pub const MIN_BLOB_DELETE_GRACE: Duration = Duration::from_secs(60);
 
 /// When the retention task runs and how long it waits (see `crate::retention`).
 #[derive(Debug, Clone, Copy)]
@@ -345,6 +362,27 @@ mod tests {
             );
             assert!(shown.contains("metrics_token: Some"), "{shown}");
         }
+    }
+
+    #[test]
+    fn the_blob_delete_grace_has_a_floor() {
+        let grace = |text: &str| {
+            let file: ServerFile = toml::from_str(text).unwrap();
+            let mut config = ServerConfig::new("/x".into());
+            file.apply_retention(&mut config).unwrap();
+            config.retention.grace
+        };
+        assert_eq!(grace(""), Duration::from_secs(3600));
+        assert_eq!(grace("blob_delete_grace_secs = 5"), Duration::from_secs(60));
+        assert_eq!(grace("blob_delete_grace_secs = 0"), Duration::from_secs(60));
+        assert_eq!(
+            grace("blob_delete_grace_secs = 60"),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            grace("blob_delete_grace_secs = 7200"),
+            Duration::from_secs(7200)
+        );
     }
 
     #[test]
