@@ -533,6 +533,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<StoreResult<PacketResolution>>>;
     /// True when a packet of `agent_id` holds the page `capture_id`.
     async fn page_stored(&self, capture_id: Uuid, agent_id: &str) -> StoreResult<bool>;
+    /// True when a page a desk of `site` delivered has the bytes `sha256`:
+    /// that site has shown it holds them.
+    async fn site_holds_blob(&self, site: &str, sha256: &str) -> StoreResult<bool>;
     /// Records that the packet holds exactly `page_count` pages (`empty`: none
     /// of them after its cover); idempotent.
     async fn seal_packet(

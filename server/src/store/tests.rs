@@ -1587,6 +1587,16 @@ async fn waiting_packets_attach_in_the_desks_order(store: &dyn Store) {
     assert_eq!(order, ["aa", "bb"], "images in the desk's scan order");
 }
 
+/// Which site's desks delivered a blob: they may claim it by hash (uplink).
+async fn bytes_count_as_held_only_by_the_site_that_sent_them(store: &dyn Store) {
+    let sent = page(Uuid::new_v4(), 0, None, None);
+    store.record_page(&agent(), sent.clone()).await.unwrap();
+    assert!(store.site_holds_blob("hq", &sent.sha256).await.unwrap());
+    assert!(!store.site_holds_blob("branch", &sent.sha256).await.unwrap());
+    let unknown = "ff".repeat(32);
+    assert!(!store.site_holds_blob("hq", &unknown).await.unwrap());
+}
+
 #[test]
 fn late_binding_orders_each_desk_by_its_sequence_and_keeps_arrival_otherwise() {
     let waiting = |id: &str, agent: &str, desk_seq: Option<i64>| WaitingPacket {
@@ -1659,7 +1669,7 @@ conformance!(sqlite: a_duplicate_invoice_flags_both_live_documents,
     a_batch_of_pages_is_recorded_page_by_page, agents_are_listed_and_revoked_once,
     the_ops_snapshot_counts_what_is_stored, a_packet_sealed_with_no_pages_is_empty_not_matched,
     retention_purges_final_documents_and_keeps_shared_bytes, an_agent_touches_only_its_own_packets,
-    waiting_packets_attach_in_the_desks_order;
+    waiting_packets_attach_in_the_desks_order, bytes_count_as_held_only_by_the_site_that_sent_them;
     racing: racing_pages_resolve_a_packet_once, racing_creates_make_one_document,
     paper_racing_its_document_binds_once, a_page_racing_the_purge_of_its_bytes_keeps_them);
 conformance!(postgres: a_duplicate_invoice_flags_both_live_documents,
@@ -1669,7 +1679,7 @@ conformance!(postgres: a_duplicate_invoice_flags_both_live_documents,
     a_batch_of_pages_is_recorded_page_by_page, agents_are_listed_and_revoked_once,
     the_ops_snapshot_counts_what_is_stored, a_packet_sealed_with_no_pages_is_empty_not_matched,
     retention_purges_final_documents_and_keeps_shared_bytes, an_agent_touches_only_its_own_packets,
-    waiting_packets_attach_in_the_desks_order;
+    waiting_packets_attach_in_the_desks_order, bytes_count_as_held_only_by_the_site_that_sent_them;
     racing: racing_pages_resolve_a_packet_once, racing_creates_make_one_document,
     paper_racing_its_document_binds_once, a_page_racing_the_purge_of_its_bytes_keeps_them);
 

@@ -834,8 +834,17 @@ impl Session {
             let msg = format!("at most {WINDOW_PAGES} pages may be in flight");
             return Ok(vec![error("too_many_uploads", msg, Some(id), false)]);
         }
-        // Same bytes already here (from this or another page): no need to send them.
-        if self.state.blobs.contains(&offer.sha256).await? {
+        // Same bytes already here (from this or another page): no need to send
+        // them, if this site delivered them before. A hash alone must not let
+        // a desk attach bytes it never had (another site's scans): any other
+        // desk sends them, and the blob store keeps one copy.
+        if self.state.blobs.contains(&offer.sha256).await?
+            && self
+                .state
+                .store
+                .site_holds_blob(&self.agent.site, &offer.sha256)
+                .await?
+        {
             self.commit(offer, None).await;
             return Ok(Vec::new());
         }
@@ -1381,5 +1390,52 @@ mod tests {
             }
             other => panic!("expected a refusal, got {other:?}"),
         }
+    }
+
+    /// Bytes the server holds are claimed by hash alone only by a desk of
+    /// the site that delivered them: any other desk sends them, proving it
+    /// has them (a hash must not let a desk attach another site's scans).
+    #[tokio::test]
+    async fn bytes_are_claimed_by_hash_only_within_their_site() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = crate::open(ServerConfig::new(dir.path().to_owned()))
+            .await
+            .unwrap();
+        let addr = serve(state.clone()).await;
+        let bytes = vec![9u8; 2048];
+        let upload = |token: String| {
+            let bytes = bytes.clone();
+            async move {
+                let offer = offer_of(&bytes);
+                let id = offer.capture_id;
+                let mut client = connect(addr, &token).await;
+                say(&mut client, &AgentMessage::Offer(offer)).await;
+                match hear(&mut client).await {
+                    ServerMessage::Stored { capture_id } if capture_id == id => false,
+                    ServerMessage::Resume {
+                        capture_id,
+                        offset: 0,
+                    } if capture_id == id => {
+                        let chunk = Chunk {
+                            capture_id: id,
+                            offset: 0,
+                            data: &bytes,
+                        }
+                        .encode();
+                        client.send(Message::Binary(chunk.into())).await.unwrap();
+                        let stored = ServerMessage::Stored { capture_id: id };
+                        assert_eq!(hear(&mut client).await, stored);
+                        true
+                    }
+                    other => panic!("unexpected answer {other:?}"),
+                }
+            }
+        };
+        let sent = upload(enroll(&state, "agent-a1", "site-a").await).await;
+        assert!(sent, "the first desk sends the bytes");
+        let sent = upload(enroll(&state, "agent-b1", "site-b").await).await;
+        assert!(sent, "a desk of another site sends them too");
+        let sent = upload(enroll(&state, "agent-a2", "site-a").await).await;
+        assert!(!sent, "a desk of the same site need not send them again");
     }
 }

@@ -23,6 +23,21 @@ pub async fn page_stored(c: &impl GenericClient, capture_id: Uuid) -> StoreResul
     .get(0))
 }
 
+pub async fn site_holds_blob(
+    c: &impl GenericClient,
+    site: &str,
+    sha256: &str,
+) -> StoreResult<bool> {
+    Ok(db::query_one(
+        c,
+        "SELECT EXISTS (SELECT 1 FROM pages JOIN packets ON packets.id = pages.packet_id \
+         WHERE pages.sha256 = $1 AND packets.site = $2)",
+        &[&sha256, &site],
+    )
+    .await?
+    .get(0))
+}
+
 /// [`page_stored`], counting only a page in a packet of `agent_id`.
 pub async fn page_stored_by(
     c: &impl GenericClient,

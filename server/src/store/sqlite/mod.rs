@@ -408,6 +408,12 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn site_holds_blob(&self, site: &str, sha256: &str) -> StoreResult<bool> {
+        let (site, sha256) = (site.to_owned(), sha256.to_owned());
+        self.read(move |c| packets::site_holds_blob(c, &site, &sha256))
+            .await
+    }
+
     async fn seal_packet(
         &self,
         agent: &Agent,

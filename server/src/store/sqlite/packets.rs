@@ -13,6 +13,15 @@ pub fn page_stored(conn: &Connection, capture_id: Uuid) -> StoreResult<bool> {
         .query_row([capture_id.to_string()], |r| r.get(0))?)
 }
 
+pub fn site_holds_blob(conn: &Connection, site: &str, sha256: &str) -> StoreResult<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM pages JOIN packets ON packets.id = pages.packet_id \
+             WHERE pages.sha256 = ?1 AND packets.site = ?2)",
+        )?
+        .query_row(params![sha256, site], |r| r.get(0))?)
+}
+
 /// [`page_stored`], counting only a page in a packet of `agent_id`.
 pub fn page_stored_by(conn: &Connection, capture_id: Uuid, agent_id: &str) -> StoreResult<bool> {
     Ok(conn
