@@ -638,6 +638,7 @@ impl Link<'_> {
                 source_name: page.source_name.clone(),
                 barcodes,
                 blank: page.blank,
+                packet_seq: Some(page.packet_seq),
             });
             self.send(&offer).await?;
             self.window.push(page);
@@ -658,6 +659,7 @@ impl Link<'_> {
             cover_code: seal.cover_code,
             page_count: seal.page_count,
             empty: seal.empty,
+            packet_seq: Some(seal.packet_seq),
         }))
         .await
     }

@@ -161,7 +161,8 @@ async fn commit_batch(store: &dyn Store, blobs: &dyn BlobStore, jobs: Vec<Job>) 
 /// A page offered with bytes the blob store already held was not uploaded;
 /// if retention deleted them before the reservation, the page fails (the
 /// agent offers it again and then uploads it). After the reservation nothing
-/// deletes them before the grace period is over.
+/// deletes them before the grace period is over. The ones still there are
+/// made durable before any is recorded.
 async fn reused_bytes_still_there(blobs: &dyn BlobStore, jobs: Vec<Job>) -> Vec<Job> {
     let mut kept = Vec::with_capacity(jobs.len());
     for job in jobs {
@@ -184,5 +185,79 @@ async fn reused_bytes_still_there(blobs: &dyn BlobStore, jobs: Vec<Job>) -> Vec<
             }
         }
     }
-    kept
+    // Bytes found in place may not be durable yet (renamed in by a server
+    // that crashed before its directory sync): sync them as if written now.
+    let mut reused: Vec<String> = kept
+        .iter()
+        .filter(|j| j.partial.is_none())
+        .map(|j| j.page.sha256.clone())
+        .collect();
+    if reused.is_empty() {
+        return kept;
+    }
+    reused.sort_unstable();
+    reused.dedup();
+    match blobs.sync_existing(&reused).await {
+        Ok(()) => kept,
+        Err(e) => {
+            let mut uploaded = Vec::with_capacity(kept.len());
+            for job in kept {
+                if job.partial.is_some() {
+                    uploaded.push(job);
+                } else {
+                    let _ = job.done.send(Err(CommitFailure::Failed(format!(
+                        "making the bytes durable: {e}"
+                    ))));
+                }
+            }
+            uploaded
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blobs::{FolderBlobs, sha256_hex};
+    use crate::store::SqliteStore;
+    use uuid::Uuid;
+
+    /// A page whose bytes were already in the folder (not uploaded again) is
+    /// acknowledged only after their directory was synced: they may have
+    /// been renamed in by a server that crashed before its own sync.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_page_reusing_bytes_in_place_waits_for_their_directory_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("imc.sqlite3")).unwrap();
+        let root = dir.path().join("blobs");
+        let blobs = FolderBlobs::open(&root).unwrap();
+        let bytes = b"a page the server already holds".to_vec();
+        let sha256 = sha256_hex(&bytes);
+        let fan_out = root.join(&sha256[..2]);
+        std::fs::write(fan_out.join(&sha256), &bytes).unwrap();
+        let committer = Committer::start(Arc::new(store), Arc::new(blobs));
+        let agent = Agent {
+            id: "agent-1".into(),
+            site: "hq".into(),
+            name: "desk".into(),
+        };
+        let page = StoredPage {
+            capture_id: Uuid::new_v4(),
+            packet_id: Uuid::new_v4(),
+            page_index: 0,
+            cover_code: None,
+            sha256,
+            size: bytes.len() as u64,
+            content_type: "image/png".into(),
+            source_name: "scan.png".into(),
+            barcodes: Vec::new(),
+            blank: false,
+            packet_seq: None,
+        };
+        let before = crate::blobs::folder::dir_syncs(&fan_out);
+        let answer = committer.commit(agent, page, None).await.await.unwrap();
+        assert_eq!(answer.unwrap(), PacketResolution::Open);
+        assert_eq!(crate::blobs::folder::dir_syncs(&fan_out), before + 1);
+    }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 /// `imc-server serve --config FILE`: the same settings as the flags, in TOML.
 /// A flag or its environment variable wins over the file; the file wins over
 /// the built-in default. See docs/OPERATIONS.md.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerFile {
     pub data_dir: Option<PathBuf>,
@@ -35,6 +35,47 @@ pub struct ServerFile {
     pub uplink_idle_secs: Option<u64>,
     /// Seconds a client has to send a request's headers.
     pub header_timeout_secs: Option<u64>,
+}
+
+/// Like `ServerConfig`'s: the database password and the metrics token are
+/// not shown. Destructured, so a new field cannot be forgotten here.
+impl fmt::Debug for ServerFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ServerFile {
+            data_dir,
+            listen,
+            cover_font,
+            log_format,
+            metrics_token,
+            max_agents,
+            max_body_bytes,
+            partial_ttl_hours,
+            max_page_bytes,
+            database,
+            blobs,
+            retention_interval_secs,
+            blob_delete_grace_secs,
+            uplink_idle_secs,
+            header_timeout_secs,
+        } = self;
+        f.debug_struct("ServerFile")
+            .field("data_dir", data_dir)
+            .field("listen", listen)
+            .field("cover_font", cover_font)
+            .field("log_format", log_format)
+            .field("metrics_token", &metrics_token.as_ref().map(|_| "<hidden>"))
+            .field("max_agents", max_agents)
+            .field("max_body_bytes", max_body_bytes)
+            .field("partial_ttl_hours", partial_ttl_hours)
+            .field("max_page_bytes", max_page_bytes)
+            .field("database", &database.as_deref().map(redact_password))
+            .field("blobs", blobs)
+            .field("retention_interval_secs", retention_interval_secs)
+            .field("blob_delete_grace_secs", blob_delete_grace_secs)
+            .field("uplink_idle_secs", uplink_idle_secs)
+            .field("header_timeout_secs", header_timeout_secs)
+            .finish()
+    }
 }
 
 impl ServerFile {
@@ -80,15 +121,32 @@ impl ServerFile {
         if let Some(secs) = env_secs("IMC_BLOB_DELETE_GRACE_SECS")?.or(self.blob_delete_grace_secs)
         {
             timing.grace = Duration::from_secs(secs);
+            if timing.grace < MIN_BLOB_DELETE_GRACE {
+                tracing::warn!(
+                    configured_secs = secs,
+                    used_secs = MIN_BLOB_DELETE_GRACE.as_secs(),
+                    "blob_delete_grace_secs is below its floor; using the floor"
+                );
+                timing.grace = MIN_BLOB_DELETE_GRACE;
+            }
         }
         // Tests only: a retention "day" this many seconds long, so that an
-        // end-to-end test sees a purge within seconds.
+        // end-to-end test sees a purge within seconds; likewise a grace
+        // below the floor.
         if let Some(secs) = env_secs("IMC_TEST_RETENTION_DAY_SECS")? {
             timing.day = Duration::from_secs(secs);
+        }
+        if let Some(secs) = env_secs("IMC_TEST_BLOB_DELETE_GRACE_SECS")? {
+            timing.grace = Duration::from_secs(secs);
         }
         Ok(())
     }
 }
+
+/// The shortest grace a marked blob gets: a shorter one could delete bytes
+/// that an upload reserved and is about to commit a row for (a slow disk or
+/// database makes that window seconds long), losing an acknowledged page.
+pub const MIN_BLOB_DELETE_GRACE: Duration = Duration::from_secs(60);
 
 /// When the retention task runs and how long it waits (see `crate::retention`).
 #[derive(Debug, Clone, Copy)]
@@ -229,16 +287,31 @@ impl fmt::Debug for ServerConfig {
     }
 }
 
-/// A connection URL fit for logs: the password replaced.
+/// Query parameters of a connection URL that hold a secret (libpq reads a
+/// password from the query too).
+const SECRET_PARAMS: &[&str] = &["password", "sslpassword"];
+
+/// A connection URL fit for logs: the password replaced, in the user part
+/// and in the query.
 pub fn redact_password(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        Ok(parsed) => parsed.to_string(),
-        Err(_) => "<unparsable URL>".to_owned(),
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return "<unparsable URL>".to_owned();
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
     }
+    let secret = |key: &str| SECRET_PARAMS.iter().any(|s| key.eq_ignore_ascii_case(s));
+    if parsed.query_pairs().any(|(key, _)| secret(&key)) {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(key, value)| {
+                let value = if secret(&key) { "***".into() } else { value };
+                (key.into_owned(), value.into_owned())
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
 }
 
 #[cfg(test)]
@@ -261,6 +334,55 @@ mod tests {
                 .unwrap();
         assert_eq!(scaled.database.as_deref(), Some("postgres://imc@db/imc"));
         assert_eq!(scaled.blobs.as_deref(), Some("s3://scans/imc"));
+    }
+
+    #[test]
+    fn debug_output_shows_no_database_password_nor_metrics_token() {
+        let url = "postgres://imc:pw-in-userinfo@db:5432/imc?sslmode=require&password=pw-in-query";
+        let mut config = ServerConfig::new("/x".into());
+        config.database = Some(url.into());
+        config.metrics_token = Some("metrics-secret".into());
+        let file: ServerFile = toml::from_str(&format!(
+            "database = \"{url}\"\nmetrics_token = \"metrics-secret\"\n"
+        ))
+        .unwrap();
+        for shown in [
+            format!("{config:?}"),
+            format!("{config:#?}"),
+            format!("{file:?}"),
+            format!("{file:#?}"),
+        ] {
+            for secret in ["pw-in-userinfo", "pw-in-query", "metrics-secret"] {
+                assert!(!shown.contains(secret), "{secret} shown in {shown}");
+            }
+            // Still says where the database is, and that a token is set.
+            assert!(
+                shown.contains("db:5432") && shown.contains("sslmode=require"),
+                "{shown}"
+            );
+            assert!(shown.contains("metrics_token: Some"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn the_blob_delete_grace_has_a_floor() {
+        let grace = |text: &str| {
+            let file: ServerFile = toml::from_str(text).unwrap();
+            let mut config = ServerConfig::new("/x".into());
+            file.apply_retention(&mut config).unwrap();
+            config.retention.grace
+        };
+        assert_eq!(grace(""), Duration::from_secs(3600));
+        assert_eq!(grace("blob_delete_grace_secs = 5"), Duration::from_secs(60));
+        assert_eq!(grace("blob_delete_grace_secs = 0"), Duration::from_secs(60));
+        assert_eq!(
+            grace("blob_delete_grace_secs = 60"),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            grace("blob_delete_grace_secs = 7200"),
+            Duration::from_secs(7200)
+        );
     }
 
     #[test]

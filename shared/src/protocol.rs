@@ -68,6 +68,9 @@ pub struct PageOffer {
     pub barcodes: Vec<BarcodeInfo>,
     #[serde(default)]
     pub blank: bool,
+    /// The packet's place in this agent's scan order (see `PacketSeal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packet_seq: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,6 +91,13 @@ pub struct PacketSeal {
     /// next cover came straight after it. Recorded as empty, never matched.
     #[serde(default)]
     pub empty: bool,
+    /// The packet's place in this agent's scan order: larger for paper
+    /// scanned later, the same on every offer and seal of the packet. The
+    /// server attaches one agent's packets waiting for the same cover code
+    /// in this order rather than in the order their bytes arrived. Absent
+    /// from older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packet_seq: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -289,6 +299,7 @@ mod tests {
             cover_code: None,
             page_count: 3,
             empty: false,
+            packet_seq: None,
         });
         let json = serde_json::to_string(&msg).unwrap();
         assert!(json.contains("\"type\":\"seal\""), "{json}");

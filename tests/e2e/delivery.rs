@@ -530,6 +530,7 @@ async fn a_seal_the_server_refuses_for_good_is_set_aside_and_shown_not_retried()
             cover_code: None,
             page_count: 5,
             empty: false,
+            packet_seq: None,
         },
     ))
     .await;

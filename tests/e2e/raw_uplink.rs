@@ -164,6 +164,7 @@ pub fn offer(capture_id: Uuid, packet_id: Uuid, bytes: &[u8]) -> PageOffer {
         source_name: "raw.jpg".into(),
         barcodes: Vec::new(),
         blank: false,
+        packet_seq: None,
     }
 }
 

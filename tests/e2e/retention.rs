@@ -1,6 +1,7 @@
 //! Retention of image bytes on a real server: a retention "day" shortened to
 //! one second (`IMC_TEST_RETENTION_DAY_SECS`, test only), the task every
-//! second and a one-second grace. A signed-off document's image bytes are
+//! second and a one-second grace (test-only variables: a real grace is at
+//! least a minute). A signed-off document's image bytes are
 //! purged (410 with when and why, on the API and the desk), a document still
 //! in progress keeps them, and `/metrics` counts the purge.
 
@@ -43,7 +44,7 @@ async fn final_documents_lose_their_image_bytes_and_documents_in_progress_keep_t
         &[
             ("IMC_TEST_RETENTION_DAY_SECS", "1"),
             ("IMC_RETENTION_INTERVAL_SECS", "1"),
-            ("IMC_BLOB_DELETE_GRACE_SECS", "1"),
+            ("IMC_TEST_BLOB_DELETE_GRACE_SECS", "1"),
         ],
     );
     let signed = server.match_document("RET-1").await["id"].as_i64().unwrap();

@@ -133,7 +133,7 @@ async fn replicas_on_postgres_and_garage_share_documents_and_images() {
     );
 
     let stdout = migrate(&database);
-    assert!(stdout.contains("applied [1, 2, 3, 4]"), "{stdout}");
+    assert!(stdout.contains("applied [1, 2, 3, 4, 5]"), "{stdout}");
 
     let args = replica_args(&database, &fresh_blobs(&settings, "e2e"));
     let env = aws_env(&settings);

@@ -456,6 +456,7 @@ async fn deliver_packet(server: &TestServer, token: &str, doc: &Value) -> uuid::
             cover_code: Some(cover_code),
             page_count: 2,
             empty: false,
+            packet_seq: None,
         }))
         .await;
     server

@@ -47,23 +47,35 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BlobError + '_ {
 
 /// Renames `from` to `to` durably; if `to` exists the bytes are already there.
 fn install(from: &Path, to: &Path) -> Result<(), BlobError> {
-    if rename_into(from, to)? {
-        sync_dir(to.parent().unwrap_or(Path::new(".")))?;
-    }
-    Ok(())
+    rename_into(from, to)?;
+    // Also when the bytes were there: found is not durable (see `install_batch`).
+    sync_dir(to.parent().unwrap_or(Path::new(".")))
 }
 
-/// Renames `from` to `to`, or drops `from` when `to` already holds the bytes;
-/// true when the directory changed and needs a sync.
-fn rename_into(from: &Path, to: &Path) -> Result<bool, BlobError> {
+/// Renames `from` to `to`, or drops `from` when `to` already holds the bytes.
+/// Either way the directory needs a sync before the blob counts as stored.
+fn rename_into(from: &Path, to: &Path) -> Result<(), BlobError> {
     let dir = to.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     if to.exists() {
         std::fs::remove_file(from).map_err(io(from))?;
-        return Ok(false);
+        return Ok(());
     }
-    std::fs::rename(from, to).map_err(io(to))?;
-    Ok(true)
+    std::fs::rename(from, to).map_err(io(to))
+}
+
+/// Syncs the directory of each blob once, from a few threads at once; the
+/// first failure, if any.
+fn sync_dirs_of(targets: &[PathBuf]) -> Result<(), BlobError> {
+    let mut dirs: Vec<PathBuf> = targets
+        .iter()
+        .filter_map(|t| t.parent().map(Path::to_owned))
+        .collect();
+    dirs.sort_unstable();
+    dirs.dedup();
+    in_parallel(&dirs, |dir| sync_dir(dir))
+        .into_iter()
+        .collect()
 }
 
 /// Runs `f` on every item from a few threads at once: concurrent fsyncs are
@@ -94,7 +106,9 @@ fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec
 }
 
 /// Syncs each file's data, moves it into place, then syncs each touched
-/// directory once.
+/// directory once. A file whose bytes were already in place counts as
+/// touching its directory: they may have been renamed in by a process that
+/// crashed before its directory sync, visible now but lost by a power cut.
 fn install_batch(files: &[(PathBuf, PathBuf)]) -> Vec<Result<(), BlobError>> {
     let synced = in_parallel(files, |(from, _)| {
         std::fs::File::open(from)
@@ -105,13 +119,13 @@ fn install_batch(files: &[(PathBuf, PathBuf)]) -> Vec<Result<(), BlobError>> {
     let mut dirs: Vec<PathBuf> = Vec::new();
     for ((from, to), synced) in files.iter().zip(synced) {
         let moved = synced.and_then(|()| rename_into(from, to));
-        if let Ok(true) = moved
+        if moved.is_ok()
             && let Some(dir) = to.parent()
             && !dirs.iter().any(|d| d == dir)
         {
             dirs.push(dir.to_owned());
         }
-        results.push(moved.map(|_| ()));
+        results.push(moved);
     }
     let dir_synced = in_parallel(&dirs, |dir| sync_dir(dir));
     // A file counts as stored only once its directory entry is durable too.
@@ -129,8 +143,25 @@ fn install_batch(files: &[(PathBuf, PathBuf)]) -> Vec<Result<(), BlobError>> {
     results
 }
 
+/// Tests only: how often each directory was synced, to check the syncs that
+/// durability rests on are made (their effect shows only after a power cut).
+#[cfg(test)]
+static DIR_SYNCS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+#[cfg(test)]
+pub(crate) fn dir_syncs(dir: &Path) -> usize {
+    DIR_SYNCS
+        .lock()
+        .map(|synced| synced.iter().filter(|d| *d == dir).count())
+        .unwrap_or(0)
+}
+
 #[cfg(unix)]
 fn sync_dir(dir: &Path) -> Result<(), BlobError> {
+    #[cfg(test)]
+    if let Ok(mut synced) = DIR_SYNCS.lock() {
+        synced.push(dir.to_owned());
+    }
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io(dir))
@@ -199,6 +230,14 @@ impl BlobStore for FolderBlobs {
             Err(source) => Err(BlobError::Io { path, source }),
         })
         .await
+    }
+
+    async fn sync_existing(&self, sha256s: &[String]) -> Result<(), BlobError> {
+        let targets = sha256s
+            .iter()
+            .map(|sha| self.path_of(sha))
+            .collect::<Result<Vec<_>, _>>()?;
+        blocking(move || sync_dirs_of(&targets)).await
     }
 
     async fn put_files(&self, files: Vec<(PathBuf, String)>) -> Vec<Result<(), BlobError>> {

@@ -7,7 +7,7 @@
 //! a client's file name. Only retention deletes a blob, and only one that no
 //! row references (see `retention`).
 
-mod folder;
+pub(crate) mod folder;
 mod object;
 #[cfg(test)]
 mod tests;
@@ -55,6 +55,13 @@ pub trait BlobStore: Send + Sync + 'static {
     /// commit). One result per file, in order; on success a file is gone from
     /// its path, on failure it is left there.
     async fn put_files(&self, files: Vec<(PathBuf, String)>) -> Vec<Result<(), BlobError>>;
+    /// Makes blobs that are already there durable before something that
+    /// uses them is acknowledged: bytes a crashed process renamed into a
+    /// folder show before their directory is synced. An object store holds
+    /// only what it acknowledged, so there is nothing to do.
+    async fn sync_existing(&self, _sha256s: &[String]) -> Result<(), BlobError> {
+        Ok(())
+    }
     /// Removes a blob for good; removing one that is not there is a no-op.
     /// Only retention's sweep calls it, after the store has checked that
     /// nothing references the blob (see `Store::sweep_blobs`).

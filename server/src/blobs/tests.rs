@@ -269,6 +269,27 @@ async fn an_unfinished_multipart_upload_is_invisible() {
     assert!(blobs.get(&sha).await.unwrap() == bytes);
 }
 
+/// Bytes found already in place may have been renamed in by a server that
+/// crashed before it synced their directory: visible, not yet durable. Taking
+/// over a file with those bytes syncs that directory all the same.
+#[cfg(unix)]
+#[tokio::test]
+async fn bytes_found_in_place_get_their_directory_synced() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("blobs");
+    let blobs = FolderBlobs::open(&root).unwrap();
+    let bytes = pattern(1000);
+    let sha = sha256_hex(&bytes);
+    let fan_out = root.join(&sha[..2]);
+    std::fs::write(fan_out.join(&sha), &bytes).unwrap();
+    let partial = dir.path().join("page.part");
+    std::fs::write(&partial, &bytes).unwrap();
+    let before = super::folder::dir_syncs(&fan_out);
+    put_file(&blobs, &partial, &sha).await.unwrap();
+    assert!(!partial.exists());
+    assert_eq!(super::folder::dir_syncs(&fan_out), before + 1);
+}
+
 /// The folder store makes its fan-out directories once, at open, so a commit
 /// never creates one (whose entry in the root it would also have to sync).
 #[tokio::test]

@@ -327,6 +327,56 @@ pub struct StoredPage {
     pub source_name: String,
     pub barcodes: Vec<BarcodeInfo>,
     pub blank: bool,
+    /// The desk's packet sequence, when the agent sent one.
+    pub packet_seq: Option<u64>,
+}
+
+/// A packet waiting for the document its cover code names, as late binding
+/// reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaitingPacket {
+    pub id: String,
+    pub agent_id: String,
+    /// The desk's packet sequence (`PacketSeal::packet_seq`), when it sent one.
+    pub desk_seq: Option<i64>,
+}
+
+/// The order late binding attaches waiting packets in, given them in the
+/// order they arrived (first page stored, then id). Arrival is the server's
+/// view; the desk knows the order the paper was scanned in, so one agent's
+/// packets that carry its sequence take the places its sequenced packets
+/// hold, in sequence order. Packets without one (older agents) keep their
+/// places, and so the order across agents stays that of arrival.
+pub fn late_binding_order(waiting: Vec<WaitingPacket>) -> Vec<String> {
+    let mut places: std::collections::HashMap<&str, Vec<usize>> = std::collections::HashMap::new();
+    for (i, packet) in waiting.iter().enumerate() {
+        if packet.desk_seq.is_some() {
+            places.entry(&packet.agent_id).or_default().push(i);
+        }
+    }
+    let mut order: Vec<usize> = (0..waiting.len()).collect();
+    for held in places.values() {
+        let mut by_seq = held.clone();
+        by_seq.sort_by_key(|&i| (waiting[i].desk_seq, i));
+        for (&place, from) in held.iter().zip(by_seq) {
+            order[place] = from;
+        }
+    }
+    let mut ids: Vec<Option<String>> = waiting.into_iter().map(|p| Some(p.id)).collect();
+    order.into_iter().filter_map(|i| ids[i].take()).collect()
+}
+
+/// The desk's packet sequence as the database keeps it (a signed 64-bit
+/// integer; the uplink refuses larger ones before they get here).
+pub(crate) fn desk_seq(packet_seq: Option<u64>) -> StoreResult<Option<i64>> {
+    packet_seq
+        .map(|seq| {
+            i64::try_from(seq).map_err(|_| StoreError::Invalid {
+                field: "packet_seq".into(),
+                message: format!("{seq} is too large"),
+            })
+        })
+        .transpose()
 }
 
 /// What became of a packet once all its pages and its seal were in.
@@ -481,7 +531,11 @@ pub trait Store: Send + Sync + 'static {
         &self,
         pages: Vec<(Agent, StoredPage)>,
     ) -> StoreResult<Vec<StoreResult<PacketResolution>>>;
-    async fn page_stored(&self, capture_id: Uuid) -> StoreResult<bool>;
+    /// True when a packet of `agent_id` holds the page `capture_id`.
+    async fn page_stored(&self, capture_id: Uuid, agent_id: &str) -> StoreResult<bool>;
+    /// True when a page a desk of `site` delivered has the bytes `sha256`:
+    /// that site has shown it holds them.
+    async fn site_holds_blob(&self, site: &str, sha256: &str) -> StoreResult<bool>;
     /// Records that the packet holds exactly `page_count` pages (`empty`: none
     /// of them after its cover); idempotent.
     async fn seal_packet(
@@ -491,6 +545,7 @@ pub trait Store: Send + Sync + 'static {
         cover_code: Option<String>,
         page_count: u32,
         empty: bool,
+        packet_seq: Option<u64>,
     ) -> StoreResult<PacketResolution>;
     async fn packets(&self, state: Option<PacketState>, limit: u32) -> StoreResult<Vec<Packet>>;
     async fn match_packet(

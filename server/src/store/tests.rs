@@ -64,7 +64,7 @@ async fn postgres() -> Fixture {
     let schema = format!("t_{}", Uuid::new_v4().simple());
     admin_sql(&format!("CREATE SCHEMA {schema}")).await;
     let store = pg_store(&schema);
-    assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3, 4]);
+    assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3, 4, 5]);
     let announcer = store.clone();
     Fixture {
         store: Arc::new(store.clone()),
@@ -146,6 +146,7 @@ fn page(packet_id: Uuid, index: u32, cover: Option<&str>, qr: Option<&str>) -> S
             .into_iter()
             .collect(),
         blank: false,
+        packet_seq: None,
     }
 }
 
@@ -157,7 +158,7 @@ async fn scanned(store: &dyn Store, document_id: i64, qr: &str) {
         .await
         .unwrap();
     store
-        .seal_packet(&agent(), packet_id, None, 1, false)
+        .seal_packet(&agent(), packet_id, None, 1, false, None)
         .await
         .unwrap();
     store
@@ -389,9 +390,14 @@ async fn packets_match_by_cover_and_bind_late(store: &dyn Store) {
     let first = page(packet, 0, cover, None);
     let open = store.record_page(&agent(), first.clone()).await.unwrap();
     assert_eq!(open, PacketResolution::Open);
-    assert!(store.page_stored(first.capture_id).await.unwrap());
+    assert!(
+        store
+            .page_stored(first.capture_id, "agent-1")
+            .await
+            .unwrap()
+    );
     let sealed = store
-        .seal_packet(&agent(), packet, cover.map(str::to_owned), 2, false)
+        .seal_packet(&agent(), packet, cover.map(str::to_owned), 2, false, None)
         .await
         .unwrap();
     assert_eq!(sealed, PacketResolution::Open);
@@ -407,7 +413,7 @@ async fn packets_match_by_cover_and_bind_late(store: &dyn Store) {
     // Re-offers and re-seals after a crash report the same fate, store nothing.
     assert_eq!(store.record_page(&agent(), first).await.unwrap(), want);
     let resealed = store
-        .seal_packet(&agent(), packet, cover.map(str::to_owned), 2, false)
+        .seal_packet(&agent(), packet, cover.map(str::to_owned), 2, false, None)
         .await;
     assert_eq!(resealed.unwrap(), want);
     assert_eq!(store.images(early).await.unwrap().len(), 2);
@@ -416,7 +422,7 @@ async fn packets_match_by_cover_and_bind_late(store: &dyn Store) {
         DocStatus::Matched
     );
     let miscount = store
-        .seal_packet(&agent(), packet, cover.map(str::to_owned), 3, false)
+        .seal_packet(&agent(), packet, cover.map(str::to_owned), 3, false, None)
         .await;
     assert!(
         matches!(miscount, Err(StoreError::Conflict(_))),
@@ -447,7 +453,14 @@ async fn packets_match_by_cover_and_bind_late(store: &dyn Store) {
         .await
         .unwrap();
     let unmatched = store
-        .seal_packet(&agent(), waiting, late_cover.map(str::to_owned), 1, false)
+        .seal_packet(
+            &agent(),
+            waiting,
+            late_cover.map(str::to_owned),
+            1,
+            false,
+            None,
+        )
         .await
         .unwrap();
     assert!(matches!(unmatched, PacketResolution::Unmatched { .. }));
@@ -637,7 +650,7 @@ async fn racing_pages_resolve_a_packet_once(store: &dyn Store, store_arc: Arc<dy
         let store = Arc::clone(&store_arc);
         tasks.push(tokio::spawn(async move {
             store
-                .seal_packet(&agent(), packet, cover.map(str::to_owned), 8, false)
+                .seal_packet(&agent(), packet, cover.map(str::to_owned), 8, false, None)
                 .await
         }));
     }
@@ -705,7 +718,7 @@ async fn paper_racing_its_document_binds_once(store: &dyn Store, store_arc: Arc<
         let (seal_store, seal_cover) = (Arc::clone(&store_arc), cover.clone());
         tasks.push(tokio::spawn(async move {
             seal_store
-                .seal_packet(&agent(), packet, Some(seal_cover), 3, false)
+                .seal_packet(&agent(), packet, Some(seal_cover), 3, false, None)
                 .await
                 .map(drop)
         }));
@@ -748,7 +761,7 @@ async fn a_batch_of_pages_is_recorded_page_by_page(store: &dyn Store) {
     };
     assert_eq!(
         store
-            .seal_packet(&agent(), packet_id, Some(cover.into()), 2, false)
+            .seal_packet(&agent(), packet_id, Some(cover.into()), 2, false, None)
             .await
             .unwrap(),
         PacketResolution::Open
@@ -789,14 +802,17 @@ async fn a_batch_of_pages_is_recorded_page_by_page(store: &dyn Store) {
     assert_eq!(results[4].as_ref().unwrap(), &matched);
     // The same page again (a retry) is answered with the packet's fate.
     assert_eq!(results[5].as_ref().unwrap(), &matched);
-    for (stored, p) in [
-        (true, &first),
-        (false, &same_index),
-        (false, &intruder),
-        (true, &elsewhere),
-        (true, &second),
+    for (stored, by, p) in [
+        (true, "agent-1", &first),
+        (false, "agent-1", &same_index),
+        (false, "agent-2", &intruder),
+        (true, "agent-2", &elsewhere),
+        (true, "agent-1", &second),
+        // Only the agent whose packet holds a page sees it stored.
+        (false, "agent-1", &elsewhere),
+        (false, "agent-2", &first),
     ] {
-        assert_eq!(store.page_stored(p.capture_id).await.unwrap(), stored);
+        assert_eq!(store.page_stored(p.capture_id, by).await.unwrap(), stored);
     }
     assert_eq!(store.images(document_id).await.unwrap().len(), 2);
     assert!(store.record_pages(Vec::new()).await.unwrap().is_empty());
@@ -927,7 +943,7 @@ async fn a_packet_sealed_with_no_pages_is_empty_not_matched(store: &dyn Store) {
     let cover = store.document(id).await.unwrap().unwrap().cover_code;
     let packet_id = Uuid::new_v4();
     let resolution = store
-        .seal_packet(&agent(), packet_id, Some(cover.clone()), 0, false)
+        .seal_packet(&agent(), packet_id, Some(cover.clone()), 0, false, None)
         .await
         .unwrap();
     assert!(
@@ -946,7 +962,7 @@ async fn a_packet_sealed_with_no_pages_is_empty_not_matched(store: &dyn Store) {
     );
     // Sealing again is idempotent.
     store
-        .seal_packet(&agent(), packet_id, Some(cover), 0, false)
+        .seal_packet(&agent(), packet_id, Some(cover), 0, false, None)
         .await
         .unwrap();
     let empty = store.packets(Some(PacketState::Empty), 10).await.unwrap();
@@ -1178,7 +1194,7 @@ async fn an_agent_touches_only_its_own_packets(store: &dyn Store) {
         .await;
     assert!(matches!(added, Err(StoreError::Conflict(_))), "{added:?}");
     let sealed = store
-        .seal_packet(&intruder, packet_id, None, 1, false)
+        .seal_packet(&intruder, packet_id, None, 1, false, None)
         .await;
     assert!(matches!(sealed, Err(StoreError::Conflict(_))), "{sealed:?}");
 }
@@ -1271,7 +1287,7 @@ async fn scanned_bytes(
             .unwrap();
     }
     store
-        .seal_packet(&agent(), packet_id, None, pages.len() as u32, false)
+        .seal_packet(&agent(), packet_id, None, pages.len() as u32, false, None)
         .await
         .unwrap();
     store
@@ -1497,7 +1513,7 @@ async fn a_page_racing_the_purge_of_its_bytes_keeps_them(
         assert!(blobs.contains(&sha).await.unwrap());
         let new = doc(store, &format!("NEW-{round}")).await;
         store
-            .seal_packet(&agent(), packet, None, 1, false)
+            .seal_packet(&agent(), packet, None, 1, false, None)
             .await
             .unwrap();
         store
@@ -1536,6 +1552,69 @@ async fn a_page_racing_the_purge_of_its_bytes_keeps_them(
         "{answer:?}"
     );
     assert!(store.packet_page_blob(packet, 0).await.unwrap().is_none());
+}
+
+/// Paper scanned in one order can reach the server in another (one packet's
+/// pages held back by retries): one desk's packets waiting for the same
+/// cover code attach in the desk's order, not in the order they arrived.
+async fn waiting_packets_attach_in_the_desks_order(store: &dyn Store) {
+    match_mode(store).await;
+    let cover = "IMC-TEST-S-1";
+    // Arrival and ids both put the later scan first: only the sequence can
+    // put it second.
+    let (scanned_first, scanned_second) = (Uuid::from_u128(u128::MAX), Uuid::from_u128(1));
+    for (packet_id, seq, byte) in [(scanned_second, 8, 0xbb), (scanned_first, 7, 0xaa)] {
+        let stored = StoredPage {
+            sha256: format!("{byte:02x}").repeat(32),
+            packet_seq: Some(seq),
+            ..page(packet_id, 0, Some(cover), None)
+        };
+        store.record_page(&agent(), stored).await.unwrap();
+        let sealed = store
+            .seal_packet(&agent(), packet_id, Some(cover.into()), 1, false, Some(seq))
+            .await
+            .unwrap();
+        assert!(
+            matches!(sealed, PacketResolution::Unmatched { .. }),
+            "{sealed:?}"
+        );
+        // Distinct arrival times.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let id = doc(store, "S-1").await;
+    let images = store.images(id).await.unwrap();
+    let order: Vec<&str> = images.iter().map(|i| &i.sha256[..2]).collect();
+    assert_eq!(order, ["aa", "bb"], "images in the desk's scan order");
+}
+
+/// Which site's desks delivered a blob: they may claim it by hash (uplink).
+async fn bytes_count_as_held_only_by_the_site_that_sent_them(store: &dyn Store) {
+    let sent = page(Uuid::new_v4(), 0, None, None);
+    store.record_page(&agent(), sent.clone()).await.unwrap();
+    assert!(store.site_holds_blob("hq", &sent.sha256).await.unwrap());
+    assert!(!store.site_holds_blob("branch", &sent.sha256).await.unwrap());
+    let unknown = "ff".repeat(32);
+    assert!(!store.site_holds_blob("hq", &unknown).await.unwrap());
+}
+
+#[test]
+fn late_binding_orders_each_desk_by_its_sequence_and_keeps_arrival_otherwise() {
+    let waiting = |id: &str, agent: &str, desk_seq: Option<i64>| WaitingPacket {
+        id: id.into(),
+        agent_id: agent.into(),
+        desk_seq,
+    };
+    // In arrival order: desk a's packet 3 came before its packet 1, desk b's
+    // 9 before its 2; a packet from before desk a was upgraded has none.
+    let order = late_binding_order(vec![
+        waiting("a3", "a", Some(3)),
+        waiting("b9", "b", Some(9)),
+        waiting("a-old", "a", None),
+        waiting("a1", "a", Some(1)),
+        waiting("b2", "b", Some(2)),
+    ]);
+    assert_eq!(order, ["a1", "b2", "a-old", "a3", "b9"]);
+    assert!(late_binding_order(Vec::new()).is_empty());
 }
 
 macro_rules! desk_cases {
@@ -1589,7 +1668,8 @@ conformance!(sqlite: a_duplicate_invoice_flags_both_live_documents,
     decisions_fill_the_outbox_and_the_audit_trail, settings_merge_and_validate,
     a_batch_of_pages_is_recorded_page_by_page, agents_are_listed_and_revoked_once,
     the_ops_snapshot_counts_what_is_stored, a_packet_sealed_with_no_pages_is_empty_not_matched,
-    retention_purges_final_documents_and_keeps_shared_bytes, an_agent_touches_only_its_own_packets;
+    retention_purges_final_documents_and_keeps_shared_bytes, an_agent_touches_only_its_own_packets,
+    waiting_packets_attach_in_the_desks_order, bytes_count_as_held_only_by_the_site_that_sent_them;
     racing: racing_pages_resolve_a_packet_once, racing_creates_make_one_document,
     paper_racing_its_document_binds_once, a_page_racing_the_purge_of_its_bytes_keeps_them);
 conformance!(postgres: a_duplicate_invoice_flags_both_live_documents,
@@ -1598,7 +1678,8 @@ conformance!(postgres: a_duplicate_invoice_flags_both_live_documents,
     decisions_fill_the_outbox_and_the_audit_trail, settings_merge_and_validate,
     a_batch_of_pages_is_recorded_page_by_page, agents_are_listed_and_revoked_once,
     the_ops_snapshot_counts_what_is_stored, a_packet_sealed_with_no_pages_is_empty_not_matched,
-    retention_purges_final_documents_and_keeps_shared_bytes, an_agent_touches_only_its_own_packets;
+    retention_purges_final_documents_and_keeps_shared_bytes, an_agent_touches_only_its_own_packets,
+    waiting_packets_attach_in_the_desks_order, bytes_count_as_held_only_by_the_site_that_sent_them;
     racing: racing_pages_resolve_a_packet_once, racing_creates_make_one_document,
     paper_racing_its_document_binds_once, a_page_racing_the_purge_of_its_bytes_keeps_them);
 

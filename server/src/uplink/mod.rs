@@ -816,6 +816,12 @@ impl Session {
 
     async fn on_offer(&mut self, offer: PageOffer) -> anyhow::Result<Vec<ServerMessage>> {
         let id = offer.capture_id;
+        // Stored answers before any check: a page whose `stored` was lost is
+        // offered again, and limits changed since must not refuse it for good
+        // (its packet would never seal). Only this agent's own pages count.
+        if self.state.store.page_stored(id, &self.agent.id).await? {
+            return Ok(vec![ServerMessage::Stored { capture_id: id }]);
+        }
         if let Err(why) = validate_offer(&offer, self.state.config.max_page_bytes) {
             return Ok(vec![refusal("bad_offer", why, id)]);
         }
@@ -823,16 +829,22 @@ impl Session {
         if self.committing_ids.contains(&id) {
             return Ok(Vec::new());
         }
-        if self.state.store.page_stored(id).await? {
-            return Ok(vec![ServerMessage::Stored { capture_id: id }]);
-        }
         self.uploads.remove(&id);
         if self.in_flight() >= WINDOW_PAGES as usize {
             let msg = format!("at most {WINDOW_PAGES} pages may be in flight");
             return Ok(vec![error("too_many_uploads", msg, Some(id), false)]);
         }
-        // Same bytes already here (from this or another page): no need to send them.
-        if self.state.blobs.contains(&offer.sha256).await? {
+        // Same bytes already here (from this or another page): no need to send
+        // them, if this site delivered them before. A hash alone must not let
+        // a desk attach bytes it never had (another site's scans): any other
+        // desk sends them, and the blob store keeps one copy.
+        if self.state.blobs.contains(&offer.sha256).await?
+            && self
+                .state
+                .store
+                .site_holds_blob(&self.agent.site, &offer.sha256)
+                .await?
+        {
             self.commit(offer, None).await;
             return Ok(Vec::new());
         }
@@ -1077,6 +1089,7 @@ impl Session {
             source_name: offer.source_name,
             barcodes: offer.barcodes,
             blank: offer.blank,
+            packet_seq: offer.packet_seq,
         };
         let answer = self
             .state
@@ -1102,6 +1115,7 @@ impl Session {
                 seal.cover_code,
                 seal.page_count,
                 seal.empty,
+                seal.packet_seq,
             )
             .await
         {
@@ -1184,7 +1198,17 @@ fn validate_seal(seal: &PacketSeal) -> Result<(), String> {
     if seal.cover_code.as_ref().is_some_and(|c| c.len() > 128) {
         return Err("cover_code too long".into());
     }
-    Ok(())
+    check_packet_seq(seal.packet_seq)
+}
+
+/// The database keeps a desk's packet sequence as a signed 64-bit integer.
+fn check_packet_seq(packet_seq: Option<u64>) -> Result<(), String> {
+    match packet_seq {
+        Some(seq) if i64::try_from(seq).is_err() => {
+            Err(format!("packet_seq {seq} is beyond {}", i64::MAX))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn validate_offer(offer: &PageOffer, max_page_bytes: u64) -> Result<(), String> {
@@ -1213,5 +1237,205 @@ fn validate_offer(offer: &PageOffer, max_page_bytes: u64) -> Result<(), String> 
     if offer.barcodes.len() > 64 || offer.barcodes.iter().any(|b| b.text.len() > 4096) {
         return Err("too many or too long barcodes".into());
     }
-    Ok(())
+    check_packet_seq(offer.packet_seq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ServerConfig;
+    use crate::store::Actor;
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    type Client = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// Serves `state` on a loopback port until the test ends; its address.
+    async fn serve(state: AppState) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(crate::serve_state(state, listener, std::future::pending()));
+        addr
+    }
+
+    /// An enrolled agent of site `site`; its token.
+    async fn enroll(state: &AppState, id: &str, site: &str) -> String {
+        let code = format!("enr_{id}");
+        let actor = Actor("test".into());
+        let expires = "2999-01-01T00:00:00.000Z";
+        let store = &state.store;
+        store
+            .add_enrollment_code(site, &hash_secret(&code), expires, &actor)
+            .await
+            .unwrap();
+        let token = crate::auth::new_secret("agt");
+        store
+            .enroll_agent(&hash_secret(&code), id, "desk", &hash_secret(&token), None)
+            .await
+            .unwrap();
+        token
+    }
+
+    async fn connect(addr: std::net::SocketAddr, token: &str) -> Client {
+        let mut request = format!("ws://{addr}{UPLINK_PATH}")
+            .into_client_request()
+            .unwrap();
+        let bearer = format!("Bearer {token}").parse().unwrap();
+        request.headers_mut().insert("Authorization", bearer);
+        let (mut client, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        let hello = AgentMessage::Hello(Hello {
+            protocol_version: PROTOCOL_VERSION,
+            agent_version: "test".into(),
+        });
+        say(&mut client, &hello).await;
+        assert!(matches!(hear(&mut client).await, ServerMessage::Welcome(_)));
+        client
+    }
+
+    async fn say(client: &mut Client, msg: &AgentMessage) {
+        let json = serde_json::to_string(msg).unwrap();
+        client.send(Message::Text(json.into())).await.unwrap();
+    }
+
+    async fn hear(client: &mut Client) -> ServerMessage {
+        loop {
+            let frame = tokio::time::timeout(WAIT, client.next()).await.unwrap();
+            if let Some(Ok(Message::Text(text))) = frame {
+                return serde_json::from_str(&text).unwrap();
+            }
+            assert!(matches!(frame, Some(Ok(_))), "connection ended: {frame:?}");
+        }
+    }
+
+    fn offer_of(bytes: &[u8]) -> PageOffer {
+        PageOffer {
+            capture_id: Uuid::new_v4(),
+            packet_id: Uuid::new_v4(),
+            page_index: 0,
+            cover_code: None,
+            sha256: hex::encode(Sha256::digest(bytes)),
+            size: bytes.len() as u64,
+            content_type: "image/png".into(),
+            source_name: "scan.png".into(),
+            barcodes: Vec::new(),
+            blank: false,
+            packet_seq: None,
+        }
+    }
+
+    /// A page whose `stored` was lost is offered again after the limits
+    /// changed: it is in the store, so it is `stored`, not refused for good
+    /// (a refusal would leave its packet unsealed forever).
+    #[tokio::test]
+    async fn a_stored_page_offered_again_is_stored_whatever_the_limits_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = crate::open(ServerConfig::new(dir.path().to_owned()))
+            .await
+            .unwrap();
+        let token = enroll(&state, "agent-1", "site-a").await;
+        let bytes = vec![7u8; 4096];
+        let offer = offer_of(&bytes);
+        let id = offer.capture_id;
+
+        let mut client = connect(serve(state.clone()).await, &token).await;
+        say(&mut client, &AgentMessage::Offer(offer.clone())).await;
+        let resume = hear(&mut client).await;
+        assert_eq!(
+            resume,
+            ServerMessage::Resume {
+                capture_id: id,
+                offset: 0
+            }
+        );
+        let chunk = Chunk {
+            capture_id: id,
+            offset: 0,
+            data: &bytes,
+        }
+        .encode();
+        client.send(Message::Binary(chunk.into())).await.unwrap();
+        assert_eq!(
+            hear(&mut client).await,
+            ServerMessage::Stored { capture_id: id }
+        );
+        drop(client);
+
+        // The same data dir, now with pages limited below this one's size.
+        let mut smaller = (*state.config).clone();
+        smaller.max_page_bytes = 1024;
+        let limited = AppState {
+            config: Arc::new(smaller),
+            ..state.clone()
+        };
+        let addr = serve(limited).await;
+        let mut client = connect(addr, &token).await;
+        say(&mut client, &AgentMessage::Offer(offer.clone())).await;
+        assert_eq!(
+            hear(&mut client).await,
+            ServerMessage::Stored { capture_id: id }
+        );
+
+        // Another agent's offer of that capture id is still checked first.
+        let other = enroll(&state, "agent-2", "site-a").await;
+        let mut client = connect(addr, &other).await;
+        say(&mut client, &AgentMessage::Offer(offer)).await;
+        match hear(&mut client).await {
+            ServerMessage::Error(e) => {
+                assert_eq!((e.code.as_str(), e.permanent), ("bad_offer", true))
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    /// Bytes the server holds are claimed by hash alone only by a desk of
+    /// the site that delivered them: any other desk sends them, proving it
+    /// has them (a hash must not let a desk attach another site's scans).
+    #[tokio::test]
+    async fn bytes_are_claimed_by_hash_only_within_their_site() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = crate::open(ServerConfig::new(dir.path().to_owned()))
+            .await
+            .unwrap();
+        let addr = serve(state.clone()).await;
+        let bytes = vec![9u8; 2048];
+        let upload = |token: String| {
+            let bytes = bytes.clone();
+            async move {
+                let offer = offer_of(&bytes);
+                let id = offer.capture_id;
+                let mut client = connect(addr, &token).await;
+                say(&mut client, &AgentMessage::Offer(offer)).await;
+                match hear(&mut client).await {
+                    ServerMessage::Stored { capture_id } if capture_id == id => false,
+                    ServerMessage::Resume {
+                        capture_id,
+                        offset: 0,
+                    } if capture_id == id => {
+                        let chunk = Chunk {
+                            capture_id: id,
+                            offset: 0,
+                            data: &bytes,
+                        }
+                        .encode();
+                        client.send(Message::Binary(chunk.into())).await.unwrap();
+                        let stored = ServerMessage::Stored { capture_id: id };
+                        assert_eq!(hear(&mut client).await, stored);
+                        true
+                    }
+                    other => panic!("unexpected answer {other:?}"),
+                }
+            }
+        };
+        let sent = upload(enroll(&state, "agent-a1", "site-a").await).await;
+        assert!(sent, "the first desk sends the bytes");
+        let sent = upload(enroll(&state, "agent-b1", "site-b").await).await;
+        assert!(sent, "a desk of another site sends them too");
+        let sent = upload(enroll(&state, "agent-a2", "site-a").await).await;
+        assert!(!sent, "a desk of the same site need not send them again");
+    }
 }

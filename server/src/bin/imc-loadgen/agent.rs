@@ -347,6 +347,7 @@ impl<'a> Session<'a> {
                 source_name: format!("loadgen-{}-{}.jpg", self.agent.index, self.pages_offered),
                 barcodes: Vec::new(),
                 blank: false,
+                packet_seq: None,
             });
             packet.offered += 1;
             self.pages_offered += 1;
@@ -380,6 +381,7 @@ impl<'a> Session<'a> {
                 cover_code: Some(packet.cover_code.clone()),
                 page_count: packet.sent.stored.len() as u32,
                 empty: packet.sent.stored.is_empty(),
+                packet_seq: None,
             });
             self.packets[index].seal_sent = true;
             self.send(&seal).await?;

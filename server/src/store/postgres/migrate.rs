@@ -27,6 +27,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "image retention",
         include_str!("migrations/0004_image_retention.sql"),
     ),
+    (
+        5,
+        "desk sequence",
+        include_str!("migrations/0005_desk_sequence.sql"),
+    ),
 ];
 
 /// Any constant both the migrator and the check agree on.

@@ -337,8 +337,12 @@ impl Store for PgStore {
         Ok(results)
     }
 
-    async fn page_stored(&self, capture_id: Uuid) -> StoreResult<bool> {
-        on_conn!(self, |c| packets::page_stored(c, capture_id))
+    async fn page_stored(&self, capture_id: Uuid, agent_id: &str) -> StoreResult<bool> {
+        on_conn!(self, |c| packets::page_stored_by(c, capture_id, agent_id))
+    }
+
+    async fn site_holds_blob(&self, site: &str, sha256: &str) -> StoreResult<bool> {
+        on_conn!(self, |c| packets::site_holds_blob(c, site, sha256))
     }
 
     async fn seal_packet(
@@ -348,9 +352,10 @@ impl Store for PgStore {
         cover_code: Option<String>,
         page_count: u32,
         empty: bool,
+        packet_seq: Option<u64>,
     ) -> StoreResult<PacketResolution> {
         in_tx!(self, |tx| packets::seal(
-            &tx, agent, packet_id, cover_code, page_count, empty
+            &tx, agent, packet_id, cover_code, page_count, empty, packet_seq
         ))
     }
 

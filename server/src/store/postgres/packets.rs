@@ -23,6 +23,37 @@ pub async fn page_stored(c: &impl GenericClient, capture_id: Uuid) -> StoreResul
     .get(0))
 }
 
+pub async fn site_holds_blob(
+    c: &impl GenericClient,
+    site: &str,
+    sha256: &str,
+) -> StoreResult<bool> {
+    Ok(db::query_one(
+        c,
+        "SELECT EXISTS (SELECT 1 FROM pages JOIN packets ON packets.id = pages.packet_id \
+         WHERE pages.sha256 = $1 AND packets.site = $2)",
+        &[&sha256, &site],
+    )
+    .await?
+    .get(0))
+}
+
+/// [`page_stored`], counting only a page in a packet of `agent_id`.
+pub async fn page_stored_by(
+    c: &impl GenericClient,
+    capture_id: Uuid,
+    agent_id: &str,
+) -> StoreResult<bool> {
+    Ok(db::query_one(
+        c,
+        "SELECT EXISTS (SELECT 1 FROM pages JOIN packets ON packets.id = pages.packet_id \
+         WHERE pages.capture_id = $1 AND packets.agent_id = $2)",
+        &[&capture_id.to_string(), &agent_id],
+    )
+    .await?
+    .get(0))
+}
+
 /// Serialises everything that binds paper to one cover code.
 pub async fn lock_cover(tx: &impl GenericClient, cover_code: &str) -> StoreResult<()> {
     db::execute(
@@ -40,23 +71,26 @@ async fn ensure_packet(
     agent: &Agent,
     packet_id: Uuid,
     cover_code: Option<&str>,
+    packet_seq: Option<u64>,
 ) -> StoreResult<()> {
     let at = now();
     let id = packet_id.to_string();
+    let desk_seq = desk_seq(packet_seq)?;
     db::execute(
         tx,
-        "INSERT INTO packets (id, agent_id, site, cover_code, state, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, 'open', $5, $5) ON CONFLICT (id) DO NOTHING",
-        &[&id, &agent.id, &agent.site, &cover_code, &at],
+        "INSERT INTO packets (id, agent_id, site, cover_code, state, created_at, updated_at, desk_seq) \
+         VALUES ($1, $2, $3, $4, 'open', $5, $5, $6) ON CONFLICT (id) DO NOTHING",
+        &[&id, &agent.id, &agent.site, &cover_code, &at, &desk_seq],
     )
     .await?;
     let row = db::query_one(
         tx,
-        "SELECT agent_id, cover_code FROM packets WHERE id = $1 FOR UPDATE",
+        "SELECT agent_id, cover_code, desk_seq FROM packets WHERE id = $1 FOR UPDATE",
         &[&id],
     )
     .await?;
-    let (owner, stored_cover): (String, Option<String>) = (row.get(0), row.get(1));
+    let (owner, stored_cover, stored_seq): (String, Option<String>, Option<i64>) =
+        (row.get(0), row.get(1), row.get(2));
     if owner != agent.id {
         return Err(StoreError::Conflict(format!(
             "packet {packet_id} belongs to another agent"
@@ -66,6 +100,16 @@ async fn ensure_packet(
         return Err(StoreError::Conflict(format!(
             "packet {packet_id} has cover code {stored_cover:?}, not {cover_code:?}"
         )));
+    }
+    // The first sequence heard stays (the desk gives a packet one); a packet
+    // begun before its agent was upgraded takes the one it now sends.
+    if stored_seq.is_none() && desk_seq.is_some() {
+        db::execute(
+            tx,
+            "UPDATE packets SET desk_seq = $2 WHERE id = $1",
+            &[&id, &desk_seq],
+        )
+        .await?;
     }
     Ok(())
 }
@@ -78,7 +122,14 @@ pub async fn record_page(
     let actor = Actor(format!("agent:{}", agent.id));
     // Ownership first (it also locks the packet), also for a replay: an
     // agent hears only about its own packets.
-    ensure_packet(tx, agent, page.packet_id, page.cover_code.as_deref()).await?;
+    ensure_packet(
+        tx,
+        agent,
+        page.packet_id,
+        page.cover_code.as_deref(),
+        page.packet_seq,
+    )
+    .await?;
     if page_stored(tx, page.capture_id).await? {
         return resolve(tx, page.packet_id, &actor).await;
     }
@@ -145,8 +196,9 @@ pub async fn seal(
     cover_code: Option<String>,
     page_count: u32,
     empty: bool,
+    packet_seq: Option<u64>,
 ) -> StoreResult<PacketResolution> {
-    ensure_packet(tx, agent, packet_id, cover_code.as_deref()).await?;
+    ensure_packet(tx, agent, packet_id, cover_code.as_deref(), packet_seq).await?;
     let id = packet_id.to_string();
     let sealed: Option<i32> = db::query_one(
         tx,
@@ -365,17 +417,21 @@ pub async fn attach_waiting_packets(
     cover_code: &str,
 ) -> StoreResult<()> {
     lock_cover(tx, cover_code).await?;
-    let waiting: Vec<String> = db::query(
+    let waiting: Vec<WaitingPacket> = db::query(
         tx,
-        "SELECT id FROM packets WHERE cover_code = $1 AND state = 'unmatched' \
+        "SELECT id, agent_id, desk_seq FROM packets WHERE cover_code = $1 AND state = 'unmatched' \
          ORDER BY created_at, id FOR UPDATE",
         &[&cover_code],
     )
     .await?
     .into_iter()
-    .map(|r| r.get(0))
+    .map(|r| WaitingPacket {
+        id: r.get(0),
+        agent_id: r.get(1),
+        desk_seq: r.get(2),
+    })
     .collect();
-    for id in waiting {
+    for id in late_binding_order(waiting) {
         let packet_id = Uuid::parse_str(&id)
             .map_err(|e| StoreError::Corrupt(format!("packet id {id}: {e}")))?;
         let doc = lock(tx, document_id).await?;

@@ -402,8 +402,15 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn page_stored(&self, capture_id: Uuid) -> StoreResult<bool> {
-        self.read(move |c| packets::page_stored(c, capture_id))
+    async fn page_stored(&self, capture_id: Uuid, agent_id: &str) -> StoreResult<bool> {
+        let agent_id = agent_id.to_owned();
+        self.read(move |c| packets::page_stored_by(c, capture_id, &agent_id))
+            .await
+    }
+
+    async fn site_holds_blob(&self, site: &str, sha256: &str) -> StoreResult<bool> {
+        let (site, sha256) = (site.to_owned(), sha256.to_owned());
+        self.read(move |c| packets::site_holds_blob(c, &site, &sha256))
             .await
     }
 
@@ -414,10 +421,15 @@ impl Store for SqliteStore {
         cover_code: Option<String>,
         page_count: u32,
         empty: bool,
+        packet_seq: Option<u64>,
     ) -> StoreResult<PacketResolution> {
         let agent = agent.clone();
-        self.write(move |tx| packets::seal(tx, &agent, packet_id, cover_code, page_count, empty))
-            .await
+        self.write(move |tx| {
+            packets::seal(
+                tx, &agent, packet_id, cover_code, page_count, empty, packet_seq,
+            )
+        })
+        .await
     }
 
     async fn packets(&self, state: Option<PacketState>, limit: u32) -> StoreResult<Vec<Packet>> {

@@ -13,27 +13,51 @@ pub fn page_stored(conn: &Connection, capture_id: Uuid) -> StoreResult<bool> {
         .query_row([capture_id.to_string()], |r| r.get(0))?)
 }
 
+pub fn site_holds_blob(conn: &Connection, site: &str, sha256: &str) -> StoreResult<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM pages JOIN packets ON packets.id = pages.packet_id \
+             WHERE pages.sha256 = ?1 AND packets.site = ?2)",
+        )?
+        .query_row(params![sha256, site], |r| r.get(0))?)
+}
+
+/// [`page_stored`], counting only a page in a packet of `agent_id`.
+pub fn page_stored_by(conn: &Connection, capture_id: Uuid, agent_id: &str) -> StoreResult<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM pages JOIN packets ON packets.id = pages.packet_id \
+             WHERE pages.capture_id = ?1 AND packets.agent_id = ?2)",
+        )?
+        .query_row(params![capture_id.to_string(), agent_id], |r| r.get(0))?)
+}
+
 fn ensure_packet(
     tx: &Transaction<'_>,
     agent: &Agent,
     packet_id: Uuid,
     cover_code: Option<&str>,
+    packet_seq: Option<u64>,
 ) -> StoreResult<()> {
     let at = now();
+    let desk_seq = desk_seq(packet_seq)?;
     tx.prepare_cached(
-        "INSERT INTO packets (id, agent_id, site, cover_code, state, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?5) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO packets (id, agent_id, site, cover_code, state, created_at, updated_at, desk_seq) \
+         VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?5, ?6) ON CONFLICT (id) DO NOTHING",
     )?
     .execute(params![
         packet_id.to_string(),
         agent.id,
         agent.site,
         cover_code,
-        at
+        at,
+        desk_seq
     ])?;
-    let (owner, stored_cover): (String, Option<String>) = tx
-        .prepare_cached("SELECT agent_id, cover_code FROM packets WHERE id = ?1")?
-        .query_row([packet_id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let (owner, stored_cover, stored_seq): (String, Option<String>, Option<i64>) = tx
+        .prepare_cached("SELECT agent_id, cover_code, desk_seq FROM packets WHERE id = ?1")?
+        .query_row([packet_id.to_string()], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
     if owner != agent.id {
         return Err(StoreError::Conflict(format!(
             "packet {packet_id} belongs to another agent"
@@ -44,6 +68,12 @@ fn ensure_packet(
             "packet {packet_id} has cover code {stored_cover:?}, not {cover_code:?}"
         )));
     }
+    // The first sequence heard stays (the desk gives a packet one); a packet
+    // begun before its agent was upgraded takes the one it now sends.
+    if stored_seq.is_none() && desk_seq.is_some() {
+        tx.prepare_cached("UPDATE packets SET desk_seq = ?2 WHERE id = ?1")?
+            .execute(params![packet_id.to_string(), desk_seq])?;
+    }
     Ok(())
 }
 
@@ -53,7 +83,13 @@ pub fn record_page(
     page: &StoredPage,
 ) -> StoreResult<PacketResolution> {
     // Ownership first, also for a replay: an agent hears only about its own packets.
-    ensure_packet(tx, agent, page.packet_id, page.cover_code.as_deref())?;
+    ensure_packet(
+        tx,
+        agent,
+        page.packet_id,
+        page.cover_code.as_deref(),
+        page.packet_seq,
+    )?;
     if page_stored(tx, page.capture_id)? {
         return resolve(tx, page.packet_id, &Actor(format!("agent:{}", agent.id)));
     }
@@ -85,18 +121,24 @@ pub fn record_page(
     resolve(tx, page.packet_id, &Actor(format!("agent:{}", agent.id)))
 }
 
-/// Databases from before empty packets get the column.
+/// Databases from before empty packets, or before desk sequences, get the
+/// column.
 pub fn migrate(conn: &Connection) -> StoreResult<()> {
-    let has_empty: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('packets') WHERE name = 'empty')",
-        [],
-        |r| r.get(0),
-    )?;
-    if !has_empty {
-        conn.execute(
-            "ALTER TABLE packets ADD COLUMN empty INTEGER NOT NULL DEFAULT 0",
-            [],
+    for (column, definition) in [
+        ("empty", "INTEGER NOT NULL DEFAULT 0"),
+        ("desk_seq", "INTEGER"),
+    ] {
+        let present: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM pragma_table_info('packets') WHERE name = ?1)",
+            [column],
+            |r| r.get(0),
         )?;
+        if !present {
+            conn.execute(
+                &format!("ALTER TABLE packets ADD COLUMN {column} {definition}"),
+                [],
+            )?;
+        }
     }
     Ok(())
 }
@@ -108,8 +150,9 @@ pub fn seal(
     cover_code: Option<String>,
     page_count: u32,
     empty: bool,
+    packet_seq: Option<u64>,
 ) -> StoreResult<PacketResolution> {
-    ensure_packet(tx, agent, packet_id, cover_code.as_deref())?;
+    ensure_packet(tx, agent, packet_id, cover_code.as_deref(), packet_seq)?;
     let sealed: Option<u32> = tx.query_row(
         "SELECT sealed_page_count FROM packets WHERE id = ?1",
         [packet_id.to_string()],
@@ -276,14 +319,21 @@ pub fn attach_waiting_packets(
     document_id: i64,
     cover_code: &str,
 ) -> StoreResult<()> {
-    let waiting: Vec<String> = {
+    let waiting: Vec<WaitingPacket> = {
         let mut stmt = tx.prepare(
-            "SELECT id FROM packets WHERE cover_code = ?1 AND state = 'unmatched' ORDER BY created_at, id",
+            "SELECT id, agent_id, desk_seq FROM packets WHERE cover_code = ?1 AND state = 'unmatched' \
+             ORDER BY created_at, id",
         )?;
-        let ids = stmt.query_map([cover_code], |r| r.get(0))?;
-        ids.collect::<Result<_, _>>()?
+        let rows = stmt.query_map([cover_code], |r| {
+            Ok(WaitingPacket {
+                id: r.get(0)?,
+                agent_id: r.get(1)?,
+                desk_seq: r.get(2)?,
+            })
+        })?;
+        rows.collect::<Result<_, _>>()?
     };
-    for id in waiting {
+    for id in late_binding_order(waiting) {
         let packet_id = Uuid::parse_str(&id)
             .map_err(|e| StoreError::Corrupt(format!("packet id {id}: {e}")))?;
         let doc = require(tx, document_id)?;

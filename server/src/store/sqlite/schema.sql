@@ -77,7 +77,9 @@ CREATE TABLE IF NOT EXISTS packets (
     document_id INTEGER REFERENCES documents (id),
     reason TEXT,
     created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    -- The desk's packet sequence (scan order per agent); NULL from older agents.
+    desk_seq INTEGER
 );
 CREATE INDEX IF NOT EXISTS packets_by_state ON packets (state, created_at);
 CREATE INDEX IF NOT EXISTS packets_by_cover ON packets (cover_code);
