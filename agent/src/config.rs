@@ -62,6 +62,10 @@ pub struct AgentConfig {
     /// A packet with no new page for this long is closed (the batch is over).
     #[serde(default = "default_seal_after_ms")]
     pub seal_after_ms: u64,
+    /// Once a packet holds the attachment count its cover declares, it closes
+    /// after this much quiet instead (room for a trailing blank back).
+    #[serde(default = "default_declared_grace_ms")]
+    pub declared_grace_ms: u64,
     /// Also look for every barcode symbology on each page (slower).
     #[serde(default)]
     pub full_barcode_scan: bool,
@@ -113,6 +117,9 @@ fn default_rescan_secs() -> u64 {
 fn default_seal_after_ms() -> u64 {
     5000
 }
+fn default_declared_grace_ms() -> u64 {
+    1000
+}
 fn default_max_spool_mb() -> u64 {
     20 * 1024
 }
@@ -139,6 +146,7 @@ impl fmt::Debug for AgentConfig {
             .field("rescan_secs", &self.rescan_secs)
             .field("watch_mode", &self.watch_mode)
             .field("seal_after_ms", &self.seal_after_ms)
+            .field("declared_grace_ms", &self.declared_grace_ms)
             .field("max_spool_mb", &self.max_spool_mb)
             .field("min_free_disk_mb", &self.min_free_disk_mb)
             .field("ca_pem", &self.ca_pem.as_ref().map(|_| "<pinned CA>"))
@@ -166,6 +174,7 @@ impl AgentConfig {
             rescan_secs: default_rescan_secs(),
             watch_mode: WatchMode::Events,
             seal_after_ms: default_seal_after_ms(),
+            declared_grace_ms: default_declared_grace_ms(),
             full_barcode_scan: false,
             max_spool_mb: default_max_spool_mb(),
             min_free_disk_mb: default_min_free_disk_mb(),
@@ -265,6 +274,11 @@ impl AgentConfig {
 
     pub fn seal_after(&self) -> Duration {
         Duration::from_millis(self.seal_after_ms)
+    }
+
+    /// Never longer than the quiet time itself.
+    pub fn declared_grace(&self) -> Duration {
+        Duration::from_millis(self.declared_grace_ms).min(self.seal_after())
     }
 
     /// `done` next to the inbox, unless configured.

@@ -23,8 +23,8 @@ use crate::pages::{self, PageError};
 use crate::queue::{NewPage, Queue};
 use crate::vat;
 use crate::watch::Candidate;
-use imc_shared::CoverPatterns;
 use imc_shared::protocol::BarcodeInfo;
+use imc_shared::{CoverPatterns, cover_qr};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -45,6 +45,10 @@ pub struct PageReport {
     /// The resolution the file declares, if it does.
     pub dpi: Option<pages::dpi::Dpi>,
     pub cover_code: Option<String>,
+    /// The attachment count the cover's QR declares (附件张数).
+    pub declared: Option<u32>,
+    /// Why a count the cover's QR carried was not taken; the page is still a cover.
+    pub count_problem: Option<String>,
     pub barcodes: Vec<BarcodeInfo>,
     pub blank: bool,
     /// The first barcode that parses as a VAT invoice QR (never a cover).
@@ -80,7 +84,11 @@ pub fn analyze_each(
 ) -> Result<usize, PageError> {
     let patterns = patterns.clone();
     let options = DecodeOptions {
-        is_cover: Box::new(move |text: &str| patterns.is_cover(text)),
+        // A bare cover code (Code 128, ERP-printed QR) or an IMC cover QR payload.
+        is_cover: Box::new(move |text: &str| {
+            patterns.is_cover(text)
+                || cover_qr::parse(text).is_some_and(|qr| patterns.is_cover(&qr.code))
+        }),
         full_scan,
     };
     let mut index = 0;
@@ -98,6 +106,16 @@ pub fn analyze_each(
             })
             .collect();
         let vat_invoice = barcodes.iter().find_map(|b| vat::parse(&b.text).ok());
+        let cover_code = found
+            .cover_code
+            .map(|text| cover_qr::parse(&text).map_or(text, |qr| qr.code));
+        // The count comes from the QR naming this very cover.
+        let cover_qr = cover_code.as_ref().and_then(|code| {
+            barcodes
+                .iter()
+                .filter_map(|b| cover_qr::parse(&b.text))
+                .find(|qr| &qr.code == code)
+        });
         let report = PageReport {
             index,
             width: page.gray.width(),
@@ -105,7 +123,9 @@ pub fn analyze_each(
             content_type: page.content_type,
             size: page.bytes.len() as u64,
             dpi: page.dpi,
-            cover_code: found.cover_code,
+            cover_code,
+            declared: cover_qr.as_ref().and_then(|qr| qr.declared),
+            count_problem: cover_qr.and_then(|qr| qr.count_problem),
             barcodes,
             blank: pages::is_blank(&page.gray),
             vat_invoice,
@@ -130,6 +150,8 @@ pub struct Ingest {
 pub enum Outcome {
     Queued {
         pages: usize,
+        /// The inbox's packet still open after this file, with its count so far.
+        open_packet: Option<crate::queue::OpenPacket>,
     },
     AlreadyQueued,
     Quarantined {
@@ -147,7 +169,6 @@ pub enum Prepared {
     Pages {
         file_sha: String,
         pages: Vec<NewPage>,
-        covers: Vec<String>,
     },
 }
 
@@ -194,7 +215,7 @@ impl Ingest {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         // Each page goes to the spool as soon as it is read.
-        let (mut pages, mut covers, mut spool_error) = (Vec::new(), Vec::new(), None);
+        let (mut pages, mut spool_error) = (Vec::new(), None);
         let analyzed = analyze_each(bytes, &patterns, self.full_scan, |a| {
             if spool_error.is_some() {
                 return;
@@ -206,7 +227,6 @@ impl Ingest {
                     spool_error = Some(e.context(format!("spooling a page of {}", path.display())))
                 }
             }
-            covers.extend(a.report.cover_code);
         });
         if let Some(e) = spool_error {
             remove_spooled(&pages);
@@ -220,11 +240,7 @@ impl Ingest {
         if let [page] = pages.as_mut_slice() {
             page.source_name = source_name;
         }
-        Ok(Prepared::Pages {
-            file_sha,
-            pages,
-            covers,
-        })
+        Ok(Prepared::Pages { file_sha, pages })
     }
 
     /// Fails (the file stays in the inbox and is tried again later) while the
@@ -266,6 +282,8 @@ impl Ingest {
             content_type: a.report.content_type.to_owned(),
             source_name,
             cover_code: a.report.cover_code.clone(),
+            declared: a.report.declared,
+            count_note: a.report.count_problem.clone(),
             barcodes_json: serde_json::to_string(&a.report.barcodes)?,
             blank: a.report.blank,
         })
@@ -274,14 +292,15 @@ impl Ingest {
     /// Commits a prepared file: call in scan order, one at a time. Blocking.
     pub fn commit(&self, candidate: &Candidate, prepared: Prepared) -> anyhow::Result<Outcome> {
         let path = &candidate.key.path;
-        let (file_sha, pages, covers) = match prepared {
+        let (file_sha, pages) = match prepared {
             Prepared::Settled(outcome) => return Ok(outcome),
             Prepared::Quarantine(reason) => return self.quarantine(candidate, &reason),
-            Prepared::Pages {
-                file_sha,
-                pages,
-                covers,
-            } => (file_sha, pages, covers),
+            Prepared::Pages { file_sha, pages } => (file_sha, pages),
+        };
+        // A cover in this file closes the packet before it: see whether that one came up short.
+        let closing = match pages.iter().any(|p| p.cover_code.is_some()) {
+            true => self.queue.open_packet(&candidate.watch_dir)?,
+            false => None,
         };
         let queued = self
             .queue
@@ -297,11 +316,32 @@ impl Ingest {
                 return Err(e.into());
             }
         }
-        for code in covers {
-            tracing::info!(file = %path.display(), cover = %code, "cover sheet read: new packet");
+        for page in pages.iter().filter(|p| p.cover_code.is_some()) {
+            let cover = page.cover_code.as_deref().unwrap_or_default();
+            match (&page.declared, &page.count_note) {
+                (_, Some(why)) => tracing::warn!(
+                    file = %path.display(), cover, "cover sheet read: new packet; {why}, so it is not checked"
+                ),
+                (Some(declared), None) => tracing::info!(
+                    file = %path.display(), cover, declared, "cover sheet read: new packet"
+                ),
+                (None, None) => {
+                    tracing::info!(file = %path.display(), cover, "cover sheet read: new packet")
+                }
+            }
         }
         tracing::debug!(file = %path.display(), pages = pages.len(), "file queued");
-        Ok(Outcome::Queued { pages: pages.len() })
+        if let Some(closed) = &closing {
+            tell_count(closed, true);
+        }
+        let open_packet = self.queue.open_packet(&candidate.watch_dir)?;
+        if let Some(open) = &open_packet {
+            tell_count(open, false);
+        }
+        Ok(Outcome::Queued {
+            pages: pages.len(),
+            open_packet,
+        })
     }
 
     /// Moves the file aside with a note saying why; the agent carries on.
@@ -336,6 +376,33 @@ impl Ingest {
     }
 }
 
+/// Tells the desk when a packet's pages run over the count its cover
+/// declares, or, when it closes, fall short of it.
+pub fn tell_count(packet: &crate::queue::OpenPacket, closing: bool) {
+    let Some(declared) = packet.declared else {
+        return;
+    };
+    let cover = packet.cover_code.as_deref().unwrap_or_default();
+    let scanned = packet.scanned;
+    if scanned > declared {
+        tracing::warn!(
+            cover,
+            declared,
+            scanned,
+            "more pages than the cover declares: {} extra",
+            scanned - declared
+        );
+    } else if closing && scanned < declared {
+        tracing::warn!(
+            cover,
+            declared,
+            scanned,
+            "packet closed short of the count its cover declares: {} missing",
+            declared - scanned
+        );
+    }
+}
+
 /// Spool files of pages that were not committed.
 fn remove_spooled(pages: &[NewPage]) {
     for page in pages {
@@ -355,4 +422,61 @@ fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
         ));
     }
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::synth;
+    use imc_shared::CoverCode;
+
+    fn png(img: &image::GrayImage) -> Vec<u8> {
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    /// A cover as IMC prints it: the bare code as Code 128, the payload as QR.
+    fn imc_cover(code: &str, qr: &str) -> Vec<u8> {
+        let mut img = synth::blank_page();
+        synth::draw_code128(&mut img, code, 250, 260, 4, 160);
+        synth::draw_qr(&mut img, qr, 1800, 150, 8);
+        png(&img)
+    }
+
+    #[test]
+    fn an_imc_cover_gives_its_code_and_the_count_its_qr_declares() {
+        let code = CoverCode::issue(42).to_string();
+        let pages = analyze(
+            imc_cover(&code, &cover_qr::encode(&code, Some(3))),
+            &CoverPatterns::default(),
+            false,
+        )
+        .unwrap();
+        let report = &pages[0].report;
+        assert_eq!(report.cover_code.as_deref(), Some(code.as_str()));
+        assert_eq!((report.declared, report.count_problem.as_deref()), (Some(3), None));
+    }
+
+    #[test]
+    fn a_count_that_is_not_a_number_is_ignored_and_the_page_stays_a_cover() {
+        let code = CoverCode::issue(43).to_string();
+        for bad in ["-1", "many", "99999999"] {
+            let qr = format!("{}{code}|{bad}", cover_qr::PREFIX);
+            let pages = analyze(imc_cover(&code, &qr), &CoverPatterns::default(), false).unwrap();
+            let report = &pages[0].report;
+            assert_eq!(report.cover_code.as_deref(), Some(code.as_str()), "{bad}");
+            assert_eq!(report.declared, None, "{bad}");
+            assert!(report.count_problem.is_some(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_erp_cover_with_the_bare_code_declares_nothing() {
+        let code = CoverCode::issue(44).to_string();
+        let pages = analyze(imc_cover(&code, &code), &CoverPatterns::default(), false).unwrap();
+        let report = &pages[0].report;
+        assert_eq!(report.cover_code.as_deref(), Some(code.as_str()));
+        assert_eq!((report.declared, report.count_problem.as_deref()), (None, None));
+    }
 }

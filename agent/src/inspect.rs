@@ -61,6 +61,8 @@ pub fn inspect(
                 "dpi": r.dpi.map(|d| [d.x, d.y]),
                 "barcodes": r.barcodes.iter().map(|b| json!({"format": b.format, "text": b.text, "orientation": b.orientation})).collect::<Vec<_>>(),
                 "cover_code": r.cover_code,
+                "attachment_count": r.declared,
+                "attachment_count_problem": r.count_problem,
                 "blank": r.blank,
                 "vat_invoice": r.vat_invoice.as_ref().map(|v| json!({
                     "invoice_type": v.invoice_type,

@@ -103,6 +103,7 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> anyhow
     let clock = Clock::start();
     let sealing = Arc::new(Mutex::new(Sealing::new(
         config.seal_after(),
+        config.declared_grace(),
         &config.watch,
         clock.now(),
     )));
@@ -200,6 +201,9 @@ async fn seal_quiet_inboxes(
                 .map_err(|_| anyhow::anyhow!("sealing state poisoned"))?;
             let mut sealed = false;
             for dir in sealing.due(clock.now()) {
+                if let Some(closing) = queue.open_packet(&dir)? {
+                    ingest::tell_count(&closing, true);
+                }
                 sealed |= queue
                     .seal_open_packet(&dir)
                     .with_context(|| format!("closing the open packet of {}", dir.display()))?;
@@ -305,12 +309,19 @@ impl IngestLoop {
         candidate: &watch::Candidate,
         outcome: &ingest::Outcome,
     ) -> anyhow::Result<()> {
-        self.sealing
+        let mut sealing = self
+            .sealing
             .lock()
-            .map_err(|_| anyhow::anyhow!("sealing state poisoned"))?
-            .finished(&candidate.watch_dir);
+            .map_err(|_| anyhow::anyhow!("sealing state poisoned"))?;
+        sealing.finished(&candidate.watch_dir);
         match outcome {
-            ingest::Outcome::Queued { .. } => self.work.notify_one(),
+            ingest::Outcome::Queued { open_packet, .. } => {
+                let complete = open_packet
+                    .as_ref()
+                    .is_some_and(queue::OpenPacket::complete);
+                sealing.progress(&candidate.watch_dir, complete);
+                self.work.notify_one();
+            }
             ingest::Outcome::Skipped => {
                 // The watcher is gone only on shutdown.
                 let _ = self.skipped.send(candidate.key.path.clone());

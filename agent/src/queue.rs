@@ -46,8 +46,28 @@ pub struct NewPage {
     pub content_type: String,
     pub source_name: String,
     pub cover_code: Option<String>,
+    /// On a cover page: the attachment count its QR declares.
+    pub declared: Option<u32>,
+    /// On a cover page: why a count its QR carried was not taken.
+    pub count_note: Option<String>,
     pub barcodes_json: String,
     pub blank: bool,
+}
+
+/// An inbox's open packet and how far it has come.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenPacket {
+    pub cover_code: Option<String>,
+    pub declared: Option<u32>,
+    /// Pages after the cover that are not blank (blank backs of a duplex scan do not count).
+    pub scanned: u32,
+}
+
+impl OpenPacket {
+    /// The declared count is reached: the packet may close without waiting out the quiet.
+    pub fn complete(&self) -> bool {
+        self.declared.is_some_and(|d| self.scanned >= d)
+    }
 }
 
 /// A page waiting to be delivered, in scan order.
@@ -127,6 +147,12 @@ pub struct PacketSummary {
     pub created_at: String,
     /// Why the server refused the packet's seal for good.
     pub seal_failure: Option<String>,
+    /// The attachment count the cover declares.
+    pub declared: Option<u32>,
+    /// Why a count on the cover was not taken.
+    pub count_note: Option<String>,
+    /// Pages after the cover that are not blank.
+    pub scanned: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -214,6 +240,16 @@ fn add_failure_columns(conn: &Connection) -> rusqlite::Result<()> {
     )?;
     if !has_seal_failure {
         conn.execute_batch("ALTER TABLE packets ADD COLUMN seal_failure TEXT;")?;
+    }
+    let has_declared: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('packets') WHERE name = 'declared')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_declared {
+        conn.execute_batch(
+            "ALTER TABLE packets ADD COLUMN declared INTEGER; ALTER TABLE packets ADD COLUMN count_note TEXT;",
+        )?;
     }
     Ok(())
 }
@@ -383,7 +419,12 @@ impl Queue {
                 let packet_id = match &page.cover_code {
                     Some(code) => {
                         seal_open(tx, &watch)?;
-                        new_packet(tx, &watch, Some(code))?
+                        let id = new_packet(tx, &watch, Some(code))?;
+                        tx.execute(
+                            "UPDATE packets SET declared = ?2, count_note = ?3 WHERE id = ?1",
+                            params![id, page.declared, page.count_note],
+                        )?;
+                        id
                     }
                     None => match open_packet(tx, &watch)? {
                         Some(id) => id,
@@ -444,6 +485,27 @@ impl Queue {
                 ],
             )?;
             Ok(())
+        })
+    }
+
+    /// The inbox's open packet, with its declared count and the non-blank
+    /// pages after its cover so far.
+    pub fn open_packet(&self, watch_dir: &Path) -> QueueResult<Option<OpenPacket>> {
+        self.with(|c| {
+            Ok(c.prepare_cached(
+                "SELECT k.cover_code, k.declared, \
+                 (SELECT COUNT(*) FROM pages p WHERE p.packet_id = k.id AND p.blank = 0 \
+                  AND (k.cover_code IS NULL OR p.page_index > 0)) \
+                 FROM packets k WHERE k.watch_dir = ?1 AND k.sealed = 0 ORDER BY k.seq DESC LIMIT 1",
+            )?
+            .query_row([watch_dir.to_string_lossy()], |r| {
+                Ok(OpenPacket {
+                    cover_code: r.get(0)?,
+                    declared: r.get(1)?,
+                    scanned: r.get(2)?,
+                })
+            })
+            .optional()?)
         })
     }
 
@@ -715,7 +777,10 @@ impl Queue {
                  (SELECT COUNT(*) FROM pages p WHERE p.packet_id = k.id), \
                  (SELECT COUNT(*) FROM pages p WHERE p.packet_id = k.id AND p.state = 'stored'), \
                  (SELECT COUNT(*) FROM pages p WHERE p.packet_id = k.id AND p.state = 'failed'), \
-                 k.sealed, k.outcome, k.matched, k.created_at, k.sealed = 1 AND {EMPTY}, k.seal_failure \
+                 k.sealed, k.outcome, k.matched, k.created_at, k.sealed = 1 AND {EMPTY}, k.seal_failure, \
+                 k.declared, k.count_note, \
+                 (SELECT COUNT(*) FROM pages p WHERE p.packet_id = k.id AND p.blank = 0 \
+                  AND (k.cover_code IS NULL OR p.page_index > 0)) \
                  FROM packets k ORDER BY k.seq DESC LIMIT ?1"
             ))?;
             let rows = stmt.query_map([limit], |r| {
@@ -731,6 +796,9 @@ impl Queue {
                     created_at: r.get(8)?,
                     empty: r.get(9)?,
                     seal_failure: r.get(10)?,
+                    declared: r.get(11)?,
+                    count_note: r.get(12)?,
+                    scanned: r.get(13)?,
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
@@ -818,6 +886,8 @@ mod tests {
             content_type: "image/png".into(),
             source_name: "x.png".into(),
             cover_code: cover.map(str::to_owned),
+            declared: None,
+            count_note: None,
             barcodes_json: "[]".into(),
             blank: false,
         }

@@ -6,7 +6,10 @@
 //! split or an antivirus scan delays), and never runs out while a file of the
 //! inbox is seen but not handed out, waits between watcher and ingest, or is
 //! being prepared or retried: its pages may still belong to the open packet.
-//! A wall-clock step changes nothing here. Pure: times are passed in.
+//! A packet that holds the attachment count its cover declares closes after
+//! the shorter `grace` instead, so the match need not wait out the quiet (a
+//! trailing blank back still joins it). A wall-clock step changes nothing
+//! here. Pure: times are passed in.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,17 +23,20 @@ struct Inbox {
     in_line: usize,
     /// Closed for quiet since the last file was seen: nothing left to close.
     closed: bool,
+    /// The open packet holds its declared count.
+    complete: bool,
 }
 
 pub struct Sealing {
     seal_after: Duration,
+    grace: Duration,
     inboxes: HashMap<PathBuf, Inbox>,
 }
 
 impl Sealing {
     /// Every inbox starts quiet from `now`: a packet left open by a previous
     /// run closes `seal_after` after the start unless more pages come.
-    pub fn new(seal_after: Duration, dirs: &[PathBuf], now: Duration) -> Sealing {
+    pub fn new(seal_after: Duration, grace: Duration, dirs: &[PathBuf], now: Duration) -> Sealing {
         let inboxes = dirs
             .iter()
             .map(|d| {
@@ -39,12 +45,14 @@ impl Sealing {
                     waiting: 0,
                     in_line: 0,
                     closed: false,
+                    complete: false,
                 };
                 (d.clone(), inbox)
             })
             .collect();
         Sealing {
             seal_after,
+            grace: grace.min(seal_after),
             inboxes,
         }
     }
@@ -57,6 +65,7 @@ impl Sealing {
                 waiting: 0,
                 in_line: 0,
                 closed: false,
+                complete: false,
             })
     }
 
@@ -85,15 +94,27 @@ impl Sealing {
         inbox.in_line = inbox.in_line.saturating_sub(1);
     }
 
-    /// Inboxes quiet for `seal_after` with nothing in hand: their open packet
-    /// is to be closed now. Each is returned once per quiet spell.
+    /// After a commit: whether the inbox's open packet now holds the count
+    /// its cover declares.
+    pub fn progress(&mut self, dir: &Path, complete: bool) {
+        self.inbox(dir).complete = complete;
+    }
+
+    /// Inboxes quiet for `seal_after` (or `grace`, once the open packet holds
+    /// its declared count) with nothing in hand: their open packet is to be
+    /// closed now. Each is returned once per quiet spell.
     pub fn due(&mut self, now: Duration) -> Vec<PathBuf> {
-        let seal_after = self.seal_after;
         let mut due = Vec::new();
         for (dir, inbox) in &mut self.inboxes {
-            let quiet = now.saturating_sub(inbox.last_seen) >= seal_after;
+            let wait = if inbox.complete {
+                self.grace
+            } else {
+                self.seal_after
+            };
+            let quiet = now.saturating_sub(inbox.last_seen) >= wait;
             if quiet && !inbox.closed && inbox.waiting == 0 && inbox.in_line == 0 {
                 inbox.closed = true;
+                inbox.complete = false;
                 due.push(dir.clone());
             }
         }
@@ -113,7 +134,7 @@ mod tests {
     #[test]
     fn quiet_counts_from_the_last_file_seen_and_waits_for_files_in_hand() {
         let dir = PathBuf::from("/in");
-        let mut sealing = Sealing::new(s(5), std::slice::from_ref(&dir), s(0));
+        let mut sealing = Sealing::new(s(5), s(1), std::slice::from_ref(&dir), s(0));
         sealing.listed(&dir, s(1), true, 0, 1); // a cover, handed out
         sealing.finished(&dir);
         sealing.listed(&dir, s(2), true, 0, 1); // a long TIFF, still splitting at 30 s
@@ -134,8 +155,27 @@ mod tests {
     #[test]
     fn a_restart_counts_quiet_from_the_start() {
         let dir = PathBuf::from("/in");
-        let mut sealing = Sealing::new(s(5), std::slice::from_ref(&dir), s(100));
+        let mut sealing = Sealing::new(s(5), s(1), std::slice::from_ref(&dir), s(100));
         assert!(sealing.due(s(104)).is_empty());
         assert_eq!(sealing.due(s(105)), [dir]);
+    }
+
+    #[test]
+    fn a_packet_holding_its_declared_count_closes_after_the_grace() {
+        let dir = PathBuf::from("/in");
+        let mut sealing = Sealing::new(s(5), s(1), std::slice::from_ref(&dir), s(0));
+        sealing.listed(&dir, s(10), true, 0, 2); // cover (2 declared) and one page
+        sealing.finished(&dir);
+        sealing.progress(&dir, false);
+        sealing.finished(&dir);
+        assert!(
+            sealing.due(s(12)).is_empty(),
+            "one of two: the quiet applies"
+        );
+        sealing.listed(&dir, s(12), true, 0, 1); // the second page
+        sealing.finished(&dir);
+        sealing.progress(&dir, true);
+        assert!(sealing.due(s(12)).is_empty(), "room for a blank back");
+        assert_eq!(sealing.due(s(13)), std::slice::from_ref(&dir));
     }
 }

@@ -29,6 +29,7 @@ const TICK: Duration = Duration::from_millis(100);
 const SETTLE: Duration = Duration::from_millis(500);
 const RESCAN: Duration = Duration::from_secs(2);
 const SEAL_AFTER: Duration = Duration::from_secs(5);
+const GRACE: Duration = Duration::from_secs(1);
 /// Files prepared at once, as on a two-core desk.
 const WINDOW: usize = 3;
 
@@ -66,6 +67,10 @@ struct SimFile {
     mtime_ns: i64,
     /// Per page, its cover code if it is a cover sheet.
     pages: Vec<Option<String>>,
+    /// The attachment count the cover page's QR declares.
+    declared: Option<u32>,
+    /// The last page is a blank back (duplex).
+    blank_last: bool,
     /// Does not decode: quarantined, its pages never counted.
     corrupt: bool,
     /// Reads that fail for a passing reason before one works.
@@ -126,7 +131,20 @@ fn scenario(seed: u64) -> Scenario {
             };
             packet_files.push(vec![None; pages]);
         }
-        for pages in packet_files {
+        // The count a cover declares: none, the true one, or more than came
+        // (short). Never fewer: a packet then closes early by design, and a
+        // later page is a packet of its own.
+        let files_in_packet = packet_files.len();
+        let blank_last = packet_files.last().is_some_and(|p| p.len() > 1) && rng.chance(30);
+        let real = packet_files.iter().map(Vec::len).sum::<usize>()
+            - usize::from(covered)
+            - usize::from(blank_last);
+        let declared = match rng.below(5) {
+            0 | 1 => None,
+            2 | 3 => Some(real as u32),
+            _ => Some(real as u32 + 1 + rng.below(3) as u32),
+        };
+        for (i, pages) in packet_files.into_iter().enumerate() {
             let many = pages.len() > 3;
             let wall_now = wall_ns + at.as_nanos() as i64;
             files.push(SimFile {
@@ -134,6 +152,8 @@ fn scenario(seed: u64) -> Scenario {
                 arrive_at: at,
                 mtime_ns: wall_now - wall_now.rem_euclid(resolution_ns),
                 corrupt: pages[0].is_none() && rng.chance(5),
+                declared: if covered && i == 0 { declared } else { None },
+                blank_last: blank_last && i + 1 == files_in_packet,
                 pages,
                 read_failures: if rng.chance(8) {
                     1 + rng.below(4) as u32
@@ -154,10 +174,14 @@ fn scenario(seed: u64) -> Scenario {
             at += rng.ms(50, 1_500);
         }
         if rng.chance(20) {
-            // A pause between batches; now and then the wall clock steps back in it.
-            at += rng.ms(20_000, 60_000);
+            // A pause between batches; now and then the wall clock steps back
+            // in it (an NTP correction). Less than the pause: mtimes are scan
+            // order, and a step that made later scans older than earlier ones
+            // still waiting would defeat any order built on them.
+            let pause = rng.ms(20_000, 60_000);
+            at += pause;
             if rng.chance(30) {
-                wall_ns -= rng.below(3_600) as i64 * 1_000_000_000;
+                wall_ns -= rng.below(pause.as_nanos() as u64 / 2) as i64;
             }
         } else {
             at += rng.ms(200, 4_000);
@@ -216,7 +240,7 @@ impl Agent {
         Agent {
             settler: Settler::new(SETTLE),
             line: ScanLine::new(WINDOW),
-            sealing: Sealing::new(SEAL_AFTER, &[inbox.to_path_buf()], now),
+            sealing: Sealing::new(SEAL_AFTER, GRACE, &[inbox.to_path_buf()], now),
             channel: VecDeque::new(),
             preparing: Vec::new(),
             event: false,
@@ -327,8 +351,10 @@ impl Sim {
                 content_type: "image/tiff".into(),
                 source_name: format!("{}#{}", file.name, n + 1),
                 cover_code: cover.clone(),
+                declared: if cover.is_some() { file.declared } else { None },
+                count_note: None,
                 barcodes_json: "[]".into(),
-                blank: false,
+                blank: file.blank_last && n + 1 == file.pages.len(),
             })
             .collect();
         Ok(Prepared::Pages { sha, pages })
@@ -425,6 +451,9 @@ impl Sim {
                 Ok(()) => {
                     agent.line.committed();
                     agent.sealing.finished(&candidate.watch_dir);
+                    let open = self.queue.open_packet(&candidate.watch_dir)?;
+                    let complete = open.as_ref().is_some_and(|p| p.complete());
+                    agent.sealing.progress(&candidate.watch_dir, complete);
                 }
                 Err(why) => {
                     agent.line.retry_head(why, now);
@@ -571,6 +600,7 @@ fn scenarios_exercise_every_fault() {
     // The generator must actually produce what the simulation claims to try.
     let (mut equal, mut slow, mut locked, mut failing, mut corrupt, mut full, mut crash, mut late) =
         (0, 0, 0, 0, 0, 0, 0, 0);
+    let (mut declared, mut blank_backs) = (0, 0);
     for seed in 0..200 {
         let s = scenario(seed);
         let f = &s.files;
@@ -586,6 +616,8 @@ fn scenarios_exercise_every_fault() {
             .windows(2)
             .filter(|w| w[0].arrive_at > w[1].arrive_at)
             .count();
+        declared += f.iter().filter(|f| f.declared.is_some()).count();
+        blank_backs += f.iter().filter(|f| f.blank_last).count();
         full += usize::from(s.spool_full.is_some());
         crash += usize::from(s.crash_at.is_some());
     }
@@ -598,6 +630,8 @@ fn scenarios_exercise_every_fault() {
         ("full spools", full),
         ("crashes", crash),
         ("files renamed in late", late),
+        ("declared counts", declared),
+        ("blank backs", blank_backs),
     ] {
         assert!(n >= 10, "only {n} {what} in 200 scenarios");
     }

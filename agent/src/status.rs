@@ -88,7 +88,7 @@ pub fn render(config: &AgentConfig) -> anyhow::Result<String> {
         };
         writeln!(
             out,
-            "  {} cover {} pages {}/{} sent{}: {}",
+            "  {} cover {} pages {}/{} sent{}{}: {}",
             p.created_at,
             p.cover_code.as_deref().unwrap_or("(none)"),
             p.pages_stored,
@@ -98,6 +98,7 @@ pub fn render(config: &AgentConfig) -> anyhow::Result<String> {
             } else {
                 ""
             },
+            count_check(&p),
             fate
         )?;
     }
@@ -122,4 +123,23 @@ pub fn render(config: &AgentConfig) -> anyhow::Result<String> {
         writeln!(out, "  {} {}: {}", q.at, q.path, q.reason)?;
     }
     Ok(out)
+}
+
+/// The declared attachment count against the pages scanned, for one packet.
+fn count_check(p: &crate::queue::PacketSummary) -> String {
+    match (p.declared, &p.count_note) {
+        (_, Some(why)) => format!(" (count on the cover not read: {why})"),
+        (Some(declared), None) if p.scanned < declared && p.sealed => format!(
+            " (SHORT: {declared} declared, {} scanned, {} missing)",
+            p.scanned,
+            declared - p.scanned
+        ),
+        (Some(declared), None) if p.scanned > declared => format!(
+            " (OVER: {declared} declared, {} scanned, {} extra)",
+            p.scanned,
+            p.scanned - declared
+        ),
+        (Some(declared), None) => format!(" ({} of {declared} declared)", p.scanned),
+        (None, None) => String::new(),
+    }
 }

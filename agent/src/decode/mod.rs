@@ -42,7 +42,7 @@ mod rqrr_qr;
 mod zxing;
 
 #[cfg(test)]
-mod synth;
+pub(crate) mod synth;
 #[cfg(test)]
 mod tests;
 

@@ -35,6 +35,9 @@ impl Ctx<'_, '_> {
     fn expired(&self) -> bool {
         Instant::now() >= self.deadline
     }
+    fn cover_qr_unread(&self) -> bool {
+        self.sink.has_cover() && !self.sink.has(Symbology::Qr) && !self.expired()
+    }
     /// Extra symbologies are chased hard only when the page yielded nothing yet.
     fn want_more_formats(&self) -> bool {
         self.opts.full_scan && self.sink.is_empty() && !self.expired()
@@ -108,7 +111,9 @@ fn cheap_pass(ctx: &mut Ctx<'_, '_>, work: View<'_>) {
     let spec = ctx.linear(full, row_step(work.height), RowBinarizer::Histogram);
     ctx.damaged |= linear::scan(work, &[Layout::Rows], &spec, &mut ctx.sink, ctx.deadline);
     // A full scan wants every symbology even when the cover is already known.
-    if !ctx.go() && !full {
+    // A cover read from its Code 128 gets the one QR pass too: an IMC cover's
+    // QR carries the declared attachment count (cover pages only, ~10 ms).
+    if !ctx.go() && !full && !ctx.cover_qr_unread() {
         return;
     }
     // Formats zxing-cpp already read are not read again: rxing's PDF417 text
