@@ -455,7 +455,10 @@ mod tests {
         .unwrap();
         let report = &pages[0].report;
         assert_eq!(report.cover_code.as_deref(), Some(code.as_str()));
-        assert_eq!((report.declared, report.count_problem.as_deref()), (Some(3), None));
+        assert_eq!(
+            (report.declared, report.count_problem.as_deref()),
+            (Some(3), None)
+        );
     }
 
     #[test]
@@ -477,6 +480,9 @@ mod tests {
         let pages = analyze(imc_cover(&code, &code), &CoverPatterns::default(), false).unwrap();
         let report = &pages[0].report;
         assert_eq!(report.cover_code.as_deref(), Some(code.as_str()));
-        assert_eq!((report.declared, report.count_problem.as_deref()), (None, None));
+        assert_eq!(
+            (report.declared, report.count_problem.as_deref()),
+            (None, None)
+        );
     }
 }

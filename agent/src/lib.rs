@@ -316,10 +316,10 @@ impl IngestLoop {
         sealing.finished(&candidate.watch_dir);
         match outcome {
             ingest::Outcome::Queued { open_packet, .. } => {
-                let complete = open_packet
+                let completion = open_packet
                     .as_ref()
-                    .is_some_and(queue::OpenPacket::complete);
-                sealing.progress(&candidate.watch_dir, complete);
+                    .map_or(queue::Completion::Open, queue::OpenPacket::completion);
+                sealing.progress(&candidate.watch_dir, completion);
                 self.work.notify_one();
             }
             ingest::Outcome::Skipped => {

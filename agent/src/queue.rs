@@ -61,13 +61,30 @@ pub struct OpenPacket {
     pub declared: Option<u32>,
     /// Pages after the cover that are not blank (blank backs of a duplex scan do not count).
     pub scanned: u32,
+    /// Its last page is blank: the back of the last sheet is already in.
+    pub ends_blank: bool,
 }
 
 impl OpenPacket {
-    /// The declared count is reached: the packet may close without waiting out the quiet.
-    pub fn complete(&self) -> bool {
-        self.declared.is_some_and(|d| self.scanned >= d)
+    /// How soon the packet may close, judged by its declared count.
+    pub fn completion(&self) -> Completion {
+        match self.declared {
+            Some(declared) if self.scanned >= declared && self.ends_blank => Completion::Now,
+            Some(declared) if self.scanned >= declared => Completion::AfterGrace,
+            _ => Completion::Open,
+        }
     }
+}
+
+/// How far a packet is from holding its declared count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    /// No count declared, or not reached: the quiet time applies.
+    Open,
+    /// Reached: a blank back of the last sheet may still come.
+    AfterGrace,
+    /// Reached, and the last sheet's blank back is in too.
+    Now,
 }
 
 /// A page waiting to be delivered, in scan order.
@@ -495,7 +512,9 @@ impl Queue {
             Ok(c.prepare_cached(
                 "SELECT k.cover_code, k.declared, \
                  (SELECT COUNT(*) FROM pages p WHERE p.packet_id = k.id AND p.blank = 0 \
-                  AND (k.cover_code IS NULL OR p.page_index > 0)) \
+                  AND (k.cover_code IS NULL OR p.page_index > 0)), \
+                 COALESCE((SELECT p.blank FROM pages p WHERE p.packet_id = k.id AND p.page_index > 0 \
+                  ORDER BY p.page_index DESC LIMIT 1), 0) \
                  FROM packets k WHERE k.watch_dir = ?1 AND k.sealed = 0 ORDER BY k.seq DESC LIMIT 1",
             )?
             .query_row([watch_dir.to_string_lossy()], |r| {
@@ -503,6 +522,7 @@ impl Queue {
                     cover_code: r.get(0)?,
                     declared: r.get(1)?,
                     scanned: r.get(2)?,
+                    ends_blank: r.get(3)?,
                 })
             })
             .optional()?)

@@ -8,9 +8,10 @@
 //! being prepared or retried: its pages may still belong to the open packet.
 //! A packet that holds the attachment count its cover declares closes after
 //! the shorter `grace` instead, so the match need not wait out the quiet (a
-//! trailing blank back still joins it). A wall-clock step changes nothing
+//! trailing blank back still joins it), and at once when that back is in. A wall-clock step changes nothing
 //! here. Pure: times are passed in.
 
+use crate::queue::Completion;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,8 +24,8 @@ struct Inbox {
     in_line: usize,
     /// Closed for quiet since the last file was seen: nothing left to close.
     closed: bool,
-    /// The open packet holds its declared count.
-    complete: bool,
+    /// How near the open packet is to its declared count.
+    complete: Completion,
 }
 
 pub struct Sealing {
@@ -45,7 +46,7 @@ impl Sealing {
                     waiting: 0,
                     in_line: 0,
                     closed: false,
-                    complete: false,
+                    complete: Completion::Open,
                 };
                 (d.clone(), inbox)
             })
@@ -65,7 +66,7 @@ impl Sealing {
                 waiting: 0,
                 in_line: 0,
                 closed: false,
-                complete: false,
+                complete: Completion::Open,
             })
     }
 
@@ -96,8 +97,8 @@ impl Sealing {
 
     /// After a commit: whether the inbox's open packet now holds the count
     /// its cover declares.
-    pub fn progress(&mut self, dir: &Path, complete: bool) {
-        self.inbox(dir).complete = complete;
+    pub fn progress(&mut self, dir: &Path, completion: Completion) {
+        self.inbox(dir).complete = completion;
     }
 
     /// Inboxes quiet for `seal_after` (or `grace`, once the open packet holds
@@ -106,15 +107,15 @@ impl Sealing {
     pub fn due(&mut self, now: Duration) -> Vec<PathBuf> {
         let mut due = Vec::new();
         for (dir, inbox) in &mut self.inboxes {
-            let wait = if inbox.complete {
-                self.grace
-            } else {
-                self.seal_after
+            let wait = match inbox.complete {
+                Completion::Open => self.seal_after,
+                Completion::AfterGrace => self.grace,
+                Completion::Now => Duration::ZERO,
             };
             let quiet = now.saturating_sub(inbox.last_seen) >= wait;
             if quiet && !inbox.closed && inbox.waiting == 0 && inbox.in_line == 0 {
                 inbox.closed = true;
-                inbox.complete = false;
+                inbox.complete = Completion::Open;
                 due.push(dir.clone());
             }
         }
@@ -166,7 +167,7 @@ mod tests {
         let mut sealing = Sealing::new(s(5), s(1), std::slice::from_ref(&dir), s(0));
         sealing.listed(&dir, s(10), true, 0, 2); // cover (2 declared) and one page
         sealing.finished(&dir);
-        sealing.progress(&dir, false);
+        sealing.progress(&dir, Completion::Open);
         sealing.finished(&dir);
         assert!(
             sealing.due(s(12)).is_empty(),
@@ -174,8 +175,13 @@ mod tests {
         );
         sealing.listed(&dir, s(12), true, 0, 1); // the second page
         sealing.finished(&dir);
-        sealing.progress(&dir, true);
+        sealing.progress(&dir, Completion::AfterGrace);
         assert!(sealing.due(s(12)).is_empty(), "room for a blank back");
         assert_eq!(sealing.due(s(13)), std::slice::from_ref(&dir));
+        // With its blank back in, nothing is left to wait for.
+        sealing.listed(&dir, s(20), true, 0, 1);
+        sealing.finished(&dir);
+        sealing.progress(&dir, Completion::Now);
+        assert_eq!(sealing.due(s(20)), std::slice::from_ref(&dir));
     }
 }

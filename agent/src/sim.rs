@@ -16,7 +16,7 @@
 //! `cargo test` runs [`DEFAULT_SEEDS`] seeds; `IMC_SIM_SEEDS=N` runs N,
 //! `IMC_SIM_SEED=S` replays one. A failing seed prints itself.
 
-use crate::queue::{NewPage, Queue};
+use crate::queue::{Completion, NewPage, Queue};
 use crate::scan_line::ScanLine;
 use crate::sealing::Sealing;
 use crate::watch::{Candidate, Entry, Settler};
@@ -452,8 +452,8 @@ impl Sim {
                     agent.line.committed();
                     agent.sealing.finished(&candidate.watch_dir);
                     let open = self.queue.open_packet(&candidate.watch_dir)?;
-                    let complete = open.as_ref().is_some_and(|p| p.complete());
-                    agent.sealing.progress(&candidate.watch_dir, complete);
+                    let completion = open.as_ref().map_or(Completion::Open, |p| p.completion());
+                    agent.sealing.progress(&candidate.watch_dir, completion);
                 }
                 Err(why) => {
                     agent.line.retry_head(why, now);
