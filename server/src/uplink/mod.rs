@@ -405,6 +405,10 @@ struct Upload {
     received: u64,
     /// Where the bytes the other replicas can see end (`SharedPartials`).
     durable: u64,
+    /// Where the next checkpoint is due: 1 MiB past the last attempt, so a
+    /// checkpoint that failed (another replica holds the partial's row) is
+    /// not retried at every chunk.
+    checkpoint_due: u64,
 }
 
 impl Upload {
@@ -943,6 +947,7 @@ impl Session {
             sink: None,
             received,
             durable,
+            checkpoint_due: durable.max(received) + CHECKPOINT_BYTES as u64,
         })
     }
 
@@ -1061,9 +1066,10 @@ impl Session {
         upload.received += receiving.len;
         if upload.received < upload.offer.size {
             if let Some(shared) = &self.state.shared_partials
-                && upload.received - upload.durable >= CHECKPOINT_BYTES as u64
+                && upload.received >= upload.checkpoint_due
             {
                 upload.durable = checkpoint(&**shared, &self.agent.id, upload).await;
+                upload.checkpoint_due = upload.received + CHECKPOINT_BYTES as u64;
                 self.shared_ids.insert(id);
             }
             return Ok(Vec::new());
