@@ -25,8 +25,22 @@ pub enum DeskEvent {
     /// Close the session now (the agent was revoked).
     Disconnect { agent: String, reason: CloseReason },
     /// A newer session of the agent started on replica `by`; an older one
-    /// elsewhere closes as `replaced`.
-    SessionTaken { agent: String, by: Uuid },
+    /// elsewhere closes as `replaced`. Older means a lower `generation`
+    /// ([`DeskBus::generation`]): a late notice never closes a session that
+    /// started after the one it announces. `None` (a replica of a version
+    /// before generations) closes whatever session it finds.
+    SessionTaken {
+        agent: String,
+        by: Uuid,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        generation: Option<u64>,
+    },
+}
+
+/// Whether a takeover notice for `notice` closes a live session of
+/// `session`: only one for a strictly newer session does.
+pub fn takes_over(notice: Option<u64>, session: u64) -> bool {
+    notice.is_none_or(|notice| notice > session)
 }
 
 /// An event and the replica that published it (which ignores its own).
@@ -37,7 +51,14 @@ pub struct Envelope {
     pub event: DeskEvent,
 }
 
+/// A session generation, once allocated.
+pub type Generation<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<u64>> + Send + 'a>>;
+
 pub trait DeskBus: Send + Sync + 'static {
+    /// A generation for a new session, greater than that of every session
+    /// that started before this call on any replica sharing the bus.
+    fn generation(&self) -> Generation<'_>;
     /// Sends to every replica, without waiting; best effort.
     fn publish(&self, envelope: Envelope);
     /// Events published by any replica (this one's included, if the transport
@@ -49,12 +70,15 @@ pub trait DeskBus: Send + Sync + 'static {
 pub struct LocalBus {
     /// Never sent on: subscribers wait until the bus is dropped.
     silent: broadcast::Sender<Envelope>,
+    /// One process: its own counter orders its sessions.
+    generations: std::sync::atomic::AtomicU64,
 }
 
 impl LocalBus {
     pub fn new() -> LocalBus {
         LocalBus {
             silent: broadcast::channel(1).0,
+            generations: std::sync::atomic::AtomicU64::new(1),
         }
     }
 }
@@ -66,6 +90,13 @@ impl Default for LocalBus {
 }
 
 impl DeskBus for LocalBus {
+    fn generation(&self) -> Generation<'_> {
+        let next = self
+            .generations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Box::pin(std::future::ready(Ok(next)))
+    }
+
     fn publish(&self, _envelope: Envelope) {}
 
     fn subscribe(&self) -> broadcast::Receiver<Envelope> {
@@ -89,5 +120,43 @@ mod tests {
         let json = serde_json::to_string(&envelope).unwrap();
         assert!(json.contains(r#""event":"disconnect""#), "{json}");
         assert_eq!(serde_json::from_str::<Envelope>(&json).unwrap(), envelope);
+    }
+
+    #[test]
+    fn a_notice_for_an_older_or_equal_generation_leaves_the_session_open() {
+        assert!(!takes_over(Some(6), 7), "older");
+        assert!(!takes_over(Some(7), 7), "the session's own");
+        assert!(takes_over(Some(8), 7), "newer");
+        assert!(takes_over(None, 7), "from a replica without generations");
+    }
+
+    #[test]
+    fn a_takeover_carries_its_generation_and_reads_without_one() {
+        let envelope = Envelope {
+            from: Uuid::nil(),
+            event: DeskEvent::SessionTaken {
+                agent: "ag-1".into(),
+                by: Uuid::nil(),
+                generation: Some(42),
+            },
+        };
+        let json = serde_json::to_string(&envelope).unwrap();
+        assert!(json.contains(r#""generation":42"#), "{json}");
+        assert_eq!(serde_json::from_str::<Envelope>(&json).unwrap(), envelope);
+        let old = r#"{"from":"00000000-0000-0000-0000-000000000000","event":"session_taken","agent":"ag-1","by":"00000000-0000-0000-0000-000000000000"}"#;
+        assert!(matches!(
+            serde_json::from_str::<Envelope>(old).unwrap().event,
+            DeskEvent::SessionTaken {
+                generation: None,
+                ..
+            }
+        ));
+    }
+
+    #[tokio::test]
+    async fn local_generations_grow() {
+        let bus = LocalBus::new();
+        let first = bus.generation().await.unwrap();
+        assert!(bus.generation().await.unwrap() > first);
     }
 }

@@ -463,3 +463,283 @@ async fn an_upload_resumes_on_another_replica() {
         .get(0);
     assert_eq!(stored, sha256_hex(&page));
 }
+
+/// A TCP front that forwards every connection to one backend at a time; on
+/// `switch` it cuts the connections it holds, as a balancer does when a
+/// health check takes a backend out.
+struct Switch {
+    addr: SocketAddr,
+    backend: Arc<Mutex<String>>,
+    links: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    accepted: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Switch {
+    async fn start(backend: String) -> Switch {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let backend = Arc::new(Mutex::new(backend));
+        let links: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn({
+            let (backend, links, accepted) = (
+                Arc::clone(&backend),
+                Arc::clone(&links),
+                Arc::clone(&accepted),
+            );
+            async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    accepted.fetch_add(1, Ordering::Relaxed);
+                    let to = backend.lock().unwrap().clone();
+                    let link = tokio::spawn(async move {
+                        if let Ok(mut server) = TcpStream::connect(&to).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    });
+                    links.lock().unwrap().push(link.abort_handle());
+                }
+            }
+        });
+        Switch {
+            addr,
+            backend,
+            links,
+            accepted,
+            task,
+        }
+    }
+
+    fn switch(&self, backend: String) {
+        *self.backend.lock().unwrap() = backend;
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Switch {
+    fn drop(&mut self) {
+        self.task.abort();
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+}
+
+/// A page of about 8 MiB: a grayscale PNG of noise (which does not
+/// compress), unique by `seed`.
+fn big_page(seed: u64) -> Vec<u8> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut page = GrayImage::new(2900, 2900);
+    for p in page.pixels_mut() {
+        p.0[0] = rng.random();
+    }
+    scan::png(&page)
+}
+
+async fn query_i64(database: &str, sql: &str) -> i64 {
+    let (client, connection) = tokio_postgres::connect(database, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let task = tokio::spawn(connection);
+    let value: i64 = client.query_one(sql, &[]).await.unwrap().get(0);
+    drop(client);
+    let _ = task.await;
+    value
+}
+
+/// How the first replica fails while it holds the desk's session.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// SIGSTOP, and SIGCONT once the desk finished on the other replica.
+    Freeze,
+    /// kill -9, and a restart once the desk finished on the other replica.
+    Kill,
+}
+
+fn signal(server: &TestServer, signal: &str) {
+    let pid = server.pid().expect("the replica runs").to_string();
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+async fn agent_connected(server: &TestServer, id: &str) -> bool {
+    let (status, list) = server.get("/agents").await;
+    assert_eq!(status, 200, "{list}");
+    list["agents"]
+        .as_array()
+        .and_then(|agents| agents.iter().find(|a| a["id"] == id))
+        .is_some_and(|a| a["connected"] == true)
+}
+
+/// A desk streams 8 MiB pages to replica A; once A checkpointed part of a
+/// page to the shared partials, A fails (`fault`) and the desk's link moves
+/// to replica B, where it finishes; then A comes back. Every page is stored
+/// once, every packet matched, no shared partial is left, and the desk's
+/// session stays put on B (no takeover loop between the replicas).
+async fn a_desk_moves_off_a_failed_replica(fault: Fault) {
+    const PACKETS: usize = 2;
+    const BIG_PER_PACKET: usize = 2;
+    let started = std::time::Instant::now();
+    let (database, mut first, second) = replicas().await;
+    let front = Switch::start(host_port(&first)).await;
+
+    let mut documents = Vec::new();
+    let mut files = Vec::new();
+    let mut expected: HashMap<i64, Vec<String>> = HashMap::new();
+    for n in 0..PACKETS {
+        let doc = first.match_document(&format!("EXP-F-{n}")).await;
+        let id = doc["id"].as_i64().unwrap();
+        let (status, cover_png) = first.get_bytes(&format!("/documents/{id}/cover.png")).await;
+        assert_eq!(status, 200);
+        let mut packet = vec![("jpg", scan::jpeg(&scan::decode_gray(&cover_png), 85))];
+        packet.extend((0..BIG_PER_PACKET).map(|p| ("png", big_page((n * 10 + p) as u64 + 1000))));
+        expected.insert(id, packet.iter().map(|(_, f)| sha256_hex(f)).collect());
+        files.extend(packet);
+        documents.push(id);
+    }
+    assert!(
+        files
+            .iter()
+            .skip(1)
+            .all(|(_, f)| f.len() > 7 * 1024 * 1024 || f.len() < 1024 * 1024)
+    );
+    eprintln!(
+        "failover({fault:?}): pages ready at {:?}",
+        started.elapsed()
+    );
+
+    let mut agent = TestAgent::enroll(&first).await;
+    let agent_id = agent.config_value("agent_id");
+    agent.set_server_url(&front.url());
+    agent.configure("heartbeat_secs", 1.into());
+    agent.configure("link_timeout_secs", 3.into());
+    agent.start();
+    for (k, (ext, bytes)) in files.iter().enumerate() {
+        agent.drop_file(&format!("scan_{k:04}.{ext}"), bytes);
+    }
+
+    // Part of a big page is in the shared partials, checkpointed by A.
+    eventually("a checkpointed part of a page", WAIT, || async {
+        let held = query_i64(
+            &database,
+            "SELECT coalesce(max(durable), 0) FROM upload_partials",
+        )
+        .await;
+        (held >= 1024 * 1024).then_some(())
+    })
+    .await;
+    let stored_before = pages_stored(&database).await;
+    match fault {
+        Fault::Freeze => signal(&first, "-STOP"),
+        Fault::Kill => first.kill(),
+    }
+    front.switch(host_port(&second));
+    eprintln!(
+        "failover({fault:?}): A down at {:?} with {stored_before} pages stored",
+        started.elapsed()
+    );
+    assert!(
+        (stored_before as usize) < files.len(),
+        "the fault came too late"
+    );
+
+    for id in &documents {
+        second.wait_for_status(*id, "matched", WAIT).await;
+    }
+    eprintln!(
+        "failover({fault:?}): all matched on B at {:?}",
+        started.elapsed()
+    );
+    match fault {
+        Fault::Freeze => signal(&first, "-CONT"),
+        Fault::Kill => first.restart(),
+    }
+
+    // The desk stays on B: connected throughout, no new links.
+    eventually("the desk connected to B", WAIT, || async {
+        agent_connected(&second, &agent_id).await.then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let links = front.accepted();
+    for _ in 0..20 {
+        assert!(
+            agent_connected(&second, &agent_id).await,
+            "the desk's session on B was closed after A came back"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        front.accepted(),
+        links,
+        "the desk reconnected after A came back"
+    );
+    assert!(
+        !agent_connected(&first, &agent_id).await,
+        "A still holds a session"
+    );
+
+    // Every page once, byte-identical, each document with its packet's pages.
+    assert_eq!(pages_stored(&database).await, files.len() as i64);
+    assert_eq!(
+        query_i64(&database, "SELECT count(DISTINCT sha256) FROM pages").await,
+        files.len() as i64,
+        "a page stored twice"
+    );
+    assert_eq!(
+        query_i64(
+            &database,
+            "SELECT count(*) FROM packets WHERE state <> 'matched'"
+        )
+        .await,
+        0,
+        "a packet not matched"
+    );
+    for id in &documents {
+        let (status, doc) = first.get(&format!("/documents/{id}")).await;
+        assert_eq!(status, 200, "{doc}");
+        assert_eq!(doc["status"], "matched");
+        let seen: Vec<String> = doc["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["sha256"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(seen, expected[id], "document {id}'s pages");
+    }
+    // Nothing is left in the shared partials once A has wound down too.
+    eventually(
+        "the shared partials to be empty",
+        Duration::from_secs(15),
+        || async {
+            let left = query_i64(&database, "SELECT count(*) FROM upload_partials").await;
+            (left == 0).then_some(())
+        },
+    )
+    .await;
+    eprintln!("failover({fault:?}): done at {:?}", started.elapsed());
+    drop(agent);
+}
+
+#[tokio::test]
+async fn a_desk_moves_off_a_frozen_replica_and_stays_moved() {
+    a_desk_moves_off_a_failed_replica(Fault::Freeze).await;
+}
+
+#[tokio::test]
+async fn a_desk_moves_off_a_killed_replica_and_stays_moved() {
+    a_desk_moves_off_a_failed_replica(Fault::Kill).await;
+}

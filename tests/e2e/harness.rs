@@ -164,6 +164,11 @@ impl TestServer {
             .count()
     }
 
+    /// The server's process id, while it runs (for signals).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// kill -9: no chance to flush or say goodbye.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

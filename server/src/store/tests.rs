@@ -1798,7 +1798,8 @@ async fn the_audit_chain_holds_across_connections_and_shows_tampering() {
 
 /// Shared partial uploads: two replicas appending at once extend the held
 /// bytes only from where they end, a partial of other bytes is not handed
-/// out, and two sweepers at once remove each stale partial once.
+/// out, two sweepers at once remove each stale partial once, and a page
+/// already stored gets no partial again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_share_partial_uploads_safely() {
     use crate::partials::{PartialKey, SharedPartials};
@@ -1845,6 +1846,17 @@ async fn replicas_share_partial_uploads_safely() {
     assert_eq!(a.load(&key).await.unwrap().len(), 6);
     a.forget(id).await.unwrap();
     assert!(b.load(&key).await.unwrap().is_empty());
+
+    // A page already stored gets no partial again (an older session winding
+    // down after the replica that took over stored it).
+    let stored = page(Uuid::new_v4(), 0, None, None);
+    a.record_page(&agent(), stored.clone()).await.unwrap();
+    let late = PartialKey {
+        capture_id: stored.capture_id,
+        ..key.clone()
+    };
+    assert_eq!(b.save(&late, 0, b"0123").await.unwrap(), 0);
+    assert!(a.load(&late).await.unwrap().is_empty());
     fixture.finish().await;
 }
 

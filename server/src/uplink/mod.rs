@@ -10,7 +10,7 @@
 use crate::auth::hash_secret;
 use crate::blobs::is_sha256_hex;
 use crate::commit::{CommitFailure, CommitResult};
-use crate::desk_bus::{DeskBus, DeskEvent, Envelope};
+use crate::desk_bus::{DeskBus, DeskEvent, Envelope, takes_over};
 use crate::partials::{CHECKPOINT_BYTES, PartialKey, SharedPartials};
 use crate::settings::SNIFFABLE;
 use crate::state::AppState;
@@ -92,7 +92,6 @@ pub struct Desks {
     live: Arc<std::sync::Mutex<HashMap<String, LiveSession>>>,
     /// Per agent, the lock a session holds while it runs.
     turns: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
-    generation: Arc<std::sync::atomic::AtomicU64>,
     /// This process among the replicas; it ignores its own events.
     replica: Uuid,
     bus: Arc<dyn DeskBus>,
@@ -104,7 +103,6 @@ impl Desks {
             slots: Arc::new(Semaphore::new(max_agents)),
             live: Arc::default(),
             turns: Arc::default(),
-            generation: Arc::default(),
             replica: Uuid::new_v4(),
             bus,
         }
@@ -143,22 +141,30 @@ impl Desks {
                 DeskEvent::Disconnect { agent, reason } => {
                     self.disconnect_here(&agent, reason);
                 }
-                DeskEvent::SessionTaken { agent, by } => {
-                    if self.disconnect_here(&agent, CloseReason::Replaced) {
-                        tracing::info!(%agent, replica = %by, "session taken over on another replica");
+                DeskEvent::SessionTaken {
+                    agent,
+                    by,
+                    generation,
+                } => {
+                    if self.taken_here(&agent, generation) {
+                        tracing::info!(%agent, replica = %by, ?generation, "session taken over on another replica");
                     }
                 }
             }
         }
     }
 
-    /// Makes this the agent's live session and asks an older one to close.
-    fn register(&self, agent_id: &str) -> anyhow::Result<Registration> {
+    /// Makes this the agent's live session and asks an older one to close,
+    /// here and on the other replicas. The session's generation orders it
+    /// among the agent's sessions on every replica ([`DeskBus::generation`]).
+    async fn register(&self, agent_id: &str) -> anyhow::Result<Registration> {
+        let generation = self
+            .bus
+            .generation()
+            .await
+            .context("allocating a session generation")?;
         let (notices_tx, notices) = mpsc::channel(NOTICE_BACKLOG);
         let (close_tx, close) = watch::channel(None);
-        let generation = self
-            .generation
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let turn = {
             let mut turns = self
                 .turns
@@ -175,13 +181,21 @@ impl Desks {
             notices: notices_tx,
             close: close_tx,
         };
-        if let Some(older) = live.insert(agent_id.to_owned(), fresh) {
+        // Two connections raced and the newer one registered first: this one
+        // is the older and closes at once.
+        let outrun = live
+            .get(agent_id)
+            .is_some_and(|newer| newer.generation > generation);
+        if outrun {
+            let _ = fresh.close.send(Some(CloseReason::Replaced));
+        } else if let Some(older) = live.insert(agent_id.to_owned(), fresh) {
             let _ = older.close.send(Some(CloseReason::Replaced));
         }
         drop(live);
         self.publish(DeskEvent::SessionTaken {
             agent: agent_id.to_owned(),
             by: self.replica,
+            generation: Some(generation),
         });
         Ok(Registration {
             generation,
@@ -210,6 +224,20 @@ impl Desks {
             reason,
         });
         self.disconnect_here(agent_id, reason)
+    }
+
+    /// Closes the agent's session here if the takeover announced for
+    /// `generation` is newer than it; true when it did.
+    fn taken_here(&self, agent_id: &str, generation: Option<u64>) -> bool {
+        let Ok(live) = self.live.lock() else {
+            return false;
+        };
+        match live.get(agent_id) {
+            Some(session) if takes_over(generation, session.generation) => {
+                session.close.send(Some(CloseReason::Replaced)).is_ok()
+            }
+            _ => false,
+        }
     }
 
     fn disconnect_here(&self, agent_id: &str, reason: CloseReason) -> bool {
@@ -306,7 +334,7 @@ pub async fn upgrade(State(state): State<AppState>, mut request: Request) -> Res
             };
             let desks = state.desks.clone();
             let agent_id = agent.id.clone();
-            let registration = match desks.register(&agent_id) {
+            let registration = match desks.register(&agent_id).await {
                 Ok(registration) => registration,
                 Err(e) => {
                     tracing::error!(error = %e, "could not register the session");
@@ -377,6 +405,10 @@ struct Upload {
     received: u64,
     /// Where the bytes the other replicas can see end (`SharedPartials`).
     durable: u64,
+    /// Where the next checkpoint is due: 1 MiB past the last attempt, so a
+    /// checkpoint that failed (another replica holds the partial's row) is
+    /// not retried at every chunk.
+    checkpoint_due: u64,
 }
 
 impl Upload {
@@ -915,6 +947,7 @@ impl Session {
             sink: None,
             received,
             durable,
+            checkpoint_due: durable.max(received) + CHECKPOINT_BYTES as u64,
         })
     }
 
@@ -1033,9 +1066,10 @@ impl Session {
         upload.received += receiving.len;
         if upload.received < upload.offer.size {
             if let Some(shared) = &self.state.shared_partials
-                && upload.received - upload.durable >= CHECKPOINT_BYTES as u64
+                && upload.received >= upload.checkpoint_due
             {
                 upload.durable = checkpoint(&**shared, &self.agent.id, upload).await;
+                upload.checkpoint_due = upload.received + CHECKPOINT_BYTES as u64;
                 self.shared_ids.insert(id);
             }
             return Ok(Vec::new());
@@ -1254,6 +1288,90 @@ mod tests {
     >;
 
     const WAIT: Duration = Duration::from_secs(10);
+
+    /// A bus that hands every published envelope to its subscribers, as the
+    /// PostgreSQL one does across replicas.
+    struct EchoBus {
+        events: tokio::sync::broadcast::Sender<Envelope>,
+        next: std::sync::atomic::AtomicU64,
+    }
+
+    impl DeskBus for EchoBus {
+        fn generation(&self) -> crate::desk_bus::Generation<'_> {
+            let next = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Box::pin(std::future::ready(Ok(next)))
+        }
+        fn publish(&self, envelope: Envelope) {
+            let _ = self.events.send(envelope);
+        }
+        fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Envelope> {
+            self.events.subscribe()
+        }
+    }
+
+    /// A takeover notice from another replica closes the session here only
+    /// when it announces a newer session: a late one for an older (or the
+    /// same) generation leaves the newest session open, so two replicas
+    /// never close each other's sessions in turn.
+    #[tokio::test]
+    async fn a_late_takeover_notice_leaves_the_newer_session_open() {
+        let bus = Arc::new(EchoBus {
+            events: tokio::sync::broadcast::channel(16).0,
+            next: std::sync::atomic::AtomicU64::new(10),
+        });
+        let desks = Desks::new(4, bus.clone());
+        let stop = tokio_util::sync::CancellationToken::new();
+        let following = tokio::spawn(desks.clone().follow(stop.clone()));
+        tokio::task::yield_now().await;
+        let mut session = desks.register("ag-1").await.unwrap();
+        assert_eq!(session.generation, 10);
+        let elsewhere = Uuid::new_v4();
+        let taken = |generation| Envelope {
+            from: elsewhere,
+            event: DeskEvent::SessionTaken {
+                agent: "ag-1".into(),
+                by: elsewhere,
+                generation: Some(generation),
+            },
+        };
+        bus.publish(taken(9));
+        bus.publish(taken(10));
+        let closed = tokio::time::timeout(Duration::from_millis(300), session.close.changed());
+        assert!(closed.await.is_err(), "closed by an older notice");
+        assert!(desks.is_connected("ag-1"));
+
+        bus.publish(taken(11));
+        tokio::time::timeout(WAIT, session.close.changed())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(*session.close.borrow(), Some(CloseReason::Replaced));
+        stop.cancel();
+        following.await.unwrap();
+    }
+
+    /// Of two sessions registered out of their generations' order, the
+    /// newer stays live.
+    #[tokio::test]
+    async fn the_newer_generation_wins_a_registration_race() {
+        let bus = Arc::new(EchoBus {
+            events: tokio::sync::broadcast::channel(16).0,
+            next: std::sync::atomic::AtomicU64::new(1),
+        });
+        let desks = Desks::new(4, bus.clone());
+        let older = desks.register("ag-1").await.unwrap();
+        let newer = desks.register("ag-1").await.unwrap();
+        assert_eq!(*older.close.borrow(), Some(CloseReason::Replaced));
+        assert_eq!(*newer.close.borrow(), None);
+        // A session whose generation was allocated before `newer`'s but
+        // registered after it is closed at once.
+        bus.next.store(1, std::sync::atomic::Ordering::Relaxed);
+        let late = desks.register("ag-1").await.unwrap();
+        assert_eq!(*late.close.borrow(), Some(CloseReason::Replaced));
+        assert_eq!(*newer.close.borrow(), None);
+        desks.unregister("ag-1", late.generation);
+        assert!(desks.is_connected("ag-1"));
+    }
 
     /// Serves `state` on a loopback port until the test ends; its address.
     async fn serve(state: AppState) -> std::net::SocketAddr {

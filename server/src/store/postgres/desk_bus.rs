@@ -5,7 +5,7 @@
 //! returned), so a replica never acts on a revocation that rolled back.
 
 use super::listen::Feed;
-use crate::desk_bus::{DeskBus, Envelope};
+use crate::desk_bus::{DeskBus, Envelope, Generation};
 use deadpool_postgres::Pool;
 use tokio::sync::broadcast;
 
@@ -32,6 +32,19 @@ impl PgDeskBus {
 }
 
 impl DeskBus for PgDeskBus {
+    /// The transaction id of a transaction of its own: the cluster assigns
+    /// them in increasing order (64 bits with the epoch), so a session that
+    /// starts after another on any replica gets a greater one. Nothing to
+    /// store and no migration.
+    fn generation(&self) -> Generation<'_> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            let row = conn.query_one("SELECT txid_current()", &[]).await?;
+            let xid: i64 = row.try_get(0)?;
+            Ok(u64::try_from(xid)?)
+        })
+    }
+
     fn publish(&self, envelope: Envelope) {
         let json = match serde_json::to_string(&envelope) {
             Ok(json) if json.len() <= MAX_PAYLOAD => json,
@@ -93,6 +106,7 @@ mod tests {
             event: DeskEvent::SessionTaken {
                 agent: "a".into(),
                 by: uuid::Uuid::nil(),
+                generation: Some(1),
             },
         };
         let json = serde_json::to_string(&envelope).unwrap();

@@ -12,6 +12,9 @@ use async_trait::async_trait;
 use std::time::Duration;
 use uuid::Uuid;
 
+/// How long a checkpoint waits for a partial's row held by another session.
+const LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '1s'";
+
 #[async_trait]
 impl SharedPartials for PgStore {
     async fn load(&self, key: &PartialKey<'_>) -> anyhow::Result<Vec<u8>> {
@@ -62,21 +65,34 @@ impl SharedPartials for PgStore {
         let end = start + i64::try_from(bytes.len()).context("part length")?;
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await?;
+        // A checkpoint is best effort and runs on the session's task: it
+        // never waits long for a partial another replica holds (one frozen
+        // mid-append holds the row until it runs again).
+        tx.batch_execute(LOCK_TIMEOUT)
+            .await
+            .context("setting the lock timeout")?;
+        // A page already stored (by the session that took this one over)
+        // gets no partial again: it would wait for the sweep.
         tx.execute(
             "INSERT INTO upload_partials (capture_id, agent_id, sha256, size) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (capture_id) DO NOTHING",
+             SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM pages WHERE capture_id = $1) \
+             ON CONFLICT (capture_id) DO NOTHING",
             &[&id, &key.agent_id, &key.sha256, &size],
         )
         .await
         .with_context(|| format!("creating partial upload {id}"))?;
-        let row = tx
-            .query_one(
+        let Some(row) = tx
+            .query_opt(
                 "SELECT agent_id, sha256, size, durable FROM upload_partials \
                  WHERE capture_id = $1 FOR UPDATE",
                 &[&id],
             )
             .await
-            .with_context(|| format!("locking partial upload {id}"))?;
+            .with_context(|| format!("locking partial upload {id}"))?
+        else {
+            // Stored meanwhile: nothing to keep.
+            return Ok(u64::try_from(start).unwrap_or(0));
+        };
         let (agent, sha256, held_size, durable): (String, String, i64, i64) =
             (row.get(0), row.get(1), row.get(2), row.get(3));
         if agent != key.agent_id || sha256 != key.sha256 || held_size != size {
