@@ -79,7 +79,10 @@ mod tests {
         let framed = encode("IMC0123456789A", Some(3));
         assert_eq!(framed, "IMC1|IMC0123456789A|3");
         let read = parse(&framed).unwrap();
-        assert_eq!((read.code.as_str(), read.declared), ("IMC0123456789A", Some(3)));
+        assert_eq!(
+            (read.code.as_str(), read.declared),
+            ("IMC0123456789A", Some(3))
+        );
         let none = parse(&encode("IMC0123456789A", None)).unwrap();
         assert_eq!((none.declared, none.count_problem), (None, None));
     }
@@ -87,7 +90,10 @@ mod tests {
     #[test]
     fn texts_that_are_not_payloads_are_left_alone() {
         assert_eq!(parse("IMC0123456789A"), None);
-        assert_eq!(parse("01,10,044031900111,12345678,1234.50,20240131,x,"), None);
+        assert_eq!(
+            parse("01,10,044031900111,12345678,1234.50,20240131,x,"),
+            None
+        );
         assert_eq!(parse("IMC1||3"), None, "no code");
         assert_eq!(encode("A|B", Some(2)), "A|B", "unframeable codes stay bare");
     }
