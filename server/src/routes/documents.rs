@@ -347,6 +347,7 @@ async fn render_cover(
             title: doc.title.as_deref(),
             amount: doc.amount.as_deref(),
             submitter: doc.submitter.as_deref(),
+            attachment_count: doc.attachment_count,
             created_at: &doc.created_at,
         };
         match format {
