@@ -9,6 +9,9 @@ pub const DOCUMENT_COLUMNS: &str = "d.id, d.source_system, d.doc_no, d.doc_type,
      d.created_at, d.updated_at, \
      (SELECT COUNT(*) FROM images i WHERE i.document_id = d.id AND i.replaced_at IS NULL), \
      d.attachment_count";
+/// How many columns `DOCUMENT_COLUMNS` selects: queries that select more
+/// after them read those from here on.
+pub const DOCUMENT_WIDTH: usize = 17;
 
 pub fn document(row: &Row<'_>) -> rusqlite::Result<Result<Document, StoreError>> {
     let metadata: Option<String> = row.get(9)?;
