@@ -54,8 +54,8 @@ pub struct CreateDocument {
     pub amount: Option<Amount>,
     #[serde(default)]
     pub submitter: Option<String>,
-    /// Sheets the submitter declares attached (附件张数), 0 to
-    /// [`crate::cover_qr::MAX_ATTACHMENT_COUNT`].
+    /// Sheets the submitter declares attached (附件张数): 0 to 10000
+    /// (`cover_qr::MAX_ATTACHMENT_COUNT`); null or absent when none is declared.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 10000))]
     pub attachment_count: Option<u32>,
