@@ -54,6 +54,11 @@ pub struct CreateDocument {
     pub amount: Option<Amount>,
     #[serde(default)]
     pub submitter: Option<String>,
+    /// Sheets the submitter declares attached (附件张数): 0 to 10000
+    /// (`cover_qr::MAX_ATTACHMENT_COUNT`); null or absent when none is declared.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 10000))]
+    pub attachment_count: Option<u32>,
     #[serde(default)]
     pub metadata: Option<serde_json::Value>,
 }
@@ -99,6 +104,9 @@ pub struct DocumentView {
     pub title: Option<String>,
     pub amount: Option<String>,
     pub submitter: Option<String>,
+    /// The declared attachment count (附件张数); null when none was declared.
+    #[serde(default)]
+    pub attachment_count: Option<u32>,
     pub metadata: Option<serde_json::Value>,
     pub mode: ImageMode,
     pub status: DocStatus,
@@ -112,6 +120,32 @@ pub struct DocumentView {
     /// Problems sign-off staff must see, e.g. an invoice already on another document.
     #[serde(default)]
     pub conflicts: Vec<DocumentConflict>,
+    /// The declared count against the scanned pages; null when no count was
+    /// declared or no scanned packet is attached.
+    #[serde(default)]
+    pub attachment_check: Option<AttachmentCheck>,
+}
+
+/// A declared attachment count checked against the scanned paper: the
+/// non-blank pages after the cover of the packets the document holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AttachmentCheck {
+    pub declared: u32,
+    pub scanned: u32,
+    pub verdict: AttachmentVerdict,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum AttachmentVerdict {
+    /// As many pages as declared.
+    Ok,
+    /// Fewer pages than declared.
+    Missing,
+    /// More pages than declared.
+    Extra,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -474,6 +508,10 @@ pub struct WebhookEvent {
     pub old_status: DocStatus,
     pub new_status: DocStatus,
     pub at: String,
+    /// The document's attachment check as of this change (see
+    /// [`DocumentView::attachment_check`]).
+    #[serde(default)]
+    pub attachment_check: Option<AttachmentCheck>,
 }
 
 /// One attempt to deliver one event.

@@ -104,6 +104,16 @@ async fn an_embedded_installation_moves_to_postgres_and_garage() {
                 .unwrap(),
         );
     }
+    // A declared attachment count (a column added after the first release) moves too.
+    let (status, declared) = embedded
+        .post(
+            "/documents",
+            json!({"source_system": "ERP", "doc_no": "MIG-ATT", "doc_type": "expense", "org": "HQ",
+                   "attachment_count": 2}),
+        )
+        .await;
+    assert_eq!(status, 201, "{declared}");
+    ids.push(declared["id"].as_i64().unwrap());
     let mut agent = TestAgent::enroll(&embedded).await;
     agent.start();
     scan_document(&embedded, &agent, ids[0], 1).await;
@@ -157,7 +167,7 @@ async fn an_embedded_installation_moves_to_postgres_and_garage() {
         "{stdout}{}",
         String::from_utf8_lossy(&moved.stderr)
     );
-    assert!(stdout.contains("documents 3"), "{stdout}");
+    assert!(stdout.contains("documents 4"), "{stdout}");
     let blob_line = stdout.lines().find(|l| l.starts_with("blobs: ")).unwrap();
     let numbers: Vec<u64> = blob_line
         .split(|c: char| !c.is_ascii_digit())
@@ -187,10 +197,19 @@ async fn an_embedded_installation_moves_to_postgres_and_garage() {
     // ── The scaled-out server on the copy ──
     let args = replica_args(&database, &blobs);
     let scaled = TestServer::start_full("127.0.0.1:0", &args, &env, reqwest::Client::new());
+    assert_eq!(before[3]["attachment_count"], 2);
     for (id, was) in ids.iter().zip(&before) {
         let (status, doc) = scaled.get(&format!("/documents/{id}")).await;
         assert_eq!(status, 200, "{doc}");
-        for field in ["doc_no", "status", "cover_code", "created_at", "updated_at"] {
+        for field in [
+            "doc_no",
+            "status",
+            "cover_code",
+            "created_at",
+            "updated_at",
+            "attachment_count",
+            "attachment_check",
+        ] {
             assert_eq!(doc[field], was[field], "document {id} {field}");
         }
         assert_eq!(doc["images"], was["images"], "document {id} images");

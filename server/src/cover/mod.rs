@@ -40,7 +40,8 @@ fn mm(v: f32) -> u32 {
     (v * DPI / 25.4).round() as u32
 }
 
-/// What goes on a cover sheet. `cover_code` is what the barcodes carry.
+/// What goes on a cover sheet. `cover_code` is what the Code 128 carries;
+/// the QR carries it framed with the attachment count (`imc_shared::cover_qr`).
 pub struct CoverFields<'a> {
     pub cover_code: &'a str,
     pub source_system: &'a str,
@@ -50,6 +51,8 @@ pub struct CoverFields<'a> {
     pub title: Option<&'a str>,
     pub amount: Option<&'a str>,
     pub submitter: Option<&'a str>,
+    /// The declared attachment count (附件张数), printed and in the QR.
+    pub attachment_count: Option<u32>,
     pub created_at: &'a str,
 }
 
@@ -140,7 +143,10 @@ impl CoverRenderer {
         }
 
         // QR in the top-right corner, its quiet zone inside the margin box.
-        let qr = barcode::qr_matrix(fields.cover_code)?;
+        // The desk reads the count from the QR without asking the server; the
+        // Code 128 stays the bare code, as ERP-printed covers have it.
+        let qr_text = imc_shared::cover_qr::encode(fields.cover_code, fields.attachment_count);
+        let qr = barcode::qr_matrix(&qr_text)?;
         let qr_total_modules = qr.width() + 2 * QR_QUIET_MODULES;
         let qm = (QR_TARGET_PX / qr_total_modules).max(QR_MODULE_MIN);
         let qr_size = qr_total_modules * qm;
@@ -194,7 +200,10 @@ impl CoverRenderer {
         let Some(f) = font else {
             return Ok(img);
         };
-        let rows: [(&str, Option<&str>); 8] = [
+        let attachments = fields
+            .attachment_count
+            .map(|n| format!("附件 {n} 张 / {n} attachments"));
+        let rows: [(&str, Option<&str>); 9] = [
             ("单据编号 Doc no", Some(fields.doc_no)),
             ("来源系统 Source system", Some(fields.source_system)),
             ("单据类型 Doc type", Some(fields.doc_type)),
@@ -202,6 +211,7 @@ impl CoverRenderer {
             ("标题 Title", fields.title),
             ("金额 Amount", fields.amount),
             ("提交人 Submitter", fields.submitter),
+            ("附件张数 Attachments", attachments.as_deref()),
             ("创建时间 Created", Some(fields.created_at)),
         ];
         let px = 58.0;

@@ -22,6 +22,7 @@ fn fields() -> CoverFields<'static> {
         ),
         amount: Some("¥12,345.60"),
         submitter: Some("张三"),
+        attachment_count: None,
         created_at: "2024-05-06 09:30:00",
     }
 }
@@ -47,9 +48,39 @@ fn decode(img: &GrayImage, mut reader: impl Reader) -> String {
         .to_owned()
 }
 
+/// The Code 128 holds the bare code; the QR the framed payload.
 fn assert_decodes(img: &GrayImage) {
     assert_eq!(decode(img, Code128Reader), CODE);
-    assert_eq!(decode(img, QRCodeReader), CODE);
+    assert_eq!(decode(img, QRCodeReader), format!("IMC1|{CODE}|"));
+}
+
+#[test]
+fn the_qr_carries_the_declared_count_and_the_bars_the_bare_code() {
+    let with_count = CoverFields {
+        attachment_count: Some(3),
+        ..fields()
+    };
+    let img = renderer().render_gray(&with_count).unwrap();
+    assert_eq!(decode(&img, QRCodeReader), format!("IMC1|{CODE}|3"));
+    assert_eq!(decode(&img, Code128Reader), CODE);
+    let read = imc_shared::cover_qr::parse(&decode(&img, QRCodeReader)).unwrap();
+    assert_eq!((read.code.as_str(), read.declared), (CODE, Some(3)));
+    // Still readable in a 150 dpi scan.
+    let half = imageops::resize(&img, PAGE_W / 2, PAGE_H / 2, FilterType::Triangle);
+    assert_eq!(decode(&half, QRCodeReader), format!("IMC1|{CODE}|3"));
+}
+
+#[test]
+fn a_declared_count_is_printed() {
+    let r = renderer();
+    let without = r.render_gray(&fields()).unwrap();
+    let with = CoverFields {
+        attachment_count: Some(3),
+        ..fields()
+    };
+    let with = r.render_gray(&with).unwrap();
+    let ink = |img: &GrayImage| img.as_raw().iter().filter(|&&p| p < 128).count();
+    assert!(ink(&with) > ink(&without));
 }
 
 #[test]

@@ -19,6 +19,7 @@ use imc_shared::api::{
     AuditList, CreateDocument, DocumentCreated, DocumentView, ErrorBody, ImageList, ImageView,
     ReasonBody, StatusQuery, StatusQueryResult, StatusView,
 };
+use imc_shared::cover_qr::MAX_ATTACHMENT_COUNT;
 use imc_shared::{CoverCode, CoverPatterns};
 use serde::Deserialize;
 
@@ -97,6 +98,15 @@ async fn new_document(state: &AppState, body: CreateDocument) -> ApiResult<NewDo
         title: optional("title", body.title)?,
         amount,
         submitter: optional("submitter", body.submitter)?,
+        attachment_count: match body.attachment_count {
+            Some(n) if n > MAX_ATTACHMENT_COUNT => {
+                return Err(ApiError::field(
+                    "attachment_count",
+                    format!("attachment_count {n} is over {MAX_ATTACHMENT_COUNT}"),
+                ));
+            }
+            other => other,
+        },
         metadata: body.metadata,
     })
 }
@@ -164,7 +174,8 @@ async fn require(state: &AppState, caller: &Caller, id: i64) -> ApiResult<Docume
 pub async fn full_view(state: &AppState, doc: Document) -> ApiResult<DocumentView> {
     let images = state.store.images(doc.id).await?;
     let conflicts = state.store.document_conflicts(doc.id).await?;
-    Ok(views::document(doc, images, conflicts))
+    let check = state.store.attachment_check(&doc).await?;
+    Ok(views::document(doc, images, conflicts, check))
 }
 
 #[utoipa::path(
@@ -336,6 +347,7 @@ async fn render_cover(
             title: doc.title.as_deref(),
             amount: doc.amount.as_deref(),
             submitter: doc.submitter.as_deref(),
+            attachment_count: doc.attachment_count,
             created_at: &doc.created_at,
         };
         match format {

@@ -270,4 +270,22 @@ mod tests {
             }
         }
     }
+
+    /// The documented limit of `attachment_count` is the one the API enforces.
+    #[test]
+    fn the_attachment_count_limit_is_documented_as_enforced() {
+        let doc = serde_json::to_value(openapi::ApiDoc::openapi()).expect("document as JSON");
+        let field =
+            &doc["components"]["schemas"]["CreateDocument"]["properties"]["attachment_count"];
+        assert_eq!(
+            field["maximum"],
+            imc_shared::cover_qr::MAX_ATTACHMENT_COUNT,
+            "{field}"
+        );
+        assert_eq!(
+            doc["components"]["schemas"]["DocumentView"]["properties"]["attachment_check"]["oneOf"]
+                [1]["$ref"],
+            "#/components/schemas/AttachmentCheck"
+        );
+    }
 }

@@ -2,8 +2,8 @@
 
 use crate::store::{AuditRow, Delivery, Document, Image, InvoiceConflict, Packet};
 use imc_shared::api::{
-    AuditEntry, DocumentConflict, DocumentView, ImageView, PacketPageView, PacketView, StatusView,
-    WebhookDelivery,
+    AttachmentCheck, AuditEntry, DocumentConflict, DocumentView, ImageView, PacketPageView,
+    PacketView, StatusView, WebhookDelivery,
 };
 
 pub fn cover_url(id: i64) -> String {
@@ -28,6 +28,7 @@ pub fn document(
     doc: Document,
     images: Vec<Image>,
     conflicts: Vec<InvoiceConflict>,
+    attachment_check: Option<AttachmentCheck>,
 ) -> DocumentView {
     DocumentView {
         cover_url: cover_url(doc.id),
@@ -40,6 +41,8 @@ pub fn document(
         title: doc.title,
         amount: doc.amount,
         submitter: doc.submitter,
+        attachment_count: doc.attachment_count,
+        attachment_check,
         metadata: doc.metadata,
         mode: doc.mode,
         ready: doc.status.is_ready(),

@@ -18,7 +18,9 @@ pub use sqlite::audit::{AuditCheck, verify_audit_file};
 pub use sqlite::changes::Change;
 pub use sqlite::{SqliteStore, now};
 
+pub use crate::attachments::ScannedPage;
 use async_trait::async_trait;
+pub use imc_shared::api::AttachmentCheck;
 use imc_shared::api::{AttachMode, PacketState, Purged, Settings, SettingsPatch, TokenScope};
 use imc_shared::protocol::BarcodeInfo;
 use imc_shared::{DocStatus, ImageMode};
@@ -84,6 +86,8 @@ pub struct NewDocument {
     pub title: Option<String>,
     pub amount: Option<String>,
     pub submitter: Option<String>,
+    /// Sheets declared attached (附件张数), already checked against the limit.
+    pub attachment_count: Option<u32>,
     pub metadata: Option<serde_json::Value>,
 }
 
@@ -98,6 +102,7 @@ pub struct Document {
     pub title: Option<String>,
     pub amount: Option<String>,
     pub submitter: Option<String>,
+    pub attachment_count: Option<u32>,
     pub metadata: Option<serde_json::Value>,
     pub mode: ImageMode,
     pub status: DocStatus,
@@ -507,6 +512,9 @@ pub trait Store: Send + Sync + 'static {
     async fn documents_by_ids(&self, ids: &[i64]) -> StoreResult<Vec<Document>>;
     async fn documents_by_doc_nos(&self, doc_nos: &[String]) -> StoreResult<Vec<Document>>;
     async fn images(&self, document_id: i64) -> StoreResult<Vec<Image>>;
+    /// The declared attachment count against the scanned pages (see
+    /// `crate::attachments::check`).
+    async fn attachment_check(&self, doc: &Document) -> StoreResult<Option<AttachmentCheck>>;
     async fn image(&self, image_id: i64) -> StoreResult<Option<Image>>;
     async fn add_image(
         &self,

@@ -64,7 +64,10 @@ async fn postgres() -> Fixture {
     let schema = format!("t_{}", Uuid::new_v4().simple());
     admin_sql(&format!("CREATE SCHEMA {schema}")).await;
     let store = pg_store(&schema);
-    assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3, 4, 5]);
+    assert_eq!(
+        store.migrate().await.unwrap(),
+        (1..=crate::store::postgres::migrate::latest()).collect::<Vec<_>>()
+    );
     let announcer = store.clone();
     Fixture {
         store: Arc::new(store.clone()),
@@ -97,6 +100,7 @@ fn new_doc(doc_no: &str) -> NewDocument {
         title: None,
         amount: None,
         submitter: None,
+        attachment_count: None,
         metadata: None,
     }
 }
@@ -494,6 +498,72 @@ async fn packets_match_by_cover_and_bind_late(store: &dyn Store) {
         matches!(refused, Err(StoreError::Conflict(_))),
         "{refused:?}"
     );
+}
+
+/// A declared count is kept, read back, and checked against the non-blank
+/// pages after the cover once a packet is attached; the status change's
+/// webhook event carries the check.
+async fn declared_attachments_are_checked_against_the_scanned_pages(store: &dyn Store) {
+    match_mode(store).await;
+    store
+        .put_webhook("ERP", "http://127.0.0.1:9/hook", "secret", &actor())
+        .await
+        .unwrap();
+    let mut declared = new_doc("A-1");
+    declared.attachment_count = Some(3);
+    let Created::New(created) = store
+        .create_document(declared.clone(), &actor())
+        .await
+        .unwrap()
+    else {
+        panic!("not new")
+    };
+    assert_eq!(created.attachment_count, Some(3));
+    // Nothing attached yet: no check.
+    assert_eq!(store.attachment_check(&created).await.unwrap(), None);
+    // The same key again: the same document, count unchanged.
+    declared.attachment_count = Some(9);
+    let Created::Existing(again) = store.create_document(declared, &actor()).await.unwrap() else {
+        panic!("not existing")
+    };
+    assert_eq!((again.id, again.attachment_count), (created.id, Some(3)));
+
+    // Cover, two sheets, a blank back.
+    let cover = created.cover_code.clone();
+    let packet_id = Uuid::new_v4();
+    for index in 0..4 {
+        let mut p = page(packet_id, index, Some(&cover), None);
+        p.blank = index == 3;
+        store.record_page(&agent(), p).await.unwrap();
+    }
+    let matched = store
+        .seal_packet(&agent(), packet_id, Some(cover), 4, false, None)
+        .await
+        .unwrap();
+    assert!(
+        matches!(matched, PacketResolution::Matched { .. }),
+        "{matched:?}"
+    );
+    let attached = store.document(created.id).await.unwrap().unwrap();
+    let check = store.attachment_check(&attached).await.unwrap().unwrap();
+    assert_eq!(
+        (check.declared, check.scanned, check.verdict),
+        (3, 2, imc_shared::api::AttachmentVerdict::Missing)
+    );
+    let due = store.due_webhooks(&now(), 10).await.unwrap();
+    let event: serde_json::Value = serde_json::from_str(&due[0].body).unwrap();
+    assert_eq!(event["new_status"], "matched");
+    assert_eq!(
+        event["attachment_check"],
+        serde_json::json!({"declared": 3, "scanned": 2, "verdict": "missing"})
+    );
+
+    // Without a declared count there is no check, pages or not.
+    let plain = doc(store, "A-2").await;
+    scanned(store, plain, "no invoice").await;
+    let plain = store.document(plain).await.unwrap().unwrap();
+    assert_eq!(plain.attachment_count, None);
+    assert_eq!(store.attachment_check(&plain).await.unwrap(), None);
 }
 
 async fn decisions_fill_the_outbox_and_the_audit_trail(store: &dyn Store) {
@@ -1669,7 +1739,8 @@ conformance!(sqlite: a_duplicate_invoice_flags_both_live_documents,
     a_batch_of_pages_is_recorded_page_by_page, agents_are_listed_and_revoked_once,
     the_ops_snapshot_counts_what_is_stored, a_packet_sealed_with_no_pages_is_empty_not_matched,
     retention_purges_final_documents_and_keeps_shared_bytes, an_agent_touches_only_its_own_packets,
-    waiting_packets_attach_in_the_desks_order, bytes_count_as_held_only_by_the_site_that_sent_them;
+    waiting_packets_attach_in_the_desks_order, bytes_count_as_held_only_by_the_site_that_sent_them,
+    declared_attachments_are_checked_against_the_scanned_pages;
     racing: racing_pages_resolve_a_packet_once, racing_creates_make_one_document,
     paper_racing_its_document_binds_once, a_page_racing_the_purge_of_its_bytes_keeps_them);
 conformance!(postgres: a_duplicate_invoice_flags_both_live_documents,
@@ -1679,7 +1750,8 @@ conformance!(postgres: a_duplicate_invoice_flags_both_live_documents,
     a_batch_of_pages_is_recorded_page_by_page, agents_are_listed_and_revoked_once,
     the_ops_snapshot_counts_what_is_stored, a_packet_sealed_with_no_pages_is_empty_not_matched,
     retention_purges_final_documents_and_keeps_shared_bytes, an_agent_touches_only_its_own_packets,
-    waiting_packets_attach_in_the_desks_order, bytes_count_as_held_only_by_the_site_that_sent_them;
+    waiting_packets_attach_in_the_desks_order, bytes_count_as_held_only_by_the_site_that_sent_them,
+    declared_attachments_are_checked_against_the_scanned_pages;
     racing: racing_pages_resolve_a_packet_once, racing_creates_make_one_document,
     paper_racing_its_document_binds_once, a_page_racing_the_purge_of_its_bytes_keeps_them);
 

@@ -7,6 +7,7 @@
 //! else decided first) comes back as the workflow's 409 and is shown as such.
 
 use super::error::{UiError, UiResult};
+use super::i18n::Text;
 use super::layout::{self, Nav, csrf_field};
 use super::queue::{QueueQuery, filter_query};
 use super::session::Staff;
@@ -19,7 +20,7 @@ use crate::workflow::after_decision;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use imc_shared::api::ReasonBody;
+use imc_shared::api::{AttachmentCheck, AttachmentVerdict, ReasonBody};
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -75,6 +76,7 @@ async fn render(
         .ok_or_else(|| UiError::NotFound(format!("document {id}")))?;
     let images = state.store.images(id).await?;
     let conflicts = state.store.document_conflicts(id).await?;
+    let check = state.store.attachment_check(&doc).await?;
     let audit = state.store.document_audit(id).await?;
     let next = state.web.store.next_in_queue(filter.clone(), id).await?;
     let q = filter_query(filter);
@@ -107,7 +109,7 @@ async fn render(
                 (viewer(staff, &images))
                 aside.doc-side {
                     (decisions(staff, &doc, filter))
-                    (fields(staff, &doc))
+                    (fields(staff, &doc, check.as_ref()))
                 }
             }
             section.history {
@@ -132,7 +134,7 @@ async fn render(
     Ok((status, page).into_response())
 }
 
-fn fields(staff: &Staff, doc: &Document) -> Markup {
+fn fields(staff: &Staff, doc: &Document, check: Option<&AttachmentCheck>) -> Markup {
     let t = staff.lang.text();
     let row = |label: &str, value: Option<&str>| {
         html! { @if let Some(v) = value { tr { th { (label) } td { (v) } } } }
@@ -149,11 +151,26 @@ fn fields(staff: &Staff, doc: &Document) -> Markup {
             (row(t.cover_code, Some(&doc.cover_code)))
             (row(t.mode, Some(doc.mode.as_str())))
             (row(t.pages, Some(&doc.image_count.to_string())))
+            @if let Some(declared) = doc.attachment_count {
+                tr { th { (t.attachments) } td { (attachment_line(t, declared, check)) } }
+            }
             (row(t.reject_reason, doc.reject_reason.as_deref()))
             (row(t.created_at, Some(&layout::when(&doc.created_at))))
             (row(t.updated_at, Some(&layout::when(&doc.updated_at))))
         }
     }
+}
+
+/// The declared count and, once paper is attached, the check: coloured by
+/// verdict and worded, so it reads without the colour too.
+fn attachment_line(t: &Text, declared: u32, check: Option<&AttachmentCheck>) -> Markup {
+    let class = match check.map(|c| c.verdict) {
+        None => "attachments",
+        Some(AttachmentVerdict::Ok) => "attachments ok",
+        Some(AttachmentVerdict::Missing) => "attachments missing",
+        Some(AttachmentVerdict::Extra) => "attachments extra",
+    };
+    html! { span #attachment-check class=(class) { (t.attachment_check(declared, check)) } }
 }
 
 fn decisions(staff: &Staff, doc: &Document, filter: &QueueFilter) -> Markup {
@@ -390,4 +407,39 @@ async fn with_reason(
         Ok(doc) => back_to(id, &filter, flash, &doc.doc_no),
         Err(conflict) => conflict,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::web::i18n::Lang;
+
+    fn check(declared: u32, scanned: u32, verdict: AttachmentVerdict) -> AttachmentCheck {
+        AttachmentCheck {
+            declared,
+            scanned,
+            verdict,
+        }
+    }
+
+    #[test]
+    fn the_attachment_line_says_the_verdict_in_both_languages() {
+        let missing = check(3, 2, AttachmentVerdict::Missing);
+        let zh = attachment_line(Lang::Zh.text(), 3, Some(&missing)).into_string();
+        assert!(zh.contains("附件 3 张，扫描 2 张：缺 1 张"), "{zh}");
+        assert!(zh.contains("attachments missing"), "{zh}");
+        let en = attachment_line(Lang::En.text(), 3, Some(&missing)).into_string();
+        assert!(en.contains("3 declared, 2 scanned: 1 missing"), "{en}");
+        let extra = check(2, 4, AttachmentVerdict::Extra);
+        let en = attachment_line(Lang::En.text(), 2, Some(&extra)).into_string();
+        assert!(
+            en.contains("2 extra") && en.contains("attachments extra"),
+            "{en}"
+        );
+        let ok = check(2, 2, AttachmentVerdict::Ok);
+        let zh = attachment_line(Lang::Zh.text(), 2, Some(&ok)).into_string();
+        assert!(zh.contains("相符") && zh.contains("attachments ok"), "{zh}");
+        let waiting = attachment_line(Lang::Zh.text(), 5, None).into_string();
+        assert!(waiting.contains("附件 5 张"), "{waiting}");
+    }
 }

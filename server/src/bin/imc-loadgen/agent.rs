@@ -214,6 +214,7 @@ impl Agent {
                 title: Some("load generator packet".into()),
                 amount: None,
                 submitter: None,
+                attachment_count: None,
                 metadata: None,
             })
             .await?;

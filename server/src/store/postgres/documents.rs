@@ -102,13 +102,22 @@ pub async fn create(
     }
     let mode = resolve_mode(tx, &doc.org, &doc.doc_type).await?;
     let at = now();
+    let attachment_count = doc
+        .attachment_count
+        .map(|n| {
+            i32::try_from(n).map_err(|_| StoreError::Invalid {
+                field: "attachment_count".into(),
+                message: format!("{n} is too large"),
+            })
+        })
+        .transpose()?;
     // A racing create of the same document waits on the unique key and then
     // inserts nothing; it then answers with the winner's document.
     let inserted = db::query_opt(
         tx,
         "INSERT INTO documents (source_system, doc_no, doc_type, org, cover_code, title, amount, submitter, \
-         metadata, mode, status, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) \
+         metadata, mode, status, created_at, updated_at, attachment_count) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13) \
          ON CONFLICT (source_system, doc_no) DO NOTHING RETURNING id",
         &[
             &doc.source_system,
@@ -123,6 +132,7 @@ pub async fn create(
             &mode.as_str(),
             &DocStatus::AwaitingImages.as_str(),
             &at,
+            &attachment_count,
         ],
     )
     .await;
@@ -212,6 +222,43 @@ pub async fn images(c: &impl GenericClient, document_id: i64) -> StoreResult<Vec
         .iter()
         .map(rows::image)
         .collect()
+}
+
+/// The document's current pages that came from scanned packets, for the
+/// attachment check.
+pub async fn scanned_pages(
+    c: &impl GenericClient,
+    document_id: i64,
+) -> StoreResult<Vec<ScannedPage>> {
+    db::query(
+        c,
+        "SELECT p.page_index, i.blank, k.cover_code IS NOT NULL FROM images i \
+         JOIN pages p ON p.capture_id = i.capture_id JOIN packets k ON k.id = p.packet_id \
+         WHERE i.document_id = $1 AND i.replaced_at IS NULL",
+        &[&document_id],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(ScannedPage {
+            page_index: db::u32_of(r.get(0), "page index")?,
+            blank: r.get(1),
+            packet_has_cover: r.get(2),
+        })
+    })
+    .collect()
+}
+
+/// The document's attachment check, from inside a transaction or not.
+pub async fn attachment_check(
+    c: &impl GenericClient,
+    doc: &Document,
+) -> StoreResult<Option<AttachmentCheck>> {
+    if doc.attachment_count.is_none() {
+        return Ok(None);
+    }
+    let pages = scanned_pages(c, doc.id).await?;
+    Ok(crate::attachments::check(doc.attachment_count, &pages))
 }
 
 pub async fn image(c: &impl GenericClient, image_id: i64) -> StoreResult<Option<Image>> {

@@ -32,6 +32,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "desk sequence",
         include_str!("migrations/0005_desk_sequence.sql"),
     ),
+    (
+        6,
+        "attachment count",
+        include_str!("migrations/0006_attachment_count.sql"),
+    ),
 ];
 
 /// Any constant both the migrator and the check agree on.

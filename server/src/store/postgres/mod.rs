@@ -290,6 +290,10 @@ impl Store for PgStore {
         on_conn!(self, |c| documents::images(c, document_id))
     }
 
+    async fn attachment_check(&self, doc: &Document) -> StoreResult<Option<AttachmentCheck>> {
+        on_conn!(self, |c| documents::attachment_check(c, doc))
+    }
+
     async fn image(&self, image_id: i64) -> StoreResult<Option<Image>> {
         on_conn!(self, |c| documents::image(c, image_id))
     }

@@ -8,7 +8,11 @@ use tokio_postgres::Row;
 pub const DOCUMENT_COLUMNS: &str = "d.id, d.source_system, d.doc_no, d.doc_type, d.org, d.cover_code, \
      d.title, d.amount, d.submitter, d.metadata, d.mode, d.status, d.reject_reason, \
      d.created_at, d.updated_at, \
-     (SELECT COUNT(*) FROM images i WHERE i.document_id = d.id AND i.replaced_at IS NULL)";
+     (SELECT COUNT(*) FROM images i WHERE i.document_id = d.id AND i.replaced_at IS NULL), \
+     d.attachment_count";
+/// How many columns `DOCUMENT_COLUMNS` selects: queries that select more
+/// after them read those from here on.
+pub const DOCUMENT_WIDTH: usize = 17;
 
 pub fn document(row: &Row) -> StoreResult<Document> {
     let id: i64 = row.get(0);
@@ -26,6 +30,13 @@ pub fn document(row: &Row) -> StoreResult<Document> {
         title: row.get(6),
         amount: row.get(7),
         submitter: row.get(8),
+        attachment_count: row
+            .get::<_, Option<i32>>(16)
+            .map(|n| {
+                u32::try_from(n)
+                    .map_err(|_| StoreError::Corrupt(format!("document {id} attachment count {n}")))
+            })
+            .transpose()?,
         metadata: metadata
             .map(|text| {
                 serde_json::from_str(&text)

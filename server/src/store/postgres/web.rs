@@ -85,7 +85,7 @@ async fn queue(
         .map(|r| {
             Ok(QueueRow {
                 document: rows::document(r)?,
-                site: r.get(16),
+                site: r.get(rows::DOCUMENT_WIDTH),
             })
         })
         .collect::<StoreResult<_>>()?;

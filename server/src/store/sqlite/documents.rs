@@ -71,8 +71,8 @@ pub fn create(tx: &Transaction<'_>, doc: NewDocument, actor: &Actor) -> StoreRes
     let at = now();
     tx.execute(
         "INSERT INTO documents (source_system, doc_no, doc_type, org, cover_code, title, amount, submitter, \
-         metadata, mode, status, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+         metadata, mode, status, created_at, updated_at, attachment_count) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13)",
         params![
             doc.source_system,
             doc.doc_no,
@@ -86,6 +86,7 @@ pub fn create(tx: &Transaction<'_>, doc: NewDocument, actor: &Actor) -> StoreRes
             mode.as_str(),
             DocStatus::AwaitingImages.as_str(),
             at,
+            doc.attachment_count,
         ],
     )?;
     let id = tx.last_insert_rowid();
@@ -101,6 +102,22 @@ pub fn create(tx: &Transaction<'_>, doc: NewDocument, actor: &Actor) -> StoreRes
     // Late binding: paper that arrived before its document attaches now.
     packets::attach_waiting_packets(tx, id, &doc.cover_code)?;
     Ok(Created::New(require(tx, id)?))
+}
+
+/// Databases from before declared attachment counts get the column.
+pub fn migrate(conn: &Connection) -> StoreResult<()> {
+    let present: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('documents') WHERE name = 'attachment_count')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !present {
+        conn.execute(
+            "ALTER TABLE documents ADD COLUMN attachment_count INTEGER",
+            [],
+        )?;
+    }
+    Ok(())
 }
 
 pub fn require(conn: &Connection, id: i64) -> StoreResult<Document> {
@@ -146,6 +163,33 @@ pub fn images(conn: &Connection, document_id: i64) -> StoreResult<Vec<Image>> {
     let mut stmt = conn.prepare_cached(&sql)?;
     let images = rows::collect(stmt.query_map([document_id], rows::image)?)?;
     Ok(images)
+}
+
+/// The document's current pages that came from scanned packets, for the
+/// attachment check.
+pub fn scanned_pages(conn: &Connection, document_id: i64) -> StoreResult<Vec<ScannedPage>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT p.page_index, i.blank, k.cover_code IS NOT NULL FROM images i \
+         JOIN pages p ON p.capture_id = i.capture_id JOIN packets k ON k.id = p.packet_id \
+         WHERE i.document_id = ?1 AND i.replaced_at IS NULL",
+    )?;
+    let pages = stmt.query_map([document_id], |r| {
+        Ok(ScannedPage {
+            page_index: r.get(0)?,
+            blank: r.get(1)?,
+            packet_has_cover: r.get(2)?,
+        })
+    })?;
+    Ok(pages.collect::<Result<_, _>>()?)
+}
+
+/// The document's attachment check, from inside a transaction or not.
+pub fn attachment_check(conn: &Connection, doc: &Document) -> StoreResult<Option<AttachmentCheck>> {
+    if doc.attachment_count.is_none() {
+        return Ok(None);
+    }
+    let pages = scanned_pages(conn, doc.id)?;
+    Ok(crate::attachments::check(doc.attachment_count, &pages))
 }
 
 pub fn image(conn: &Connection, image_id: i64) -> StoreResult<Option<Image>> {

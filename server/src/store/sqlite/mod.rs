@@ -58,6 +58,7 @@ impl SqliteStore {
         writer.execute_batch(include_str!("schema.sql"))?;
         audit::migrate(&writer)?;
         packets::migrate(&writer)?;
+        documents::migrate(&writer)?;
         retention::migrate(&writer)?;
         let changes = changes::Changes::new();
         changes.install(&mut writer)?;
@@ -343,6 +344,12 @@ impl Store for SqliteStore {
 
     async fn images(&self, document_id: i64) -> StoreResult<Vec<Image>> {
         self.read(move |c| documents::images(c, document_id)).await
+    }
+
+    async fn attachment_check(&self, doc: &Document) -> StoreResult<Option<AttachmentCheck>> {
+        let doc = doc.clone();
+        self.read(move |c| documents::attachment_check(c, &doc))
+            .await
     }
 
     async fn image(&self, image_id: i64) -> StoreResult<Option<Image>> {

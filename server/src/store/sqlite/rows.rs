@@ -7,7 +7,11 @@ use rusqlite::Row;
 pub const DOCUMENT_COLUMNS: &str = "d.id, d.source_system, d.doc_no, d.doc_type, d.org, d.cover_code, \
      d.title, d.amount, d.submitter, d.metadata, d.mode, d.status, d.reject_reason, \
      d.created_at, d.updated_at, \
-     (SELECT COUNT(*) FROM images i WHERE i.document_id = d.id AND i.replaced_at IS NULL)";
+     (SELECT COUNT(*) FROM images i WHERE i.document_id = d.id AND i.replaced_at IS NULL), \
+     d.attachment_count";
+/// How many columns `DOCUMENT_COLUMNS` selects: queries that select more
+/// after them read those from here on.
+pub const DOCUMENT_WIDTH: usize = 17;
 
 pub fn document(row: &Row<'_>) -> rusqlite::Result<Result<Document, StoreError>> {
     let metadata: Option<String> = row.get(9)?;
@@ -25,6 +29,7 @@ pub fn document(row: &Row<'_>) -> rusqlite::Result<Result<Document, StoreError>>
             title: row.get(6)?,
             amount: row.get(7)?,
             submitter: row.get(8)?,
+            attachment_count: row.get(16)?,
             metadata: match metadata {
                 Some(text) => Some(
                     serde_json::from_str(&text)

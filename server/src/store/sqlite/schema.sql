@@ -61,6 +61,8 @@ CREATE TABLE IF NOT EXISTS documents (
     reject_reason TEXT,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
+    -- Sheets the submitter declared attached (附件张数); NULL: none declared.
+    attachment_count INTEGER,
     UNIQUE (source_system, doc_no)
 );
 CREATE INDEX IF NOT EXISTS documents_by_doc_no ON documents (doc_no);

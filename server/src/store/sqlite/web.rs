@@ -61,7 +61,7 @@ fn queue(conn: &Connection, f: &QueueFilter, offset: u32, limit: u32) -> StoreRe
     let rows = stmt.query_map(
         params![f.site, f.org, f.doc_type, f.within, limit, offset],
         |r| -> rusqlite::Result<StoreResult<QueueRow>> {
-            let site: Option<String> = r.get(16)?;
+            let site: Option<String> = r.get(rows::DOCUMENT_WIDTH)?;
             Ok(rows::document(r)?.map(|document| QueueRow { document, site }))
         },
     )?;

@@ -53,6 +53,8 @@ pub fn enqueue(
         old_status: from,
         new_status: to,
         at: at.clone(),
+        // Read inside the transition's transaction: the pages it attached count.
+        attachment_check: super::documents::attachment_check(tx, doc)?,
     };
     let body = serde_json::to_string(&event)
         .map_err(|e| StoreError::Corrupt(format!("webhook event for {}: {e}", doc.id)))?;

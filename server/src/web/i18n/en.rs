@@ -148,4 +148,10 @@ pub const TEXT: Text = Text {
     error_title: "Something went wrong",
     forbidden: "Your role may not do this.",
     not_found: "Not found",
+
+    attachments: "Attachments",
+    attachments_declared: "{declared} declared",
+    attachments_ok: "{declared} declared, {scanned} scanned: as declared",
+    attachments_missing: "{declared} declared, {scanned} scanned: {diff} missing",
+    attachments_extra: "{declared} declared, {scanned} scanned: {diff} extra",
 };

@@ -6,6 +6,7 @@ mod zh;
 
 use axum::http::HeaderMap;
 use imc_shared::DocStatus;
+use imc_shared::api::{AttachmentCheck, AttachmentVerdict};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lang {
@@ -220,9 +221,37 @@ pub struct Text {
     pub error_title: &'static str,
     pub forbidden: &'static str,
     pub not_found: &'static str,
+
+    /// Attachment check lines; `{declared}`, `{scanned}` and `{diff}` are
+    /// filled in by [`Text::attachment_check`].
+    pub attachments: &'static str,
+    pub attachments_declared: &'static str,
+    pub attachments_ok: &'static str,
+    pub attachments_missing: &'static str,
+    pub attachments_extra: &'static str,
 }
 
 impl Text {
+    /// The attachment line: the declared count alone until a packet is
+    /// attached, then the check's verdict.
+    pub fn attachment_check(&self, declared: u32, check: Option<&AttachmentCheck>) -> String {
+        let (template, scanned) = match check {
+            None => (self.attachments_declared, 0),
+            Some(c) => (
+                match c.verdict {
+                    AttachmentVerdict::Ok => self.attachments_ok,
+                    AttachmentVerdict::Missing => self.attachments_missing,
+                    AttachmentVerdict::Extra => self.attachments_extra,
+                },
+                c.scanned,
+            ),
+        };
+        template
+            .replace("{declared}", &declared.to_string())
+            .replace("{scanned}", &scanned.to_string())
+            .replace("{diff}", &declared.abs_diff(scanned).to_string())
+    }
+
     pub fn status(&self, status: DocStatus) -> &'static str {
         match status {
             DocStatus::AwaitingImages => self.status_awaiting_images,

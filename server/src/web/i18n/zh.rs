@@ -148,4 +148,10 @@ pub const TEXT: Text = Text {
     error_title: "出错了",
     forbidden: "您的角色无权执行此操作。",
     not_found: "未找到",
+
+    attachments: "附件",
+    attachments_declared: "附件 {declared} 张",
+    attachments_ok: "附件 {declared} 张，扫描 {scanned} 张：相符",
+    attachments_missing: "附件 {declared} 张，扫描 {scanned} 张：缺 {diff} 张",
+    attachments_extra: "附件 {declared} 张，扫描 {scanned} 张：多 {diff} 张",
 };
