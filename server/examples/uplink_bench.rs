@@ -78,6 +78,8 @@ fn fill_queue(queue: &Queue, agent: usize, pages: usize) -> anyhow::Result<()> {
             content_type: "image/jpeg".into(),
             source_name: format!("{i}.jpg"),
             cover_code: None,
+            declared: None,
+            count_note: None,
             barcodes_json: "[]".into(),
             blank: false,
         };
