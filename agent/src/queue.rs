@@ -238,50 +238,52 @@ CREATE INDEX IF NOT EXISTS pages_by_file ON pages (file_id);
 CREATE INDEX IF NOT EXISTS pages_by_packet ON pages (packet_id);
 ";
 
-/// Queues made before pages could fail get the columns saying why and when.
-fn add_failure_columns(conn: &Connection) -> rusqlite::Result<()> {
-    let has_failure: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('pages') WHERE name = 'failure')",
-        [],
+/// Adds columns to a queue made by an older agent: `ddl` runs when `table`
+/// lacks `column` (the first column it adds).
+fn add_columns(conn: &Connection, table: &str, column: &str, ddl: &str) -> rusqlite::Result<()> {
+    let present: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2)",
+        [table, column],
         |r| r.get(0),
     )?;
-    if !has_failure {
-        conn.execute_batch(
-            "ALTER TABLE pages ADD COLUMN failure TEXT; ALTER TABLE pages ADD COLUMN failed_at TEXT;",
-        )?;
-    }
-    let has_seal_failure: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('packets') WHERE name = 'seal_failure')",
-        [],
-        |r| r.get(0),
-    )?;
-    if !has_seal_failure {
-        conn.execute_batch("ALTER TABLE packets ADD COLUMN seal_failure TEXT;")?;
-    }
-    let has_declared: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('packets') WHERE name = 'declared')",
-        [],
-        |r| r.get(0),
-    )?;
-    if !has_declared {
-        conn.execute_batch(
-            "ALTER TABLE packets ADD COLUMN declared INTEGER; ALTER TABLE packets ADD COLUMN count_note TEXT;",
-        )?;
+    if !present {
+        conn.execute_batch(ddl)?;
     }
     Ok(())
+}
+
+/// Queues made before pages could fail, or covers declared a count, get
+/// the columns saying why, when and how many.
+fn add_failure_columns(conn: &Connection) -> rusqlite::Result<()> {
+    add_columns(
+        conn,
+        "pages",
+        "failure",
+        "ALTER TABLE pages ADD COLUMN failure TEXT; ALTER TABLE pages ADD COLUMN failed_at TEXT;",
+    )?;
+    add_columns(
+        conn,
+        "packets",
+        "seal_failure",
+        "ALTER TABLE packets ADD COLUMN seal_failure TEXT;",
+    )?;
+    add_columns(
+        conn,
+        "packets",
+        "declared",
+        "ALTER TABLE packets ADD COLUMN declared INTEGER; ALTER TABLE packets ADD COLUMN count_note TEXT;",
+    )
 }
 
 /// Queues made before packets had a sequence: existing packets numbered in
 /// the order they were inserted (rowid), the counter set past them.
 fn add_packet_sequence(conn: &Connection) -> rusqlite::Result<()> {
-    let has_seq: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('packets') WHERE name = 'seq')",
-        [],
-        |r| r.get(0),
+    add_columns(
+        conn,
+        "packets",
+        "seq",
+        "ALTER TABLE packets ADD COLUMN seq INTEGER;",
     )?;
-    if !has_seq {
-        conn.execute_batch("ALTER TABLE packets ADD COLUMN seq INTEGER;")?;
-    }
     conn.execute_batch(&format!(
         "UPDATE packets SET seq = rowid WHERE seq IS NULL; \
          INSERT INTO meta (key, value) SELECT '{PACKET_SEQ_KEY}', COALESCE(MAX(seq), 0) FROM packets WHERE true \

@@ -56,10 +56,7 @@ async fn one(server: &TestServer, agent: &TestAgent, n: usize, case: Case) -> Du
     let declared = (case != Case::Undeclared).then_some(2);
     let doc = document(server, n, declared).await;
     let id = doc["id"].as_i64().unwrap();
-    let (_, png) = server
-        .get_bytes(&format!("/documents/{id}/cover.png"))
-        .await;
-    let mut files = vec![scan::jpeg(&scan::decode_gray(&png), 80)];
+    let mut files = vec![server.cover_scan(&doc).await];
     files.push(scan::jpeg(&scan::text_page(2 * n as u64), 80));
     files.push(scan::jpeg(&scan::text_page(2 * n as u64 + 1), 80));
     if case == Case::DeclaredWithBlankBack {

@@ -25,16 +25,6 @@ async fn document(server: &TestServer, doc_no: &str, count: Option<u32>) -> Valu
     doc
 }
 
-/// The cover sheet the server prints for a document, as a scanner's JPEG.
-async fn cover_scan(server: &TestServer, doc: &Value) -> Vec<u8> {
-    let id = doc["id"].as_i64().unwrap();
-    let (status, png) = server
-        .get_bytes(&format!("/documents/{id}/cover.png"))
-        .await;
-    assert_eq!(status, 200);
-    scan::jpeg(&scan::decode_gray(&png), 80)
-}
-
 #[tokio::test]
 async fn matched_packets_are_checked_against_the_declared_count() {
     let server = TestServer::start();
@@ -44,12 +34,12 @@ async fn matched_packets_are_checked_against_the_declared_count() {
     let blank = scan::png(&GrayImage::from_pixel(1240, 1754, Luma([255])));
 
     // One batch, as a scanner writes it: each cover and the sheets behind it.
-    let mut files = vec![cover_scan(&server, &short).await];
+    let mut files = vec![server.cover_scan(&short).await];
     files.extend((0..2).map(|n| scan::png(&scan::text_page(700 + n))));
-    files.push(cover_scan(&server, &exact).await);
+    files.push(server.cover_scan(&exact).await);
     files.extend((0..2).map(|n| scan::png(&scan::text_page(710 + n))));
     files.push(blank);
-    files.push(cover_scan(&server, &plain).await);
+    files.push(server.cover_scan(&plain).await);
     files.push(scan::png(&scan::text_page(720)));
 
     let mut agent = TestAgent::enroll(&server).await;

@@ -272,6 +272,14 @@ impl TestServer {
         doc
     }
 
+    /// The cover sheet this server prints for a document, as a scanner's JPEG of it.
+    pub async fn cover_scan(&self, doc: &Value) -> Vec<u8> {
+        let id = doc["id"].as_i64().expect("document id");
+        let (status, png) = self.get_bytes(&format!("/documents/{id}/cover.png")).await;
+        assert_eq!(status, 200, "cover of document {id}");
+        crate::scan::jpeg(&crate::scan::decode_gray(&png), 80)
+    }
+
     pub async fn status_of(&self, id: i64) -> String {
         let (_, status) = self.get(&format!("/documents/{id}/status")).await;
         status["status"].as_str().unwrap_or_default().to_owned()

@@ -10,16 +10,6 @@ use std::time::{Duration, SystemTime};
 
 const WAIT: Duration = Duration::from_secs(120);
 
-/// The cover sheet the server prints for a document, as a scanner's JPEG.
-async fn cover_scan(server: &TestServer, doc: &Value) -> Vec<u8> {
-    let id = doc["id"].as_i64().unwrap();
-    let (status, png) = server
-        .get_bytes(&format!("/documents/{id}/cover.png"))
-        .await;
-    assert_eq!(status, 200);
-    scan::jpeg(&scan::decode_gray(&png), 80)
-}
-
 /// The SHA-256 of a document's images, in page order.
 async fn images_of(server: &TestServer, doc: &Value) -> Vec<String> {
     let id = doc["id"].as_i64().unwrap();
@@ -55,7 +45,7 @@ async fn twelve_files_with_one_mtime_go_in_natural_name_order() {
     let mut want = Vec::new();
     for n in 1..=12u64 {
         let bytes = match n {
-            1 => cover_scan(&server, &doc).await,
+            1 => server.cover_scan(&doc).await,
             _ => scan::png(&scan::text_page(100 + n)),
         };
         want.push(sha256_hex(&bytes));
@@ -79,7 +69,7 @@ async fn a_cover_then_a_tiff_that_splits_slower_than_the_quiet_time_is_one_packe
     let mut agent = TestAgent::enroll(&server).await;
     // Quiet closes a packet after 0.3 s; splitting 80 G4 pages takes far longer.
     agent.configure("seal_after_ms", 300.into());
-    let cover = cover_scan(&server, &doc).await;
+    let cover = server.cover_scan(&doc).await;
     let pages: Vec<_> = (0..4)
         .map(|n| scan::bitonal(&scan::text_page(200 + n), 300))
         .collect();
@@ -123,7 +113,7 @@ async fn a_spool_that_fills_mid_batch_and_drains_keeps_each_document_to_its_own_
     let mut wants = Vec::new();
     let mut files = Vec::new();
     for (d, doc) in docs.iter().enumerate() {
-        let cover = cover_scan(&server, doc).await;
+        let cover = server.cover_scan(doc).await;
         let mut want = vec![sha256_hex(&cover)];
         files.push(cover);
         for p in 0..3 {
