@@ -74,7 +74,10 @@ async fn one(server: &TestServer, agent: &TestAgent, n: usize, case: Case) -> Du
         if server.status_of(id).await == "matched" {
             return landed.elapsed();
         }
-        assert!(landed.elapsed() < Duration::from_secs(60), "document {id} never matched");
+        assert!(
+            landed.elapsed() < Duration::from_secs(60),
+            "document {id} never matched"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -82,7 +85,11 @@ async fn one(server: &TestServer, agent: &TestAgent, n: usize, case: Case) -> Du
 fn summary(times: &mut [Duration]) -> (f64, f64, f64) {
     times.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    (ms(times[0]), ms(times[times.len() / 2]), ms(times[times.len() - 1]))
+    (
+        ms(times[0]),
+        ms(times[times.len() / 2]),
+        ms(times[times.len() - 1]),
+    )
 }
 
 #[tokio::main]
@@ -101,7 +108,11 @@ async fn main() {
     agent.configure("seal_after_ms", 5000.into());
     agent.configure("declared_grace_ms", 1000.into());
     agent.start();
-    let cases = [Case::DeclaredWithBlankBack, Case::Declared, Case::Undeclared];
+    let cases = [
+        Case::DeclaredWithBlankBack,
+        Case::Declared,
+        Case::Undeclared,
+    ];
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); cases.len()];
     let mut n = 0;
     for _ in 0..rounds {
@@ -112,7 +123,10 @@ async fn main() {
     }
     let (_, baseline, _) = summary(&mut times[2].clone());
     println!("last page in the inbox -> matched, {rounds} rounds (ms):");
-    println!("{:<36} {:>8} {:>8} {:>8} {:>10}", "case", "min", "median", "max", "x baseline");
+    println!(
+        "{:<36} {:>8} {:>8} {:>8} {:>10}",
+        "case", "min", "median", "max", "x baseline"
+    );
     for (case, times) in cases.iter().zip(times.iter_mut()) {
         let (min, median, max) = summary(times);
         println!(
