@@ -47,6 +47,17 @@ async fn receiver() -> (String, Arc<Mutex<Received>>, tokio::task::JoinHandle<()
     (url, received, task)
 }
 
+fn stored_secret(db: &std::path::Path) -> String {
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .query_row(
+            "SELECT secret FROM webhooks WHERE source_system = 'ERP'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
 fn sign(body: &[u8]) -> String {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
     mac.update(body);
@@ -56,12 +67,42 @@ fn sign(body: &[u8]) -> String {
 #[tokio::test]
 async fn status_changes_are_pushed_signed_and_retried() {
     let (url, received, task) = receiver().await;
-    let server = TestServer::start();
+    let mut server = TestServer::start();
     let (status, body) = server
         .put("/webhooks/ERP", json!({"url": url, "secret": SECRET}))
         .await;
     assert_eq!(status, 200, "{body}");
     assert!(body.get("secret").is_none(), "the secret is never shown");
+    let db = server.data_dir.join("imc.sqlite3");
+    let stored = stored_secret(&db);
+    assert!(
+        stored.starts_with("v1:") && !stored.contains(SECRET),
+        "stored sealed: {stored}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let key = server.data_dir.join("secrets.key");
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "secrets.key readable by others: {mode:o}");
+    }
+    // An installation from before sealing kept the plain text: the next
+    // start seals it in place, and delivery below still signs with it.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute("UPDATE webhooks SET secret = ?1", [SECRET])
+        .unwrap();
+    server.restart();
+    // The address is printed before the store is opened: wait for the seal.
+    let upgraded = eventually("the legacy secret sealed", Duration::from_secs(20), || {
+        let stored = stored_secret(&db);
+        async move { stored.starts_with("v1:").then_some(stored) }
+    })
+    .await;
+    assert!(
+        upgraded.starts_with("v1:") && upgraded != stored,
+        "legacy secret sealed at start: {upgraded}"
+    );
     let (status, body) = server
         .put("/webhooks/ERP", json!({"url": "ftp://x", "secret": SECRET}))
         .await;
