@@ -252,10 +252,17 @@ fn write_key_file(file: &Path, keys: &[[u8; KEY_LEN]], create_new: bool) -> anyh
     out.write_all(text.as_bytes())
         .and_then(|()| out.sync_all())
         .with_context(|| format!("writing {}", tmp.display()))?;
-    if create_new && file.exists() {
-        // Another process created it meanwhile: theirs is the key.
+    if create_new {
+        // A link never replaces: if another process made the file meanwhile,
+        // theirs is the key.
+        let linked = std::fs::hard_link(&tmp, file);
         let _ = std::fs::remove_file(&tmp);
-        return Ok(());
+        return match linked {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                Err(e).with_context(|| format!("creating {}", file.display()))
+            }
+            _ => Ok(()),
+        };
     }
     std::fs::rename(&tmp, file)
         .with_context(|| format!("renaming {} to {}", tmp.display(), file.display()))
