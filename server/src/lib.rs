@@ -8,7 +8,7 @@
 //! - `store/`: metadata behind the [`store::Store`] trait (SQLite embedded or
 //!   PostgreSQL); `blobs`: image bytes, content-addressed (folder or object store).
 //! - `workflow`: the document lifecycle rules; `settings`: their validation;
-//!   `webhooks`: the outbox delivery task; `retention`: purging image bytes;
+//!   `webhooks`: the outbox delivery task; `secrets`: webhook secrets sealed at rest; `retention`: purging image bytes;
 //!   `cover/`: cover sheet drawing.
 //! - `web/`: the sign-off desk, the staff's web UI under `/ui`.
 //! - `demo`: the one-command demonstration.
@@ -31,6 +31,7 @@ pub mod partials;
 pub mod ratelimit;
 pub mod retention;
 mod routes;
+pub mod secrets;
 pub mod settings;
 mod state;
 pub mod store;
@@ -86,6 +87,11 @@ pub async fn open(config: ServerConfig) -> anyhow::Result<AppState> {
         }
         tracing::info!("IMC_BOOTSTRAP_TOKEN stored as an admin API token");
     }
+    // Loaded once; a key that cannot open the stored secrets stops the start.
+    let secrets = secrets::Keyring::load(&config.data_dir)?;
+    secrets::upgrade(&*store, &secrets)
+        .await
+        .context("webhook secrets")?;
     let blobs: Arc<dyn blobs::BlobStore> = match &config.blobs {
         Some(location) => blobs::open(location)?,
         None => Arc::new(FolderBlobs::open(&config.blobs_dir())?),
@@ -114,6 +120,7 @@ pub async fn open(config: ServerConfig) -> anyhow::Result<AppState> {
     };
     Ok(AppState {
         client_ca,
+        secrets: Arc::new(secrets),
         committer: commit::Committer::start(Arc::clone(&store), Arc::clone(&blobs)),
         web,
         shared_partials,
@@ -201,7 +208,11 @@ pub async fn serve_state(
     net::open_files::raise_for(state.config.max_agents);
     // Background work is owned here: cancelled with the server and awaited.
     let stop = tokio_util::sync::CancellationToken::new();
-    let outbox = tokio::spawn(webhooks::run(Arc::clone(&state.store), stop.clone()));
+    let outbox = tokio::spawn(webhooks::run(
+        Arc::clone(&state.store),
+        Arc::clone(&state.secrets),
+        stop.clone(),
+    ));
     let desk_events = tokio::spawn(state.desks.clone().follow(stop.clone()));
     let sweeper = tokio::spawn(partials::run(
         state.config.partials_dir(),

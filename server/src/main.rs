@@ -142,6 +142,11 @@ enum Command {
         #[command(subcommand)]
         command: imc_server::cli::TokenCommand,
     },
+    /// Webhook secrets at rest: rotate the key that seals them.
+    Secrets {
+        #[command(subcommand)]
+        command: imc_server::cli::SecretsCommand,
+    },
     /// Audit trail tools.
     Audit {
         #[command(subcommand)]
@@ -510,6 +515,7 @@ fn run_async(command: Command, file: ServerFile) -> anyhow::Result<()> {
                 command: UserCommand::Password { at, name, password },
             } => imc_server::web::users::set_password_from_cli(&at, &name, password).await,
             Command::Token { command } => imc_server::cli::token(command).await,
+            Command::Secrets { command } => imc_server::cli::secrets(command).await,
             // Handled without a runtime in `run`.
             Command::Audit { .. }
             | Command::Backup { .. }

@@ -25,4 +25,6 @@ pub struct AppState {
     /// Mutual TLS for agents, when configured: signs desks' certificates at
     /// enrolment, and the uplink requires one.
     pub client_ca: Option<Arc<crate::net::client_certs::ClientCa>>,
+    /// Seals webhook secrets before they are stored (`crate::secrets`).
+    pub secrets: Arc<crate::secrets::Keyring>,
 }

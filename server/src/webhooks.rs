@@ -7,7 +7,9 @@
 //! signed with `X-IMC-Signature: sha256=<hex HMAC-SHA256(secret, body)>`.
 //! Failures back off exponentially (`webhook_retry` in the settings) until
 //! `max_attempts`, after which the event is marked failed in the log.
+//! Secrets are stored sealed (`crate::secrets`) and opened just to sign.
 
+use crate::secrets::Keyring;
 use crate::store::{DeliveryOutcome, OutboxItem, Store};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -44,7 +46,7 @@ pub fn backoff(base_delay_secs: u64, attempts: u32) -> Duration {
 }
 
 /// Runs until `shutdown` is cancelled.
-pub async fn run(store: Arc<dyn Store>, shutdown: CancellationToken) {
+pub async fn run(store: Arc<dyn Store>, keys: Arc<Keyring>, shutdown: CancellationToken) {
     let client = match reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build() {
         Ok(client) => client,
         Err(e) => {
@@ -53,7 +55,7 @@ pub async fn run(store: Arc<dyn Store>, shutdown: CancellationToken) {
         }
     };
     while !shutdown.is_cancelled() {
-        let sent = match deliver_due(&*store, &client, &shutdown).await {
+        let sent = match deliver_due(&*store, &keys, &client, &shutdown).await {
             Ok(sent) => sent,
             Err(e) => {
                 tracing::warn!(error = %e, "webhook outbox");
@@ -71,6 +73,7 @@ pub async fn run(store: Arc<dyn Store>, shutdown: CancellationToken) {
 
 async fn deliver_due(
     store: &dyn Store,
+    keys: &Keyring,
     client: &reqwest::Client,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<usize> {
@@ -84,7 +87,7 @@ async fn deliver_due(
         let attempt = tokio::select! {
             // Not recorded: the event stays due and is sent again after a restart.
             _ = shutdown.cancelled() => return Ok(sent),
-            outcome = send(client, &item) => outcome,
+            outcome = send(client, keys, &item) => outcome,
         };
         let (http_status, error, delivered) = attempt;
         let attempts = item.attempts + 1;
@@ -114,8 +117,17 @@ async fn deliver_due(
     Ok(sent)
 }
 
-async fn send(client: &reqwest::Client, item: &OutboxItem) -> (Option<u16>, Option<String>, bool) {
-    let signature = match signature(item.secret.as_bytes(), item.body.as_bytes()) {
+async fn send(
+    client: &reqwest::Client,
+    keys: &Keyring,
+    item: &OutboxItem,
+) -> (Option<u16>, Option<String>, bool) {
+    // The error names the key id, never the secret.
+    let secret = match keys.open(&item.secret) {
+        Ok(secret) => secret,
+        Err(e) => return (None, Some(format!("webhook secret: {e:#}")), false),
+    };
+    let signature = match signature(secret.as_bytes(), item.body.as_bytes()) {
         Ok(signature) => signature,
         Err(e) => return (None, Some(format!("signing: {e}")), false),
     };

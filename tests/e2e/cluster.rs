@@ -130,13 +130,17 @@ fn add_user(database: &str, name: &str) {
     );
 }
 
+const SECRETS_KEY: &str = "3f1c9a5e7b2d4086a1c3e5f7091b2d4f6a8c0e1f3a5b7c9d1e3f5a7b9c1d3e5f";
+
 /// Starts two replicas on a fresh schema and bucket prefix.
 async fn replicas() -> (String, TestServer, TestServer) {
     let settings = services();
     let database = fresh_database(&settings).await;
     migrate(&database);
     let args = replica_args(&database, &fresh_blobs(&settings, "cluster"));
-    let env = aws_env(&settings);
+    let mut env = aws_env(&settings);
+    // Every replica signs webhooks: all share one secrets key.
+    env.push(("IMC_SECRETS_KEY", SECRETS_KEY));
     // No idle connections kept: one a replica closed while busy would fail
     // the next request for the test's sake, not the server's.
     let client = || {

@@ -196,6 +196,10 @@ async fn an_embedded_installation_moves_to_postgres_and_garage() {
 
     // ── The scaled-out server on the copy ──
     let args = replica_args(&database, &blobs);
+    // Webhook secrets moved sealed: the scaled-out server needs the embedded one's key.
+    let key = std::fs::read_to_string(embedded.data_dir.join("secrets.key")).unwrap();
+    let mut env = env.clone();
+    env.push(("IMC_SECRETS_KEY", key.lines().next().unwrap()));
     let scaled = TestServer::start_full("127.0.0.1:0", &args, &env, reqwest::Client::new());
     assert_eq!(before[3]["attachment_count"], 2);
     for (id, was) in ids.iter().zip(&before) {

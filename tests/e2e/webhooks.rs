@@ -47,6 +47,17 @@ async fn receiver() -> (String, Arc<Mutex<Received>>, tokio::task::JoinHandle<()
     (url, received, task)
 }
 
+fn stored_secret(db: &std::path::Path) -> String {
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .query_row(
+            "SELECT secret FROM webhooks WHERE source_system = 'ERP'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
 fn sign(body: &[u8]) -> String {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
     mac.update(body);
@@ -56,12 +67,42 @@ fn sign(body: &[u8]) -> String {
 #[tokio::test]
 async fn status_changes_are_pushed_signed_and_retried() {
     let (url, received, task) = receiver().await;
-    let server = TestServer::start();
+    let mut server = TestServer::start();
     let (status, body) = server
         .put("/webhooks/ERP", json!({"url": url, "secret": SECRET}))
         .await;
     assert_eq!(status, 200, "{body}");
     assert!(body.get("secret").is_none(), "the secret is never shown");
+    let db = server.data_dir.join("imc.sqlite3");
+    let stored = stored_secret(&db);
+    assert!(
+        stored.starts_with("v1:") && !stored.contains(SECRET),
+        "stored sealed: {stored}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let key = server.data_dir.join("secrets.key");
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "secrets.key readable by others: {mode:o}");
+    }
+    // An installation from before sealing kept the plain text: the next
+    // start seals it in place, and delivery below still signs with it.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute("UPDATE webhooks SET secret = ?1", [SECRET])
+        .unwrap();
+    server.restart();
+    // The address is printed before the store is opened: wait for the seal.
+    let upgraded = eventually("the legacy secret sealed", Duration::from_secs(20), || {
+        let stored = stored_secret(&db);
+        async move { stored.starts_with("v1:").then_some(stored) }
+    })
+    .await;
+    assert!(
+        upgraded.starts_with("v1:") && upgraded != stored,
+        "legacy secret sealed at start: {upgraded}"
+    );
     let (status, body) = server
         .put("/webhooks/ERP", json!({"url": "ftp://x", "secret": SECRET}))
         .await;
@@ -178,5 +219,126 @@ async fn status_changes_are_pushed_signed_and_retried() {
         .get(&format!("/documents/{other}/webhook-deliveries"))
         .await;
     assert_eq!(log["deliveries"], json!([]));
+    task.abort();
+}
+
+fn imc_server(args: &[&std::ffi::OsStr]) -> (bool, String) {
+    let out = std::process::Command::new(crate::harness::bin("imc-server"))
+        .args(args)
+        .env("IMC_LOG", "warn")
+        .env_remove("IMC_SECRETS_KEY")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// `secrets rotate` re-seals with a new key; a backup holds the sealed
+/// secret but not the key; a restore refuses to start without that key and
+/// signs with the right secret once the key is back.
+#[tokio::test]
+async fn rotation_and_restore_keep_the_secret_and_need_the_key() {
+    let (url, received, task) = receiver().await;
+    let mut server = TestServer::start();
+    let (status, body) = server
+        .put("/webhooks/ERP", json!({"url": url, "secret": SECRET}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = server
+        .put(
+            "/settings",
+            json!({"webhook_retry": {"base_delay_secs": 1}}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let db = server.data_dir.join("imc.sqlite3");
+    let before = stored_secret(&db);
+    server.kill();
+
+    let data = server.data_dir.clone();
+    let (ok, out) = imc_server(&[
+        "secrets".as_ref(),
+        "rotate".as_ref(),
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+    ]);
+    assert!(ok, "rotate: {out}");
+    let after = stored_secret(&db);
+    let id = |s: &str| s.split(':').nth(1).unwrap().to_owned();
+    assert_ne!(id(&before), id(&after), "re-sealed with the new key");
+    let keys = std::fs::read_to_string(data.join("secrets.key")).unwrap();
+    assert_eq!(keys.lines().count(), 2, "the old key stays for opening");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let backup = tmp.path().join("backup");
+    let restored = tmp.path().join("restored");
+    let (ok, out) = imc_server(&[
+        "backup".as_ref(),
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+        "--to".as_ref(),
+        backup.as_os_str(),
+    ]);
+    assert!(ok, "backup: {out}");
+    assert!(
+        !backup.join("secrets.key").exists(),
+        "the key is not in the backup"
+    );
+    let (ok, out) = imc_server(&[
+        "restore".as_ref(),
+        "--from".as_ref(),
+        backup.as_os_str(),
+        "--data-dir".as_ref(),
+        restored.as_os_str(),
+    ]);
+    assert!(ok, "restore: {out}");
+
+    // Without the key: a new one is made, and the start is refused.
+    let mut child = std::process::Command::new(crate::harness::bin("imc-server"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&restored)
+        .env("IMC_LOG", "warn")
+        .env_remove("IMC_SECRETS_KEY")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = eventually("the keyless start refused", Duration::from_secs(30), || {
+        let exited = child.try_wait().unwrap();
+        async move { exited }
+    })
+    .await;
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!exited.success());
+    assert!(err.contains("cannot be opened"), "{err}");
+
+    std::fs::copy(data.join("secrets.key"), restored.join("secrets.key")).unwrap();
+    let restored = TestServer::start_on(&restored);
+    let (_, doc) = restored
+        .post(
+            "/documents",
+            json!({"source_system": "ERP", "doc_no": "WR-1", "doc_type": "misc", "org": "HQ"}),
+        )
+        .await;
+    let doc = doc["id"].as_i64().unwrap();
+    let (status, _) = restored
+        .post(&format!("/documents/{doc}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let calls = eventually("the event delivered", Duration::from_secs(30), || async {
+        let r = received.lock().unwrap();
+        r.calls.iter().any(|c| c.2 == 200).then(|| r.calls.clone())
+    })
+    .await;
+    for (signature, body, _) in &calls {
+        assert_eq!(signature, &sign(body), "signed with the restored secret");
+    }
     task.abort();
 }

@@ -51,9 +51,10 @@ pub async fn put_webhook(
             format!("secret must be {MIN_SECRET}-{MAX_SECRET} bytes"),
         ));
     }
+    let sealed = state.secrets.seal(&body.secret)?;
     let target = state
         .store
-        .put_webhook(&source_system, url, &body.secret, &caller.actor())
+        .put_webhook(&source_system, url, &sealed, &caller.actor())
         .await?;
     Ok(Json(WebhookView {
         source_system: target.source_system,

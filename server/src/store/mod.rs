@@ -160,6 +160,14 @@ pub struct WebhookTarget {
     pub updated_at: String,
 }
 
+/// One stored webhook secret swapped for another (sealing, rotation).
+#[derive(Debug, Clone)]
+pub struct SecretChange {
+    pub source_system: String,
+    pub old: String,
+    pub new: String,
+}
+
 /// An event in the outbox, due for (another) delivery attempt.
 #[derive(Debug, Clone)]
 pub struct OutboxItem {
@@ -584,6 +592,12 @@ pub trait Store: Send + Sync + 'static {
     async fn due_webhooks(&self, now: &str, limit: u32) -> StoreResult<Vec<OutboxItem>>;
     async fn record_delivery(&self, outbox_id: i64, outcome: DeliveryOutcome) -> StoreResult<()>;
     async fn webhook_deliveries(&self, document_id: i64) -> StoreResult<Vec<Delivery>>;
+    /// Every webhook's stored secret as `(source_system, stored text)`; the
+    /// text is opaque here (sealed by `crate::secrets`, or a legacy plain one).
+    async fn webhook_secrets(&self) -> StoreResult<Vec<(String, String)>>;
+    /// Replaces stored secrets in one transaction, each only while it still
+    /// holds `old` (a `PUT` in between wins); returns how many were replaced.
+    async fn replace_webhook_secrets(&self, changes: Vec<SecretChange>) -> StoreResult<u64>;
 
     // Audit trail and checks sign-off staff see.
     async fn document_audit(&self, document_id: i64) -> StoreResult<Vec<AuditRow>>;

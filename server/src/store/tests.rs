@@ -1687,6 +1687,66 @@ fn late_binding_orders_each_desk_by_its_sequence_and_keeps_arrival_otherwise() {
     assert!(late_binding_order(Vec::new()).is_empty());
 }
 
+/// The store keeps what `crate::secrets` sealed; a legacy plain secret is
+/// sealed in place at start, a wrong key refuses to start, a rotation
+/// re-seals everything and old keys still open old values.
+async fn webhook_secrets_are_stored_sealed(store: &dyn Store) {
+    use crate::secrets::{self, Keyring};
+    const PLAIN: &str = "legacy-plain-secret-0123";
+    let keys = Keyring::of(&[[7; 32]]);
+    // An installation from before sealing: the plain text in the column.
+    store
+        .put_webhook("ERP", "http://127.0.0.1:9/hook", PLAIN, &actor())
+        .await
+        .unwrap();
+    let sealed_b = keys.seal("other-secret-0123456789").unwrap();
+    store
+        .put_webhook("B", "http://127.0.0.1:9/b", &sealed_b, &actor())
+        .await
+        .unwrap();
+    assert_eq!(secrets::upgrade(store, &keys).await.unwrap(), 1);
+    assert_eq!(secrets::upgrade(store, &keys).await.unwrap(), 0);
+    let raw = store.webhook_secrets().await.unwrap();
+    assert_eq!(raw.len(), 2);
+    for (source, text) in &raw {
+        assert!(text.starts_with("v1:"), "{source}: {text}");
+        assert!(
+            !text.contains(PLAIN) && !text.contains("other-secret"),
+            "{text}"
+        );
+    }
+    assert_eq!(raw[0].1, sealed_b, "a sealed value is left alone");
+    assert_eq!(keys.open(&raw[1].1).unwrap(), PLAIN);
+
+    // What delivery gets is the sealed text, which opens to the secret.
+    match_mode(store).await;
+    let id = doc(store, "S-1").await;
+    scanned(store, id, "no invoice").await;
+    store.decide(id, Decision::SignOff, &actor()).await.unwrap();
+    let due = store.due_webhooks(&now(), 10).await.unwrap();
+    assert!(!due.is_empty());
+    for item in &due {
+        assert!(item.secret.starts_with("v1:"), "{}", item.secret);
+        assert_eq!(keys.open(&item.secret).unwrap(), PLAIN);
+    }
+
+    // Started with another key: refused, naming the cause.
+    let wrong = Keyring::of(&[[8; 32]]);
+    let refused = secrets::upgrade(store, &wrong).await.unwrap_err();
+    assert!(
+        format!("{refused:#}").contains("cannot be opened"),
+        "{refused:#}"
+    );
+
+    // Rotation: a new current key, the old one kept for opening.
+    let rotated = Keyring::of(&[[8; 32], [7; 32]]);
+    assert_eq!(secrets::reseal(store, &rotated).await.unwrap(), 2);
+    assert_eq!(secrets::reseal(store, &rotated).await.unwrap(), 0);
+    let raw = store.webhook_secrets().await.unwrap();
+    assert_eq!(wrong.open(&raw[1].1).unwrap(), PLAIN);
+    assert!(keys.open(&raw[1].1).is_err());
+}
+
 macro_rules! desk_cases {
     ($backend:ident: $($case:ident),+ $(,)?) => {
         mod $backend {
@@ -1740,7 +1800,7 @@ conformance!(sqlite: a_duplicate_invoice_flags_both_live_documents,
     the_ops_snapshot_counts_what_is_stored, a_packet_sealed_with_no_pages_is_empty_not_matched,
     retention_purges_final_documents_and_keeps_shared_bytes, an_agent_touches_only_its_own_packets,
     waiting_packets_attach_in_the_desks_order, bytes_count_as_held_only_by_the_site_that_sent_them,
-    declared_attachments_are_checked_against_the_scanned_pages;
+    declared_attachments_are_checked_against_the_scanned_pages, webhook_secrets_are_stored_sealed;
     racing: racing_pages_resolve_a_packet_once, racing_creates_make_one_document,
     paper_racing_its_document_binds_once, a_page_racing_the_purge_of_its_bytes_keeps_them);
 conformance!(postgres: a_duplicate_invoice_flags_both_live_documents,
@@ -1751,7 +1811,7 @@ conformance!(postgres: a_duplicate_invoice_flags_both_live_documents,
     the_ops_snapshot_counts_what_is_stored, a_packet_sealed_with_no_pages_is_empty_not_matched,
     retention_purges_final_documents_and_keeps_shared_bytes, an_agent_touches_only_its_own_packets,
     waiting_packets_attach_in_the_desks_order, bytes_count_as_held_only_by_the_site_that_sent_them,
-    declared_attachments_are_checked_against_the_scanned_pages;
+    declared_attachments_are_checked_against_the_scanned_pages, webhook_secrets_are_stored_sealed;
     racing: racing_pages_resolve_a_packet_once, racing_creates_make_one_document,
     paper_racing_its_document_binds_once, a_page_racing_the_purge_of_its_bytes_keeps_them);
 

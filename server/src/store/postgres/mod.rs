@@ -423,6 +423,14 @@ impl Store for PgStore {
         on_conn!(self, |c| webhooks::deliveries(c, document_id))
     }
 
+    async fn webhook_secrets(&self) -> StoreResult<Vec<(String, String)>> {
+        on_conn!(self, |c| webhooks::secrets(c))
+    }
+
+    async fn replace_webhook_secrets(&self, changes: Vec<SecretChange>) -> StoreResult<u64> {
+        in_tx!(self, |tx| webhooks::replace_secrets(&tx, &changes))
+    }
+
     async fn document_audit(&self, document_id: i64) -> StoreResult<Vec<AuditRow>> {
         on_conn!(self, |c| audit::for_document(c, document_id))
     }

@@ -224,3 +224,29 @@ pub async fn deliveries(c: &impl GenericClient, document_id: i64) -> StoreResult
         })
         .collect()
 }
+
+pub async fn secrets(c: &impl GenericClient) -> StoreResult<Vec<(String, String)>> {
+    let rows = db::query(
+        c,
+        "SELECT source_system, secret FROM webhooks ORDER BY source_system",
+        &[],
+    )
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+pub async fn replace_secrets(
+    tx: &impl GenericClient,
+    changes: &[SecretChange],
+) -> StoreResult<u64> {
+    let mut replaced = 0;
+    for c in changes {
+        replaced += db::execute(
+            tx,
+            "UPDATE webhooks SET secret = $3 WHERE source_system = $1 AND secret = $2",
+            &[&c.source_system, &c.old, &c.new],
+        )
+        .await?;
+    }
+    Ok(replaced)
+}

@@ -513,6 +513,15 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn webhook_secrets(&self) -> StoreResult<Vec<(String, String)>> {
+        self.read(webhooks::secrets).await
+    }
+
+    async fn replace_webhook_secrets(&self, changes: Vec<SecretChange>) -> StoreResult<u64> {
+        self.write(move |tx| webhooks::replace_secrets(tx, &changes))
+            .await
+    }
+
     async fn document_audit(&self, document_id: i64) -> StoreResult<Vec<AuditRow>> {
         self.read(move |c| audit::for_document(c, document_id))
             .await

@@ -153,3 +153,21 @@ pub fn deliveries(conn: &Connection, document_id: i64) -> StoreResult<Vec<Delive
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
+
+pub fn secrets(conn: &Connection) -> StoreResult<Vec<(String, String)>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT source_system, secret FROM webhooks ORDER BY source_system")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn replace_secrets(tx: &Transaction<'_>, changes: &[SecretChange]) -> StoreResult<u64> {
+    let mut stmt = tx.prepare_cached(
+        "UPDATE webhooks SET secret = ?3 WHERE source_system = ?1 AND secret = ?2",
+    )?;
+    let mut replaced = 0;
+    for c in changes {
+        replaced += stmt.execute(params![c.source_system, c.old, c.new])? as u64;
+    }
+    Ok(replaced)
+}
