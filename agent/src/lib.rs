@@ -107,6 +107,8 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> anyhow
         &config.watch,
         clock.now(),
     )));
+    // Wakes the quiet sealer when a packet has just reached its declared count.
+    let seal_wake = Arc::new(Notify::new());
     let mut tasks = JoinSet::new();
     let (candidates_tx, candidates) = mpsc::channel(INGEST_BACKLOG);
     let (skipped_tx, skipped) = mpsc::unbounded_channel();
@@ -137,6 +139,7 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> anyhow
             sealing: Arc::clone(&sealing),
             clock,
             work: Arc::clone(&work),
+            seal_wake: Arc::clone(&seal_wake),
         }
         .run(candidates, shutdown.clone()),
     );
@@ -144,7 +147,8 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> anyhow
         Arc::clone(&queue),
         sealing,
         clock,
-        config.seal_after(),
+        config.declared_grace(),
+        seal_wake,
         Arc::clone(&work),
         shutdown.clone(),
     ));
@@ -180,16 +184,20 @@ async fn seal_quiet_inboxes(
     queue: Arc<Queue>,
     sealing: Arc<Mutex<Sealing>>,
     clock: Clock,
-    seal_after: Duration,
+    grace: Duration,
+    wake: Arc<Notify>,
     work: Arc<Notify>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let every = (seal_after / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    // Fine enough for the shorter of the two waits; a packet whose count is
+    // complete with its blank back in wakes it at once.
+    let every = (grace / 4).clamp(Duration::from_millis(50), Duration::from_millis(250));
     let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             _ = tick.tick() => {}
+            _ = wake.notified() => {}
         }
         let queue = Arc::clone(&queue);
         let sealing = Arc::clone(&sealing);
@@ -227,6 +235,7 @@ struct IngestLoop {
     sealing: Arc<Mutex<Sealing>>,
     clock: Clock,
     work: Arc<Notify>,
+    seal_wake: Arc<Notify>,
 }
 
 type Preparation = (u64, anyhow::Result<ingest::Prepared>);
@@ -320,6 +329,9 @@ impl IngestLoop {
                     .as_ref()
                     .map_or(queue::Completion::Open, queue::OpenPacket::completion);
                 sealing.progress(&candidate.watch_dir, completion);
+                if completion == queue::Completion::Now {
+                    self.seal_wake.notify_one();
+                }
                 self.work.notify_one();
             }
             ingest::Outcome::Skipped => {
