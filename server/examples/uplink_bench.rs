@@ -82,8 +82,6 @@ fn fill_queue(queue: &Queue, agent: usize, pages: usize) -> anyhow::Result<()> {
             count_note: None,
             barcodes_json: "[]".into(),
             blank: false,
-            declared: None,
-            count_note: None,
         };
         queue.enqueue(inbox, &key, &sha, &[new_page])?;
     }
