@@ -98,6 +98,10 @@ pub struct AgentConfig {
     pub client_cert: Option<PathBuf>,
     #[serde(default)]
     pub client_key: Option<PathBuf>,
+    /// The server's public cover keys as given at enrolment; the desk keeps
+    /// newer ones in its queue once connected ([`crate::cover_rules`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cover_keys: Vec<imc_shared::cover_keys::CoverKey>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,6 +159,7 @@ impl fmt::Debug for AgentConfig {
             .field("link_timeout_secs", &self.link_timeout_secs)
             .field("client_cert", &self.client_cert)
             .field("client_key", &self.client_key)
+            .field("cover_keys", &self.cover_keys.len())
             .finish()
     }
 }
@@ -184,6 +189,7 @@ impl AgentConfig {
             link_timeout_secs: default_link_timeout_secs(),
             client_cert: None,
             client_key: None,
+            cover_keys: Vec::new(),
         }
     }
 

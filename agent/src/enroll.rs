@@ -61,6 +61,7 @@ pub async fn enroll(
         enrolled.token,
     );
     config.ca_pem = trust.ca_pem;
+    config.cover_keys = enrolled.cover_keys;
     config.insecure = trust.insecure;
     if let Some(cert) = enrolled.client_cert {
         let identity = identity_paths(config_path);

@@ -23,8 +23,10 @@ use crate::pages::{self, PageError};
 use crate::queue::{NewPage, Queue};
 use crate::vat;
 use crate::watch::Candidate;
+use imc_shared::CoverPatterns;
+use imc_shared::cover_keys::CoverKeys;
+use imc_shared::cover_qr::{self, Judged};
 use imc_shared::protocol::BarcodeInfo;
-use imc_shared::{CoverPatterns, cover_qr};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -49,6 +51,9 @@ pub struct PageReport {
     pub declared: Option<u32>,
     /// Why a count the cover's QR carried was not taken; the page is still a cover.
     pub count_problem: Option<String>,
+    /// Why a page that looked like a cover is not one: its QR signature
+    /// failed (starts with [`cover_qr::SIGNATURE_INVALID`]).
+    pub cover_problem: Option<String>,
     pub barcodes: Vec<BarcodeInfo>,
     pub blank: bool,
     /// The first barcode that parses as a VAT invoice QR (never a cover).
@@ -67,10 +72,11 @@ pub struct Analyzed {
 pub fn analyze(
     bytes: Vec<u8>,
     patterns: &CoverPatterns,
+    keys: &CoverKeys,
     full_scan: bool,
 ) -> Result<Vec<Analyzed>, PageError> {
     let mut analyzed = Vec::new();
-    analyze_each(bytes, patterns, full_scan, |a| analyzed.push(a))?;
+    analyze_each(bytes, patterns, keys, full_scan, |a| analyzed.push(a))?;
     Ok(analyzed)
 }
 
@@ -79,6 +85,7 @@ pub fn analyze(
 pub fn analyze_each(
     bytes: Vec<u8>,
     patterns: &CoverPatterns,
+    keys: &CoverKeys,
     full_scan: bool,
     mut each: impl FnMut(Analyzed),
 ) -> Result<usize, PageError> {
@@ -106,16 +113,35 @@ pub fn analyze_each(
             })
             .collect();
         let vat_invoice = barcodes.iter().find_map(|b| vat::parse(&b.text).ok());
-        let cover_code = found
+        let read_code = found
             .cover_code
             .map(|text| cover_qr::parse(&text).map_or(text, |qr| qr.code));
-        // The count comes from the QR naming this very cover.
-        let cover_qr = cover_code.as_ref().and_then(|code| {
+        // The count and signature come from the QR naming this very cover.
+        let judged = read_code.as_ref().and_then(|code| {
             barcodes
                 .iter()
                 .filter_map(|b| cover_qr::parse(&b.text))
                 .find(|qr| &qr.code == code)
+                .map(|qr| qr.judge(keys))
         });
+        let cover = match (read_code, judged) {
+            (
+                Some(code),
+                Some(Judged::Cover {
+                    declared,
+                    count_problem,
+                }),
+            ) => (Some(code), declared, count_problem, None),
+            // A forged or altered cover makes no cover, not even by its Code 128.
+            (Some(_), Some(Judged::Forged(why))) => (
+                None,
+                None,
+                None,
+                Some(format!("{}: {why}", cover_qr::SIGNATURE_INVALID)),
+            ),
+            (code, _) => (code, None, None, None),
+        };
+        let (cover_code, declared, count_problem, cover_problem) = cover;
         let report = PageReport {
             index,
             width: page.gray.width(),
@@ -124,8 +150,9 @@ pub fn analyze_each(
             size: page.bytes.len() as u64,
             dpi: page.dpi,
             cover_code,
-            declared: cover_qr.as_ref().and_then(|qr| qr.declared),
-            count_problem: cover_qr.and_then(|qr| qr.count_problem),
+            declared,
+            count_problem,
+            cover_problem,
             barcodes,
             blank: pages::is_blank(&page.gray),
             vat_invoice,
@@ -141,6 +168,7 @@ pub fn analyze_each(
 pub struct Ingest {
     pub queue: Arc<Queue>,
     pub patterns: Arc<RwLock<CoverPatterns>>,
+    pub cover_keys: Arc<RwLock<CoverKeys>>,
     pub full_scan: bool,
     pub room: crate::room::Room,
     pub quarantine_dir: Box<dyn Fn(&Path) -> PathBuf + Send + Sync>,
@@ -210,13 +238,18 @@ impl Ingest {
             .read()
             .map_err(|_| anyhow::anyhow!("cover pattern lock poisoned"))?
             .clone();
+        let keys = self
+            .cover_keys
+            .read()
+            .map_err(|_| anyhow::anyhow!("cover key lock poisoned"))?
+            .clone();
         let source_name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         // Each page goes to the spool as soon as it is read.
         let (mut pages, mut spool_error) = (Vec::new(), None);
-        let analyzed = analyze_each(bytes, &patterns, self.full_scan, |a| {
+        let analyzed = analyze_each(bytes, &patterns, &keys, self.full_scan, |a| {
             if spool_error.is_some() {
                 return;
             }
@@ -284,6 +317,7 @@ impl Ingest {
             cover_code: a.report.cover_code.clone(),
             declared: a.report.declared,
             count_note: a.report.count_problem.clone(),
+            cover_problem: a.report.cover_problem.clone(),
             barcodes_json: serde_json::to_string(&a.report.barcodes)?,
             blank: a.report.blank,
         })
@@ -298,7 +332,10 @@ impl Ingest {
             Prepared::Pages { file_sha, pages } => (file_sha, pages),
         };
         // A cover in this file closes the packet before it: see whether that one came up short.
-        let closing = match pages.iter().any(|p| p.cover_code.is_some()) {
+        let closing = match pages
+            .iter()
+            .any(|p| p.cover_code.is_some() || p.cover_problem.is_some())
+        {
             true => self.queue.open_packet(&candidate.watch_dir)?,
             false => None,
         };
@@ -329,6 +366,13 @@ impl Ingest {
                     tracing::info!(file = %path.display(), cover, "cover sheet read: new packet")
                 }
             }
+        }
+        for why in pages.iter().filter_map(|p| p.cover_problem.as_deref()) {
+            tracing::error!(
+                file = %path.display(),
+                "COVER REFUSED: {why}; the pages after it go to no document (an unmatched packet) \
+                 until the next cover: print the cover again from IMC"
+            );
         }
         tracing::debug!(file = %path.display(), pages = pages.len(), "file queued");
         if let Some(closed) = &closing {
@@ -450,6 +494,7 @@ mod tests {
         let pages = analyze(
             imc_cover(&code, &cover_qr::encode(&code, Some(3))),
             &CoverPatterns::default(),
+            &CoverKeys::default(),
             false,
         )
         .unwrap();
@@ -466,7 +511,13 @@ mod tests {
         let code = CoverCode::issue(43).to_string();
         for bad in ["-1", "many", "99999999"] {
             let qr = format!("{}{code}|{bad}", cover_qr::PREFIX);
-            let pages = analyze(imc_cover(&code, &qr), &CoverPatterns::default(), false).unwrap();
+            let pages = analyze(
+                imc_cover(&code, &qr),
+                &CoverPatterns::default(),
+                &CoverKeys::default(),
+                false,
+            )
+            .unwrap();
             let report = &pages[0].report;
             assert_eq!(report.cover_code.as_deref(), Some(code.as_str()), "{bad}");
             assert_eq!(report.declared, None, "{bad}");
@@ -477,12 +528,83 @@ mod tests {
     #[test]
     fn an_erp_cover_with_the_bare_code_declares_nothing() {
         let code = CoverCode::issue(44).to_string();
-        let pages = analyze(imc_cover(&code, &code), &CoverPatterns::default(), false).unwrap();
+        let pages = analyze(
+            imc_cover(&code, &code),
+            &CoverPatterns::default(),
+            &CoverKeys::default(),
+            false,
+        )
+        .unwrap();
         let report = &pages[0].report;
         assert_eq!(report.cover_code.as_deref(), Some(code.as_str()));
         assert_eq!(
             (report.declared, report.count_problem.as_deref()),
             (None, None)
         );
+    }
+
+    mod signed {
+        use super::*;
+        use base64::Engine;
+        use imc_shared::cover_keys::{CoverKey, key_id};
+        use ring::signature::{Ed25519KeyPair, KeyPair};
+
+        fn server_key() -> Ed25519KeyPair {
+            Ed25519KeyPair::from_seed_unchecked(&[5; 32]).unwrap()
+        }
+
+        fn desk_keys() -> CoverKeys {
+            CoverKeys::new(&[CoverKey::new(server_key().public_key().as_ref())]).0
+        }
+
+        /// The QR as the server prints it.
+        fn signed_qr(code: &str, declared: Option<u32>) -> String {
+            let key = server_key();
+            let message = cover_qr::signed_message(code, declared);
+            let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(key.sign(message.as_bytes()));
+            cover_qr::encode_signed(code, declared, &key_id(key.public_key().as_ref()), &sig)
+        }
+
+        fn read(code: &str, qr: &str) -> PageReport {
+            let pages = analyze(
+                imc_cover(code, qr),
+                &CoverPatterns::default(),
+                &desk_keys(),
+                false,
+            )
+            .unwrap();
+            pages[0].report.clone()
+        }
+
+        #[test]
+        fn a_signed_cover_is_a_cover_with_its_count() {
+            let code = CoverCode::issue(45).to_string();
+            let report = read(&code, &signed_qr(&code, Some(2)));
+            assert_eq!(report.cover_code.as_deref(), Some(code.as_str()));
+            assert_eq!((report.declared, report.cover_problem), (Some(2), None));
+        }
+
+        #[test]
+        fn a_cover_whose_count_was_altered_is_no_cover_and_says_why() {
+            let code = CoverCode::issue(46).to_string();
+            let altered = signed_qr(&code, Some(2)).replacen("|2|", "|9|", 1);
+            let report = read(&code, &altered);
+            assert_eq!(
+                report.cover_code, None,
+                "not a cover, not even by its Code 128"
+            );
+            let why = report.cover_problem.unwrap();
+            assert!(why.starts_with("cover_signature_invalid: "), "{why}");
+            assert!(why.contains(&code), "{why}");
+        }
+
+        #[test]
+        fn a_code_128_alone_still_makes_a_cover() {
+            let code = CoverCode::issue(47).to_string();
+            let report = read(&code, &code);
+            assert_eq!(report.cover_code.as_deref(), Some(code.as_str()));
+            assert_eq!(report.cover_problem, None);
+        }
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::ingest;
 use imc_shared::CoverPatterns;
+use imc_shared::cover_keys::CoverKeys;
 use serde_json::json;
 use std::io::Write;
 use std::path::Path;
@@ -11,6 +12,7 @@ use std::path::Path;
 pub fn inspect(
     files: &[impl AsRef<Path>],
     patterns: &CoverPatterns,
+    keys: &CoverKeys,
     out: &mut impl Write,
 ) -> std::io::Result<usize> {
     let mut failed = 0;
@@ -23,7 +25,9 @@ pub fn inspect(
         let started = std::time::Instant::now();
         let analyzed = std::fs::read(file)
             .map_err(|e| e.to_string())
-            .and_then(|bytes| ingest::analyze(bytes, patterns, true).map_err(|e| e.to_string()));
+            .and_then(|bytes| {
+                ingest::analyze(bytes, patterns, keys, true).map_err(|e| e.to_string())
+            });
         let analyzed = match analyzed {
             Ok(a) => a,
             Err(error) => {
@@ -42,6 +46,8 @@ pub fn inspect(
             let page_ref = format!("{name}#{}", r.index + 1);
             match &r.cover_code {
                 Some(code) => packets.push((Some(code.clone()), vec![page_ref], false)),
+                // A refused cover starts a packet of its own, which matches nothing.
+                None if r.cover_problem.is_some() => packets.push((None, vec![page_ref], true)),
                 None => match packets.last_mut() {
                     Some((_, pages, content)) => {
                         pages.push(page_ref);
@@ -63,6 +69,7 @@ pub fn inspect(
                 "cover_code": r.cover_code,
                 "attachment_count": r.declared,
                 "attachment_count_problem": r.count_problem,
+                "cover_problem": r.cover_problem,
                 "blank": r.blank,
                 "vat_invoice": r.vat_invoice.as_ref().map(|v| json!({
                     "invoice_type": v.invoice_type,

@@ -13,6 +13,7 @@
 //! - [`clock`]: the monotonic time the ordering and sealing rules are given.
 //! - [`uplink`]: streams queued pages to the server and seals packets.
 //! - [`vat`]: VAT invoice QR texts parsed into page metadata.
+//! - [`cover_rules`]: the cover patterns and signing keys learned from the server.
 //! - [`enroll`], [`status`], [`inspect`], [`doctor`]: the other commands.
 //!
 //! [`run`] takes its config and a shutdown token from the caller, so the
@@ -20,6 +21,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod cover_rules;
 pub mod decode;
 pub mod doctor;
 pub mod enroll;
@@ -48,7 +50,6 @@ pub mod winservice;
 use anyhow::Context;
 use clock::Clock;
 use config::AgentConfig;
-use imc_shared::CoverPatterns;
 use queue::Queue;
 use scan_line::ScanLine;
 use sealing::Sealing;
@@ -83,14 +84,8 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> anyhow
     let data_dir = config.data_dir()?;
     let queue = Arc::new(Queue::open(&data_dir)?);
     clean_spool(&queue).context("cleaning the spool")?;
-    let patterns = match queue.meta(uplink::PATTERNS_KEY)? {
-        Some(json) => serde_json::from_str::<Vec<String>>(&json)
-            .ok()
-            .and_then(|p| CoverPatterns::new(&p).ok())
-            .unwrap_or_default(),
-        None => CoverPatterns::default(),
-    };
-    let patterns = Arc::new(RwLock::new(patterns));
+    let patterns = Arc::new(RwLock::new(cover_rules::patterns(&queue)));
+    let cover_keys = Arc::new(RwLock::new(cover_rules::keys(&queue, &config)));
     let work = Arc::new(Notify::new());
     let config = Arc::new(config);
     tracing::info!(
@@ -125,6 +120,7 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> anyhow
     let ingest = Arc::new(ingest::Ingest {
         queue: Arc::clone(&queue),
         patterns: Arc::clone(&patterns),
+        cover_keys: Arc::clone(&cover_keys),
         full_scan: config.full_barcode_scan,
         room: config.room(),
         quarantine_dir: {
@@ -157,6 +153,7 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> anyhow
         config: Arc::clone(&config),
         queue: Arc::clone(&queue),
         patterns,
+        cover_keys,
         work,
     };
     tasks.spawn(link.run(shutdown.clone()));

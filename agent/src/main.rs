@@ -119,17 +119,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             imc_agent::status::render(&AgentConfig::load(&config_path)?)?
         ),
         Command::Inspect { files } => {
-            // Use the patterns this desk learned from its server, if it has them.
-            let patterns = AgentConfig::load(&config_path)
-                .ok()
+            // Read covers as this desk does, with what it learned from its
+            // server, when it has learned anything.
+            let config = AgentConfig::load(&config_path).ok();
+            let queue = config
+                .as_ref()
                 .and_then(|c| c.data_dir().ok())
-                .and_then(|dir| imc_agent::queue::Queue::open(&dir).ok())
-                .and_then(|q| q.meta(imc_agent::uplink::PATTERNS_KEY).ok().flatten())
-                .and_then(|json| serde_json::from_str::<Vec<String>>(&json).ok())
-                .and_then(|p| imc_shared::CoverPatterns::new(&p).ok())
-                .unwrap_or_default();
-            let failed =
-                imc_agent::inspect::inspect(&files, &patterns, &mut std::io::stdout().lock())?;
+                .and_then(|dir| imc_agent::queue::Queue::open(&dir).ok());
+            let (patterns, keys) = match (&config, &queue) {
+                (Some(config), Some(queue)) => (
+                    imc_agent::cover_rules::patterns(queue),
+                    imc_agent::cover_rules::keys(queue, config),
+                ),
+                _ => Default::default(),
+            };
+            let failed = imc_agent::inspect::inspect(
+                &files,
+                &patterns,
+                &keys,
+                &mut std::io::stdout().lock(),
+            )?;
             if failed > 0 {
                 return Ok(ExitCode::from(2));
             }

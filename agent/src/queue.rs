@@ -50,6 +50,9 @@ pub struct NewPage {
     pub declared: Option<u32>,
     /// On a cover page: why a count its QR carried was not taken.
     pub count_note: Option<String>,
+    /// A page that looked like a cover and is not one (its QR signature
+    /// failed): why. It starts a packet of its own, which stays unmatched.
+    pub cover_problem: Option<String>,
     pub barcodes_json: String,
     pub blank: bool,
 }
@@ -115,6 +118,8 @@ pub struct SealWork {
     pub page_count: u32,
     /// Nothing but the cover sheet (and blank backs): two covers in a row.
     pub empty: bool,
+    /// Why the first page was refused as a cover.
+    pub cover_problem: Option<String>,
 }
 
 /// A source file all of whose pages the server has stored.
@@ -170,6 +175,8 @@ pub struct PacketSummary {
     pub count_note: Option<String>,
     /// Pages after the cover that are not blank.
     pub scanned: u32,
+    /// Why the first page was refused as a cover (its QR signature failed).
+    pub cover_problem: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -272,6 +279,12 @@ fn add_failure_columns(conn: &Connection) -> rusqlite::Result<()> {
         "packets",
         "declared",
         "ALTER TABLE packets ADD COLUMN declared INTEGER; ALTER TABLE packets ADD COLUMN count_note TEXT;",
+    )?;
+    add_columns(
+        conn,
+        "packets",
+        "cover_problem",
+        "ALTER TABLE packets ADD COLUMN cover_problem TEXT;",
     )
 }
 
@@ -445,6 +458,17 @@ impl Queue {
                         )?;
                         id
                     }
+                    // A refused cover still ends the packet before it: its
+                    // pages belong to no earlier document.
+                    None if page.cover_problem.is_some() => {
+                        seal_open(tx, &watch)?;
+                        let id = new_packet(tx, &watch, None)?;
+                        tx.execute(
+                            "UPDATE packets SET cover_problem = ?2 WHERE id = ?1",
+                            params![id, page.cover_problem],
+                        )?;
+                        id
+                    }
                     None => match open_packet(tx, &watch)? {
                         Some(id) => id,
                         None => new_packet(tx, &watch, None)?,
@@ -591,7 +615,7 @@ impl Queue {
     /// server could never complete it.
     pub fn next_seal(&self) -> QueueResult<Option<SealWork>> {
         let sql = format!(
-            "SELECT k.id, k.cover_code, k.page_count, {EMPTY}, k.seq FROM packets k \
+            "SELECT k.id, k.cover_code, k.page_count, {EMPTY}, k.seq, k.cover_problem FROM packets k \
              WHERE k.sealed = 1 AND k.seal_acked = 0 AND k.seal_failure IS NULL \
              AND NOT EXISTS (SELECT 1 FROM pages p WHERE p.packet_id = k.id AND p.state IN ('queued', 'failed')) \
              ORDER BY k.seq LIMIT 1"
@@ -606,18 +630,22 @@ impl Queue {
                         r.get::<_, u32>(2)?,
                         r.get::<_, bool>(3)?,
                         r.get::<_, u64>(4)?,
+                        r.get::<_, Option<String>>(5)?,
                     ))
                 })
                 .optional()?;
-            row.map(|(id, cover_code, page_count, empty, packet_seq)| {
-                Ok(SealWork {
-                    packet_id: uuid(&id)?,
-                    packet_seq,
-                    cover_code,
-                    page_count,
-                    empty,
-                })
-            })
+            row.map(
+                |(id, cover_code, page_count, empty, packet_seq, cover_problem)| {
+                    Ok(SealWork {
+                        packet_id: uuid(&id)?,
+                        packet_seq,
+                        cover_code,
+                        page_count,
+                        empty,
+                        cover_problem,
+                    })
+                },
+            )
             .transpose()
         })
     }
@@ -802,7 +830,8 @@ impl Queue {
                  k.sealed, k.outcome, k.matched, k.created_at, k.sealed = 1 AND {EMPTY}, k.seal_failure, \
                  k.declared, k.count_note, \
                  (SELECT COUNT(*) FROM pages p WHERE p.packet_id = k.id AND p.blank = 0 \
-                  AND (k.cover_code IS NULL OR p.page_index > 0)) \
+                  AND (k.cover_code IS NULL OR p.page_index > 0)), \
+                 k.cover_problem \
                  FROM packets k ORDER BY k.seq DESC LIMIT ?1"
             ))?;
             let rows = stmt.query_map([limit], |r| {
@@ -821,6 +850,7 @@ impl Queue {
                     declared: r.get(11)?,
                     count_note: r.get(12)?,
                     scanned: r.get(13)?,
+                    cover_problem: r.get(14)?,
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
@@ -910,6 +940,7 @@ mod tests {
             cover_code: cover.map(str::to_owned),
             declared: None,
             count_note: None,
+            cover_problem: None,
             barcodes_json: "[]".into(),
             blank: false,
         }
@@ -974,6 +1005,39 @@ mod tests {
             vec![(None, 1), (Some("A".into()), 3), (Some("B".into()), 2)]
         );
         assert_eq!(q.stats().unwrap().pages, 0);
+    }
+
+    #[test]
+    fn a_refused_cover_closes_the_packet_before_it_and_starts_one_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path()).unwrap();
+        let inbox = Path::new("/inbox");
+        let forged = NewPage {
+            cover_problem: Some("cover_signature_invalid: altered".into()),
+            ..page(None)
+        };
+        let pages = [page(Some("A")), page(None), forged, page(None), page(None)];
+        for (i, p) in pages.iter().enumerate() {
+            q.enqueue(inbox, &key(&format!("{i}")), "h", std::slice::from_ref(p))
+                .unwrap();
+        }
+        assert!(q.seal_open_packet(inbox).unwrap());
+        while let Some(p) = q.next_page().unwrap() {
+            q.mark_stored(p.capture_id).unwrap();
+        }
+        let mut seals = Vec::new();
+        while let Some(s) = q.next_seal().unwrap() {
+            seals.push((s.cover_code.clone(), s.page_count, s.cover_problem.clone()));
+            q.mark_seal_acked(s.packet_id).unwrap();
+        }
+        assert_eq!(
+            seals,
+            vec![
+                (Some("A".into()), 2, None),
+                (None, 3, Some("cover_signature_invalid: altered".into())),
+            ],
+            "the pages after the refused cover never join A"
+        );
     }
 
     #[test]

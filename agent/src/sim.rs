@@ -1,7 +1,8 @@
 //! A deterministic simulation of the desk pipeline, in the spirit of
 //! FoundationDB's and TigerBeetle's simulation testing.
 //!
-//! A seed generates a scanner session (covers, pages, multi-page files that
+//! A seed generates a scanner session (covers, covers refused for a bad
+//! signature, pages, multi-page files that
 //! split slowly, equal mtimes, names with and without zero padding, files
 //! renamed in during a listing or a little after a newer one, locked files,
 //! passing read errors, corrupt files, a full spool for a while, lost change
@@ -25,6 +26,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const DEFAULT_SEEDS: u64 = 2_000;
+/// Marks a cover code in a scenario as forged: refused, a packet of its own.
+const FORGED: char = '!';
 const TICK: Duration = Duration::from_millis(100);
 const SETTLE: Duration = Duration::from_millis(500);
 const RESCAN: Duration = Duration::from_secs(2);
@@ -65,7 +68,8 @@ struct SimFile {
     /// When it appears in the inbox (scanners rename a finished file in).
     arrive_at: Duration,
     mtime_ns: i64,
-    /// Per page, its cover code if it is a cover sheet.
+    /// Per page, its cover code if it is a cover sheet; a code starting with
+    /// [`FORGED`] is a cover whose QR signature fails.
     pages: Vec<Option<String>>,
     /// The attachment count the cover page's QR declares.
     declared: Option<u32>,
@@ -118,7 +122,13 @@ fn scenario(seed: u64) -> Scenario {
         let covered = packet > 0 || rng.chance(80);
         let mut packet_files = Vec::new();
         if covered {
-            let mut pages = vec![Some(format!("C{seed}-{packet}"))];
+            let forged = packet > 0 && (seed + packet).is_multiple_of(11);
+            let mark = if forged {
+                FORGED.to_string()
+            } else {
+                String::new()
+            };
+            let mut pages = vec![Some(format!("{mark}C{seed}-{packet}"))];
             // A duplex cover's blank back, or pages in the cover's own file.
             pages.extend((0..rng.below(3)).map(|_| None));
             packet_files.push(pages);
@@ -350,9 +360,16 @@ impl Sim {
                 size: 1000,
                 content_type: "image/tiff".into(),
                 source_name: format!("{}#{}", file.name, n + 1),
-                cover_code: cover.clone(),
-                declared: if cover.is_some() { file.declared } else { None },
+                cover_code: cover.clone().filter(|c| !c.starts_with(FORGED)),
+                declared: match cover {
+                    Some(c) if !c.starts_with(FORGED) => file.declared,
+                    _ => None,
+                },
                 count_note: None,
+                cover_problem: cover
+                    .as_ref()
+                    .filter(|c| c.starts_with(FORGED))
+                    .map(|c| format!("cover_signature_invalid: {c}")),
                 barcodes_json: "[]".into(),
                 blank: file.blank_last && n + 1 == file.pages.len(),
             })
@@ -549,6 +566,7 @@ impl Sim {
             for (n, cover) in f.pages.iter().enumerate() {
                 let page = format!("{}#{}", f.name, n + 1);
                 match (cover, packets.last_mut()) {
+                    (Some(code), _) if code.starts_with(FORGED) => packets.push((None, vec![page])),
                     (Some(code), _) => packets.push((Some(code.clone()), vec![page])),
                     (None, Some(last)) => last.1.push(page),
                     (None, None) => packets.push((None, vec![page])),
@@ -600,7 +618,7 @@ fn scenarios_exercise_every_fault() {
     // The generator must actually produce what the simulation claims to try.
     let (mut equal, mut slow, mut locked, mut failing, mut corrupt, mut full, mut crash, mut late) =
         (0, 0, 0, 0, 0, 0, 0, 0);
-    let (mut declared, mut blank_backs) = (0, 0);
+    let (mut declared, mut blank_backs, mut forged) = (0, 0, 0);
     for seed in 0..200 {
         let s = scenario(seed);
         let f = &s.files;
@@ -618,6 +636,10 @@ fn scenarios_exercise_every_fault() {
             .count();
         declared += f.iter().filter(|f| f.declared.is_some()).count();
         blank_backs += f.iter().filter(|f| f.blank_last).count();
+        forged += f
+            .iter()
+            .filter(|f| f.pages[0].as_ref().is_some_and(|c| c.starts_with(FORGED)))
+            .count();
         full += usize::from(s.spool_full.is_some());
         crash += usize::from(s.crash_at.is_some());
     }
@@ -632,6 +654,7 @@ fn scenarios_exercise_every_fault() {
         ("files renamed in late", late),
         ("declared counts", declared),
         ("blank backs", blank_backs),
+        ("forged covers", forged),
     ] {
         assert!(n >= 10, "only {n} {what} in 200 scenarios");
     }

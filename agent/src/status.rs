@@ -70,6 +70,14 @@ pub fn render(config: &AgentConfig) -> anyhow::Result<String> {
             .collect::<Vec<_>>()
             .join(", ")
     )?;
+    let keys = crate::cover_rules::keys(&queue, config);
+    match keys.is_empty() {
+        true => writeln!(
+            out,
+            "cover keys: none yet (covers are not checked until the desk connects)"
+        )?,
+        false => writeln!(out, "cover keys: {}", keys.ids().join(", "))?,
+    }
     writeln!(out, "recent packets:")?;
     for p in queue.recent_packets(10)? {
         let fate = match (p.matched, &p.outcome) {
@@ -86,11 +94,16 @@ pub fn render(config: &AgentConfig) -> anyhow::Result<String> {
             _ if p.pages_stored < p.pages => "sending".to_owned(),
             _ => "sent, waiting for the server".to_owned(),
         };
+        let cover = match (&p.cover_code, &p.cover_problem) {
+            (Some(code), _) => code.clone(),
+            (None, Some(why)) => format!("REFUSED ({why})"),
+            (None, None) => "(none)".to_owned(),
+        };
         writeln!(
             out,
             "  {} cover {} pages {}/{} sent{}{}: {}",
             p.created_at,
-            p.cover_code.as_deref().unwrap_or("(none)"),
+            cover,
             p.pages_stored,
             p.pages,
             if p.empty {

@@ -15,6 +15,7 @@
 //! resume at an offset).
 
 use crate::config::AgentConfig;
+use crate::cover_rules;
 use crate::fsutil;
 use crate::queue::{DeliveredFile, Queue, QueuedPage};
 use anyhow::{Context, bail};
@@ -45,7 +46,6 @@ const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 /// Where the link stands, written to the queue's meta so `imc-agent status` can show it.
 pub const LINK_STATE_KEY: &str = "link_state";
-pub const PATTERNS_KEY: &str = "cover_patterns";
 /// A long backlog's progress while it drains, for `imc-agent status`.
 pub const BACKLOG_KEY: &str = "backlog";
 
@@ -53,6 +53,7 @@ pub struct Uplink {
     pub config: Arc<AgentConfig>,
     pub queue: Arc<Queue>,
     pub patterns: Arc<RwLock<CoverPatterns>>,
+    pub cover_keys: Arc<RwLock<imc_shared::cover_keys::CoverKeys>>,
     /// Woken when ingest or the sealer made new work.
     pub work: Arc<Notify>,
 }
@@ -219,6 +220,7 @@ impl Uplink {
             bail!("server did not welcome the agent");
         };
         self.adopt_patterns(&welcome.cover_patterns).await;
+        self.adopt_cover_keys(&welcome.cover_keys).await;
         if !backoff.after_page_error {
             backoff.reset();
         }
@@ -268,7 +270,7 @@ impl Uplink {
                 }
                 let json = serde_json::to_string(patterns).unwrap_or_default();
                 if let Err(e) = self
-                    .blocking(move |q| Ok(q.set_meta(PATTERNS_KEY, &json)?))
+                    .blocking(move |q| Ok(q.set_meta(cover_rules::PATTERNS_KEY, &json)?))
                     .await
                 {
                     tracing::warn!(error = %e, "could not keep the cover patterns");
@@ -277,6 +279,30 @@ impl Uplink {
             Err(e) => {
                 tracing::warn!(error = %e, "server sent a cover pattern that does not compile; keeping the old ones")
             }
+        }
+    }
+
+    /// Keeps the server's cover keys for checking covers offline. A server
+    /// that publishes none (older than signed covers) leaves the desk's as
+    /// they are.
+    async fn adopt_cover_keys(&self, published: &[imc_shared::cover_keys::CoverKey]) {
+        if published.is_empty() {
+            return;
+        }
+        let (keys, bad) = imc_shared::cover_keys::CoverKeys::new(published);
+        for why in bad {
+            tracing::warn!("the server sent a bad cover key: {why}");
+        }
+        tracing::debug!(keys = ?keys.ids(), "cover keys");
+        if let Ok(mut current) = self.cover_keys.write() {
+            *current = keys;
+        }
+        let json = serde_json::to_string(published).unwrap_or_default();
+        if let Err(e) = self
+            .blocking(move |q| Ok(q.set_meta(cover_rules::KEYS_KEY, &json)?))
+            .await
+        {
+            tracing::warn!(error = %e, "could not keep the cover keys");
         }
     }
 
@@ -298,9 +324,9 @@ impl Uplink {
                 .context("server closed the connection")??;
             let Some(msg) = parse(frame)? else { continue };
             match msg {
-                ServerMessage::PacketOutcome(_) | ServerMessage::Notice(_) => {
-                    self.unsolicited(msg).await?
-                }
+                ServerMessage::PacketOutcome(_)
+                | ServerMessage::Notice(_)
+                | ServerMessage::CoverKeys { .. } => self.unsolicited(msg).await?,
                 ServerMessage::Error(e) if e.fatal => return Err(fatal(e)),
                 other => return Ok(other),
             }
@@ -331,6 +357,11 @@ impl Uplink {
                     Ok(q.record_outcome(notice.packet_id, matched, &notice.message)?)
                 })
                 .await
+            }
+            ServerMessage::CoverKeys { keys } => {
+                tracing::info!("the server's cover keys changed");
+                self.adopt_cover_keys(&keys).await;
+                Ok(())
             }
             ServerMessage::Error(e) if e.fatal => Err(fatal(e)),
             other => {
@@ -660,6 +691,7 @@ impl Link<'_> {
             page_count: seal.page_count,
             empty: seal.empty,
             packet_seq: Some(seal.packet_seq),
+            cover_problem: seal.cover_problem,
         }))
         .await
     }
@@ -733,9 +765,9 @@ impl Link<'_> {
                 },
             },
             ServerMessage::Welcome(_) => bail!("server sent a second welcome"),
-            other @ (ServerMessage::PacketOutcome(_) | ServerMessage::Notice(_)) => {
-                self.uplink.unsolicited(other).await?
-            }
+            other @ (ServerMessage::PacketOutcome(_)
+            | ServerMessage::Notice(_)
+            | ServerMessage::CoverKeys { .. }) => self.uplink.unsolicited(other).await?,
             ServerMessage::Stored { .. } => {}
         }
         Ok(false)

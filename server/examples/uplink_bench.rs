@@ -80,6 +80,7 @@ fn fill_queue(queue: &Queue, agent: usize, pages: usize) -> anyhow::Result<()> {
             cover_code: None,
             declared: None,
             count_note: None,
+            cover_problem: None,
             barcodes_json: "[]".into(),
             blank: false,
         };
@@ -283,6 +284,7 @@ async fn run_agents(
             config: Arc::new(config as AgentConfig),
             queue: Arc::clone(queue),
             patterns: Arc::new(RwLock::new(imc_shared::CoverPatterns::default())),
+            cover_keys: Arc::default(),
             work: Arc::new(tokio::sync::Notify::new()),
         };
         tasks.push(tokio::spawn(uplink.run(agents_stop.clone())));

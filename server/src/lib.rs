@@ -21,6 +21,7 @@ pub mod cli;
 pub mod commit;
 pub mod config;
 pub mod cover;
+pub mod cover_keys;
 pub mod demo;
 pub mod desk_bus;
 mod error;
@@ -88,10 +89,15 @@ pub async fn open(config: ServerConfig) -> anyhow::Result<AppState> {
         tracing::info!("IMC_BOOTSTRAP_TOKEN stored as an admin API token");
     }
     // Loaded once; a key that cannot open the stored secrets stops the start.
-    let secrets = secrets::Keyring::load(&config.data_dir)?;
+    let secrets = Arc::new(secrets::Keyring::load(&config.data_dir)?);
     secrets::upgrade(&*store, &secrets)
         .await
         .context("webhook secrets")?;
+    let cover_keys = Arc::new(cover_keys::CoverSigner::new(Arc::clone(&secrets)));
+    cover_keys
+        .ensure(&*store)
+        .await
+        .context("cover signing keys")?;
     let blobs: Arc<dyn blobs::BlobStore> = match &config.blobs {
         Some(location) => blobs::open(location)?,
         None => Arc::new(FolderBlobs::open(&config.blobs_dir())?),
@@ -120,7 +126,8 @@ pub async fn open(config: ServerConfig) -> anyhow::Result<AppState> {
     };
     Ok(AppState {
         client_ca,
-        secrets: Arc::new(secrets),
+        secrets,
+        cover_keys,
         committer: commit::Committer::start(Arc::clone(&store), Arc::clone(&blobs)),
         web,
         shared_partials,

@@ -147,6 +147,11 @@ enum Command {
         #[command(subcommand)]
         command: imc_server::cli::SecretsCommand,
     },
+    /// Cover signing keys: list, rotate.
+    CoverKeys {
+        #[command(subcommand)]
+        command: imc_server::cli::CoverKeysCommand,
+    },
     /// Audit trail tools.
     Audit {
         #[command(subcommand)]
@@ -516,6 +521,7 @@ fn run_async(command: Command, file: ServerFile) -> anyhow::Result<()> {
             } => imc_server::web::users::set_password_from_cli(&at, &name, password).await,
             Command::Token { command } => imc_server::cli::token(command).await,
             Command::Secrets { command } => imc_server::cli::secrets(command).await,
+            Command::CoverKeys { command } => imc_server::cli::cover_keys(command).await,
             // Handled without a runtime in `run`.
             Command::Audit { .. }
             | Command::Backup { .. }

@@ -1,4 +1,5 @@
-//! Secrets at rest: webhook HMAC secrets are stored sealed, never in plain.
+//! Secrets at rest: webhook HMAC secrets and the private cover signing keys
+//! are stored sealed, never in plain.
 //!
 //! A stored value reads `v1:<key id>:<base64 of nonce || ciphertext+tag>`,
 //! sealed with CHACHA20-POLY1305 under a 32-byte key and a random nonce per
@@ -105,6 +106,26 @@ impl Keyring {
             tracing::info!(file = %file.display(), "created a secrets key; back it up apart from the data");
         }
         Self::read_file(file)
+    }
+
+    /// The keys an administration command works with: the environment's,
+    /// else the key file given, else the data dir's. Never makes a key.
+    pub fn load_existing(data_dir: Option<&Path>, given: Option<&Path>) -> anyhow::Result<Keyring> {
+        let from_env = std::env::var(KEY_ENV).is_ok_and(|k| !k.trim().is_empty());
+        let file = given
+            .map(Path::to_path_buf)
+            .or_else(|| data_dir.map(key_file));
+        match (from_env, file) {
+            (true, _) => Self::load_from(
+                std::env::var(KEY_ENV).ok(),
+                std::env::var(PREVIOUS_ENV).ok(),
+                Path::new(""),
+            ),
+            (false, Some(file)) => Self::read_file(&file),
+            (false, None) => {
+                anyhow::bail!("no secrets key: set {KEY_ENV}, or give --data-dir or --key-file")
+            }
+        }
     }
 
     /// The keys of a key file, current first.
@@ -344,8 +365,10 @@ pub async fn rotate(store: &dyn Store, key_file: Option<&Path>) -> anyhow::Resul
         ),
     };
     let resealed = reseal(store, &keys).await?;
+    let cover_keys = crate::cover_keys::reseal(store, &keys).await?;
     Ok(format!(
-        "current secrets key {}; {resealed} webhook secret(s) re-sealed; restart the server(s)",
+        "current secrets key {}; {resealed} webhook secret(s) and {cover_keys} cover signing key(s) \
+         re-sealed; restart the server(s)",
         keys.ids().first().copied().unwrap_or("?")
     ))
 }

@@ -27,4 +27,6 @@ pub struct AppState {
     pub client_ca: Option<Arc<crate::net::client_certs::ClientCa>>,
     /// Seals webhook secrets before they are stored (`crate::secrets`).
     pub secrets: Arc<crate::secrets::Keyring>,
+    /// Signs the QR of every cover printed; publishes the public keys to desks.
+    pub cover_keys: Arc<crate::cover_keys::CoverSigner>,
 }

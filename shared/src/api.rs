@@ -265,6 +265,10 @@ pub struct EnrollResponse {
     /// server's client CA, to present on the uplink with its own key.
     #[serde(default)]
     pub client_cert: Option<String>,
+    /// The public keys cover QRs are signed with; the desk checks covers
+    /// offline with them.
+    #[serde(default)]
+    pub cover_keys: Vec<crate::cover_keys::CoverKey>,
 }
 
 /// An enrolled scan-desk agent.

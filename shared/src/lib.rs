@@ -3,7 +3,8 @@
 //! Layout:
 //! - [`status`]: document status and image mode, the words of DESIGN.md.
 //! - [`cover_code`]: how cover codes look, are issued and are recognised.
-//! - [`cover_qr`]: the QR payload of an IMC cover (code and attachment count).
+//! - [`cover_qr`]: the QR payload of an IMC cover (code, attachment count, signature).
+//! - [`cover_keys`]: the server's public cover keys and checking a signature.
 //! - [`api`]: JSON bodies of the HTTP API under `/api/v1`.
 //! - [`protocol`]: the agent uplink spoken over WebSocket.
 //! - [`vat`]: reading a VAT invoice's QR payload (duplicate-invoice guard).
@@ -13,6 +14,7 @@
 
 pub mod api;
 pub mod cover_code;
+pub mod cover_keys;
 pub mod cover_qr;
 pub mod fuzzing;
 pub mod protocol;

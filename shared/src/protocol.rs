@@ -9,12 +9,14 @@
 //! complete and their SHA-256 matches, the server fsyncs and commits, and only
 //! then answers `Stored`: the agent may forget a page only after that.
 
+pub use crate::cover_keys::CoverKey;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// Bumped on any change an older peer would misread. Version 2 added the
-/// window (`Welcome::window_pages`, `window_bytes`) and `ProtocolError::permanent`.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// window (`Welcome::window_pages`, `window_bytes`) and `ProtocolError::permanent`;
+/// version 3 [`ServerMessage::CoverKeys`], sent only to agents that speak it.
+pub const PROTOCOL_VERSION: u32 = 3;
 /// The oldest agent protocol the server still serves (a version 1 agent sends
 /// one page at a time and does not read the new fields).
 pub const MIN_PROTOCOL_VERSION: u32 = 1;
@@ -98,6 +100,11 @@ pub struct PacketSeal {
     /// from older agents.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packet_seq: Option<u64>,
+    /// Why the packet's first page, which looked like a cover, was not taken
+    /// as one (its QR signature failed); starts with
+    /// [`crate::cover_qr::SIGNATURE_INVALID`]. The packet stays unmatched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cover_problem: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -131,6 +138,11 @@ pub enum ServerMessage {
     Notice(DeskNotice),
     /// The request could not be served; `capture_id` names the page when it is about one.
     Error(ProtocolError),
+    /// The cover keys changed (a rotation) while the agent was connected:
+    /// every key a cover may be signed with, old and new.
+    CoverKeys {
+        keys: Vec<CoverKey>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -160,6 +172,9 @@ pub struct Welcome {
     /// Bytes the agent may have in flight.
     #[serde(default)]
     pub window_bytes: u64,
+    /// The public keys cover QRs are signed with, for checking them offline.
+    #[serde(default)]
+    pub cover_keys: Vec<CoverKey>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -300,6 +315,7 @@ mod tests {
             page_count: 3,
             empty: false,
             packet_seq: None,
+            cover_problem: None,
         });
         let json = serde_json::to_string(&msg).unwrap();
         assert!(json.contains("\"type\":\"seal\""), "{json}");

@@ -17,6 +17,7 @@ mod backup;
 mod capture;
 mod capture_formats;
 mod cluster;
+mod cover_signatures;
 mod delivery;
 mod desk;
 mod doctor;

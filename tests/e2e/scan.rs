@@ -103,18 +103,36 @@ pub fn text_page(seed: u64) -> GrayImage {
 
 /// A 300 dpi A4 page with `text` as a Code 128 barcode and as QR near the top.
 pub fn barcode_page(text: &str) -> GrayImage {
+    cover_page(text, text)
+}
+
+/// A cover as a forger might make one: `code` as Code 128, `qr` as the QR.
+pub fn cover_page(code: &str, qr: &str) -> GrayImage {
     use rxing::Writer;
     let mut page = GrayImage::from_pixel(2480, 3508, Luma([255]));
     let hints = rxing::EncodeHints::default();
     let code128 = rxing::oned::Code128Writer
-        .encode_with_hints(text, &rxing::BarcodeFormat::CODE_128, 0, 0, &hints)
+        .encode_with_hints(code, &rxing::BarcodeFormat::CODE_128, 0, 0, &hints)
         .expect("encode code 128");
     paint(&mut page, &code128, 200, 300, 6, 180);
     let qr = rxing::qrcode::QRCodeWriter
-        .encode_with_hints(text, &rxing::BarcodeFormat::QR_CODE, 0, 0, &hints)
+        .encode_with_hints(qr, &rxing::BarcodeFormat::QR_CODE, 0, 0, &hints)
         .expect("encode qr");
-    paint(&mut page, &qr, 1700, 250, 12, 0);
+    paint(&mut page, &qr, 1700, 250, 10, 0);
     page
+}
+
+/// The text of the QR on a page (a printed cover's).
+pub fn read_qr(page: &GrayImage) -> String {
+    use rxing::Reader;
+    let (w, h) = page.dimensions();
+    let source = rxing::Luma8LuminanceSource::new(page.as_raw().clone(), w, h).expect("luma");
+    let mut bitmap = rxing::BinaryBitmap::new(rxing::common::HybridBinarizer::new(source));
+    rxing::qrcode::QRCodeReader
+        .decode(&mut bitmap)
+        .expect("a QR on the page")
+        .getText()
+        .to_owned()
 }
 
 /// Paints a bit matrix at integer module size; a 1-row matrix (1D code) is stretched to `bar_height`.

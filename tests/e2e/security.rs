@@ -457,6 +457,7 @@ async fn deliver_packet(server: &TestServer, token: &str, doc: &Value) -> uuid::
             page_count: 2,
             empty: false,
             packet_seq: None,
+            cover_problem: None,
         }))
         .await;
     server

@@ -53,6 +53,9 @@ pub struct CoverFields<'a> {
     pub submitter: Option<&'a str>,
     /// The declared attachment count (附件张数), printed and in the QR.
     pub attachment_count: Option<u32>,
+    /// What the QR holds: the signed payload of code and count
+    /// ([`crate::cover_keys::Loaded::qr_text`]).
+    pub qr_text: &'a str,
     pub created_at: &'a str,
 }
 
@@ -145,8 +148,7 @@ impl CoverRenderer {
         // QR in the top-right corner, its quiet zone inside the margin box.
         // The desk reads the count from the QR without asking the server; the
         // Code 128 stays the bare code, as ERP-printed covers have it.
-        let qr_text = imc_shared::cover_qr::encode(fields.cover_code, fields.attachment_count);
-        let qr = barcode::qr_matrix(&qr_text)?;
+        let qr = barcode::qr_matrix(fields.qr_text)?;
         let qr_total_modules = qr.width() + 2 * QR_QUIET_MODULES;
         let qm = (QR_TARGET_PX / qr_total_modules).max(QR_MODULE_MIN);
         let qr_size = qr_total_modules * qm;

@@ -10,6 +10,20 @@ use super::*;
 
 const CODE: &str = "IMC7K3M9Q2XHA";
 
+/// Covers as printed: the QR signed, by a key with a fixed seed.
+fn signed(code: &str, declared: Option<u32>) -> String {
+    use base64::Engine;
+    use ring::signature::{Ed25519KeyPair, KeyPair};
+    let key = Ed25519KeyPair::from_seed_unchecked(&[9; 32]).unwrap();
+    let message = imc_shared::cover_qr::signed_message(code, declared);
+    let signature =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.sign(message.as_bytes()));
+    let id = imc_shared::cover_keys::key_id(key.public_key().as_ref());
+    imc_shared::cover_qr::encode_signed(code, declared, &id, &signature)
+}
+
+static SIGNED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| signed(CODE, None));
+
 fn fields() -> CoverFields<'static> {
     CoverFields {
         cover_code: CODE,
@@ -23,6 +37,7 @@ fn fields() -> CoverFields<'static> {
         amount: Some("¥12,345.60"),
         submitter: Some("张三"),
         attachment_count: None,
+        qr_text: &SIGNED,
         created_at: "2024-05-06 09:30:00",
     }
 }
@@ -51,23 +66,26 @@ fn decode(img: &GrayImage, mut reader: impl Reader) -> String {
 /// The Code 128 holds the bare code; the QR the framed payload.
 fn assert_decodes(img: &GrayImage) {
     assert_eq!(decode(img, Code128Reader), CODE);
-    assert_eq!(decode(img, QRCodeReader), format!("IMC1|{CODE}|"));
+    assert_eq!(decode(img, QRCodeReader), *SIGNED);
 }
 
 #[test]
 fn the_qr_carries_the_declared_count_and_the_bars_the_bare_code() {
+    let qr_text = signed(CODE, Some(3));
     let with_count = CoverFields {
         attachment_count: Some(3),
+        qr_text: &qr_text,
         ..fields()
     };
     let img = renderer().render_gray(&with_count).unwrap();
-    assert_eq!(decode(&img, QRCodeReader), format!("IMC1|{CODE}|3"));
+    assert_eq!(decode(&img, QRCodeReader), qr_text);
     assert_eq!(decode(&img, Code128Reader), CODE);
     let read = imc_shared::cover_qr::parse(&decode(&img, QRCodeReader)).unwrap();
     assert_eq!((read.code.as_str(), read.declared), (CODE, Some(3)));
+    assert!(read.signature.is_some());
     // Still readable in a 150 dpi scan.
     let half = imageops::resize(&img, PAGE_W / 2, PAGE_H / 2, FilterType::Triangle);
-    assert_eq!(decode(&half, QRCodeReader), format!("IMC1|{CODE}|3"));
+    assert_eq!(decode(&half, QRCodeReader), qr_text);
 }
 
 #[test]

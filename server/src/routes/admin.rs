@@ -175,11 +175,13 @@ pub async fn enroll(
         }
     };
     tracing::info!(agent = %agent.id, site = %agent.site, name = %agent.name, "agent enrolled");
+    let cover_keys = state.cover_keys.current(&*state.store).await?;
     Ok(Json(EnrollResponse {
         agent_id: agent.id,
         site: agent.site,
         token,
         client_cert,
+        cover_keys: cover_keys.published.clone(),
     }))
 }
 

@@ -10,6 +10,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::{Actor, Created, Decision, Document, NewDocument, NewImage, StoreError};
 use crate::workflow::Via;
+use anyhow::Context;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -337,8 +338,15 @@ async fn render_cover(
 ) -> ApiResult<Vec<u8>> {
     let doc = require(state, caller, id).await?;
     let covers = state.covers.clone();
+    let qr_text = state
+        .cover_keys
+        .current(&*state.store)
+        .await
+        .with_context(|| format!("signing the cover of document {id}"))?
+        .qr_text(&doc.cover_code, doc.attachment_count, chrono::Utc::now());
     tokio::task::spawn_blocking(move || {
         let fields = CoverFields {
+            qr_text: &qr_text,
             cover_code: &doc.cover_code,
             source_system: &doc.source_system,
             doc_no: &doc.doc_no,

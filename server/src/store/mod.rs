@@ -360,6 +360,12 @@ pub struct WaitingPacket {
 /// packets that carry its sequence take the places its sequenced packets
 /// hold, in sequence order. Packets without one (older agents) keep their
 /// places, and so the order across agents stays that of arrival.
+/// Why a packet without a cover stays unmatched: what the desk said of the
+/// page that looked like a cover (its QR signature failed), or no cover at all.
+pub(crate) fn coverless_reason(cover_problem: Option<String>) -> String {
+    cover_problem.unwrap_or_else(|| "no cover sheet before these pages".to_owned())
+}
+
 pub fn late_binding_order(waiting: Vec<WaitingPacket>) -> Vec<String> {
     let mut places: std::collections::HashMap<&str, Vec<usize>> = std::collections::HashMap::new();
     for (i, packet) in waiting.iter().enumerate() {
@@ -511,6 +517,17 @@ pub trait Store: Send + Sync + 'static {
     async fn settings(&self) -> StoreResult<Settings>;
     /// Applies a partial update, validated against the merged result, in one transaction.
     async fn update_settings(&self, patch: SettingsPatch, actor: &Actor) -> StoreResult<Settings>;
+    /// A settings row as stored (JSON text), for values the settings API
+    /// never shows (the cover signing keys).
+    async fn setting_text(&self, key: &str) -> StoreResult<Option<String>>;
+    /// Sets a settings row if it still holds `expected` (`None`: no row);
+    /// `false` when another writer changed it first.
+    async fn replace_setting_text(
+        &self,
+        key: &str,
+        expected: Option<String>,
+        value: String,
+    ) -> StoreResult<bool>;
     async fn put_scheme(&self, scheme: Scheme, actor: &Actor) -> StoreResult<Scheme>;
 
     // Documents.
@@ -557,11 +574,7 @@ pub trait Store: Send + Sync + 'static {
     async fn seal_packet(
         &self,
         agent: &Agent,
-        packet_id: Uuid,
-        cover_code: Option<String>,
-        page_count: u32,
-        empty: bool,
-        packet_seq: Option<u64>,
+        seal: imc_shared::protocol::PacketSeal,
     ) -> StoreResult<PacketResolution>;
     async fn packets(&self, state: Option<PacketState>, limit: u32) -> StoreResult<Vec<Packet>>;
     async fn match_packet(

@@ -162,7 +162,7 @@ async fn scanned(store: &dyn Store, document_id: i64, qr: &str) {
         .await
         .unwrap();
     store
-        .seal_packet(&agent(), packet_id, None, 1, false, None)
+        .seal_packet(&agent(), sealing(packet_id, None, 1, false, None))
         .await
         .unwrap();
     store
@@ -401,7 +401,10 @@ async fn packets_match_by_cover_and_bind_late(store: &dyn Store) {
             .unwrap()
     );
     let sealed = store
-        .seal_packet(&agent(), packet, cover.map(str::to_owned), 2, false, None)
+        .seal_packet(
+            &agent(),
+            sealing(packet, cover.map(str::to_owned), 2, false, None),
+        )
         .await
         .unwrap();
     assert_eq!(sealed, PacketResolution::Open);
@@ -417,7 +420,10 @@ async fn packets_match_by_cover_and_bind_late(store: &dyn Store) {
     // Re-offers and re-seals after a crash report the same fate, store nothing.
     assert_eq!(store.record_page(&agent(), first).await.unwrap(), want);
     let resealed = store
-        .seal_packet(&agent(), packet, cover.map(str::to_owned), 2, false, None)
+        .seal_packet(
+            &agent(),
+            sealing(packet, cover.map(str::to_owned), 2, false, None),
+        )
         .await;
     assert_eq!(resealed.unwrap(), want);
     assert_eq!(store.images(early).await.unwrap().len(), 2);
@@ -426,7 +432,10 @@ async fn packets_match_by_cover_and_bind_late(store: &dyn Store) {
         DocStatus::Matched
     );
     let miscount = store
-        .seal_packet(&agent(), packet, cover.map(str::to_owned), 3, false, None)
+        .seal_packet(
+            &agent(),
+            sealing(packet, cover.map(str::to_owned), 3, false, None),
+        )
         .await;
     assert!(
         matches!(miscount, Err(StoreError::Conflict(_))),
@@ -459,11 +468,7 @@ async fn packets_match_by_cover_and_bind_late(store: &dyn Store) {
     let unmatched = store
         .seal_packet(
             &agent(),
-            waiting,
-            late_cover.map(str::to_owned),
-            1,
-            false,
-            None,
+            sealing(waiting, late_cover.map(str::to_owned), 1, false, None),
         )
         .await
         .unwrap();
@@ -537,7 +542,7 @@ async fn declared_attachments_are_checked_against_the_scanned_pages(store: &dyn 
         store.record_page(&agent(), p).await.unwrap();
     }
     let matched = store
-        .seal_packet(&agent(), packet_id, Some(cover), 4, false, None)
+        .seal_packet(&agent(), sealing(packet_id, Some(cover), 4, false, None))
         .await
         .unwrap();
     assert!(
@@ -720,7 +725,10 @@ async fn racing_pages_resolve_a_packet_once(store: &dyn Store, store_arc: Arc<dy
         let store = Arc::clone(&store_arc);
         tasks.push(tokio::spawn(async move {
             store
-                .seal_packet(&agent(), packet, cover.map(str::to_owned), 8, false, None)
+                .seal_packet(
+                    &agent(),
+                    sealing(packet, cover.map(str::to_owned), 8, false, None),
+                )
                 .await
         }));
     }
@@ -788,7 +796,7 @@ async fn paper_racing_its_document_binds_once(store: &dyn Store, store_arc: Arc<
         let (seal_store, seal_cover) = (Arc::clone(&store_arc), cover.clone());
         tasks.push(tokio::spawn(async move {
             seal_store
-                .seal_packet(&agent(), packet, Some(seal_cover), 3, false, None)
+                .seal_packet(&agent(), sealing(packet, Some(seal_cover), 3, false, None))
                 .await
                 .map(drop)
         }));
@@ -831,7 +839,10 @@ async fn a_batch_of_pages_is_recorded_page_by_page(store: &dyn Store) {
     };
     assert_eq!(
         store
-            .seal_packet(&agent(), packet_id, Some(cover.into()), 2, false, None)
+            .seal_packet(
+                &agent(),
+                sealing(packet_id, Some(cover.into()), 2, false, None)
+            )
             .await
             .unwrap(),
         PacketResolution::Open
@@ -1013,7 +1024,10 @@ async fn a_packet_sealed_with_no_pages_is_empty_not_matched(store: &dyn Store) {
     let cover = store.document(id).await.unwrap().unwrap().cover_code;
     let packet_id = Uuid::new_v4();
     let resolution = store
-        .seal_packet(&agent(), packet_id, Some(cover.clone()), 0, false, None)
+        .seal_packet(
+            &agent(),
+            sealing(packet_id, Some(cover.clone()), 0, false, None),
+        )
         .await
         .unwrap();
     assert!(
@@ -1032,7 +1046,7 @@ async fn a_packet_sealed_with_no_pages_is_empty_not_matched(store: &dyn Store) {
     );
     // Sealing again is idempotent.
     store
-        .seal_packet(&agent(), packet_id, Some(cover), 0, false, None)
+        .seal_packet(&agent(), sealing(packet_id, Some(cover), 0, false, None))
         .await
         .unwrap();
     let empty = store.packets(Some(PacketState::Empty), 10).await.unwrap();
@@ -1264,7 +1278,7 @@ async fn an_agent_touches_only_its_own_packets(store: &dyn Store) {
         .await;
     assert!(matches!(added, Err(StoreError::Conflict(_))), "{added:?}");
     let sealed = store
-        .seal_packet(&intruder, packet_id, None, 1, false, None)
+        .seal_packet(&intruder, sealing(packet_id, None, 1, false, None))
         .await;
     assert!(matches!(sealed, Err(StoreError::Conflict(_))), "{sealed:?}");
 }
@@ -1357,7 +1371,10 @@ async fn scanned_bytes(
             .unwrap();
     }
     store
-        .seal_packet(&agent(), packet_id, None, pages.len() as u32, false, None)
+        .seal_packet(
+            &agent(),
+            sealing(packet_id, None, pages.len() as u32, false, None),
+        )
         .await
         .unwrap();
     store
@@ -1506,6 +1523,24 @@ async fn retention_purges_final_documents_and_keeps_shared_bytes(store: &dyn Sto
 /// an upload of the same bytes races the sweep.
 struct SlowDeletes(Arc<dyn crate::blobs::BlobStore>);
 
+/// A seal as an agent sends it, without a cover problem.
+fn sealing(
+    packet_id: Uuid,
+    cover_code: Option<String>,
+    page_count: u32,
+    empty: bool,
+    packet_seq: Option<u64>,
+) -> imc_shared::protocol::PacketSeal {
+    imc_shared::protocol::PacketSeal {
+        packet_id,
+        cover_code,
+        page_count,
+        empty,
+        packet_seq,
+        cover_problem: None,
+    }
+}
+
 #[async_trait::async_trait]
 impl crate::blobs::BlobStore for SlowDeletes {
     async fn contains(&self, sha256: &str) -> Result<bool, crate::blobs::BlobError> {
@@ -1583,7 +1618,7 @@ async fn a_page_racing_the_purge_of_its_bytes_keeps_them(
         assert!(blobs.contains(&sha).await.unwrap());
         let new = doc(store, &format!("NEW-{round}")).await;
         store
-            .seal_packet(&agent(), packet, None, 1, false, None)
+            .seal_packet(&agent(), sealing(packet, None, 1, false, None))
             .await
             .unwrap();
         store
@@ -1641,7 +1676,10 @@ async fn waiting_packets_attach_in_the_desks_order(store: &dyn Store) {
         };
         store.record_page(&agent(), stored).await.unwrap();
         let sealed = store
-            .seal_packet(&agent(), packet_id, Some(cover.into()), 1, false, Some(seq))
+            .seal_packet(
+                &agent(),
+                sealing(packet_id, Some(cover.into()), 1, false, Some(seq)),
+            )
             .await
             .unwrap();
         assert!(
@@ -1769,6 +1807,78 @@ mod desk {
         desk_queue_and_search, committed_changes_are_announced);
 }
 
+/// A packet whose first page the desk refused as a cover (its QR signature
+/// failed) stays unmatched with the desk's reason, even when a document has
+/// the code the sheet showed; the cover keys are one row, set once and then
+/// only by compare and swap.
+async fn a_refused_cover_matches_nothing_and_cover_keys_swap_once(store: &dyn Store) {
+    match_mode(store).await;
+    let id = doc(store, "SIG-1").await;
+    let code = store.document(id).await.unwrap().unwrap().cover_code;
+    let packet_id = Uuid::new_v4();
+    for i in 0..2 {
+        store
+            .record_page(&agent(), page(packet_id, i, None, None))
+            .await
+            .unwrap();
+    }
+    let why = format!("cover_signature_invalid: the QR of cover {code} does not verify");
+    let seal = imc_shared::protocol::PacketSeal {
+        cover_problem: Some(why.clone()),
+        ..sealing(packet_id, None, 2, false, None)
+    };
+    let resolution = store.seal_packet(&agent(), seal).await.unwrap();
+    assert_eq!(
+        resolution,
+        PacketResolution::Unmatched {
+            reason: why.clone()
+        }
+    );
+    let listed = store
+        .packets(Some(PacketState::Unmatched), 10)
+        .await
+        .unwrap();
+    assert_eq!(listed[0].reason.as_deref(), Some(why.as_str()));
+    assert_eq!(store.images(id).await.unwrap().len(), 0);
+
+    let key = crate::cover_keys::SETTING;
+    assert_eq!(store.setting_text(key).await.unwrap(), None);
+    assert!(
+        store
+            .replace_setting_text(key, None, "[1]".into())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .replace_setting_text(key, None, "[2]".into())
+            .await
+            .unwrap(),
+        "made once"
+    );
+    assert!(
+        !store
+            .replace_setting_text(key, Some("[3]".into()), "[4]".into())
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .replace_setting_text(key, Some("[1]".into()), "[5]".into())
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.setting_text(key).await.unwrap().as_deref(),
+        Some("[5]")
+    );
+    let settings = store.settings().await.unwrap();
+    assert!(
+        !format!("{settings:?}").contains("[5]"),
+        "never shown in settings"
+    );
+}
+
 macro_rules! conformance {
     ($backend:ident: $($case:ident),+ ; racing: $($race:ident),+ $(,)?) => {
         mod $backend {
@@ -1800,7 +1910,8 @@ conformance!(sqlite: a_duplicate_invoice_flags_both_live_documents,
     the_ops_snapshot_counts_what_is_stored, a_packet_sealed_with_no_pages_is_empty_not_matched,
     retention_purges_final_documents_and_keeps_shared_bytes, an_agent_touches_only_its_own_packets,
     waiting_packets_attach_in_the_desks_order, bytes_count_as_held_only_by_the_site_that_sent_them,
-    declared_attachments_are_checked_against_the_scanned_pages, webhook_secrets_are_stored_sealed;
+    declared_attachments_are_checked_against_the_scanned_pages, webhook_secrets_are_stored_sealed,
+    a_refused_cover_matches_nothing_and_cover_keys_swap_once;
     racing: racing_pages_resolve_a_packet_once, racing_creates_make_one_document,
     paper_racing_its_document_binds_once, a_page_racing_the_purge_of_its_bytes_keeps_them);
 conformance!(postgres: a_duplicate_invoice_flags_both_live_documents,
@@ -1811,7 +1922,8 @@ conformance!(postgres: a_duplicate_invoice_flags_both_live_documents,
     the_ops_snapshot_counts_what_is_stored, a_packet_sealed_with_no_pages_is_empty_not_matched,
     retention_purges_final_documents_and_keeps_shared_bytes, an_agent_touches_only_its_own_packets,
     waiting_packets_attach_in_the_desks_order, bytes_count_as_held_only_by_the_site_that_sent_them,
-    declared_attachments_are_checked_against_the_scanned_pages, webhook_secrets_are_stored_sealed;
+    declared_attachments_are_checked_against_the_scanned_pages, webhook_secrets_are_stored_sealed,
+    a_refused_cover_matches_nothing_and_cover_keys_swap_once;
     racing: racing_pages_resolve_a_packet_once, racing_creates_make_one_document,
     paper_racing_its_document_binds_once, a_page_racing_the_purge_of_its_bytes_keeps_them);
 

@@ -696,6 +696,7 @@ impl Session {
             anyhow::bail!(message);
         }
         self.state.store.agent_seen(&self.agent.id, None).await?;
+        let mut cover_keys = self.state.cover_keys.current(&*self.state.store).await?;
         let welcome = Welcome {
             protocol_version: hello.protocol_version,
             agent_id: self.agent.id.clone(),
@@ -704,8 +705,11 @@ impl Session {
             max_chunk_bytes: PREFERRED_CHUNK_BYTES as u64,
             window_pages: WINDOW_PAGES,
             window_bytes: WINDOW_BYTES,
+            cover_keys: cover_keys.published.clone(),
         };
         send(link, &ServerMessage::Welcome(welcome)).await?;
+        // Only agents that speak version 3 read a key push.
+        let hears_key_pushes = hello.protocol_version >= 3;
 
         // An agent pings every few seconds; silence this long means the link is
         // half-open (the peer vanished without a FIN) or dead.
@@ -787,7 +791,20 @@ impl Session {
                 Inbound::ChunkEnd { intact } => self.on_chunk_end(intact).await?,
                 Inbound::Ping(payload) => {
                     link.pong(&payload).await.context("answering a ping")?;
-                    Vec::new()
+                    // The agent's pings pace the check for a key rotation.
+                    match self.state.cover_keys.current(&*self.state.store).await {
+                        Ok(now) if hears_key_pushes && now.published != cover_keys.published => {
+                            cover_keys = now;
+                            vec![ServerMessage::CoverKeys {
+                                keys: cover_keys.published.clone(),
+                            }]
+                        }
+                        Ok(_) => Vec::new(),
+                        Err(e) => {
+                            tracing::warn!(error = %format!("{e:#}"), "could not read the cover keys");
+                            Vec::new()
+                        }
+                    }
                 }
                 Inbound::Close => {
                     let _ = link.close(websocket::CLOSE_NORMAL, "").await;
@@ -1140,19 +1157,7 @@ impl Session {
         if let Err(why) = validate_seal(&seal) {
             return Ok(vec![seal_error("bad_seal", why, packet_id, true)]);
         }
-        match self
-            .state
-            .store
-            .seal_packet(
-                &self.agent,
-                packet_id,
-                seal.cover_code,
-                seal.page_count,
-                seal.empty,
-                seal.packet_seq,
-            )
-            .await
-        {
+        match self.state.store.seal_packet(&self.agent, seal).await {
             Ok(resolution) => {
                 let mut replies = vec![ServerMessage::Sealed { packet_id }];
                 replies.extend(outcome(packet_id, resolution));

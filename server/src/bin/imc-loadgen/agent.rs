@@ -383,6 +383,7 @@ impl<'a> Session<'a> {
                 page_count: packet.sent.stored.len() as u32,
                 empty: packet.sent.stored.is_empty(),
                 packet_seq: None,
+                cover_problem: None,
             });
             self.packets[index].seal_sent = true;
             self.send(&seal).await?;
@@ -424,7 +425,7 @@ impl<'a> Session<'a> {
                     self.agent.live.protocol_error(message);
                 }
             }
-            ServerMessage::Notice(_) => {}
+            ServerMessage::Notice(_) | ServerMessage::CoverKeys { .. } => {}
             ServerMessage::Welcome(_) => bail!("a second welcome"),
             ServerMessage::Error(e) => {
                 let message = format!(

@@ -37,6 +37,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "attachment count",
         include_str!("migrations/0006_attachment_count.sql"),
     ),
+    (
+        7,
+        "cover problem",
+        include_str!("migrations/0007_cover_problem.sql"),
+    ),
 ];
 
 /// Any constant both the migrator and the check agree on.

@@ -262,6 +262,24 @@ impl Store for PgStore {
         in_tx!(self, |tx| settings::update(&tx, patch, actor))
     }
 
+    async fn setting_text(&self, key: &str) -> StoreResult<Option<String>> {
+        on_conn!(self, |c| settings::text(c, key))
+    }
+
+    async fn replace_setting_text(
+        &self,
+        key: &str,
+        expected: Option<String>,
+        value: String,
+    ) -> StoreResult<bool> {
+        on_conn!(self, |c| settings::replace_text(
+            c,
+            key,
+            expected.as_deref(),
+            &value
+        ))
+    }
+
     async fn put_scheme(&self, scheme: Scheme, actor: &Actor) -> StoreResult<Scheme> {
         in_tx!(self, |tx| documents::put_scheme(&tx, scheme, actor))
     }
@@ -352,15 +370,9 @@ impl Store for PgStore {
     async fn seal_packet(
         &self,
         agent: &Agent,
-        packet_id: Uuid,
-        cover_code: Option<String>,
-        page_count: u32,
-        empty: bool,
-        packet_seq: Option<u64>,
+        seal: imc_shared::protocol::PacketSeal,
     ) -> StoreResult<PacketResolution> {
-        in_tx!(self, |tx| packets::seal(
-            &tx, agent, packet_id, cover_code, page_count, empty, packet_seq
-        ))
+        in_tx!(self, |tx| packets::seal(&tx, agent, &seal))
     }
 
     async fn packets(&self, state: Option<PacketState>, limit: u32) -> StoreResult<Vec<Packet>> {

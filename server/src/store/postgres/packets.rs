@@ -192,13 +192,17 @@ pub async fn record_pages(
 pub async fn seal(
     tx: &impl GenericClient,
     agent: &Agent,
-    packet_id: Uuid,
-    cover_code: Option<String>,
-    page_count: u32,
-    empty: bool,
-    packet_seq: Option<u64>,
+    seal: &imc_shared::protocol::PacketSeal,
 ) -> StoreResult<PacketResolution> {
-    ensure_packet(tx, agent, packet_id, cover_code.as_deref(), packet_seq).await?;
+    let (packet_id, page_count, empty) = (seal.packet_id, seal.page_count, seal.empty);
+    ensure_packet(
+        tx,
+        agent,
+        packet_id,
+        seal.cover_code.as_deref(),
+        seal.packet_seq,
+    )
+    .await?;
     let id = packet_id.to_string();
     let sealed: Option<i32> = db::query_one(
         tx,
@@ -217,12 +221,14 @@ pub async fn seal(
         None => {
             db::execute(
                 tx,
-                "UPDATE packets SET sealed_page_count = $2, empty = $3, updated_at = $4 WHERE id = $1",
+                "UPDATE packets SET sealed_page_count = $2, empty = $3, updated_at = $4, cover_problem = $5 \
+                 WHERE id = $1",
                 &[
                     &id,
                     &db::i32_of(page_count, "page_count")?,
                     &(empty || page_count == 0),
                     &now(),
+                    &seal.cover_problem,
                 ],
             )
             .await?;
@@ -241,17 +247,20 @@ async fn resolve(
     let id = packet_id.to_string();
     let row = db::query_one(
         tx,
-        "SELECT state, sealed_page_count, cover_code, document_id, reason, empty FROM packets WHERE id = $1",
+        "SELECT state, sealed_page_count, cover_code, document_id, reason, empty, cover_problem \
+         FROM packets WHERE id = $1",
         &[&id],
     )
     .await?;
-    let (state, sealed, cover, document_id, reason, empty): (
+    #[allow(clippy::type_complexity)]
+    let (state, sealed, cover, document_id, reason, empty, cover_problem): (
         String,
         Option<i32>,
         Option<String>,
         Option<i64>,
         Option<String>,
         bool,
+        Option<String>,
     ) = (
         row.get(0),
         row.get(1),
@@ -259,6 +268,7 @@ async fn resolve(
         row.get(3),
         row.get(4),
         row.get(5),
+        row.get(6),
     );
     match (state.as_str(), document_id) {
         ("matched", Some(doc_id)) => {
@@ -310,7 +320,7 @@ async fn resolve(
         return Ok(PacketResolution::Unmatched { reason });
     }
     let outcome = match &cover {
-        None => Err("no cover sheet before these pages".to_owned()),
+        None => Err(crate::store::coverless_reason(cover_problem)),
         Some(code) => {
             lock_cover(tx, code).await?;
             match document_by_cover(tx, code).await? {

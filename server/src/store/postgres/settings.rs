@@ -44,6 +44,41 @@ async fn set<T: serde::Serialize + Sync>(
     Ok(())
 }
 
+pub async fn text(c: &impl GenericClient, key: &str) -> StoreResult<Option<String>> {
+    Ok(
+        db::query_opt(c, "SELECT value FROM settings WHERE key = $1", &[&key])
+            .await?
+            .map(|r| r.get(0)),
+    )
+}
+
+/// Compare and set, in one statement.
+pub async fn replace_text(
+    c: &impl GenericClient,
+    key: &str,
+    expected: Option<&str>,
+    value: &str,
+) -> StoreResult<bool> {
+    let changed =
+        match expected {
+            None => db::execute(
+                c,
+                "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                &[&key, &value],
+            )
+            .await?,
+            Some(old) => {
+                db::execute(
+                    c,
+                    "UPDATE settings SET value = $3 WHERE key = $1 AND value = $2",
+                    &[&key, &old, &value],
+                )
+                .await?
+            }
+        };
+    Ok(changed == 1)
+}
+
 pub async fn load(c: &impl GenericClient) -> StoreResult<Settings> {
     let d = Settings::default();
     Ok(Settings {

@@ -310,6 +310,22 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn setting_text(&self, key: &str) -> StoreResult<Option<String>> {
+        let key = key.to_owned();
+        self.read(move |c| settings::text(c, &key)).await
+    }
+
+    async fn replace_setting_text(
+        &self,
+        key: &str,
+        expected: Option<String>,
+        value: String,
+    ) -> StoreResult<bool> {
+        let key = key.to_owned();
+        self.write(move |tx| settings::replace_text(tx, &key, expected.as_deref(), &value))
+            .await
+    }
+
     async fn put_scheme(&self, scheme: Scheme, actor: &Actor) -> StoreResult<Scheme> {
         let actor = actor.clone();
         self.write(move |tx| documents::put_scheme(tx, scheme, &actor))
@@ -424,19 +440,10 @@ impl Store for SqliteStore {
     async fn seal_packet(
         &self,
         agent: &Agent,
-        packet_id: Uuid,
-        cover_code: Option<String>,
-        page_count: u32,
-        empty: bool,
-        packet_seq: Option<u64>,
+        seal: imc_shared::protocol::PacketSeal,
     ) -> StoreResult<PacketResolution> {
         let agent = agent.clone();
-        self.write(move |tx| {
-            packets::seal(
-                tx, &agent, packet_id, cover_code, page_count, empty, packet_seq,
-            )
-        })
-        .await
+        self.write(move |tx| packets::seal(tx, &agent, &seal)).await
     }
 
     async fn packets(&self, state: Option<PacketState>, limit: u32) -> StoreResult<Vec<Packet>> {

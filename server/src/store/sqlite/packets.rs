@@ -121,12 +121,13 @@ pub fn record_page(
     resolve(tx, page.packet_id, &Actor(format!("agent:{}", agent.id)))
 }
 
-/// Databases from before empty packets, or before desk sequences, get the
-/// column.
+/// Databases from before empty packets, desk sequences or signed covers get
+/// the column.
 pub fn migrate(conn: &Connection) -> StoreResult<()> {
     for (column, definition) in [
         ("empty", "INTEGER NOT NULL DEFAULT 0"),
         ("desk_seq", "INTEGER"),
+        ("cover_problem", "TEXT"),
     ] {
         let present: bool = conn.query_row(
             "SELECT EXISTS (SELECT 1 FROM pragma_table_info('packets') WHERE name = ?1)",
@@ -146,13 +147,16 @@ pub fn migrate(conn: &Connection) -> StoreResult<()> {
 pub fn seal(
     tx: &Transaction<'_>,
     agent: &Agent,
-    packet_id: Uuid,
-    cover_code: Option<String>,
-    page_count: u32,
-    empty: bool,
-    packet_seq: Option<u64>,
+    seal: &imc_shared::protocol::PacketSeal,
 ) -> StoreResult<PacketResolution> {
-    ensure_packet(tx, agent, packet_id, cover_code.as_deref(), packet_seq)?;
+    let (packet_id, page_count, empty) = (seal.packet_id, seal.page_count, seal.empty);
+    ensure_packet(
+        tx,
+        agent,
+        packet_id,
+        seal.cover_code.as_deref(),
+        seal.packet_seq,
+    )?;
     let sealed: Option<u32> = tx.query_row(
         "SELECT sealed_page_count FROM packets WHERE id = ?1",
         [packet_id.to_string()],
@@ -167,8 +171,8 @@ pub fn seal(
         Some(_) => {}
         None => {
             tx.execute(
-                "UPDATE packets SET sealed_page_count = ?2, empty = ?3, updated_at = ?4 WHERE id = ?1",
-                params![packet_id.to_string(), page_count, empty || page_count == 0, now()],
+                "UPDATE packets SET sealed_page_count = ?2, empty = ?3, updated_at = ?4, cover_problem = ?5 WHERE id = ?1",
+                params![packet_id.to_string(), page_count, empty || page_count == 0, now(), seal.cover_problem],
             )?;
         }
     }
@@ -177,12 +181,13 @@ pub fn seal(
 
 /// Decides a complete packet's fate once; later calls report that fate.
 fn resolve(tx: &Transaction<'_>, packet_id: Uuid, actor: &Actor) -> StoreResult<PacketResolution> {
-    let (state, sealed, cover, document_id, reason, empty): (String, Option<u32>, Option<String>, Option<i64>, Option<String>, bool) =
+    #[allow(clippy::type_complexity)]
+    let (state, sealed, cover, document_id, reason, empty, cover_problem): (String, Option<u32>, Option<String>, Option<i64>, Option<String>, bool, Option<String>) =
         tx.prepare_cached(
-            "SELECT state, sealed_page_count, cover_code, document_id, reason, empty FROM packets WHERE id = ?1",
+            "SELECT state, sealed_page_count, cover_code, document_id, reason, empty, cover_problem FROM packets WHERE id = ?1",
         )?
         .query_row([packet_id.to_string()], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
         })?;
     match (state.as_str(), document_id) {
         ("matched", Some(id)) => {
@@ -230,7 +235,7 @@ fn resolve(tx: &Transaction<'_>, packet_id: Uuid, actor: &Actor) -> StoreResult<
         return Ok(PacketResolution::Unmatched { reason });
     }
     let outcome = match &cover {
-        None => Err("no cover sheet before these pages".to_owned()),
+        None => Err(crate::store::coverless_reason(cover_problem)),
         Some(code) => match document_by_cover(tx, code)? {
             None => Err(format!("cover code {code} names no document yet")),
             Some(doc) => match workflow::on_images(doc.mode, doc.status, Via::Packet(None)) {

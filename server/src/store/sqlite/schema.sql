@@ -81,7 +81,10 @@ CREATE TABLE IF NOT EXISTS packets (
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
     -- The desk's packet sequence (scan order per agent); NULL from older agents.
-    desk_seq INTEGER
+    desk_seq INTEGER,
+    -- Why the first page, which looked like a cover, was not one (its QR
+    -- signature failed); the packet stays unmatched with it.
+    cover_problem TEXT
 );
 CREATE INDEX IF NOT EXISTS packets_by_state ON packets (state, created_at);
 CREATE INDEX IF NOT EXISTS packets_by_cover ON packets (cover_code);

@@ -36,6 +36,33 @@ fn set<T: serde::Serialize>(tx: &Transaction<'_>, key: &str, value: &T) -> Store
     Ok(())
 }
 
+pub fn text(conn: &Connection, key: &str) -> StoreResult<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
+        .optional()?)
+}
+
+/// Compare and set, in one statement.
+pub fn replace_text(
+    tx: &Transaction<'_>,
+    key: &str,
+    expected: Option<&str>,
+    value: &str,
+) -> StoreResult<bool> {
+    let changed = match expected {
+        None => tx.execute(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+            params![key, value],
+        )?,
+        Some(old) => tx.execute(
+            "UPDATE settings SET value = ?3 WHERE key = ?1 AND value = ?2",
+            params![key, old, value],
+        )?,
+    };
+    Ok(changed == 1)
+}
+
 pub fn load(conn: &Connection) -> StoreResult<Settings> {
     let d = Settings::default();
     Ok(Settings {
