@@ -93,18 +93,30 @@ fn parse(raw: &str) -> anyhow::Result<Vec<StoredKey>> {
 /// The keys as a replica holds them: the published list and the opened pairs.
 pub struct Loaded {
     pub published: Vec<CoverKey>,
-    /// Newest first.
+    /// The keys this replica can sign with, newest first.
     signing: Vec<(DateTime<Utc>, String, Ed25519KeyPair)>,
+    /// Keys whose private half this replica's secrets key cannot open (a data
+    /// dir restored without its `secrets.key`): still published, since a desk
+    /// needs only the public half to accept the covers printed with them.
+    pub unopened: Vec<String>,
 }
 
 impl Loaded {
-    fn open(keys: &[StoredKey], secrets: &Keyring) -> anyhow::Result<Loaded> {
+    fn open(keys: &[StoredKey], secrets: &Keyring) -> Loaded {
         let mut signing = Vec::with_capacity(keys.len());
+        let mut unopened = Vec::new();
         for key in keys {
-            signing.push((key.signs_from, key.id.clone(), key.open(secrets)?));
+            match key.open(secrets) {
+                Ok(pair) => signing.push((key.signs_from, key.id.clone(), pair)),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "a cover key cannot sign here");
+                    unopened.push(key.id.clone());
+                }
+            }
         }
         signing.sort_by_key(|s| std::cmp::Reverse(s.0));
-        Ok(Loaded {
+        Loaded {
+            unopened,
             published: keys
                 .iter()
                 .map(|k| CoverKey {
@@ -113,7 +125,7 @@ impl Loaded {
                 })
                 .collect(),
             signing,
-        })
+        }
     }
 
     /// The QR text of a cover, signed with the newest key that may sign now.
@@ -153,8 +165,10 @@ impl CoverSigner {
     }
 
     /// At start: makes the first key if there is none (one replica wins when
-    /// several start at once) and checks that every key opens, so a missing
-    /// secrets key stops the start instead of every cover print.
+    /// several start at once). When no key opens with this server's secrets
+    /// key (restored without `secrets.key`), adds one that does, signing at
+    /// once: the old ones stay published, so the covers printed with them
+    /// still match.
     pub async fn ensure(&self, store: &dyn Store) -> anyhow::Result<Arc<Loaded>> {
         if store.setting_text(SETTING).await?.is_none() {
             let first = StoredKey::generate(&self.secrets, Utc::now())?;
@@ -163,7 +177,24 @@ impl CoverSigner {
                 tracing::info!("made the first cover signing key");
             }
         }
+        let loaded = self.current(store).await?;
+        if !loaded.signing.is_empty() {
+            return Ok(loaded);
+        }
+        tracing::warn!(
+            unopened = ?loaded.unopened,
+            "no cover signing key opens with this server's secrets key (was the data restored \
+             without secrets.key?): adding one that does; covers printed before stay valid"
+        );
+        rotate(store, &self.secrets, Duration::ZERO).await?;
+        self.forget();
         self.current(store).await
+    }
+
+    fn forget(&self) {
+        if let Ok(mut cached) = self.cached.lock() {
+            *cached = None;
+        }
     }
 
     /// The keys, at most [`REFRESH`] old.
@@ -186,7 +217,7 @@ impl CoverSigner {
         } else {
             parse(&raw)?
         };
-        let loaded = Arc::new(Loaded::open(&keys, &self.secrets)?);
+        let loaded = Arc::new(Loaded::open(&keys, &self.secrets));
         *cached = Some(Cached {
             read_at: Instant::now(),
             raw,
@@ -274,7 +305,7 @@ mod tests {
         let now = Utc::now();
         let old = StoredKey::generate(&secrets, now - chrono::Duration::days(30)).unwrap();
         let next = StoredKey::generate(&secrets, now + chrono::Duration::days(1)).unwrap();
-        let loaded = Loaded::open(&[old.clone(), next.clone()], &secrets).unwrap();
+        let loaded = Loaded::open(&[old.clone(), next.clone()], &secrets);
 
         let today = loaded.qr_text("IMC0123456789A", Some(2), now);
         let signed_by = cover_qr::parse(&today).unwrap().signature.unwrap().key_id;
@@ -294,11 +325,18 @@ mod tests {
     }
 
     #[test]
-    fn a_key_sealed_under_another_secrets_key_does_not_open() {
-        let key = StoredKey::generate(&Keyring::of(&[[7; 32]]), Utc::now()).unwrap();
-        let err = Loaded::open(&[key], &Keyring::of(&[[8; 32]]))
-            .err()
-            .unwrap();
-        assert!(format!("{err:#}").contains("cannot be opened"), "{err:#}");
+    fn a_key_sealed_under_another_secrets_key_is_published_but_does_not_sign() {
+        let (mine, other) = (Keyring::of(&[[7; 32]]), Keyring::of(&[[8; 32]]));
+        let now = Utc::now();
+        let theirs = StoredKey::generate(&other, now).unwrap();
+        let own = StoredKey::generate(&mine, now - chrono::Duration::days(1)).unwrap();
+        let loaded = Loaded::open(&[own.clone(), theirs.clone()], &mine);
+        assert_eq!(loaded.unopened, vec![theirs.id.clone()]);
+        assert_eq!(loaded.published.len(), 2);
+        let qr = loaded.qr_text("IMC0123456789A", None, now);
+        assert_eq!(
+            cover_qr::parse(&qr).unwrap().signature.unwrap().key_id,
+            own.id
+        );
     }
 }
