@@ -44,6 +44,7 @@ fn median_ms(img: &image::GrayImage, opts: &DecodeOptions) -> (f64, String) {
 
 fn main() {
     let cover = synth::cover_page("IMC7K3M9Q2XHA", 1);
+    let signed = synth::signed_cover_page("IMC7K3M9Q2XHA", 1);
     let vat = synth::vat_page(
         "01,10,3200154130,12345678,1234.56,20240105,12345678901234567890,ABCD,",
         3,
@@ -51,6 +52,11 @@ fn main() {
     let pages = [
         ("cover", synth::jpeg(&cover, 75)),
         ("cover-200dpi", synth::jpeg(&synth::to_dpi(&cover, 200), 75)),
+        ("cover-signed", synth::jpeg(&signed, 75)),
+        (
+            "signed-200dpi",
+            synth::jpeg(&synth::to_dpi(&signed, 200), 75),
+        ),
         ("no-cover text", synth::jpeg(&synth::text_page(2), 75)),
         ("no-cover vat-qr", synth::jpeg(&vat, 75)),
     ];

@@ -253,10 +253,32 @@ fn add_columns(conn: &Connection, table: &str, column: &str, ddl: &str) -> rusql
         [table, column],
         |r| r.get(0),
     )?;
-    if !present {
-        conn.execute_batch(ddl)?;
+    if present {
+        return Ok(());
     }
-    Ok(())
+    // In one transaction, so that another process opening the queue at the
+    // same moment sees all of the columns or none.
+    match conn.execute_batch(&format!("BEGIN IMMEDIATE; {ddl} COMMIT;")) {
+        Err(e) if e.to_string().contains("duplicate column name") => {
+            let _ = conn.execute_batch("ROLLBACK;");
+            Ok(())
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK;");
+            Err(e)
+        }
+        Ok(()) => Ok(()),
+    }
+}
+
+/// How long opening the queue keeps trying while another process creates it.
+const OPEN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 /// Queues made before pages could fail, or covers declared a count, get
@@ -347,25 +369,37 @@ impl Queue {
         };
         std::fs::create_dir_all(data_dir.join("spool"))
             .map_err(|e| open_err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
-        let conn = Connection::open(&path).map_err(open_err)?;
-        // First, so that every statement below (even the journal-mode pragma)
-        // waits for a running agent's write instead of failing `status`.
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(open_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_err)?;
-        // FULL: a committed page survives power loss, not only a process crash.
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(open_err)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(open_err)?;
-        conn.execute_batch(SCHEMA).map_err(open_err)?;
-        add_failure_columns(&conn).map_err(open_err)?;
-        add_packet_sequence(&conn).map_err(open_err)?;
+        // Two processes making a new queue at once (`status` run while the
+        // agent starts) can meet in the switch to WAL, where SQLite answers
+        // "busy" without waiting, to avoid a deadlock: try again a while.
+        let started = std::time::Instant::now();
+        let conn = loop {
+            match Self::connect(&path) {
+                Err(e) if is_busy(&e) && started.elapsed() < OPEN_PATIENCE => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => break other.map_err(open_err)?,
+            }
+        };
         Ok(Queue {
             conn: Mutex::new(conn),
             spool_dir: data_dir.join("spool"),
         })
+    }
+
+    fn connect(path: &Path) -> rusqlite::Result<Connection> {
+        let conn = Connection::open(path)?;
+        // First, so that every statement below (even the journal-mode pragma)
+        // waits for a running agent's write instead of failing `status`.
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // FULL: a committed page survives power loss, not only a process crash.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.execute_batch(SCHEMA)?;
+        add_failure_columns(&conn)?;
+        add_packet_sequence(&conn)?;
+        Ok(conn)
     }
 
     pub fn spool_dir(&self) -> &Path {
@@ -1005,6 +1039,28 @@ mod tests {
             vec![(None, 1), (Some("A".into()), 3), (Some("B".into()), 2)]
         );
         assert_eq!(q.stats().unwrap().pages, 0);
+    }
+
+    #[test]
+    fn two_processes_making_a_new_queue_at_once_both_open_it() {
+        // `imc-agent status` run while the agent starts on a new desk.
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let barrier = std::sync::Barrier::new(2);
+            std::thread::scope(|scope| {
+                let opens: Vec<_> = (0..2)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            barrier.wait();
+                            Queue::open(dir.path()).map(|_| ())
+                        })
+                    })
+                    .collect();
+                for open in opens {
+                    open.join().unwrap().unwrap();
+                }
+            });
+        }
     }
 
     #[test]

@@ -148,6 +148,21 @@ pub fn cover_page(code: &str, seed: u64) -> GrayImage {
     img
 }
 
+/// A cover as IMC prints it since covers are signed: the QR holds the code,
+/// a count, a key id and an 86-character signature (the length matters for
+/// decoding, not the bytes).
+pub fn signed_cover_page(code: &str, seed: u64) -> GrayImage {
+    let mut img = blank_page();
+    let mut rng = Rng::new(seed);
+    let signature: String = (0..86).map(|i| (b'A' + (i % 26) as u8) as char).collect();
+    let qr = format!("IMC1|{code}|3|0a1b2c3d|{signature}");
+    draw_text(&mut img, &mut rng, 250, 120, 1500, 200);
+    draw_code128(&mut img, code, 250, 260, 4, 160);
+    draw_qr(&mut img, &qr, 1800, 150, 6);
+    draw_text(&mut img, &mut rng, 250, 600, 2230, 3200);
+    img
+}
+
 /// A content page with a VAT-invoice style QR in the top-left corner and text.
 pub fn vat_page(text: &str, seed: u64) -> GrayImage {
     let mut img = blank_page();
