@@ -122,17 +122,23 @@ pub fn cover_page(code: &str, qr: &str) -> GrayImage {
     page
 }
 
-/// The text of the QR on a page (a printed cover's).
+/// The text of the QR on a page (a printed cover's). rqrr reads the few
+/// signed covers whose QR rxing misses (as the desk does).
 pub fn read_qr(page: &GrayImage) -> String {
     use rxing::Reader;
     let (w, h) = page.dimensions();
     let source = rxing::Luma8LuminanceSource::new(page.as_raw().clone(), w, h).expect("luma");
     let mut bitmap = rxing::BinaryBitmap::new(rxing::common::HybridBinarizer::new(source));
-    rxing::qrcode::QRCodeReader
-        .decode(&mut bitmap)
-        .expect("a QR on the page")
-        .getText()
-        .to_owned()
+    if let Ok(read) = rxing::qrcode::QRCodeReader.decode(&mut bitmap) {
+        return read.getText().to_owned();
+    }
+    let mut prepared =
+        rqrr::PreparedImage::prepare_from_greyscale(w as usize, h as usize, |x, y| {
+            page.get_pixel(x as u32, y as u32).0[0]
+        });
+    let grids = prepared.detect_grids();
+    let grid = grids.first().expect("a QR on the page");
+    grid.decode().expect("a readable QR").1
 }
 
 /// Paints a bit matrix at integer module size; a 1-row matrix (1D code) is stretched to `bar_height`.
