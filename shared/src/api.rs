@@ -49,8 +49,14 @@ pub struct CreateDocument {
     pub cover_code: Option<String>,
     #[serde(default)]
     pub title: Option<String>,
+    /// A decimal amount as a JSON number or string, kept exactly as written:
+    /// optional '-', at most 15 digits, optionally '.' and 1 to 6 digits; no
+    /// exponent, '+' or separators (`money::parse_amount`).
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = Option<String>, example = "1280.50", pattern = r"^-?[0-9]{1,15}(\.[0-9]{1,6})?$")
+    )]
     pub amount: Option<Amount>,
     #[serde(default)]
     pub submitter: Option<String>,
@@ -63,20 +69,58 @@ pub struct CreateDocument {
     pub metadata: Option<serde_json::Value>,
 }
 
-/// A money amount as the ERP sent it: a JSON number or a decimal string.
-/// Kept as text so no floating point ever touches it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
+/// A money amount as the ERP sent it: a JSON number or a decimal string,
+/// kept as the text of the JSON literal (`1280.50` stays `1280.50`, never
+/// `1280.5`) so no floating point ever touches it. Checked with
+/// [`crate::money::parse_amount`] by the server.
+///
+/// Only readable from JSON text (`serde_json::from_str`/`from_slice`): it
+/// reads the raw literal, which a `serde_json::Value` no longer has.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Amount {
-    Number(serde_json::Number),
+    /// The literal text of a JSON number, e.g. `1280.50` or `1e2`.
+    Number(String),
+    /// A JSON string's content.
     Text(String),
 }
 
 impl Amount {
+    /// The amount's text, trimmed; not yet checked as a decimal.
     pub fn to_text(&self) -> String {
         match self {
-            Amount::Number(n) => n.to_string(),
+            Amount::Number(n) => n.trim().to_owned(),
             Amount::Text(t) => t.trim().to_owned(),
+        }
+    }
+}
+
+impl Serialize for Amount {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            // Written back as the same literal, so a client's own bytes round-trip.
+            Amount::Number(n) => serde_json::value::RawValue::from_string(n.trim().to_owned())
+                .map_err(|e| serde::ser::Error::custom(format!("amount {n:?}: {e}")))?
+                .serialize(serializer),
+            Amount::Text(t) => serializer.serialize_str(t),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Amount {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, Unexpected};
+        let raw = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
+        let literal = raw.get().trim();
+        if literal.starts_with('"') {
+            let text: String = serde_json::from_str(literal).map_err(D::Error::custom)?;
+            Ok(Amount::Text(text))
+        } else if literal.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+            Ok(Amount::Number(literal.to_owned()))
+        } else {
+            Err(D::Error::invalid_type(
+                Unexpected::Other(literal.get(..1).unwrap_or("?")),
+                &"a decimal number or a string holding one",
+            ))
         }
     }
 }
@@ -658,4 +702,72 @@ pub struct TokenSecret {
     #[serde(flatten)]
     pub token: TokenView,
     pub secret: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn amount_of(json_amount: &str) -> Result<Option<Amount>, serde_json::Error> {
+        let body = format!(
+            r#"{{"source_system":"ERP","doc_no":"A1","doc_type":"x","org":"HQ","amount":{json_amount}}}"#
+        );
+        serde_json::from_str::<CreateDocument>(&body).map(|doc| doc.amount)
+    }
+
+    #[test]
+    fn a_json_number_keeps_its_literal_text() {
+        for (literal, text) in [
+            ("123456789012345.67", "123456789012345.67"),
+            ("1280.50", "1280.50"),
+            ("1e2", "1e2"),
+            ("-0.10", "-0.10"),
+            ("99999999999999999999999", "99999999999999999999999"),
+        ] {
+            let amount = amount_of(literal).ok().flatten();
+            assert_eq!(amount, Some(Amount::Number(text.into())), "{literal}");
+            assert_eq!(amount.map(|a| a.to_text()).as_deref(), Some(text));
+        }
+    }
+
+    #[test]
+    fn a_json_string_is_taken_trimmed_and_null_is_none() {
+        let amount = amount_of(r#"" 1280.50 ""#).ok().flatten();
+        assert_eq!(amount, Some(Amount::Text(" 1280.50 ".into())));
+        assert_eq!(amount.map(|a| a.to_text()).as_deref(), Some("1280.50"));
+        assert_eq!(
+            amount_of(r#""\u0031\u0032""#)
+                .ok()
+                .flatten()
+                .map(|a| a.to_text())
+                .as_deref(),
+            Some("12")
+        );
+        assert!(matches!(amount_of("null"), Ok(None)));
+    }
+
+    #[test]
+    fn other_json_is_not_an_amount() {
+        for bad in ["true", "[1]", r#"{"v":1}"#] {
+            let error = amount_of(bad).err().map(|e| e.to_string());
+            assert!(
+                error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("a decimal number")),
+                "{bad}: {error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_amount_serialises_back_to_the_same_literal() {
+        for (amount, json) in [
+            (Amount::Number("1280.50".into()), "1280.50"),
+            (Amount::Text("1280.50".into()), r#""1280.50""#),
+        ] {
+            assert_eq!(serde_json::to_string(&amount).ok().as_deref(), Some(json));
+            let back: Option<Amount> = serde_json::from_str(json).ok();
+            assert_eq!(back, Some(amount));
+        }
+    }
 }

@@ -7,6 +7,8 @@
 //! - [`cover_keys`]: the server's public cover keys and checking a signature.
 //! - [`api`]: JSON bodies of the HTTP API under `/api/v1`.
 //! - [`protocol`]: the agent uplink spoken over WebSocket.
+//! - [`money`]: money amounts as exact decimal text.
+//! - [`text`]: what identifiers may hold, and how free text is tidied.
 //! - [`vat`]: reading a VAT invoice's QR payload (duplicate-invoice guard).
 //!
 //! Only this crate knows the wire format. It holds no async runtime and no
@@ -17,8 +19,10 @@ pub mod cover_code;
 pub mod cover_keys;
 pub mod cover_qr;
 pub mod fuzzing;
+pub mod money;
 pub mod protocol;
 pub mod status;
+pub mod text;
 pub mod vat;
 
 pub use cover_code::{CoverCode, CoverPatterns};
