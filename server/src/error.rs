@@ -53,6 +53,16 @@ impl ApiError {
     }
 }
 
+/// An identifier with a control or bidirectional formatting character.
+impl From<imc_shared::text::TextError> for ApiError {
+    fn from(e: imc_shared::text::TextError) -> Self {
+        ApiError::BadRequest {
+            message: e.to_string(),
+            field: Some(e.field),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

@@ -3,6 +3,7 @@
 use crate::auth;
 use crate::store::{Actor, ApiToken, NewApiToken, Store, StoreError};
 use imc_shared::api::{CreateToken, TokenScope, TokenView};
+use imc_shared::text;
 use std::time::Duration;
 
 /// How long a rotated-out secret keeps working unless told otherwise.
@@ -21,12 +22,23 @@ pub enum TokenError {
     Store(#[from] StoreError),
 }
 
+/// Letters and digits only, so control and bidirectional formatting
+/// characters (neither is alphanumeric) never pass.
 fn name_ok(value: &str) -> bool {
     !value.is_empty()
         && value.len() <= 64
         && value
             .chars()
             .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Stored space-separated, so a source system may not contain spaces.
+fn source_ok(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 128
+        && !value
+            .chars()
+            .any(|c| c.is_whitespace() || text::is_refused(c))
 }
 
 /// Checks `request` and stores a new token; returns it and its secret (shown once).
@@ -58,14 +70,13 @@ pub async fn create(
                 message: "leave source_systems out for all; an empty list allows none".into(),
             });
         }
-        // Stored space-separated, so a source system may not contain spaces.
-        if let Some(bad) = sources
-            .iter()
-            .find(|s| s.is_empty() || s.len() > 128 || s.chars().any(char::is_whitespace))
-        {
+        if let Some(bad) = sources.iter().find(|s| !source_ok(s)) {
             return Err(TokenError::Invalid {
                 field: "source_systems",
-                message: format!("source system {bad:?} must be 1-128 characters without spaces"),
+                message: format!(
+                    "source system {bad:?} must be 1-128 characters without spaces, \
+                     control or bidirectional formatting characters"
+                ),
             });
         }
     }
@@ -125,4 +136,28 @@ pub fn parse_scopes(text: &str) -> Result<Vec<TokenScope>, String> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_names_and_source_systems_refuse_controls_and_bidi() {
+        assert!(name_ok("erp-sync_1.0"));
+        assert!(source_ok("SAP-FI"));
+        for bad in [
+            "a\u{0}",
+            "a\u{7}",
+            "a\u{85}",
+            "a\u{202e}b",
+            "a\u{2066}",
+            "a\u{200f}",
+            "a\u{61c}",
+            "",
+        ] {
+            assert!(!name_ok(bad), "{bad:?}");
+            assert!(!source_ok(bad), "{bad:?}");
+        }
+    }
 }

@@ -213,3 +213,165 @@ async fn wrong_types_and_oversize_bodies_are_refused_and_change_nothing() {
         (Some("awaiting_images"), Some(0))
     );
 }
+
+/// Posts `body` as it is: a `serde_json::Value` would already have turned
+/// the amounts into floats.
+async fn post_text(server: &TestServer, path: &str, body: &str) -> (u16, Value) {
+    let r = server
+        .client
+        .post(server.url(path))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn amounts_are_stored_and_returned_exactly_as_sent() {
+    let server = TestServer::start();
+    for (n, amount, kept) in [
+        (1, "123456789012345.67", "123456789012345.67"),
+        (2, "1280.50", "1280.50"),
+        (3, r#"" 1280.50 ""#, "1280.50"),
+        (4, "-0.000001", "-0.000001"),
+    ] {
+        let body = format!(
+            r#"{{"source_system":"ERP","doc_no":"AMT-{n}","doc_type":"x","org":"HQ","amount":{amount}}}"#
+        );
+        let (status, created) = post_text(&server, "/documents", &body).await;
+        assert_eq!(status, 201, "{amount}: {created}");
+        let (_, doc) = server.get(&format!("/documents/{}", created["id"])).await;
+        assert_eq!(doc["amount"], kept, "{amount}: {doc}");
+    }
+    for amount in [
+        "1e2",
+        "1E+2",
+        r#""+5""#,
+        r#""1 000""#,
+        "1.1234567",
+        "1234567890123456",
+        r#""12,5""#,
+        "true",
+        "[1]",
+    ] {
+        let body = format!(
+            r#"{{"source_system":"ERP","doc_no":"AMT-BAD","doc_type":"x","org":"HQ","amount":{amount}}}"#
+        );
+        let (status, error) = post_text(&server, "/documents", &body).await;
+        assert_eq!(
+            (status, error["error"]["field"].as_str()),
+            (400, Some("amount")),
+            "{amount}: {error}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn identifiers_with_controls_or_bidi_overrides_are_400_naming_the_field() {
+    let server = TestServer::start();
+    let base = json!({"source_system": "ERP", "doc_no": "TXT-1", "doc_type": "x", "org": "HQ"});
+    for (field, value) in [
+        ("doc_no", "INV-\u{202e}1-VNI"),
+        ("doc_no", "INV\u{0}1"),
+        ("org", "HQ\u{2066}"),
+        ("doc_type", "x\u{85}"),
+        ("source_system", "ERP\u{200f}"),
+        ("submitter", "zhang\u{1b}[31m"),
+        ("cover_code", "IMC\u{61c}X"),
+    ] {
+        let mut body = base.clone();
+        body[field] = json!(value);
+        let (status, error) = server.post("/documents", body).await;
+        assert_eq!(
+            (status, error["error"]["field"].as_str()),
+            (400, Some(field)),
+            "{value:?}: {error}"
+        );
+    }
+    // A title is cleaned instead: NFC, no controls or bidi formatting.
+    let mut body = base.clone();
+    body["title"] = json!("Cafe\u{301} \u{202e}trip\u{7}");
+    let (status, created) = server.post("/documents", body).await;
+    assert_eq!(status, 201, "{created}");
+    let (_, doc) = server.get(&format!("/documents/{}", created["id"])).await;
+    assert_eq!(doc["title"], "Caf\u{e9} trip");
+
+    for metadata in [
+        json!([1, 2]),
+        json!("x"),
+        json!({"blob": "x".repeat(20_000)}),
+    ] {
+        let mut body = base.clone();
+        body["doc_no"] = json!("TXT-2");
+        body["metadata"] = metadata;
+        let (status, error) = server.post("/documents", body).await;
+        assert_eq!(
+            (status, error["error"]["field"].as_str()),
+            (400, Some("metadata")),
+            "{error}"
+        );
+    }
+
+    let (status, error) = server
+        .put("/schemes/s1", json!({"mode": "match", "org": "HQ\u{202d}"}))
+        .await;
+    assert_eq!(
+        (status, error["error"]["field"].as_str()),
+        (400, Some("org"))
+    );
+    let (status, error) = server
+        .post("/tokens", json!({"name": "t\u{2067}", "scopes": ["read"]}))
+        .await;
+    assert_eq!(
+        (status, error["error"]["field"].as_str()),
+        (400, Some("name")),
+        "{error}"
+    );
+    let code = server.enrollment_code("txt-site").await;
+    let (status, error) = server
+        .post(
+            "/agents/enroll",
+            json!({"code": code, "name": "desk\u{202e}"}),
+        )
+        .await;
+    assert_eq!(
+        (status, error["error"]["field"].as_str()),
+        (400, Some("name")),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn webhook_urls_must_be_plain_http_urls() {
+    let server = TestServer::start();
+    let secret = "s3cret-s3cret-s3cret";
+    for url in [
+        "ftp://erp.example.com/hook",
+        "https://erp.exa\nmple.com/hook",
+        "https://erp.example.com/hook\r\nX-Evil: 1",
+        "https://erp.example.com/\u{202e}",
+        "not a url",
+    ] {
+        let (status, error) = server
+            .put("/webhooks/ERP", json!({"url": url, "secret": secret}))
+            .await;
+        assert_eq!(
+            (status, error["error"]["field"].as_str()),
+            (400, Some("url")),
+            "{url:?}: {error}"
+        );
+    }
+    let (status, view) = server
+        .put(
+            "/webhooks/ERP",
+            json!({"url": "https://erp.example.com/hook", "secret": secret}),
+        )
+        .await;
+    assert_eq!(
+        (status, view["url"].as_str()),
+        (200, Some("https://erp.example.com/hook"))
+    );
+}

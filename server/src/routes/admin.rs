@@ -13,7 +13,10 @@ use imc_shared::api::{
     AgentList, AgentView, EnrollRequest, EnrollResponse, EnrollmentCode, ErrorBody, PutScheme,
     SchemeView,
 };
+use imc_shared::text::check_identifier;
 
+/// Scheme and site names. Letters and digits only, so control and
+/// bidirectional formatting characters (neither is alphanumeric) never pass.
 pub(crate) fn name_ok(field: &str, value: &str) -> ApiResult<()> {
     let ok = !value.is_empty()
         && value.len() <= 64
@@ -46,6 +49,12 @@ pub async fn put_scheme(
     ApiJson(body): ApiJson<PutScheme>,
 ) -> ApiResult<Json<SchemeView>> {
     name_ok("name", &name)?;
+    // A scheme applies to documents whose org and doc_type equal these.
+    for (field, value) in [("org", &body.org), ("doc_type", &body.doc_type)] {
+        if let Some(value) = value {
+            check_identifier(field, value)?;
+        }
+    }
     let scheme = Scheme {
         name,
         org: body.org.filter(|o| !o.trim().is_empty()),
@@ -123,6 +132,7 @@ pub async fn enroll(
     ApiJson(body): ApiJson<EnrollRequest>,
 ) -> ApiResult<Json<EnrollResponse>> {
     let name = body.name.trim();
+    check_identifier("name", name)?;
     if name.is_empty() || name.chars().count() > 128 {
         return Err(ApiError::field("name", "name must be 1-128 characters"));
     }

@@ -21,6 +21,8 @@ use imc_shared::api::{
     ReasonBody, StatusQuery, StatusQueryResult, StatusView,
 };
 use imc_shared::cover_qr::MAX_ATTACHMENT_COUNT;
+use imc_shared::money::parse_amount;
+use imc_shared::text::{check_identifier, clean_free_text, clean_multiline_text};
 use imc_shared::{CoverCode, CoverPatterns};
 use serde::Deserialize;
 
@@ -28,9 +30,13 @@ use serde::Deserialize;
 pub const MAX_BULK_STATUS: usize = 1000;
 const MAX_KEY_LEN: usize = 128;
 const MAX_TEXT_LEN: usize = 1024;
+/// The most `metadata` may take as compact JSON: it is the ERP's reference
+/// data for the document, stored with it and sent in every view and webhook.
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 
 fn required(field: &str, value: &str) -> ApiResult<String> {
     let value = value.trim();
+    check_identifier(field, value)?;
     if value.is_empty() {
         return Err(ApiError::field(field, format!("{field} must not be empty")));
     }
@@ -53,20 +59,56 @@ fn optional(field: &str, value: Option<String>) -> ApiResult<Option<String>> {
     }
 }
 
-fn valid_amount(text: &str) -> bool {
-    let digits = text.strip_prefix('-').unwrap_or(text);
-    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
-    !int.is_empty()
-        && int.len() <= 15
-        && frac.len() <= 6
-        && int.bytes().all(|b| b.is_ascii_digit())
-        && frac.bytes().all(|b| b.is_ascii_digit())
-        && !(digits.contains('.') && frac.is_empty())
+/// An optional identifier (the submitter): refused if it holds a control or
+/// bidirectional formatting character.
+fn optional_identifier(field: &str, value: Option<String>) -> ApiResult<Option<String>> {
+    let value = optional(field, value)?;
+    if let Some(v) = &value {
+        check_identifier(field, v)?;
+    }
+    Ok(value)
+}
+
+/// Optional free text (the title): NFC and without control or bidirectional
+/// formatting characters, then trimmed and bounded.
+fn optional_free_text(field: &str, value: Option<String>) -> ApiResult<Option<String>> {
+    optional(field, value.map(|v| clean_free_text(&v)))
+}
+
+/// A reason for a decision: NFC, line breaks kept, controls and bidi
+/// formatting dropped; blank is none.
+pub(crate) fn clean_reason(reason: Option<String>) -> Option<String> {
+    reason
+        .map(|r| clean_multiline_text(&r).trim().to_owned())
+        .filter(|r| !r.is_empty())
+}
+
+fn metadata_ok(metadata: Option<serde_json::Value>) -> ApiResult<Option<serde_json::Value>> {
+    match &metadata {
+        None => Ok(None),
+        Some(serde_json::Value::Object(_)) => {
+            let size = serde_json::to_vec(&metadata)
+                .map_err(|e| anyhow::anyhow!("measuring metadata: {e}"))?
+                .len();
+            if size > MAX_METADATA_BYTES {
+                return Err(ApiError::field(
+                    "metadata",
+                    format!("metadata is {size} bytes as JSON, over {MAX_METADATA_BYTES}"),
+                ));
+            }
+            Ok(metadata)
+        }
+        Some(_) => Err(ApiError::field(
+            "metadata",
+            "metadata must be a JSON object",
+        )),
+    }
 }
 
 async fn new_document(state: &AppState, body: CreateDocument) -> ApiResult<NewDocument> {
     let cover_code = match body.cover_code.map(|c| c.trim().to_owned()) {
         Some(code) => {
+            check_identifier("cover_code", &code)?;
             let patterns = state.store.cover_patterns().await?;
             let patterns = CoverPatterns::new(&patterns).map_err(anyhow::Error::from)?;
             if !patterns.is_cover(&code) {
@@ -81,24 +123,23 @@ async fn new_document(state: &AppState, body: CreateDocument) -> ApiResult<NewDo
         }
         None => CoverCode::issue(rand::random()).to_string(),
     };
-    let amount = body.amount.map(|a| a.to_text());
-    if let Some(amount) = &amount
-        && !valid_amount(amount)
-    {
-        return Err(ApiError::field(
-            "amount",
-            format!("amount {amount:?} is not a decimal number"),
-        ));
-    }
+    let amount = match body.amount {
+        Some(amount) => Some(
+            parse_amount(&amount.to_text())
+                .map_err(|e| ApiError::field("amount", e.to_string()))?
+                .to_owned(),
+        ),
+        None => None,
+    };
     Ok(NewDocument {
         source_system: required("source_system", &body.source_system)?,
         doc_no: required("doc_no", &body.doc_no)?,
         doc_type: required("doc_type", &body.doc_type)?,
         org: required("org", &body.org)?,
         cover_code,
-        title: optional("title", body.title)?,
+        title: optional_free_text("title", body.title)?,
         amount,
-        submitter: optional("submitter", body.submitter)?,
+        submitter: optional_identifier("submitter", body.submitter)?,
         attachment_count: match body.attachment_count {
             Some(n) if n > MAX_ATTACHMENT_COUNT => {
                 return Err(ApiError::field(
@@ -108,7 +149,7 @@ async fn new_document(state: &AppState, body: CreateDocument) -> ApiResult<NewDo
             }
             other => other,
         },
-        metadata: body.metadata,
+        metadata: metadata_ok(body.metadata)?,
     })
 }
 
@@ -666,7 +707,7 @@ pub(crate) async fn decide_as(
 }
 
 pub(crate) fn reason(body: ReasonBody) -> ApiResult<String> {
-    let reason = body.reason.trim().to_owned();
+    let reason = clean_multiline_text(&body.reason).trim().to_owned();
     if reason.is_empty() {
         return Err(ApiError::field("reason", "a reason is required"));
     }
@@ -800,7 +841,7 @@ pub async fn cancel(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(format!("cancel body: {e}")))?
     };
-    let reason = body.reason.filter(|r| !r.trim().is_empty());
+    let reason = clean_reason(body.reason);
     decide(&state, &caller, id, Decision::Cancel { reason }).await
 }
 
@@ -808,23 +849,76 @@ pub async fn cancel(
 mod tests {
     use super::*;
 
+    fn field_of(e: ApiError) -> Option<String> {
+        match e {
+            ApiError::BadRequest { field, .. } => field,
+            _ => None,
+        }
+    }
+
     #[test]
-    fn amounts() {
-        for ok in ["0", "12", "-3.5", "1234.56", "100000000000000"] {
-            assert!(valid_amount(ok), "{ok}");
-        }
+    fn metadata_must_be_a_bounded_object() {
+        assert!(matches!(metadata_ok(None), Ok(None)));
+        let small = serde_json::json!({"cost_centre": "CC-7", "lines": [1, 2, 3]});
+        assert_eq!(metadata_ok(Some(small.clone())).ok().flatten(), Some(small));
         for bad in [
-            "",
-            "-",
-            "1.",
-            ".5",
-            "1e5",
-            "12,00",
-            "abc",
-            "1.1234567",
-            "1000000000000000",
+            serde_json::json!([1, 2]),
+            serde_json::json!("text"),
+            serde_json::json!(12),
+            serde_json::json!(null),
+            serde_json::json!({"blob": "x".repeat(MAX_METADATA_BYTES)}),
         ] {
-            assert!(!valid_amount(bad), "{bad}");
+            let field = metadata_ok(Some(bad.clone())).err().and_then(field_of);
+            assert_eq!(field.as_deref(), Some("metadata"), "{bad:.40}");
         }
+        // Right at the limit is still taken.
+        let pad = MAX_METADATA_BYTES - r#"{"p":""}"#.len();
+        let edge = serde_json::json!({"p": "x".repeat(pad)});
+        assert!(metadata_ok(Some(edge)).is_ok());
+    }
+
+    #[test]
+    fn identifiers_with_controls_or_bidi_are_refused_naming_the_field() {
+        for (field, value) in [
+            ("doc_no", "INV\u{202e}1"),
+            ("org", "HQ\u{0}"),
+            ("doc_type", "a\u{85}b"),
+        ] {
+            assert_eq!(
+                required(field, value).err().and_then(field_of).as_deref(),
+                Some(field)
+            );
+        }
+        let submitter = optional_identifier("submitter", Some("zhang\u{2066}san".into()));
+        assert_eq!(
+            submitter.err().and_then(field_of).as_deref(),
+            Some("submitter")
+        );
+        assert_eq!(required("doc_no", " INV-1 ").ok().as_deref(), Some("INV-1"));
+    }
+
+    #[test]
+    fn titles_and_reasons_are_cleaned_not_refused() {
+        let title = optional_free_text("title", Some(" Caf\u{65}\u{301}\u{202e} trip\n ".into()));
+        assert_eq!(title.ok().flatten().as_deref(), Some("Caf\u{e9} trip"));
+        assert_eq!(
+            optional_free_text("title", Some("\u{200f}\u{0}".into()))
+                .ok()
+                .flatten(),
+            None
+        );
+        let reason = reason(ReasonBody {
+            reason: "wrong\r\namount\u{202e}".into(),
+        });
+        assert_eq!(reason.ok().as_deref(), Some("wrong\namount"));
+        let blank = reason_of(ReasonBody {
+            reason: "\u{202e}\u{7} ".into(),
+        });
+        assert_eq!(blank.as_deref(), Some("reason"));
+        assert_eq!(clean_reason(Some("\u{2069}".into())), None);
+    }
+
+    fn reason_of(body: ReasonBody) -> Option<String> {
+        reason(body).err().and_then(field_of)
     }
 }

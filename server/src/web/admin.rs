@@ -5,6 +5,7 @@ use super::layout::{self, Nav, csrf_field};
 use super::passwords;
 use super::session::Staff;
 use super::store::{NewUser, Role, User};
+use crate::error::ApiError;
 use crate::routes::admin::name_ok;
 use crate::state::AppState;
 use crate::store::Scheme;
@@ -12,6 +13,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use imc_shared::ImageMode;
 use imc_shared::api::SettingsPatch;
+use imc_shared::text::check_identifier;
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -145,6 +147,11 @@ pub async fn put_scheme(
 ) -> UiResult<Response> {
     let name = form.name.trim().to_owned();
     name_ok("name", &name)?;
+    for (field, value) in [("org", &form.org), ("doc_type", &form.doc_type)] {
+        if let Some(value) = value {
+            check_identifier(field, value).map_err(ApiError::from)?;
+        }
+    }
     let mode: ImageMode = form
         .mode
         .parse()

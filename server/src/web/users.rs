@@ -6,6 +6,7 @@ use super::store::{NewUser, Role};
 use crate::config::ServerConfig;
 use crate::store::{Actor, SqliteStore};
 use anyhow::{Context, bail};
+use imc_shared::text;
 
 /// Checks a new user's fields; the password hash is filled in by the caller.
 pub fn validate(
@@ -17,13 +18,20 @@ pub fn validate(
     let name = name.trim();
     if name.is_empty()
         || name.chars().count() > 64
-        || name.chars().any(|c| c.is_whitespace() || c.is_control())
+        || name
+            .chars()
+            .any(|c| c.is_whitespace() || text::is_refused(c))
     {
-        bail!("name must be 1-64 characters without spaces");
+        bail!(
+            "name must be 1-64 characters without spaces, control or bidirectional formatting characters"
+        );
     }
     let role: Role = role.parse().map_err(anyhow::Error::msg)?;
     check_password(password)?;
     let site = site.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+    if let Some(site) = &site {
+        text::check_identifier("site", site).map_err(anyhow::Error::from)?;
+    }
     if role == Role::Clerk && site.is_none() {
         bail!("a clerk needs --site: the site whose desk they work at");
     }
@@ -154,5 +162,27 @@ mod tests {
         assert!(validate("li", "clerk", None, "longenough").is_err());
         let clerk = validate("li", "clerk", Some("shanghai".into()), "longenough").unwrap();
         assert_eq!(clerk.site.as_deref(), Some("shanghai"));
+    }
+
+    #[test]
+    fn names_and_sites_refuse_controls_and_bidi_formatting() {
+        for bad in [
+            "wa\u{0}ng",
+            "wang\u{9b}",
+            "gnaw\u{202e}",
+            "wa\u{2067}ng",
+            "wang\u{200e}",
+        ] {
+            assert!(
+                validate(bad, "signoff", None, "longenough").is_err(),
+                "{bad:?}"
+            );
+            let site = Some(format!("shang{bad}"));
+            let error = validate("li", "clerk", site, "longenough").err();
+            assert!(
+                error.is_some_and(|e| e.to_string().starts_with("site ")),
+                "{bad:?}"
+            );
+        }
     }
 }
