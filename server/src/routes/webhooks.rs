@@ -8,10 +8,39 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use imc_shared::api::{ErrorBody, PutWebhook, WebhookDeliveryList, WebhookView};
+use imc_shared::text::check_identifier;
 
 const MIN_SECRET: usize = 16;
 const MAX_SECRET: usize = 256;
 const MAX_URL: usize = 2048;
+const MAX_SOURCE_SYSTEM: usize = 128;
+
+/// A webhook target: an absolute http or https URL with a host, without
+/// control characters. The URL parser silently drops tabs and line breaks,
+/// so they are refused before it sees the text: what is stored is what was
+/// checked, and nothing can split a request line when the URL is used.
+fn webhook_url(given: &str) -> ApiResult<&str> {
+    let url = given.trim();
+    if url.is_empty() || url.len() > MAX_URL {
+        return Err(ApiError::field(
+            "url",
+            format!("url must be 1-{MAX_URL} characters"),
+        ));
+    }
+    check_identifier("url", url)?;
+    let parsed = url::Url::parse(url)
+        .map_err(|e| ApiError::field("url", format!("url {url:?} is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(ApiError::field(
+            "url",
+            format!("url must use http or https, not {:?}", parsed.scheme()),
+        ));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(ApiError::field("url", "url must name a host"));
+    }
+    Ok(url)
+}
 
 #[utoipa::path(
     put, path = "/api/v1/webhooks/{source_system}", tag = "admin",
@@ -19,7 +48,7 @@ const MAX_URL: usize = 2048;
     request_body = PutWebhook,
     responses(
         (status = 200, description = "Registered (or replaced); the secret is not shown again", body = WebhookView),
-        (status = 400, description = "Bad url or a secret outside 16-256 bytes", body = ErrorBody),
+        (status = 400, description = "A url that is not an http(s) URL or holds control characters, a bad source_system, or a secret outside 16-256 bytes", body = ErrorBody),
     ),
 )]
 pub async fn put_webhook(
@@ -30,21 +59,14 @@ pub async fn put_webhook(
 ) -> ApiResult<Json<WebhookView>> {
     let source_system = source_system.trim().to_owned();
     caller.require_source(&source_system)?;
-    if source_system.is_empty() || source_system.chars().count() > 128 {
+    check_identifier("source_system", &source_system)?;
+    if source_system.is_empty() || source_system.chars().count() > MAX_SOURCE_SYSTEM {
         return Err(ApiError::field(
             "source_system",
-            "source_system must be 1-128 characters",
+            format!("source_system must be 1-{MAX_SOURCE_SYSTEM} characters"),
         ));
     }
-    let url = body.url.trim();
-    let parsed = reqwest::Url::parse(url)
-        .map_err(|e| ApiError::field("url", format!("url {url:?} is not a URL: {e}")))?;
-    if !matches!(parsed.scheme(), "http" | "https") || url.len() > MAX_URL {
-        return Err(ApiError::field(
-            "url",
-            format!("url must be an http or https URL of at most {MAX_URL} characters"),
-        ));
-    }
+    let url = webhook_url(&body.url)?;
     if !(MIN_SECRET..=MAX_SECRET).contains(&body.secret.len()) {
         return Err(ApiError::field(
             "secret",
@@ -87,4 +109,46 @@ pub async fn deliveries(
         document_id: id,
         deliveries: deliveries.into_iter().map(views::delivery).collect(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused_field(given: &str) -> Option<String> {
+        match webhook_url(given) {
+            Err(ApiError::BadRequest { field, .. }) => field,
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn webhook_urls_are_absolute_http_without_controls() {
+        for ok in [
+            "https://erp.example.com/imc/hook",
+            "http://10.0.0.7:8080/hook?x=1",
+            "  https://erp.example.com/ ",
+        ] {
+            assert_eq!(webhook_url(ok).ok(), Some(ok.trim()), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "erp.example.com/hook",
+            "/hook",
+            "ftp://erp.example.com/hook",
+            "file:///etc/passwd",
+            "javascript:alert(1)",
+            "https://erp.exa\nmple.com/hook",
+            "https://erp.example.com/ho\r\nX-Injected: 1",
+            "https://erp.example.com/h\tok",
+            "https://erp.example.com/\u{0}",
+            "https://erp.example.com/\u{202e}kooh",
+            "http://",
+            "https://[::1",
+        ] {
+            assert_eq!(refused_field(bad).as_deref(), Some("url"), "{bad:?}");
+        }
+        let long = format!("https://erp.example.com/{}", "a".repeat(MAX_URL));
+        assert_eq!(refused_field(&long).as_deref(), Some("url"));
+    }
 }
