@@ -394,7 +394,9 @@ async fn an_upload_resumes_on_another_replica() {
     let (database, first, second) = replicas().await;
     let (_agent_id, token) = enroll(&first, "desk-r").await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let page: Vec<u8> = (0..3 * 1024 * 1024 + 1000).map(|_| rng.random()).collect();
+    let mut page: Vec<u8> = (0..3 * 1024 * 1024 + 1000).map(|_| rng.random()).collect();
+    // Offered as JPEG: the server checks the first bytes against the type.
+    page[..3].copy_from_slice(&[0xFF, 0xD8, 0xFF]);
     let offer = crate::raw_uplink::offer(uuid::Uuid::new_v4(), uuid::Uuid::new_v4(), &page);
     let id = offer.capture_id;
     const CHUNK: usize = 256 * 1024;

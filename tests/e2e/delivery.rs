@@ -520,10 +520,30 @@ async fn a_seal_the_server_refuses_for_good_is_set_aside_and_shown_not_retried()
     .await;
     agent.kill();
     server.restart();
-    // The same desk credential sealed that packet earlier with another page
-    // count: the server holds a seal the agent's can never match.
+    // The same desk credential stored another page of that packet and sealed
+    // it earlier with another page count: the server holds a seal the
+    // agent's can never match. (A seal of a packet with no stored page is
+    // refused, so a page goes first.)
     let mut raw = crate::raw_uplink::RawAgent::connect(&server, &token).await;
     let packet_id = packet.parse().unwrap();
+    let other = scan::jpeg(&scan::text_page(52), 80);
+    let mut offer = crate::raw_uplink::offer(uuid::Uuid::new_v4(), packet_id, &other);
+    offer.page_index = 1;
+    let capture_id = offer.capture_id;
+    raw.send(&imc_shared::protocol::AgentMessage::Offer(offer))
+        .await;
+    assert_eq!(
+        raw.recv().await,
+        Some(imc_shared::protocol::ServerMessage::Resume {
+            capture_id,
+            offset: 0
+        })
+    );
+    raw.chunk(capture_id, 0, &other).await;
+    assert_eq!(
+        raw.recv().await,
+        Some(imc_shared::protocol::ServerMessage::Stored { capture_id })
+    );
     raw.send(&imc_shared::protocol::AgentMessage::Seal(
         imc_shared::protocol::PacketSeal {
             packet_id,
@@ -542,8 +562,12 @@ async fn a_seal_the_server_refuses_for_good_is_set_aside_and_shown_not_retried()
     drop(raw);
 
     agent.start();
-    let stored = wait_for_all(&server, &[("contradicted.jpg".into(), page.clone())]).await;
-    assert_eq!(stored, vec![sha256_hex(&page)]);
+    let expected = [
+        ("contradicted.jpg".into(), page.clone()),
+        ("raw page".into(), other.clone()),
+    ];
+    let stored = wait_for_all(&server, &expected).await;
+    assert_exactly_once(&stored, &expected);
     let status = eventually("the desk to show the refused seal", DRAIN, || async {
         let status = agent.status();
         status.contains("failed packets: 1").then_some(status)

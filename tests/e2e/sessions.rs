@@ -12,9 +12,15 @@ use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// Random bytes behind a JPEG signature (the raw offers say image/jpeg, and
+/// the server checks a page's first bytes against its type).
 fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    (0..len).map(|_| rng.random()).collect()
+    let mut bytes: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+    for (at, magic) in bytes.iter_mut().zip([0xFF, 0xD8, 0xFF]) {
+        *at = magic;
+    }
+    bytes
 }
 
 async fn packet_count(server: &TestServer) -> usize {

@@ -12,6 +12,7 @@ use crate::blobs::is_sha256_hex;
 use crate::commit::{CommitFailure, CommitResult};
 use crate::desk_bus::{DeskBus, DeskEvent, Envelope, takes_over};
 use crate::partials::{CHECKPOINT_BYTES, PartialKey, SharedPartials};
+use crate::routes::documents::sniff_content_type;
 use crate::settings::SNIFFABLE;
 use crate::state::AppState;
 use crate::store::{Agent, PacketResolution, StoredPage};
@@ -836,6 +837,11 @@ impl Session {
             AgentMessage::Offer(offer) => self.on_offer(offer).await,
             AgentMessage::Seal(seal) => self.on_seal(seal).await,
             AgentMessage::Report(report) => {
+                // Beyond what the database holds: say which counter, rather
+                // than failing the store write and dropping the link unexplained.
+                if let Err(why) = check_report(&report) {
+                    return Ok(vec![error("bad_report", why, None, true)]);
+                }
                 self.state
                     .store
                     .agent_seen(&self.agent.id, Some(report))
@@ -894,6 +900,11 @@ impl Session {
                 .site_holds_blob(&self.agent.site, &offer.sha256)
                 .await?
         {
+            // The bytes held may be of another type than this offer says.
+            let held = self.state.blobs.get(&offer.sha256).await?;
+            if let Err(why) = head_matches_type(&held, &offer.content_type) {
+                return Ok(vec![refusal("content_mismatch", why, id)]);
+            }
             self.commit(offer, None).await;
             return Ok(Vec::new());
         }
@@ -1120,6 +1131,11 @@ impl Session {
             let msg = format!("bytes hash to {digest}, offer said {}", upload.offer.sha256);
             return Ok(vec![error("checksum_mismatch", msg, Some(id), false)]);
         }
+        if let Err(why) = bytes_match_type(&upload.path, &upload.offer.content_type) {
+            let _ = tokio::fs::remove_file(&upload.path).await;
+            self.forget_shared(id);
+            return Ok(vec![refusal("content_mismatch", why, id)]);
+        }
         self.commit(upload.offer, Some(upload.path)).await;
         Ok(Vec::new())
     }
@@ -1166,6 +1182,14 @@ impl Session {
             Err(crate::store::StoreError::Conflict(msg)) => {
                 Ok(vec![seal_error("conflict", msg, packet_id, true)])
             }
+            // Pages first, then the seal: a seal of pages never stored would
+            // leave an open packet behind that nothing ever completes.
+            Err(crate::store::StoreError::NotFound(what)) => Ok(vec![seal_error(
+                "unknown_packet",
+                format!("{what} has no stored page: seal a packet after its pages are stored"),
+                packet_id,
+                true,
+            )]),
             // The disk or database, not the seal: the agent tries again later.
             Err(e) => {
                 tracing::error!(packet = %packet_id, error = %e, "could not record a seal");
@@ -1239,6 +1263,46 @@ fn validate_seal(seal: &PacketSeal) -> Result<(), String> {
     }
     check_packet_seq(seal.packet_seq)
 }
+
+/// The database keeps a desk's counters as signed 64-bit integers.
+fn check_report(report: &AgentReport) -> Result<(), String> {
+    for (name, value) in [
+        ("queue_pages", report.queue_pages),
+        ("queue_bytes", report.queue_bytes),
+        ("quarantined", report.quarantined),
+    ] {
+        if i64::try_from(value).is_err() {
+            return Err(format!("report {name} {value} is beyond {}", i64::MAX));
+        }
+    }
+    Ok(())
+}
+
+/// Bytes whose format (from their first bytes) is not the offered content
+/// type would be served and decoded as something they are not.
+fn head_matches_type(bytes: &[u8], content_type: &str) -> Result<(), String> {
+    match sniff_content_type(bytes) {
+        Some(found) if found == content_type => Ok(()),
+        Some(found) => Err(format!(
+            "the bytes are {found}, not the offered {content_type}"
+        )),
+        None => Err(format!(
+            "the bytes are not {content_type} (nor any accepted type)"
+        )),
+    }
+}
+
+/// [`head_matches_type`] on a page's partial file: only its first bytes are read.
+fn bytes_match_type(path: &Path, content_type: &str) -> Result<(), String> {
+    // Enough for every signature `sniff_content_type` knows (WebP's is 12 bytes).
+    let mut head = Vec::with_capacity(SNIFF_BYTES);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(SNIFF_BYTES as u64).read_to_end(&mut head))
+        .map_err(|e| format!("could not read the page back ({}): {e}", path.display()))?;
+    head_matches_type(&head, content_type)
+}
+
+const SNIFF_BYTES: usize = 64;
 
 /// The database keeps a desk's packet sequence as a signed 64-bit integer.
 fn check_packet_seq(packet_seq: Option<u64>) -> Result<(), String> {
@@ -1435,6 +1499,189 @@ mod tests {
         }
     }
 
+    /// Bytes that start as a PNG does: the uplink checks only the signature.
+    fn png_like(fill: u8, len: usize) -> Vec<u8> {
+        let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
+        bytes.resize(len, fill);
+        bytes
+    }
+
+    async fn fresh_state(dir: &tempfile::TempDir) -> AppState {
+        crate::open(ServerConfig::new(dir.path().to_owned()))
+            .await
+            .unwrap()
+    }
+
+    /// Offers `bytes` and sends them whole; the first answer after the chunk.
+    async fn upload(client: &mut Client, offer: &PageOffer, bytes: &[u8]) -> ServerMessage {
+        say(client, &AgentMessage::Offer(offer.clone())).await;
+        let id = offer.capture_id;
+        let resume = ServerMessage::Resume {
+            capture_id: id,
+            offset: 0,
+        };
+        assert_eq!(hear(client).await, resume);
+        let chunk = Chunk {
+            capture_id: id,
+            offset: 0,
+            data: bytes,
+        }
+        .encode();
+        client.send(Message::Binary(chunk.into())).await.unwrap();
+        hear(client).await
+    }
+
+    fn protocol_error(msg: ServerMessage) -> ProtocolError {
+        match msg {
+            ServerMessage::Error(e) => e,
+            other => panic!("expected an error frame, got {other:?}"),
+        }
+    }
+
+    /// Bytes that are not what the offer says they are (a JPEG offered as
+    /// PNG, or bytes of no accepted type) are refused for good and not stored;
+    /// the same holds when the bytes are already held and only claimed by hash.
+    #[tokio::test]
+    async fn pages_whose_bytes_are_not_the_offered_type_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = fresh_state(&dir).await;
+        let token = enroll(&state, "agent-1", "site-a").await;
+        let mut client = connect(serve(state.clone()).await, &token).await;
+
+        let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0];
+        jpeg.resize(3000, 1);
+        let mut garbage = b"GIF89a".to_vec();
+        garbage.resize(3000, 2);
+        for bytes in [jpeg, garbage] {
+            let offer = offer_of(&bytes); // says image/png
+            let e = protocol_error(upload(&mut client, &offer, &bytes).await);
+            assert_eq!(
+                (e.code.as_str(), e.permanent, e.fatal, e.capture_id),
+                ("content_mismatch", true, false, Some(offer.capture_id)),
+                "{e:?}"
+            );
+            let stored = state.store.page_stored(offer.capture_id, "agent-1").await;
+            assert!(!stored.unwrap(), "a refused page is not stored");
+            assert!(!state.blobs.contains(&offer.sha256).await.unwrap());
+        }
+
+        // Right bytes are stored; the same bytes offered as JPEG are refused
+        // even though the server need not receive them again.
+        let png = png_like(3, 3000);
+        let offer = offer_of(&png);
+        let stored = ServerMessage::Stored {
+            capture_id: offer.capture_id,
+        };
+        assert_eq!(upload(&mut client, &offer, &png).await, stored);
+        let mut as_jpeg = offer_of(&png);
+        as_jpeg.content_type = "image/jpeg".into();
+        say(&mut client, &AgentMessage::Offer(as_jpeg.clone())).await;
+        let e = protocol_error(hear(&mut client).await);
+        assert_eq!((e.code.as_str(), e.permanent), ("content_mismatch", true));
+        let held = state.store.page_stored(as_jpeg.capture_id, "agent-1").await;
+        assert!(!held.unwrap());
+    }
+
+    /// A seal for a packet none of whose pages was stored is refused for
+    /// good and leaves no packet behind; an empty seal still makes one.
+    #[tokio::test]
+    async fn a_seal_of_a_packet_never_offered_is_refused_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = fresh_state(&dir).await;
+        let token = enroll(&state, "agent-1", "site-a").await;
+        let mut client = connect(serve(state.clone()).await, &token).await;
+        let packet_id = Uuid::new_v4();
+        let seal = |page_count| PacketSeal {
+            packet_id,
+            cover_code: None,
+            page_count,
+            empty: false,
+            packet_seq: None,
+            cover_problem: None,
+        };
+        say(&mut client, &AgentMessage::Seal(seal(3))).await;
+        let e = protocol_error(hear(&mut client).await);
+        assert_eq!(
+            (e.code.as_str(), e.permanent, e.fatal, e.packet_id),
+            ("unknown_packet", true, false, Some(packet_id)),
+            "{e:?}"
+        );
+        let packets = state.store.packets(None, 100).await.unwrap();
+        assert!(packets.is_empty(), "no packet left behind: {packets:?}");
+
+        // The session goes on, and an empty packet is still sealed.
+        say(&mut client, &AgentMessage::Seal(seal(0))).await;
+        assert_eq!(hear(&mut client).await, ServerMessage::Sealed { packet_id });
+        assert_eq!(state.store.packets(None, 100).await.unwrap().len(), 1);
+    }
+
+    /// Counters beyond what the database holds get a fatal error frame that
+    /// names the counter, not a silently dropped link.
+    #[tokio::test]
+    async fn a_report_with_counters_beyond_range_gets_an_error_naming_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = fresh_state(&dir).await;
+        let token = enroll(&state, "agent-1", "site-a").await;
+        let addr = serve(state.clone()).await;
+        for (report, named) in [
+            (
+                AgentReport {
+                    queue_pages: u64::MAX,
+                    queue_bytes: u64::MAX,
+                    quarantined: u64::MAX,
+                },
+                "queue_pages",
+            ),
+            (
+                AgentReport {
+                    queue_pages: 1,
+                    queue_bytes: i64::MAX as u64 + 1,
+                    quarantined: 0,
+                },
+                "queue_bytes",
+            ),
+            (
+                AgentReport {
+                    quarantined: u64::MAX,
+                    ..AgentReport::default()
+                },
+                "quarantined",
+            ),
+        ] {
+            let mut client = connect(addr, &token).await;
+            say(&mut client, &AgentMessage::Report(report)).await;
+            let e = protocol_error(hear(&mut client).await);
+            assert_eq!((e.code.as_str(), e.fatal), ("bad_report", true), "{e:?}");
+            assert!(e.message.contains(named), "{e:?}");
+        }
+        // In range is recorded as before.
+        let mut client = connect(addr, &token).await;
+        let fine = AgentReport {
+            queue_pages: 2,
+            queue_bytes: i64::MAX as u64,
+            quarantined: 1,
+        };
+        say(&mut client, &AgentMessage::Report(fine)).await;
+        say(
+            &mut client,
+            &AgentMessage::Seal(PacketSeal {
+                packet_id: Uuid::new_v4(),
+                cover_code: None,
+                page_count: 0,
+                empty: true,
+                packet_seq: None,
+                cover_problem: None,
+            }),
+        )
+        .await;
+        assert!(matches!(
+            hear(&mut client).await,
+            ServerMessage::Sealed { .. }
+        ));
+        let agents = state.store.agents().await.unwrap();
+        assert_eq!(agents[0].queue_bytes, Some(i64::MAX as u64));
+    }
+
     fn offer_of(bytes: &[u8]) -> PageOffer {
         PageOffer {
             capture_id: Uuid::new_v4(),
@@ -1461,7 +1708,7 @@ mod tests {
             .await
             .unwrap();
         let token = enroll(&state, "agent-1", "site-a").await;
-        let bytes = vec![7u8; 4096];
+        let bytes = png_like(7, 4096);
         let offer = offer_of(&bytes);
         let id = offer.capture_id;
 
@@ -1525,7 +1772,7 @@ mod tests {
             .await
             .unwrap();
         let addr = serve(state.clone()).await;
-        let bytes = vec![9u8; 2048];
+        let bytes = png_like(9, 2048);
         let upload = |token: String| {
             let bytes = bytes.clone();
             async move {

@@ -81,7 +81,7 @@ struct Packet {
     seal_sent: bool,
 }
 
-/// Distinct, incompressible-looking bytes: nothing dedupes across agents,
+/// Distinct, incompressible-looking bytes behind a JPEG signature: nothing dedupes across agents,
 /// pages or runs. Eight bytes per step keeps generation far below the cost
 /// of sending, so the load generator measures the server, not itself.
 pub fn page_bytes(seed: u64, size: u64) -> Vec<u8> {
@@ -94,8 +94,15 @@ pub fn page_bytes(seed: u64, size: u64) -> Vec<u8> {
         bytes.extend_from_slice(&x.to_le_bytes());
     }
     bytes.truncate(size as usize);
+    // Offered as JPEG: the server checks a page's first bytes against its type.
+    for (at, magic) in bytes.iter_mut().zip(JPEG_MAGIC) {
+        *at = magic;
+    }
     bytes
 }
+
+/// A JPEG's start-of-image marker and the first byte of the next marker.
+const JPEG_MAGIC: [u8; 3] = [0xFF, 0xD8, 0xFF];
 
 impl Agent {
     pub async fn run(self) -> anyhow::Result<AgentResult> {
