@@ -277,7 +277,7 @@ async fn identifiers_with_controls_or_bidi_overrides_are_400_naming_the_field() 
         ("doc_no", "INV-\u{202e}1-VNI"),
         ("doc_no", "INV\u{0}1"),
         ("org", "HQ\u{2066}"),
-        ("doc_type", "x\u{85}"),
+        ("doc_type", "x\u{85}y"),
         ("source_system", "ERP\u{200f}"),
         ("submitter", "zhang\u{1b}[31m"),
         ("cover_code", "IMC\u{61c}X"),

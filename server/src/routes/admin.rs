@@ -133,6 +133,10 @@ pub async fn enroll(
 ) -> ApiResult<Json<EnrollResponse>> {
     let name = body.name.trim();
     check_identifier("name", name)?;
+    // Shown on the desk's agents page next to the name.
+    if let Some(version) = &body.agent_version {
+        check_identifier("agent_version", version)?;
+    }
     if name.is_empty() || name.chars().count() > 128 {
         return Err(ApiError::field("name", "name must be 1-128 characters"));
     }
