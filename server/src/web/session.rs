@@ -247,28 +247,51 @@ pub struct LoginForm {
 
 pub async fn login(
     State(state): State<AppState>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     axum::Form(form): axum::Form<LoginForm>,
 ) -> Result<Response, UiError> {
     let name = form.name.trim();
     let t = Lang::from_headers(&headers).text();
-    if !state.web.logins.allowed(name, std::time::Instant::now()) {
-        tracing::warn!(name, "desk login refused: too many failed attempts");
-        return Ok(login_form(
+    // Unknown only when called without the listener (tests): one shared key.
+    let address = peer.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |p| p.0.0.ip());
+    if let Some(wait) = state
+        .web
+        .logins
+        .wait(address, name, std::time::Instant::now())
+    {
+        tracing::warn!(name = ?name, %address, "desk login refused: too many failed attempts");
+        let mut response = login_form(
             &state.web,
             &headers,
             Some(t.login_locked),
             None,
             StatusCode::TOO_MANY_REQUESTS,
-        ));
+        );
+        retry_after(&mut response, wait);
+        return Ok(response);
     }
     let user = state.web.store.user_by_name(name).await?;
     let hash = user.as_ref().map(|u| u.password_hash.clone());
     // Verify even for an unknown name, so timing does not tell which names exist.
-    let ok = passwords::verify(form.password, hash).await?;
+    let Ok(ok) = passwords::verify(form.password, hash).await else {
+        tracing::warn!(%address, "desk login refused: password checks are busy");
+        let mut response = login_form(
+            &state.web,
+            &headers,
+            Some(t.login_busy),
+            None,
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+        retry_after(&mut response, std::time::Duration::from_secs(2));
+        return Ok(response);
+    };
     let Some(user) = user.filter(|_| ok) else {
-        tracing::warn!(name, "failed desk login");
-        state.web.logins.failed(name, std::time::Instant::now());
+        tracing::warn!(name = ?name, %address, "failed desk login");
+        state
+            .web
+            .logins
+            .failed(address, name, std::time::Instant::now());
         return Ok(login_form(
             &state.web,
             &headers,
@@ -277,7 +300,7 @@ pub async fn login(
             StatusCode::UNAUTHORIZED,
         ));
     };
-    state.web.logins.succeeded(name);
+    state.web.logins.succeeded(address, name);
     // Rotation: whatever session the browser had ends here.
     if let Some(old) = cookie(&headers, SESSION_COOKIE) {
         state.web.store.delete_session(&hash_secret(old)).await?;
@@ -303,6 +326,13 @@ pub async fn login(
         set_cookie(&state.web, LOGIN_CSRF_COOKIE, "", 0),
     );
     Ok(response)
+}
+
+fn retry_after(response: &mut Response, wait: std::time::Duration) {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    if let Ok(value) = axum::http::HeaderValue::from_str(&seconds.max(1).to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
 }
 
 pub async fn logout(
