@@ -89,7 +89,7 @@ impl FailureTally {
                 }
             }
             Some(entry) => {
-                let summary = (entry.more > 0).then(|| Summary {
+                let summary = (entry.more > 0).then_some(Summary {
                     source: key.0,
                     cause,
                     minute: entry.minute,

@@ -139,13 +139,19 @@ fn refuse(
     response
 }
 
-/// The middleware on every public route. The budget travels as a request
-/// extension set by the outermost router, so the policy table can add this
-/// layer without holding state; without one (never in the server) it lets
-/// the request through.
-pub async fn guard(request: Request, next: Next) -> Response {
+/// What an admitted anonymous request holds until its answer is made.
+pub struct Admitted {
+    _address: AddressSlot,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Admits an anonymous request under the budget carried by its extensions
+/// (set by the outermost router, so that layers deep in the tree need no
+/// state), with its whole body read within the deadline; or the refusal to
+/// send instead. Without a budget (never in the server) it admits as is.
+pub async fn admit(request: Request) -> Result<(Request, Option<Admitted>), Response> {
     let Some(budget) = request.extensions().get::<PreAuth>().cloned() else {
-        return next.run(request).await;
+        return Ok((request, None));
     };
     let limits = budget.limits;
     let declared = request
@@ -154,37 +160,37 @@ pub async fn guard(request: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limits.body_bytes as u64) {
-        return refuse(
+        return Err(refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             &format!("this request may carry at most {} bytes", limits.body_bytes),
             None,
-        );
+        ));
     }
     let address = crate::net::peer_ip(&request).unwrap_or(IpAddr::from([0, 0, 0, 0]));
     if let Some(wait) = budget.over_rate(address) {
-        return refuse(
+        return Err(refuse(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
             "too many requests from this address; try again shortly",
             Some(wait),
-        );
+        ));
     }
-    let Some(_address_slot) = budget.enter(address) else {
-        return refuse(
+    let Some(address_slot) = budget.enter(address) else {
+        return Err(refuse(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
             "too many requests at once from this address",
             Some(Duration::from_secs(1)),
-        );
+        ));
     };
-    let Ok(_permit) = budget.in_flight.clone().try_acquire_owned() else {
-        return refuse(
+    let Ok(permit) = budget.in_flight.clone().try_acquire_owned() else {
+        return Err(refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             "busy",
             "the server is busy with other sign-ins; try again shortly",
             Some(Duration::from_secs(2)),
-        );
+        ));
     };
     // The whole body, within one deadline, before anything else looks at it.
     let (parts, body) = request.into_parts();
@@ -192,15 +198,15 @@ pub async fn guard(request: Request, next: Next) -> Response {
     let bytes = match tokio::time::timeout(limits.body_deadline, read).await {
         Ok(Ok(bytes)) => bytes,
         Ok(Err(_)) => {
-            return refuse(
+            return Err(refuse(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 &format!("this request may carry at most {} bytes", limits.body_bytes),
                 None,
-            );
+            ));
         }
         Err(_) => {
-            return refuse(
+            return Err(refuse(
                 StatusCode::REQUEST_TIMEOUT,
                 "body_timeout",
                 &format!(
@@ -208,11 +214,26 @@ pub async fn guard(request: Request, next: Next) -> Response {
                     limits.body_deadline.as_secs()
                 ),
                 None,
-            );
+            ));
         }
     };
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    let admitted = Admitted {
+        _address: address_slot,
+        _permit: permit,
+    };
+    Ok((
+        Request::from_parts(parts, Body::from(bytes)),
+        Some(admitted),
+    ))
+}
+
+/// The middleware on the API's public routes (the desk's anonymous requests
+/// are admitted by its session guard, which sees who is logged in).
+pub async fn guard(request: Request, next: Next) -> Response {
+    match admit(request).await {
+        Ok((request, _admitted)) => next.run(request).await,
+        Err(refusal) => refusal,
+    }
 }
 
 #[cfg(test)]

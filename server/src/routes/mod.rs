@@ -56,8 +56,9 @@ impl PolicyRoutes {
         let mut route = route.route_layer(axum::middleware::from_fn(move |request, next| {
             auth::authorize(surface, access, request, next)
         }));
-        // What anyone can reach before logging in is under a budget.
-        if access == Access::Public {
+        // What anyone can reach before logging in is under a budget (the
+        // desk's session guard admits its anonymous requests itself).
+        if access == Access::Public && surface == Surface::Api {
             route = route.route_layer(axum::middleware::from_fn(crate::preauth::guard));
         }
         // Two methods on one path merge into one method router.

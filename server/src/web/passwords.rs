@@ -46,7 +46,10 @@ impl From<Busy> for UiError {
 
 enum Work {
     Hash(String),
-    Verify { password: String, hash: String },
+    Verify {
+        password: String,
+        hash: Option<String>,
+    },
 }
 
 enum Done {
@@ -69,11 +72,13 @@ impl Hasher {
     pub fn start(workers: usize, queue: usize) -> Hasher {
         let (jobs, inbox) = std::sync::mpsc::sync_channel::<Job>(queue);
         let inbox = Arc::new(Mutex::new(inbox));
+        let memory = Arc::new(Memory::default());
         for n in 0..workers.max(1) {
             let inbox = Arc::clone(&inbox);
+            let memory = Arc::clone(&memory);
             let spawned = std::thread::Builder::new()
                 .name(format!("imc-passwords-{n}"))
-                .spawn(move || work(&inbox));
+                .spawn(move || work(&inbox, &memory));
             if let Err(e) = spawned {
                 tracing::error!(error = %e, "could not start a password worker");
             }
@@ -107,10 +112,8 @@ impl Hasher {
     /// Whether `password` matches `hash`; `None` (no such user) is never a
     /// match but costs the same time.
     pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, Busy> {
-        let known = hash.is_some();
-        let hash = hash.unwrap_or_else(|| decoy().to_owned());
         match self.run(Work::Verify { password, hash }).await? {
-            Done::Verify(matched) => Ok(known && matched),
+            Done::Verify(matched) => Ok(matched),
             Done::Hash(_) => Ok(false),
         }
     }
@@ -123,26 +126,70 @@ impl Hasher {
     }
 }
 
-fn work(inbox: &Mutex<Receiver<Job>>) {
-    let mut memory = vec![Block::default(); params().block_count()];
+/// A worker's memory is given back to the system after this long unused.
+const IDLE_RELEASE: Duration = Duration::from_secs(20);
+
+/// The 19 MiB blocks of the workers: at most one per worker, kept while
+/// logins keep coming, freed when idle (as a whole mapping, which the
+/// allocator returns to the system).
+#[derive(Default)]
+struct Memory {
+    spare: Mutex<Vec<(Vec<Block>, Instant)>>,
+}
+
+impl Memory {
+    fn take(&self) -> Vec<Block> {
+        self.spare
+            .lock()
+            .ok()
+            .and_then(|mut spare| spare.pop())
+            .map_or_else(
+                || vec![Block::default(); params().block_count()],
+                |(block, _)| block,
+            )
+    }
+
+    fn give(&self, block: Vec<Block>) {
+        if let Ok(mut spare) = self.spare.lock() {
+            spare.push((block, Instant::now()));
+        }
+    }
+
+    fn release_idle(&self) {
+        if let Ok(mut spare) = self.spare.lock() {
+            spare.retain(|(_, since)| since.elapsed() < IDLE_RELEASE);
+        }
+    }
+}
+
+fn work(inbox: &Mutex<Receiver<Job>>, memory: &Memory) {
     loop {
         let job = {
             let Ok(inbox) = inbox.lock() else { return };
-            match inbox.recv() {
+            match inbox.recv_timeout(IDLE_RELEASE / 2) {
                 Ok(job) => job,
-                Err(_) => return,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    memory.release_idle();
+                    continue;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
             }
         };
         if Instant::now() >= job.deadline {
             // Dropping the reply tells the caller it waited too long.
             continue;
         }
+        let mut block = memory.take();
         let done = match job.work {
-            Work::Hash(password) => Done::Hash(hash_with(&mut memory, &password)),
+            Work::Hash(password) => Done::Hash(hash_with(&mut block, &password)),
             Work::Verify { password, hash } => {
-                Done::Verify(verify_with(&mut memory, &password, &hash))
+                // An unknown name is checked against a decoy: the same cost.
+                let known = hash.is_some();
+                let hash = hash.unwrap_or_else(|| decoy(&mut block).to_owned());
+                Done::Verify(known && verify_with(&mut block, &password, &hash))
             }
         };
+        memory.give(block);
         let _ = job.reply.send(done);
     }
 }
@@ -226,10 +273,10 @@ pub async fn hash(password: String) -> Result<String, UiError> {
 }
 
 /// A hash of nothing in particular, so an unknown user name costs as much
-/// time as a wrong password.
-fn decoy() -> &'static str {
+/// time as a wrong password (made in a worker's memory, once).
+fn decoy(memory: &mut [Block]) -> &'static str {
     static DECOY: OnceLock<String> = OnceLock::new();
-    DECOY.get_or_init(|| hash_blocking("decoy password").unwrap_or_default())
+    DECOY.get_or_init(|| hash_with(memory, "decoy password").unwrap_or_default())
 }
 
 /// Whether `password` matches `hash`; `None` (no such user) is never a match.

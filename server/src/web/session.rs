@@ -105,7 +105,20 @@ impl FromRequestParts<AppState> for Staff {
 /// It also names the caller (`auth::Principal`) for the route's rule, and
 /// audits the rule's refusals.
 pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    match check(&state, request).await {
+    let session = match load(&state, request.headers()).await {
+        Ok(session) => session,
+        Err(e) => return e.into_response(),
+    };
+    // Nobody logged in: the request is under the anonymous budget, its body
+    // read whole within a deadline before anything looks at it.
+    let (request, _admitted) = match session {
+        Some(_) => (request, None),
+        None => match crate::preauth::admit(request).await {
+            Ok(admitted) => admitted,
+            Err(refusal) => return refusal,
+        },
+    };
+    match check(session, request).await {
         Ok(request) => {
             let mut response = next.run(request).await;
             crate::auth::audit_refusal(&state, &mut response).await;
@@ -115,10 +128,9 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
     }
 }
 
-async fn check(state: &AppState, request: Request) -> Result<Request, UiError> {
+async fn check(session: Option<SessionRow>, request: Request) -> Result<Request, UiError> {
     let (mut parts, body) = request.into_parts();
     let lang = Lang::from_headers(&parts.headers);
-    let session = load(state, &parts.headers).await?;
     match &session {
         Some(row) => {
             parts.extensions.insert(Staff {
@@ -137,6 +149,10 @@ async fn check(state: &AppState, request: Request) -> Result<Request, UiError> {
     }
     if !same_origin(&parts.headers) {
         return Err(UiError::Forbidden("cross-origin request refused".into()));
+    }
+    // Nobody's form but the login form is read without a session.
+    if session.is_none() && parts.uri.path() != "/ui/login" {
+        return Err(UiError::LoginRequired);
     }
     let body = axum::body::to_bytes(body, MAX_FORM_BYTES)
         .await

@@ -100,8 +100,11 @@ impl<K: Hash + Eq + Clone> Table<K> {
     }
 }
 
+/// Failures per (address, name), and per address.
+type Tables = (Table<(IpAddr, String)>, Table<IpAddr>);
+
 pub struct LoginThrottle {
-    tables: Mutex<(Table<(IpAddr, String)>, Table<IpAddr>)>,
+    tables: Mutex<Tables>,
 }
 
 impl Default for LoginThrottle {
