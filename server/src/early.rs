@@ -80,15 +80,39 @@ pub async fn refuse_early(
                 "payload_too_large",
                 &format!("request bodies are limited to {max_body_bytes} bytes"),
             );
-            // The unread body would otherwise be waited for.
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            // A client that did not ask `100-continue` is already sending:
+            // discard (never keep) what it sends for a moment, so that it
+            // finishes and reads the answer instead of a reset. One that
+            // asked gets no `100 Continue`: nothing is read at all.
+            if !expects_continue(request.headers()) {
+                tokio::spawn(discard(request.into_body()));
+            }
             return response;
         }
         _ => {}
     }
     as_json_error(next.run(request).await).await
+}
+
+/// How long an oversized body that is already on its way is read and thrown away.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn expects_continue(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+async fn discard(body: Body) {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let _ = tokio::time::timeout(LINGER, async {
+        while let Some(Ok(_)) = stream.next().await {}
+    })
+    .await;
 }
 
 /// An error answer with no body, or a plain-text one, in the JSON shape.
