@@ -272,6 +272,7 @@ async fn bad_enrolment_codes_and_tokens_add_a_bounded_number_of_audit_rows() {
         let rows = auth_failures_from(&server, actor);
         assert!(!rows.is_empty(), "{actor} is in the audit trail");
         assert!(rows.len() <= 100, "{actor}: {} rows", rows.len());
+        eprintln!("{actor}: {} audit rows for 2,000 failures", rows.len());
     }
     let guesses = auth_failures_from(&server, "ip:127.0.0.4");
     assert!(

@@ -364,8 +364,10 @@ async fn scoped_tokens_rotate_revoke_and_every_refusal_is_audited() {
     let failures = audit_actions(&server, "auth.failure");
     assert!(failures.len() >= 4, "{failures:?}");
     assert!(
-        failures.iter().any(|(actor, reason)| actor == "ip:127.0.0.1"
-            && reason.starts_with("2 more of: an unknown, revoked or expired token")),
+        failures
+            .iter()
+            .any(|(actor, reason)| actor == "ip:127.0.0.1"
+                && reason.starts_with("2 more of: an unknown, revoked or expired token")),
         "{failures:?}"
     );
     assert!(
