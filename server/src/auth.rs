@@ -139,13 +139,21 @@ impl Caller {
 }
 
 pub fn bearer(parts: &Parts) -> Option<&str> {
-    parts
-        .headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+    bearer_token(
+        parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)?
+            .to_str()
+            .ok()?,
+    )
+}
+
+/// The token of an `Authorization: Bearer ...` value. The scheme is matched
+/// case-insensitively (RFC 9110 section 11.1).
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 fn peer(request: &Request) -> String {
@@ -164,13 +172,52 @@ async fn audit_failure(state: &AppState, actor: &str, what: String) {
     tracing::warn!(actor, what, "auth failure");
 }
 
+/// A failure by a caller nobody identified: its own audit row once a
+/// minute per address and cause, counted otherwise (`failure_tally`), so a
+/// flood cannot grow the audit trail without bound.
+pub async fn audit_anonymous_failure(
+    state: &AppState,
+    address: Option<std::net::IpAddr>,
+    cause: &'static str,
+    what: String,
+) {
+    let noted = state
+        .failure_tally
+        .note(address, cause, crate::failure_tally::current_minute());
+    if let Some(summary) = noted.summary {
+        audit_failure(state, &summary.actor(), summary.what()).await;
+    }
+    let actor = address.map_or_else(|| "ip:unknown".to_owned(), |ip| format!("ip:{ip}"));
+    if noted.itemise {
+        audit_failure(state, &actor, what).await;
+    } else {
+        tracing::debug!(actor, what, "auth failure (counted)");
+    }
+}
+
+/// Writes the counts of anonymous failures of minutes that are over; once a
+/// minute while the server runs, and once more as it stops.
+pub async fn write_failure_counts(state: &AppState, before_minute: u64) {
+    for summary in state.failure_tally.due(before_minute) {
+        audit_failure(state, &summary.actor(), summary.what()).await;
+    }
+}
+
 /// Audits the refusal [`authorize`] left on `response`, if any. Called by
 /// each surface's authentication middleware, which has the store.
 pub async fn audit_refusal(state: &AppState, response: &mut Response) {
     if let Some(refusal) = response.extensions_mut().remove::<Refusal>() {
-        audit_failure(state, &refusal.actor, refusal.what).await;
+        match refusal.anonymous {
+            Some(address) => {
+                audit_anonymous_failure(state, address, ANONYMOUS_REFUSED, refusal.what).await;
+            }
+            None => audit_failure(state, &refusal.actor, refusal.what).await,
+        }
     }
 }
+
+const ANONYMOUS_REFUSED: &str = "a route that needs credentials, called without any";
+const UNKNOWN_TOKEN: &str = "an unknown, revoked or expired token";
 
 /// Resolves the bearer token (if any) into a [`Principal`] for the route's
 /// [`authorize`] check. A token that matches nothing is refused here.
@@ -206,7 +253,8 @@ pub async fn authenticate(
                         request.method(),
                         request.uri().path()
                     );
-                    audit_failure(&state, &format!("ip:{}", peer(&request)), what).await;
+                    let address = crate::net::peer_ip(&request);
+                    audit_anonymous_failure(&state, address, UNKNOWN_TOKEN, what).await;
                     return ApiError::Unauthorized.into_response();
                 }
                 Err(e) => return e.into_response(),
@@ -255,6 +303,9 @@ async fn lookup(state: &AppState, hash: &str) -> Result<Option<Principal>, ApiEr
 struct Refusal {
     actor: String,
     what: String,
+    /// The caller had no credentials: counted per address (`Some(None)`
+    /// when the address is unknown).
+    anonymous: Option<Option<std::net::IpAddr>>,
 }
 
 /// Lets the request through when its principal may use `access`; otherwise
@@ -274,6 +325,7 @@ pub async fn authorize(surface: Surface, access: Access, request: Request, next:
         Access::Scope(scope) => format!("a token with scope {}", scope.as_str()),
         Access::Desk(role) => format!("a desk user with role {} or higher", role.as_str()),
     };
+    let anonymous = matches!(principal, Principal::Anonymous);
     let refusal = Refusal {
         actor: format!("{} ip:{}", principal.describe(), peer(&request)),
         what: format!(
@@ -281,8 +333,8 @@ pub async fn authorize(surface: Surface, access: Access, request: Request, next:
             request.method(),
             request.uri().path()
         ),
+        anonymous: anonymous.then(|| crate::net::peer_ip(&request)),
     };
-    let anonymous = matches!(principal, Principal::Anonymous);
     let mut response = match (surface, anonymous) {
         (Surface::Api, true) => ApiError::Unauthorized.into_response(),
         (Surface::Api, false) => {
@@ -310,5 +362,20 @@ impl FromRequestParts<AppState> for Caller {
             Some(Principal::Agent(agent)) => Ok(Caller::Agent(agent.clone())),
             Some(Principal::Anonymous | Principal::Staff(_)) | None => Err(ApiError::Unauthorized),
         }
+    }
+}
+
+#[cfg(test)]
+mod bearer_tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_matched_in_any_case() {
+        assert_eq!(bearer_token("Bearer imc_abc"), Some("imc_abc"));
+        assert_eq!(bearer_token("bearer imc_abc"), Some("imc_abc"));
+        assert_eq!(bearer_token("BEARER  imc_abc "), Some("imc_abc"));
+        assert_eq!(bearer_token("Basic dXNlcjpwdw=="), None);
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("Bearerimc_abc"), None);
     }
 }

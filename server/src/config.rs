@@ -207,6 +207,8 @@ pub struct ServerConfig {
     pub client_ca: Option<TlsFiles>,
     pub connection_limits: crate::net::ConnectionLimits,
     pub rate_limits: crate::ratelimit::RateLimits,
+    /// What an anonymous caller may spend (`preauth`).
+    pub preauth: crate::preauth::PreAuthLimits,
     /// A request body that sends nothing for this long is cut off (slow clients).
     pub body_idle_timeout: Duration,
     pub retention: RetentionTiming,
@@ -237,6 +239,7 @@ impl ServerConfig {
             client_ca: None,
             connection_limits: crate::net::ConnectionLimits::default(),
             rate_limits: crate::ratelimit::RateLimits::default(),
+            preauth: crate::preauth::PreAuthLimits::default(),
             body_idle_timeout: Duration::from_secs(30),
             retention: RetentionTiming::default(),
         }

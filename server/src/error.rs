@@ -92,6 +92,21 @@ impl From<BlobError> for ApiError {
     }
 }
 
+/// The JSON error shape for answers that are not an [`ApiError`] (budgets,
+/// refusals made before routing).
+pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: code.to_owned(),
+            message: message.to_owned(),
+            field: None,
+            current_status: None,
+            purged: None,
+        },
+    };
+    (status, Json(body)).into_response()
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = match &self {

@@ -24,11 +24,14 @@ pub mod cover;
 pub mod cover_keys;
 pub mod demo;
 pub mod desk_bus;
+mod early;
 mod error;
+pub mod failure_tally;
 pub mod metrics;
 pub mod migrate_store;
 pub mod net;
 pub mod partials;
+pub mod preauth;
 pub mod ratelimit;
 pub mod retention;
 mod routes;
@@ -125,6 +128,7 @@ pub async fn open(config: ServerConfig) -> anyhow::Result<AppState> {
         )?)),
     };
     Ok(AppState {
+        failure_tally: Arc::default(),
         client_ca,
         secrets,
         cover_keys,
@@ -248,6 +252,7 @@ pub async fn serve_state(
         )?),
         None => None,
     };
+    let failure_counts = tokio::spawn(write_failure_counts(state.clone(), stop.clone()));
     let limits = state.config.connection_limits;
     let desk_streams = state.web.stop.clone();
     let app = routes::router(state);
@@ -280,7 +285,24 @@ pub async fn serve_state(
     if let Err(e) = retention.await {
         tracing::error!(error = %e, "retention task failed");
     }
+    if let Err(e) = failure_counts.await {
+        tracing::error!(error = %e, "auth failure counting task failed");
+    }
     Ok(())
+}
+
+/// Writes the counts of anonymous auth failures of each minute once it is
+/// over, and whatever is counted when the server stops.
+async fn write_failure_counts(state: AppState, stop: tokio_util::sync::CancellationToken) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_secs(15)) => {
+                auth::write_failure_counts(&state, failure_tally::current_minute()).await;
+            }
+            () = stop.cancelled() => break,
+        }
+    }
+    auth::write_failure_counts(&state, u64::MAX).await;
 }
 
 pub use state::AppState as ServerState;

@@ -87,8 +87,7 @@ pub async fn limit(State(limiter): State<Limiter>, request: Request, next: Next)
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(crate::auth::bearer_token);
     let Some(wait) = limiter.check(ip, token) else {
         return next.run(request).await;
     };

@@ -29,4 +29,6 @@ pub struct AppState {
     pub secrets: Arc<crate::secrets::Keyring>,
     /// Signs the QR of every cover printed; publishes the public keys to desks.
     pub cover_keys: Arc<crate::cover_keys::CoverSigner>,
+    /// Anonymous auth failures counted per address and minute.
+    pub failure_tally: Arc<crate::failure_tally::FailureTally>,
 }

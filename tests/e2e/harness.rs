@@ -177,6 +177,18 @@ impl TestServer {
         }
     }
 
+    /// SIGTERM, and waits for the server to finish its shutdown.
+    pub fn stop_gracefully(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let terminated = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            assert!(terminated.is_ok_and(|s| s.success()), "kill -TERM");
+            let status = child.wait().expect("the server exits");
+            assert!(status.success(), "the server stopped with {status}");
+        }
+    }
+
     /// Starts again on the same data dir and address, as after a crash.
     pub fn restart(&mut self) {
         self.kill();
@@ -499,7 +511,30 @@ pub async fn desk_login(base: &str, name: &str, password: &str) -> String {
 
 /// Sends the login form as a browser would; the answer, whatever it is.
 pub async fn desk_login_attempt(base: &str, name: &str, password: &str) -> reqwest::Response {
-    let client = no_redirects();
+    login_with(no_redirects(), base, name, password).await
+}
+
+/// The same, from the loopback address `from` (127.0.0.0/8).
+pub async fn desk_login_attempt_from(
+    from: std::net::IpAddr,
+    base: &str,
+    name: &str,
+    password: &str,
+) -> reqwest::Response {
+    let client = reqwest::Client::builder()
+        .local_address(from)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    login_with(client, base, name, password).await
+}
+
+async fn login_with(
+    client: reqwest::Client,
+    base: &str,
+    name: &str,
+    password: &str,
+) -> reqwest::Response {
     let login = format!("{base}/ui/login");
     let page = client.get(&login).send().await.unwrap();
     let csrf = page.headers()["set-cookie"]

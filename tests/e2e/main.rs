@@ -22,6 +22,7 @@ mod delivery;
 mod desk;
 mod doctor;
 mod hardening;
+mod hostile;
 mod inspect;
 mod installer;
 mod invoices;

@@ -65,7 +65,10 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.headers);
+        .header_read_timeout(limits.headers)
+        // Above `early::MAX_HEADER_FIELDS`, so that limit answers in JSON;
+        // this one is only the backstop.
+        .max_headers(4 * crate::early::MAX_HEADER_FIELDS);
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -115,6 +115,8 @@ pub(crate) async fn issue_enrollment_code(
     })
 }
 
+const BAD_ENROLMENT_CODE: &str = "enrolment with an unknown, used or expired code";
+
 /// The one call an agent makes without a token: the code is its credential.
 #[utoipa::path(
     post, path = "/api/v1/agents/enroll", tag = "agents",
@@ -178,12 +180,9 @@ pub async fn enroll(
         Ok(agent) => agent,
         Err(e) => {
             if matches!(e, ApiError::Forbidden(_)) {
-                let ip = peer.map_or_else(|| "unknown".into(), |p| p.0.0.ip().to_string());
-                let actor = crate::store::Actor(format!("ip:{ip}"));
+                let address = peer.map(|p| p.0.0.ip());
                 let what = format!("enrolment refused for {name:?}: code unknown, used or expired");
-                if let Err(e) = state.store.audit_auth_failure(&actor, &what).await {
-                    tracing::error!(error = %e, "could not audit a refused enrolment");
-                }
+                auth::audit_anonymous_failure(&state, address, BAD_ENROLMENT_CODE, what).await;
             }
             return Err(e);
         }

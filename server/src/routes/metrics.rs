@@ -11,7 +11,7 @@ pub async fn serve(State(state): State<AppState>, headers: HeaderMap) -> Respons
         let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+            .and_then(crate::auth::bearer_token);
         // Compared as hashes, so the time taken says nothing about the token.
         if given.map(|t| hash_secret(t.trim())) != Some(hash_secret(expected)) {
             return (StatusCode::UNAUTHORIZED, "metrics token required\n").into_response();

@@ -53,9 +53,14 @@ impl PolicyRoutes {
         route: MethodRouter<AppState>,
     ) -> PolicyRoutes {
         let surface = self.surface;
-        let route = route.route_layer(axum::middleware::from_fn(move |request, next| {
+        let mut route = route.route_layer(axum::middleware::from_fn(move |request, next| {
             auth::authorize(surface, access, request, next)
         }));
+        // What anyone can reach before logging in is under a budget (the
+        // desk's session guard admits its anonymous requests itself).
+        if access == Access::Public && surface == Surface::Api {
+            route = route.route_layer(axum::middleware::from_fn(crate::preauth::guard));
+        }
         // Two methods on one path merge into one method router.
         self.router = self.router.route(path, route);
         self.served.push((method, path, access));
@@ -189,6 +194,13 @@ pub fn router(state: AppState) -> Router {
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             state.config.body_idle_timeout,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.config.max_body_bytes,
+            crate::early::refuse_early,
+        ))
+        .layer(axum::Extension(crate::preauth::PreAuth::new(
+            state.config.preauth,
+        )))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -296,7 +296,7 @@ pub async fn upgrade(State(state): State<AppState>, mut request: Request) -> Res
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(crate::auth::bearer_token);
     let agent = match token {
         Some(token) => {
             state

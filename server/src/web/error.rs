@@ -24,6 +24,9 @@ pub enum UiError {
     /// Retention purged the bytes (410).
     #[error("{0}")]
     Gone(String),
+    /// A budget is spent (password checks): try again shortly (429).
+    #[error("the server is busy; try again in a few seconds")]
+    Busy,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -67,6 +70,7 @@ impl IntoResponse for UiError {
             UiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             UiError::Conflict(_) => StatusCode::CONFLICT,
             UiError::Gone(_) => StatusCode::GONE,
+            UiError::Busy => StatusCode::TOO_MANY_REQUESTS,
             UiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let message = match &self {

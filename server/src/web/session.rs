@@ -105,7 +105,20 @@ impl FromRequestParts<AppState> for Staff {
 /// It also names the caller (`auth::Principal`) for the route's rule, and
 /// audits the rule's refusals.
 pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    match check(&state, request).await {
+    let session = match load(&state, request.headers()).await {
+        Ok(session) => session,
+        Err(e) => return e.into_response(),
+    };
+    // Nobody logged in: the request is under the anonymous budget, its body
+    // read whole within a deadline before anything looks at it.
+    let (request, _admitted) = match session {
+        Some(_) => (request, None),
+        None => match crate::preauth::admit(request).await {
+            Ok(admitted) => admitted,
+            Err(refusal) => return refusal,
+        },
+    };
+    match check(session, request).await {
         Ok(request) => {
             let mut response = next.run(request).await;
             crate::auth::audit_refusal(&state, &mut response).await;
@@ -115,10 +128,9 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
     }
 }
 
-async fn check(state: &AppState, request: Request) -> Result<Request, UiError> {
+async fn check(session: Option<SessionRow>, request: Request) -> Result<Request, UiError> {
     let (mut parts, body) = request.into_parts();
     let lang = Lang::from_headers(&parts.headers);
-    let session = load(state, &parts.headers).await?;
     match &session {
         Some(row) => {
             parts.extensions.insert(Staff {
@@ -137,6 +149,10 @@ async fn check(state: &AppState, request: Request) -> Result<Request, UiError> {
     }
     if !same_origin(&parts.headers) {
         return Err(UiError::Forbidden("cross-origin request refused".into()));
+    }
+    // Nobody's form but the login form is read without a session.
+    if session.is_none() && parts.uri.path() != "/ui/login" {
+        return Err(UiError::LoginRequired);
     }
     let body = axum::body::to_bytes(body, MAX_FORM_BYTES)
         .await
@@ -247,28 +263,51 @@ pub struct LoginForm {
 
 pub async fn login(
     State(state): State<AppState>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     axum::Form(form): axum::Form<LoginForm>,
 ) -> Result<Response, UiError> {
     let name = form.name.trim();
     let t = Lang::from_headers(&headers).text();
-    if !state.web.logins.allowed(name, std::time::Instant::now()) {
-        tracing::warn!(name, "desk login refused: too many failed attempts");
-        return Ok(login_form(
+    // Unknown only when called without the listener (tests): one shared key.
+    let address = peer.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |p| p.0.0.ip());
+    if let Some(wait) = state
+        .web
+        .logins
+        .wait(address, name, std::time::Instant::now())
+    {
+        tracing::warn!(name = ?name, %address, "desk login refused: too many failed attempts");
+        let mut response = login_form(
             &state.web,
             &headers,
             Some(t.login_locked),
             None,
             StatusCode::TOO_MANY_REQUESTS,
-        ));
+        );
+        retry_after(&mut response, wait);
+        return Ok(response);
     }
     let user = state.web.store.user_by_name(name).await?;
     let hash = user.as_ref().map(|u| u.password_hash.clone());
     // Verify even for an unknown name, so timing does not tell which names exist.
-    let ok = passwords::verify(form.password, hash).await?;
+    let Ok(ok) = passwords::verify(form.password, hash).await else {
+        tracing::warn!(%address, "desk login refused: password checks are busy");
+        let mut response = login_form(
+            &state.web,
+            &headers,
+            Some(t.login_busy),
+            None,
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+        retry_after(&mut response, std::time::Duration::from_secs(2));
+        return Ok(response);
+    };
     let Some(user) = user.filter(|_| ok) else {
-        tracing::warn!(name, "failed desk login");
-        state.web.logins.failed(name, std::time::Instant::now());
+        tracing::warn!(name = ?name, %address, "failed desk login");
+        state
+            .web
+            .logins
+            .failed(address, name, std::time::Instant::now());
         return Ok(login_form(
             &state.web,
             &headers,
@@ -277,7 +316,7 @@ pub async fn login(
             StatusCode::UNAUTHORIZED,
         ));
     };
-    state.web.logins.succeeded(name);
+    state.web.logins.succeeded(address, name);
     // Rotation: whatever session the browser had ends here.
     if let Some(old) = cookie(&headers, SESSION_COOKIE) {
         state.web.store.delete_session(&hash_secret(old)).await?;
@@ -303,6 +342,13 @@ pub async fn login(
         set_cookie(&state.web, LOGIN_CSRF_COOKIE, "", 0),
     );
     Ok(response)
+}
+
+fn retry_after(response: &mut Response, wait: std::time::Duration) {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    if let Ok(value) = axum::http::HeaderValue::from_str(&seconds.max(1).to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
 }
 
 pub async fn logout(

@@ -16,7 +16,8 @@ pub const TEXT: Text = Text {
     username: "User name",
     password: "Password",
     login_button: "Log in",
-    login_locked: "Too many failed attempts for this user name; try again in 15 minutes.",
+    login_locked: "Too many failed attempts from this computer; wait a little and try again.",
+    login_busy: "The server is busy with other logins; try again in a few seconds.",
     logged_out: "You have logged out.",
     login_failed: "Wrong user name or password.",
 

@@ -91,6 +91,7 @@ pub struct Text {
     pub logged_out: &'static str,
     pub login_failed: &'static str,
     pub login_locked: &'static str,
+    pub login_busy: &'static str,
 
     pub queue_title: &'static str,
     pub queue_empty: &'static str,

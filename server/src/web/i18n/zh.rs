@@ -16,7 +16,8 @@ pub const TEXT: Text = Text {
     username: "用户名",
     password: "密码",
     login_button: "登录",
-    login_locked: "该用户名登录失败次数过多，请 15 分钟后再试。",
+    login_locked: "这台电脑登录失败次数过多，请稍候再试。",
+    login_busy: "服务器正在处理其他登录，请几秒后再试。",
     logged_out: "已退出登录。",
     login_failed: "用户名或密码错误。",
 
