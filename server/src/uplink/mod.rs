@@ -1173,6 +1173,27 @@ impl Session {
         if let Err(why) = validate_seal(&seal) {
             return Ok(vec![seal_error("bad_seal", why, packet_id, true)]);
         }
+        // A desk seals a packet once all its pages are stored, so a seal of
+        // pages with no first page here names a packet never offered: it
+        // would leave an open packet behind that nothing ever completes.
+        // (The store itself takes a seal before pages: see its tests.)
+        if seal.page_count > 0
+            && self
+                .state
+                .store
+                .packet_page_blob(packet_id, 0)
+                .await?
+                .is_none()
+        {
+            return Ok(vec![seal_error(
+                "unknown_packet",
+                format!(
+                    "packet {packet_id} has no stored page: seal a packet after its pages are stored"
+                ),
+                packet_id,
+                true,
+            )]);
+        }
         match self.state.store.seal_packet(&self.agent, seal).await {
             Ok(resolution) => {
                 let mut replies = vec![ServerMessage::Sealed { packet_id }];
@@ -1182,14 +1203,6 @@ impl Session {
             Err(crate::store::StoreError::Conflict(msg)) => {
                 Ok(vec![seal_error("conflict", msg, packet_id, true)])
             }
-            // Pages first, then the seal: a seal of pages never stored would
-            // leave an open packet behind that nothing ever completes.
-            Err(crate::store::StoreError::NotFound(what)) => Ok(vec![seal_error(
-                "unknown_packet",
-                format!("{what} has no stored page: seal a packet after its pages are stored"),
-                packet_id,
-                true,
-            )]),
             // The disk or database, not the seal: the agent tries again later.
             Err(e) => {
                 tracing::error!(packet = %packet_id, error = %e, "could not record a seal");

@@ -195,17 +195,6 @@ pub async fn seal(
     seal: &imc_shared::protocol::PacketSeal,
 ) -> StoreResult<PacketResolution> {
     let (packet_id, page_count, empty) = (seal.packet_id, seal.page_count, seal.empty);
-    // As in the SQLite store: only an empty seal may make its packet.
-    let known: bool = db::query_one(
-        tx,
-        "SELECT EXISTS (SELECT 1 FROM packets WHERE id = $1)",
-        &[&packet_id.to_string()],
-    )
-    .await?
-    .get(0);
-    if page_count > 0 && !known {
-        return Err(StoreError::NotFound(format!("packet {packet_id}")));
-    }
     ensure_packet(
         tx,
         agent,

@@ -150,17 +150,6 @@ pub fn seal(
     seal: &imc_shared::protocol::PacketSeal,
 ) -> StoreResult<PacketResolution> {
     let (packet_id, page_count, empty) = (seal.packet_id, seal.page_count, seal.empty);
-    // A packet with pages exists once its first page is stored; a seal of one
-    // that does not would leave an open packet that never completes. Only an
-    // empty seal (page count 0) may make its packet.
-    let known: bool = tx.query_row(
-        "SELECT EXISTS (SELECT 1 FROM packets WHERE id = ?1)",
-        [packet_id.to_string()],
-        |r| r.get(0),
-    )?;
-    if page_count > 0 && !known {
-        return Err(StoreError::NotFound(format!("packet {packet_id}")));
-    }
     ensure_packet(
         tx,
         agent,
