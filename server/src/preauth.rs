@@ -92,30 +92,30 @@ impl PreAuth {
 
     /// A place for a request from `address` within the rate, its address's
     /// share and the server's; or the refusal to send.
-    fn hold(&self, address: IpAddr) -> Result<Admitted, Response> {
+    fn hold(&self, address: IpAddr) -> Result<Admitted, Box<Response>> {
         if let Some(wait) = self.over_rate(address) {
-            return Err(refuse(
+            return Err(Box::new(refuse(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
                 "too many requests from this address; try again shortly",
                 Some(wait),
-            ));
+            )));
         }
         let Some(address_slot) = self.enter(address) else {
-            return Err(refuse(
+            return Err(Box::new(refuse(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
                 "too many requests at once from this address",
                 Some(Duration::from_secs(1)),
-            ));
+            )));
         };
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
-            return Err(refuse(
+            return Err(Box::new(refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "busy",
                 "the server is busy with other sign-ins; try again shortly",
                 Some(Duration::from_secs(2)),
-            ));
+            )));
         };
         Ok(Admitted {
             _address: address_slot,
@@ -202,7 +202,7 @@ pub async fn admit(request: Request) -> Result<(Request, Option<Admitted>), Resp
     }
     // In-process callers (tests) have no address to count against.
     let held = match crate::net::peer_ip(&request) {
-        Some(address) => Some(budget.hold(address)?),
+        Some(address) => Some(budget.hold(address).map_err(|refusal| *refusal)?),
         None => None,
     };
     // The whole body, within one deadline, before anything else looks at it.
