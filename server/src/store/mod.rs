@@ -566,6 +566,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<StoreResult<PacketResolution>>>;
     /// True when a packet of `agent_id` holds the page `capture_id`.
     async fn page_stored(&self, capture_id: Uuid, agent_id: &str) -> StoreResult<bool>;
+    /// True when a packet of `agent_id` holds at least one stored page.
+    async fn packet_has_pages(&self, packet_id: Uuid, agent_id: &str) -> StoreResult<bool>;
     /// True when a page a desk of `site` delivered has the bytes `sha256`:
     /// that site has shown it holds them.
     async fn site_holds_blob(&self, site: &str, sha256: &str) -> StoreResult<bool>;

@@ -847,6 +847,13 @@ async fn a_batch_of_pages_is_recorded_page_by_page(store: &dyn Store) {
             .unwrap(),
         PacketResolution::Open
     );
+    assert!(
+        !store
+            .packet_has_pages(packet_id, &agent().id)
+            .await
+            .unwrap(),
+        "sealed before any page: the uplink refuses such a seal from a desk"
+    );
     let first = page(packet_id, 0, Some(cover), None);
     let second = page(packet_id, 1, Some(cover), None);
     let same_index = page(packet_id, 0, Some(cover), None);
@@ -864,6 +871,13 @@ async fn a_batch_of_pages_is_recorded_page_by_page(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(results.len(), 6);
+    assert!(
+        store
+            .packet_has_pages(packet_id, &agent().id)
+            .await
+            .unwrap()
+    );
+    assert!(!store.packet_has_pages(packet_id, &other.id).await.unwrap());
     let matched = PacketResolution::Matched {
         document_id,
         doc_no: "B-1".into(),

@@ -1178,12 +1178,11 @@ impl Session {
         // would leave an open packet behind that nothing ever completes.
         // (The store itself takes a seal before pages: see its tests.)
         if seal.page_count > 0
-            && self
+            && !self
                 .state
                 .store
-                .packet_page_blob(packet_id, 0)
+                .packet_has_pages(packet_id, &self.agent.id)
                 .await?
-                .is_none()
         {
             return Ok(vec![seal_error(
                 "unknown_packet",

@@ -363,6 +363,10 @@ impl Store for PgStore {
         on_conn!(self, |c| packets::page_stored_by(c, capture_id, agent_id))
     }
 
+    async fn packet_has_pages(&self, packet_id: Uuid, agent_id: &str) -> StoreResult<bool> {
+        on_conn!(self, |c| packets::packet_has_pages(c, packet_id, agent_id))
+    }
+
     async fn site_holds_blob(&self, site: &str, sha256: &str) -> StoreResult<bool> {
         on_conn!(self, |c| packets::site_holds_blob(c, site, sha256))
     }

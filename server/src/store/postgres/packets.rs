@@ -23,6 +23,22 @@ pub async fn page_stored(c: &impl GenericClient, capture_id: Uuid) -> StoreResul
     .get(0))
 }
 
+/// Whether a packet of `agent_id` holds a stored page.
+pub async fn packet_has_pages(
+    c: &impl GenericClient,
+    packet_id: Uuid,
+    agent_id: &str,
+) -> StoreResult<bool> {
+    Ok(db::query_one(
+        c,
+        "SELECT EXISTS (SELECT 1 FROM pages JOIN packets ON packets.id = pages.packet_id \
+         WHERE packets.id = $1 AND packets.agent_id = $2)",
+        &[&packet_id.to_string(), &agent_id],
+    )
+    .await?
+    .get(0))
+}
+
 pub async fn site_holds_blob(
     c: &impl GenericClient,
     site: &str,

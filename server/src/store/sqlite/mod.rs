@@ -431,6 +431,12 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn packet_has_pages(&self, packet_id: Uuid, agent_id: &str) -> StoreResult<bool> {
+        let agent_id = agent_id.to_owned();
+        self.read(move |c| packets::packet_has_pages(c, packet_id, &agent_id))
+            .await
+    }
+
     async fn site_holds_blob(&self, site: &str, sha256: &str) -> StoreResult<bool> {
         let (site, sha256) = (site.to_owned(), sha256.to_owned());
         self.read(move |c| packets::site_holds_blob(c, &site, &sha256))

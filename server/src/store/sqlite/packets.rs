@@ -22,6 +22,16 @@ pub fn site_holds_blob(conn: &Connection, site: &str, sha256: &str) -> StoreResu
         .query_row(params![sha256, site], |r| r.get(0))?)
 }
 
+/// Whether a packet of `agent_id` holds a stored page.
+pub fn packet_has_pages(conn: &Connection, packet_id: Uuid, agent_id: &str) -> StoreResult<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM pages JOIN packets ON packets.id = pages.packet_id \
+             WHERE packets.id = ?1 AND packets.agent_id = ?2)",
+        )?
+        .query_row(params![packet_id.to_string(), agent_id], |r| r.get(0))?)
+}
+
 /// [`page_stored`], counting only a page in a packet of `agent_id`.
 pub fn page_stored_by(conn: &Connection, capture_id: Uuid, agent_id: &str) -> StoreResult<bool> {
     Ok(conn
