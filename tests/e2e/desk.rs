@@ -15,13 +15,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(60);
-const PASSWORD: &str = "desk-password-1";
+pub(crate) const PASSWORD: &str = "desk-password-1";
 
 fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("browser")
 }
 
-fn add_user(server: &TestServer, name: &str, role: &str, site: Option<&str>) {
+pub(crate) fn add_user(server: &TestServer, name: &str, role: &str, site: Option<&str>) {
     let mut command = Command::new(bin("imc-server"));
     command
         .args(["user", "add", "--data-dir"])

@@ -6,29 +6,14 @@
 //!
 //! Distinct client addresses are loopback addresses (127.0.0.0/8).
 
-use crate::harness::{TOKEN, TestServer, bin, desk_login_attempt_from};
+use crate::harness::{TOKEN, TestServer, desk_login_attempt_from};
 use serde_json::Value;
 use std::net::{IpAddr, SocketAddr};
-use std::process::Command;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-const PASSWORD: &str = "correct horse battery";
-
-fn add_user(server: &TestServer, name: &str) {
-    let output = Command::new(bin("imc-server"))
-        .args(["user", "add", "--data-dir"])
-        .arg(&server.data_dir)
-        .args(["--name", name, "--role", "admin", "--password", PASSWORD])
-        .output()
-        .expect("run imc-server user add");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
+use crate::desk::{PASSWORD, add_user};
 
 fn server_addr(server: &TestServer) -> SocketAddr {
     server
@@ -205,7 +190,7 @@ async fn a_login_flood_keeps_memory_bounded_and_returns_it() {
 #[tokio::test]
 async fn wrong_passwords_from_one_address_do_not_lock_the_owner_out() {
     let server = TestServer::start();
-    add_user(&server, "wang");
+    add_user(&server, "wang", "admin", None);
     let stranger = IpAddr::from([127, 0, 0, 2]);
     let mut refused = 0;
     for _ in 0..20 {
@@ -227,17 +212,13 @@ async fn wrong_passwords_from_one_address_do_not_lock_the_owner_out() {
     assert_eq!(from_owner.status(), 303);
 }
 
+/// The reasons of the `auth.failure` rows whose actor is `actor`.
 fn auth_failures_from(server: &TestServer, actor: &str) -> Vec<String> {
-    let db = rusqlite::Connection::open(server.data_dir.join("imc.sqlite3")).unwrap();
-    let mut stmt = db
-        .prepare(
-            "SELECT reason FROM audit WHERE action = 'auth.failure' AND actor = ?1 ORDER BY id",
-        )
-        .unwrap();
-    stmt.query_map([actor], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
+    crate::security::audit_actions(server, "auth.failure")
+        .into_iter()
+        .filter(|(who, _)| who == actor)
+        .map(|(_, reason)| reason)
+        .collect()
 }
 
 #[tokio::test]

@@ -177,7 +177,7 @@ async fn new_token(server: &TestServer, body: Value) -> (i64, String) {
     )
 }
 
-fn audit_actions(server: &TestServer, action: &str) -> Vec<(String, String)> {
+pub(crate) fn audit_actions(server: &TestServer, action: &str) -> Vec<(String, String)> {
     let db = rusqlite::Connection::open(server.data_dir.join("imc.sqlite3")).unwrap();
     let mut stmt = db
         .prepare("SELECT actor, reason FROM audit WHERE action = ?1 ORDER BY id")

@@ -8,7 +8,7 @@
 //! logins arrive at once, and none is left to the allocator to hoard.
 
 use super::error::UiError;
-use argon2::password_hash::{Output, PasswordHash, PasswordHasher, SaltString};
+use argon2::password_hash::{Output, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -258,14 +258,13 @@ fn verify_with(memory: &mut [Block], password: &str, hash: &str) -> bool {
     computed.is_ok() && Output::new(&out).is_ok_and(|out| out == expected)
 }
 
-/// For the command line and the demo, which hash one password on their own.
+/// For the command line and the demo, which hash one password on their own
+/// (in a block of memory of their own, outside the pool).
 pub fn hash_blocking(password: &str) -> anyhow::Result<String> {
-    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
-        .map_err(|e| anyhow::anyhow!("password salt: {e}"))?;
-    Ok(argon2()
-        .hash_password(password.as_bytes(), &salt)
-        .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))?
-        .to_string())
+    hash_with(
+        &mut vec![Block::default(); params().block_count()],
+        password,
+    )
 }
 
 pub async fn hash(password: String) -> Result<String, UiError> {
@@ -288,6 +287,7 @@ pub async fn verify(password: String, hash: Option<String>) -> Result<bool, Busy
 mod tests {
     use super::*;
     use argon2::PasswordVerifier;
+    use argon2::password_hash::PasswordHasher;
 
     #[tokio::test]
     async fn hashes_verify_and_are_argon2id() {
@@ -310,7 +310,11 @@ mod tests {
         let ours = hash("correct horse".into()).await.unwrap();
         let parsed = PasswordHash::new(&ours).unwrap();
         assert!(argon2().verify_password(b"correct horse", &parsed).is_ok());
-        let theirs = hash_blocking("battery staple").unwrap();
+        let salt = SaltString::encode_b64(&[3; 16]).unwrap();
+        let theirs = argon2()
+            .hash_password(b"battery staple", &salt)
+            .unwrap()
+            .to_string();
         assert!(verify("battery staple".into(), Some(theirs)).await.unwrap());
         // A hash with other parameters (an older install) still checks.
         let cheap = Argon2::new(
