@@ -112,7 +112,7 @@ pub fn analyze_each(
                 orientation: b.orientation,
             })
             .collect();
-        let vat_invoice = barcodes.iter().find_map(|b| vat::parse(&b.text).ok());
+        let vat_invoice = vat::first_on_page(barcodes.iter().map(|b| b.text.as_str()));
         let read_code = found
             .cover_code
             .map(|text| cover_qr::parse(&text).map_or(text, |qr| qr.code));

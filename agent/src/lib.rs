@@ -12,7 +12,7 @@
 //!   when an inbox's open packet closes for quiet.
 //! - [`clock`]: the monotonic time the ordering and sealing rules are given.
 //! - [`uplink`]: streams queued pages to the server and seals packets.
-//! - [`vat`]: VAT invoice QR texts parsed into page metadata.
+//! - [`vat`]: VAT invoice QR texts parsed into page metadata (the one parser, in imc-shared).
 //! - [`cover_rules`]: the cover patterns and signing keys learned from the server.
 //! - [`enroll`], [`status`], [`inspect`], [`doctor`]: the other commands.
 //!
@@ -42,7 +42,7 @@ mod sim;
 pub mod status;
 pub mod tls;
 pub mod uplink;
-pub mod vat;
+pub use imc_shared::vat;
 pub mod watch;
 #[cfg(windows)]
 pub mod winservice;

@@ -284,12 +284,12 @@ fn page_detail(staff: &Staff, index: usize, image: &Image) -> Markup {
                     li { code { (b.format) } " " (b.text) }
                 } }
             }
-            @for invoice in image.barcodes.iter().filter_map(|b| imc_shared::vat::parse(&b.text)) {
+            @for invoice in image.barcodes.iter().filter_map(|b| imc_shared::vat::parse(&b.text).ok()) {
                 table.fields.vat {
                     caption { (t.vat_invoice) }
-                    tr { th { (t.vat_code) } td { (invoice.code) } }
-                    tr { th { (t.vat_number) } td { (invoice.number) } }
-                    tr { th { (t.vat_amount) } td { (invoice.amount) } }
+                    tr { th { (t.vat_code) } td { (invoice.invoice_code.as_deref().unwrap_or_default()) } }
+                    tr { th { (t.vat_number) } td { (invoice.invoice_number) } }
+                    tr { th { (t.vat_amount) } td { (invoice.amount.as_deref().unwrap_or_default()) } }
                     tr { th { (t.vat_date) } td { (invoice.date) } }
                 }
             }

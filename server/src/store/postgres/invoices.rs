@@ -23,16 +23,15 @@ pub async fn index_document(tx: &impl GenericClient, document_id: i64) -> StoreR
         let (image_id, barcodes): (i64, String) = (row.get(0), row.get(1));
         let barcodes: Vec<BarcodeInfo> = serde_json::from_str(&barcodes)
             .map_err(|e| StoreError::Corrupt(format!("image {image_id} barcodes: {e}")))?;
-        // One invoice per page: the first VAT QR found on it.
-        if let Some(invoice) = barcodes
-            .iter()
-            .find_map(|b| imc_shared::vat::parse(&b.text))
+        if let Some(invoice) =
+            imc_shared::vat::first_on_page(barcodes.iter().map(|b| b.text.as_str()))
         {
+            let (code, number) = invoice.key();
             db::execute(
                 tx,
                 "INSERT INTO invoices (image_id, document_id, invoice_code, invoice_number) \
                  VALUES ($1, $2, $3, $4)",
-                &[&image_id, &document_id, &invoice.code, &invoice.number],
+                &[&image_id, &document_id, &code, &number],
             )
             .await?;
         }
