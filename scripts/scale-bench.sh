@@ -25,7 +25,7 @@ erp="${ERP:-4}"
 out="${OUT:-target/scale-bench}"
 token="imc_bench_admin_token_0123456789"
 
-cargo build --release -q -p imc-server --bin imc-server --bin imc-loadgen
+cargo build --release -q -p imc-server -p imc-agent --bin imc-server --bin imc-loadgen
 server=target/release/imc-server
 loadgen=target/release/imc-loadgen
 

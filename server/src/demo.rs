@@ -1,7 +1,8 @@
 //! `imc-server demo`: the whole product on one machine, in one command.
 //!
-//! Starts the server on a data dir under the demo folder, enrols an
-//! in-process agent that watches `<demo>/inbox`, creates sample documents in
+//! Starts the server on a data dir under the demo folder, enrols a desk
+//! agent (the `imc-agent` program, as its own process) that watches
+//! `<demo>/inbox`, creates sample documents in
 //! match mode through the real HTTP API, writes their cover sheets and a few
 //! sample pages, and reports each document's status as paper arrives.
 
@@ -20,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 pub struct DemoOptions {
     pub dir: PathBuf,
     pub listen: SocketAddr,
+    /// The `imc-agent` program (see [`agent_program`]).
+    pub agent: PathBuf,
 }
 
 const SAMPLES: &[(&str, &str, &str, &str)] = &[
@@ -108,38 +111,116 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::R
     }
     write_sample_pages(&samples_dir)?;
 
-    // The in-process agent enrols like any desk: with a one-time code.
+    // The desk agent enrols like any desk, with a one-time code, and runs
+    // as its own process, as it does at a real desk.
     let code: EnrollmentCode = api
         .post("/sites/demo-site/enrollment-codes", serde_json::json!({}))
         .await?;
-    let agent_config_path = dir.join("agent").join("agent.toml");
-    let _ = std::fs::remove_file(&agent_config_path);
-    let mut agent = imc_agent::enroll::enroll(
-        &agent_config_path,
-        &base,
-        &code.code,
-        Some("demo-desk".into()),
-        // The demo's agent runs in this process and reaches the server on loopback.
-        imc_agent::tls::Trust {
-            ca_pem: None,
-            insecure: true,
-        },
-    )
-    .await?;
-    agent.watch = vec![inbox.clone()];
-    agent.data_dir = Some(dir.join("agent").join("data"));
-    agent.settle_ms = 300;
-    agent.seal_after_ms = 2000;
-    agent.save(&agent_config_path)?;
-    let agent_task = tokio::spawn(imc_agent::run(agent, shutdown.clone()));
+    let mut desk = start_desk(&options.agent, &base, &code.code, dir, &inbox).await?;
 
     print_welcome(&base, &token, &docs, dir);
-    watch_statuses(&api, &docs, &shutdown).await;
+    tokio::select! {
+        () = watch_statuses(&api, &docs, &shutdown) => {}
+        exited = desk.wait() => {
+            shutdown.cancel();
+            server.await?.context("demo server")?;
+            anyhow::bail!("the demo's desk agent stopped ({}); its log is above", exited?);
+        }
+    }
 
     shutdown.cancel();
-    agent_task.await?.context("demo agent")?;
+    stop_desk(desk).await;
     server.await?.context("demo server")?;
     Ok(())
+}
+
+/// The `imc-agent` program the demo runs: `--agent PATH`, else the one
+/// built beside this program.
+pub fn agent_program(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = explicit {
+        anyhow::ensure!(
+            path.is_file(),
+            "--agent {}: no such program",
+            path.display()
+        );
+        return Ok(path);
+    }
+    let me = std::env::current_exe().context("finding this program's own path")?;
+    let beside = me.with_file_name(format!("imc-agent{}", std::env::consts::EXE_SUFFIX));
+    anyhow::ensure!(
+        beside.is_file(),
+        "the demo runs the desk agent as its own process and {} is missing: \
+         build it with `cargo build --release -p imc-agent` (scripts/demo.sh does) \
+         or pass --agent PATH",
+        beside.display()
+    );
+    Ok(beside)
+}
+
+/// Enrols the demo desk with `code`, points it at `inbox` with short
+/// settle and seal times, and starts `imc-agent run`.
+async fn start_desk(
+    agent: &Path,
+    base: &str,
+    code: &str,
+    dir: &Path,
+    inbox: &Path,
+) -> anyhow::Result<tokio::process::Child> {
+    let config = dir.join("agent").join("agent.toml");
+    let _ = std::fs::remove_file(&config);
+    let enrolled = tokio::process::Command::new(agent)
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "enroll",
+            "--server",
+            base,
+            "--code",
+            code,
+            "--name",
+            "demo-desk",
+            // Plain http on loopback: the desk must be told that is meant.
+            "--insecure",
+        ])
+        .output()
+        .await
+        .with_context(|| format!("starting {}", agent.display()))?;
+    anyhow::ensure!(
+        enrolled.status.success(),
+        "enrolling the demo desk with {}: {}",
+        agent.display(),
+        String::from_utf8_lossy(&enrolled.stderr).trim()
+    );
+    let written = std::fs::read_to_string(&config)
+        .with_context(|| format!("reading {}", config.display()))?;
+    let mut settings: toml::Table = written
+        .parse()
+        .with_context(|| format!("reading {}", config.display()))?;
+    let path = |p: &Path| toml::Value::String(p.to_string_lossy().into_owned());
+    settings.insert("watch".into(), toml::Value::Array(vec![path(inbox)]));
+    settings.insert("data_dir".into(), path(&dir.join("agent").join("data")));
+    settings.insert("settle_ms".into(), toml::Value::Integer(300));
+    settings.insert("seal_after_ms".into(), toml::Value::Integer(2000));
+    std::fs::write(&config, toml::to_string(&settings)?)
+        .with_context(|| format!("writing {}", config.display()))?;
+    tokio::process::Command::new(agent)
+        .arg("--config")
+        .arg(&config)
+        .arg("run")
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {} run", agent.display()))
+}
+
+/// Ctrl-C reaches the desk too; give it time to stop on its own before
+/// ending it (its queue survives either way).
+async fn stop_desk(mut desk: tokio::process::Child) {
+    if tokio::time::timeout(Duration::from_secs(5), desk.wait())
+        .await
+        .is_err()
+    {
+        let _ = desk.kill().await;
+    }
 }
 
 fn print_welcome(base: &str, token: &str, docs: &[DocumentCreated], dir: &Path) {
@@ -152,7 +233,7 @@ fn print_welcome(base: &str, token: &str, docs: &[DocumentCreated], dir: &Path) 
     println!(
         "  sign-off desk  {base}/ui/   (log in as {DESK_SIGNOFF} / {DESK_PASSWORD}, or {DESK_ADMIN} / {DESK_PASSWORD})"
     );
-    println!("  agent inbox    {d}/inbox   (watched by the in-process agent)");
+    println!("  agent inbox    {d}/inbox   (watched by the demo's desk agent)");
     println!("  cover sheets   {d}/covers");
     println!();
     println!("Sample documents (match mode):");

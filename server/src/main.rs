@@ -131,6 +131,9 @@ enum Command {
         dir: PathBuf,
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// The desk agent program (default: `imc-agent` beside this program).
+        #[arg(long)]
+        agent: Option<PathBuf>,
     },
     /// TLS certificates: a private CA and a server certificate.
     Cert {
@@ -305,11 +308,23 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// A token cancelled by Ctrl-C or, on Unix, by SIGTERM from the service manager.
 fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let stop = token.clone();
     tokio::spawn(async move {
-        imc_agent::signal::stop_requested().await;
+        #[cfg(unix)]
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            stop.cancel();
+            return;
+        }
+        let _ = tokio::signal::ctrl_c().await;
         stop.cancel();
     });
     token
@@ -470,9 +485,11 @@ fn run_async(command: Command, file: ServerFile) -> anyhow::Result<()> {
                 let shutdown = shutdown_on_signal();
                 imc_server::serve(config, listener, async move { shutdown.cancelled().await }).await
             }
-            Command::Demo { dir, listen } => {
+            Command::Demo { dir, listen, agent } => {
+                let agent = imc_server::demo::agent_program(agent)?;
                 let shutdown = shutdown_on_signal();
-                imc_server::demo::run(imc_server::demo::DemoOptions { dir, listen }, shutdown).await
+                let options = imc_server::demo::DemoOptions { dir, listen, agent };
+                imc_server::demo::run(options, shutdown).await
             }
             Command::Migrate { database } => {
                 let shown = imc_server::config::redact_password(&database);

@@ -38,7 +38,7 @@ fn check_blocking(bytes: Vec<u8>, content_type: &str) -> Result<(), UploadError>
     }
     // The agent's page splitter: decodes every page within the limits
     // (12,000 px a side, 512 MiB decoded) and refuses cut-off JPEGs.
-    imc_agent::pages::extract_each(bytes, |_| {})
+    imc_pages::extract_each(bytes, |_| {})
         .map(|_| ())
         .map_err(|e| UploadError::Unreadable(format!("the image is damaged or too large: {e}")))
 }
@@ -60,10 +60,10 @@ fn check_pdf(bytes: &[u8]) -> Result<(), UploadError> {
     if pages == 0 {
         return Err(UploadError::Unreadable("the PDF has no pages".into()));
     }
-    if pages > imc_agent::pages::MAX_PAGES_PER_FILE {
+    if pages > imc_pages::MAX_PAGES_PER_FILE {
         return Err(UploadError::Unreadable(format!(
             "the PDF has {pages} pages, over the limit of {}",
-            imc_agent::pages::MAX_PAGES_PER_FILE
+            imc_pages::MAX_PAGES_PER_FILE
         )));
     }
     Ok(())

@@ -1,7 +1,7 @@
 //! Accumulates decoded symbols for one page: de-duplication, cover detection.
 
 use super::{FoundBarcode, Symbology};
-use crate::guard::guarded;
+use imc_pages::guard::guarded;
 
 pub(super) struct Collector<'a> {
     is_cover: &'a (dyn Fn(&str) -> bool + Send + Sync),

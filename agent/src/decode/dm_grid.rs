@@ -17,7 +17,7 @@
 use rxing::common::BitMatrix;
 use rxing::datamatrix::decoder::Decoder;
 
-use crate::guard::guarded;
+use imc_pages::guard::guarded;
 
 /// Smallest DataMatrix is 10x10 modules; below ~2 px a module is unreadable.
 const MIN_SIDE: u32 = 16;

@@ -18,7 +18,7 @@ use super::Symbology;
 use super::code32;
 use super::collector::Collector;
 use super::raster::{self, Plane, View};
-use crate::guard::guarded;
+use imc_pages::guard::guarded;
 
 /// How a grey row becomes bars and spaces.
 #[derive(Clone, Copy, Debug)]

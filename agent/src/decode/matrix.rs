@@ -15,7 +15,7 @@ use super::collector::Collector;
 use super::dm_grid;
 use super::orient;
 use super::raster::View;
-use crate::guard::guarded;
+use imc_pages::guard::guarded;
 
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Binarization {

@@ -7,7 +7,7 @@
 use super::Symbology;
 use super::collector::Collector;
 use super::raster::View;
-use crate::guard::guarded;
+use imc_pages::guard::guarded;
 
 /// Decodes every QR grid rqrr finds in `view`.
 pub(super) fn scan(view: View<'_>, sink: &mut Collector<'_>) {

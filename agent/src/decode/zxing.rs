@@ -11,7 +11,7 @@ use zxingcpp::{BarcodeFormat, BarcodeReader, ImageFormat, ImageView, TextMode};
 use super::Symbology;
 use super::collector::Collector;
 use super::raster::View;
-use crate::guard::guarded;
+use imc_pages::guard::guarded;
 
 /// Reads every DataMatrix and PDF417 symbol on `view` into `sink`.
 pub(super) fn scan(view: View<'_>, sink: &mut Collector<'_>) {

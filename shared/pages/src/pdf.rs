@@ -624,8 +624,8 @@ mod tests {
 
     #[test]
     fn jbig2_pages_decode_with_their_globals() {
-        let page = super::super::jbig2::tests::test_page();
-        let stream = super::super::jbig2::tests::mmr_stream(&page);
+        let page = crate::jbig2::tests::test_page();
+        let stream = crate::jbig2::tests::mmr_stream(&page);
         let pdf = one_image_pdf(|doc| {
             // Real encoders put shared symbol dictionaries here; an empty one
             // still has to be fetched and parsed.

@@ -10,6 +10,7 @@
 
 mod ccitt;
 pub mod dpi;
+pub mod guard;
 mod jbig2;
 mod pdf;
 #[cfg(test)]
@@ -17,7 +18,7 @@ mod split_tests;
 mod t4;
 mod tiff;
 
-use crate::guard::guarded;
+use guard::guarded;
 use image::{DynamicImage, GrayImage, ImageFormat};
 use std::io::Cursor;
 

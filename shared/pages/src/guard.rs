@@ -18,7 +18,7 @@ thread_local! {
 
 /// Runs `f`, turning a panic into `None`. Captured state is only read by the
 /// decoders or rebuilt per call, so observing it after an unwind is harmless.
-pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
+pub fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
     quiet_hook();
     DEPTH.with(|d| d.set(d.get() + 1));
     let result = catch_unwind(AssertUnwindSafe(f));
