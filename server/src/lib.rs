@@ -17,7 +17,7 @@ pub mod attachments;
 pub mod auth;
 pub mod backup;
 pub mod blobs;
-pub mod cli;
+pub mod commands;
 pub mod commit;
 pub mod config;
 pub mod cover;

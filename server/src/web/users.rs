@@ -1,11 +1,9 @@
-//! Staff users from the command line (`imc-server user add|disable|enable|password`);
-//! the admin page shares the checks here.
+//! The rules for staff users, shared by the admin page and
+//! `imc-server user` (`commands/user.rs`).
 
 use super::passwords;
 use super::store::{NewUser, Role};
-use crate::config::ServerConfig;
-use crate::store::{Actor, SqliteStore};
-use anyhow::{Context, bail};
+use anyhow::bail;
 use imc_shared::text;
 
 /// Checks a new user's fields; the password hash is filled in by the caller.
@@ -43,48 +41,7 @@ pub fn validate(
     })
 }
 
-/// `imc-server user add`: asks for the password when none is given.
-pub async fn add_from_cli(
-    at: &crate::cli::StoreArgs,
-    name: &str,
-    role: &str,
-    site: Option<String>,
-    password: Option<String>,
-) -> anyhow::Result<()> {
-    let password = password_or_prompt(name, password)?;
-    let new = validate(name, role, site, &password)?;
-    // An embedded installation may not exist yet: the first admin comes before the server.
-    if let Some(data_dir) = &at.data_dir {
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("creating data dir {}", data_dir.display()))?;
-        let db = ServerConfig::new(data_dir.clone()).database_path();
-        SqliteStore::open(&db).with_context(|| format!("opening database {}", db.display()))?;
-    }
-    let store = at.open().await?.desk;
-    let password_hash = passwords::hash(password).await?;
-    let user = store
-        .add_user(
-            NewUser {
-                password_hash,
-                ..new
-            },
-            &Actor("cli:user-add".into()),
-        )
-        .await
-        .with_context(|| format!("adding user {name}"))?;
-    println!(
-        "user {} added with role {}{}",
-        user.name,
-        user.role.as_str(),
-        user.site
-            .as_deref()
-            .map(|s| format!(" at site {s}"))
-            .unwrap_or_default()
-    );
-    Ok(())
-}
-
-fn check_password(password: &str) -> anyhow::Result<()> {
+pub fn check_password(password: &str) -> anyhow::Result<()> {
     if password.chars().count() < passwords::MIN_PASSWORD_CHARS {
         bail!(
             "the password must have at least {} characters",
@@ -92,61 +49,6 @@ fn check_password(password: &str) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// `imc-server user disable|enable`.
-pub async fn set_disabled_from_cli(
-    at: &crate::cli::StoreArgs,
-    name: &str,
-    disabled: bool,
-) -> anyhow::Result<()> {
-    let store = at.open().await?.desk;
-    let (verb, actor) = if disabled {
-        ("disabling", "cli:user-disable")
-    } else {
-        ("enabling", "cli:user-enable")
-    };
-    store
-        .set_user_disabled(name, disabled, &Actor(actor.into()))
-        .await
-        .with_context(|| format!("{verb} user {name}"))?;
-    if disabled {
-        println!("user {name} disabled; their sessions have ended");
-    } else {
-        println!("user {name} enabled");
-    }
-    Ok(())
-}
-
-/// `imc-server user password`: asks for it when none is given.
-pub async fn set_password_from_cli(
-    at: &crate::cli::StoreArgs,
-    name: &str,
-    password: Option<String>,
-) -> anyhow::Result<()> {
-    let password = password_or_prompt(name, password)?;
-    check_password(&password)?;
-    let store = at.open().await?.desk;
-    let password_hash = passwords::hash(password).await?;
-    store
-        .set_user_password(name, &password_hash, &Actor("cli:user-password".into()))
-        .await
-        .with_context(|| format!("setting the password of user {name}"))?;
-    println!("password of user {name} changed; their sessions have ended");
-    Ok(())
-}
-
-fn password_or_prompt(name: &str, given: Option<String>) -> anyhow::Result<String> {
-    if let Some(password) = given {
-        return Ok(password);
-    }
-    let first = rpassword::prompt_password(format!("password for {name}: "))
-        .context("reading the password")?;
-    let again = rpassword::prompt_password("again: ").context("reading the password")?;
-    if first != again {
-        bail!("the two passwords differ");
-    }
-    Ok(first)
 }
 
 #[cfg(test)]
