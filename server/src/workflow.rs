@@ -1,4 +1,4 @@
-//! The document lifecycle of DESIGN.md, in one place.
+//! The document lifecycle (docs/API.md, "Status"), in one place.
 //!
 //! Every status change goes through these two functions; the store applies
 //! their answer inside the transaction that changes the document.

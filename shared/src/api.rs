@@ -1,4 +1,4 @@
-//! JSON bodies of the HTTP API under `/api/v1` (see DESIGN.md).
+//! JSON bodies of the HTTP API under `/api/v1` (see docs/API.md).
 //!
 //! New optional fields get `#[serde(default)]` so that older clients keep
 //! working; requests reject unknown fields so that a typo is an error, not a

@@ -1,7 +1,7 @@
 //! Wire and domain types shared by the IMC agent and server.
 //!
 //! Layout:
-//! - [`status`]: document status and image mode, the words of DESIGN.md.
+//! - [`status`]: document status and image mode, the words of the API (docs/API.md).
 //! - [`cover_code`]: how cover codes look, are issued and are recognised.
 //! - [`cover_qr`]: the QR payload of an IMC cover (code, attachment count, signature).
 //! - [`cover_keys`]: the server's public cover keys and checking a signature.
