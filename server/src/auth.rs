@@ -10,10 +10,10 @@
 //! both surfaces ([`Principal::may`]). Handlers only add the checks that
 //! depend on the data: a token's source systems, a clerk's site.
 
+use crate::domain::{Role, User};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::{Actor, Agent, ApiToken};
-use crate::web::store::{Role, User};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::Next;

@@ -10,7 +10,7 @@
 //! Best effort, like the notices themselves: an event lost while a replica's
 //! listening connection is down is a notice the desk misses, never a page.
 
-use crate::uplink::CloseReason;
+use crate::domain::CloseReason;
 use imc_shared::protocol::DeskNotice;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;

@@ -24,6 +24,7 @@ pub mod cover;
 pub mod cover_keys;
 pub mod demo;
 pub mod desk_bus;
+pub mod domain;
 mod early;
 mod error;
 pub mod failure_tally;

@@ -3,7 +3,7 @@
 //! Every status change goes through these two functions; the store applies
 //! their answer inside the transaction that changes the document.
 
-use crate::store::Decision;
+use crate::domain::Decision;
 use imc_shared::api::AttachMode;
 use imc_shared::{DocStatus, ImageMode};
 

@@ -2,10 +2,10 @@
 
 use super::extract::{ApiJson, ApiPath};
 use crate::auth::{self, Caller};
+use crate::domain::CloseReason;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::{Actor, AgentRecord, Scheme, StoreError};
-use crate::uplink::CloseReason;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;

@@ -8,13 +8,16 @@
 //! packet completing and its document becoming `matched`, say) happens inside
 //! one store call, so one transaction; handlers never compose two writes.
 
+pub mod audit_chain;
 pub mod postgres;
 mod sqlite;
 #[cfg(test)]
 mod tests;
 
+pub use crate::domain::{Actor, Decision};
+pub use audit_chain::AuditCheck;
 pub use postgres::PgStore;
-pub use sqlite::audit::{AuditCheck, verify_audit_file};
+pub use sqlite::audit::verify_audit_file;
 pub use sqlite::changes::Change;
 pub use sqlite::{SqliteStore, now};
 
@@ -70,10 +73,6 @@ impl From<deadpool_postgres::PoolError> for StoreError {
         StoreError::Database(Box::new(e))
     }
 }
-
-/// Who did something, for the audit trail.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Actor(pub String);
 
 #[derive(Debug, Clone)]
 pub struct NewDocument {
@@ -444,26 +443,6 @@ pub struct PacketPage {
     pub content_type: String,
     pub source_name: String,
     pub blank: bool,
-}
-
-/// A decision taken by sign-off staff or an ERP on a document.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    SignOff,
-    Reject { reason: String },
-    Unsign { reason: String },
-    Cancel { reason: Option<String> },
-}
-
-impl Decision {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Decision::SignOff => "sign-off",
-            Decision::Reject { .. } => "reject",
-            Decision::Unsign { .. } => "unsign",
-            Decision::Cancel { .. } => "cancel",
-        }
-    }
 }
 
 #[async_trait]

@@ -35,6 +35,8 @@ use tracing::Instrument;
 use uuid::Uuid;
 use websocket::{Inbound, Link, ReadError};
 
+pub use crate::domain::CloseReason;
+
 mod websocket;
 
 /// An agent's WebSocket as the server holds it.
@@ -55,16 +57,6 @@ const MAX_PACKET_PAGES: u32 = 100_000;
 const NOTICE_BACKLOG: usize = 64;
 /// How long a new connection waits for the one it replaces to wind down.
 const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Why the server ends a live session from outside it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CloseReason {
-    /// A newer connection of the same agent took over.
-    Replaced,
-    /// An administrator revoked the agent.
-    Revoked,
-}
 
 /// A connected session: its generation, its notice channel, and its close switch.
 struct LiveSession {

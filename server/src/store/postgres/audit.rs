@@ -3,7 +3,7 @@
 //! table; appending locks it, so appends from any replica form one chain.
 
 use super::db;
-use crate::store::sqlite::audit::{ChainEnd, ChainFields, Fields, NewEntry, chain_hash, walk};
+use crate::store::audit_chain::{ChainEnd, ChainFields, Fields, NewEntry, chain_hash, walk};
 use crate::store::*;
 use deadpool_postgres::GenericClient;
 

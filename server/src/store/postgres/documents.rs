@@ -6,7 +6,7 @@
 
 use super::rows::{self, DOCUMENT_COLUMNS, IMAGE_COLUMNS};
 use super::{audit as chain, db, invoices, packets, webhooks};
-use crate::store::sqlite::audit::NewEntry;
+use crate::store::audit_chain::NewEntry;
 use crate::store::*;
 use crate::workflow::{self, Attach, Via};
 use deadpool_postgres::GenericClient;

@@ -4,7 +4,7 @@
 //! `FOR UPDATE SKIP LOCKED`, so replicas share the work and never do it twice.
 
 use super::{audit, db};
-use crate::store::sqlite::audit::NewEntry;
+use crate::store::audit_chain::NewEntry;
 use crate::store::*;
 use deadpool_postgres::GenericClient;
 

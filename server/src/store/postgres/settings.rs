@@ -1,7 +1,7 @@
 //! Global settings: one row per field, JSON values; a missing row is the default.
 
 use super::{audit, db};
-use crate::store::sqlite::audit::NewEntry;
+use crate::store::audit_chain::NewEntry;
 use crate::store::*;
 use deadpool_postgres::GenericClient;
 use imc_shared::api::{Settings, SettingsPatch};

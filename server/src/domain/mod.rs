@@ -1,0 +1,11 @@
+//! The domain floor: plain types and rules that every other part of the
+//! server names. Nothing here imports tokio, axum, a database crate, or any
+//! module of this crate outside `domain` (checked by `layers_tests`).
+
+mod audit;
+mod desk;
+mod staff;
+
+pub use audit::{Actor, Decision};
+pub use desk::CloseReason;
+pub use staff::{Role, User};
