@@ -13,6 +13,7 @@
 //! - `web/`: the sign-off desk, the staff's web UI under `/ui`.
 //! - `demo`: the one-command demonstration.
 
+pub mod app;
 pub mod attachments;
 pub mod auth;
 pub mod backup;

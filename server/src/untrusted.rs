@@ -12,6 +12,22 @@ static DECODES: Semaphore = Semaphore::const_new(2);
 /// PDF object and xref streams are small; a huge one is a bomb.
 const MAX_PDF_STREAM: usize = 64 * 1024 * 1024;
 
+/// The type of an upload or a scanned page, from its first bytes; `None`
+/// when it is none IMC keeps.
+pub fn sniff_content_type(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(b"%PDF-") {
+        return Some("application/pdf");
+    }
+    match image::guess_format(bytes).ok()? {
+        image::ImageFormat::Jpeg => Some("image/jpeg"),
+        image::ImageFormat::Png => Some("image/png"),
+        image::ImageFormat::Tiff => Some("image/tiff"),
+        image::ImageFormat::Bmp => Some("image/bmp"),
+        image::ImageFormat::WebP => Some("image/webp"),
+        _ => None,
+    }
+}
+
 /// Why an upload was refused, in words for the caller.
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {

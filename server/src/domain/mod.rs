@@ -9,3 +9,6 @@ mod staff;
 pub use audit::{Actor, Decision};
 pub use desk::CloseReason;
 pub use staff::{Role, User};
+
+/// Longest free text IMC keeps in a field (titles, reasons), in characters.
+pub const MAX_TEXT_LEN: usize = 1024;

@@ -1,11 +1,11 @@
 //! Administration: image schemes, enrollment codes, agent enrolment and revocation.
 
 use super::extract::{ApiJson, ApiPath};
+use crate::app::agents::{self, issue_enrollment_code, name_ok};
 use crate::auth::{self, Caller};
-use crate::domain::CloseReason;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::store::{Actor, AgentRecord, Scheme, StoreError};
+use crate::store::{AgentRecord, Scheme, StoreError};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -14,24 +14,6 @@ use imc_shared::api::{
     SchemeView,
 };
 use imc_shared::text::check_identifier;
-
-/// Scheme and site names. Letters and digits only, so control and
-/// bidirectional formatting characters (neither is alphanumeric) never pass.
-pub(crate) fn name_ok(field: &str, value: &str) -> ApiResult<()> {
-    let ok = !value.is_empty()
-        && value.len() <= 64
-        && value
-            .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::field(
-            field,
-            format!("{field} must be 1-64 letters, digits, '-', '_' or '.'"),
-        ))
-    }
-}
 
 #[utoipa::path(
     put, path = "/api/v1/schemes/{name}", tag = "admin",
@@ -89,30 +71,6 @@ pub async fn enrollment_code(
         StatusCode::CREATED,
         Json(issue_enrollment_code(&state, site, &caller.actor()).await?),
     ))
-}
-
-/// A one-time code that enrols one agent to `site` (the API and the desk's sites page).
-pub(crate) async fn issue_enrollment_code(
-    state: &AppState,
-    site: String,
-    actor: &Actor,
-) -> ApiResult<EnrollmentCode> {
-    name_ok("site", &site)?;
-    // Short enough to type at a desk, long enough not to be guessed in its lifetime.
-    let code = auth::new_secret("enr")[..20].to_owned();
-    let ttl = chrono::Duration::from_std(state.config.enrollment_code_ttl)
-        .map_err(|e| anyhow::anyhow!("enrollment code ttl: {e}"))?;
-    let expires_at =
-        (chrono::Utc::now() + ttl).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    state
-        .store
-        .add_enrollment_code(&site, &auth::hash_secret(&code), &expires_at, actor)
-        .await?;
-    Ok(EnrollmentCode {
-        code,
-        site,
-        expires_at,
-    })
 }
 
 const BAD_ENROLMENT_CODE: &str = "enrolment with an unknown, used or expired code";
@@ -240,21 +198,6 @@ pub async fn revoke_agent(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<AgentView>> {
-    let record = revoke_agent_as(&state, &id, &caller.actor()).await?;
+    let record = agents::revoke_agent(&state, &id, &caller.actor()).await?;
     Ok(Json(agent_view(&state, record)))
-}
-
-/// Revokes an agent and closes its live uplink: the API and the desk both
-/// come here.
-pub(crate) async fn revoke_agent_as(
-    state: &AppState,
-    id: &str,
-    actor: &Actor,
-) -> ApiResult<AgentRecord> {
-    // The revocation is committed before the session is closed: a connection
-    // that registers after this point finds the agent revoked.
-    let record = state.store.revoke_agent(id, actor).await?;
-    let was_connected = state.desks.disconnect(&record.id, CloseReason::Revoked);
-    tracing::info!(agent = %record.id, site = %record.site, was_connected, "agent revoked");
-    Ok(record)
 }

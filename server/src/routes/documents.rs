@@ -8,7 +8,7 @@ use crate::blobs::is_sha256_hex;
 use crate::cover::CoverFields;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::store::{Actor, Created, Decision, Document, NewDocument, NewImage, StoreError};
+use crate::store::{Created, Decision, Document, NewDocument, NewImage, StoreError};
 use crate::workflow::Via;
 use anyhow::Context;
 use axum::Json;
@@ -29,7 +29,8 @@ use serde::Deserialize;
 /// Most ids or doc_nos one bulk status call may ask for.
 pub const MAX_BULK_STATUS: usize = 1000;
 const MAX_KEY_LEN: usize = 128;
-const MAX_TEXT_LEN: usize = 1024;
+use crate::app::decisions;
+use crate::domain::MAX_TEXT_LEN;
 /// The most `metadata` may take as compact JSON: it is the ERP's reference
 /// data for the document, stored with it and sent in every view and webhook.
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
@@ -187,7 +188,7 @@ pub async fn create(
     // Paper that waited for this document attached on creation: tell its desk.
     if status == StatusCode::CREATED && doc.image_count > 0 {
         let message = format!("matched to document {} when it was created", doc.doc_no);
-        tell_desks(&state, doc.id, &doc.doc_no, "matched", message).await;
+        decisions::tell_desks(&state, doc.id, &doc.doc_no, "matched", message).await;
     }
     Ok((
         status,
@@ -595,7 +596,7 @@ pub async fn upload_image(
         return Err(ApiError::TooLarge);
     }
     // Trust the bytes, not the declared Content-Type.
-    let content_type = sniff_content_type(&body)
+    let content_type = crate::untrusted::sniff_content_type(&body)
         .filter(|t| settings.accepted_content_types.iter().any(|a| a == t))
         .ok_or_else(|| {
             ApiError::bad_request(format!(
@@ -662,20 +663,6 @@ pub async fn audit(
     }))
 }
 
-pub fn sniff_content_type(bytes: &[u8]) -> Option<&'static str> {
-    if bytes.starts_with(b"%PDF-") {
-        return Some("application/pdf");
-    }
-    match image::guess_format(bytes).ok()? {
-        image::ImageFormat::Jpeg => Some("image/jpeg"),
-        image::ImageFormat::Png => Some("image/png"),
-        image::ImageFormat::Tiff => Some("image/tiff"),
-        image::ImageFormat::Bmp => Some("image/bmp"),
-        image::ImageFormat::WebP => Some("image/webp"),
-        _ => None,
-    }
-}
-
 async fn decide(
     state: &AppState,
     caller: &Caller,
@@ -683,41 +670,8 @@ async fn decide(
     decision: Decision,
 ) -> ApiResult<Json<DocumentView>> {
     require(state, caller, id).await?;
-    let doc = decide_as(state, &caller.actor(), id, decision).await?;
+    let doc = decisions::decide(state, &caller.actor(), id, decision).await?;
     Ok(Json(full_view(state, doc).await?))
-}
-
-/// A decision by anyone (an API caller, or staff on the sign-off desk): the
-/// store applies the workflow's rules; a rejection is told to the desks.
-pub(crate) async fn decide_as(
-    state: &AppState,
-    actor: &Actor,
-    id: i64,
-    decision: Decision,
-) -> ApiResult<Document> {
-    let message = match &decision {
-        Decision::Reject { reason } => Some(format!("sign-off rejected the paper: {reason}")),
-        _ => None,
-    };
-    let doc = state.store.decide(id, decision, actor).await?;
-    if let Some(message) = message {
-        tell_desks(state, doc.id, &doc.doc_no, "rejected", message).await;
-    }
-    Ok(doc)
-}
-
-pub(crate) fn reason(body: ReasonBody) -> ApiResult<String> {
-    let reason = clean_multiline_text(&body.reason).trim().to_owned();
-    if reason.is_empty() {
-        return Err(ApiError::field("reason", "a reason is required"));
-    }
-    if reason.chars().count() > MAX_TEXT_LEN {
-        return Err(ApiError::field(
-            "reason",
-            format!("reason is longer than {MAX_TEXT_LEN} characters"),
-        ));
-    }
-    Ok(reason)
 }
 
 #[utoipa::path(
@@ -754,33 +708,11 @@ pub async fn reject(
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<ReasonBody>,
 ) -> ApiResult<Json<DocumentView>> {
-    let reason = reason(body)?;
+    let reason = decisions::reason(body)?;
     decide(&state, &caller, id, Decision::Reject { reason }).await
 }
 
 /// Lets the desks that scanned a document's packets know what became of them.
-async fn tell_desks(state: &AppState, document_id: i64, doc_no: &str, kind: &str, message: String) {
-    let packets = match state.store.packets_of_document(document_id).await {
-        Ok(packets) => packets,
-        Err(e) => {
-            tracing::warn!(document = document_id, error = %e, "could not look up the desks to tell");
-            return;
-        }
-    };
-    for (packet_id, agent_id) in packets {
-        state.desks.notify(
-            &agent_id,
-            imc_shared::protocol::DeskNotice {
-                packet_id,
-                kind: kind.to_owned(),
-                document_id: Some(document_id),
-                doc_no: Some(doc_no.to_owned()),
-                message: message.clone(),
-            },
-        );
-    }
-}
-
 #[utoipa::path(
     post, path = "/api/v1/documents/{id}/unsign", tag = "sign-off",
     params(("id" = i64, Path, description = "Document id")),
@@ -803,7 +735,7 @@ pub async fn unsign(
         &caller,
         id,
         Decision::Unsign {
-            reason: reason(body)?,
+            reason: decisions::reason(body)?,
         },
     )
     .await
@@ -907,7 +839,7 @@ mod tests {
                 .flatten(),
             None
         );
-        let reason = reason(ReasonBody {
+        let reason = decisions::reason(ReasonBody {
             reason: "wrong\r\namount\u{202e}".into(),
         });
         assert_eq!(reason.ok().as_deref(), Some("wrong\namount"));
@@ -919,6 +851,6 @@ mod tests {
     }
 
     fn reason_of(body: ReasonBody) -> Option<String> {
-        reason(body).err().and_then(field_of)
+        decisions::reason(body).err().and_then(field_of)
     }
 }

@@ -3,7 +3,7 @@
 use super::error::UiResult;
 use super::layout::{self, Nav, csrf_field};
 use super::session::Staff;
-use crate::routes::admin::issue_enrollment_code;
+use crate::app::agents::issue_enrollment_code;
 use crate::state::AppState;
 use crate::store::AgentRecord;
 use axum::extract::{Path, State};
@@ -101,6 +101,6 @@ pub async fn revoke(
     staff: Staff,
     Path(agent_id): Path<String>,
 ) -> UiResult<Response> {
-    crate::routes::admin::revoke_agent_as(&state, &agent_id, &staff.user.actor()).await?;
+    crate::app::agents::revoke_agent(&state, &agent_id, &staff.user.actor()).await?;
     Ok(Redirect::to("/ui/agents").into_response())
 }

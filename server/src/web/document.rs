@@ -1,7 +1,7 @@
 //! One document: its fields, a page viewer, barcodes and VAT invoices per
 //! page, the duplicate-invoice flag, the audit trail, and the decisions.
 //!
-//! Decisions call the same function as the API (`routes::documents::decide_as`),
+//! Decisions call the same function as the API (`app::decisions::decide`),
 //! and the buttons offered are the ones `workflow::after_decision` allows, so
 //! the desk has no rules of its own. A decision that lost a race (someone
 //! else decided first) comes back as the workflow's 409 and is shown as such.
@@ -12,8 +12,8 @@ use super::layout::{self, Nav, csrf_field};
 use super::queue::{QueueQuery, filter_query};
 use super::session::Staff;
 use super::store::QueueFilter;
+use crate::app::decisions::{self, reason as checked_reason};
 use crate::error::ApiError;
-use crate::routes::documents::{decide_as, reason as checked_reason};
 use crate::state::AppState;
 use crate::store::{Decision, Document, Image};
 use crate::workflow::after_decision;
@@ -321,7 +321,7 @@ async fn decide(
 ) -> UiResult<Result<Document, Response>> {
     let filter = form.filter.filter(staff);
     let decision = make(form.reason).map_err(UiError::from)?;
-    match decide_as(state, &staff.user.actor(), id, decision).await {
+    match decisions::decide(state, &staff.user.actor(), id, decision).await {
         Ok(doc) => Ok(Ok(doc)),
         Err(ApiError::InvalidTransition { current, .. }) => {
             let t = staff.lang.text();
