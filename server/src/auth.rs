@@ -6,7 +6,7 @@
 //! Authentication happens once per request: [`authenticate`] (bearer tokens,
 //! on `/api/v1`) or the desk's session guard (`web::session`, cookies, on
 //! `/ui`). Authorisation happens once per route, from the [`Access`] rule the
-//! route was registered with (`routes::PolicyRoutes`), by one function for
+//! route was registered with (`policy::PolicyRoutes`), by one function for
 //! both surfaces ([`Principal::may`]). Handlers only add the checks that
 //! depend on the data: a token's source systems, a clerk's site.
 

@@ -29,10 +29,12 @@ pub mod domain;
 mod early;
 mod error;
 pub mod failure_tally;
+mod http;
 pub mod metrics;
 pub mod migrate_store;
 pub mod net;
 pub mod partials;
+mod policy;
 pub mod preauth;
 pub mod ratelimit;
 pub mod retention;
@@ -257,7 +259,7 @@ pub async fn serve_state(
     let failure_counts = tokio::spawn(write_failure_counts(state.clone(), stop.clone()));
     let limits = state.config.connection_limits;
     let desk_streams = state.web.stop.clone();
-    let app = routes::router(state);
+    let app = http::router(state);
     let http_stop = stop.clone();
     net::serve(listener, app, tls, limits, async move {
         tokio::select! {

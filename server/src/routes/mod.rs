@@ -1,11 +1,10 @@
 //! The HTTP surface: `/api/v1/...`, health checks and the agent uplink.
 //!
-//! Every `/api/v1` route, and every desk route under `/ui` (`web::router`),
-//! is registered through [`PolicyRoutes`] together with who may call it (an
-//! [`Access`] rule, enforced by `auth::authorize` before the handler runs).
-//! The record of (method, path, access) is the policy table: a test compares
-//! the API's part with the OpenAPI document (`openapi.rs`), and another
-//! (`policy_tests.rs`) walks all of it against every kind of caller.
+//! Every `/api/v1` route is registered through `policy::PolicyRoutes`
+//! together with who may call it, as the desk's routes are (`web::routes`).
+//! A test compares the API's part of the policy table with the OpenAPI
+//! document (`openapi.rs`), and another (`policy_tests.rs`) walks all of it,
+//! the desk's too, against every kind of caller.
 
 pub(crate) mod admin;
 pub(crate) mod documents;
@@ -22,78 +21,10 @@ mod views;
 mod webhooks;
 
 use crate::auth::{self, Access, Surface};
+use crate::policy::PolicyRoutes;
 use crate::state::AppState;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::handler::Handler;
-use axum::routing::{MethodRouter, get};
-
-/// A router under construction (the API's or the desk's), and its part of
-/// the policy table: the (method, path, access) of every route it serves.
-pub(crate) struct PolicyRoutes {
-    pub(crate) router: Router<AppState>,
-    pub(crate) served: Vec<(&'static str, &'static str, Access)>,
-    surface: Surface,
-}
-
-impl PolicyRoutes {
-    pub(crate) fn new(surface: Surface) -> PolicyRoutes {
-        PolicyRoutes {
-            router: Router::new(),
-            served: Vec::new(),
-            surface,
-        }
-    }
-
-    fn add(
-        mut self,
-        method: &'static str,
-        path: &'static str,
-        access: Access,
-        route: MethodRouter<AppState>,
-    ) -> PolicyRoutes {
-        let surface = self.surface;
-        let mut route = route.route_layer(axum::middleware::from_fn(move |request, next| {
-            auth::authorize(surface, access, request, next)
-        }));
-        // What anyone can reach before logging in is under a budget (the
-        // desk's session guard admits its anonymous requests itself).
-        if access == Access::Public && surface == Surface::Api {
-            route = route.route_layer(axum::middleware::from_fn(crate::preauth::guard));
-        }
-        // Two methods on one path merge into one method router.
-        self.router = self.router.route(path, route);
-        self.served.push((method, path, access));
-        self
-    }
-
-    pub(crate) fn get<H: Handler<T, AppState>, T: 'static>(
-        self,
-        path: &'static str,
-        access: Access,
-        h: H,
-    ) -> PolicyRoutes {
-        self.add("GET", path, access, axum::routing::get(h))
-    }
-
-    pub(crate) fn post<H: Handler<T, AppState>, T: 'static>(
-        self,
-        path: &'static str,
-        access: Access,
-        h: H,
-    ) -> PolicyRoutes {
-        self.add("POST", path, access, axum::routing::post(h))
-    }
-
-    fn put<H: Handler<T, AppState>, T: 'static>(
-        self,
-        path: &'static str,
-        access: Access,
-        h: H,
-    ) -> PolicyRoutes {
-        self.add("PUT", path, access, axum::routing::put(h))
-    }
-}
+use axum::routing::get;
 
 /// Every route under `/api/v1`, relative to it, and who may call it.
 fn api() -> PolicyRoutes {
@@ -171,8 +102,10 @@ fn api() -> PolicyRoutes {
         .post("/tokens/{id}/revoke", scope(Admin), tokens::revoke)
 }
 
-pub fn router(state: AppState) -> Router {
-    let api = api()
+/// The API under `/api/v1` (relative to it): authenticated, rate-limited,
+/// every route through the policy table.
+pub fn api_router(state: &AppState) -> Router<AppState> {
+    api()
         .router
         .fallback(health::api_not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -183,26 +116,15 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             crate::ratelimit::Limiter::new(state.config.rate_limits),
             crate::ratelimit::limit,
-        ));
+        ))
+}
+
+/// The unauthenticated probes: health, readiness and metrics.
+pub fn probes() -> Router<AppState> {
     Router::new()
-        .nest("/api/v1", api)
-        .merge(crate::web::router(state.clone()))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::serve))
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-            state.config.body_idle_timeout,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.config.max_body_bytes,
-            crate::early::refuse_early,
-        ))
-        .layer(axum::Extension(crate::preauth::PreAuth::new(
-            state.config.preauth,
-        )))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
 }
 
 #[cfg(test)]

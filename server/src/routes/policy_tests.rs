@@ -7,9 +7,10 @@
 //! purpose: a route added without a rule here fails, and a rule changed in
 //! one place only fails too.
 
-use super::{api, router};
+use super::api;
 use crate::auth::{self, Access};
 use crate::config::ServerConfig;
+use crate::http::router;
 use crate::store::{Actor, NewApiToken};
 use crate::web::store::{NewUser, Role};
 use axum::body::Body;

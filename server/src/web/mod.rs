@@ -35,7 +35,7 @@ mod throttle;
 pub mod users;
 
 use crate::auth::{Access, Surface};
-use crate::routes::PolicyRoutes;
+use crate::policy::PolicyRoutes;
 use crate::state::AppState;
 use crate::store::Change;
 use axum::Router;
@@ -63,7 +63,7 @@ pub struct WebState {
 }
 
 /// Every desk route and who may use it: its part of the policy table
-/// (`routes::PolicyRoutes`). Handlers add only what depends on the data: a
+/// (`policy::PolicyRoutes`). Handlers add only what depends on the data: a
 /// clerk sees their own site's ([`scope`]).
 pub(crate) fn routes() -> PolicyRoutes {
     let public = Access::Public;
