@@ -19,18 +19,8 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use imc_shared::api::TokenScope;
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 
-pub fn new_secret(prefix: &str) -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    format!("{prefix}_{}", hex::encode(bytes))
-}
-
-pub fn hash_secret(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
-}
+pub use crate::domain::credentials::{bearer_token, hash_secret, new_secret};
 
 /// Who may call a route. Every route names exactly one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,14 +136,6 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
             .to_str()
             .ok()?,
     )
-}
-
-/// The token of an `Authorization: Bearer ...` value. The scheme is matched
-/// case-insensitively (RFC 9110 section 11.1).
-pub fn bearer_token(value: &str) -> Option<&str> {
-    let (scheme, token) = value.trim_start().split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 fn peer(request: &Request) -> String {

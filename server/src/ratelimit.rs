@@ -73,7 +73,9 @@ impl Limiter {
                 limiter.retain_recent();
             }
             // Keyed by the token's hash: the limiter holds no secrets.
-            if let Err(not_until) = limiter.check_key(&crate::auth::hash_secret(token)) {
+            if let Err(not_until) =
+                limiter.check_key(&crate::domain::credentials::hash_secret(token))
+            {
                 return Some(not_until.wait_time_from(clock.now()));
             }
         }
@@ -87,7 +89,7 @@ pub async fn limit(State(limiter): State<Limiter>, request: Request, next: Next)
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(crate::auth::bearer_token);
+        .and_then(crate::domain::credentials::bearer_token);
     let Some(wait) = limiter.check(ip, token) else {
         return next.run(request).await;
     };

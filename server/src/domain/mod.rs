@@ -3,6 +3,7 @@
 //! module of this crate outside `domain` (checked by `layers_tests`).
 
 mod audit;
+pub mod credentials;
 mod desk;
 mod staff;
 
