@@ -290,9 +290,22 @@ struct Refusal {
     anonymous: Option<Option<std::net::IpAddr>>,
 }
 
+/// How a surface answers a refusal, given whether the caller was anonymous
+/// and what the route needs. The desk's is `web::error::desk_refusal`.
+pub type Refuse = fn(anonymous: bool, needed: &str) -> Response;
+
+/// The API's refusals: JSON errors.
+pub fn api_refusal(anonymous: bool, needed: &str) -> Response {
+    if anonymous {
+        ApiError::Unauthorized.into_response()
+    } else {
+        ApiError::Forbidden(format!("this call needs {needed}")).into_response()
+    }
+}
+
 /// Lets the request through when its principal may use `access`; otherwise
-/// answers as `surface` answers refusals and leaves a [`Refusal`] to audit.
-pub async fn authorize(surface: Surface, access: Access, request: Request, next: Next) -> Response {
+/// answers with `refuse` and leaves a [`Refusal`] to audit.
+pub async fn authorize(refuse: Refuse, access: Access, request: Request, next: Next) -> Response {
     let principal = request
         .extensions()
         .get::<Principal>()
@@ -317,17 +330,7 @@ pub async fn authorize(surface: Surface, access: Access, request: Request, next:
         ),
         anonymous: anonymous.then(|| crate::net::peer_ip(&request)),
     };
-    let mut response = match (surface, anonymous) {
-        (Surface::Api, true) => ApiError::Unauthorized.into_response(),
-        (Surface::Api, false) => {
-            ApiError::Forbidden(format!("this call needs {needed}")).into_response()
-        }
-        (Surface::Desk, true) => crate::web::error::UiError::LoginRequired.into_response(),
-        (Surface::Desk, false) => {
-            crate::web::error::UiError::Forbidden(format!("this page needs {needed}"))
-                .into_response()
-        }
-    };
+    let mut response = refuse(anonymous, &needed);
     response.extensions_mut().insert(refusal);
     response
 }

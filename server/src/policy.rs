@@ -35,8 +35,12 @@ impl PolicyRoutes {
         route: MethodRouter<AppState>,
     ) -> PolicyRoutes {
         let surface = self.surface;
+        let refuse: auth::Refuse = match surface {
+            Surface::Api => auth::api_refusal,
+            Surface::Desk => crate::web::error::desk_refusal,
+        };
         let mut route = route.route_layer(axum::middleware::from_fn(move |request, next| {
-            auth::authorize(surface, access, request, next)
+            auth::authorize(refuse, access, request, next)
         }));
         // What anyone can reach before logging in is under a budget (the
         // desk's session guard admits its anonymous requests itself).

@@ -5,7 +5,7 @@ use crate::commit::Committer;
 use crate::config::ServerConfig;
 use crate::cover::CoverRenderer;
 use crate::store::Store;
-use crate::uplink::Desks;
+use crate::uplink::desks::Desks;
 use std::sync::Arc;
 
 #[derive(Clone)]
@@ -21,7 +21,7 @@ pub struct AppState {
     /// embedded server, whose local `partials/` folder is all it needs.
     pub shared_partials: Option<Arc<dyn crate::partials::SharedPartials>>,
     /// The sign-off desk's own state (`web/`).
-    pub web: crate::web::WebState,
+    pub web: crate::web::state::WebState,
     /// Mutual TLS for agents, when configured: signs desks' certificates at
     /// enrolment, and the uplink requires one.
     pub client_ca: Option<Arc<crate::net::client_certs::ClientCa>>,

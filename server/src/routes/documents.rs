@@ -1,8 +1,8 @@
 //! Document calls: create (cover push), read, status, covers, images, decisions.
 
 use super::extract::{ApiJson, ApiPath, ApiQuery};
-use super::openapi::Binary;
 use super::views;
+use super::views::Binary;
 use crate::auth::Caller;
 use crate::blobs::is_sha256_hex;
 use crate::cover::CoverFields;

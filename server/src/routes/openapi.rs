@@ -6,17 +6,13 @@
 //! requirement and its 401/403 answers from [`BearerAuth`], so the handlers
 //! list only the statuses particular to them.
 
+use super::views::Binary;
 use super::{admin, documents, packets, settings, tokens, webhooks};
 use axum::Json;
 use imc_shared::api::ErrorBody;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
-use utoipa::{Modify, OpenApi, ToSchema};
-
-/// Raw bytes: an image, a PDF page or a cover sheet.
-#[derive(ToSchema)]
-#[schema(value_type = String, format = Binary)]
-pub struct Binary(#[allow(dead_code)] Vec<u8>);
+use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
 #[openapi(

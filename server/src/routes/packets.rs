@@ -2,8 +2,8 @@
 
 use super::documents::blob_response;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
-use super::openapi::Binary;
 use super::views;
+use super::views::Binary;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;

@@ -125,3 +125,8 @@ pub fn packet(packet: Packet) -> PacketView {
             .collect(),
     }
 }
+
+/// Raw bytes: an image, a PDF page or a cover sheet.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct Binary(#[allow(dead_code)] Vec<u8>);

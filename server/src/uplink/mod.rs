@@ -38,7 +38,7 @@ use websocket::{Inbound, Link, ReadError};
 pub use crate::domain::CloseReason;
 
 mod answers;
-mod desks;
+pub mod desks;
 mod session;
 mod sink;
 mod validate;

@@ -94,3 +94,13 @@ impl IntoResponse for UiError {
 }
 
 pub type UiResult<T> = Result<T, UiError>;
+
+/// The desk's refusals (`auth::Refuse`): the login page for someone not
+/// logged in, an error page for staff whose role falls short.
+pub fn desk_refusal(anonymous: bool, needed: &str) -> Response {
+    if anonymous {
+        UiError::LoginRequired.into_response()
+    } else {
+        UiError::Forbidden(format!("this page needs {needed}")).into_response()
+    }
+}

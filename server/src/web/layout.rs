@@ -2,7 +2,7 @@
 //! several pages share.
 
 use super::i18n::{Lang, Text};
-use super::session::{CSRF_FIELD, Staff};
+use super::staff::{CSRF_FIELD, Staff};
 use imc_shared::DocStatus;
 use maud::{DOCTYPE, Markup, html};
 

@@ -16,29 +16,12 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::io::Cursor;
-use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::sync::Semaphore;
 
 const THUMB_BOX: u32 = 240;
 const VIEW_BOX: u32 = 2400;
 const MAX_SIDE: u32 = 12_000;
 const MAX_DECODE_BYTES: u64 = 512 * 1024 * 1024;
-
-/// Where renditions are kept, and how many may be made at once.
-pub struct Renditions {
-    dir: PathBuf,
-    permits: Semaphore,
-}
-
-impl Renditions {
-    pub fn new(dir: PathBuf) -> Arc<Renditions> {
-        Arc::new(Renditions {
-            dir,
-            permits: Semaphore::new(2),
-        })
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

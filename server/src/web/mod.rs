@@ -19,6 +19,7 @@
 
 mod admin;
 mod agents;
+mod cookies;
 mod document;
 pub(crate) mod error;
 mod events;
@@ -30,37 +31,23 @@ pub mod passwords;
 mod queue;
 pub mod scope;
 pub mod session;
+mod staff;
+pub mod state;
 pub mod store;
 mod throttle;
 pub mod users;
 
+pub use state::WebState;
+
 use crate::auth::{Access, Surface};
 use crate::policy::PolicyRoutes;
 use crate::state::AppState;
-use crate::store::Change;
 use axum::Router;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
-use std::sync::Arc;
 use store::Role;
-use tokio::sync::broadcast;
-use tokio_util::sync::CancellationToken;
-
-/// What the desk adds to the server's shared state.
-#[derive(Clone)]
-pub struct WebState {
-    pub store: Arc<dyn store::WebStore>,
-    /// A new listener for the store's change announcements.
-    pub subscribe: Arc<dyn Fn() -> broadcast::Receiver<Change> + Send + Sync>,
-    pub renditions: Arc<media::Renditions>,
-    /// Cookies only over TLS; set when the server serves HTTPS.
-    pub secure_cookies: bool,
-    /// Cancelled at shutdown, so open event streams end and the server can stop.
-    pub stop: CancellationToken,
-    logins: Arc<throttle::LoginThrottle>,
-}
 
 /// Every desk route and who may use it: its part of the policy table
 /// (`policy::PolicyRoutes`). Handlers add only what depends on the data: a
@@ -197,21 +184,4 @@ async fn static_file(Path(file): Path<String>, headers: HeaderMap) -> Response {
         *bytes,
     )
         .into_response()
-}
-
-impl WebState {
-    pub fn new(
-        store: Arc<dyn store::WebStore>,
-        subscribe: Arc<dyn Fn() -> broadcast::Receiver<Change> + Send + Sync>,
-        renditions_dir: std::path::PathBuf,
-    ) -> WebState {
-        WebState {
-            store,
-            subscribe,
-            renditions: media::Renditions::new(renditions_dir),
-            secure_cookies: false,
-            stop: CancellationToken::new(),
-            logins: Arc::default(),
-        }
-    }
 }

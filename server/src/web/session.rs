@@ -7,9 +7,11 @@
 //! `X-CSRF-Token`. Logging in always starts a new session (rotation), so a
 //! cookie planted before login is worth nothing after it.
 
+pub use super::cookies::cookie;
 use super::error::UiError;
 use super::i18n::Lang;
-use super::store::{SessionRow, User};
+pub use super::staff::{CSRF_FIELD, Staff};
+use super::store::SessionRow;
 use super::{WebState, passwords};
 use crate::auth::{Principal, hash_secret, new_secret};
 use crate::state::AppState;
@@ -25,30 +27,10 @@ use serde::Deserialize;
 pub const SESSION_COOKIE: &str = "imc_session";
 /// Double-submit token for the login form, which has no session yet.
 const LOGIN_CSRF_COOKIE: &str = "imc_login_csrf";
-pub const CSRF_FIELD: &str = "_csrf";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 const SESSION_HOURS: i64 = 12;
 /// Forms on the desk are small; a bigger body is refused before parsing.
 const MAX_FORM_BYTES: usize = 64 * 1024;
-
-/// A logged-in staff member, with the page language.
-#[derive(Debug, Clone)]
-pub struct Staff {
-    pub user: User,
-    pub csrf: String,
-    pub lang: Lang,
-}
-
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
 
 fn set_cookie(web: &WebState, name: &str, value: &str, max_age_secs: i64) -> HeaderValue {
     let secure = if web.secure_cookies { "; Secure" } else { "" };

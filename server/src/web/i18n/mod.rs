@@ -34,7 +34,7 @@ impl Lang {
 
     /// The toggle's cookie first, then the browser's first choice we speak.
     pub fn from_headers(headers: &HeaderMap) -> Lang {
-        if let Some(lang) = super::session::cookie(headers, LANG_COOKIE).and_then(Lang::from_code) {
+        if let Some(lang) = super::cookies::cookie(headers, LANG_COOKIE).and_then(Lang::from_code) {
             return lang;
         }
         let accept = headers
