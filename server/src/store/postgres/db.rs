@@ -71,3 +71,14 @@ pub fn is_unique_violation(e: &StoreError) -> bool {
         _ => false,
     }
 }
+
+/// Serialises everything that binds paper to one cover code.
+pub async fn lock_cover(tx: &impl GenericClient, cover_code: &str) -> StoreResult<()> {
+    execute(
+        tx,
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        &[&cover_code],
+    )
+    .await?;
+    Ok(())
+}

@@ -5,7 +5,7 @@
 //! result.
 
 use super::rows::{self, DOCUMENT_COLUMNS, IMAGE_COLUMNS};
-use super::{audit as chain, db, invoices, packets, webhooks};
+use super::{audit as chain, db, invoices, webhooks};
 use crate::store::audit_chain::NewEntry;
 use crate::store::*;
 use crate::workflow::{self, Attach, Via};
@@ -80,7 +80,7 @@ pub async fn create(
 ) -> StoreResult<Created> {
     // Creates naming one cover code take turns, so the checks below see any
     // racing create of the same document (ERP retries carry the same code).
-    packets::lock_cover(tx, &doc.cover_code).await?;
+    db::lock_cover(tx, &doc.cover_code).await?;
     if let Some(id) = existing(tx, &doc).await? {
         return Ok(Created::Existing(require(tx, id).await?));
     }
@@ -157,8 +157,6 @@ pub async fn create(
         None,
     )
     .await?;
-    // Late binding: paper that arrived before its document attaches now.
-    packets::attach_waiting_packets(tx, id, &doc.cover_code).await?;
     Ok(Created::New(require(tx, id).await?))
 }
 
@@ -406,7 +404,11 @@ async fn change_status(
         &[&doc.id, &status.as_str(), &reject_reason, &now()],
     )
     .await?;
-    webhooks::enqueue(tx, doc, doc.status, status).await
+    if !webhooks::wanted(tx, doc, doc.status, status).await? {
+        return Ok(());
+    }
+    let check = attachment_check(tx, doc).await?;
+    webhooks::enqueue(tx, doc, doc.status, status, check).await
 }
 
 pub async fn audit(

@@ -285,7 +285,16 @@ impl Store for PgStore {
     }
 
     async fn create_document(&self, doc: NewDocument, actor: &Actor) -> StoreResult<Created> {
-        in_tx!(self, |tx| documents::create(&tx, doc, actor))
+        in_tx!(self, |tx| async {
+            match documents::create(&tx, doc, actor).await? {
+                // Late binding: paper that arrived before its document attaches now.
+                Created::New(new) => {
+                    packets::attach_waiting_packets(&tx, new.id, &new.cover_code).await?;
+                    Ok::<_, StoreError>(Created::New(documents::require(&tx, new.id).await?))
+                }
+                existing => Ok(existing),
+            }
+        })
     }
 
     async fn document(&self, id: i64) -> StoreResult<Option<Document>> {

@@ -70,17 +70,6 @@ pub async fn page_stored_by(
     .get(0))
 }
 
-/// Serialises everything that binds paper to one cover code.
-pub async fn lock_cover(tx: &impl GenericClient, cover_code: &str) -> StoreResult<()> {
-    db::execute(
-        tx,
-        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-        &[&cover_code],
-    )
-    .await?;
-    Ok(())
-}
-
 /// Creates the packet if new and locks its row until the transaction ends.
 async fn ensure_packet(
     tx: &impl GenericClient,
@@ -338,7 +327,7 @@ async fn resolve(
     let outcome = match &cover {
         None => Err(crate::store::coverless_reason(cover_problem)),
         Some(code) => {
-            lock_cover(tx, code).await?;
+            db::lock_cover(tx, code).await?;
             match document_by_cover(tx, code).await? {
                 None => Err(format!("cover code {code} names no document yet")),
                 Some(doc_id) => {
@@ -442,7 +431,7 @@ pub async fn attach_waiting_packets(
     document_id: i64,
     cover_code: &str,
 ) -> StoreResult<()> {
-    lock_cover(tx, cover_code).await?;
+    db::lock_cover(tx, cover_code).await?;
     let waiting: Vec<WaitingPacket> = db::query(
         tx,
         "SELECT id, agent_id, desk_seq FROM packets WHERE cover_code = $1 AND state = 'unmatched' \

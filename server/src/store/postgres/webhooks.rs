@@ -51,24 +51,36 @@ pub async fn put(
     })
 }
 
-/// Queues an event for a status change when the document's source system
-/// has a webhook; called from inside the transition's transaction.
-pub async fn enqueue(
+/// Whether a status change of `doc` makes an event: it is a change, and the
+/// document's source system has a webhook.
+pub async fn wanted(
     tx: &impl GenericClient,
     doc: &Document,
     from: DocStatus,
     to: DocStatus,
-) -> StoreResult<()> {
-    let configured: bool = db::query_one(
+) -> StoreResult<bool> {
+    if from == to {
+        return Ok(false);
+    }
+    Ok(db::query_one(
         tx,
         "SELECT EXISTS (SELECT 1 FROM webhooks WHERE source_system = $1)",
         &[&doc.source_system],
     )
     .await?
-    .get(0);
-    if !configured || from == to {
-        return Ok(());
-    }
+    .get(0))
+}
+
+/// Queues the event of a status change that is [`wanted`]; called from
+/// inside the transition's transaction, which also read the attachment check
+/// (so the pages it attached count).
+pub async fn enqueue(
+    tx: &impl GenericClient,
+    doc: &Document,
+    from: DocStatus,
+    to: DocStatus,
+    attachment_check: Option<AttachmentCheck>,
+) -> StoreResult<()> {
     let at = now();
     let event = WebhookEvent {
         event_id: Uuid::now_v7().to_string(),
@@ -78,8 +90,7 @@ pub async fn enqueue(
         old_status: from,
         new_status: to,
         at: at.clone(),
-        // Read inside the transition's transaction: the pages it attached count.
-        attachment_check: super::documents::attachment_check(tx, doc).await?,
+        attachment_check,
     };
     let body = serde_json::to_string(&event)
         .map_err(|e| StoreError::Corrupt(format!("webhook event for {}: {e}", doc.id)))?;

@@ -1,7 +1,7 @@
 //! Documents, their images, schemes, decisions and the audit trail.
 
 use super::rows::{self, DOCUMENT_COLUMNS, IMAGE_COLUMNS};
-use super::{audit as chain, invoices, now, packets, webhooks};
+use super::{audit as chain, invoices, now, webhooks};
 use crate::store::*;
 use crate::workflow::{self, Attach, Via};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -99,8 +99,6 @@ pub fn create(tx: &Transaction<'_>, doc: NewDocument, actor: &Actor) -> StoreRes
         Some(DocStatus::AwaitingImages),
         None,
     )?;
-    // Late binding: paper that arrived before its document attaches now.
-    packets::attach_waiting_packets(tx, id, &doc.cover_code)?;
     Ok(Created::New(require(tx, id)?))
 }
 
@@ -324,7 +322,11 @@ fn change_status(
         "UPDATE documents SET status = ?2, reject_reason = ?3, updated_at = ?4 WHERE id = ?1",
     )?
     .execute(params![doc.id, status.as_str(), reject_reason, now()])?;
-    webhooks::enqueue(tx, doc, doc.status, status)
+    if !webhooks::wanted(tx, doc, doc.status, status)? {
+        return Ok(());
+    }
+    let check = attachment_check(tx, doc)?;
+    webhooks::enqueue(tx, doc, doc.status, status, check)
 }
 
 pub fn audit(

@@ -334,8 +334,15 @@ impl Store for SqliteStore {
 
     async fn create_document(&self, doc: NewDocument, actor: &Actor) -> StoreResult<Created> {
         let actor = actor.clone();
-        self.write(move |tx| documents::create(tx, doc, &actor))
-            .await
+        self.write(move |tx| match documents::create(tx, doc, &actor)? {
+            // Late binding: paper that arrived before its document attaches now.
+            Created::New(new) => {
+                packets::attach_waiting_packets(tx, new.id, &new.cover_code)?;
+                Ok(Created::New(documents::require(tx, new.id)?))
+            }
+            existing => Ok(existing),
+        })
+        .await
     }
 
     async fn document(&self, id: i64) -> StoreResult<Option<Document>> {

@@ -30,20 +30,32 @@ pub fn put(
     })
 }
 
-/// Queues an event for a status change when the document's source system
-/// has a webhook; called from inside the transition's transaction.
+/// Whether a status change of `doc` makes an event: it is a change, and the
+/// document's source system has a webhook.
+pub fn wanted(
+    tx: &Transaction<'_>,
+    doc: &Document,
+    from: DocStatus,
+    to: DocStatus,
+) -> StoreResult<bool> {
+    if from == to {
+        return Ok(false);
+    }
+    Ok(tx
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM webhooks WHERE source_system = ?1)")?
+        .query_row([&doc.source_system], |r| r.get(0))?)
+}
+
+/// Queues the event of a status change that is [`wanted`]; called from
+/// inside the transition's transaction, which also read the attachment check
+/// (so the pages it attached count).
 pub fn enqueue(
     tx: &Transaction<'_>,
     doc: &Document,
     from: DocStatus,
     to: DocStatus,
+    attachment_check: Option<AttachmentCheck>,
 ) -> StoreResult<()> {
-    let configured: bool = tx
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM webhooks WHERE source_system = ?1)")?
-        .query_row([&doc.source_system], |r| r.get(0))?;
-    if !configured || from == to {
-        return Ok(());
-    }
     let at = now();
     let event = WebhookEvent {
         event_id: Uuid::now_v7().to_string(),
@@ -53,8 +65,7 @@ pub fn enqueue(
         old_status: from,
         new_status: to,
         at: at.clone(),
-        // Read inside the transition's transaction: the pages it attached count.
-        attachment_check: super::documents::attachment_check(tx, doc)?,
+        attachment_check,
     };
     let body = serde_json::to_string(&event)
         .map_err(|e| StoreError::Corrupt(format!("webhook event for {}: {e}", doc.id)))?;
