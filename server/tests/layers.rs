@@ -7,6 +7,9 @@
 //! the use cases (`app`) → the adapters (`routes`, `web`, `uplink`, the
 //! commands) → the composition (`http`, `lib.rs`, `main.rs`).
 
+// A test: a source that cannot be read is a failure to report, not handle.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
