@@ -2,23 +2,17 @@
 
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::views;
-use super::views::Binary;
 use crate::auth::Caller;
-use crate::blobs::is_sha256_hex;
-use crate::cover::CoverFields;
+use crate::domain::MAX_TEXT_LEN;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::store::{Created, Decision, Document, NewDocument, NewImage, StoreError};
-use crate::workflow::Via;
-use anyhow::Context;
+use crate::store::{Created, Document, NewDocument, StoreError};
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use imc_shared::api::{
-    AuditList, CreateDocument, DocumentCreated, DocumentView, ErrorBody, ImageList, ImageView,
-    ReasonBody, StatusQuery, StatusQueryResult, StatusView,
+    AuditList, CreateDocument, DocumentCreated, DocumentView, ErrorBody, StatusQuery,
+    StatusQueryResult, StatusView,
 };
 use imc_shared::cover_qr::MAX_ATTACHMENT_COUNT;
 use imc_shared::money::parse_amount;
@@ -29,8 +23,6 @@ use serde::Deserialize;
 /// Most ids or doc_nos one bulk status call may ask for.
 pub const MAX_BULK_STATUS: usize = 1000;
 const MAX_KEY_LEN: usize = 128;
-use crate::app::decisions;
-use crate::domain::MAX_TEXT_LEN;
 /// The most `metadata` may take as compact JSON: it is the ERP's reference
 /// data for the document, stored with it and sent in every view and webhook.
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
@@ -50,7 +42,7 @@ fn required(field: &str, value: &str) -> ApiResult<String> {
     Ok(value.to_owned())
 }
 
-fn optional(field: &str, value: Option<String>) -> ApiResult<Option<String>> {
+pub(super) fn optional(field: &str, value: Option<String>) -> ApiResult<Option<String>> {
     match value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
         Some(v) if v.chars().count() > MAX_TEXT_LEN => Err(ApiError::field(
             field,
@@ -188,7 +180,7 @@ pub async fn create(
     // Paper that waited for this document attached on creation: tell its desk.
     if status == StatusCode::CREATED && doc.image_count > 0 {
         let message = format!("matched to document {} when it was created", doc.doc_no);
-        decisions::tell_desks(&state, doc.id, &doc.doc_no, "matched", message).await;
+        crate::app::decisions::tell_desks(&state, doc.id, &doc.doc_no, "matched", message).await;
     }
     Ok((
         status,
@@ -205,7 +197,7 @@ pub async fn create(
 
 /// The document, if it exists and the caller may see its source system (a
 /// document of another source system is "not found", so ids reveal nothing).
-async fn require(state: &AppState, caller: &Caller, id: i64) -> ApiResult<Document> {
+pub(super) async fn require(state: &AppState, caller: &Caller, id: i64) -> ApiResult<Document> {
     state
         .store
         .document(id)
@@ -346,301 +338,6 @@ fn check_bulk(field: &str, len: usize) -> ApiResult<()> {
     Ok(())
 }
 
-#[derive(Clone, Copy)]
-enum CoverFormat {
-    Png,
-    Pdf,
-}
-
-impl CoverFormat {
-    fn content_type(self) -> &'static str {
-        match self {
-            CoverFormat::Png => "image/png",
-            CoverFormat::Pdf => "application/pdf",
-        }
-    }
-}
-
-/// Draws a document's cover sheet off the async threads and answers with it.
-async fn cover_response(
-    state: &AppState,
-    caller: &Caller,
-    id: i64,
-    format: CoverFormat,
-) -> ApiResult<Response> {
-    let bytes = render_cover(state, caller, id, format).await?;
-    Ok(([(header::CONTENT_TYPE, format.content_type())], bytes).into_response())
-}
-
-async fn render_cover(
-    state: &AppState,
-    caller: &Caller,
-    id: i64,
-    format: CoverFormat,
-) -> ApiResult<Vec<u8>> {
-    let doc = require(state, caller, id).await?;
-    let covers = state.covers.clone();
-    let qr_text = state
-        .cover_keys
-        .current(&*state.store)
-        .await
-        .with_context(|| format!("signing the cover of document {id}"))?
-        .qr_text(&doc.cover_code, doc.attachment_count, chrono::Utc::now());
-    tokio::task::spawn_blocking(move || {
-        let fields = CoverFields {
-            qr_text: &qr_text,
-            cover_code: &doc.cover_code,
-            source_system: &doc.source_system,
-            doc_no: &doc.doc_no,
-            doc_type: &doc.doc_type,
-            org: &doc.org,
-            title: doc.title.as_deref(),
-            amount: doc.amount.as_deref(),
-            submitter: doc.submitter.as_deref(),
-            attachment_count: doc.attachment_count,
-            created_at: &doc.created_at,
-        };
-        match format {
-            CoverFormat::Png => covers.render_png(&fields),
-            CoverFormat::Pdf => covers.render_pdf(&fields),
-        }
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("cover rendering task for document {id}: {e}"))?
-    .map_err(|e| ApiError::Internal(anyhow::anyhow!("cover sheet of document {id}: {e}")))
-}
-
-#[utoipa::path(
-    get, path = "/api/v1/documents/{id}/cover.png", tag = "images",
-    params(("id" = i64, Path, description = "Document id")),
-    responses(
-        (status = 200, description = "The cover sheet, A4 at 300 dpi", body = Binary, content_type = "image/png"),
-        (status = 404, description = "No such document", body = ErrorBody),
-    ),
-)]
-pub async fn cover_png(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiPath(id): ApiPath<i64>,
-) -> ApiResult<Response> {
-    cover_response(&state, &caller, id, CoverFormat::Png).await
-}
-
-#[utoipa::path(
-    get, path = "/api/v1/documents/{id}/cover.pdf", tag = "images",
-    params(("id" = i64, Path, description = "Document id")),
-    responses(
-        (status = 200, description = "The cover sheet as a one-page A4 PDF", body = Binary, content_type = "application/pdf"),
-        (status = 404, description = "No such document", body = ErrorBody),
-    ),
-)]
-pub async fn cover_pdf(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiPath(id): ApiPath<i64>,
-) -> ApiResult<Response> {
-    cover_response(&state, &caller, id, CoverFormat::Pdf).await
-}
-
-#[utoipa::path(
-    get, path = "/api/v1/documents/{id}/images", tag = "images",
-    params(("id" = i64, Path, description = "Document id")),
-    responses(
-        (status = 200, description = "The document's images in page order (3.04)", body = ImageList),
-        (status = 404, description = "No such document", body = ErrorBody),
-    ),
-)]
-pub async fn images(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiPath(id): ApiPath<i64>,
-) -> ApiResult<Json<ImageList>> {
-    require(&state, &caller, id).await?;
-    let images = state.store.images(id).await?;
-    Ok(Json(ImageList {
-        document_id: id,
-        images: images.into_iter().map(views::image).collect(),
-    }))
-}
-
-/// Image bytes never change for an id, so clients may cache them for good.
-#[utoipa::path(
-    get, path = "/api/v1/images/{id}", tag = "images",
-    params(
-        ("id" = i64, Path, description = "Image id"),
-        ("If-None-Match" = Option<String>, Header, description = "The ETag of a cached copy"),
-    ),
-    responses(
-        (status = 200, description = "The image bytes, in their content type; cacheable for good (ETag = sha256)", body = Binary, content_type = "application/octet-stream"),
-        (status = 304, description = "Not modified"),
-        (status = 404, description = "No such image", body = ErrorBody),
-        (status = 410, description = "Retention purged the bytes: `error.purged` says when and why", body = ErrorBody),
-    ),
-)]
-pub async fn image_bytes(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiPath(id): ApiPath<i64>,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
-    let image = state
-        .store
-        .image(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("image {id}")))?;
-    require(&state, &caller, image.document_id)
-        .await
-        .map_err(|_| ApiError::NotFound(format!("image {id}")))?;
-    if let Some(purged) = image.purged {
-        return Err(ApiError::Gone {
-            what: format!("image {id}"),
-            purged,
-        });
-    }
-    blob_response(&state, &image.sha256, &image.content_type, &headers).await
-}
-
-pub async fn blob_response(
-    state: &AppState,
-    sha256: &str,
-    content_type: &str,
-    headers: &HeaderMap,
-) -> ApiResult<Response> {
-    let etag = format!("\"{sha256}\"");
-    let cache = [
-        (header::ETAG, etag.clone()),
-        (
-            header::CACHE_CONTROL,
-            "private, max-age=31536000, immutable".to_owned(),
-        ),
-    ];
-    if headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        == Some(etag.as_str())
-    {
-        return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
-    }
-    let bytes = state.blobs.get(sha256).await?;
-    Ok((
-        cache,
-        [(header::CONTENT_TYPE, content_type.to_owned())],
-        bytes,
-    )
-        .into_response())
-}
-
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct UploadQuery {
-    /// The system that pushed the image (sync mode), e.g. `invoice-receiving`.
-    #[serde(default)]
-    source: Option<String>,
-}
-
-/// Header naming the pushing system, for clients that cannot add a query.
-pub const SOURCE_HEADER: &str = "x-imc-source";
-
-/// The capture API (basic and sync modes): the body is the image itself.
-#[utoipa::path(
-    post, path = "/api/v1/documents/{id}/images", tag = "images",
-    params(
-        ("id" = i64, Path, description = "Document id"),
-        UploadQuery,
-        ("X-IMC-Source" = Option<String>, Header, description = "The pushing system, as the source query parameter"),
-    ),
-    request_body(
-        description = "The image itself (JPEG, PNG, TIFF, BMP, WebP or PDF; the type is sniffed from the bytes)",
-        content(
-            (Binary = "image/jpeg"),
-            (Binary = "image/png"),
-            (Binary = "image/tiff"),
-            (Binary = "application/pdf"),
-            (Binary = "application/octet-stream"),
-        ),
-    ),
-    responses(
-        (status = 201, description = "Attached as the next page; a basic or sync document becomes ready", body = ImageView),
-        (status = 400, description = "Empty body, a type not accepted (sniffed from the bytes), or a damaged, truncated or oversized (decompression bomb) file", body = ErrorBody),
-        (status = 404, description = "No such document", body = ErrorBody),
-        (status = 409, description = "The document takes no uploaded images in its mode or status (e.g. match mode, cancelled)", body = ErrorBody),
-        (status = 413, description = "Larger than max_image_bytes", body = ErrorBody),
-    ),
-)]
-pub async fn upload_image(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiPath(id): ApiPath<i64>,
-    ApiQuery(query): ApiQuery<UploadQuery>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult<(StatusCode, Json<ImageView>)> {
-    let header_source = headers
-        .get(SOURCE_HEADER)
-        .map(|v| {
-            v.to_str()
-                .map(str::to_owned)
-                .map_err(|_| ApiError::field("source", "the X-IMC-Source header is not text"))
-        })
-        .transpose()?;
-    let source = optional("source", query.source.or(header_source))?;
-    let doc = require(&state, &caller, id).await?;
-    if body.is_empty() {
-        return Err(ApiError::bad_request(
-            "the request body must be the image bytes",
-        ));
-    }
-    let settings = state.store.settings().await?;
-    if body.len() as u64 > settings.max_image_bytes {
-        return Err(ApiError::TooLarge);
-    }
-    // Trust the bytes, not the declared Content-Type.
-    let content_type = crate::untrusted::sniff_content_type(&body)
-        .filter(|t| settings.accepted_content_types.iter().any(|a| a == t))
-        .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "the body is not one of the accepted types: {}",
-                settings.accepted_content_types.join(", ")
-            ))
-        })?;
-    if crate::workflow::on_images(doc.mode, doc.status, Via::Upload).is_none() {
-        return Err(ApiError::InvalidTransition {
-            current: doc.status,
-            message: format!(
-                "a {} mode document in this status takes no uploaded images",
-                doc.mode
-            ),
-        });
-    }
-    // Only a whole file that decodes within the limits is stored.
-    crate::untrusted::check(body.to_vec(), content_type)
-        .await
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let size = body.len() as u64;
-    // Cancel a pending retention deletion of these bytes before storing them.
-    state
-        .store
-        .reserve_blobs(&[crate::blobs::sha256_hex(&body)])
-        .await?;
-    let sha256 = state.blobs.put(body.to_vec()).await?;
-    debug_assert!(is_sha256_hex(&sha256));
-    let image = state
-        .store
-        .add_image(
-            id,
-            NewImage {
-                sha256,
-                size,
-                content_type: content_type.to_owned(),
-                source,
-            },
-            &caller.actor(),
-        )
-        .await?;
-    Ok((StatusCode::CREATED, Json(views::image(image))))
-}
-
 /// The audit trail of one document, oldest first.
 #[utoipa::path(
     get, path = "/api/v1/documents/{id}/audit", tag = "documents",
@@ -663,123 +360,11 @@ pub async fn audit(
     }))
 }
 
-async fn decide(
-    state: &AppState,
-    caller: &Caller,
-    id: i64,
-    decision: Decision,
-) -> ApiResult<Json<DocumentView>> {
-    require(state, caller, id).await?;
-    let doc = decisions::decide(state, &caller.actor(), id, decision).await?;
-    Ok(Json(full_view(state, doc).await?))
-}
-
-#[utoipa::path(
-    post, path = "/api/v1/documents/{id}/sign-off", tag = "sign-off",
-    params(("id" = i64, Path, description = "Document id")),
-    responses(
-        (status = 200, description = "Signed off: matched → ready", body = DocumentView),
-        (status = 404, description = "No such document", body = ErrorBody),
-        (status = 409, description = "Not matched; error.current_status names the status", body = ErrorBody),
-    ),
-)]
-pub async fn sign_off(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiPath(id): ApiPath<i64>,
-) -> ApiResult<Json<DocumentView>> {
-    decide(&state, &caller, id, Decision::SignOff).await
-}
-
-#[utoipa::path(
-    post, path = "/api/v1/documents/{id}/reject", tag = "sign-off",
-    params(("id" = i64, Path, description = "Document id")),
-    request_body = ReasonBody,
-    responses(
-        (status = 200, description = "Rejected: matched → rejected", body = DocumentView),
-        (status = 400, description = "The reason is missing or empty", body = ErrorBody),
-        (status = 404, description = "No such document", body = ErrorBody),
-        (status = 409, description = "Not matched; error.current_status names the status", body = ErrorBody),
-    ),
-)]
-pub async fn reject(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiPath(id): ApiPath<i64>,
-    ApiJson(body): ApiJson<ReasonBody>,
-) -> ApiResult<Json<DocumentView>> {
-    let reason = decisions::reason(body)?;
-    decide(&state, &caller, id, Decision::Reject { reason }).await
-}
-
-/// Lets the desks that scanned a document's packets know what became of them.
-#[utoipa::path(
-    post, path = "/api/v1/documents/{id}/unsign", tag = "sign-off",
-    params(("id" = i64, Path, description = "Document id")),
-    request_body = ReasonBody,
-    responses(
-        (status = 200, description = "Sign-off revoked: ready → matched (match mode)", body = DocumentView),
-        (status = 400, description = "The reason is missing or empty", body = ErrorBody),
-        (status = 404, description = "No such document", body = ErrorBody),
-        (status = 409, description = "Not a signed-off match-mode document; error.current_status names the status", body = ErrorBody),
-    ),
-)]
-pub async fn unsign(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiPath(id): ApiPath<i64>,
-    ApiJson(body): ApiJson<ReasonBody>,
-) -> ApiResult<Json<DocumentView>> {
-    decide(
-        &state,
-        &caller,
-        id,
-        Decision::Unsign {
-            reason: decisions::reason(body)?,
-        },
-    )
-    .await
-}
-
-#[derive(Deserialize, Default, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CancelBody {
-    /// Kept in the audit trail.
-    #[serde(default)]
-    reason: Option<String>,
-}
-
-#[utoipa::path(
-    post, path = "/api/v1/documents/{id}/cancel", tag = "sign-off",
-    params(("id" = i64, Path, description = "Document id")),
-    request_body(content = Option<CancelBody>, description = "Optional; an empty body cancels without a reason"),
-    responses(
-        (status = 200, description = "Cancelled; no more images are accepted", body = DocumentView),
-        (status = 400, description = "The body is not a valid cancel body", body = ErrorBody),
-        (status = 404, description = "No such document", body = ErrorBody),
-        (status = 409, description = "Already cancelled", body = ErrorBody),
-    ),
-)]
-pub async fn cancel(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiPath(id): ApiPath<i64>,
-    body: Bytes,
-) -> ApiResult<Json<DocumentView>> {
-    // The body is optional here: an empty one cancels without a reason.
-    let body: CancelBody = if body.iter().all(u8::is_ascii_whitespace) {
-        CancelBody::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request(format!("cancel body: {e}")))?
-    };
-    let reason = clean_reason(body.reason);
-    decide(&state, &caller, id, Decision::Cancel { reason }).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::decisions;
+    use imc_shared::api::ReasonBody;
 
     fn field_of(e: ApiError) -> Option<String> {
         match e {

@@ -7,9 +7,12 @@
 //! the desk's too, against every kind of caller.
 
 pub(crate) mod admin;
+mod covers;
+mod decisions;
 pub(crate) mod documents;
 mod extract;
 mod health;
+mod images;
 mod metrics;
 mod openapi;
 mod packets;
@@ -41,30 +44,18 @@ fn api() -> PolicyRoutes {
         )
         .get("/documents/{id}", scope(Read), documents::get_one)
         .get("/documents/{id}/status", scope(Status), documents::status)
-        .get(
-            "/documents/{id}/cover.png",
-            scope(Read),
-            documents::cover_png,
-        )
-        .get(
-            "/documents/{id}/cover.pdf",
-            scope(Read),
-            documents::cover_pdf,
-        )
-        .get("/documents/{id}/images", scope(Read), documents::images)
-        .post(
-            "/documents/{id}/images",
-            scope(Write),
-            documents::upload_image,
-        )
+        .get("/documents/{id}/cover.png", scope(Read), covers::cover_png)
+        .get("/documents/{id}/cover.pdf", scope(Read), covers::cover_pdf)
+        .get("/documents/{id}/images", scope(Read), images::images)
+        .post("/documents/{id}/images", scope(Write), images::upload_image)
         .post(
             "/documents/{id}/sign-off",
             scope(Decide),
-            documents::sign_off,
+            decisions::sign_off,
         )
-        .post("/documents/{id}/reject", scope(Decide), documents::reject)
-        .post("/documents/{id}/unsign", scope(Decide), documents::unsign)
-        .post("/documents/{id}/cancel", scope(Write), documents::cancel)
+        .post("/documents/{id}/reject", scope(Decide), decisions::reject)
+        .post("/documents/{id}/unsign", scope(Decide), decisions::unsign)
+        .post("/documents/{id}/cancel", scope(Write), decisions::cancel)
         .get("/documents/{id}/audit", scope(Read), documents::audit)
         .get(
             "/documents/{id}/webhook-deliveries",
@@ -78,7 +69,7 @@ fn api() -> PolicyRoutes {
             scope(Webhooks),
             webhooks::put_webhook,
         )
-        .get("/images/{id}", scope(Read), documents::image_bytes)
+        .get("/images/{id}", scope(Read), images::image_bytes)
         .get("/packets", scope(Packets), packets::list)
         .post("/packets/{id}/match", scope(Packets), packets::match_packet)
         .get(

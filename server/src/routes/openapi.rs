@@ -7,7 +7,7 @@
 //! list only the statuses particular to them.
 
 use super::views::Binary;
-use super::{admin, documents, packets, settings, tokens, webhooks};
+use super::{admin, covers, decisions, documents, images, packets, settings, tokens, webhooks};
 use axum::Json;
 use imc_shared::api::ErrorBody;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
@@ -29,20 +29,20 @@ use utoipa::{Modify, OpenApi};
         documents::status_query,
         documents::get_one,
         documents::status,
-        documents::cover_png,
-        documents::cover_pdf,
-        documents::images,
-        documents::upload_image,
-        documents::sign_off,
-        documents::reject,
-        documents::unsign,
-        documents::cancel,
+        covers::cover_png,
+        covers::cover_pdf,
+        images::images,
+        images::upload_image,
+        decisions::sign_off,
+        decisions::reject,
+        decisions::unsign,
+        decisions::cancel,
         documents::audit,
         webhooks::deliveries,
         webhooks::put_webhook,
         settings::get_settings,
         settings::put_settings,
-        documents::image_bytes,
+        images::image_bytes,
         packets::list,
         packets::match_packet,
         packets::page_bytes,

@@ -1,7 +1,7 @@
 //! The exception queue: packets that matched no document, and matching by hand.
 
-use super::documents::blob_response;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::images::blob_response;
 use super::views;
 use super::views::Binary;
 use crate::auth::Caller;
