@@ -30,6 +30,7 @@ mod early;
 mod error;
 pub mod failure_tally;
 mod http;
+pub mod matching;
 pub mod metrics;
 pub mod migrate_store;
 pub mod net;

@@ -288,6 +288,7 @@ fn use_cases_and_stores_import_no_adapter() {
         &["routes", "commands", "http", "app"],
     ));
     wrong.extend(imports_between(&graph, "workflow", &adapters));
+    wrong.extend(imports_between(&graph, "matching", &adapters));
     assert!(wrong.is_empty(), "{wrong:?}");
 }
 

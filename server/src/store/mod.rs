@@ -359,12 +359,6 @@ pub struct WaitingPacket {
 /// packets that carry its sequence take the places its sequenced packets
 /// hold, in sequence order. Packets without one (older agents) keep their
 /// places, and so the order across agents stays that of arrival.
-/// Why a packet without a cover stays unmatched: what the desk said of the
-/// page that looked like a cover (its QR signature failed), or no cover at all.
-pub(crate) fn coverless_reason(cover_problem: Option<String>) -> String {
-    cover_problem.unwrap_or_else(|| "no cover sheet before these pages".to_owned())
-}
-
 pub fn late_binding_order(waiting: Vec<WaitingPacket>) -> Vec<String> {
     let mut places: std::collections::HashMap<&str, Vec<usize>> = std::collections::HashMap::new();
     for (i, packet) in waiting.iter().enumerate() {

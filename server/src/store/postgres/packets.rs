@@ -9,6 +9,7 @@
 
 use super::db;
 use super::documents::{apply_attach, lock, next_page_no, require};
+use crate::matching::{self, CoveredDocument, Settled, Unattached};
 use crate::store::*;
 use crate::workflow::{self, Attach, Via};
 use deadpool_postgres::GenericClient;
@@ -275,95 +276,70 @@ async fn resolve(
         row.get(5),
         row.get(6),
     );
-    match (state.as_str(), document_id) {
-        ("matched", Some(doc_id)) => {
-            let doc = require(tx, doc_id).await?;
+    match matching::settled(&state, document_id, reason.as_deref()) {
+        Some(Settled::Matched { document_id }) => {
+            let doc = require(tx, document_id).await?;
             return Ok(PacketResolution::Matched {
-                document_id: doc_id,
+                document_id,
                 doc_no: doc.doc_no,
             });
         }
-        ("unmatched" | "empty", _) => {
-            return Ok(PacketResolution::Unmatched {
-                reason: reason.unwrap_or_default(),
-            });
-        }
-        _ => {}
+        Some(Settled::Unmatched { reason }) => return Ok(PacketResolution::Unmatched { reason }),
+        None => {}
     }
     let Some(sealed) = sealed else {
         return Ok(PacketResolution::Open);
     };
-    let have: i64 = db::query_one(
+    let stored: i64 = db::query_one(
         tx,
         "SELECT COUNT(*) FROM pages WHERE packet_id = $1",
         &[&id],
     )
     .await?
     .get(0);
-    if have < i64::from(sealed) {
+    let sealed = u32::try_from(sealed)
+        .map_err(|_| StoreError::Corrupt(format!("packet {packet_id}: sealed count {sealed}")))?;
+    let stored = u64::try_from(stored).unwrap_or_default();
+    if !matching::complete(&id, sealed, stored).map_err(StoreError::Conflict)? {
         return Ok(PacketResolution::Open);
     }
-    if have > i64::from(sealed) {
-        return Err(StoreError::Conflict(format!(
-            "packet {packet_id} has {have} pages but was sealed with {sealed}"
-        )));
-    }
-    if empty {
-        // Nothing to attach: the document keeps waiting for its pages.
-        let reason = match &cover {
-            Some(code) => format!(
-                "empty packet: cover {code} had no pages after it (the next cover followed straight away)"
-            ),
-            None => "empty packet: no pages".to_owned(),
-        };
-        db::execute(
-            tx,
-            "UPDATE packets SET state = 'empty', reason = $2, updated_at = $3 WHERE id = $1",
-            &[&id, &reason, &now()],
-        )
-        .await?;
-        return Ok(PacketResolution::Unmatched { reason });
-    }
-    let outcome = match &cover {
-        None => Err(crate::store::coverless_reason(cover_problem)),
-        Some(code) => {
-            db::lock_cover(tx, code).await?;
-            match document_by_cover(tx, code).await? {
-                None => Err(format!("cover code {code} names no document yet")),
-                Some(doc_id) => {
-                    let doc = lock(tx, doc_id).await?;
-                    match workflow::on_images(doc.mode, doc.status, Via::Packet(None)) {
-                        None => Err(format!(
-                            "document {} is {} and takes no scanned pages",
-                            doc.doc_no, doc.status
-                        )),
-                        Some(attach) => {
-                            attach_packet(tx, packet_id, &doc, attach, actor).await?;
-                            let first_page_at: String = db::query_one(
-                                tx,
-                                "SELECT created_at FROM packets WHERE id = $1",
-                                &[&id],
-                            )
-                            .await?
-                            .get(0);
-                            crate::metrics::packet_matched(&first_page_at);
-                            Ok(PacketResolution::Matched {
-                                document_id: doc.id,
-                                doc_no: doc.doc_no,
-                            })
-                        }
+    let verdict =
+        match matching::cover_to_look_up(empty, cover.as_deref(), cover_problem.as_deref()) {
+            Err(unattached) => Err(unattached),
+            Ok(code) => {
+                db::lock_cover(tx, code).await?;
+                match document_by_cover(tx, code).await? {
+                    None => Err(matching::no_document(code)),
+                    Some(doc_id) => {
+                        let doc = lock(tx, doc_id).await?;
+                        matching::attach_to(CoveredDocument {
+                            doc_no: &doc.doc_no,
+                            mode: doc.mode,
+                            status: doc.status,
+                        })
+                        .map(|attach| (doc, attach))
                     }
                 }
             }
+        };
+    match verdict {
+        Ok((doc, attach)) => {
+            attach_packet(tx, packet_id, &doc, attach, actor).await?;
+            let first_page_at: String =
+                db::query_one(tx, "SELECT created_at FROM packets WHERE id = $1", &[&id])
+                    .await?
+                    .get(0);
+            crate::metrics::packet_matched(&first_page_at);
+            Ok(PacketResolution::Matched {
+                document_id: doc.id,
+                doc_no: doc.doc_no,
+            })
         }
-    };
-    match outcome {
-        Ok(resolution) => Ok(resolution),
-        Err(reason) => {
+        Err(Unattached { state, reason }) => {
             db::execute(
                 tx,
-                "UPDATE packets SET state = 'unmatched', reason = $2, updated_at = $3 WHERE id = $1",
-                &[&id, &reason, &now()],
+                "UPDATE packets SET state = $2, reason = $3, updated_at = $4 WHERE id = $1",
+                &[&id, &state, &reason, &now()],
             )
             .await?;
             Ok(PacketResolution::Unmatched { reason })

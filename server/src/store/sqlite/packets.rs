@@ -3,6 +3,7 @@
 
 use super::documents::{apply_attach, next_page_no, require};
 use super::now;
+use crate::matching::{self, CoveredDocument, Settled, Unattached};
 use crate::store::*;
 use crate::workflow::{self, Attach, Via};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -199,82 +200,59 @@ fn resolve(tx: &Transaction<'_>, packet_id: Uuid, actor: &Actor) -> StoreResult<
         .query_row([packet_id.to_string()], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
         })?;
-    match (state.as_str(), document_id) {
-        ("matched", Some(id)) => {
-            let doc = require(tx, id)?;
+    match matching::settled(&state, document_id, reason.as_deref()) {
+        Some(Settled::Matched { document_id }) => {
+            let doc = require(tx, document_id)?;
             return Ok(PacketResolution::Matched {
-                document_id: id,
+                document_id,
                 doc_no: doc.doc_no,
             });
         }
-        ("unmatched" | "empty", _) => {
-            return Ok(PacketResolution::Unmatched {
-                reason: reason.unwrap_or_default(),
-            });
-        }
-        _ => {}
+        Some(Settled::Unmatched { reason }) => return Ok(PacketResolution::Unmatched { reason }),
+        None => {}
     }
     let Some(sealed) = sealed else {
         return Ok(PacketResolution::Open);
     };
-    let have: u32 = tx.query_row(
+    let stored: u64 = tx.query_row(
         "SELECT COUNT(*) FROM pages WHERE packet_id = ?1",
         [packet_id.to_string()],
         |r| r.get(0),
     )?;
-    if have < sealed {
+    if !matching::complete(&packet_id.to_string(), sealed, stored).map_err(StoreError::Conflict)? {
         return Ok(PacketResolution::Open);
     }
-    if have > sealed {
-        return Err(StoreError::Conflict(format!(
-            "packet {packet_id} has {have} pages but was sealed with {sealed}"
-        )));
-    }
-    if empty {
-        // Nothing to attach: the document keeps waiting for its pages.
-        let reason = match &cover {
-            Some(code) => format!(
-                "empty packet: cover {code} had no pages after it (the next cover followed straight away)"
-            ),
-            None => "empty packet: no pages".to_owned(),
-        };
-        tx.execute(
-            "UPDATE packets SET state = 'empty', reason = ?2, updated_at = ?3 WHERE id = ?1",
-            params![packet_id.to_string(), reason, now()],
-        )?;
-        return Ok(PacketResolution::Unmatched { reason });
-    }
-    let outcome = match &cover {
-        None => Err(crate::store::coverless_reason(cover_problem)),
-        Some(code) => match document_by_cover(tx, code)? {
-            None => Err(format!("cover code {code} names no document yet")),
-            Some(doc) => match workflow::on_images(doc.mode, doc.status, Via::Packet(None)) {
-                None => Err(format!(
-                    "document {} is {} and takes no scanned pages",
-                    doc.doc_no, doc.status
-                )),
-                Some(attach) => {
-                    attach_packet(tx, packet_id, &doc, attach, actor)?;
-                    let first_page_at: String = tx.query_row(
-                        "SELECT created_at FROM packets WHERE id = ?1",
-                        [packet_id.to_string()],
-                        |r| r.get(0),
-                    )?;
-                    crate::metrics::packet_matched(&first_page_at);
-                    Ok(PacketResolution::Matched {
-                        document_id: doc.id,
-                        doc_no: doc.doc_no,
-                    })
-                }
+    let verdict =
+        match matching::cover_to_look_up(empty, cover.as_deref(), cover_problem.as_deref()) {
+            Err(unattached) => Err(unattached),
+            Ok(code) => match document_by_cover(tx, code)? {
+                None => Err(matching::no_document(code)),
+                Some(doc) => matching::attach_to(CoveredDocument {
+                    doc_no: &doc.doc_no,
+                    mode: doc.mode,
+                    status: doc.status,
+                })
+                .map(|attach| (doc, attach)),
             },
-        },
-    };
-    match outcome {
-        Ok(resolution) => Ok(resolution),
-        Err(reason) => {
+        };
+    match verdict {
+        Ok((doc, attach)) => {
+            attach_packet(tx, packet_id, &doc, attach, actor)?;
+            let first_page_at: String = tx.query_row(
+                "SELECT created_at FROM packets WHERE id = ?1",
+                [packet_id.to_string()],
+                |r| r.get(0),
+            )?;
+            crate::metrics::packet_matched(&first_page_at);
+            Ok(PacketResolution::Matched {
+                document_id: doc.id,
+                doc_no: doc.doc_no,
+            })
+        }
+        Err(Unattached { state, reason }) => {
             tx.execute(
-                "UPDATE packets SET state = 'unmatched', reason = ?2, updated_at = ?3 WHERE id = ?1",
-                params![packet_id.to_string(), reason, now()],
+                "UPDATE packets SET state = ?2, reason = ?3, updated_at = ?4 WHERE id = ?1",
+                params![packet_id.to_string(), state, reason, now()],
             )?;
             Ok(PacketResolution::Unmatched { reason })
         }
