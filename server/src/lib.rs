@@ -36,6 +36,8 @@ pub mod migrate_store;
 pub mod net;
 pub mod partials;
 mod policy;
+#[cfg(test)]
+mod policy_tests;
 pub mod preauth;
 pub mod ratelimit;
 pub mod retention;

@@ -3,7 +3,7 @@
 //! Every `/api/v1` route is registered through `policy::PolicyRoutes`
 //! together with who may call it, as the desk's routes are (`web::routes`).
 //! A test compares the API's part of the policy table with the OpenAPI
-//! document (`openapi.rs`), and another (`policy_tests.rs`) walks all of it,
+//! document (`openapi.rs`), and another (`policy_tests.rs`, beside `http.rs`) walks all of it,
 //! the desk's too, against every kind of caller.
 
 pub(crate) mod admin;
@@ -16,8 +16,6 @@ mod images;
 mod metrics;
 mod openapi;
 mod packets;
-#[cfg(test)]
-mod policy_tests;
 mod settings;
 mod tokens;
 mod views;
@@ -30,7 +28,7 @@ use axum::Router;
 use axum::routing::get;
 
 /// Every route under `/api/v1`, relative to it, and who may call it.
-fn api() -> PolicyRoutes {
+pub(crate) fn api() -> PolicyRoutes {
     use imc_shared::api::TokenScope::{Admin, Decide, Packets, Read, Status, Webhooks, Write};
     let scope = Access::Scope;
     PolicyRoutes::new(Surface::Api)

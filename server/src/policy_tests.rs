@@ -1,18 +1,20 @@
 //! The route × caller matrix: every route of the policy table (the API's and
 //! the desk's), called by every kind of caller (anonymous, an unknown token,
 //! a token with each scope, an agent, a clerk, sign-off staff, an admin user)
-//! through the real router and a real SQLite store.
+//! through the real router and a real SQLite store. It sits at the
+//! composition level: it needs both surfaces, which never import each other.
 //!
-//! `EXPECTED` is written out separately from the table in `mod.rs` on
-//! purpose: a route added without a rule here fails, and a rule changed in
+//! `EXPECTED` is written out separately from the table (`routes::api`,
+//! `web::routes`) on purpose: a route added without a rule here fails, and a rule changed in
 //! one place only fails too.
 
-use super::api;
 use crate::auth::{self, Access};
 use crate::config::ServerConfig;
+use crate::domain::Role;
 use crate::http::router;
+use crate::routes::api;
 use crate::store::{Actor, NewApiToken};
-use crate::web::store::{NewUser, Role};
+use crate::web::store::NewUser;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use imc_shared::api::TokenScope;
