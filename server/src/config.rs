@@ -136,8 +136,16 @@ impl ServerFile {
         if let Some(secs) = env_secs("IMC_TEST_RETENTION_DAY_SECS")? {
             timing.day = Duration::from_secs(secs);
         }
+        // A release build never goes below the floor, whatever the
+        // environment says: the knob exists for debug-built test servers.
         if let Some(secs) = env_secs("IMC_TEST_BLOB_DELETE_GRACE_SECS")? {
-            timing.grace = Duration::from_secs(secs);
+            if cfg!(debug_assertions) {
+                timing.grace = Duration::from_secs(secs);
+            } else {
+                tracing::warn!(
+                    "IMC_TEST_BLOB_DELETE_GRACE_SECS is ignored by a release build; the grace stays at its floor or above"
+                );
+            }
         }
         Ok(())
     }

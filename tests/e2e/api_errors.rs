@@ -332,33 +332,96 @@ async fn identifiers_with_controls_or_bidi_overrides_are_400_naming_the_field() 
         );
     }
 
-    let (status, error) = server
-        .put("/schemes/s1", json!({"mode": "match", "org": "HQ\u{202d}"}))
-        .await;
-    assert_eq!(
-        (status, error["error"]["field"].as_str()),
-        (400, Some("org"))
-    );
-    let (status, error) = server
-        .post("/tokens", json!({"name": "t\u{2067}", "scopes": ["read"]}))
-        .await;
-    assert_eq!(
-        (status, error["error"]["field"].as_str()),
-        (400, Some("name")),
-        "{error}"
-    );
+    // The same three on every other identifier the API takes: scheme
+    // filters, token names and sources, an agent's name and version, a
+    // webhook's source system; and the other bidi overrides besides.
     let code = server.enrollment_code("txt-site").await;
-    let (status, error) = server
-        .post(
-            "/agents/enroll",
-            json!({"code": code, "name": "desk\u{202e}"}),
-        )
+    for bad in ['\u{202e}', '\u{0}', '\u{1b}', '\u{202d}', '\u{2067}'] {
+        let value = format!("A{bad}B");
+        let refusals = [
+            (
+                "org",
+                server
+                    .put("/schemes/s1", json!({"mode": "match", "org": value}))
+                    .await,
+            ),
+            (
+                "doc_type",
+                server
+                    .put("/schemes/s1", json!({"mode": "match", "doc_type": value}))
+                    .await,
+            ),
+            (
+                "name",
+                server
+                    .post("/tokens", json!({"name": value, "scopes": ["read"]}))
+                    .await,
+            ),
+            (
+                "source_systems",
+                server
+                    .post(
+                        "/tokens",
+                        json!({"name": "t1", "scopes": ["read"], "source_systems": [value]}),
+                    )
+                    .await,
+            ),
+            (
+                "name",
+                server
+                    .post("/agents/enroll", json!({"code": code, "name": value}))
+                    .await,
+            ),
+            (
+                "agent_version",
+                server
+                    .post(
+                        "/agents/enroll",
+                        json!({"code": code, "name": "desk-1", "agent_version": value}),
+                    )
+                    .await,
+            ),
+            (
+                "source_system",
+                server
+                    .put(
+                        &format!("/webhooks/{}", percent_encode(&value)),
+                        json!({"url": "https://erp.example.com/hook", "secret": "s3cret-s3cret-s3cret"}),
+                    )
+                    .await,
+            ),
+        ];
+        for (field, (status, error)) in refusals {
+            assert_eq!(
+                (status, error["error"]["field"].as_str()),
+                (400, Some(field)),
+                "{field} = {value:?}: {error}"
+            );
+        }
+    }
+    // Nothing refused used the code up.
+    let (status, agent) = server
+        .post("/agents/enroll", json!({"code": code, "name": "desk-1"}))
         .await;
     assert_eq!(
-        (status, error["error"]["field"].as_str()),
-        (400, Some("name")),
-        "{error}"
+        (status, agent["site"].as_str()),
+        (200, Some("txt-site")),
+        "{agent}"
     );
+}
+
+/// Every byte outside unreserved ASCII as %XX, so a control character
+/// reaches the route as the caller typed it.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 #[tokio::test]

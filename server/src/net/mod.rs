@@ -8,6 +8,7 @@
 
 pub mod client_certs;
 pub mod open_files;
+pub mod per_address;
 pub mod tls;
 
 use axum::Router;
@@ -37,6 +38,11 @@ pub struct ConnectionLimits {
     pub headers: Duration,
     /// Most connections open at once; further ones wait in the kernel backlog.
     pub max_connections: usize,
+    /// Most connections one client address holds at once; a further one is
+    /// closed as soon as it is accepted. A sixteenth of `max_connections`,
+    /// so no single address fills the server (a site behind one NAT address
+    /// still has room for hundreds of desks).
+    pub max_connections_per_address: usize,
     /// How long shutdown waits for requests in flight.
     pub drain: Duration,
 }
@@ -47,6 +53,7 @@ impl Default for ConnectionLimits {
             handshake: Duration::from_secs(10),
             headers: Duration::from_secs(30),
             max_connections: 4096,
+            max_connections_per_address: 256,
             drain: Duration::from_secs(10),
         }
     }
@@ -74,6 +81,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)));
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let per_address = per_address::PerAddress::new(limits.max_connections_per_address);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -91,6 +99,10 @@ pub async fn serve(
                 }
             },
             () = &mut shutdown => break,
+        };
+        let Some(held) = per_address.admit(peer.ip()) else {
+            tracing::debug!(%peer, "refused: the address holds its share of connections");
+            continue;
         };
         let _ = tcp.set_nodelay(true);
         let app = app.clone();
@@ -112,7 +124,7 @@ pub async fn serve(
         let watcher = graceful.watcher();
         let handshake = limits.handshake;
         tokio::spawn(async move {
-            let _slot = slot;
+            let _slot = (slot, held);
             let result = match acceptor {
                 None => {
                     let conn =

@@ -11,7 +11,7 @@ use crate::state::AppState;
 use crate::store::NewImage;
 use crate::workflow::Via;
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -150,7 +150,7 @@ pub async fn upload_image(
     ApiPath(id): ApiPath<i64>,
     ApiQuery(query): ApiQuery<UploadQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> ApiResult<(StatusCode, Json<ImageView>)> {
     let header_source = headers
         .get(SOURCE_HEADER)
@@ -162,14 +162,12 @@ pub async fn upload_image(
         .transpose()?;
     let source = optional("source", query.source.or(header_source))?;
     let doc = require(&state, &caller, id).await?;
+    let settings = state.store.settings().await?;
+    let body = read_image_body(&headers, body, settings.max_image_bytes).await?;
     if body.is_empty() {
         return Err(ApiError::bad_request(
             "the request body must be the image bytes",
         ));
-    }
-    let settings = state.store.settings().await?;
-    if body.len() as u64 > settings.max_image_bytes {
-        return Err(ApiError::TooLarge);
     }
     // Trust the bytes, not the declared Content-Type.
     let content_type = crate::untrusted::sniff_content_type(&body)
@@ -215,4 +213,29 @@ pub async fn upload_image(
         )
         .await?;
     Ok((StatusCode::CREATED, Json(views::image(image))))
+}
+
+/// The upload's bytes, at most `limit` of them. A body declared larger is
+/// refused before a byte is read (and so before `100 Continue`); one that
+/// runs past the limit undeclared is refused as soon as it does.
+async fn read_image_body(headers: &HeaderMap, body: Body, limit: u64) -> ApiResult<Bytes> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::TooLarge);
+    }
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk
+            .map_err(|e| ApiError::bad_request(format!("the image body could not be read: {e}")))?;
+        if (bytes.len() + chunk.len()) as u64 > limit {
+            return Err(ApiError::TooLarge);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(bytes))
 }

@@ -70,6 +70,7 @@ mod tests {
     fn names_and_sites_refuse_controls_and_bidi_formatting() {
         for bad in [
             "wa\u{0}ng",
+            "wang\u{1b}[31m",
             "wang\u{9b}",
             "gnaw\u{202e}",
             "wa\u{2067}ng",
