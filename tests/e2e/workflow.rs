@@ -178,7 +178,9 @@ async fn basic_and_sync_modes_become_ready_on_upload_and_refuse_sign_off() {
         [
             "document.create",
             "images.upload",
+            "images.receive",
             "images.upload",
+            "images.receive",
             "cancel"
         ]
     );
@@ -197,7 +199,8 @@ async fn basic_and_sync_modes_become_ready_on_upload_and_refuse_sign_off() {
     assert_eq!(entries[1]["from_status"], "awaiting_images");
     assert_eq!(entries[1]["to_status"], "ready");
     assert_eq!(entries[1]["reason"], "pushed by invoice-receiving");
-    assert_eq!(entries[2]["reason"], "pushed by ocr-hub");
+    assert_eq!(entries[2]["action"], "images.receive");
+    assert_eq!(entries[3]["reason"], "pushed by ocr-hub");
     refused(
         "sign-off",
         decide(&server, sync, "sign-off", None).await,
@@ -372,10 +375,13 @@ async fn match_mode_goes_through_every_transition() {
         [
             "document.create",
             "packet.match",
+            "images.receive",
             "reject",
             "packet.supplement",
+            "images.receive",
             "reject",
             "packet.rescan",
+            "images.receive",
             "sign-off",
             "unsign",
             "sign-off",
@@ -383,9 +389,9 @@ async fn match_mode_goes_through_every_transition() {
         ]
     );
     let (_, audit) = server.get(&format!("/documents/{id}/audit")).await;
-    assert_eq!(audit["entries"][2]["reason"], "page 2 missing");
+    assert_eq!(audit["entries"][3]["reason"], "page 2 missing");
     assert!(
-        audit["entries"][2]["actor"]
+        audit["entries"][3]["actor"]
             .as_str()
             .unwrap()
             .starts_with("admin:")
@@ -428,8 +434,9 @@ async fn the_audit_chain_verifies_and_detects_an_edited_row() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // Four document and settings rows, after the bootstrap token's creation.
-    assert!(String::from_utf8_lossy(&out.stdout).contains("intact: 5 rows"));
+    // Five document and settings rows (the upload's receipt among them),
+    // after the bootstrap token's creation.
+    assert!(String::from_utf8_lossy(&out.stdout).contains("intact: 6 rows"));
 
     let db = rusqlite::Connection::open(data_dir.join("imc.sqlite3")).unwrap();
     let row: i64 = db

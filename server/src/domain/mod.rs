@@ -5,6 +5,7 @@
 mod audit;
 pub mod credentials;
 mod desk;
+pub mod receipt;
 mod staff;
 
 pub use audit::{Actor, Decision};

@@ -648,10 +648,26 @@ async fn decisions_fill_the_outbox_and_the_audit_trail(store: &dyn Store) {
         "{missing:?}"
     );
 
-    let trail: Vec<_> = store
-        .document_audit(id)
-        .await
-        .unwrap()
+    let rows = store.document_audit(id).await.unwrap();
+    // The receipt names each page the packet brought, with its bytes' hash.
+    let receipt = rows
+        .iter()
+        .find(|r| r.action == crate::domain::receipt::RECEIVE_ACTION)
+        .and_then(|r| r.reason.as_deref())
+        .and_then(crate::domain::receipt::parse_receipt)
+        .expect("a receipt row");
+    let images = store.images(id).await.unwrap();
+    assert_eq!(
+        receipt
+            .iter()
+            .map(|p| (p.page_no, p.sha256.clone()))
+            .collect::<Vec<_>>(),
+        images
+            .iter()
+            .map(|i| (i.page_no, i.sha256.clone()))
+            .collect::<Vec<_>>()
+    );
+    let trail: Vec<_> = rows
         .into_iter()
         .map(|r| (r.action, r.from_status, r.to_status))
         .collect();
@@ -668,6 +684,7 @@ async fn decisions_fill_the_outbox_and_the_audit_trail(store: &dyn Store) {
                 Some(DocStatus::AwaitingImages),
                 Some(DocStatus::Matched)
             ),
+            ("images.receive".into(), None, None),
             (
                 "sign-off".into(),
                 Some(DocStatus::Matched),

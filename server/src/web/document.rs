@@ -13,9 +13,10 @@ use super::queue::{QueueQuery, filter_query};
 use super::session::Staff;
 use super::store::QueueFilter;
 use crate::app::decisions::{self, reason as checked_reason};
+use crate::domain::receipt::{RECEIVE_ACTION, parse_receipt};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::{Decision, Document, Image};
+use crate::store::{AuditRow, Decision, Document, Image};
 use crate::workflow::after_decision;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -122,7 +123,7 @@ async fn render(
                             td { (row.actor) }
                             td { (row.action) }
                             td { @if let Some(from) = row.from_status { (t.status(from)) } " → " @if let Some(to) = row.to_status { (t.status(to)) } }
-                            td { (row.reason.as_deref().unwrap_or("")) }
+                            td { (history_reason(t, row)) }
                         }
                     } }
                 }
@@ -442,4 +443,16 @@ mod tests {
         let waiting = attachment_line(Lang::Zh.text(), 5, None).into_string();
         assert!(waiting.contains("附件 5 张"), "{waiting}");
     }
+}
+
+/// A history row's reason; a receipt shows its page count, with the pages'
+/// hashes on hover rather than 64 hex digits a page in the table.
+fn history_reason(t: &Text, row: &AuditRow) -> Markup {
+    let reason = row.reason.as_deref().unwrap_or("");
+    if row.action == RECEIVE_ACTION
+        && let Some(pages) = parse_receipt(reason)
+    {
+        return html! { span title=(reason) { (pages.len()) " " (t.pages_received) } };
+    }
+    html! { (reason) }
 }

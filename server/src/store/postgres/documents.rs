@@ -6,6 +6,7 @@
 
 use super::rows::{self, DOCUMENT_COLUMNS, IMAGE_COLUMNS};
 use super::{audit as chain, db, invoices, webhooks};
+use crate::domain::receipt::{RECEIVE_ACTION, Received, receipt_text};
 use crate::store::audit_chain::NewEntry;
 use crate::store::*;
 use crate::workflow::{self, Attach, Via};
@@ -308,7 +309,7 @@ pub async fn add_uploaded_image(
         _ => "images.upload",
     };
     let reason = image.source.as_deref().map(|s| format!("pushed by {s}"));
-    apply_attach(tx, &doc, attach, actor, action, reason.as_deref()).await?;
+    apply_attach(tx, &doc, attach, actor, action, reason.as_deref(), page_no).await?;
     image_by_id(tx, image_id).await
 }
 
@@ -337,6 +338,7 @@ pub async fn apply_attach(
     actor: &Actor,
     action: &str,
     reason: Option<&str>,
+    first_page: i32,
 ) -> StoreResult<()> {
     let to = match attach {
         Attach::Append(to) | Attach::Replace(to) => to,
@@ -351,6 +353,31 @@ pub async fn apply_attach(
         Some(doc.status),
         Some(to),
         reason,
+    )
+    .await?;
+    let received: Vec<Received> = tx
+        .query(
+            "SELECT page_no, sha256 FROM images \
+             WHERE document_id = $1 AND page_no >= $2 AND replaced_at IS NULL ORDER BY page_no",
+            &[&doc.id, &first_page],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Received {
+                page_no: u32::try_from(r.try_get::<_, i32>(0)?).unwrap_or(0),
+                sha256: r.try_get(1)?,
+            })
+        })
+        .collect::<StoreResult<_>>()?;
+    audit(
+        tx,
+        actor,
+        Some(doc.id),
+        RECEIVE_ACTION,
+        None,
+        None,
+        Some(&receipt_text(&received)),
     )
     .await
 }

@@ -397,7 +397,7 @@ async fn attach_packet(
         Attach::Append(_) if doc.status == DocStatus::AwaitingImages => "packet.match",
         Attach::Append(_) => "packet.supplement",
     };
-    apply_attach(tx, doc, attach, actor, action, None).await
+    apply_attach(tx, doc, attach, actor, action, None, first).await
 }
 
 /// Late binding: packets that waited for this cover code attach to the new

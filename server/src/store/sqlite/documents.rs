@@ -2,6 +2,7 @@
 
 use super::rows::{self, DOCUMENT_COLUMNS, IMAGE_COLUMNS};
 use super::{audit as chain, invoices, now, webhooks};
+use crate::domain::receipt::{RECEIVE_ACTION, Received, receipt_text};
 use crate::store::*;
 use crate::workflow::{self, Attach, Via};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -235,7 +236,7 @@ pub fn add_uploaded_image(
         _ => "images.upload",
     };
     let reason = image.source.as_deref().map(|s| format!("pushed by {s}"));
-    apply_attach(tx, &doc, attach, actor, action, reason.as_deref())?;
+    apply_attach(tx, &doc, attach, actor, action, reason.as_deref(), page_no)?;
     image_by_id(tx, image_id)
 }
 
@@ -259,6 +260,7 @@ pub fn apply_attach(
     actor: &Actor,
     action: &str,
     reason: Option<&str>,
+    first_page: u32,
 ) -> StoreResult<()> {
     let to = match attach {
         Attach::Append(to) | Attach::Replace(to) => to,
@@ -273,6 +275,28 @@ pub fn apply_attach(
         Some(doc.status),
         Some(to),
         reason,
+    )?;
+    let received: Vec<Received> = {
+        let mut stmt = tx.prepare(
+            "SELECT page_no, sha256 FROM images \
+             WHERE document_id = ?1 AND page_no >= ?2 AND replaced_at IS NULL ORDER BY page_no",
+        )?;
+        let rows = stmt.query_map(params![doc.id, first_page], |r| {
+            Ok(Received {
+                page_no: r.get(0)?,
+                sha256: r.get(1)?,
+            })
+        })?;
+        rows.collect::<Result<_, _>>()?
+    };
+    audit(
+        tx,
+        actor,
+        Some(doc.id),
+        RECEIVE_ACTION,
+        None,
+        None,
+        Some(&receipt_text(&received)),
     )
 }
 

@@ -303,7 +303,7 @@ fn attach_packet(
         Attach::Append(_) if doc.status == DocStatus::AwaitingImages => "packet.match",
         Attach::Append(_) => "packet.supplement",
     };
-    apply_attach(tx, doc, attach, actor, action, None)
+    apply_attach(tx, doc, attach, actor, action, None, first)
 }
 
 /// Late binding: packets that waited for this cover code attach to the new document.

@@ -58,6 +58,7 @@ pub const TEXT: Text = Text {
     of: "of",
     blank_page: "blank",
     blank_pages_hidden: "blank pages hidden",
+    pages_received: "pages received (hash recorded)",
     show_blank: "Show blank pages (b)",
     no_pages: "This document has no pages yet.",
     barcodes: "Barcodes on this page",

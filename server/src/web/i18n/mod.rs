@@ -130,6 +130,7 @@ pub struct Text {
     pub of: &'static str,
     pub blank_page: &'static str,
     pub blank_pages_hidden: &'static str,
+    pub pages_received: &'static str,
     pub show_blank: &'static str,
     pub no_pages: &'static str,
     pub barcodes: &'static str,

@@ -58,6 +58,7 @@ pub const TEXT: Text = Text {
     of: "页，共",
     blank_page: "空白页",
     blank_pages_hidden: "张空白页已隐藏",
+    pages_received: "页已接收（已记录哈希）",
     show_blank: "显示空白页 (b)",
     no_pages: "该单据尚无影像。",
     barcodes: "本页识别的条码",
