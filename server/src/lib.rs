@@ -14,6 +14,7 @@
 //! - `demo`: the one-command demonstration.
 
 pub mod app;
+pub mod archive;
 pub mod attachments;
 pub mod auth;
 pub mod backup;

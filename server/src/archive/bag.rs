@@ -1,0 +1,217 @@
+//! The BagIt 1.0 format (RFC 8493) as IMC writes and reads it: the tag
+//! files' text, the manifests, `Payload-Oxum`, and the names of bags and
+//! pages. Plain functions over text and bytes; no file system.
+
+use sha2::{Digest, Sha256};
+
+pub const BAGIT_TXT: &str = "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n";
+pub const BAGIT_FILE: &str = "bagit.txt";
+pub const BAG_INFO_FILE: &str = "bag-info.txt";
+pub const MANIFEST_FILE: &str = "manifest-sha256.txt";
+pub const TAG_MANIFEST_FILE: &str = "tagmanifest-sha256.txt";
+/// The detached Ed25519 signature of the tag manifest, base64.
+pub const SIGNATURE_FILE: &str = "tagmanifest-sha256.txt.sig";
+/// Marks a folder as an IMC archive destination.
+pub const DESTINATION_MARKER: &str = "imc-archive.txt";
+/// A bag being written; never a name a complete bag has.
+pub const PARTIAL_PREFIX: &str = ".partial-";
+/// Payload files, relative to the bag.
+pub const DOCUMENT_JSON: &str = "data/document.json";
+pub const DOCUMENT_XML: &str = "data/document.xml";
+pub const AUDIT_JSONL: &str = "data/audit.jsonl";
+
+/// The tag files the tag manifest covers, in the order written.
+pub const TAG_FILES: [&str; 3] = [BAGIT_FILE, BAG_INFO_FILE, MANIFEST_FILE];
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A manifest: `<sha256>  <path>` a line, in the order given. Paths are
+/// `/`-separated and relative to the bag; IMC names hold no characters that
+/// RFC 8493 asks to percent-encode (CR, LF, `%`).
+pub fn manifest<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    entries
+        .into_iter()
+        .map(|(path, sha256)| format!("{sha256}  {path}\n"))
+        .collect()
+}
+
+/// A manifest's lines as (path, sha256); an error names the bad line.
+pub fn parse_manifest(text: &str) -> Result<Vec<(String, String)>, String> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(n, line)| {
+            let (hash, path) = line
+                .split_once(char::is_whitespace)
+                .ok_or_else(|| format!("line {}: not `checksum path`", n + 1))?;
+            let path = path.trim_start();
+            if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!("line {}: {hash:?} is not a SHA-256", n + 1));
+            }
+            if path.is_empty() {
+                return Err(format!("line {}: no path", n + 1));
+            }
+            Ok((decode_path(path), hash.to_ascii_lowercase()))
+        })
+        .collect()
+}
+
+/// RFC 8493 §2.1.3: CR, LF and `%` in a manifest path are percent-encoded.
+fn decode_path(path: &str) -> String {
+    path.replace("%0D", "\r")
+        .replace("%0d", "\r")
+        .replace("%0A", "\n")
+        .replace("%0a", "\n")
+        .replace("%25", "%")
+}
+
+/// `Payload-Oxum`: the payload's total octets and its file count.
+pub fn payload_oxum(total_bytes: u64, files: usize) -> String {
+    format!("{total_bytes}.{files}")
+}
+
+/// `bag-info.txt`: `Label: value` lines, in the order given. Values are one
+/// line: line breaks in a value become spaces.
+pub fn bag_info<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    fields
+        .into_iter()
+        .map(|(label, value)| {
+            let value: String = value
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            format!("{label}: {value}\n")
+        })
+        .collect()
+}
+
+/// `bag-info.txt` read back: (label, value) pairs; continuation lines
+/// (starting with white space) join the value before them.
+pub fn parse_bag_info(text: &str) -> Vec<(String, String)> {
+    let mut fields: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with([' ', '\t']) {
+            if let Some((_, value)) = fields.last_mut() {
+                value.push(' ');
+                value.push_str(line.trim());
+            }
+        } else if let Some((label, value)) = line.split_once(':') {
+            fields.push((label.trim().to_owned(), value.trim().to_owned()));
+        }
+    }
+    fields
+}
+
+/// The first value of `label` in parsed bag-info fields.
+pub fn info_value<'a>(fields: &'a [(String, String)], label: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(l, _)| l.eq_ignore_ascii_case(label))
+        .map(|(_, v)| v.as_str())
+}
+
+/// A bag's folder name: `<doc_no as a file name>.<id>.v<version>`.
+pub fn bag_name(doc_no: &str, document_id: i64, version: u32) -> String {
+    format!("{}.{document_id}.v{version}", file_name_part(doc_no))
+}
+
+/// (document id, version) from a complete bag's folder name.
+pub fn parse_bag_name(name: &str) -> Option<(i64, u32)> {
+    if name.starts_with('.') {
+        return None;
+    }
+    let (rest, version) = name.rsplit_once(".v")?;
+    let (_, id) = rest.rsplit_once('.')?;
+    Some((id.parse().ok()?, version.parse().ok()?))
+}
+
+/// A document number as part of a file name: letters and digits of any
+/// script, `-` and `_` kept, anything else `_`, at most 80 characters.
+fn file_name_part(text: &str) -> String {
+    let part: String = text
+        .chars()
+        .take(80)
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if part.is_empty() { "_".into() } else { part }
+}
+
+/// A page's file, relative to the bag: `data/pages/0001.png`.
+pub fn page_file(page_no: u32, content_type: &str) -> String {
+    format!("data/pages/{page_no:04}.{}", extension(content_type))
+}
+
+pub fn extension(content_type: &str) -> &'static str {
+    match content_type {
+        "image/jpeg" => "jpg",
+        "image/png" => "png",
+        "image/tiff" => "tif",
+        "application/pdf" => "pdf",
+        _ => "bin",
+    }
+}
+
+/// The fingerprint of an Ed25519 public key: SHA-256 of its 32 bytes, hex.
+pub fn key_fingerprint(public_key: &[u8]) -> String {
+    sha256_hex(public_key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifests_read_back_as_written() {
+        let a = sha256_hex(b"a");
+        let b = sha256_hex(b"b");
+        let text = manifest([
+            ("data/document.json", a.as_str()),
+            ("data/pages/0001.png", &b),
+        ]);
+        assert_eq!(
+            parse_manifest(&text).unwrap(),
+            vec![
+                ("data/document.json".to_owned(), a),
+                ("data/pages/0001.png".to_owned(), b)
+            ]
+        );
+        assert!(
+            parse_manifest("abc  data/x")
+                .unwrap_err()
+                .contains("line 1")
+        );
+    }
+
+    #[test]
+    fn bag_info_keeps_order_and_folds_line_breaks() {
+        let text = bag_info([
+            ("External-Identifier", "AP-1"),
+            ("External-Description", "two\nlines"),
+        ]);
+        assert_eq!(
+            text,
+            "External-Identifier: AP-1\nExternal-Description: two lines\n"
+        );
+        let fields = parse_bag_info(&format!("{text}Long: first\n  second\n"));
+        assert_eq!(info_value(&fields, "external-identifier"), Some("AP-1"));
+        assert_eq!(info_value(&fields, "Long"), Some("first second"));
+    }
+
+    #[test]
+    fn bag_names_are_file_names_and_read_back() {
+        let name = bag_name("AP/2026\\..\u{202e}报销", 42, 3);
+        assert_eq!(name, "AP_2026____报销.42.v3");
+        assert_eq!(parse_bag_name(&name), Some((42, 3)));
+        assert_eq!(parse_bag_name(".partial-AP.42.v3"), None);
+        assert_eq!(parse_bag_name("imc-archive.txt"), None);
+        assert_eq!(page_file(7, "image/png"), "data/pages/0007.png");
+    }
+}
