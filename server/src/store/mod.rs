@@ -213,6 +213,20 @@ pub struct AuditRow {
     pub from_status: Option<DocStatus>,
     pub to_status: Option<DocStatus>,
     pub reason: Option<String>,
+    /// The chain: the previous row's hash and this row's (`audit_chain`).
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// Which documents an archive export takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveFilter {
+    pub status: DocStatus,
+    pub source_system: Option<String>,
+    /// Created at or after this timestamp text (`YYYY-MM-DD` compares as the day's start).
+    pub created_from: Option<String>,
+    /// Created before this timestamp text.
+    pub created_before: Option<String>,
 }
 
 /// The same VAT invoice attached to two live documents.
@@ -589,6 +603,15 @@ pub trait Store: Send + Sync + 'static {
 
     // Audit trail and checks sign-off staff see.
     async fn document_audit(&self, document_id: i64) -> StoreResult<Vec<AuditRow>>;
+    /// The newest row of the whole audit chain (id, hash); `None` before the first.
+    async fn audit_head(&self) -> StoreResult<Option<(i64, String)>>;
+    /// Documents an archive export takes, by id after `after_id`, oldest first.
+    async fn documents_to_archive(
+        &self,
+        filter: &ArchiveFilter,
+        after_id: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<Document>>;
     async fn document_conflicts(&self, document_id: i64) -> StoreResult<Vec<InvoiceConflict>>;
 
     // Operations: what `/metrics` reports.

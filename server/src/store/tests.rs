@@ -1910,6 +1910,58 @@ async fn a_refused_cover_matches_nothing_and_cover_keys_swap_once(store: &dyn St
     );
 }
 
+async fn the_archive_takes_documents_by_status_source_and_day(store: &dyn Store) {
+    match_mode(store).await;
+    let signed = doc(store, "AR-1").await;
+    scanned(store, signed, "no invoice").await;
+    store.decide(signed, Decision::SignOff, &actor()).await.unwrap();
+    let waiting = doc(store, "AR-2").await;
+    let mut other = new_doc("AR-3");
+    other.source_system = "HR".into();
+    let Created::New(other) = store.create_document(other, &actor()).await.unwrap() else {
+        panic!("new");
+    };
+    store
+        .decide(other.id, Decision::Cancel { reason: None }, &actor())
+        .await
+        .unwrap();
+    let filter = |status, source: Option<&str>| ArchiveFilter {
+        status,
+        source_system: source.map(str::to_owned),
+        created_from: None,
+        created_before: None,
+    };
+    let ids = |docs: Vec<Document>| docs.into_iter().map(|d| d.id).collect::<Vec<_>>();
+    let ready = filter(DocStatus::Ready, None);
+    assert_eq!(ids(store.documents_to_archive(&ready, 0, 10).await.unwrap()), [signed]);
+    assert_eq!(ids(store.documents_to_archive(&ready, signed, 10).await.unwrap()), [] as [i64; 0]);
+    let awaiting = filter(DocStatus::AwaitingImages, Some("ERP"));
+    assert_eq!(ids(store.documents_to_archive(&awaiting, 0, 10).await.unwrap()), [waiting]);
+    let cancelled = filter(DocStatus::Cancelled, Some("ERP"));
+    assert!(store.documents_to_archive(&cancelled, 0, 10).await.unwrap().is_empty());
+    let today = now()[..10].to_owned();
+    let days = |from: &str, before: &str| ArchiveFilter {
+        created_from: Some(from.to_owned()),
+        created_before: Some(before.to_owned()),
+        ..filter(DocStatus::Ready, None)
+    };
+    assert_eq!(
+        ids(store.documents_to_archive(&days(&today, "9999-12-31"), 0, 10).await.unwrap()),
+        [signed]
+    );
+    assert!(store.documents_to_archive(&days("2000-01-01", &today), 0, 10).await.unwrap().is_empty());
+
+    // The excerpt's rows carry their chain hashes, linked to the head.
+    let rows = store.document_audit(signed).await.unwrap();
+    for row in &rows {
+        assert_eq!(row.hash.len(), 64, "{row:?}");
+        assert_eq!(row.prev_hash.len(), 64, "{row:?}");
+    }
+    let (head_id, head_hash) = store.audit_head().await.unwrap().expect("a head");
+    assert!(head_id >= rows.last().unwrap().id);
+    assert_eq!(head_hash.len(), 64);
+}
+
 macro_rules! conformance {
     ($backend:ident: $($case:ident),+ ; racing: $($race:ident),+ $(,)?) => {
         mod $backend {
@@ -1942,7 +1994,8 @@ conformance!(sqlite: a_duplicate_invoice_flags_both_live_documents,
     retention_purges_final_documents_and_keeps_shared_bytes, an_agent_touches_only_its_own_packets,
     waiting_packets_attach_in_the_desks_order, bytes_count_as_held_only_by_the_site_that_sent_them,
     declared_attachments_are_checked_against_the_scanned_pages, webhook_secrets_are_stored_sealed,
-    a_refused_cover_matches_nothing_and_cover_keys_swap_once;
+    a_refused_cover_matches_nothing_and_cover_keys_swap_once,
+    the_archive_takes_documents_by_status_source_and_day;
     racing: racing_pages_resolve_a_packet_once, racing_creates_make_one_document,
     paper_racing_its_document_binds_once, a_page_racing_the_purge_of_its_bytes_keeps_them);
 conformance!(postgres: a_duplicate_invoice_flags_both_live_documents,
@@ -1954,7 +2007,8 @@ conformance!(postgres: a_duplicate_invoice_flags_both_live_documents,
     retention_purges_final_documents_and_keeps_shared_bytes, an_agent_touches_only_its_own_packets,
     waiting_packets_attach_in_the_desks_order, bytes_count_as_held_only_by_the_site_that_sent_them,
     declared_attachments_are_checked_against_the_scanned_pages, webhook_secrets_are_stored_sealed,
-    a_refused_cover_matches_nothing_and_cover_keys_swap_once;
+    a_refused_cover_matches_nothing_and_cover_keys_swap_once,
+    the_archive_takes_documents_by_status_source_and_day;
     racing: racing_pages_resolve_a_packet_once, racing_creates_make_one_document,
     paper_racing_its_document_binds_once, a_page_racing_the_purge_of_its_bytes_keeps_them);
 

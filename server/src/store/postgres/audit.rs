@@ -54,10 +54,17 @@ pub async fn append(tx: &impl GenericClient, e: &NewEntry<'_>) -> StoreResult<()
     Ok(())
 }
 
+/// The newest row of the chain: its id and hash; `None` before the first.
+pub async fn head(c: &impl GenericClient) -> StoreResult<Option<(i64, String)>> {
+    let row = db::query_one(c, "SELECT id, hash FROM audit_head", &[]).await?;
+    let (id, hash): (i64, String) = (row.get(0), row.get(1));
+    Ok((id > 0).then_some((id, hash)))
+}
+
 pub async fn for_document(c: &impl GenericClient, document_id: i64) -> StoreResult<Vec<AuditRow>> {
     let rows = db::query(
         c,
-        "SELECT id, at, actor, document_id, action, from_status, to_status, reason \
+        "SELECT id, at, actor, document_id, action, from_status, to_status, reason, prev_hash, hash \
          FROM audit WHERE document_id = $1 ORDER BY id",
         &[&document_id],
     )
@@ -81,6 +88,8 @@ pub async fn for_document(c: &impl GenericClient, document_id: i64) -> StoreResu
                 from_status: status(id, r.get(5))?,
                 to_status: status(id, r.get(6))?,
                 reason: r.get(7),
+                prev_hash: r.get::<_, Option<String>>(8).unwrap_or_default(),
+                hash: r.get::<_, Option<String>>(9).unwrap_or_default(),
             })
         })
         .collect()

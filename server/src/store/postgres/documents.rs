@@ -200,6 +200,36 @@ pub async fn by_ids(c: &impl GenericClient, ids: &[i64]) -> StoreResult<Vec<Docu
         .collect()
 }
 
+pub async fn to_archive(
+    c: &impl GenericClient,
+    filter: &ArchiveFilter,
+    after_id: i64,
+    limit: u32,
+) -> StoreResult<Vec<Document>> {
+    let sql = format!(
+        "SELECT {DOCUMENT_COLUMNS} FROM documents d \
+         WHERE d.status = $1 AND ($2::text IS NULL OR d.source_system = $2) \
+         AND ($3::text IS NULL OR d.created_at >= $3) AND ($4::text IS NULL OR d.created_at < $4) \
+         AND d.id > $5 ORDER BY d.id LIMIT $6"
+    );
+    db::query(
+        c,
+        &sql,
+        &[
+            &filter.status.as_str(),
+            &filter.source_system,
+            &filter.created_from,
+            &filter.created_before,
+            &after_id,
+            &i64::from(limit),
+        ],
+    )
+    .await?
+    .iter()
+    .map(rows::document)
+    .collect()
+}
+
 pub async fn by_doc_nos(c: &impl GenericClient, doc_nos: &[String]) -> StoreResult<Vec<Document>> {
     let sql = format!(
         "SELECT {DOCUMENT_COLUMNS} FROM documents d WHERE d.doc_no = ANY($1) ORDER BY d.id"

@@ -460,6 +460,19 @@ impl Store for PgStore {
         on_conn!(self, |c| audit::for_document(c, document_id))
     }
 
+    async fn audit_head(&self) -> StoreResult<Option<(i64, String)>> {
+        on_conn!(self, |c| audit::head(c))
+    }
+
+    async fn documents_to_archive(
+        &self,
+        filter: &ArchiveFilter,
+        after_id: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<Document>> {
+        on_conn!(self, |c| documents::to_archive(c, filter, after_id, limit))
+    }
+
     async fn document_conflicts(&self, document_id: i64) -> StoreResult<Vec<InvoiceConflict>> {
         on_conn!(self, |c| invoices::conflicts(c, document_id))
     }

@@ -10,7 +10,8 @@ use std::path::Path;
 
 const HEAD_KEY: &str = "audit.head";
 
-fn head(conn: &Connection) -> StoreResult<Option<(i64, String)>> {
+/// The newest row of the chain: its id and hash.
+pub fn head(conn: &Connection) -> StoreResult<Option<(i64, String)>> {
     Ok(conn
         .query_row(
             "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1",
@@ -180,7 +181,7 @@ pub fn verify_audit_file(path: &Path) -> StoreResult<AuditCheck> {
 
 pub fn for_document(conn: &Connection, document_id: i64) -> StoreResult<Vec<AuditRow>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, at, actor, document_id, action, from_status, to_status, reason \
+        "SELECT id, at, actor, document_id, action, from_status, to_status, reason, prev_hash, hash \
          FROM audit WHERE document_id = ?1 ORDER BY id",
     )?;
     let rows = stmt.query_map([document_id], |r| {
@@ -193,6 +194,8 @@ pub fn for_document(conn: &Connection, document_id: i64) -> StoreResult<Vec<Audi
             r.get::<_, Option<String>>(5)?,
             r.get::<_, Option<String>>(6)?,
             r.get::<_, Option<String>>(7)?,
+            r.get::<_, Option<String>>(8)?.unwrap_or_default(),
+            r.get::<_, Option<String>>(9)?.unwrap_or_default(),
         ))
     })?;
     let status = |id: i64, s: Option<String>| -> StoreResult<Option<DocStatus>> {
@@ -204,7 +207,7 @@ pub fn for_document(conn: &Connection, document_id: i64) -> StoreResult<Vec<Audi
     };
     let mut out = Vec::new();
     for row in rows {
-        let (id, at, actor, document_id, action, from, to, reason) = row?;
+        let (id, at, actor, document_id, action, from, to, reason, prev_hash, hash) = row?;
         out.push(AuditRow {
             id,
             at,
@@ -214,6 +217,8 @@ pub fn for_document(conn: &Connection, document_id: i64) -> StoreResult<Vec<Audi
             from_status: status(id, from)?,
             to_status: status(id, to)?,
             reason,
+            prev_hash,
+            hash,
         });
     }
     Ok(out)

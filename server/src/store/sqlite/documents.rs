@@ -144,6 +144,32 @@ pub fn by_ids(conn: &Connection, ids: &[i64]) -> StoreResult<Vec<Document>> {
     rows::collect(stmt.query_map([keys], rows::document)?)
 }
 
+pub fn to_archive(
+    conn: &Connection,
+    filter: &ArchiveFilter,
+    after_id: i64,
+    limit: u32,
+) -> StoreResult<Vec<Document>> {
+    let sql = format!(
+        "SELECT {DOCUMENT_COLUMNS} FROM documents d \
+         WHERE d.status = ?1 AND (?2 IS NULL OR d.source_system = ?2) \
+         AND (?3 IS NULL OR d.created_at >= ?3) AND (?4 IS NULL OR d.created_at < ?4) \
+         AND d.id > ?5 ORDER BY d.id LIMIT ?6"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    rows::collect(stmt.query_map(
+        params![
+            filter.status.as_str(),
+            filter.source_system,
+            filter.created_from,
+            filter.created_before,
+            after_id,
+            limit
+        ],
+        rows::document,
+    )?)
+}
+
 pub fn by_doc_nos(conn: &Connection, doc_nos: &[String]) -> StoreResult<Vec<Document>> {
     let keys = serde_json::to_string(doc_nos)
         .map_err(|e| StoreError::Corrupt(format!("bulk doc_nos: {e}")))?;

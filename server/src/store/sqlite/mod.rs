@@ -547,6 +547,21 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn audit_head(&self) -> StoreResult<Option<(i64, String)>> {
+        self.read(audit::head).await
+    }
+
+    async fn documents_to_archive(
+        &self,
+        filter: &ArchiveFilter,
+        after_id: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<Document>> {
+        let filter = filter.clone();
+        self.read(move |c| documents::to_archive(c, &filter, after_id, limit))
+            .await
+    }
+
     async fn document_conflicts(&self, document_id: i64) -> StoreResult<Vec<InvoiceConflict>> {
         self.read(move |c| invoices::conflicts(c, document_id))
             .await
