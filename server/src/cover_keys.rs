@@ -128,6 +128,20 @@ impl Loaded {
         }
     }
 
+    /// A detached Ed25519 signature of `message` with the newest key that
+    /// may sign now (archive packages): (public key, signature), raw bytes.
+    pub fn sign_detached(&self, message: &[u8], now: DateTime<Utc>) -> Option<(Vec<u8>, Vec<u8>)> {
+        let (_, _, pair) = self
+            .signing
+            .iter()
+            .find(|(from, _, _)| *from <= now)
+            .or(self.signing.last())?;
+        Some((
+            pair.public_key().as_ref().to_vec(),
+            pair.sign(message).as_ref().to_vec(),
+        ))
+    }
+
     /// The QR text of a cover, signed with the newest key that may sign now.
     pub fn qr_text(&self, code: &str, declared: Option<u32>, now: DateTime<Utc>) -> String {
         let Some((_, id, pair)) = self

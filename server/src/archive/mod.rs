@@ -7,5 +7,7 @@
 //!   bags and a public key.
 
 pub mod bag;
+pub mod package;
 pub mod record;
 pub mod verify;
+pub mod xml;
