@@ -17,6 +17,9 @@ command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 # `systemd-analyze verify` checks the agent's unit in the installer tests.
 command -v systemd-analyze >/dev/null || need+=(systemd)
+# The archive tests check document.xml against its XSD.
+command -v xmllint >/dev/null || need+=(libxml2-utils)
+command -v python3 >/dev/null || need+=(python3 python3-venv)
 
 if ((${#need[@]})); then
     if [[ $(id -u) -eq 0 ]]; then sudo=""; else sudo="sudo"; fi
@@ -35,4 +38,13 @@ if [[ ! -f "$browser_dir/node_modules/playwright-core/package.json" ]] ||
     echo "setup: installing tests/browser npm packages"
     (cd "$browser_dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent &&
         cp package-lock.json node_modules/.imc-installed-lock)
+fi
+
+# The archive tests validate every bag with the Library of Congress `bagit`
+# tool, pinned, in a virtual environment outside the clone.
+bagit_venv="${IMC_TOOLS_DIR:-$HOME/.cache/imc-tools}/bagit-venv"
+if [[ ! -x "$bagit_venv/bin/bagit.py" ]]; then
+    echo "setup: installing the bagit validator into $bagit_venv"
+    python3 -m venv "$bagit_venv"
+    "$bagit_venv/bin/pip" install --quiet --disable-pip-version-check bagit==1.9.0
 fi

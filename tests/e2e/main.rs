@@ -12,6 +12,7 @@ mod raw_uplink;
 mod scan;
 
 mod api_errors;
+mod archive;
 mod attachments;
 mod backup;
 mod capture;

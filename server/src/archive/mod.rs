@@ -7,6 +7,8 @@
 //!   bags and a public key.
 
 pub mod bag;
+pub mod export;
+pub mod folder;
 pub mod package;
 pub mod record;
 pub mod verify;

@@ -4,6 +4,7 @@
 //! These are adapters like the HTTP routes: they call the library's use
 //! cases and stores and print what happened for a person at a terminal.
 
+mod archive;
 mod audit;
 mod backup;
 mod cert;
@@ -78,6 +79,11 @@ pub enum Command {
         #[command(subcommand)]
         command: cover_keys::Command,
     },
+    /// Archive packages: export signed-off documents as BagIt bags, verify them.
+    Archive {
+        #[command(subcommand)]
+        command: archive::Command,
+    },
     /// Audit trail tools.
     Audit {
         #[command(subcommand)]
@@ -115,6 +121,7 @@ pub fn run(command: Command, file: ServerFile) -> anyhow::Result<()> {
         Command::Token { command } => block_on(token::run(command)),
         Command::Secrets { command } => block_on(secrets::run(command)),
         Command::CoverKeys { command } => block_on(cover_keys::run(command)),
+        Command::Archive { command } => block_on(archive::run(command)),
         Command::Audit { command } => audit::run(command),
         Command::User { command } => block_on(user::run(command)),
     }

@@ -1,0 +1,173 @@
+//! The export: every document the filter takes that the destination does
+//! not hold in its current version becomes a bag. One document's pages are
+//! in memory at a time, so memory stays flat however many documents there
+//! are; a failure names the document and leaves no bag looking whole.
+
+use super::bag;
+use super::folder::{Folder, Held};
+use super::package::{self, Facts};
+use super::xml;
+use crate::blobs::BlobStore;
+use crate::cover_keys::Loaded;
+use crate::store::{ArchiveFilter, Document, Store};
+use anyhow::{Context, anyhow};
+use base64::Engine;
+use chrono::Utc;
+
+/// Documents read from the store at a time.
+const PAGE: u32 = 100;
+
+/// How far an export has got.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Progress {
+    /// Documents the filter took so far.
+    pub documents: u64,
+    /// Bags written (new documents and new versions).
+    pub bags: u64,
+    /// Documents whose current version the destination already held.
+    pub unchanged: u64,
+    /// Bytes written into bags.
+    pub bytes: u64,
+}
+
+/// What an export needs: where the documents, the bytes and the key are.
+pub struct Sources<'a> {
+    pub store: &'a dyn Store,
+    pub blobs: &'a dyn BlobStore,
+    pub keys: &'a Loaded,
+}
+
+pub async fn export(
+    sources: &Sources<'_>,
+    folder: &Folder,
+    filter: &ArchiveFilter,
+    mut on_progress: impl FnMut(&Progress),
+) -> anyhow::Result<Progress> {
+    let mut held = folder.held()?;
+    let mut progress = Progress::default();
+    let mut after = 0;
+    loop {
+        let documents = sources
+            .store
+            .documents_to_archive(filter, after, PAGE)
+            .await
+            .context("reading the documents to export")?;
+        let Some(last) = documents.last() else {
+            break;
+        };
+        after = last.id;
+        for document in documents {
+            let (id, doc_no) = (document.id, document.doc_no.clone());
+            progress.documents += 1;
+            match export_one(sources, folder, &mut held, document)
+                .await
+                .with_context(|| format!("exporting document {doc_no} (id {id})"))?
+            {
+                Some(bytes) => {
+                    progress.bags += 1;
+                    progress.bytes += bytes;
+                }
+                None => progress.unchanged += 1,
+            }
+            on_progress(&progress);
+        }
+    }
+    Ok(progress)
+}
+
+/// Writes the document's bag unless its current version is held; the
+/// bytes written, or `None` when it was held.
+async fn export_one(
+    sources: &Sources<'_>,
+    folder: &Folder,
+    held: &mut Held,
+    document: Document,
+) -> anyhow::Result<Option<u64>> {
+    let store = sources.store;
+    let id = document.id;
+    let facts = Facts {
+        images: store.images(id).await?,
+        audit: store.document_audit(id).await?,
+        conflicts: store.document_conflicts(id).await?,
+        attachment_check: store.attachment_check(&document).await?,
+        document,
+    };
+    let record = package::record(&facts);
+    let record_json = serde_json::to_vec_pretty(&record)?;
+    let audit = package::audit_lines(&facts.audit);
+    let digest = package::version_digest(&record_json, &audit);
+    if held.holds(id, &digest) {
+        return Ok(None);
+    }
+    let version = held.next_version(id);
+    let name = bag::bag_name(&record.doc_no, id, version);
+    let mut bag = folder.begin(&name)?;
+    for image in &record.images {
+        let Some(file) = &image.file else { continue };
+        let bytes = sources.blobs.get(&image.sha256).await.map_err(|e| {
+            anyhow!(
+                "page {} (blob {}) cannot be read: {e}",
+                image.page_no,
+                image.sha256
+            )
+        })?;
+        // Never archive bytes other than those received.
+        if bag::sha256_hex(&bytes) != image.sha256 {
+            anyhow::bail!(
+                "page {}: the stored bytes do not match their SHA-256 {}",
+                image.page_no,
+                image.sha256
+            );
+        }
+        bag.add(file, &bytes)?;
+    }
+    bag.add(bag::DOCUMENT_JSON, &record_json)?;
+    bag.add(bag::DOCUMENT_XML, xml::render(&record).as_bytes())?;
+    bag.add(bag::AUDIT_JSONL, package::audit_jsonl(&audit)?.as_bytes())?;
+
+    let now = Utc::now();
+    let (public_key, _) = sources
+        .keys
+        .sign_detached(b"", now)
+        .ok_or_else(|| anyhow!("no signing key opens with this server's secrets key"))?;
+    let head = store
+        .audit_head()
+        .await?
+        .map(|(id, hash)| format!("{id} {hash}"))
+        .unwrap_or_default();
+    let description = record
+        .title
+        .clone()
+        .unwrap_or_else(|| format!("{} {}", record.doc_type, record.doc_no));
+    let info = [
+        ("Source-Organization", record.org.clone()),
+        ("Bagging-Date", now.format("%Y-%m-%d").to_string()),
+        ("External-Identifier", record.doc_no.clone()),
+        ("External-Description", description),
+        (
+            "Bag-Software-Agent",
+            format!("imc-server {}", env!("CARGO_PKG_VERSION")),
+        ),
+        ("IMC-Version", env!("CARGO_PKG_VERSION").to_owned()),
+        ("IMC-Document-Id", id.to_string()),
+        ("IMC-Document-Version", version.to_string()),
+        ("IMC-Version-Digest", digest.clone()),
+        (
+            "IMC-Signing-Key",
+            base64::engine::general_purpose::STANDARD.encode(&public_key),
+        ),
+        (
+            "IMC-Signing-Key-Fingerprint",
+            bag::key_fingerprint(&public_key),
+        ),
+        ("IMC-Audit-Chain-Head", head),
+    ];
+    let keys = sources.keys;
+    let bytes = bag.finish(&info, |tag_manifest| {
+        keys.sign_detached(tag_manifest, now)
+            .map(|(_, signature)| signature)
+            .ok_or_else(|| anyhow!("no signing key"))
+    })?;
+    held.add(id, version, digest);
+    Ok(Some(bytes))
+}

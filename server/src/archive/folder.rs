@@ -1,0 +1,321 @@
+//! An archive destination on a file system: which bags it holds, and a
+//! bag written so that it is never seen half done. A bag is written under
+//! `.partial-<name>`, every file and folder fsynced, then renamed to its
+//! name; a crash leaves only `.partial-*` folders, which the next export
+//! removes before it starts.
+
+use super::bag::{self, DESTINATION_MARKER, PARTIAL_PREFIX};
+use anyhow::{Context, bail};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// What the marker file says, for a person who finds the folder.
+const MARKER_TEXT: &str = "This folder is an IMC archive destination: one BagIt bag per document \
+version, written by `imc-server archive export`, checked by `imc-server archive verify`.\n";
+
+pub struct Folder {
+    root: PathBuf,
+}
+
+/// The versions a destination holds of each document: (version, digest).
+#[derive(Debug, Default)]
+pub struct Held {
+    by_document: HashMap<i64, Vec<(u32, String)>>,
+}
+
+impl Held {
+    /// Whether this version (by its digest) of the document is held.
+    pub fn holds(&self, document_id: i64, digest: &str) -> bool {
+        self.by_document
+            .get(&document_id)
+            .is_some_and(|versions| versions.iter().any(|(_, d)| d == digest))
+    }
+
+    /// The version number a new bag of the document gets.
+    pub fn next_version(&self, document_id: i64) -> u32 {
+        self.by_document
+            .get(&document_id)
+            .and_then(|versions| versions.iter().map(|(v, _)| *v).max())
+            .map_or(1, |v| v + 1)
+    }
+
+    pub fn add(&mut self, document_id: i64, version: u32, digest: String) {
+        self.by_document
+            .entry(document_id)
+            .or_default()
+            .push((version, digest));
+    }
+
+    pub fn bags(&self) -> usize {
+        self.by_document.values().map(Vec::len).sum()
+    }
+}
+
+impl Folder {
+    /// Opens `root` as a destination, refusing one inside `data_dir` or one
+    /// that holds something other than an IMC export; creates it and its
+    /// marker when new; removes what a crashed export left half written.
+    pub fn open(root: &Path, data_dir: Option<&Path>) -> anyhow::Result<Folder> {
+        if let Some(data_dir) = data_dir
+            && let (Ok(data), Some(out)) = (data_dir.canonicalize(), absolute_target(root))
+            && out.starts_with(&data)
+        {
+            bail!(
+                "--out {} is inside the data dir {}: export somewhere else",
+                root.display(),
+                data_dir.display()
+            );
+        }
+        if root.exists() {
+            let marker = root.join(DESTINATION_MARKER);
+            let empty = std::fs::read_dir(root)
+                .with_context(|| format!("reading {}", root.display()))?
+                .next()
+                .is_none();
+            if !empty && !marker.is_file() {
+                bail!(
+                    "{} holds files but no {DESTINATION_MARKER}: it is not an IMC archive \
+                     destination; name an empty or new folder",
+                    root.display()
+                );
+            }
+        }
+        std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+        let marker = root.join(DESTINATION_MARKER);
+        if !marker.is_file() {
+            std::fs::write(&marker, MARKER_TEXT)
+                .with_context(|| format!("writing {}", marker.display()))?;
+            sync_dir(root)?;
+        }
+        for entry in read_dir(root)? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(PARTIAL_PREFIX) {
+                std::fs::remove_dir_all(entry.path())
+                    .with_context(|| format!("removing the unfinished bag {name}"))?;
+            }
+        }
+        Ok(Folder {
+            root: root.to_path_buf(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The bags the destination holds, from their names and `bag-info.txt`.
+    pub fn held(&self) -> anyhow::Result<Held> {
+        let mut held = Held::default();
+        for entry in read_dir(&self.root)? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some((document_id, version)) = bag::parse_bag_name(&name) else {
+                continue;
+            };
+            let info_path = entry.path().join(bag::BAG_INFO_FILE);
+            let info = std::fs::read_to_string(&info_path)
+                .with_context(|| format!("reading {}", info_path.display()))?;
+            let fields = bag::parse_bag_info(&info);
+            let digest = bag::info_value(&fields, "IMC-Version-Digest").unwrap_or_default();
+            held.add(document_id, version, digest.to_owned());
+        }
+        Ok(held)
+    }
+
+    /// A bag to fill, under its partial name.
+    pub fn begin(&self, name: &str) -> anyhow::Result<BagWriter> {
+        let partial = self.root.join(format!("{PARTIAL_PREFIX}{name}"));
+        std::fs::create_dir_all(partial.join("data/pages"))
+            .with_context(|| format!("creating {}", partial.display()))?;
+        Ok(BagWriter {
+            partial,
+            done: self.root.join(name),
+            payload: Vec::new(),
+            bytes: 0,
+        })
+    }
+}
+
+/// One bag being written.
+pub struct BagWriter {
+    partial: PathBuf,
+    done: PathBuf,
+    /// (path in the bag, SHA-256), in the order written.
+    payload: Vec<(String, String)>,
+    bytes: u64,
+}
+
+impl BagWriter {
+    /// Writes a payload file (`data/...`) and remembers its hash.
+    pub fn add(&mut self, path: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        write_synced(&self.partial.join(path), bytes)?;
+        self.payload.push((path.to_owned(), bag::sha256_hex(bytes)));
+        self.bytes += bytes.len() as u64;
+        Ok(())
+    }
+
+    pub fn payload_oxum(&self) -> String {
+        bag::payload_oxum(self.bytes, self.payload.len())
+    }
+
+    /// Writes the tag files and the signature, then makes the bag whole by
+    /// renaming it. `info` is `bag-info.txt` without `Payload-Oxum`, which
+    /// is added here; `sign` signs the tag manifest. Returns the bag's bytes.
+    pub fn finish(
+        self,
+        info: &[(&str, String)],
+        sign: impl FnOnce(&[u8]) -> anyhow::Result<Vec<u8>>,
+    ) -> anyhow::Result<u64> {
+        let manifest = bag::manifest(self.payload.iter().map(|(p, h)| (p.as_str(), h.as_str())));
+        let oxum = self.payload_oxum();
+        let mut fields: Vec<(&str, &str)> = info.iter().map(|(l, v)| (*l, v.as_str())).collect();
+        fields.push(("Payload-Oxum", &oxum));
+        let bag_info = bag::bag_info(fields);
+        let tag_files = [
+            (bag::BAGIT_FILE, bag::BAGIT_TXT.as_bytes()),
+            (bag::BAG_INFO_FILE, bag_info.as_bytes()),
+            (bag::MANIFEST_FILE, manifest.as_bytes()),
+        ];
+        let mut written = self.bytes;
+        let mut tag_hashes = Vec::new();
+        for (name, bytes) in tag_files {
+            write_synced(&self.partial.join(name), bytes)?;
+            tag_hashes.push((name, bag::sha256_hex(bytes)));
+            written += bytes.len() as u64;
+        }
+        let tag_manifest = bag::manifest(tag_hashes.iter().map(|(p, h)| (*p, h.as_str())));
+        write_synced(
+            &self.partial.join(bag::TAG_MANIFEST_FILE),
+            tag_manifest.as_bytes(),
+        )?;
+        let signature = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            sign(tag_manifest.as_bytes())?,
+        );
+        write_synced(
+            &self.partial.join(bag::SIGNATURE_FILE),
+            format!("{signature}\n").as_bytes(),
+        )?;
+        written += (tag_manifest.len() + signature.len() + 1) as u64;
+        for dir in ["data/pages", "data", ""] {
+            sync_dir(&self.partial.join(dir))?;
+        }
+        std::fs::rename(&self.partial, &self.done).with_context(|| {
+            format!(
+                "renaming {} to {}",
+                self.partial.display(),
+                self.done.display()
+            )
+        })?;
+        if let Some(root) = self.done.parent() {
+            sync_dir(root)?;
+        }
+        Ok(written)
+    }
+}
+
+fn read_dir(dir: &Path) -> anyhow::Result<Vec<std::fs::DirEntry>> {
+    std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("reading {}", dir.display()))
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Makes a folder's entries durable (a no-op where folders cannot be
+/// opened, as on Windows, whose renames are durable on their own).
+fn sync_dir(dir: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// `path` made absolute with its existing part resolved, so a folder not yet
+/// made is still compared by where it would be.
+fn absolute_target(path: &Path) -> Option<PathBuf> {
+    let mut existing = std::path::absolute(path).ok()?;
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        rest.push(existing.file_name()?.to_owned());
+        existing = existing.parent()?.to_path_buf();
+    }
+    let mut resolved = existing.canonicalize().ok()?;
+    resolved.extend(rest.iter().rev());
+    Some(resolved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_destination_must_be_new_empty_or_an_earlier_export() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let inside = Folder::open(&data.join("archive"), Some(&data));
+        assert!(
+            inside
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("inside the data dir")
+        );
+        let foreign = dir.path().join("photos");
+        std::fs::create_dir_all(&foreign).unwrap();
+        std::fs::write(foreign.join("cat.jpg"), b"x").unwrap();
+        let refused = Folder::open(&foreign, Some(&data));
+        assert!(
+            refused
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("not an IMC archive")
+        );
+        assert!(foreign.join("cat.jpg").exists(), "nothing written there");
+        let out = dir.path().join("out");
+        Folder::open(&out, Some(&data)).unwrap();
+        assert!(out.join(DESTINATION_MARKER).is_file());
+        Folder::open(&out, Some(&data)).expect("an earlier export opens again");
+    }
+
+    #[test]
+    fn a_bag_is_whole_only_after_finish_and_leftovers_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = Folder::open(dir.path(), None).unwrap();
+        let mut bag = folder.begin("AP-1.7.v1").unwrap();
+        bag.add("data/pages/0001.png", b"png").unwrap();
+        assert!(
+            folder.held().unwrap().bags() == 0,
+            "a partial bag is not held"
+        );
+        let info = [("IMC-Version-Digest", "d1".to_owned())];
+        bag.finish(&info, |_| Ok(vec![1; 64])).unwrap();
+        let held = folder.held().unwrap();
+        assert!(held.holds(7, "d1") && !held.holds(7, "d2"));
+        assert_eq!(held.next_version(7), 2);
+        assert_eq!(held.next_version(8), 1);
+        let bag = dir.path().join("AP-1.7.v1");
+        let info = std::fs::read_to_string(bag.join(bag::BAG_INFO_FILE)).unwrap();
+        assert!(info.contains("Payload-Oxum: 3.1"), "{info}");
+        // A crash mid-bag leaves a partial folder; the next open removes it.
+        folder
+            .begin("AP-2.8.v1")
+            .unwrap()
+            .add("data/x", b"x")
+            .unwrap();
+        Folder::open(dir.path(), None).unwrap();
+        assert!(!dir.path().join(".partial-AP-2.8.v1").exists());
+    }
+}

@@ -1,0 +1,215 @@
+//! `imc-server archive export|verify|public-key`: signed-off documents as
+//! self-verifying archive packages (docs/ARCHIVE.md), and their check.
+
+use super::stores::StoreArgs;
+use crate::archive::export::{Progress, Sources, export};
+use crate::archive::folder::Folder;
+use crate::archive::verify;
+use crate::config::ServerConfig;
+use crate::cover_keys::CoverSigner;
+use crate::store::ArchiveFilter;
+use anyhow::{Context, bail};
+use base64::Engine;
+use chrono::NaiveDate;
+use clap::Subcommand;
+use imc_shared::DocStatus;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write one BagIt bag per document (version) into --out: only what the
+    /// folder does not hold yet. Safe while the server runs.
+    Export {
+        #[command(flatten)]
+        at: StoreArgs,
+        /// Where image bytes live for a --database installation
+        /// (`s3://bucket/prefix` or a folder); default `<data dir>/blobs`.
+        #[arg(long, env = "IMC_BLOBS")]
+        blobs: Option<String>,
+        /// The secrets key file, when not `<data dir>/secrets.key`.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        /// The destination folder: new, empty, or one exported to before.
+        #[arg(long)]
+        out: PathBuf,
+        /// Documents created on or after this day (YYYY-MM-DD, UTC).
+        #[arg(long)]
+        from: Option<String>,
+        /// Documents created on or before this day (YYYY-MM-DD, UTC).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only this ERP's documents.
+        #[arg(long)]
+        source_system: Option<String>,
+        /// Documents in this status.
+        #[arg(long, default_value = "ready")]
+        status: String,
+    },
+    /// Check bags (one, or a folder of them) for integrity, authenticity,
+    /// usability and security; exit status 1 on any failure.
+    Verify {
+        /// A bag, or a folder of bags.
+        dir: PathBuf,
+        /// Trusted public keys (base64, one a line); default: each bag's own.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// A JSON report instead of one line per failure.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print every public key that signs packages (base64, one a line), for
+    /// `archive verify --key`.
+    PublicKey {
+        #[command(flatten)]
+        at: StoreArgs,
+    },
+}
+
+/// The export's filter from the command line's words; refused before
+/// anything is written.
+pub fn filter(
+    status: &str,
+    from: Option<&str>,
+    to: Option<&str>,
+    source_system: Option<String>,
+) -> anyhow::Result<ArchiveFilter> {
+    let status: DocStatus = status.parse().map_err(|_| {
+        let known: Vec<_> = DocStatus::ALL.iter().map(|s| s.as_str()).collect();
+        anyhow::anyhow!("unknown status {status:?}: one of {}", known.join(", "))
+    })?;
+    let day = |flag: &str, text: &str| {
+        NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .with_context(|| format!("{flag} {text:?} is not a date (YYYY-MM-DD)"))
+    };
+    let from = from.map(|t| day("--from", t)).transpose()?;
+    let to = to.map(|t| day("--to", t)).transpose()?;
+    if let (Some(from), Some(to)) = (from, to)
+        && from > to
+    {
+        bail!("--from {from} is after --to {to}");
+    }
+    Ok(ArchiveFilter {
+        status,
+        source_system,
+        created_from: from.map(|d| d.format("%Y-%m-%d").to_string()),
+        created_before: to
+            .and_then(|d| d.succ_opt())
+            .map(|d| d.format("%Y-%m-%d").to_string()),
+    })
+}
+
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Export {
+            at,
+            blobs,
+            key_file,
+            out,
+            from,
+            to,
+            source_system,
+            status,
+        } => {
+            let filter = filter(&status, from.as_deref(), to.as_deref(), source_system)?;
+            let folder = Folder::open(&out, at.data_dir.as_deref())?;
+            let blobs = match (&blobs, &at.data_dir) {
+                (Some(location), _) => location.clone(),
+                (None, Some(data_dir)) => ServerConfig::new(data_dir.clone())
+                    .blobs_dir()
+                    .display()
+                    .to_string(),
+                (None, None) => bail!("a --database installation needs --blobs"),
+            };
+            let blobs = crate::blobs::open(&blobs)
+                .with_context(|| format!("opening the blob store {blobs}"))?;
+            let store = at.open().await?.store;
+            let secrets = Arc::new(crate::secrets::Keyring::load_existing(
+                at.data_dir.as_deref(),
+                key_file.as_deref(),
+            )?);
+            let keys = CoverSigner::new(secrets).current(&*store).await?;
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            let sources = Sources {
+                store: &*store,
+                blobs: &*blobs,
+                keys: &keys,
+            };
+            let done = export(&sources, &folder, &filter, |p| bar.set_message(line(p))).await;
+            bar.finish_and_clear();
+            let done = done?;
+            println!("{} into {}", line(&done), folder.root().display());
+            Ok(())
+        }
+        Command::Verify { dir, key, json } => {
+            let keys = key.as_deref().map(verify::read_key_file).transpose()?;
+            let report = verify::verify(&dir, keys.as_deref())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                for failure in &report.failures {
+                    println!("{failure}");
+                }
+                println!(
+                    "{} bags, {} images checked: {}",
+                    report.bags,
+                    report.images,
+                    if report.ok() {
+                        "all pass".to_owned()
+                    } else {
+                        format!("{} failures", report.failures.len())
+                    }
+                );
+            }
+            if !report.ok() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::PublicKey { at } => {
+            let store = at.open().await?.store;
+            for key in crate::cover_keys::list(&*store).await? {
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(&key.public_key)
+                    .context("a stored public key is not base64")?;
+                println!("{}", base64::engine::general_purpose::STANDARD.encode(raw));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn line(p: &Progress) -> String {
+    format!(
+        "{} documents: {} bags written ({:.1} MB), {} already held",
+        p.documents,
+        p.bags,
+        p.bytes as f64 / 1_000_000.0,
+        p.unchanged
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_dates_and_statuses_are_refused_naming_them() {
+        let e = filter("signed", None, None, None).unwrap_err().to_string();
+        assert!(
+            e.contains("unknown status \"signed\"") && e.contains("ready"),
+            "{e}"
+        );
+        let e = filter("ready", Some("2026-13-01"), None, None).unwrap_err();
+        assert!(e.to_string().contains("--from \"2026-13-01\""), "{e}");
+        let e = filter("ready", Some("2026-02-01"), Some("2026-01-01"), None).unwrap_err();
+        assert!(e.to_string().contains("after --to"), "{e}");
+        let f = filter("ready", Some("2026-01-01"), Some("2026-12-31"), None).unwrap();
+        assert_eq!(f.created_from.as_deref(), Some("2026-01-01"));
+        assert_eq!(f.created_before.as_deref(), Some("2027-01-01"));
+    }
+}

@@ -1,0 +1,387 @@
+//! Archive packages end to end: documents scanned or uploaded and signed
+//! off on a running server, exported by `imc-server archive export`, checked
+//! by the Library of Congress `bagit` validator, by `xmllint` against the
+//! published XSD and by `imc-server archive verify`; tampering caught and
+//! named; a rerun adds nothing; a new version lands beside the old; an
+//! export killed midway completes on rerun with no duplicates.
+
+use crate::harness::{TOKEN, TestAgent, TestServer, bin};
+use crate::scan;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn imc_server(args: &[&str]) -> Output {
+    Command::new(bin("imc-server")).args(args).output().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn export(data_dir: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "archive",
+        "export",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    imc_server(&args)
+}
+
+fn verify(dir: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["archive", "verify", dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    imc_server(&args)
+}
+
+/// The complete bags in `out`, by name.
+fn bags(out: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "imc-archive.txt")
+        .collect();
+    names.sort();
+    names
+}
+
+/// The `bagit` validator that `scripts/setup.sh` installs.
+fn bagit_validates(bag: &Path) {
+    let tools = std::env::var("IMC_TOOLS_DIR").map_or_else(
+        |_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/imc-tools"),
+        PathBuf::from,
+    );
+    let out = Command::new(tools.join("bagit-venv/bin/bagit.py"))
+        .arg("--validate")
+        .arg(bag)
+        .output()
+        .expect("bagit.py (installed by scripts/setup.sh)");
+    assert!(out.status.success(), "bagit: {}", text(&out));
+}
+
+fn xsd_validates(xml: &Path) {
+    let xsd = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/archive-document.xsd");
+    let out = Command::new("xmllint")
+        .args(["--noout", "--schema"])
+        .arg(&xsd)
+        .arg(xml)
+        .output()
+        .expect("xmllint (installed by scripts/setup.sh)");
+    assert!(out.status.success(), "xmllint: {}", text(&out));
+}
+
+async fn upload(server: &TestServer, id: i64, bytes: Vec<u8>) {
+    let r = server
+        .client
+        .post(server.url(&format!("/documents/{id}/images")))
+        .bearer_auth(TOKEN)
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+}
+
+/// A small page, different for every seed.
+fn small_page(seed: u32) -> Vec<u8> {
+    let page = image::GrayImage::from_fn(120, 160, |x, y| {
+        image::Luma([((x * 7 + y * 3 + seed * 13) % 251) as u8])
+    });
+    scan::png(&page)
+}
+
+#[tokio::test]
+async fn signed_off_documents_export_as_bags_that_verify_and_tampering_is_named() {
+    let server = TestServer::start();
+    // A scanned packet: cover and two pages, matched, signed off.
+    let doc = server.match_document("AR-2026-0001").await;
+    let scanned = doc["id"].as_i64().unwrap();
+    let mut agent = TestAgent::enroll(&server).await;
+    agent.start();
+    agent.drop_file("scan_0001.jpg", &server.cover_scan(&doc).await);
+    agent.drop_file("scan_0002.jpg", &scan::jpeg(&scan::text_page(2), 80));
+    agent.drop_file("scan_0003.png", &scan::png(&scan::text_page(3)));
+    server.wait_for_status(scanned, "matched", WAIT).await;
+    let (status, _) = server
+        .post(&format!("/documents/{scanned}/sign-off"), json!({}))
+        .await;
+    assert_eq!(status, 200);
+    // Uploaded straight onto a basic document (ready at once), with money.
+    server
+        .put("/schemes/all-match", json!({"mode": "basic"}))
+        .await;
+    // The amount as the JSON number the ERP sends, kept to the digit.
+    let basic: Value = server
+        .client
+        .post(server.url("/documents"))
+        .bearer_auth(TOKEN)
+        .header("Content-Type", "application/json")
+        .body(
+            r#"{"source_system":"ERP","doc_no":"AR-2026-0002","doc_type":"invoice","org":"HQ",
+                "amount":1280.50,"title":"差旅费 <Shanghai & Beijing>"}"#,
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let basic = basic["id"].as_i64().unwrap();
+    upload(&server, basic, small_page(1)).await;
+    // Not signed off: not exported by default.
+    let (_, waiting) = server
+        .post(
+            "/documents",
+            json!({"source_system": "ERP", "doc_no": "AR-2026-0003", "doc_type": "x", "org": "HQ"}),
+        )
+        .await;
+    assert_eq!(waiting["status"], "awaiting_images");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("archive");
+    // While the server runs.
+    let run = export(&server.data_dir, &out, &[]);
+    assert!(run.status.success(), "{}", text(&run));
+    assert!(text(&run).contains("2 bags written"), "{}", text(&run));
+    let names = bags(&out);
+    assert_eq!(
+        names,
+        [
+            format!("AR-2026-0001.{scanned}.v1"),
+            format!("AR-2026-0002.{basic}.v1")
+        ]
+    );
+    for name in &names {
+        let bag = out.join(name);
+        bagit_validates(&bag);
+        xsd_validates(&bag.join("data/document.xml"));
+    }
+    let scanned_bag = out.join(&names[0]);
+    let record: Value =
+        serde_json::from_slice(&std::fs::read(scanned_bag.join("data/document.json")).unwrap())
+            .unwrap();
+    assert_eq!(record["doc_no"], "AR-2026-0001");
+    assert_eq!(record["decision"]["action"], "sign-off");
+    let kinds: Vec<_> = record["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(kinds, ["cover", "attachment", "attachment"]);
+    let (_, api) = server.get(&format!("/documents/{scanned}")).await;
+    for (archived, live) in record["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(api["images"].as_array().unwrap())
+    {
+        assert_eq!(archived["sha256"], live["sha256"]);
+        let file = scanned_bag.join(archived["file"].as_str().unwrap());
+        assert_eq!(
+            crate::harness::sha256_hex(&std::fs::read(file).unwrap()),
+            live["sha256"].as_str().unwrap()
+        );
+    }
+    let basic_record: Value = serde_json::from_slice(
+        &std::fs::read(out.join(&names[1]).join("data/document.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(basic_record["amount"], "1280.50", "money is exact text");
+    let info = std::fs::read_to_string(scanned_bag.join("bag-info.txt")).unwrap();
+    assert!(info.contains("External-Identifier: AR-2026-0001"), "{info}");
+
+    // A rerun writes nothing.
+    let again = export(&server.data_dir, &out, &[]);
+    assert!(text(&again).contains("0 bags written"), "{}", text(&again));
+    assert_eq!(bags(&out), names);
+
+    // The archivist's check, with each bag's key and with the published keys.
+    let checked = verify(&out, &[]);
+    assert!(checked.status.success(), "{}", text(&checked));
+    let keys = imc_server(&[
+        "archive",
+        "public-key",
+        "--data-dir",
+        server.data_dir.to_str().unwrap(),
+    ]);
+    assert!(keys.status.success(), "{}", text(&keys));
+    let key_file = tmp.path().join("archive-key.pub");
+    std::fs::write(&key_file, &keys.stdout).unwrap();
+    let checked = verify(&out, &["--key", key_file.to_str().unwrap()]);
+    assert!(checked.status.success(), "{}", text(&checked));
+    let report = verify(&out, &["--json"]);
+    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(report["bags"], 2);
+
+    // Tampering, each on its own copy, is caught and named.
+    let copy = |what: &str| {
+        let to = tmp.path().join(what).join(&names[0]);
+        copy_dir(&scanned_bag, &to);
+        to
+    };
+    let flipped = copy("flipped");
+    let page = flipped.join("data/pages/0002.jpg");
+    let mut bytes = std::fs::read(&page).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&page, bytes).unwrap();
+    let deleted = copy("deleted");
+    std::fs::remove_file(deleted.join("data/audit.jsonl")).unwrap();
+    let resigned = copy("resigned");
+    let foreign =
+        ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
+    let foreign = ring::signature::Ed25519KeyPair::from_pkcs8(foreign.as_ref()).unwrap();
+    let manifest = std::fs::read(resigned.join("tagmanifest-sha256.txt")).unwrap();
+    use base64::Engine;
+    std::fs::write(
+        resigned.join("tagmanifest-sha256.txt.sig"),
+        base64::engine::general_purpose::STANDARD.encode(foreign.sign(&manifest)),
+    )
+    .unwrap();
+    for (bag, names_file) in [
+        (&flipped, "data/pages/0002.jpg"),
+        (&deleted, "data/audit.jsonl"),
+        (&resigned, "tagmanifest-sha256.txt.sig"),
+    ] {
+        let out = verify(bag, &["--key", key_file.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(
+            text(&out).contains(names_file),
+            "{names_file} not named: {}",
+            text(&out)
+        );
+    }
+
+    // Revoked and signed again: a second version beside the first.
+    for (action, body) in [
+        ("unsign", json!({"reason": "amount differs"})),
+        ("sign-off", json!({})),
+    ] {
+        let (status, answer) = server
+            .post(&format!("/documents/{scanned}/{action}"), body)
+            .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let third = export(&server.data_dir, &out, &[]);
+    assert!(text(&third).contains("1 bags written"), "{}", text(&third));
+    assert_eq!(bags(&out).len(), 3);
+    assert!(out.join(format!("AR-2026-0001.{scanned}.v2")).is_dir());
+    assert!(scanned_bag.is_dir(), "the first version stays");
+    let checked = verify(&out, &[]);
+    assert!(checked.status.success(), "{}", text(&checked));
+}
+
+#[tokio::test]
+async fn bad_destinations_dates_and_statuses_are_refused_before_anything_is_written() {
+    let server = TestServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let inside = server.data_dir.join("archive");
+    let run = export(&server.data_dir, &inside, &[]);
+    assert!(!run.status.success());
+    assert!(text(&run).contains("inside the data dir"), "{}", text(&run));
+    assert!(!inside.exists());
+    let foreign = tmp.path().join("photos");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("holiday.jpg"), b"jpeg").unwrap();
+    let run = export(&server.data_dir, &foreign, &[]);
+    assert!(text(&run).contains("not an IMC archive"), "{}", text(&run));
+    let fresh = tmp.path().join("fresh");
+    for (args, says) in [
+        (&["--from", "2026-02-30"][..], "--from \"2026-02-30\""),
+        (&["--to", "yesterday"][..], "--to \"yesterday\""),
+        (&["--status", "signed"][..], "unknown status \"signed\""),
+    ] {
+        let run = export(&server.data_dir, &fresh, args);
+        assert!(!run.status.success());
+        assert!(text(&run).contains(says), "{says}: {}", text(&run));
+        assert!(!fresh.exists(), "nothing written for {args:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_export_killed_midway_completes_on_rerun_without_duplicates() {
+    // 400 calls in a few seconds: past the token's rate limit.
+    let server = TestServer::start_with_env(
+        "127.0.0.1:0",
+        &[("IMC_RATE_PER_TOKEN", "0"), ("IMC_RATE_PER_IP", "0")],
+    );
+    server
+        .put("/schemes/all-match", json!({"mode": "basic"}))
+        .await;
+    let mut ids = Vec::new();
+    for n in 0..200u32 {
+        let (status, doc) = server
+            .post(
+                "/documents",
+                json!({"source_system": "ERP", "doc_no": format!("KILL-{n:03}"), "doc_type": "x", "org": "HQ"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{doc}");
+        let id = doc["id"].as_i64().unwrap();
+        upload(&server, id, small_page(n)).await;
+        ids.push(id);
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("archive");
+    let mut first = Command::new(bin("imc-server"))
+        .args(["archive", "export", "--data-dir"])
+        .arg(&server.data_dir)
+        .arg("--out")
+        .arg(&out)
+        .spawn()
+        .unwrap();
+    crate::harness::eventually("the export to be under way", WAIT, || {
+        let under_way = out.is_dir() && bags(&out).len() >= 20;
+        async move { under_way.then_some(()) }
+    })
+    .await;
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let written_before = bags(&out).iter().filter(|n| !n.starts_with('.')).count();
+    assert!(written_before < 200, "killed before the end");
+
+    let rerun = export(&server.data_dir, &out, &[]);
+    assert!(rerun.status.success(), "{}", text(&rerun));
+    let names = bags(&out);
+    assert!(
+        names.iter().all(|n| !n.starts_with('.')),
+        "no partial bag left"
+    );
+    let mut documents: Vec<i64> = names
+        .iter()
+        .map(|n| {
+            assert!(n.ends_with(".v1"), "one version each: {n}");
+            n.rsplit('.').nth(1).unwrap().parse().unwrap()
+        })
+        .collect();
+    documents.sort();
+    assert_eq!(documents, ids, "every document once");
+    let checked = verify(&out, &[]);
+    assert!(checked.status.success(), "{}", text(&checked));
+    assert!(text(&checked).contains("200 bags"), "{}", text(&checked));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
