@@ -266,11 +266,20 @@ mod tests {
             record.images[1].invoice.as_ref().map(|i| i.amount.clone()),
             Some(Some("1000.00".to_owned()))
         );
-        assert_eq!(record.images[0].file.as_deref(), Some("data/pages/0001.png"));
+        assert_eq!(
+            record.images[0].file.as_deref(),
+            Some("data/pages/0001.png")
+        );
         let decision = record.decision.expect("a decision");
-        assert_eq!((decision.action.as_str(), decision.by.as_str()), ("sign-off", "user:wang"));
+        assert_eq!(
+            (decision.action.as_str(), decision.by.as_str()),
+            ("sign-off", "user:wang")
+        );
         assert_eq!(record.amount.as_deref(), Some("1280.50"));
-        assert_eq!((record.audit.first_id, record.audit.last_id), (Some(1), Some(3)));
+        assert_eq!(
+            (record.audit.first_id, record.audit.last_id),
+            (Some(1), Some(3))
+        );
     }
 
     #[test]

@@ -1914,7 +1914,10 @@ async fn the_archive_takes_documents_by_status_source_and_day(store: &dyn Store)
     match_mode(store).await;
     let signed = doc(store, "AR-1").await;
     scanned(store, signed, "no invoice").await;
-    store.decide(signed, Decision::SignOff, &actor()).await.unwrap();
+    store
+        .decide(signed, Decision::SignOff, &actor())
+        .await
+        .unwrap();
     let waiting = doc(store, "AR-2").await;
     let mut other = new_doc("AR-3");
     other.source_system = "HR".into();
@@ -1933,12 +1936,30 @@ async fn the_archive_takes_documents_by_status_source_and_day(store: &dyn Store)
     };
     let ids = |docs: Vec<Document>| docs.into_iter().map(|d| d.id).collect::<Vec<_>>();
     let ready = filter(DocStatus::Ready, None);
-    assert_eq!(ids(store.documents_to_archive(&ready, 0, 10).await.unwrap()), [signed]);
-    assert_eq!(ids(store.documents_to_archive(&ready, signed, 10).await.unwrap()), [] as [i64; 0]);
+    assert_eq!(
+        ids(store.documents_to_archive(&ready, 0, 10).await.unwrap()),
+        [signed]
+    );
+    assert_eq!(
+        ids(store
+            .documents_to_archive(&ready, signed, 10)
+            .await
+            .unwrap()),
+        [] as [i64; 0]
+    );
     let awaiting = filter(DocStatus::AwaitingImages, Some("ERP"));
-    assert_eq!(ids(store.documents_to_archive(&awaiting, 0, 10).await.unwrap()), [waiting]);
+    assert_eq!(
+        ids(store.documents_to_archive(&awaiting, 0, 10).await.unwrap()),
+        [waiting]
+    );
     let cancelled = filter(DocStatus::Cancelled, Some("ERP"));
-    assert!(store.documents_to_archive(&cancelled, 0, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .documents_to_archive(&cancelled, 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let today = now()[..10].to_owned();
     let days = |from: &str, before: &str| ArchiveFilter {
         created_from: Some(from.to_owned()),
@@ -1946,10 +1967,19 @@ async fn the_archive_takes_documents_by_status_source_and_day(store: &dyn Store)
         ..filter(DocStatus::Ready, None)
     };
     assert_eq!(
-        ids(store.documents_to_archive(&days(&today, "9999-12-31"), 0, 10).await.unwrap()),
+        ids(store
+            .documents_to_archive(&days(&today, "9999-12-31"), 0, 10)
+            .await
+            .unwrap()),
         [signed]
     );
-    assert!(store.documents_to_archive(&days("2000-01-01", &today), 0, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .documents_to_archive(&days("2000-01-01", &today), 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // The excerpt's rows carry their chain hashes, linked to the head.
     let rows = store.document_audit(signed).await.unwrap();
