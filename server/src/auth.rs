@@ -146,7 +146,7 @@ fn peer(request: &Request) -> String {
 async fn audit_failure(state: &AppState, actor: &str, what: String) {
     if let Err(e) = state
         .store
-        .audit_auth_failure(&Actor(actor.to_owned()), &what)
+        .audit_event(&Actor(actor.to_owned()), "auth.failure", &what)
         .await
     {
         tracing::error!(error = %e, "could not audit an auth failure");

@@ -35,6 +35,8 @@ pub struct ServerFile {
     pub uplink_idle_secs: Option<u64>,
     /// Seconds a client has to send a request's headers.
     pub header_timeout_secs: Option<u64>,
+    /// Where `POST /api/v1/archive/exports` writes archive packages.
+    pub archive_dir: Option<PathBuf>,
 }
 
 /// Like `ServerConfig`'s: the database password and the metrics token are
@@ -57,6 +59,7 @@ impl fmt::Debug for ServerFile {
             blob_delete_grace_secs,
             uplink_idle_secs,
             header_timeout_secs,
+            archive_dir,
         } = self;
         f.debug_struct("ServerFile")
             .field("data_dir", data_dir)
@@ -74,6 +77,7 @@ impl fmt::Debug for ServerFile {
             .field("blob_delete_grace_secs", blob_delete_grace_secs)
             .field("uplink_idle_secs", uplink_idle_secs)
             .field("header_timeout_secs", header_timeout_secs)
+            .field("archive_dir", archive_dir)
             .finish()
     }
 }
@@ -181,6 +185,8 @@ impl Default for RetentionTiming {
 #[derive(Clone)]
 pub struct ServerConfig {
     pub data_dir: PathBuf,
+    /// Where `POST /archive/exports` writes its bags; none: the API cannot export.
+    pub archive_dir: Option<PathBuf>,
     /// On a fresh data dir, becomes an admin API token (env `IMC_BOOTSTRAP_TOKEN`).
     pub bootstrap_token: Option<String>,
     /// Largest JSON or image body accepted over HTTP.
@@ -232,6 +238,7 @@ impl ServerConfig {
     pub fn new(data_dir: PathBuf) -> ServerConfig {
         ServerConfig {
             data_dir,
+            archive_dir: None,
             bootstrap_token: None,
             max_body_bytes: 64 * 1024 * 1024,
             enrollment_code_ttl: Duration::from_secs(7 * 24 * 3600),
@@ -271,6 +278,7 @@ impl fmt::Debug for ServerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerConfig")
             .field("data_dir", &self.data_dir)
+            .field("archive_dir", &self.archive_dir)
             .field(
                 "bootstrap_token",
                 &self.bootstrap_token.as_ref().map(|_| "<hidden>"),

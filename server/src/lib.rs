@@ -137,6 +137,7 @@ pub async fn open(config: ServerConfig) -> anyhow::Result<AppState> {
     };
     Ok(AppState {
         failure_tally: Arc::default(),
+        archive_jobs: Arc::default(),
         client_ca,
         secrets,
         cover_keys,

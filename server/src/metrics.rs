@@ -43,6 +43,12 @@ pub fn packet_matched(first_page_at: &str) {
     }
 }
 
+/// Counts what an archive export wrote (bags and their bytes).
+pub fn archive_written(bags: u64, bytes: u64) {
+    metrics::counter!("imc_archive_bags_total").increment(bags);
+    metrics::counter!("imc_archive_bytes_total").increment(bytes);
+}
+
 /// The exposition text: store totals, then what the recorder holds.
 pub async fn render(store: &dyn Store) -> anyhow::Result<String> {
     let snap = store.ops_snapshot().await?;

@@ -87,6 +87,8 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/tokens", "admin"),
     ("POST", "/api/v1/tokens/{id}/rotate", "admin"),
     ("POST", "/api/v1/tokens/{id}/revoke", "admin"),
+    ("POST", "/api/v1/archive/exports", "admin"),
+    ("GET", "/api/v1/archive/exports/{id}", "admin"),
 ];
 
 fn rule_name(access: Access) -> &'static str {

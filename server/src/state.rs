@@ -31,4 +31,6 @@ pub struct AppState {
     pub cover_keys: Arc<crate::cover_keys::CoverSigner>,
     /// Anonymous auth failures counted per address and minute.
     pub failure_tally: Arc<crate::failure_tally::FailureTally>,
+    /// The archive exports this replica runs for the API.
+    pub archive_jobs: Arc<crate::archive::jobs::Jobs>,
 }

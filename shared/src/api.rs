@@ -8,7 +8,9 @@ use crate::status::{DocStatus, ImageMode};
 use serde::{Deserialize, Serialize};
 
 mod admin;
+mod archive;
 pub use admin::*;
+pub use archive::*;
 
 /// Every error the API answers: `{"error": {"code", "message", "field"?}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

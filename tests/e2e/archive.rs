@@ -373,6 +373,99 @@ async fn an_export_killed_midway_completes_on_rerun_without_duplicates() {
     assert!(text(&checked).contains("200 bags"), "{}", text(&checked));
 }
 
+#[tokio::test]
+async fn the_api_runs_an_export_in_the_background_audited_and_counted() {
+    let plain = TestServer::start();
+    let (status, refused) = plain.post("/archive/exports", json!({})).await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--archive-dir"),
+        "{refused}"
+    );
+    drop(plain);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("archive");
+    let server = TestServer::start_with(
+        "127.0.0.1:0",
+        &["--archive-dir".into(), out.display().to_string()],
+        reqwest::Client::new(),
+    );
+    server
+        .put("/schemes/all-match", json!({"mode": "basic"}))
+        .await;
+    let (_, doc) = server
+        .post(
+            "/documents",
+            json!({"source_system": "ERP", "doc_no": "API-1", "doc_type": "x", "org": "HQ"}),
+        )
+        .await;
+    upload(&server, doc["id"].as_i64().unwrap(), small_page(9)).await;
+    let (status, bad) = server
+        .post("/archive/exports", json!({"from": "2026-02-30"}))
+        .await;
+    assert_eq!(
+        (status, bad["error"]["field"].as_str()),
+        (400, Some("from")),
+        "{bad}"
+    );
+    let (status, bad) = server
+        .post("/archive/exports", json!({"status": "signed"}))
+        .await;
+    assert_eq!(
+        (status, bad["error"]["field"].as_str()),
+        (400, Some("status")),
+        "{bad}"
+    );
+
+    let (status, job) = server.post("/archive/exports", json!({})).await;
+    assert_eq!(status, 202, "{job}");
+    let job = finished(&server, &job).await;
+    assert_eq!(
+        (job["state"].as_str(), job["bags"].as_u64()),
+        (Some("done"), Some(1)),
+        "{job}"
+    );
+    assert_eq!(bags(&out).len(), 1);
+    let checked = verify(&out, &[]);
+    assert!(checked.status.success(), "{}", text(&checked));
+    let (_, again) = server.post("/archive/exports", json!({})).await;
+    let again = finished(&server, &again).await;
+    assert_eq!(
+        (again["bags"].as_u64(), again["unchanged"].as_u64()),
+        (Some(0), Some(1)),
+        "{again}"
+    );
+
+    let audited = crate::security::audit_actions(&server, "archive.export");
+    assert_eq!(audited.len(), 4, "a start and an end each: {audited:?}");
+    assert!(audited[1].1.contains("1 bags written"), "{audited:?}");
+    let metrics = reqwest::get(format!("{}/metrics", server.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("imc_archive_bags_total 1")),
+        "{metrics}"
+    );
+}
+
+async fn finished(server: &TestServer, job: &Value) -> Value {
+    let path = format!("/archive/exports/{}", job["id"]);
+    crate::harness::eventually("the export to end", WAIT, || async {
+        let (_, job) = server.get(&path).await;
+        (job["state"] != "running").then_some(job)
+    })
+    .await
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {

@@ -3,4 +3,5 @@
 //! handlers: a rule about deciding, enrolling or revoking is written once.
 
 pub mod agents;
+pub mod archive;
 pub mod decisions;

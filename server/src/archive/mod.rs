@@ -8,7 +8,9 @@
 
 pub mod bag;
 pub mod export;
+pub mod filter;
 pub mod folder;
+pub mod jobs;
 pub mod package;
 pub mod record;
 pub mod verify;

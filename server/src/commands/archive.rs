@@ -3,16 +3,14 @@
 
 use super::stores::StoreArgs;
 use crate::archive::export::{Progress, Sources, export};
+use crate::archive::filter::filter;
 use crate::archive::folder::Folder;
 use crate::archive::verify;
 use crate::config::ServerConfig;
 use crate::cover_keys::CoverSigner;
-use crate::store::ArchiveFilter;
 use anyhow::{Context, bail};
 use base64::Engine;
-use chrono::NaiveDate;
 use clap::Subcommand;
-use imc_shared::DocStatus;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -66,39 +64,6 @@ pub enum Command {
     },
 }
 
-/// The export's filter from the command line's words; refused before
-/// anything is written.
-pub fn filter(
-    status: &str,
-    from: Option<&str>,
-    to: Option<&str>,
-    source_system: Option<String>,
-) -> anyhow::Result<ArchiveFilter> {
-    let status: DocStatus = status.parse().map_err(|_| {
-        let known: Vec<_> = DocStatus::ALL.iter().map(|s| s.as_str()).collect();
-        anyhow::anyhow!("unknown status {status:?}: one of {}", known.join(", "))
-    })?;
-    let day = |flag: &str, text: &str| {
-        NaiveDate::parse_from_str(text, "%Y-%m-%d")
-            .with_context(|| format!("{flag} {text:?} is not a date (YYYY-MM-DD)"))
-    };
-    let from = from.map(|t| day("--from", t)).transpose()?;
-    let to = to.map(|t| day("--to", t)).transpose()?;
-    if let (Some(from), Some(to)) = (from, to)
-        && from > to
-    {
-        bail!("--from {from} is after --to {to}");
-    }
-    Ok(ArchiveFilter {
-        status,
-        source_system,
-        created_from: from.map(|d| d.format("%Y-%m-%d").to_string()),
-        created_before: to
-            .and_then(|d| d.succ_opt())
-            .map(|d| d.format("%Y-%m-%d").to_string()),
-    })
-}
-
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Export {
@@ -111,7 +76,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             source_system,
             status,
         } => {
-            let filter = filter(&status, from.as_deref(), to.as_deref(), source_system)?;
+            let filter = filter("--", &status, from.as_deref(), to.as_deref(), source_system)?;
             let folder = Folder::open(&out, at.data_dir.as_deref())?;
             let blobs = match (&blobs, &at.data_dir) {
                 (Some(location), _) => location.clone(),
@@ -191,25 +156,4 @@ fn line(p: &Progress) -> String {
         p.bytes as f64 / 1_000_000.0,
         p.unchanged
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bad_dates_and_statuses_are_refused_naming_them() {
-        let e = filter("signed", None, None, None).unwrap_err().to_string();
-        assert!(
-            e.contains("unknown status \"signed\"") && e.contains("ready"),
-            "{e}"
-        );
-        let e = filter("ready", Some("2026-13-01"), None, None).unwrap_err();
-        assert!(e.to_string().contains("--from \"2026-13-01\""), "{e}");
-        let e = filter("ready", Some("2026-02-01"), Some("2026-01-01"), None).unwrap_err();
-        assert!(e.to_string().contains("after --to"), "{e}");
-        let f = filter("ready", Some("2026-01-01"), Some("2026-12-31"), None).unwrap();
-        assert_eq!(f.created_from.as_deref(), Some("2026-01-01"));
-        assert_eq!(f.created_before.as_deref(), Some("2027-01-01"));
-    }
 }

@@ -51,6 +51,10 @@ pub struct Args {
     /// dropped); also how long an idle keep-alive connection stays open.
     #[arg(long, env = "IMC_HEADER_TIMEOUT_SECS")]
     pub header_timeout_secs: Option<u64>,
+    /// Where archive exports started through the API write their packages
+    /// (`POST /api/v1/archive/exports`); not inside the data dir.
+    #[arg(long, env = "IMC_ARCHIVE_DIR")]
+    pub archive_dir: Option<PathBuf>,
     #[command(flatten)]
     pub stores: Stores,
 }
@@ -88,6 +92,7 @@ fn config(args: Args, file: &ServerFile) -> anyhow::Result<ServerConfig> {
         .ok()
         .filter(|t| !t.is_empty());
     config.cover_font = args.cover_font.or(file.cover_font.clone());
+    config.archive_dir = args.archive_dir.or(file.archive_dir.clone());
     config.metrics_token = args.metrics_token.or(file.metrics_token.clone());
     if let Some(limit) = args.max_page_bytes.or(file.max_page_bytes) {
         config.max_page_bytes = limit;

@@ -7,6 +7,7 @@
 //! the desk's too, against every kind of caller.
 
 pub(crate) mod admin;
+mod archive;
 mod covers;
 mod decisions;
 pub(crate) mod documents;
@@ -89,6 +90,8 @@ pub(crate) fn api() -> PolicyRoutes {
         .post("/tokens", scope(Admin), tokens::create)
         .post("/tokens/{id}/rotate", scope(Admin), tokens::rotate)
         .post("/tokens/{id}/revoke", scope(Admin), tokens::revoke)
+        .post("/archive/exports", scope(Admin), archive::start)
+        .get("/archive/exports/{id}", scope(Admin), archive::get_one)
 }
 
 /// The API under `/api/v1` (relative to it): authenticated, rate-limited,

@@ -7,7 +7,9 @@
 //! list only the statuses particular to them.
 
 use super::views::Binary;
-use super::{admin, covers, decisions, documents, images, packets, settings, tokens, webhooks};
+use super::{
+    admin, archive, covers, decisions, documents, images, packets, settings, tokens, webhooks,
+};
 use axum::Json;
 use imc_shared::api::ErrorBody;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
@@ -56,6 +58,8 @@ use utoipa::{Modify, OpenApi};
         tokens::create,
         tokens::rotate,
         tokens::revoke,
+        archive::start,
+        archive::get_one,
     ),
     components(schemas(ErrorBody, Binary)),
     modifiers(&BearerAuth),

@@ -469,7 +469,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<ApiToken>;
     async fn revoke_api_token(&self, id: i64, actor: &Actor) -> StoreResult<ApiToken>;
     /// Records a refused credential or a refused call in the audit trail.
-    async fn audit_auth_failure(&self, actor: &Actor, what: &str) -> StoreResult<()>;
+    /// An audit row about no document: `action` (`auth.failure`,
+    /// `archive.export`, …) and what happened.
+    async fn audit_event(&self, actor: &Actor, action: &str, what: &str) -> StoreResult<()>;
     async fn add_enrollment_code(
         &self,
         site: &str,

@@ -269,7 +269,11 @@ async fn tokens_and_enrollment_codes_are_spent_once(store: &dyn Store) {
     assert!(store.api_token_by_hash("hash-1b").await.unwrap().is_none());
     assert_eq!(store.api_tokens().await.unwrap().len(), 2);
     store
-        .audit_auth_failure(&Actor("ip:10.0.0.9".into()), "bad bearer token")
+        .audit_event(
+            &Actor("ip:10.0.0.9".into()),
+            "auth.failure",
+            "bad bearer token",
+        )
         .await
         .unwrap();
 

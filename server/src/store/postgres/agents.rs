@@ -180,8 +180,13 @@ pub async fn revoke_api_token(
 }
 
 /// An auth failure, for the audit trail (who tried, from where, what).
-pub async fn auth_failure(tx: &impl GenericClient, actor: &Actor, what: &str) -> StoreResult<()> {
-    credential_audit(tx, actor, "auth.failure", what).await
+pub async fn audit_event(
+    tx: &impl GenericClient,
+    actor: &Actor,
+    action: &str,
+    what: &str,
+) -> StoreResult<()> {
+    credential_audit(tx, actor, action, what).await
 }
 
 pub async fn add_enrollment_code(

@@ -181,8 +181,8 @@ impl Store for PgStore {
         in_tx!(self, |tx| agents::revoke_api_token(&tx, id, actor))
     }
 
-    async fn audit_auth_failure(&self, actor: &Actor, what: &str) -> StoreResult<()> {
-        in_tx!(self, |tx| agents::auth_failure(&tx, actor, what))
+    async fn audit_event(&self, actor: &Actor, action: &str, what: &str) -> StoreResult<()> {
+        in_tx!(self, |tx| agents::audit_event(&tx, actor, action, what))
     }
 
     async fn add_enrollment_code(

@@ -171,8 +171,13 @@ pub fn revoke_api_token(tx: &Transaction<'_>, id: i64, actor: &Actor) -> StoreRe
 }
 
 /// An auth failure, for the audit trail (who tried, from where, what).
-pub fn auth_failure(tx: &Transaction<'_>, actor: &Actor, what: &str) -> StoreResult<()> {
-    credential_audit(tx, actor, "auth.failure", what)
+pub fn audit_event(
+    tx: &Transaction<'_>,
+    actor: &Actor,
+    action: &str,
+    what: &str,
+) -> StoreResult<()> {
+    credential_audit(tx, actor, action, what)
 }
 
 /// Databases from before scoped tokens: `api` tokens get every scope but

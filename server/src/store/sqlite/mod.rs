@@ -198,9 +198,9 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn audit_auth_failure(&self, actor: &Actor, what: &str) -> StoreResult<()> {
-        let (actor, what) = (actor.clone(), what.to_owned());
-        self.write(move |tx| agents::auth_failure(tx, &actor, &what))
+    async fn audit_event(&self, actor: &Actor, action: &str, what: &str) -> StoreResult<()> {
+        let (actor, action, what) = (actor.clone(), action.to_owned(), what.to_owned());
+        self.write(move |tx| agents::audit_event(tx, &actor, &action, &what))
             .await
     }
 
