@@ -410,6 +410,18 @@ async fn with_reason(
     })
 }
 
+/// A history row's reason; a receipt shows its page count, with the pages'
+/// hashes on hover rather than 64 hex digits a page in the table.
+fn history_reason(t: &Text, row: &AuditRow) -> Markup {
+    let reason = row.reason.as_deref().unwrap_or("");
+    if row.action == RECEIVE_ACTION
+        && let Some(pages) = parse_receipt(reason)
+    {
+        return html! { span title=(reason) { (pages.len()) " " (t.pages_received) } };
+    }
+    html! { (reason) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,16 +455,4 @@ mod tests {
         let waiting = attachment_line(Lang::Zh.text(), 5, None).into_string();
         assert!(waiting.contains("附件 5 张"), "{waiting}");
     }
-}
-
-/// A history row's reason; a receipt shows its page count, with the pages'
-/// hashes on hover rather than 64 hex digits a page in the table.
-fn history_reason(t: &Text, row: &AuditRow) -> Markup {
-    let reason = row.reason.as_deref().unwrap_or("");
-    if row.action == RECEIVE_ACTION
-        && let Some(pages) = parse_receipt(reason)
-    {
-        return html! { span title=(reason) { (pages.len()) " " (t.pages_received) } };
-    }
-    html! { (reason) }
 }
