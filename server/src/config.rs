@@ -137,11 +137,16 @@ impl ServerFile {
         // Tests only: a retention "day" this many seconds long, so that an
         // end-to-end test sees a purge within seconds; likewise a grace
         // below the floor.
+        // A release build ignores both, whatever the environment says: a
+        // short "day" or a grace below the floor would purge or delete what
+        // must be kept. They exist for debug-built test servers.
         if let Some(secs) = env_secs("IMC_TEST_RETENTION_DAY_SECS")? {
-            timing.day = Duration::from_secs(secs);
+            if cfg!(debug_assertions) {
+                timing.day = Duration::from_secs(secs);
+            } else {
+                tracing::warn!("IMC_TEST_RETENTION_DAY_SECS is ignored by a release build");
+            }
         }
-        // A release build never goes below the floor, whatever the
-        // environment says: the knob exists for debug-built test servers.
         if let Some(secs) = env_secs("IMC_TEST_BLOB_DELETE_GRACE_SECS")? {
             if cfg!(debug_assertions) {
                 timing.grace = Duration::from_secs(secs);

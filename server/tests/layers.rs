@@ -289,6 +289,8 @@ fn use_cases_and_stores_import_no_adapter() {
     ));
     wrong.extend(imports_between(&graph, "workflow", &adapters));
     wrong.extend(imports_between(&graph, "matching", &adapters));
+    wrong.extend(imports_between(&graph, "archive", &adapters));
+    wrong.extend(imports_between(&graph, "archive", &["uplink", "state"]));
     assert!(wrong.is_empty(), "{wrong:?}");
 }
 

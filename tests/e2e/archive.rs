@@ -308,6 +308,36 @@ async fn bad_destinations_dates_and_statuses_are_refused_before_anything_is_writ
         assert!(text(&run).contains(says), "{says}: {}", text(&run));
         assert!(!fresh.exists(), "nothing written for {args:?}");
     }
+
+    // Bytes that cannot be read mid-export: the document is named, no bag
+    // of it looks whole, and the next run picks up once they are back.
+    server
+        .put("/schemes/all-match", json!({"mode": "basic"}))
+        .await;
+    let (_, doc) = server
+        .post(
+            "/documents",
+            json!({"source_system": "ERP", "doc_no": "LOST-1", "doc_type": "x", "org": "HQ"}),
+        )
+        .await;
+    let page = small_page(4);
+    upload(&server, doc["id"].as_i64().unwrap(), page.clone()).await;
+    let sha = crate::harness::sha256_hex(&page);
+    let blob = server.data_dir.join("blobs").join(&sha[..2]).join(&sha);
+    std::fs::remove_file(&blob).unwrap();
+    let out = tmp.path().join("out");
+    let run = export(&server.data_dir, &out, &[]);
+    assert!(!run.status.success());
+    assert!(text(&run).contains("LOST-1"), "{}", text(&run));
+    assert!(
+        bags(&out).iter().all(|n| n.starts_with('.')),
+        "no whole bag: {:?}",
+        bags(&out)
+    );
+    std::fs::write(&blob, &page).unwrap();
+    let run = export(&server.data_dir, &out, &[]);
+    assert!(run.status.success(), "{}", text(&run));
+    assert_eq!(bags(&out), [format!("LOST-1.{}.v1", doc["id"])]);
 }
 
 #[tokio::test]

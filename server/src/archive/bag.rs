@@ -159,6 +159,51 @@ pub fn extension(content_type: &str) -> &'static str {
     }
 }
 
+/// A whole bag's files from its payload (paths under `data/`, in order)
+/// and its `bag-info.txt` fields (`Payload-Oxum` is added here): the
+/// payload, `bagit.txt`, `bag-info.txt`, both manifests, and the tag
+/// manifest's detached signature made by `sign`, base64.
+pub fn assemble<E>(
+    payload: Vec<(String, Vec<u8>)>,
+    info: &[(&str, String)],
+    sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, E>,
+) -> Result<Vec<(String, Vec<u8>)>, E> {
+    let hashes: Vec<(String, String)> = payload
+        .iter()
+        .map(|(path, bytes)| (path.clone(), sha256_hex(bytes)))
+        .collect();
+    let manifest = manifest(hashes.iter().map(|(p, h)| (p.as_str(), h.as_str())));
+    let total: u64 = payload.iter().map(|(_, b)| b.len() as u64).sum();
+    let oxum = payload_oxum(total, payload.len());
+    let mut fields: Vec<(&str, &str)> = info.iter().map(|(l, v)| (*l, v.as_str())).collect();
+    fields.push(("Payload-Oxum", &oxum));
+    let info = bag_info(fields);
+    let tags = [
+        (BAGIT_FILE, BAGIT_TXT.as_bytes().to_vec()),
+        (BAG_INFO_FILE, info.into_bytes()),
+        (MANIFEST_FILE, manifest.into_bytes()),
+    ];
+    let tag_manifest = self::manifest(
+        tags.iter()
+            .map(|(name, bytes)| (*name, sha256_hex(bytes)))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(|(n, h)| (*n, h.as_str())),
+    );
+    let signature = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        sign(tag_manifest.as_bytes())?,
+    );
+    let mut files = payload;
+    files.extend(tags.into_iter().map(|(n, b)| (n.to_owned(), b)));
+    files.push((TAG_MANIFEST_FILE.to_owned(), tag_manifest.into_bytes()));
+    files.push((
+        SIGNATURE_FILE.to_owned(),
+        format!("{signature}\n").into_bytes(),
+    ));
+    Ok(files)
+}
+
 /// The fingerprint of an Ed25519 public key: SHA-256 of its 32 bytes, hex.
 pub fn key_fingerprint(public_key: &[u8]) -> String {
     sha256_hex(public_key)
@@ -203,6 +248,46 @@ mod tests {
         let fields = parse_bag_info(&format!("{text}Long: first\n  second\n"));
         assert_eq!(info_value(&fields, "external-identifier"), Some("AP-1"));
         assert_eq!(info_value(&fields, "Long"), Some("first second"));
+    }
+
+    #[test]
+    fn an_assembled_bag_lists_its_payload_and_signs_its_tag_manifest() {
+        let payload = vec![("data/a.txt".to_owned(), b"abc".to_vec())];
+        let files = assemble(payload, &[("External-Identifier", "AP-1".into())], |tags| {
+            Ok::<_, ()>(sha256_hex(tags).into_bytes())
+        })
+        .unwrap();
+        let names: Vec<_> = files.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "data/a.txt",
+                BAGIT_FILE,
+                BAG_INFO_FILE,
+                MANIFEST_FILE,
+                TAG_MANIFEST_FILE,
+                SIGNATURE_FILE
+            ]
+        );
+        let text = |name: &str| {
+            String::from_utf8(files.iter().find(|(n, _)| n == name).unwrap().1.clone()).unwrap()
+        };
+        assert!(text(BAG_INFO_FILE).contains("Payload-Oxum: 3.1"));
+        assert_eq!(
+            parse_manifest(&text(MANIFEST_FILE)).unwrap(),
+            vec![("data/a.txt".to_owned(), sha256_hex(b"abc"))]
+        );
+        let tag_manifest = parse_manifest(&text(TAG_MANIFEST_FILE)).unwrap();
+        assert_eq!(tag_manifest.len(), 3);
+        let signed = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            text(SIGNATURE_FILE).trim(),
+        )
+        .unwrap();
+        assert_eq!(
+            signed,
+            sha256_hex(text(TAG_MANIFEST_FILE).as_bytes()).into_bytes()
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The export: every document the filter takes that the destination does
-//! not hold in its current version becomes a bag. One document's pages are
-//! in memory at a time, so memory stays flat however many documents there
-//! are; a failure names the document and leaves no bag looking whole.
+//! not hold in its current version becomes a bag. A few documents' pages
+//! are in memory at a time ([`WRITING`] being written, one being read), so
+//! memory stays flat however many documents there are; a failure names the
+//! document and leaves no bag looking whole.
 
 use super::bag;
 use super::folder::{Folder, Held};
@@ -45,6 +46,9 @@ pub async fn export(
 ) -> anyhow::Result<Progress> {
     let mut held = folder.held()?;
     let mut progress = Progress::default();
+    // Bags being written, oldest first: fsync waits overlap across bags,
+    // while at most WRITING documents' pages are in memory.
+    let mut writing = std::collections::VecDeque::new();
     let mut after = 0;
     loop {
         let documents = sources
@@ -58,31 +62,71 @@ pub async fn export(
         after = last.id;
         for document in documents {
             let (id, doc_no) = (document.id, document.doc_no.clone());
-            progress.documents += 1;
-            match export_one(sources, folder, &mut held, document)
+            let named =
+                move |e: anyhow::Error| e.context(format!("exporting document {doc_no} (id {id})"));
+            let Some(bag) = prepare(sources, &held, document)
                 .await
-                .with_context(|| format!("exporting document {doc_no} (id {id})"))?
-            {
-                Some(bytes) => {
-                    progress.bags += 1;
-                    progress.bytes += bytes;
-                }
-                None => progress.unchanged += 1,
+                .map_err(named.clone())?
+            else {
+                progress.documents += 1;
+                progress.unchanged += 1;
+                on_progress(&progress);
+                continue;
+            };
+            held.add(id, bag.version, bag.digest.clone());
+            let folder = folder.clone();
+            let write =
+                tokio::task::spawn_blocking(move || folder.write_bag(&bag.name, &bag.files));
+            writing.push_back((write, named));
+            if writing.len() >= WRITING {
+                finish_oldest(&mut writing, &mut progress).await?;
+                on_progress(&progress);
             }
-            on_progress(&progress);
         }
+    }
+    while !writing.is_empty() {
+        finish_oldest(&mut writing, &mut progress).await?;
+        on_progress(&progress);
     }
     Ok(progress)
 }
 
-/// Writes the document's bag unless its current version is held; the
-/// bytes written, or `None` when it was held.
-async fn export_one(
+/// Bags written at once.
+const WRITING: usize = 4;
+
+type Writing<F> = std::collections::VecDeque<(tokio::task::JoinHandle<anyhow::Result<u64>>, F)>;
+
+async fn finish_oldest<F: Fn(anyhow::Error) -> anyhow::Error>(
+    writing: &mut Writing<F>,
+    progress: &mut Progress,
+) -> anyhow::Result<()> {
+    let Some((write, named)) = writing.pop_front() else {
+        return Ok(());
+    };
+    let bytes = write
+        .await
+        .map_err(|e| named(anyhow!("the writing task failed: {e}")))?
+        .map_err(named)?;
+    progress.documents += 1;
+    progress.bags += 1;
+    progress.bytes += bytes;
+    Ok(())
+}
+
+/// A bag ready to be written.
+struct Bag {
+    name: String,
+    version: u32,
+    digest: String,
+    files: Vec<(String, Vec<u8>)>,
+}
+
+/// The document's bag, unless the destination holds its current version.
+async fn prepare(
     sources: &Sources<'_>,
-    folder: &Folder,
-    held: &mut Held,
+    held: &Held,
     document: Document,
-) -> anyhow::Result<Option<u64>> {
+) -> anyhow::Result<Option<Bag>> {
     let store = sources.store;
     let id = document.id;
     let facts = Facts {
@@ -100,8 +144,7 @@ async fn export_one(
         return Ok(None);
     }
     let version = held.next_version(id);
-    let name = bag::bag_name(&record.doc_no, id, version);
-    let mut bag = folder.begin(&name)?;
+    let mut payload = Vec::new();
     for image in &record.images {
         let Some(file) = &image.file else { continue };
         let bytes = sources.blobs.get(&image.sha256).await.map_err(|e| {
@@ -119,11 +162,17 @@ async fn export_one(
                 image.sha256
             );
         }
-        bag.add(file, &bytes)?;
+        payload.push((file.clone(), bytes));
     }
-    bag.add(bag::DOCUMENT_JSON, &record_json)?;
-    bag.add(bag::DOCUMENT_XML, xml::render(&record).as_bytes())?;
-    bag.add(bag::AUDIT_JSONL, package::audit_jsonl(&audit)?.as_bytes())?;
+    payload.push((bag::DOCUMENT_JSON.to_owned(), record_json));
+    payload.push((
+        bag::DOCUMENT_XML.to_owned(),
+        xml::render(&record).into_bytes(),
+    ));
+    payload.push((
+        bag::AUDIT_JSONL.to_owned(),
+        package::audit_jsonl(&audit)?.into_bytes(),
+    ));
 
     let now = Utc::now();
     let (public_key, _) = sources
@@ -162,12 +211,17 @@ async fn export_one(
         ),
         ("IMC-Audit-Chain-Head", head),
     ];
-    let keys = sources.keys;
-    let bytes = bag.finish(&info, |tag_manifest| {
-        keys.sign_detached(tag_manifest, now)
+    let files = bag::assemble(payload, &info, |tag_manifest| {
+        sources
+            .keys
+            .sign_detached(tag_manifest, now)
             .map(|(_, signature)| signature)
             .ok_or_else(|| anyhow!("no signing key"))
     })?;
-    held.add(id, version, digest);
-    Ok(Some(bytes))
+    Ok(Some(Bag {
+        name: bag::bag_name(&record.doc_no, id, version),
+        version,
+        digest,
+        files,
+    }))
 }

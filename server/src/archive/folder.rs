@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 const MARKER_TEXT: &str = "This folder is an IMC archive destination: one BagIt bag per document \
 version, written by `imc-server archive export`, checked by `imc-server archive verify`.\n";
 
+#[derive(Clone)]
 pub struct Folder {
     root: PathBuf,
 }
@@ -121,94 +122,35 @@ impl Folder {
         Ok(held)
     }
 
-    /// A bag to fill, under its partial name.
-    pub fn begin(&self, name: &str) -> anyhow::Result<BagWriter> {
+    /// Writes a whole bag: every file under `.partial-<name>`, each fsynced,
+    /// the folders fsynced, then renamed to `name`, and the rename made
+    /// durable. Returns the bytes written. Blocking: call it off the async
+    /// threads.
+    pub fn write_bag(&self, name: &str, files: &[(String, Vec<u8>)]) -> anyhow::Result<u64> {
         let partial = self.root.join(format!("{PARTIAL_PREFIX}{name}"));
-        std::fs::create_dir_all(partial.join("data/pages"))
-            .with_context(|| format!("creating {}", partial.display()))?;
-        Ok(BagWriter {
-            partial,
-            done: self.root.join(name),
-            payload: Vec::new(),
-            bytes: 0,
-        })
-    }
-}
-
-/// One bag being written.
-pub struct BagWriter {
-    partial: PathBuf,
-    done: PathBuf,
-    /// (path in the bag, SHA-256), in the order written.
-    payload: Vec<(String, String)>,
-    bytes: u64,
-}
-
-impl BagWriter {
-    /// Writes a payload file (`data/...`) and remembers its hash.
-    pub fn add(&mut self, path: &str, bytes: &[u8]) -> anyhow::Result<()> {
-        write_synced(&self.partial.join(path), bytes)?;
-        self.payload.push((path.to_owned(), bag::sha256_hex(bytes)));
-        self.bytes += bytes.len() as u64;
-        Ok(())
-    }
-
-    pub fn payload_oxum(&self) -> String {
-        bag::payload_oxum(self.bytes, self.payload.len())
-    }
-
-    /// Writes the tag files and the signature, then makes the bag whole by
-    /// renaming it. `info` is `bag-info.txt` without `Payload-Oxum`, which
-    /// is added here; `sign` signs the tag manifest. Returns the bag's bytes.
-    pub fn finish(
-        self,
-        info: &[(&str, String)],
-        sign: impl FnOnce(&[u8]) -> anyhow::Result<Vec<u8>>,
-    ) -> anyhow::Result<u64> {
-        let manifest = bag::manifest(self.payload.iter().map(|(p, h)| (p.as_str(), h.as_str())));
-        let oxum = self.payload_oxum();
-        let mut fields: Vec<(&str, &str)> = info.iter().map(|(l, v)| (*l, v.as_str())).collect();
-        fields.push(("Payload-Oxum", &oxum));
-        let bag_info = bag::bag_info(fields);
-        let tag_files = [
-            (bag::BAGIT_FILE, bag::BAGIT_TXT.as_bytes()),
-            (bag::BAG_INFO_FILE, bag_info.as_bytes()),
-            (bag::MANIFEST_FILE, manifest.as_bytes()),
-        ];
-        let mut written = self.bytes;
-        let mut tag_hashes = Vec::new();
-        for (name, bytes) in tag_files {
-            write_synced(&self.partial.join(name), bytes)?;
-            tag_hashes.push((name, bag::sha256_hex(bytes)));
+        let mut folders = vec![partial.clone()];
+        let mut written = 0;
+        for (path, bytes) in files {
+            let target = partial.join(path);
+            if let Some(parent) = target.parent()
+                && !folders.iter().any(|f| f == parent)
+            {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+                folders.push(parent.to_path_buf());
+            }
+            write_synced(&target, bytes)?;
             written += bytes.len() as u64;
         }
-        let tag_manifest = bag::manifest(tag_hashes.iter().map(|(p, h)| (*p, h.as_str())));
-        write_synced(
-            &self.partial.join(bag::TAG_MANIFEST_FILE),
-            tag_manifest.as_bytes(),
-        )?;
-        let signature = base64::Engine::encode(
-            &base64::engine::general_purpose::STANDARD,
-            sign(tag_manifest.as_bytes())?,
-        );
-        write_synced(
-            &self.partial.join(bag::SIGNATURE_FILE),
-            format!("{signature}\n").as_bytes(),
-        )?;
-        written += (tag_manifest.len() + signature.len() + 1) as u64;
-        for dir in ["data/pages", "data", ""] {
-            sync_dir(&self.partial.join(dir))?;
+        // Deepest first, so each folder's entries are durable before its parent's.
+        folders.sort_by_key(|f| std::cmp::Reverse(f.components().count()));
+        for folder in &folders {
+            sync_dir(folder)?;
         }
-        std::fs::rename(&self.partial, &self.done).with_context(|| {
-            format!(
-                "renaming {} to {}",
-                self.partial.display(),
-                self.done.display()
-            )
-        })?;
-        if let Some(root) = self.done.parent() {
-            sync_dir(root)?;
-        }
+        let done = self.root.join(name);
+        std::fs::rename(&partial, &done)
+            .with_context(|| format!("renaming {} to {}", partial.display(), done.display()))?;
+        sync_dir(&self.root)?;
         Ok(written)
     }
 }
@@ -291,30 +233,25 @@ mod tests {
     }
 
     #[test]
-    fn a_bag_is_whole_only_after_finish_and_leftovers_go() {
+    fn a_bag_is_whole_only_once_written_and_leftovers_go() {
         let dir = tempfile::tempdir().unwrap();
         let folder = Folder::open(dir.path(), None).unwrap();
-        let mut bag = folder.begin("AP-1.7.v1").unwrap();
-        bag.add("data/pages/0001.png", b"png").unwrap();
-        assert!(
-            folder.held().unwrap().bags() == 0,
-            "a partial bag is not held"
-        );
-        let info = [("IMC-Version-Digest", "d1".to_owned())];
-        bag.finish(&info, |_| Ok(vec![1; 64])).unwrap();
+        let files = vec![
+            ("data/pages/0001.png".to_owned(), b"png".to_vec()),
+            (
+                bag::BAG_INFO_FILE.to_owned(),
+                b"IMC-Version-Digest: d1\n".to_vec(),
+            ),
+        ];
+        assert_eq!(folder.write_bag("AP-1.7.v1", &files).unwrap(), 26);
         let held = folder.held().unwrap();
         assert!(held.holds(7, "d1") && !held.holds(7, "d2"));
         assert_eq!(held.next_version(7), 2);
         assert_eq!(held.next_version(8), 1);
-        let bag = dir.path().join("AP-1.7.v1");
-        let info = std::fs::read_to_string(bag.join(bag::BAG_INFO_FILE)).unwrap();
-        assert!(info.contains("Payload-Oxum: 3.1"), "{info}");
-        // A crash mid-bag leaves a partial folder; the next open removes it.
-        folder
-            .begin("AP-2.8.v1")
-            .unwrap()
-            .add("data/x", b"x")
-            .unwrap();
+        assert!(dir.path().join("AP-1.7.v1/data/pages/0001.png").is_file());
+        // A crash mid-bag leaves a partial folder: not held, removed by the next open.
+        std::fs::create_dir_all(dir.path().join(".partial-AP-2.8.v1/data")).unwrap();
+        assert_eq!(folder.held().unwrap().bags(), 1);
         Folder::open(dir.path(), None).unwrap();
         assert!(!dir.path().join(".partial-AP-2.8.v1").exists());
     }

@@ -62,12 +62,12 @@ pub fn render(doc: &ArchivedDocument) -> String {
         x.element("reason", d.reason.as_deref());
         x.close("decision");
     }
-    x.raw("  <images>\n");
+    x.open("images", &[]);
     for image in &doc.images {
         write_image(&mut x, image);
     }
-    x.raw("  </images>\n");
-    x.raw("  <conflicts>\n");
+    x.close("images");
+    x.open("conflicts", &[]);
     for c in &doc.conflicts {
         x.empty(
             "conflict",
@@ -79,7 +79,7 @@ pub fn render(doc: &ArchivedDocument) -> String {
             ],
         );
     }
-    x.raw("  </conflicts>\n");
+    x.close("conflicts");
     let mut audit = vec![("events", doc.audit.events.to_string())];
     if let (Some(first), Some(last)) = (doc.audit.first_id, doc.audit.last_id) {
         audit.push(("first_id", first.to_string()));
