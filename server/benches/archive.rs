@@ -8,6 +8,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use imc_server::archive::destination::Destination;
 use imc_server::archive::export::{Sources, export};
 use imc_server::archive::folder::Folder;
 use imc_server::cover_keys::CoverSigner;
@@ -133,7 +134,7 @@ fn main() {
         let signer = CoverSigner::new(secrets);
         let keys = signer.ensure(&store).await.unwrap();
         let out = dir.path().join("archive");
-        let folder = Folder::open(&out, Some(&data)).unwrap();
+        let folder: Arc<dyn Destination> = Arc::new(Folder::open(&out, Some(&data)).unwrap());
         let filter = ArchiveFilter {
             status: DocStatus::Ready,
             source_system: None,

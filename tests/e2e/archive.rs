@@ -487,6 +487,121 @@ async fn the_api_runs_an_export_in_the_background_audited_and_counted() {
     );
 }
 
+#[tokio::test]
+async fn a_scaled_out_installation_exports_into_a_bucket_prefix() {
+    use crate::scale::{aws_env, fresh_blobs, fresh_database, migrate, replica_args, services};
+    use futures_util::TryStreamExt;
+    use object_store::{ObjectStore, ObjectStoreExt};
+    let settings = services();
+    let database = fresh_database(&settings).await;
+    migrate(&database);
+    let blobs = fresh_blobs(&settings, "archive-src");
+    let env = aws_env(&settings);
+    let server = TestServer::start_full(
+        "127.0.0.1:0",
+        &replica_args(&database, &blobs),
+        &env,
+        reqwest::Client::new(),
+    );
+    server
+        .put("/schemes/all-match", json!({"mode": "basic"}))
+        .await;
+    for n in 0..3u32 {
+        let (_, doc) = server
+            .post(
+                "/documents",
+                json!({"source_system": "ERP", "doc_no": format!("S3-{n}"), "doc_type": "x", "org": "HQ"}),
+            )
+            .await;
+        upload(&server, doc["id"].as_i64().unwrap(), small_page(n)).await;
+    }
+    let out = fresh_blobs(&settings, "archive-out");
+    let key_file = server.data_dir.join("secrets.key");
+    let run = || {
+        Command::new(bin("imc-server"))
+            .args([
+                "archive",
+                "export",
+                "--database",
+                &database,
+                "--blobs",
+                &blobs,
+            ])
+            .args(["--out", &out, "--key-file"])
+            .arg(&key_file)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    assert!(first.status.success(), "{}", text(&first));
+    assert!(text(&first).contains("3 bags written"), "{}", text(&first));
+
+    // The bags, fetched from the bucket the way an archivist would.
+    let url = url_parts(&out);
+    let bucket = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(&settings["AWS_ENDPOINT"])
+        .with_region(&settings["AWS_REGION"])
+        .with_access_key_id(&settings["AWS_ACCESS_KEY_ID"])
+        .with_secret_access_key(&settings["AWS_SECRET_ACCESS_KEY"])
+        .with_allow_http(true)
+        .with_bucket_name(&url.0)
+        .build()
+        .unwrap();
+    let prefix = object_store::path::Path::from(url.1.as_str());
+    let objects: Vec<_> = bucket.list(Some(&prefix)).try_collect().await.unwrap();
+    // A crash before a bag's signature went up: the next run rewrites it.
+    let signature = objects
+        .iter()
+        .find(|o| o.location.as_ref().ends_with("tagmanifest-sha256.txt.sig"))
+        .unwrap()
+        .location
+        .clone();
+    bucket.delete(&signature).await.unwrap();
+    let second = run();
+    assert!(
+        text(&second).contains("1 bags written"),
+        "{}",
+        text(&second)
+    );
+    assert!(
+        text(&second).contains("2 already held"),
+        "{}",
+        text(&second)
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let local = tmp.path().join("archive");
+    let objects: Vec<_> = bucket.list(Some(&prefix)).try_collect().await.unwrap();
+    for object in &objects {
+        let relative = object.location.as_ref()[prefix.as_ref().len() + 1..].to_owned();
+        let bytes = bucket
+            .get(&object.location)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let target = local.join(relative);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::write(target, bytes).unwrap();
+    }
+    let names = bags(&local);
+    assert_eq!(names.len(), 3, "{names:?}");
+    for name in &names {
+        bagit_validates(&local.join(name));
+    }
+    let checked = verify(&local, &[]);
+    assert!(checked.status.success(), "{}", text(&checked));
+}
+
+/// (bucket, prefix) of `s3://bucket/prefix`.
+fn url_parts(url: &str) -> (String, String) {
+    let rest = url.trim_start_matches("s3://");
+    let (bucket, prefix) = rest.split_once('/').unwrap();
+    (bucket.to_owned(), prefix.to_owned())
+}
+
 async fn finished(server: &TestServer, job: &Value) -> Value {
     let path = format!("/archive/exports/{}", job["id"]);
     crate::harness::eventually("the export to end", WAIT, || async {

@@ -3,9 +3,9 @@
 //! the background, its progress kept for `GET /archive/exports/{id}`, its
 //! start and end in the audit trail and its output counted in metrics.
 
+use crate::archive::destination::{self, Destination};
 use crate::archive::export::{Sources, export};
 use crate::archive::filter::filter;
-use crate::archive::folder::Folder;
 use crate::archive::jobs::Busy;
 use crate::domain::Actor;
 use crate::error::{ApiError, ApiResult};
@@ -43,11 +43,12 @@ pub async fn start_export(
             None => ApiError::bad_request(message),
         }
     })?;
-    let folder = Folder::open(&dir, Some(&state.config.data_dir))
+    let destination = destination::open(&dir.to_string_lossy(), Some(&state.config.data_dir))
+        .await
         .map_err(|e| ApiError::Conflict(format!("the archive destination: {e:#}")))?;
     let job = state
         .archive_jobs
-        .start(dir.display().to_string())
+        .start(destination.describe())
         .map_err(|Busy(id)| ApiError::Conflict(format!("export {id} is still running")))?;
     let started = format!(
         "export {} to {} started: {} documents{}{}",
@@ -74,7 +75,7 @@ pub async fn start_export(
         .await?;
     let (state, actor, id) = (state.clone(), actor.clone(), job.id);
     tokio::spawn(async move {
-        let result = run(&state, &folder, &filter, id).await;
+        let result = run(&state, &destination, &filter, id).await;
         let what = match &result {
             Ok(p) => format!(
                 "export {id} done: {} bags written ({} bytes), {} documents already held",
@@ -96,7 +97,7 @@ pub async fn start_export(
 
 async fn run(
     state: &AppState,
-    folder: &Folder,
+    destination: &std::sync::Arc<dyn Destination>,
     filter: &crate::store::ArchiveFilter,
     id: u64,
 ) -> Result<crate::archive::export::Progress, String> {
@@ -111,7 +112,7 @@ async fn run(
         keys: &keys,
     };
     let mut counted = crate::archive::export::Progress::default();
-    export(&sources, folder, filter, |p| {
+    export(&sources, destination, filter, |p| {
         state.archive_jobs.progress(id, p);
         crate::metrics::archive_written(p.bags - counted.bags, p.bytes - counted.bytes);
         counted = *p;

@@ -5,7 +5,8 @@
 //! document and leaves no bag looking whole.
 
 use super::bag;
-use super::folder::{Folder, Held};
+use super::destination::Destination;
+use super::folder::Held;
 use super::package::{self, Facts};
 use super::xml;
 use crate::blobs::BlobStore;
@@ -14,6 +15,7 @@ use crate::store::{ArchiveFilter, Document, Store};
 use anyhow::{Context, anyhow};
 use base64::Engine;
 use chrono::Utc;
+use std::sync::Arc;
 
 /// Documents read from the store at a time.
 const PAGE: u32 = 100;
@@ -40,13 +42,13 @@ pub struct Sources<'a> {
 
 pub async fn export(
     sources: &Sources<'_>,
-    folder: &Folder,
+    destination: &Arc<dyn Destination>,
     filter: &ArchiveFilter,
     mut on_progress: impl FnMut(&Progress),
 ) -> anyhow::Result<Progress> {
-    let mut held = folder.held()?;
+    let mut held = destination.held().await?;
     let mut progress = Progress::default();
-    // Bags being written, oldest first: fsync waits overlap across bags,
+    // Bags being written, oldest first: fsync (or upload) waits overlap across bags,
     // while at most WRITING documents' pages are in memory.
     let mut writing = std::collections::VecDeque::new();
     let mut after = 0;
@@ -74,9 +76,9 @@ pub async fn export(
                 continue;
             };
             held.add(id, bag.version, bag.digest.clone());
-            let folder = folder.clone();
+            let destination = Arc::clone(destination);
             let write =
-                tokio::task::spawn_blocking(move || folder.write_bag(&bag.name, &bag.files));
+                tokio::spawn(async move { destination.write_bag(bag.name, bag.files).await });
             writing.push_back((write, named));
             if writing.len() >= WRITING {
                 finish_oldest(&mut writing, &mut progress).await?;

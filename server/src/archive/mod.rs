@@ -7,6 +7,8 @@
 //!   bags and a public key.
 
 pub mod bag;
+pub mod bucket;
+pub mod destination;
 pub mod export;
 pub mod filter;
 pub mod folder;

@@ -2,9 +2,9 @@
 //! self-verifying archive packages (docs/ARCHIVE.md), and their check.
 
 use super::stores::StoreArgs;
+use crate::archive::destination;
 use crate::archive::export::{Progress, Sources, export};
 use crate::archive::filter::filter;
-use crate::archive::folder::Folder;
 use crate::archive::verify;
 use crate::config::ServerConfig;
 use crate::cover_keys::CoverSigner;
@@ -28,9 +28,10 @@ pub enum Command {
         /// The secrets key file, when not `<data dir>/secrets.key`.
         #[arg(long)]
         key_file: Option<PathBuf>,
-        /// The destination folder: new, empty, or one exported to before.
+        /// The destination: a folder, or `s3://bucket/prefix` (the `AWS_*`
+        /// settings as for blobs); new, empty, or one exported to before.
         #[arg(long)]
-        out: PathBuf,
+        out: String,
         /// Documents created on or after this day (YYYY-MM-DD, UTC).
         #[arg(long)]
         from: Option<String>,
@@ -77,7 +78,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             status,
         } => {
             let filter = filter("--", &status, from.as_deref(), to.as_deref(), source_system)?;
-            let folder = Folder::open(&out, at.data_dir.as_deref())?;
+            let destination = destination::open(&out, at.data_dir.as_deref()).await?;
             let blobs = match (&blobs, &at.data_dir) {
                 (Some(location), _) => location.clone(),
                 (None, Some(data_dir)) => ServerConfig::new(data_dir.clone())
@@ -104,10 +105,13 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 blobs: &*blobs,
                 keys: &keys,
             };
-            let done = export(&sources, &folder, &filter, |p| bar.set_message(line(p))).await;
+            let done = export(&sources, &destination, &filter, |p| {
+                bar.set_message(line(p))
+            })
+            .await;
             bar.finish_and_clear();
             let done = done?;
-            println!("{} into {}", line(&done), folder.root().display());
+            println!("{} into {}", line(&done), destination.describe());
             Ok(())
         }
         Command::Verify { dir, key, json } => {

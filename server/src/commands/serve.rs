@@ -52,7 +52,8 @@ pub struct Args {
     #[arg(long, env = "IMC_HEADER_TIMEOUT_SECS")]
     pub header_timeout_secs: Option<u64>,
     /// Where archive exports started through the API write their packages
-    /// (`POST /api/v1/archive/exports`); not inside the data dir.
+    /// (`POST /api/v1/archive/exports`): a folder outside the data dir, or
+    /// `s3://bucket/prefix`.
     #[arg(long, env = "IMC_ARCHIVE_DIR")]
     pub archive_dir: Option<PathBuf>,
     #[command(flatten)]
