@@ -10,7 +10,7 @@
 /// Longest QR text considered: real ones are under 100 characters.
 const MAX_TEXT: usize = 512;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VatInvoice {
     /// Two digits: 01 special, 04 ordinary, 10 electronic ordinary, 31/32 fully digital, ...
     pub invoice_type: String,

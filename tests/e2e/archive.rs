@@ -93,6 +93,24 @@ async fn upload(server: &TestServer, id: i64, bytes: Vec<u8>) {
     assert_eq!(r.status().as_u16(), 201);
 }
 
+/// A basic-mode document (the scheme set here) made ready by one uploaded
+/// page; its id.
+async fn uploaded_document(server: &TestServer, doc_no: &str, page: Vec<u8>) -> i64 {
+    server
+        .put("/schemes/all-match", json!({"mode": "basic"}))
+        .await;
+    let (status, doc) = server
+        .post(
+            "/documents",
+            json!({"source_system": "ERP", "doc_no": doc_no, "doc_type": "x", "org": "HQ"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{doc}");
+    let id = doc["id"].as_i64().unwrap();
+    upload(server, id, page).await;
+    id
+}
+
 /// A small page, different for every seed.
 fn small_page(seed: u32) -> Vec<u8> {
     let page = image::GrayImage::from_fn(120, 160, |x, y| {
@@ -311,17 +329,8 @@ async fn bad_destinations_dates_and_statuses_are_refused_before_anything_is_writ
 
     // Bytes that cannot be read mid-export: the document is named, no bag
     // of it looks whole, and the next run picks up once they are back.
-    server
-        .put("/schemes/all-match", json!({"mode": "basic"}))
-        .await;
-    let (_, doc) = server
-        .post(
-            "/documents",
-            json!({"source_system": "ERP", "doc_no": "LOST-1", "doc_type": "x", "org": "HQ"}),
-        )
-        .await;
     let page = small_page(4);
-    upload(&server, doc["id"].as_i64().unwrap(), page.clone()).await;
+    let lost = uploaded_document(&server, "LOST-1", page.clone()).await;
     let sha = crate::harness::sha256_hex(&page);
     let blob = server.data_dir.join("blobs").join(&sha[..2]).join(&sha);
     std::fs::remove_file(&blob).unwrap();
@@ -337,7 +346,7 @@ async fn bad_destinations_dates_and_statuses_are_refused_before_anything_is_writ
     std::fs::write(&blob, &page).unwrap();
     let run = export(&server.data_dir, &out, &[]);
     assert!(run.status.success(), "{}", text(&run));
-    assert_eq!(bags(&out), [format!("LOST-1.{}.v1", doc["id"])]);
+    assert_eq!(bags(&out), [format!("LOST-1.{lost}.v1")]);
 }
 
 #[tokio::test]
@@ -347,21 +356,9 @@ async fn an_export_killed_midway_completes_on_rerun_without_duplicates() {
         "127.0.0.1:0",
         &[("IMC_RATE_PER_TOKEN", "0"), ("IMC_RATE_PER_IP", "0")],
     );
-    server
-        .put("/schemes/all-match", json!({"mode": "basic"}))
-        .await;
     let mut ids = Vec::new();
     for n in 0..200u32 {
-        let (status, doc) = server
-            .post(
-                "/documents",
-                json!({"source_system": "ERP", "doc_no": format!("KILL-{n:03}"), "doc_type": "x", "org": "HQ"}),
-            )
-            .await;
-        assert_eq!(status, 201, "{doc}");
-        let id = doc["id"].as_i64().unwrap();
-        upload(&server, id, small_page(n)).await;
-        ids.push(id);
+        ids.push(uploaded_document(&server, &format!("KILL-{n:03}"), small_page(n)).await);
     }
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("archive");
@@ -424,16 +421,7 @@ async fn the_api_runs_an_export_in_the_background_audited_and_counted() {
         &["--archive-dir".into(), out.display().to_string()],
         reqwest::Client::new(),
     );
-    server
-        .put("/schemes/all-match", json!({"mode": "basic"}))
-        .await;
-    let (_, doc) = server
-        .post(
-            "/documents",
-            json!({"source_system": "ERP", "doc_no": "API-1", "doc_type": "x", "org": "HQ"}),
-        )
-        .await;
-    upload(&server, doc["id"].as_i64().unwrap(), small_page(9)).await;
+    uploaded_document(&server, "API-1", small_page(9)).await;
     let (status, bad) = server
         .post("/archive/exports", json!({"from": "2026-02-30"}))
         .await;
@@ -503,17 +491,8 @@ async fn a_scaled_out_installation_exports_into_a_bucket_prefix() {
         &env,
         reqwest::Client::new(),
     );
-    server
-        .put("/schemes/all-match", json!({"mode": "basic"}))
-        .await;
     for n in 0..3u32 {
-        let (_, doc) = server
-            .post(
-                "/documents",
-                json!({"source_system": "ERP", "doc_no": format!("S3-{n}"), "doc_type": "x", "org": "HQ"}),
-            )
-            .await;
-        upload(&server, doc["id"].as_i64().unwrap(), small_page(n)).await;
+        uploaded_document(&server, &format!("S3-{n}"), small_page(n)).await;
     }
     let out = fresh_blobs(&settings, "archive-out");
     let key_file = server.data_dir.join("secrets.key");

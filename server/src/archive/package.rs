@@ -4,8 +4,8 @@
 //! Plain functions: no I/O.
 
 use super::record::{
-    ArchivedConflict, ArchivedDecision, ArchivedDocument, ArchivedImage, ArchivedInvoice,
-    AuditLine, AuditSummary, FORMAT,
+    ArchivedConflict, ArchivedDecision, ArchivedDocument, ArchivedImage, AuditLine, AuditSummary,
+    FORMAT,
 };
 use crate::domain::receipt::RECEIVE_ACTION;
 use crate::store::{AuditRow, Document, Image, InvoiceConflict};
@@ -80,14 +80,7 @@ pub fn record(facts: &Facts) -> ArchivedDocument {
 
 fn image(doc: &Document, image: &Image) -> ArchivedImage {
     let texts = || image.barcodes.iter().map(|b| b.text.as_str());
-    let invoice = vat::first_on_page(texts()).map(|v| ArchivedInvoice {
-        invoice_type: v.invoice_type,
-        invoice_code: v.invoice_code,
-        invoice_number: v.invoice_number,
-        amount: v.amount,
-        date: v.date,
-        check_code: v.check_code,
-    });
+    let invoice = vat::first_on_page(texts());
     let is_cover = texts().any(|text| {
         text == doc.cover_code
             || imc_shared::cover_qr::parse(text).is_some_and(|qr| qr.code == doc.cover_code)

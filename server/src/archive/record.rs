@@ -4,6 +4,7 @@
 
 use imc_shared::api::{AttachmentCheck, Purged};
 use imc_shared::protocol::BarcodeInfo;
+use imc_shared::vat::VatInvoice;
 use imc_shared::{DocStatus, ImageMode};
 use serde::{Deserialize, Serialize};
 
@@ -58,19 +59,9 @@ pub struct ArchivedImage {
     pub kind: String,
     pub blank: bool,
     pub barcodes: Vec<BarcodeInfo>,
-    pub invoice: Option<ArchivedInvoice>,
+    /// The VAT invoice's fields as read from its QR code.
+    pub invoice: Option<VatInvoice>,
     pub purged: Option<Purged>,
-}
-
-/// A VAT invoice's fields as read from its QR code.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ArchivedInvoice {
-    pub invoice_type: String,
-    pub invoice_code: Option<String>,
-    pub invoice_number: String,
-    pub amount: Option<String>,
-    pub date: String,
-    pub check_code: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
