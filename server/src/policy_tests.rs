@@ -26,6 +26,8 @@ use tower::ServiceExt;
 const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/", "public"),
     ("GET", "/ui", "public"),
+    ("GET", "/ui/", "public"),
+    ("GET", "/favicon.ico", "public"),
     ("GET", "/ui/static/{file}", "public"),
     ("GET", "/ui/login", "public"),
     ("POST", "/ui/login", "public"),

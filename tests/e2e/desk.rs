@@ -430,3 +430,38 @@ async fn opens_queue(base: &str, session: &str) -> bool {
         .status()
         == 200
 }
+
+/// `/ui/`, unknown paths and paths that name nothing get the desk's own
+/// pages (not an empty 404 or a parser's message); the icon is served.
+#[tokio::test]
+async fn unknown_and_malformed_desk_paths_get_the_desk_s_own_pages() {
+    let server = TestServer::start();
+    add_user(&server, "wang", "signoff", None);
+    let session = crate::harness::desk_login(&server.base, "wang", PASSWORD).await;
+    let client = crate::harness::no_redirects();
+    let get = |path: &str| {
+        client
+            .get(format!("{}{path}", server.base))
+            .header("cookie", &session)
+            .send()
+    };
+    let slash = get("/ui/").await.unwrap();
+    assert_eq!(slash.status(), 303);
+    assert_eq!(slash.headers()["location"], "/ui/queue");
+    for (path, status) in [
+        ("/ui/nowhere", 404),
+        ("/ui/documents/abc", 404),
+        ("/ui/documents/99999999999999999999", 404),
+        ("/ui/images/x/thumb", 404),
+    ] {
+        let answer = get(path).await.unwrap();
+        assert_eq!(answer.status(), status, "{path}");
+        let page = answer.text().await.unwrap();
+        assert!(page.contains("<html"), "{path}: a desk page: {page}");
+        assert!(page.contains("/ui/queue"), "{path}: a way back: {page}");
+        assert!(!page.contains("Cannot parse"), "{path}: {page}");
+    }
+    let icon = get("/favicon.ico").await.unwrap();
+    assert_eq!(icon.status(), 200);
+    assert_eq!(icon.headers()["content-type"], "image/svg+xml");
+}

@@ -1,6 +1,7 @@
 //! Administration: image schemes, global settings, staff users.
 
 use super::error::{UiError, UiResult};
+use super::extract::DeskPath;
 use super::layout::{self, Nav, csrf_field};
 use super::passwords;
 use super::session::Staff;
@@ -9,7 +10,7 @@ use crate::app::agents::name_ok;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::Scheme;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use imc_shared::ImageMode;
 use imc_shared::api::SettingsPatch;
@@ -222,7 +223,7 @@ pub async fn add_user(
 pub async fn disable_user(
     State(state): State<AppState>,
     staff: Staff,
-    Path(name): Path<String>,
+    DeskPath(name): DeskPath<String>,
 ) -> UiResult<Response> {
     if name == staff.user.name {
         return Err(UiError::BadRequest(
@@ -240,7 +241,7 @@ pub async fn disable_user(
 pub async fn enable_user(
     State(state): State<AppState>,
     staff: Staff,
-    Path(name): Path<String>,
+    DeskPath(name): DeskPath<String>,
 ) -> UiResult<Response> {
     state
         .web

@@ -1,12 +1,13 @@
 //! Sites and agents: what each desk last reported, enrolment codes, revoking.
 
 use super::error::UiResult;
+use super::extract::DeskPath;
 use super::layout::{self, Nav, csrf_field};
 use super::session::Staff;
 use crate::app::agents::issue_enrollment_code;
 use crate::state::AppState;
 use crate::store::AgentRecord;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use imc_shared::api::EnrollmentCode;
 use maud::{Markup, html};
@@ -99,7 +100,7 @@ pub async fn new_code(
 pub async fn revoke(
     State(state): State<AppState>,
     staff: Staff,
-    Path(agent_id): Path<String>,
+    DeskPath(agent_id): DeskPath<String>,
 ) -> UiResult<Response> {
     crate::app::agents::revoke_agent(&state, &agent_id, &staff.user.actor()).await?;
     Ok(Redirect::to("/ui/agents").into_response())

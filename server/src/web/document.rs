@@ -7,6 +7,7 @@
 //! else decided first) comes back as the workflow's 409 and is shown as such.
 
 use super::error::{UiError, UiResult};
+use super::extract::DeskPath;
 use super::i18n::Text;
 use super::layout::{self, Nav, csrf_field};
 use super::queue::{QueueQuery, filter_query};
@@ -18,7 +19,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::{AuditRow, Decision, Document, Image};
 use crate::workflow::after_decision;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use imc_shared::api::{AttachmentCheck, AttachmentVerdict, ReasonBody};
@@ -40,7 +41,7 @@ pub struct DocQuery {
 pub async fn show(
     State(state): State<AppState>,
     staff: Staff,
-    Path(id): Path<i64>,
+    DeskPath(id): DeskPath<i64>,
     Query(query): Query<DocQuery>,
 ) -> UiResult<Response> {
     let t = staff.lang.text();
@@ -351,7 +352,7 @@ fn required_reason(reason: Option<String>) -> Result<String, ApiError> {
 pub async fn sign_off(
     State(state): State<AppState>,
     staff: Staff,
-    Path(id): Path<i64>,
+    DeskPath(id): DeskPath<i64>,
     axum::Form(form): axum::Form<DecisionForm>,
 ) -> UiResult<Response> {
     let filter = form.filter.filter(&staff);
@@ -369,7 +370,7 @@ pub async fn sign_off(
 pub async fn reject(
     State(state): State<AppState>,
     staff: Staff,
-    Path(id): Path<i64>,
+    DeskPath(id): DeskPath<i64>,
     axum::Form(form): axum::Form<DecisionForm>,
 ) -> UiResult<Response> {
     with_reason(&state, &staff, id, form, "rejected", |reason| {
@@ -381,7 +382,7 @@ pub async fn reject(
 pub async fn unsign(
     State(state): State<AppState>,
     staff: Staff,
-    Path(id): Path<i64>,
+    DeskPath(id): DeskPath<i64>,
     axum::Form(form): axum::Form<DecisionForm>,
 ) -> UiResult<Response> {
     with_reason(&state, &staff, id, form, "revoked", |reason| {

@@ -8,11 +8,12 @@
 //! cached for good; byte ranges are served for the originals and renditions.
 
 use super::error::{UiError, UiResult};
+use super::extract::DeskPath;
 use super::packets::packet_id;
 use super::session::Staff;
 use crate::blobs::is_sha256_hex;
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::io::Cursor;
@@ -52,7 +53,7 @@ fn browser_shows(content_type: &str) -> bool {
 pub async fn image(
     State(state): State<AppState>,
     staff: Staff,
-    Path((id, kind)): Path<(i64, String)>,
+    DeskPath((id, kind)): DeskPath<(i64, String)>,
     headers: HeaderMap,
 ) -> UiResult<Response> {
     let kind = Kind::parse(&kind)?;
@@ -73,7 +74,7 @@ pub async fn image(
 pub async fn packet_page(
     State(state): State<AppState>,
     staff: Staff,
-    Path((id, index, kind)): Path<(String, u32, String)>,
+    DeskPath((id, index, kind)): DeskPath<(String, u32, String)>,
     headers: HeaderMap,
 ) -> UiResult<Response> {
     let kind = Kind::parse(&kind)?;

@@ -23,6 +23,7 @@ mod cookies;
 mod document;
 pub(crate) mod error;
 mod events;
+mod extract;
 pub mod i18n;
 mod layout;
 mod media;
@@ -47,6 +48,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
+use error::UiError;
 use store::Role;
 
 /// Every desk route and who may use it: its part of the policy table
@@ -60,6 +62,8 @@ pub(crate) fn routes() -> PolicyRoutes {
     PolicyRoutes::new(Surface::Desk)
         .get("/", public, || async { Redirect::to("/ui/queue") })
         .get("/ui", public, || async { Redirect::to("/ui/queue") })
+        .get("/ui/", public, || async { Redirect::to("/ui/queue") })
+        .get("/favicon.ico", public, favicon)
         .get("/ui/static/{file}", public, static_file)
         .get("/ui/login", public, session::login_page)
         .post("/ui/login", public, session::login)
@@ -98,6 +102,8 @@ pub fn router(state: AppState) -> Router<AppState> {
     let tls = state.web.secure_cookies;
     routes()
         .router
+        // Any other path outside the API is the desk's own "no such page".
+        .fallback(not_found)
         // Outer to the routes' rules: the session (and so the principal) is known first.
         .route_layer(middleware::from_fn_with_state(state, session::guard))
         .layer(middleware::from_fn_with_state(tls, security_headers))
@@ -182,6 +188,25 @@ async fn static_file(Path(file): Path<String>, headers: HeaderMap) -> Response {
         cache,
         [(header::CONTENT_TYPE, (*content_type).to_owned())],
         *bytes,
+    )
+        .into_response()
+}
+
+async fn not_found(uri: axum::http::Uri) -> UiError {
+    UiError::NotFound(format!("the page {}", uri.path()))
+}
+
+/// The desk's icon: a document with a tick, in the desk's blue.
+async fn favicon() -> Response {
+    const ICON: &str = "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'>\
+<rect x='2' y='1' width='12' height='14' rx='1.5' fill='#1d4ed8'/>\
+<path d='M5 8.5l2 2 4-4.5' stroke='#fff' stroke-width='1.6' fill='none'/></svg>";
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "image/svg+xml"),
+            (axum::http::header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        ICON,
     )
         .into_response()
 }

@@ -3,11 +3,12 @@
 //! through the same store call as `POST /api/v1/packets/{id}/match`.
 
 use super::error::{UiError, UiResult};
+use super::extract::DeskPath;
 use super::layout::{self, Nav, csrf_field};
 use super::session::Staff;
 use crate::state::AppState;
 use crate::store::{Document, Packet};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use imc_shared::api::PacketState;
 use maud::{Markup, html};
@@ -103,7 +104,7 @@ pub struct SearchQuery {
 pub async fn show(
     State(state): State<AppState>,
     staff: Staff,
-    Path(id): Path<String>,
+    DeskPath(id): DeskPath<String>,
     Query(query): Query<SearchQuery>,
 ) -> UiResult<Markup> {
     let t = staff.lang.text();
@@ -147,7 +148,7 @@ pub async fn show(
 pub async fn search_fragment(
     State(state): State<AppState>,
     staff: Staff,
-    Path(id): Path<String>,
+    DeskPath(id): DeskPath<String>,
     Query(query): Query<SearchQuery>,
 ) -> UiResult<Markup> {
     let packet = visible_packet(&state, &staff, &id).await?;
@@ -211,7 +212,7 @@ pub struct AttachForm {
 pub async fn attach(
     State(state): State<AppState>,
     staff: Staff,
-    Path(id): Path<String>,
+    DeskPath(id): DeskPath<String>,
     axum::Form(form): axum::Form<AttachForm>,
 ) -> UiResult<Response> {
     let doc = state
