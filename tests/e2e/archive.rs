@@ -50,7 +50,7 @@ fn bags(out: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(out)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "imc-archive.txt")
+        .filter(|n| n != "imc-archive.txt" && n != "imc-archive.lock")
         .collect();
     names.sort();
     names

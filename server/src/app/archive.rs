@@ -43,12 +43,11 @@ pub async fn start_export(
             None => ApiError::bad_request(message),
         }
     })?;
-    let destination = destination::open(&dir.to_string_lossy(), Some(&state.config.data_dir))
-        .await
-        .map_err(|e| ApiError::Conflict(format!("the archive destination: {e:#}")))?;
+    // The job first: it is what keeps a second export on this replica out
+    // while the first opens (and cleans up) the destination.
     let job = state
         .archive_jobs
-        .start(destination.describe())
+        .start(dir.to_string_lossy().into_owned())
         .map_err(|Busy(id)| ApiError::Conflict(format!("export {id} is still running")))?;
     let started = format!(
         "export {} to {} started: {} documents{}{}",
@@ -69,10 +68,24 @@ pub async fn start_export(
             ),
         }
     );
-    state
-        .store
-        .audit_event(actor, EXPORT_ACTION, &started)
-        .await?;
+    let opened = match destination::open(&job.out, Some(&state.config.data_dir)).await {
+        Ok(destination) => state
+            .store
+            .audit_event(actor, EXPORT_ACTION, &started)
+            .await
+            .map(|()| destination)
+            .map_err(ApiError::from),
+        Err(e) => Err(ApiError::Conflict(format!(
+            "the archive destination: {e:#}"
+        ))),
+    };
+    let destination = match opened {
+        Ok(destination) => destination,
+        Err(e) => {
+            state.archive_jobs.finish(job.id, Err(e.to_string()));
+            return Err(e);
+        }
+    };
     let (state, actor, id) = (state.clone(), actor.clone(), job.id);
     tokio::spawn(async move {
         let result = run(&state, &destination, &filter, id).await;

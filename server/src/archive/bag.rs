@@ -128,19 +128,22 @@ pub fn parse_bag_name(name: &str) -> Option<(i64, u32)> {
 }
 
 /// A document number as part of a file name: letters and digits of any
-/// script, `-` and `_` kept, anything else `_`, at most 80 characters.
+/// script, `-` and `_` kept, anything else `_`, at most 100 bytes (cut on a
+/// character), so that `.partial-`, the id and the version still fit the
+/// 255 bytes a file name may have.
 fn file_name_part(text: &str) -> String {
-    let part: String = text
-        .chars()
-        .take(80)
-        .map(|c| {
-            if c.is_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let mut part = String::new();
+    for c in text.chars() {
+        let c = if c.is_alphanumeric() || c == '-' || c == '_' {
+            c
+        } else {
+            '_'
+        };
+        if part.len() + c.len_utf8() > 100 {
+            break;
+        }
+        part.push(c);
+    }
     if part.is_empty() { "_".into() } else { part }
 }
 
@@ -298,5 +301,12 @@ mod tests {
         assert_eq!(parse_bag_name(".partial-AP.42.v3"), None);
         assert_eq!(parse_bag_name("imc-archive.txt"), None);
         assert_eq!(page_file(7, "image/png"), "data/pages/0007.png");
+        let long = bag_name(&"报".repeat(200), i64::MAX, u32::MAX);
+        assert!(
+            format!("{PARTIAL_PREFIX}{long}").len() <= 255,
+            "{}",
+            long.len()
+        );
+        assert_eq!(parse_bag_name(&long), Some((i64::MAX, u32::MAX)));
     }
 }

@@ -5,26 +5,36 @@
 
 use super::bag::{self, DESTINATION_MARKER, SIGNATURE_FILE};
 use super::destination::Destination;
-use super::folder::Held;
+use super::folder::{Held, LEASE_FILE};
 use anyhow::{Context, anyhow, bail};
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as Key;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 pub struct Bucket {
     store: Arc<dyn ObjectStore>,
     prefix: Key,
     url: String,
+    /// When this export last wrote its lease.
+    leased_at: Mutex<Instant>,
 }
 
+/// How long a lease holds without being renewed: an export that died
+/// frees the prefix after this.
+const LEASE: Duration = Duration::from_secs(15 * 60);
+/// How often a running export renews its lease.
+const RENEW: Duration = Duration::from_secs(5 * 60);
+
 impl Bucket {
-    /// `s3://bucket/prefix` with the `AWS_*` settings; refuses a prefix that
-    /// holds objects but no marker, marks a new one, and deletes the objects
-    /// of bags a crash left without their signature.
+    /// `s3://bucket/prefix` with the `AWS_*` settings: takes the prefix's
+    /// lease (one export at a time), refuses a prefix that holds objects
+    /// but no marker, marks a new one, and deletes the objects of bags a
+    /// crash left without their signature.
     pub async fn open(url: &str) -> anyhow::Result<Bucket> {
         let parsed = url::Url::parse(url).with_context(|| format!("{url} is not a URL"))?;
         let bucket_name = parsed
@@ -41,12 +51,17 @@ impl Bucket {
             store: Arc::new(store),
             prefix,
             url: url.to_owned(),
+            leased_at: Mutex::new(Instant::now()),
         };
-        let bags = bucket.listing().await?;
+        let (bags, loose) = bucket.listing().await?;
         let marker = bucket.key(DESTINATION_MARKER)?;
-        let marked = bucket.store.head(&marker).await.is_ok();
+        let marked = match bucket.store.head(&marker).await {
+            Ok(_) => true,
+            Err(object_store::Error::NotFound { .. }) => false,
+            Err(e) => return Err(e).with_context(|| format!("reading {marker}")),
+        };
         if !marked {
-            if !bags.is_empty() {
+            if !bags.is_empty() || !loose.is_empty() {
                 bail!(
                     "{url} holds objects but no {DESTINATION_MARKER}: it is not an IMC archive \
                      destination; name an empty or new prefix"
@@ -61,8 +76,10 @@ impl Bucket {
                 .await
                 .with_context(|| format!("marking {url}"))?;
         }
+        bucket.take_lease().await?;
+        // Only now, with the lease: nothing else is writing these.
         for (name, files) in &bags {
-            if !files.iter().any(|f| f == SIGNATURE_FILE) {
+            if bag::parse_bag_name(name).is_some() && !files.iter().any(|f| f == SIGNATURE_FILE) {
                 for file in files {
                     let key = bucket.key(&format!("{name}/{file}"))?;
                     bucket
@@ -76,6 +93,65 @@ impl Bucket {
         Ok(bucket)
     }
 
+    /// Writes the lease object unless another export's is younger than
+    /// [`LEASE`].
+    async fn take_lease(&self) -> anyhow::Result<()> {
+        let key = self.key(LEASE_FILE)?;
+        let now = chrono::Utc::now();
+        let create = PutOptions::from(PutMode::Create);
+        match self
+            .store
+            .put_opts(
+                &key,
+                PutPayload::from(now.to_rfc3339().into_bytes()),
+                create,
+            )
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(object_store::Error::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e).with_context(|| format!("writing {key}")),
+        }
+        let held_since = self
+            .store
+            .get(&key)
+            .await
+            .with_context(|| format!("reading {key}"))?
+            .bytes()
+            .await
+            .with_context(|| format!("reading {key}"))?;
+        let held_since =
+            chrono::DateTime::parse_from_rfc3339(&String::from_utf8_lossy(&held_since))
+                .map(|t| t.to_utc())
+                .unwrap_or_default();
+        let lease = chrono::Duration::from_std(LEASE).unwrap_or_default();
+        if now - held_since < lease {
+            bail!(
+                "another export is writing to {} (its lease, {LEASE_FILE}, was renewed at {held_since}; \
+                 one that died frees it {} minutes later)",
+                self.url,
+                LEASE.as_secs() / 60
+            );
+        }
+        self.renew_lease().await
+    }
+
+    async fn renew_lease(&self) -> anyhow::Result<()> {
+        let key = self.key(LEASE_FILE)?;
+        self.store
+            .put(
+                &key,
+                PutPayload::from(chrono::Utc::now().to_rfc3339().into_bytes()),
+            )
+            .await
+            .with_context(|| format!("writing {key}"))?;
+        *self
+            .leased_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        Ok(())
+    }
+
     fn key(&self, path: &str) -> anyhow::Result<Key> {
         let mut key = self.prefix.clone();
         for part in path.split('/') {
@@ -84,28 +160,36 @@ impl Bucket {
         Ok(key)
     }
 
-    /// Every bag-shaped folder under the prefix (a name `parse_bag_name`
-    /// reads) and the files in it, relative to the bag.
-    async fn listing(&self) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
+    /// The folders under the prefix and the files in each, relative to
+    /// the folder; and the objects directly under the prefix.
+    async fn listing(&self) -> anyhow::Result<(BTreeMap<String, Vec<String>>, Vec<String>)> {
         let objects: Vec<_> = self
             .store
             .list(Some(&self.prefix))
             .try_collect()
             .await
             .with_context(|| format!("listing {}", self.url))?;
-        let mut bags: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut folders: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut loose = Vec::new();
         for object in objects {
             let Some(relative) = object.location.prefix_match(&self.prefix) else {
                 continue;
             };
             let parts: Vec<String> = relative.map(|p| p.as_ref().to_owned()).collect();
-            if let [name, rest @ ..] = parts.as_slice()
-                && !rest.is_empty()
-            {
-                bags.entry(name.clone()).or_default().push(rest.join("/"));
+            match parts.as_slice() {
+                [name] if name != DESTINATION_MARKER && name != LEASE_FILE => {
+                    loose.push(name.clone());
+                }
+                [name, rest @ ..] if !rest.is_empty() => {
+                    folders
+                        .entry(name.clone())
+                        .or_default()
+                        .push(rest.join("/"));
+                }
+                _ => {}
             }
         }
-        Ok(bags)
+        Ok((folders, loose))
     }
 }
 
@@ -113,7 +197,7 @@ impl Bucket {
 impl Destination for Bucket {
     async fn held(&self) -> anyhow::Result<Held> {
         let mut held = Held::default();
-        for (name, files) in self.listing().await? {
+        for (name, files) in self.listing().await?.0 {
             let Some((document_id, version)) = bag::parse_bag_name(&name) else {
                 continue;
             };
@@ -137,6 +221,15 @@ impl Destination for Bucket {
     }
 
     async fn write_bag(&self, name: String, files: Vec<(String, Vec<u8>)>) -> anyhow::Result<u64> {
+        let renew = self
+            .leased_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .elapsed()
+            >= RENEW;
+        if renew {
+            self.renew_lease().await?;
+        }
         let mut written = 0;
         // In order: the signature comes last, and only then is the bag whole.
         for (path, bytes) in files {
@@ -148,6 +241,14 @@ impl Destination for Bucket {
                 .with_context(|| format!("writing {key}"))?;
         }
         Ok(written)
+    }
+
+    async fn release(&self) {
+        if let Ok(key) = self.key(LEASE_FILE)
+            && let Err(e) = self.store.delete(&key).await
+        {
+            tracing::warn!(error = %e, "could not free the archive lease {key}");
+        }
     }
 
     fn describe(&self) -> String {

@@ -14,6 +14,9 @@ pub trait Destination: Send + Sync {
     async fn held(&self) -> anyhow::Result<Held>;
     /// Writes a whole bag (files in order, the signature last); the bytes written.
     async fn write_bag(&self, name: String, files: Vec<(String, Vec<u8>)>) -> anyhow::Result<u64>;
+    /// Frees the destination for the next export (the folder's lease is
+    /// freed when the process lets go of it).
+    async fn release(&self) {}
     /// Where it is, for people.
     fn describe(&self) -> String;
 }

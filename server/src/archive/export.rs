@@ -46,11 +46,37 @@ pub async fn export(
     filter: &ArchiveFilter,
     mut on_progress: impl FnMut(&Progress),
 ) -> anyhow::Result<Progress> {
-    let mut held = destination.held().await?;
     let mut progress = Progress::default();
-    // Bags being written, oldest first: fsync (or upload) waits overlap across bags,
-    // while at most WRITING documents' pages are in memory.
-    let mut writing = std::collections::VecDeque::new();
+    // Bags being written, oldest first: fsync (or upload) waits overlap
+    // across bags, while at most WRITING documents' pages are in memory.
+    let mut writing = Writing::new();
+    let result = run(
+        sources,
+        destination,
+        filter,
+        &mut writing,
+        &mut progress,
+        &mut on_progress,
+    )
+    .await;
+    // Whatever happened, no write outlives the export: a bag still being
+    // written when another export cleans up would be torn.
+    while let Some((write, _)) = writing.pop_front() {
+        let _ = write.await;
+    }
+    destination.release().await;
+    result.map(|()| progress)
+}
+
+async fn run(
+    sources: &Sources<'_>,
+    destination: &Arc<dyn Destination>,
+    filter: &ArchiveFilter,
+    writing: &mut Writing,
+    progress: &mut Progress,
+    on_progress: &mut impl FnMut(&Progress),
+) -> anyhow::Result<()> {
+    let mut held = destination.held().await?;
     let mut after = 0;
     loop {
         let documents = sources
@@ -63,52 +89,55 @@ pub async fn export(
         };
         after = last.id;
         for document in documents {
-            let (id, doc_no) = (document.id, document.doc_no.clone());
-            let named =
-                move |e: anyhow::Error| e.context(format!("exporting document {doc_no} (id {id})"));
-            let Some(bag) = prepare(sources, &held, document)
+            let named = naming(&document);
+            let prepared = prepare(sources, &held, filter, document)
                 .await
-                .map_err(named.clone())?
-            else {
+                .map_err(&named)?;
+            let Some(bag) = prepared else {
                 progress.documents += 1;
                 progress.unchanged += 1;
-                on_progress(&progress);
+                on_progress(progress);
                 continue;
             };
-            held.add(id, bag.version, bag.digest.clone());
+            held.add(bag.id, bag.version, bag.digest.clone());
             let destination = Arc::clone(destination);
             let write =
                 tokio::spawn(async move { destination.write_bag(bag.name, bag.files).await });
             writing.push_back((write, named));
             if writing.len() >= WRITING {
-                finish_oldest(&mut writing, &mut progress).await?;
-                on_progress(&progress);
+                finish_oldest(writing, progress).await?;
+                on_progress(progress);
             }
         }
     }
     while !writing.is_empty() {
-        finish_oldest(&mut writing, &mut progress).await?;
-        on_progress(&progress);
+        finish_oldest(writing, progress).await?;
+        on_progress(progress);
     }
-    Ok(progress)
+    Ok(())
 }
+
+/// Puts the document's name on an error.
+fn naming(document: &Document) -> Naming {
+    let (id, doc_no) = (document.id, document.doc_no.clone());
+    Box::new(move |e: anyhow::Error| e.context(format!("exporting document {doc_no} (id {id})")))
+}
+
+type Naming = Box<dyn Fn(anyhow::Error) -> anyhow::Error + Send>;
 
 /// Bags written at once.
 const WRITING: usize = 4;
 
-type Writing<F> = std::collections::VecDeque<(tokio::task::JoinHandle<anyhow::Result<u64>>, F)>;
+type Writing = std::collections::VecDeque<(tokio::task::JoinHandle<anyhow::Result<u64>>, Naming)>;
 
-async fn finish_oldest<F: Fn(anyhow::Error) -> anyhow::Error>(
-    writing: &mut Writing<F>,
-    progress: &mut Progress,
-) -> anyhow::Result<()> {
+async fn finish_oldest(writing: &mut Writing, progress: &mut Progress) -> anyhow::Result<()> {
     let Some((write, named)) = writing.pop_front() else {
         return Ok(());
     };
     let bytes = write
         .await
         .map_err(|e| named(anyhow!("the writing task failed: {e}")))?
-        .map_err(named)?;
+        .map_err(&named)?;
     progress.documents += 1;
     progress.bags += 1;
     progress.bytes += bytes;
@@ -117,16 +146,20 @@ async fn finish_oldest<F: Fn(anyhow::Error) -> anyhow::Error>(
 
 /// A bag ready to be written.
 struct Bag {
+    id: i64,
     name: String,
     version: u32,
     digest: String,
     files: Vec<(String, Vec<u8>)>,
 }
 
-/// The document's bag, unless the destination holds its current version.
+/// The document's bag, unless the destination holds its current version
+/// or the document changed while its facts were read (the next run takes
+/// it as it is then).
 async fn prepare(
     sources: &Sources<'_>,
     held: &Held,
+    filter: &ArchiveFilter,
     document: Document,
 ) -> anyhow::Result<Option<Bag>> {
     let store = sources.store;
@@ -138,10 +171,25 @@ async fn prepare(
         attachment_check: store.attachment_check(&document).await?,
         document,
     };
+    // The facts are read one after another: they describe one state of the
+    // document only if it did not change meanwhile.
+    let now = store.document(id).await?;
+    let unchanged = now.as_ref().is_some_and(|d| {
+        d.updated_at == facts.document.updated_at
+            && d.status == facts.document.status
+            && d.image_count == facts.document.image_count
+    });
+    if !unchanged || facts.document.status != filter.status {
+        tracing::info!(
+            document = id,
+            "changed during the export; left for the next run"
+        );
+        return Ok(None);
+    }
     let record = package::record(&facts);
     let record_json = serde_json::to_vec_pretty(&record)?;
     let audit = package::audit_lines(&facts.audit);
-    let digest = package::version_digest(&record_json, &audit);
+    let digest = package::version_digest(&record, &audit)?;
     if held.holds(id, &digest) {
         return Ok(None);
     }
@@ -221,6 +269,7 @@ async fn prepare(
             .ok_or_else(|| anyhow!("no signing key"))
     })?;
     Ok(Some(Bag {
+        id,
         name: bag::bag_name(&record.doc_no, id, version),
         version,
         digest,

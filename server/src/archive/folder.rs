@@ -8,6 +8,7 @@ use super::bag::{self, DESTINATION_MARKER, PARTIAL_PREFIX};
 use anyhow::{Context, bail};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// What the marker file says, for a person who finds the folder.
 const MARKER_TEXT: &str = "This folder is an IMC archive destination: one BagIt bag per document \
@@ -16,7 +17,13 @@ version, written by `imc-server archive export`, checked by `imc-server archive 
 #[derive(Clone)]
 pub struct Folder {
     root: PathBuf,
+    /// The destination's lease: one export at a time writes here (the
+    /// operating system frees it when the process ends, however it ends).
+    _lease: Arc<std::fs::File>,
 }
+
+/// The file whose lock is the lease.
+pub const LEASE_FILE: &str = "imc-archive.lock";
 
 /// The versions a destination holds of each document: (version, digest).
 #[derive(Debug, Default)]
@@ -88,6 +95,24 @@ impl Folder {
                 .with_context(|| format!("writing {}", marker.display()))?;
             sync_dir(root)?;
         }
+        let lease_path = root.join(LEASE_FILE);
+        let lease = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lease_path)
+            .with_context(|| format!("opening {}", lease_path.display()))?;
+        match lease.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => bail!(
+                "another export is writing to {}; wait for it to end",
+                root.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", lease_path.display()));
+            }
+        }
+        // Only now, with the lease: nothing else is writing these.
         for entry in read_dir(root)? {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with(PARTIAL_PREFIX) {
@@ -97,6 +122,7 @@ impl Folder {
         }
         Ok(Folder {
             root: root.to_path_buf(),
+            _lease: Arc::new(lease),
         })
     }
 
@@ -229,7 +255,11 @@ mod tests {
         let out = dir.path().join("out");
         Folder::open(&out, Some(&data)).unwrap();
         assert!(out.join(DESTINATION_MARKER).is_file());
-        Folder::open(&out, Some(&data)).expect("an earlier export opens again");
+        let first = Folder::open(&out, Some(&data)).expect("an earlier export opens again");
+        let busy = Folder::open(&out, Some(&data)).err().unwrap().to_string();
+        assert!(busy.contains("another export"), "{busy}");
+        drop(first);
+        Folder::open(&out, Some(&data)).expect("free once the first is done");
     }
 
     #[test]
@@ -252,6 +282,7 @@ mod tests {
         // A crash mid-bag leaves a partial folder: not held, removed by the next open.
         std::fs::create_dir_all(dir.path().join(".partial-AP-2.8.v1/data")).unwrap();
         assert_eq!(folder.held().unwrap().bags(), 1);
+        drop(folder);
         Folder::open(dir.path(), None).unwrap();
         assert!(!dir.path().join(".partial-AP-2.8.v1").exists());
     }

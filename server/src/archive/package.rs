@@ -8,7 +8,7 @@ use super::record::{
     FORMAT,
 };
 use crate::domain::receipt::RECEIVE_ACTION;
-use crate::store::{AuditRow, Document, Image, InvoiceConflict};
+use crate::store::{AuditRow, Document, Image, InvoiceConflict, PURGE_ACTION};
 use imc_shared::api::AttachmentCheck;
 use imc_shared::vat;
 use sha2::{Digest, Sha256};
@@ -141,15 +141,31 @@ pub fn audit_jsonl(lines: &[AuditLine]) -> serde_json::Result<String> {
 
 /// What tells one version of a document from the next: its record and the
 /// hashes of its audit rows. Export time and the chain's head are left out,
-/// so a rerun over an unchanged document finds the version it wrote.
-pub fn version_digest(record_json: &[u8], audit: &[AuditLine]) -> String {
+/// so a rerun over an unchanged document finds the version it wrote; so is
+/// retention purging the bytes, which would otherwise make a new version
+/// that has lost its pages.
+pub fn version_digest(
+    record: &ArchivedDocument,
+    audit: &[AuditLine],
+) -> serde_json::Result<String> {
+    let mut unpurged = record.clone();
+    for image in &mut unpurged.images {
+        image.purged = None;
+        image.file = Some(super::bag::page_file(image.page_no, &image.content_type));
+    }
+    let kept: Vec<&AuditLine> = audit
+        .iter()
+        .filter(|line| line.action != PURGE_ACTION)
+        .collect();
+    unpurged.audit.events = kept.len();
+    unpurged.audit.last_id = kept.last().map(|line| line.id);
     let mut digest = Sha256::new();
-    digest.update(record_json);
-    for line in audit {
+    digest.update(serde_json::to_vec(&unpurged)?);
+    for line in kept {
         digest.update(b"\n");
         digest.update(line.hash.as_bytes());
     }
-    hex::encode(digest.finalize())
+    Ok(hex::encode(digest.finalize()))
 }
 
 /// Whether the receipts of the audit excerpt name these bytes for this
@@ -285,8 +301,25 @@ mod tests {
         ]);
         assert_eq!(received_sha256(&lines, 1), Some(b));
         assert_eq!(received_sha256(&lines, 2), None);
-        let one = version_digest(b"{}", &lines[..1]);
-        assert_ne!(one, version_digest(b"{}", &lines));
-        assert_eq!(one, version_digest(b"{}", &lines[..1]));
+        let facts = Facts {
+            document: document(),
+            images: vec![page(1, None, false)],
+            audit: vec![],
+            conflicts: vec![],
+            attachment_check: None,
+        };
+        let mut record = record(&facts);
+        let one = version_digest(&record, &lines[..1]).unwrap();
+        assert_ne!(one, version_digest(&record, &lines).unwrap());
+        assert_eq!(one, version_digest(&record, &lines[..1]).unwrap());
+        // Retention purging the bytes is not a new version.
+        record.images[0].file = None;
+        record.images[0].purged = Some(imc_shared::api::Purged {
+            at: "2027-01-01T00:00:00Z".into(),
+            reason: "retention".into(),
+        });
+        let mut purged = lines[..1].to_vec();
+        purged.extend(audit_lines(&[row(3, PURGE_ACTION, Some("1 image"))]));
+        assert_eq!(one, version_digest(&record, &purged).unwrap());
     }
 }

@@ -395,7 +395,7 @@ pub async fn apply_attach(
         .iter()
         .map(|r| {
             Ok(Received {
-                page_no: u32::try_from(r.try_get::<_, i32>(0)?).unwrap_or(0),
+                page_no: db::u32_of(r.try_get::<_, i32>(0)?, "page_no")?,
                 sha256: r.try_get(1)?,
             })
         })
