@@ -83,18 +83,23 @@ pub async fn refuse_early(
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            // A client that did not ask `100-continue` is already sending:
-            // discard (never keep) what it sends for a moment, so that it
-            // finishes and reads the answer instead of a reset. One that
-            // asked gets no `100 Continue`: nothing is read at all.
-            if !expects_continue(request.headers()) {
-                tokio::spawn(discard(request.into_body()));
-            }
+            let (parts, body) = request.into_parts();
+            refuse_body(&parts.headers, body);
             return response;
         }
         _ => {}
     }
     as_json_error(next.run(request).await).await
+}
+
+/// A body refused unread: a client that did not ask `100-continue` is
+/// already sending, so what it sends is discarded (never kept) for a moment,
+/// so that it finishes and reads the answer instead of a reset. One that
+/// asked gets no `100 Continue`: nothing is read at all.
+pub(crate) fn refuse_body(headers: &axum::http::HeaderMap, body: Body) {
+    if !expects_continue(headers) {
+        tokio::spawn(discard(body));
+    }
 }
 
 /// How long an oversized body that is already on its way is read and thrown away.

@@ -70,6 +70,8 @@ const context = await chromium.launchPersistentContext(profile, {
   ],
   viewport: { width: 1400, height: 900 },
   locale: "en-US",
+  // A desk in Shanghai: times must read in local time, zone named.
+  timezoneId: "Asia/Shanghai",
 });
 
 try {
@@ -102,6 +104,15 @@ try {
   const docUrl = page.url();
   const docPath = new URL(docUrl).pathname;
   await page.locator("#page-image").waitFor();
+  // Times are the browser's local time with the zone, not bare UTC.
+  const created = page.locator("#fields time").first();
+  const stamp = await created.getAttribute("datetime");
+  const shown = await created.textContent();
+  const utc = new Date(stamp);
+  const local = new Date(utc.getTime() + 8 * 3600 * 1000);
+  const hhmm = `${String(local.getUTCHours()).padStart(2, "0")}:${String(local.getUTCMinutes()).padStart(2, "0")}`;
+  check(shown.includes(hhmm) && shown.includes("GMT+8"),
+    `created at ${stamp} shows as "${shown}", expected ${hhmm} GMT+8`);
   const visibleThumbs = await page.locator("#thumbs .thumb:not([hidden])").count();
   check(visibleThumbs >= 2, `expected at least 2 visible pages, saw ${visibleThumbs}`);
   const current = () => page.getAttribute("#viewer", "data-current");

@@ -464,4 +464,21 @@ async fn unknown_and_malformed_desk_paths_get_the_desk_s_own_pages() {
     let icon = get("/favicon.ico").await.unwrap();
     assert_eq!(icon.status(), 200);
     assert_eq!(icon.headers()["content-type"], "image/svg+xml");
+
+    // Times say which zone they are in: UTC as sent, the exact instant
+    // kept for the browser's script to show in local time.
+    let made = server.match_document("TZ-1").await;
+    let (_, doc) = server.get(&format!("/documents/{}", made["id"])).await;
+    let page = get(&format!("/ui/documents/{}", doc["id"]))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let stamp = doc["created_at"].as_str().unwrap();
+    let shown = format!("{} UTC</time>", stamp[..16].replace('T', " "));
+    assert!(
+        page.contains(&format!("<time datetime=\"{stamp}\">{shown}")),
+        "{stamp}: {page}"
+    );
 }

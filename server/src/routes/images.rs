@@ -224,6 +224,7 @@ async fn read_image_body(headers: &HeaderMap, body: Body, limit: u64) -> ApiResu
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
+        crate::early::refuse_body(headers, body);
         return Err(ApiError::TooLarge);
     }
     use futures_util::StreamExt;

@@ -68,7 +68,7 @@ fn agent_row(staff: &Staff, a: &AgentRecord, admin: bool) -> Markup {
             td { (a.name) }
             td { code title=(a.id) { (a.id.get(..8).unwrap_or(&a.id)) } }
             td { (a.version.as_deref().unwrap_or("")) }
-            td { (a.last_seen_at.as_deref().map(layout::when).unwrap_or_else(|| t.never.to_owned())) }
+            td { @match a.last_seen_at.as_deref() { Some(at) => (layout::when(at)), None => (t.never) } }
             td.num { @if let Some(p) = a.queue_pages { (p) } @if let Some(b) = a.queue_bytes { " (" (b / 1024) " KiB)" } }
             td.num class=[a.quarantined.filter(|q| *q > 0).map(|_| "warn")] { (a.quarantined.unwrap_or(0)) }
             td { @if a.revoked_at.is_some() { span.badge.status-cancelled { (t.revoked) } } @else { span.badge.status-ready { (t.active) } } }

@@ -157,8 +157,8 @@ fn fields(staff: &Staff, doc: &Document, check: Option<&AttachmentCheck>) -> Mar
                 tr { th { (t.attachments) } td { (attachment_line(t, declared, check)) } }
             }
             (row(t.reject_reason, doc.reject_reason.as_deref()))
-            (row(t.created_at, Some(&layout::when(&doc.created_at))))
-            (row(t.updated_at, Some(&layout::when(&doc.updated_at))))
+            tr { th { (t.created_at) } td { (layout::when(&doc.created_at)) } }
+            tr { th { (t.updated_at) } td { (layout::when(&doc.updated_at)) } }
         }
     }
 }

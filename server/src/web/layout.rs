@@ -87,8 +87,12 @@ pub fn status_badge(t: &Text, status: DocStatus) -> Markup {
 }
 
 /// Timestamps are stored as RFC 3339 UTC; staff read them to the second.
-pub fn when(at: &str) -> String {
-    at.get(..19).unwrap_or(at).replace('T', " ")
+/// A stored time (RFC 3339, UTC) for people: `2026-12-07 03:28 UTC` as
+/// sent, which the desk's script rewrites in the browser's own zone with
+/// the zone named (`11:28 GMT+8`); the exact time stays in `datetime`.
+pub fn when(at: &str) -> Markup {
+    let shown = at.get(..16).unwrap_or(at).replace('T', " ");
+    html! { time datetime=(at) { (shown) " UTC" } }
 }
 
 pub fn flash(message: Option<&str>) -> Markup {

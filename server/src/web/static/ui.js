@@ -11,6 +11,25 @@
     if (csrf) e.detail.headers["X-CSRF-Token"] = csrf.content;
   });
 
+  // ---- Times in the browser's own zone ----------------------------------
+  // The server sends UTC, labelled; shown here in local time, zone named.
+  const lang = document.documentElement.lang || undefined;
+  function localTimes(root) {
+    root.querySelectorAll("time[datetime]").forEach(function (el) {
+      const at = new Date(el.getAttribute("datetime"));
+      if (isNaN(at)) return;
+      const pad = (n) => String(n).padStart(2, "0");
+      const day = at.getFullYear() + "-" + pad(at.getMonth() + 1) + "-" + pad(at.getDate());
+      const zone = new Intl.DateTimeFormat(lang, { timeZoneName: "short" })
+        .formatToParts(at).find((p) => p.type === "timeZoneName");
+      el.textContent = day + " " + pad(at.getHours()) + ":" + pad(at.getMinutes()) +
+        (zone ? " " + zone.value : "");
+      el.title = el.getAttribute("datetime");
+    });
+  }
+  localTimes(document);
+  document.body.addEventListener("htmx:load", function (e) { localTimes(e.target); });
+
   function typing(target) {
     return target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA" ||
       target.tagName === "SELECT" || target.isContentEditable);
