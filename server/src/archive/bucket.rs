@@ -112,18 +112,10 @@ impl Bucket {
             Err(object_store::Error::AlreadyExists { .. }) => {}
             Err(e) => return Err(e).with_context(|| format!("writing {key}")),
         }
-        let held_since = self
-            .store
-            .get(&key)
-            .await
-            .with_context(|| format!("reading {key}"))?
-            .bytes()
-            .await
-            .with_context(|| format!("reading {key}"))?;
-        let held_since =
-            chrono::DateTime::parse_from_rfc3339(&String::from_utf8_lossy(&held_since))
-                .map(|t| t.to_utc())
-                .unwrap_or_default();
+        let held_since = self.read_text(&key).await?;
+        let held_since = chrono::DateTime::parse_from_rfc3339(&held_since)
+            .map(|t| t.to_utc())
+            .unwrap_or_default();
         let lease = chrono::Duration::from_std(LEASE).unwrap_or_default();
         if now - held_since < lease {
             bail!(
@@ -134,6 +126,19 @@ impl Bucket {
             );
         }
         self.renew_lease().await
+    }
+
+    /// A small object's text (a lease, a bag-info).
+    async fn read_text(&self, key: &Key) -> anyhow::Result<String> {
+        let bytes = self
+            .store
+            .get(key)
+            .await
+            .with_context(|| format!("reading {key}"))?
+            .bytes()
+            .await
+            .with_context(|| format!("reading {key}"))?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
     async fn renew_lease(&self) -> anyhow::Result<()> {
@@ -205,15 +210,7 @@ impl Destination for Bucket {
                 continue;
             }
             let key = self.key(&format!("{name}/{}", bag::BAG_INFO_FILE))?;
-            let info = self
-                .store
-                .get(&key)
-                .await
-                .with_context(|| format!("reading {key}"))?
-                .bytes()
-                .await
-                .with_context(|| format!("reading {key}"))?;
-            let fields = bag::parse_bag_info(&String::from_utf8_lossy(&info));
+            let fields = bag::parse_bag_info(&self.read_text(&key).await?);
             let digest = bag::info_value(&fields, "IMC-Version-Digest").unwrap_or_default();
             held.add(document_id, version, digest.to_owned());
         }
