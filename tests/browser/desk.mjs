@@ -174,7 +174,8 @@ try {
   await Promise.all([page.waitForURL(/flash=rejected/), page.keyboard.press("Control+Enter")]);
   check((await page.getAttribute("h1 .badge", "data-status")) === "rejected", "the status did not change to rejected");
   check((await page.textContent("#fields")).includes("Page 2 is blurred"), "the reason is not shown");
-  check((await page.textContent("#audit")).includes(`user:${signoff.name}`), "the audit trail does not name the user");
+  check((await page.textContent("#audit")).includes(`staff ${signoff.name}`), "the audit trail does not name the user");
+  check((await page.textContent("#audit")).includes("Rejected"), "the history shows the action in words");
 
   // 7. The other tab hears of it, and its own sign-off gets a clear 409.
   await other.locator("#live-banner:not([hidden])").waitFor({ timeout: WAIT });

@@ -481,4 +481,32 @@ async fn unknown_and_malformed_desk_paths_get_the_desk_s_own_pages() {
         page.contains(&format!("<time datetime=\"{stamp}\">{shown}")),
         "{stamp}: {page}"
     );
+
+    // The history in Chinese: actions and who did them in words, not codes.
+    let (_, basic) = server
+        .post(
+            "/documents",
+            serde_json::json!({"source_system": "ERP", "doc_no": "ZH-1", "doc_type": "x", "org": "HQ"}),
+        )
+        .await;
+    let zh = get("/ui/lang/zh").await.unwrap();
+    let lang_cookie = zh
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .find(|c| c.starts_with("imc_lang="))
+        .expect("the language cookie");
+    let page = client
+        .get(format!("{}/ui/documents/{}", server.base, basic["id"]))
+        .header("cookie", format!("{session}; {lang_cookie}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("创建单据"), "{page}");
+    assert!(page.contains("接口令牌"), "{page}");
+    assert!(!page.contains("document.create"), "{page}");
 }

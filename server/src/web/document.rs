@@ -80,6 +80,19 @@ async fn render(
     let conflicts = state.store.document_conflicts(id).await?;
     let check = state.store.attachment_check(&doc).await?;
     let audit = state.store.document_audit(id).await?;
+    // The history names scan desks by name, not by id.
+    let agent_names: std::collections::HashMap<String, String> =
+        if audit.iter().any(|r| r.actor.starts_with("agent:")) {
+            state
+                .store
+                .agents()
+                .await?
+                .into_iter()
+                .map(|a| (a.id, a.name))
+                .collect()
+        } else {
+            Default::default()
+        };
     let next = state.web.store.next_in_queue(filter.clone(), id).await?;
     let q = filter_query(filter);
     let body = html! {
@@ -121,8 +134,8 @@ async fn render(
                     tbody { @for row in &audit {
                         tr {
                             td { (layout::when(&row.at)) }
-                            td { (row.actor) }
-                            td { (row.action) }
+                            td { (t.actor(&row.actor, |id| agent_names.get(id).cloned())) }
+                            td { (t.action(&row.action)) }
                             td { @if let Some(from) = row.from_status { (t.status(from)) } " → " @if let Some(to) = row.to_status { (t.status(to)) } }
                             td { (history_reason(t, row)) }
                         }

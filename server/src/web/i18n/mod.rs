@@ -130,6 +130,10 @@ pub struct Text {
     pub of: &'static str,
     pub blank_page: &'static str,
     pub blank_pages_hidden: &'static str,
+    /// The audit trail's actions as the history shows them: (action, label).
+    pub actions: &'static [(&'static str, &'static str)],
+    /// Who did it, by the kind before the audit actor's `:`: (kind, label).
+    pub actor_kinds: &'static [(&'static str, &'static str)],
     pub pages_received: &'static str,
     pub show_blank: &'static str,
     pub no_pages: &'static str,
@@ -254,6 +258,31 @@ impl Text {
             .replace("{diff}", &declared.abs_diff(scanned).to_string())
     }
 
+    /// An audit action in words; one the catalogue does not know, as stored.
+    pub fn action<'a>(&self, action: &'a str) -> &'a str {
+        self.actions
+            .iter()
+            .find(|(known, _)| *known == action)
+            .map_or(action, |(_, label)| label)
+    }
+
+    /// An audit actor (`user:wang`, `agent:<id>`, `admin:erp-prod`) in words:
+    /// the kind translated, then the name (`agent_name` turns an agent's id
+    /// into its name).
+    pub fn actor(&self, actor: &str, agent_name: impl Fn(&str) -> Option<String>) -> String {
+        let Some((kind, name)) = actor.split_once(':') else {
+            return actor.to_owned();
+        };
+        let name = match kind {
+            "agent" => agent_name(name).unwrap_or_else(|| name.to_owned()),
+            _ => name.to_owned(),
+        };
+        match self.actor_kinds.iter().find(|(known, _)| *known == kind) {
+            Some((_, label)) => format!("{label} {name}"),
+            None => actor.to_owned(),
+        }
+    }
+
     pub fn status(&self, status: DocStatus) -> &'static str {
         match status {
             DocStatus::AwaitingImages => self.status_awaiting_images,
@@ -281,5 +310,37 @@ mod tests {
         headers.insert(axum::http::header::COOKIE, "imc_lang=en".parse().unwrap());
         assert_eq!(Lang::from_headers(&headers), Lang::En);
         assert_ne!(Lang::Zh.text().sign_off, Lang::En.text().sign_off);
+    }
+
+    #[test]
+    fn every_audit_action_and_actor_kind_has_words_in_both_languages() {
+        fn keys(pairs: &[(&'static str, &'static str)]) -> Vec<&'static str> {
+            pairs.iter().map(|(k, _)| *k).collect()
+        }
+        let (en, zh) = (Lang::En.text(), Lang::Zh.text());
+        assert_eq!(keys(en.actions), keys(zh.actions));
+        assert_eq!(keys(en.actor_kinds), keys(zh.actor_kinds));
+        // Every action the stores write is in the catalogue.
+        for action in [
+            "document.create",
+            "packet.match",
+            "packet.supplement",
+            "packet.rescan",
+            "images.upload",
+            "images.sync",
+            crate::domain::receipt::RECEIVE_ACTION,
+            crate::store::PURGE_ACTION,
+            "sign-off",
+            "reject",
+            "unsign",
+            "cancel",
+        ] {
+            assert_ne!(zh.action(action), action, "{action} untranslated");
+        }
+        let names = |id: &str| (id == "a1").then(|| "Front desk 2".to_owned());
+        assert_eq!(zh.actor("agent:a1", names), "扫描台 Front desk 2");
+        assert_eq!(en.actor("user:wang", names), "staff wang");
+        assert_eq!(en.actor("agent:gone", names), "scan desk gone");
+        assert_eq!(en.actor("odd", names), "odd");
     }
 }
