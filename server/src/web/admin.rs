@@ -47,7 +47,7 @@ pub async fn page(
                 table.list {
                     thead { tr { th { (t.name) } th { (t.org) } th { (t.doc_type) } th { (t.mode) } } }
                     tbody { @for s in &schemes {
-                        tr { td { (s.name) } td { (s.org.as_deref().unwrap_or("*")) } td { (s.doc_type.as_deref().unwrap_or("*")) } td { (s.mode.as_str()) } }
+                        tr { td { (s.name) } td { (s.org.as_deref().unwrap_or("*")) } td { (s.doc_type.as_deref().unwrap_or("*")) } td { (t.mode(s.mode.as_str())) } }
                     } }
                 }
                 form.inline method="post" action="/ui/admin/schemes" {

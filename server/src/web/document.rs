@@ -164,7 +164,7 @@ fn fields(staff: &Staff, doc: &Document, check: Option<&AttachmentCheck>) -> Mar
             (row(t.doc_type, Some(&doc.doc_type)))
             (row(t.source_system, Some(&doc.source_system)))
             (row(t.cover_code, Some(&doc.cover_code)))
-            (row(t.mode, Some(doc.mode.as_str())))
+            (row(t.mode, Some(t.mode(doc.mode.as_str()))))
             (row(t.pages, Some(&doc.image_count.to_string())))
             @if let Some(declared) = doc.attachment_count {
                 tr { th { (t.attachments) } td { (attachment_line(t, declared, check)) } }

@@ -118,7 +118,7 @@ pub async fn show(
                 tr { th { (t.site) } td { (packet.site) } }
                 tr { th { (t.agent) } td { code { (packet.agent_id) } } }
                 tr { th { (t.received) } td { (layout::when(&packet.created_at)) } }
-                tr { th { (t.status) } td { (packet.state.as_str()) } }
+                tr { th { (t.status) } td { (t.packet_state(packet.state.as_str())) } }
                 @if let Some(reason) = &packet.reason { tr { th { (t.why_unmatched) } td { (reason) } } }
             }
             div.page-grid {

@@ -58,6 +58,17 @@ pub const TEXT: Text = Text {
     of: "of",
     blank_page: "blank",
     blank_pages_hidden: "blank pages hidden",
+    packet_states: &[
+        ("open", "arriving"),
+        ("unmatched", "waiting for its document"),
+        ("matched", "matched"),
+        ("empty", "empty (nothing after the cover)"),
+    ],
+    modes: &[
+        ("match", "scanned paper, matched by cover"),
+        ("basic", "uploaded images"),
+        ("sync", "images pushed by another system"),
+    ],
     actions: &[
         ("document.create", "Created"),
         ("packet.match", "Paper matched"),

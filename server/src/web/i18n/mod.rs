@@ -130,6 +130,9 @@ pub struct Text {
     pub of: &'static str,
     pub blank_page: &'static str,
     pub blank_pages_hidden: &'static str,
+    /// A packet's state and a document's image mode in words: (code, label).
+    pub packet_states: &'static [(&'static str, &'static str)],
+    pub modes: &'static [(&'static str, &'static str)],
     /// The audit trail's actions as the history shows them: (action, label).
     pub actions: &'static [(&'static str, &'static str)],
     /// Who did it, by the kind before the audit actor's `:`: (kind, label).
@@ -258,12 +261,25 @@ impl Text {
             .replace("{diff}", &declared.abs_diff(scanned).to_string())
     }
 
+    /// A code from one of the catalogue's tables in words; unknown, as it is.
+    fn word<'a>(table: &'static [(&'static str, &'static str)], code: &'a str) -> &'a str {
+        table
+            .iter()
+            .find(|(known, _)| *known == code)
+            .map_or(code, |(_, label)| label)
+    }
+
+    pub fn packet_state<'a>(&self, state: &'a str) -> &'a str {
+        Self::word(self.packet_states, state)
+    }
+
+    pub fn mode<'a>(&self, mode: &'a str) -> &'a str {
+        Self::word(self.modes, mode)
+    }
+
     /// An audit action in words; one the catalogue does not know, as stored.
     pub fn action<'a>(&self, action: &'a str) -> &'a str {
-        self.actions
-            .iter()
-            .find(|(known, _)| *known == action)
-            .map_or(action, |(_, label)| label)
+        Self::word(self.actions, action)
     }
 
     /// An audit actor (`user:wang`, `agent:<id>`, `admin:erp-prod`) in words:
@@ -320,6 +336,14 @@ mod tests {
         let (en, zh) = (Lang::En.text(), Lang::Zh.text());
         assert_eq!(keys(en.actions), keys(zh.actions));
         assert_eq!(keys(en.actor_kinds), keys(zh.actor_kinds));
+        assert_eq!(keys(en.packet_states), keys(zh.packet_states));
+        assert_eq!(keys(en.modes), keys(zh.modes));
+        for state in ["open", "unmatched", "matched", "empty"] {
+            assert_ne!(zh.packet_state(state), state, "{state} untranslated");
+        }
+        for mode in ["match", "basic", "sync"] {
+            assert_ne!(zh.mode(mode), mode, "{mode} untranslated");
+        }
         // Every action the stores write is in the catalogue.
         for action in [
             "document.create",

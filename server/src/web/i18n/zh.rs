@@ -58,6 +58,17 @@ pub const TEXT: Text = Text {
     of: "页，共",
     blank_page: "空白页",
     blank_pages_hidden: "张空白页已隐藏",
+    packet_states: &[
+        ("open", "接收中"),
+        ("unmatched", "待匹配单据"),
+        ("matched", "已匹配"),
+        ("empty", "空（封面后无页）"),
+    ],
+    modes: &[
+        ("match", "纸质扫描，按封面匹配"),
+        ("basic", "上传影像"),
+        ("sync", "其他系统推送影像"),
+    ],
     actions: &[
         ("document.create", "创建单据"),
         ("packet.match", "纸质件已匹配"),
