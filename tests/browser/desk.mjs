@@ -104,6 +104,9 @@ try {
   const docUrl = page.url();
   const docPath = new URL(docUrl).pathname;
   await page.locator("#page-image").waitFor();
+  // A downloaded page is named after its document, not "file.png".
+  const saveAs = await page.getAttribute("#download", "download");
+  check(saveAs.startsWith(liveDocNo.replace(/[^A-Za-z0-9_-]/g, "_") + "-p01."), `download name is "${saveAs}"`);
   // Times are the browser's local time with the zone, not bare UTC.
   const created = page.locator("#fields time").first();
   const stamp = await created.getAttribute("datetime");

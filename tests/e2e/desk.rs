@@ -508,6 +508,9 @@ async fn unknown_and_malformed_desk_paths_get_the_desk_s_own_pages() {
         .unwrap();
     assert!(page.contains("创建单据"), "{page}");
     assert!(page.contains("接口令牌"), "{page}");
-    assert!(page.contains("纸质扫描，按封面匹配"), "the image mode in words: {page}");
+    assert!(
+        page.contains("纸质扫描，按封面匹配"),
+        "the image mode in words: {page}"
+    );
     assert!(!page.contains("document.create"), "{page}");
 }

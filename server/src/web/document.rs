@@ -121,7 +121,7 @@ async fn render(
                 }
             }
             div.doc-body {
-                (viewer(staff, &images))
+                (viewer(staff, &doc.doc_no, &images))
                 aside.doc-side {
                     (decisions(staff, &doc, filter))
                     (fields(staff, &doc, check.as_ref()))
@@ -240,7 +240,7 @@ fn decisions(staff: &Staff, doc: &Document, filter: &QueueFilter) -> Markup {
     }
 }
 
-fn viewer(staff: &Staff, images: &[Image]) -> Markup {
+fn viewer(staff: &Staff, doc_no: &str, images: &[Image]) -> Markup {
     let t = staff.lang.text();
     let blank = images.iter().filter(|i| i.blank).count();
     html! {
@@ -274,6 +274,7 @@ fn viewer(staff: &Staff, images: &[Image]) -> Markup {
                     button.thumb type="button" data-index=(index)
                         data-view={ "/ui/images/" (image.id) "/view" }
                         data-file={ "/ui/images/" (image.id) "/file" }
+                        data-download-name=(download_name(doc_no, image))
                         data-blank=[image.blank.then_some("1")] hidden[image.blank] {
                         img loading="lazy" src={ "/ui/images/" (image.id) "/thumb" } alt="";
                         span { (image.page_no) @if image.blank { " · " (t.blank_page) } }
@@ -434,6 +435,23 @@ fn history_reason(t: &Text, row: &AuditRow) -> Markup {
         return html! { span title=(reason) { (pages.len()) " " (t.pages_received) } };
     }
     html! { (reason) }
+}
+
+/// What a downloaded page is called: the document number and the page,
+/// with the extension of its type (`AP-2026-0107-p02.jpg`), as a file name.
+fn download_name(doc_no: &str, image: &Image) -> String {
+    let doc_no: String = doc_no
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let extension = crate::archive::bag::extension(&image.content_type);
+    format!("{doc_no}-p{:02}.{extension}", image.page_no)
 }
 
 #[cfg(test)]

@@ -67,7 +67,10 @@
     if (!thumb) return;
     current = index;
     image.src = thumb.dataset.view;
-    if (download) download.href = thumb.dataset.file;
+    if (download) {
+      download.href = thumb.dataset.file;
+      download.download = thumb.dataset.downloadName || "";
+    }
     thumbs.forEach((t) => t.classList.toggle("current", t === thumb));
     details.forEach((d) => { d.hidden = Number(d.dataset.index) !== index; });
     const shown = visible();
