@@ -242,6 +242,14 @@ try {
   await Promise.all([page.waitForLoadState(), page.click("#new-code button")]);
   check(/enr_[0-9a-f]{16}/.test(await page.textContent("#enrollment-code")), "no enrolment code was shown");
   await screenshot(page, "agents");
+  // Revoking asks first: declined, nothing happens; accepted, it is done.
+  let asked = "";
+  page.once("dialog", (d) => { asked = d.message(); d.dismiss(); });
+  await page.click("#agent-table button.danger");
+  await page.waitForTimeout(300);
+  check(asked.startsWith("Revoke the scan desk"), `no confirmation asked: "${asked}"`);
+  check(!(await page.textContent("#agent-table")).includes("Revoked"), "revoked without confirmation");
+  page.once("dialog", (d) => d.accept());
   await Promise.all([page.waitForURL(/\/ui\/agents$/), page.click("#agent-table button.danger")]);
   check((await page.textContent("#agent-table")).includes("Revoked"), "the agent was not revoked");
   await page.goto(`${base}/ui/admin`);

@@ -76,7 +76,8 @@ pub async fn page(
                         tr {
                             (user_cells(u)) td { (layout::when(&u.created_at)) }
                             td { @if u.id != staff.user.id {
-                                form.inline method="post" action={ "/ui/admin/users/" (path_segment(&u.name)) "/disable" } {
+                                form.inline method="post" action={ "/ui/admin/users/" (path_segment(&u.name)) "/disable" }
+                                    data-confirm={ (t.confirm_disable_user) " " (u.name) "?" } {
                                     (csrf_field(&staff))
                                     button.danger type="submit" { (t.disable_user) }
                                 }

@@ -73,7 +73,8 @@ fn agent_row(staff: &Staff, a: &AgentRecord, admin: bool) -> Markup {
             td.num class=[a.quarantined.filter(|q| *q > 0).map(|_| "warn")] { (a.quarantined.unwrap_or(0)) }
             td { @if a.revoked_at.is_some() { span.badge.status-cancelled { (t.revoked) } } @else { span.badge.status-ready { (t.active) } } }
             td { @if admin && a.revoked_at.is_none() {
-                form.inline method="post" action={ "/ui/agents/" (a.id) "/revoke" } {
+                form.inline method="post" action={ "/ui/agents/" (a.id) "/revoke" }
+                    data-confirm={ (t.confirm_revoke_agent) " " (a.name) "?" } {
                     (csrf_field(staff))
                     button.danger type="submit" { (t.revoke_agent) }
                 }

@@ -58,6 +58,8 @@ pub const TEXT: Text = Text {
     of: "of",
     blank_page: "blank",
     blank_pages_hidden: "blank pages hidden",
+    confirm_revoke_agent: "Revoke the scan desk",
+    confirm_disable_user: "Disable the user",
     packet_states: &[
         ("open", "arriving"),
         ("unmatched", "waiting for its document"),

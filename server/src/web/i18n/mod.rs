@@ -130,6 +130,8 @@ pub struct Text {
     pub of: &'static str,
     pub blank_page: &'static str,
     pub blank_pages_hidden: &'static str,
+    pub confirm_revoke_agent: &'static str,
+    pub confirm_disable_user: &'static str,
     /// A packet's state and a document's image mode in words: (code, label).
     pub packet_states: &'static [(&'static str, &'static str)],
     pub modes: &'static [(&'static str, &'static str)],

@@ -58,6 +58,8 @@ pub const TEXT: Text = Text {
     of: "页，共",
     blank_page: "空白页",
     blank_pages_hidden: "张空白页已隐藏",
+    confirm_revoke_agent: "确定吊销扫描台",
+    confirm_disable_user: "确定停用用户",
     packet_states: &[
         ("open", "接收中"),
         ("unmatched", "待匹配单据"),

@@ -30,6 +30,14 @@
   localTimes(document);
   document.body.addEventListener("htmx:load", function (e) { localTimes(e.target); });
 
+  // ---- Confirmation before what cannot be undone at once -----------------
+  document.addEventListener("submit", function (e) {
+    const form = e.target;
+    if (form.dataset && form.dataset.confirm && !window.confirm(form.dataset.confirm)) {
+      e.preventDefault();
+    }
+  }, true);
+
   function typing(target) {
     return target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA" ||
       target.tagName === "SELECT" || target.isContentEditable);
