@@ -140,6 +140,7 @@ try {
     check(!(await page.locator("#thumbs .thumb[data-blank]").first().isVisible()), "blank pages are shown by default");
     await page.keyboard.press("b");
     check(await page.locator("#thumbs .thumb[data-blank]").first().isVisible(), "b did not show the blank pages");
+    check(!(await page.textContent(".blank-toggle")).includes("hidden"), "shown blank pages are called hidden");
     check((await label()).includes(`of ${visibleThumbs + blanks}`), `with blank pages: ${await label()}`);
     await page.keyboard.press("b");
   }

@@ -256,7 +256,7 @@ fn viewer(staff: &Staff, doc_no: &str, images: &[Image]) -> Markup {
                     button #zoom-in type="button" title=(t.zoom_in) { "+" }
                     button #rotate type="button" title=(t.rotate) { "⟳" }
                     @if blank > 0 {
-                        label.blank-toggle { input #show-blank type="checkbox"; (t.show_blank) " — " (blank) " " (t.blank_pages_hidden) }
+                        label.blank-toggle { input #show-blank type="checkbox"; (t.show_blank) " — " (t.blank_pages) ": " (blank) }
                     }
                     a #download href="#" download { (t.download) }
                 }

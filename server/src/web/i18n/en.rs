@@ -57,7 +57,7 @@ pub const TEXT: Text = Text {
     page: "Page",
     of: "of",
     blank_page: "blank",
-    blank_pages_hidden: "blank pages hidden",
+    blank_pages: "blank pages",
     confirm_revoke_agent: "Revoke the scan desk",
     confirm_disable_user: "Disable the user",
     packet_states: &[

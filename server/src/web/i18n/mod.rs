@@ -129,7 +129,8 @@ pub struct Text {
     pub page: &'static str,
     pub of: &'static str,
     pub blank_page: &'static str,
-    pub blank_pages_hidden: &'static str,
+    /// Beside the count of blank pages, whether shown or not.
+    pub blank_pages: &'static str,
     pub confirm_revoke_agent: &'static str,
     pub confirm_disable_user: &'static str,
     /// A packet's state and a document's image mode in words: (code, label).

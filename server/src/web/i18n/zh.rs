@@ -57,7 +57,7 @@ pub const TEXT: Text = Text {
     page: "第",
     of: "页，共",
     blank_page: "空白页",
-    blank_pages_hidden: "张空白页已隐藏",
+    blank_pages: "空白页",
     confirm_revoke_agent: "确定吊销扫描台",
     confirm_disable_user: "确定停用用户",
     packet_states: &[
