@@ -315,7 +315,16 @@ async fn bad_destinations_dates_and_statuses_are_refused_before_anything_is_writ
     std::fs::write(foreign.join("holiday.jpg"), b"jpeg").unwrap();
     let run = export(&server.data_dir, &foreign, &[]);
     assert!(text(&run).contains("not an IMC archive"), "{}", text(&run));
+    // A data dir that is not one: refused, and nothing is written anywhere.
     let fresh = tmp.path().join("fresh");
+    let run = export(&tmp.path().join("no-such-data"), &fresh, &[]);
+    assert!(!run.status.success());
+    assert!(text(&run).contains("no database"), "{}", text(&run));
+    assert!(!fresh.exists(), "nothing written for a wrong data dir");
+    assert!(
+        !tmp.path().join("no-such-data").exists(),
+        "nor in the wrong data dir"
+    );
     for (args, says) in [
         (&["--from", "2026-02-30"][..], "--from \"2026-02-30\""),
         (&["--to", "yesterday"][..], "--to \"yesterday\""),

@@ -78,7 +78,9 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             status,
         } => {
             let filter = filter("--", &status, from.as_deref(), to.as_deref(), source_system)?;
-            let destination = destination::open(&out, at.data_dir.as_deref()).await?;
+            // Everything read is opened and checked before the destination
+            // is touched: a wrong --data-dir writes nothing anywhere.
+            let store = at.open().await?.store;
             let blobs = match (&blobs, &at.data_dir) {
                 (Some(location), _) => location.clone(),
                 (None, Some(data_dir)) => ServerConfig::new(data_dir.clone())
@@ -89,12 +91,12 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             };
             let blobs = crate::blobs::open(&blobs)
                 .with_context(|| format!("opening the blob store {blobs}"))?;
-            let store = at.open().await?.store;
             let secrets = Arc::new(crate::secrets::Keyring::load_existing(
                 at.data_dir.as_deref(),
                 key_file.as_deref(),
             )?);
             let keys = CoverSigner::new(secrets).current(&*store).await?;
+            let destination = destination::open(&out, at.data_dir.as_deref()).await?;
             let bar = indicatif::ProgressBar::new_spinner();
             bar.set_style(
                 indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}")
@@ -122,6 +124,10 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             } else {
                 for failure in &report.failures {
                     println!("{failure}");
+                }
+                if report.bags == 0 {
+                    println!("no bags in {}: nothing to check", dir.display());
+                    return Ok(());
                 }
                 println!(
                     "{} bags, {} images checked: {}",
