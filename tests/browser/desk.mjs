@@ -194,6 +194,7 @@ try {
   const packetLink = page.locator("a.open-packet").first();
   await packetLink.waitFor();
   await Promise.all([page.waitForURL(/\/ui\/packets\/[0-9a-f-]{36}/), packetLink.click()]);
+  const packetPath = new URL(page.url()).pathname;
   check((await page.locator(".page-card img").count()) >= 1, "the packet shows no pages");
   await page.fill("#search-input", attachDocNo.slice(0, -1)); // a prefix finds it too
   await page.keyboard.press("Enter");
@@ -203,6 +204,10 @@ try {
   await Promise.all([page.waitForURL(/flash=attached/), result.locator("button.attach").click()]);
   check((await page.getAttribute("h1 .badge", "data-status")) === "matched", "the attached document is not matched");
   const attachedPath = new URL(page.url()).pathname;
+  // The packet, now matched, links to the document it went to.
+  await page.goto(`${base}${packetPath}`);
+  check((await page.getAttribute("#matched-document", "href")) === attachedPath,
+    "the matched packet does not link to its document");
   await page.goto(`${base}/ui/packets`);
   check((await page.locator("a.open-packet").count()) === 0, "the packet is still in the exception queue");
 

@@ -514,3 +514,45 @@ async fn unknown_and_malformed_desk_paths_get_the_desk_s_own_pages() {
     );
     assert!(!page.contains("document.create"), "{page}");
 }
+
+/// Pages that came with no cover sheet say so on the exception queue and
+/// their packet's page, instead of a bare "—"; the list's count says what
+/// it counts.
+#[tokio::test]
+async fn a_packet_without_a_cover_says_so() {
+    let server = TestServer::start();
+    add_user(&server, "li", "signoff", None);
+    let mut agent = crate::harness::TestAgent::enroll(&server).await;
+    agent.start();
+    agent.drop_file(
+        "scan_0001.png",
+        &crate::scan::png(&crate::scan::text_page(5)),
+    );
+    let packet = crate::harness::eventually(
+        "an unmatched packet",
+        std::time::Duration::from_secs(60),
+        || async {
+            let (_, list) = server.get("/packets?state=unmatched").await;
+            list["packets"]
+                .as_array()
+                .and_then(|p| p.first())
+                .map(|p| p["id"].as_str().unwrap_or_default().to_owned())
+        },
+    )
+    .await;
+    let session = crate::harness::desk_login(&server.base, "li", PASSWORD).await;
+    let client = crate::harness::no_redirects();
+    let page = |path: String| {
+        let request = client
+            .get(format!("{}{path}", server.base))
+            .header("cookie", &session)
+            .send();
+        async move { request.await.unwrap().text().await.unwrap() }
+    };
+    let list = page("/ui/packets".into()).await;
+    assert!(list.contains("no cover sheet"), "{list}");
+    assert!(list.contains("packets waiting for a document"), "{list}");
+    assert!(!list.contains(">—<"), "{list}");
+    let shown = page(format!("/ui/packets/{packet}")).await;
+    assert!(shown.contains("Packet no cover sheet"), "{shown}");
+}

@@ -70,7 +70,7 @@ fn list_section(staff: &Staff, packets: &[Packet]) -> Markup {
     let t = staff.lang.text();
     html! {
         section #packets hx-get="/ui/packets/rows" hx-trigger="imc:packets from:body" hx-swap="outerHTML" {
-            p.counts { strong #packet-count { (packets.len()) } }
+            p.counts { strong #packet-count { (packets.len()) } " " (t.packets_waiting) }
             @if packets.is_empty() {
                 p.empty { (t.unmatched_empty) }
             } @else {
@@ -81,7 +81,7 @@ fn list_section(staff: &Staff, packets: &[Packet]) -> Markup {
                             td { @if let Some(first) = p.pages.first() {
                                 img.mini loading="lazy" alt="" src={ "/ui/packets/" (p.id) "/pages/" (first.page_index) "/thumb" };
                             } }
-                            td { a.open-packet href={ "/ui/packets/" (p.id) } { (p.cover_code.as_deref().unwrap_or("—")) } }
+                            td { a.open-packet href={ "/ui/packets/" (p.id) } { (p.cover_code.as_deref().unwrap_or(t.no_cover)) } }
                             td { (p.site) }
                             td { code { (p.agent_id.get(..8).unwrap_or(&p.agent_id)) } }
                             td.num { (p.pages.len()) }
@@ -113,12 +113,15 @@ pub async fn show(
     let found = search(&state, &staff, &q).await?;
     let body = html! {
         main.packet data-packet-id=(packet.id) {
-            h1 { (t.packet) " " (packet.cover_code.as_deref().unwrap_or("—")) }
+            h1 { (t.packet) " " (packet.cover_code.as_deref().unwrap_or(t.no_cover)) }
             table.fields {
                 tr { th { (t.site) } td { (packet.site) } }
                 tr { th { (t.agent) } td { code { (packet.agent_id) } } }
                 tr { th { (t.received) } td { (layout::when(&packet.created_at)) } }
                 tr { th { (t.status) } td { (t.packet_state(packet.state.as_str())) } }
+                @if let Some(document) = packet.document_id {
+                    tr { th { (t.matched_to) } td { a #matched-document href={ "/ui/documents/" (document) } { "#" (document) } } }
+                }
                 @if let Some(reason) = &packet.reason { tr { th { (t.why_unmatched) } td { (reason) } } }
             }
             div.page-grid {

@@ -59,6 +59,9 @@ pub const TEXT: Text = Text {
     blank_page: "blank",
     blank_pages: "blank pages",
     confirm_revoke_agent: "Revoke the scan desk",
+    no_cover: "no cover sheet",
+    packets_waiting: "packets waiting for a document",
+    matched_to: "Matched to",
     confirm_disable_user: "Disable the user",
     packet_states: &[
         ("open", "arriving"),

@@ -132,6 +132,12 @@ pub struct Text {
     /// Beside the count of blank pages, whether shown or not.
     pub blank_pages: &'static str,
     pub confirm_revoke_agent: &'static str,
+    /// A packet whose pages came with no cover sheet.
+    pub no_cover: &'static str,
+    /// After the count on the list of packets waiting for a document.
+    pub packets_waiting: &'static str,
+    /// The document a matched packet went to.
+    pub matched_to: &'static str,
     pub confirm_disable_user: &'static str,
     /// A packet's state and a document's image mode in words: (code, label).
     pub packet_states: &'static [(&'static str, &'static str)],

@@ -59,6 +59,9 @@ pub const TEXT: Text = Text {
     blank_page: "空白页",
     blank_pages: "空白页",
     confirm_revoke_agent: "确定吊销扫描台",
+    no_cover: "无封面",
+    packets_waiting: "个影像包待匹配单据",
+    matched_to: "已匹配到",
     confirm_disable_user: "确定停用用户",
     packet_states: &[
         ("open", "接收中"),
