@@ -490,13 +490,7 @@ async fn unknown_and_malformed_desk_paths_get_the_desk_s_own_pages() {
         )
         .await;
     let zh = get("/ui/lang/zh").await.unwrap();
-    let lang_cookie = zh
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_owned())
-        .find(|c| c.starts_with("imc_lang="))
-        .expect("the language cookie");
+    let lang_cookie = crate::harness::set_cookie(&zh, "imc_lang").expect("the language cookie");
     let page = client
         .get(format!("{}/ui/documents/{}", server.base, basic["id"]))
         .header("cookie", format!("{session}; {lang_cookie}"))

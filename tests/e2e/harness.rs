@@ -501,12 +501,17 @@ pub fn no_redirects() -> reqwest::Client {
 pub async fn desk_login(base: &str, name: &str, password: &str) -> String {
     let ok = desk_login_attempt(base, name, password).await;
     assert_eq!(ok.status(), 303, "login of {name}");
-    ok.headers()
+    set_cookie(&ok, "imc_session").expect("a session cookie")
+}
+
+/// `name=value` of the cookie `name` that a response sets.
+pub fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
         .get_all("set-cookie")
         .iter()
-        .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_owned())
-        .find(|c| c.starts_with("imc_session="))
-        .unwrap()
+        .filter_map(|c| c.to_str().ok()?.split(';').next().map(str::to_owned))
+        .find(|c| c.starts_with(&format!("{name}=")))
 }
 
 /// Sends the login form as a browser would; the answer, whatever it is.

@@ -91,8 +91,8 @@ pub async fn start_export(
         let result = run(&state, &destination, &filter, id).await;
         let what = match &result {
             Ok(p) => format!(
-                "export {id} done: {} bags written ({} bytes), {} documents already held",
-                p.bags, p.bytes, p.unchanged
+                "export {id} done: {} bags written ({} bytes), {} documents already held, {} left for the next run",
+                p.bags, p.bytes, p.unchanged, p.deferred
             ),
             Err(e) => format!("export {id} failed: {e}"),
         };

@@ -186,12 +186,11 @@ pub fn assemble<E>(
         (BAG_INFO_FILE, info.into_bytes()),
         (MANIFEST_FILE, manifest.into_bytes()),
     ];
+    let tag_hashes: Vec<String> = tags.iter().map(|(_, bytes)| sha256_hex(bytes)).collect();
     let tag_manifest = self::manifest(
         tags.iter()
-            .map(|(name, bytes)| (*name, sha256_hex(bytes)))
-            .collect::<Vec<_>>()
-            .iter()
-            .map(|(n, h)| (*n, h.as_str())),
+            .zip(&tag_hashes)
+            .map(|((name, _), hash)| (*name, hash.as_str())),
     );
     let signature = base64::Engine::encode(
         &base64::engine::general_purpose::STANDARD,

@@ -29,6 +29,8 @@ pub struct Progress {
     pub bags: u64,
     /// Documents whose current version the destination already held.
     pub unchanged: u64,
+    /// Documents that changed while their facts were read: left for the next run.
+    pub deferred: u64,
     /// Bytes written into bags.
     pub bytes: u64,
 }
@@ -93,11 +95,18 @@ async fn run(
             let prepared = prepare(sources, &held, filter, document)
                 .await
                 .map_err(&named)?;
-            let Some(bag) = prepared else {
-                progress.documents += 1;
-                progress.unchanged += 1;
-                on_progress(progress);
-                continue;
+            let bag = match prepared {
+                Prepared::Bag(bag) => bag,
+                Prepared::Held | Prepared::Changed => {
+                    progress.documents += 1;
+                    if matches!(prepared, Prepared::Held) {
+                        progress.unchanged += 1;
+                    } else {
+                        progress.deferred += 1;
+                    }
+                    on_progress(progress);
+                    continue;
+                }
             };
             held.add(bag.id, bag.version, bag.digest.clone());
             let destination = Arc::clone(destination);
@@ -144,6 +153,15 @@ async fn finish_oldest(writing: &mut Writing, progress: &mut Progress) -> anyhow
     Ok(())
 }
 
+/// What became of a document on its way to a bag.
+enum Prepared {
+    /// The destination holds its current version.
+    Held,
+    /// It changed while its facts were read.
+    Changed,
+    Bag(Bag),
+}
+
 /// A bag ready to be written.
 struct Bag {
     id: i64,
@@ -161,7 +179,7 @@ async fn prepare(
     held: &Held,
     filter: &ArchiveFilter,
     document: Document,
-) -> anyhow::Result<Option<Bag>> {
+) -> anyhow::Result<Prepared> {
     let store = sources.store;
     let id = document.id;
     let facts = Facts {
@@ -184,14 +202,14 @@ async fn prepare(
             document = id,
             "changed during the export; left for the next run"
         );
-        return Ok(None);
+        return Ok(Prepared::Changed);
     }
     let record = package::record(&facts);
     let record_json = serde_json::to_vec_pretty(&record)?;
     let audit = package::audit_lines(&facts.audit);
     let digest = package::version_digest(&record, &audit)?;
     if held.holds(id, &digest) {
-        return Ok(None);
+        return Ok(Prepared::Held);
     }
     let version = held.next_version(id);
     let mut payload = Vec::new();
@@ -268,7 +286,7 @@ async fn prepare(
             .map(|(_, signature)| signature)
             .ok_or_else(|| anyhow!("no signing key"))
     })?;
-    Ok(Some(Bag {
+    Ok(Prepared::Bag(Bag {
         id,
         name: bag::bag_name(&record.doc_no, id, version),
         version,

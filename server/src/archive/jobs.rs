@@ -36,6 +36,7 @@ impl Jobs {
             documents: 0,
             bags: 0,
             unchanged: 0,
+            deferred: 0,
             bytes: 0,
             error: None,
         };
@@ -51,6 +52,7 @@ impl Jobs {
             job.documents = progress.documents;
             job.bags = progress.bags;
             job.unchanged = progress.unchanged;
+            job.deferred = progress.deferred;
             job.bytes = progress.bytes;
         }
     }
@@ -91,6 +93,7 @@ mod tests {
             documents: 3,
             bags: 2,
             unchanged: 1,
+            deferred: 0,
             bytes: 10,
         };
         jobs.progress(first.id, &progress);

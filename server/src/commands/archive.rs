@@ -159,8 +159,16 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
 }
 
 fn line(p: &Progress) -> String {
+    let deferred = if p.deferred > 0 {
+        format!(
+            ", {} changed while read (the next run takes them)",
+            p.deferred
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "{} documents: {} bags written ({:.1} MB), {} already held",
+        "{} documents: {} bags written ({:.1} MB), {} already held{deferred}",
         p.documents,
         p.bags,
         p.bytes as f64 / 1_000_000.0,

@@ -46,6 +46,9 @@ pub struct ExportJob {
     pub bags: u64,
     /// Documents whose current version the destination already held.
     pub unchanged: u64,
+    /// Documents that changed while being read, left for the next export.
+    #[serde(default)]
+    pub deferred: u64,
     pub bytes: u64,
     /// Why it failed, naming the document.
     pub error: Option<String>,
