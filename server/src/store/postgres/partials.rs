@@ -112,6 +112,25 @@ impl SharedPartials for PgStore {
             &[&id, &end],
         )
         .await?;
+        // A replica frozen inside this transaction may run again long after
+        // the session that took over stored the page and forgot the partial
+        // (its delete could not see this uncommitted row): look again now,
+        // so the row is not left behind for the sweep.
+        let stored_meanwhile: bool = tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pages WHERE capture_id = $1)",
+                &[&id],
+            )
+            .await
+            .with_context(|| format!("checking whether page {id} is stored"))?
+            .get(0);
+        if stored_meanwhile {
+            tx.rollback()
+                .await
+                .with_context(|| format!("dropping partial upload {id}"))?;
+            self.forget(key.capture_id).await?;
+            return Ok(u64::try_from(start).unwrap_or(0));
+        }
         tx.commit()
             .await
             .with_context(|| format!("committing partial upload {id}"))?;
