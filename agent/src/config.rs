@@ -102,7 +102,17 @@ pub struct AgentConfig {
     /// newer ones in its queue once connected ([`crate::cover_rules`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cover_keys: Vec<imc_shared::cover_keys::CoverKey>,
+    /// Where the clerk's console listens (`ADDR:PORT`), or `off`; default
+    /// [`DEFAULT_CONSOLE`], loopback only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console: Option<String>,
+    /// The PIN a console bound beyond loopback asks for (required there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_pin: Option<String>,
 }
+
+/// The console's address when the config names none.
+pub const DEFAULT_CONSOLE: &str = "127.0.0.1:8411";
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -160,6 +170,8 @@ impl fmt::Debug for AgentConfig {
             .field("client_cert", &self.client_cert)
             .field("client_key", &self.client_key)
             .field("cover_keys", &self.cover_keys.len())
+            .field("console", &self.console)
+            .field("console_pin", &self.console_pin.as_ref().map(|_| "<set>"))
             .finish()
     }
 }
@@ -190,7 +202,21 @@ impl AgentConfig {
             client_cert: None,
             client_key: None,
             cover_keys: Vec::new(),
+            console: None,
+            console_pin: None,
         }
+    }
+
+    /// The console's address, or None when it is turned off.
+    pub fn console_addr(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        let text = self.console.as_deref().unwrap_or(DEFAULT_CONSOLE).trim();
+        if text.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        text.parse().map(Some).map_err(|e| ConfigError::Invalid {
+            path: PathBuf::from("console"),
+            message: format!("console {text:?} is not ADDR:PORT or off: {e}"),
+        })
     }
 
     /// The desk's own certificate and key, when enrolled with a server that

@@ -14,6 +14,8 @@
 //! - [`uplink`]: streams queued pages to the server and seals packets.
 //! - [`vat`]: VAT invoice QR texts parsed into page metadata (the one parser, in imc-shared).
 //! - [`cover_rules`]: the cover patterns and signing keys learned from the server.
+//! - [`console`]: the clerk's live page; [`desk_cache`] keeps the desk's copy
+//!   of its documents so the console names covers while the server is away.
 //! - [`enroll`], [`status`], [`inspect`], [`doctor`]: the other commands.
 //!
 //! [`run`] takes its config and a shutdown token from the caller, so the
@@ -21,8 +23,10 @@
 
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod cover_rules;
 pub mod decode;
+pub mod desk_cache;
 pub mod doctor;
 pub mod enroll;
 mod fsutil;
@@ -148,12 +152,26 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> anyhow
         shutdown.clone(),
     ));
 
+    let desk_changed = Arc::new(Notify::new());
+    tasks.spawn(desk_cache::run(
+        Arc::clone(&config),
+        Arc::clone(&queue),
+        Arc::clone(&desk_changed),
+        shutdown.clone(),
+    ));
+    tasks.spawn(console::run(
+        Arc::clone(&config),
+        Arc::clone(&queue),
+        Arc::clone(&work),
+        shutdown.clone(),
+    ));
     let link = uplink::Uplink {
         config: Arc::clone(&config),
         queue: Arc::clone(&queue),
         patterns,
         cover_keys,
         work,
+        desk_changed,
     };
     tasks.spawn(link.run(shutdown.clone()));
 

@@ -39,7 +39,13 @@ enum Command {
         /// A scanner output folder; repeat for several. Adds to the config's list.
         #[arg(long)]
         watch: Vec<PathBuf>,
+        /// Where the clerk's console listens (ADDR:PORT), or `off`
+        /// (default: the config's `console`, else 127.0.0.1:8411).
+        #[arg(long)]
+        console: Option<String>,
     },
+    /// Open the clerk's console in the default browser.
+    Console,
     /// Show the link, the queue, recent packets and quarantined files.
     Status,
     /// Print pages, barcodes and the packet split of files as JSON lines; uploads nothing.
@@ -101,9 +107,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 config_path.display()
             );
         }
-        Command::Run { watch } => {
+        Command::Run { watch, console } => {
             let mut config = AgentConfig::load(&config_path)?;
             config.watch.extend(watch);
+            if console.is_some() {
+                config.console = console;
+            }
+            config.console_addr()?;
             let shutdown = tokio_util::sync::CancellationToken::new();
             runtime.block_on(async {
                 let stop = shutdown.clone();
@@ -113,6 +123,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 });
                 imc_agent::run(config, shutdown).await
             })?;
+        }
+        Command::Console => {
+            let config = AgentConfig::load(&config_path)?;
+            let Some(addr) = config.console_addr()? else {
+                anyhow::bail!(
+                    "the console is off in {}: set console = \"127.0.0.1:8411\"",
+                    config_path.display()
+                );
+            };
+            let url = imc_agent::console::url_for(addr);
+            println!("{url}");
+            imc_agent::console::open_in_browser(&url)?;
         }
         Command::Status => print!(
             "{}",

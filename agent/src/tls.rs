@@ -162,7 +162,15 @@ impl Trust {
 
     /// An HTTP client that trusts as configured.
     pub fn http_client(&self) -> anyhow::Result<reqwest::Client> {
-        let config = self.client_config()?;
+        self.http_client_with(None)
+    }
+
+    /// An HTTP client that trusts as configured and presents `identity`.
+    pub fn http_client_with(
+        &self,
+        identity: Option<&ClientIdentity>,
+    ) -> anyhow::Result<reqwest::Client> {
+        let config = self.client_config_with(identity)?;
         reqwest::Client::builder()
             .use_preconfigured_tls((*config).clone())
             .build()

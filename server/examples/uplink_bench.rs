@@ -286,6 +286,7 @@ async fn run_agents(
             patterns: Arc::new(RwLock::new(imc_shared::CoverPatterns::default())),
             cover_keys: Arc::default(),
             work: Arc::new(tokio::sync::Notify::new()),
+            desk_changed: Arc::new(tokio::sync::Notify::new()),
         };
         tasks.push(tokio::spawn(uplink.run(agents_stop.clone())));
     }

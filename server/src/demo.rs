@@ -234,6 +234,8 @@ fn print_welcome(base: &str, token: &str, docs: &[DocumentCreated], dir: &Path) 
         "  sign-off desk  {base}/ui/   (log in as {DESK_SIGNOFF} / {DESK_PASSWORD}, or {DESK_ADMIN} / {DESK_PASSWORD})"
     );
     println!("  agent inbox    {d}/inbox   (watched by the demo's desk agent)");
+    // The agent's default console address (imc-agent's config::DEFAULT_CONSOLE).
+    println!("  desk console   http://127.0.0.1:8411/   (what the scan-desk clerk sees, live)");
     println!("  cover sheets   {d}/covers");
     println!();
     println!("Sample documents (match mode):");

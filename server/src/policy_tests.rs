@@ -61,6 +61,8 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/agents", "admin"),
     ("POST", "/api/v1/agents/{id}/revoke", "admin"),
     ("GET", "/api/v1/agent/uplink", "agent"),
+    ("GET", "/api/v1/agent/documents", "agent"),
+    ("GET", "/api/v1/agent/documents/{id}/cover.pdf", "agent"),
     ("POST", "/api/v1/documents", "write"),
     ("GET", "/api/v1/documents", "read"),
     ("POST", "/api/v1/documents/status:query", "status"),

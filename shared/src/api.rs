@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 
 mod admin;
 mod archive;
+mod desk;
 pub use admin::*;
 pub use archive::*;
+pub use desk::*;
 
 /// Every error the API answers: `{"error": {"code", "message", "field"?}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -377,6 +377,9 @@ impl TestAgent {
         table.insert("settle_ms".into(), 200.into());
         table.insert("seal_after_ms".into(), 1500.into());
         table.insert("rescan_secs".into(), 2.into());
+        // Many agents run at once: none takes the console's default port
+        // unless a test gives it one.
+        table.insert("console".into(), "off".into());
         std::fs::write(&config, toml::to_string(&table).expect("toml")).expect("write config");
         let inbox = root.join("inbox");
         std::fs::create_dir_all(&inbox).expect("inbox");

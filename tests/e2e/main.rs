@@ -18,6 +18,7 @@ mod backup;
 mod capture;
 mod capture_formats;
 mod cluster;
+mod console;
 mod cover_signatures;
 mod delivery;
 mod desk;

@@ -175,11 +175,21 @@ impl Queue {
         })
     }
 
-    pub fn record_outcome(&self, packet_id: Uuid, matched: bool, message: &str) -> QueueResult<()> {
+    pub fn record_outcome(&self, packet_id: Uuid, fate: &PacketFate<'_>) -> QueueResult<()> {
         self.with(|c| {
             c.execute(
-                "UPDATE packets SET outcome = ?2, matched = ?3 WHERE id = ?1",
-                params![packet_id.to_string(), message, matched],
+                "UPDATE packets SET outcome = ?2, matched = ?3, fate = ?4, \
+                 doc_no = COALESCE(?5, doc_no), document_id = COALESCE(?6, document_id), fate_at = ?7 \
+                 WHERE id = ?1",
+                params![
+                    packet_id.to_string(),
+                    fate.message,
+                    fate.kind == FateKind::Matched,
+                    fate.kind.as_str(),
+                    fate.doc_no,
+                    fate.document_id,
+                    now()
+                ],
             )?;
             Ok(())
         })

@@ -12,8 +12,11 @@ use std::sync::Mutex;
 use uuid::Uuid;
 
 mod delivery;
+mod desk_documents;
+pub use desk_documents::FETCHED_KEY as DESK_DOCUMENTS_FETCHED;
 mod intake;
 mod report;
+pub use desk_documents::CachedDocument;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -29,6 +32,8 @@ pub enum QueueError {
     Corrupt(String),
     #[error("queue lock poisoned")]
     Poisoned,
+    #[error("{0}")]
+    File(String),
 }
 
 pub type QueueResult<T> = Result<T, QueueError>;
@@ -181,10 +186,45 @@ pub struct PacketSummary {
     pub scanned: u32,
     /// Why the first page was refused as a cover (its QR signature failed).
     pub cover_problem: Option<String>,
+    /// What the server said it became (`matched`, `unmatched`, `rejected`).
+    pub fate: Option<String>,
+    pub doc_no: Option<String>,
+    pub document_id: Option<i64>,
+    /// Blank pages (dropped backs) in the packet.
+    pub blanks: u32,
+}
+
+/// What the server said became of a sealed packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FateKind {
+    Matched,
+    /// No document has its cover yet (it may arrive: late binding), or no cover.
+    Unmatched,
+    /// Sign-off staff sent the paper back.
+    Rejected,
+}
+
+impl FateKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FateKind::Matched => "matched",
+            FateKind::Unmatched => "unmatched",
+            FateKind::Rejected => "rejected",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PacketFate<'a> {
+    pub kind: FateKind,
+    pub message: &'a str,
+    pub doc_no: Option<&'a str>,
+    pub document_id: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Quarantined {
+    pub id: i64,
     pub path: String,
     pub reason: String,
     pub at: String,
@@ -193,6 +233,9 @@ pub struct Quarantined {
 pub struct Queue {
     conn: Mutex<Connection>,
     spool_dir: PathBuf,
+    /// Counts row changes committed through this queue, so the console can
+    /// wait for one instead of polling.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 const SCHEMA: &str = "
@@ -247,6 +290,15 @@ CREATE TABLE IF NOT EXISTS pages (
 CREATE INDEX IF NOT EXISTS pages_by_state ON pages (state, seq);
 CREATE INDEX IF NOT EXISTS pages_by_file ON pages (file_id);
 CREATE INDEX IF NOT EXISTS pages_by_packet ON pages (packet_id);
+-- The server's description of documents this desk may scan (see desk_documents.rs).
+-- `listed`: in the server's latest list; others are kept a while to name
+-- the packets already scanned for them.
+CREATE TABLE IF NOT EXISTS desk_documents (
+    cover_code TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    listed INTEGER NOT NULL DEFAULT 1,
+    fetched_at TEXT NOT NULL
+);
 ";
 
 /// Adds columns to a queue made by an older agent: `ddl` runs when `table`
@@ -311,6 +363,14 @@ fn add_failure_columns(conn: &Connection) -> rusqlite::Result<()> {
         "packets",
         "cover_problem",
         "ALTER TABLE packets ADD COLUMN cover_problem TEXT;",
+    )?;
+    // What the server said the packet became, for the desk's console.
+    add_columns(
+        conn,
+        "packets",
+        "fate",
+        "ALTER TABLE packets ADD COLUMN fate TEXT; ALTER TABLE packets ADD COLUMN doc_no TEXT; \
+         ALTER TABLE packets ADD COLUMN document_id INTEGER; ALTER TABLE packets ADD COLUMN fate_at TEXT;",
     )
 }
 
@@ -377,7 +437,7 @@ impl Queue {
         // agent starts) can meet in the switch to WAL, where SQLite answers
         // "busy" without waiting, to avoid a deadlock: try again a while.
         let started = std::time::Instant::now();
-        let conn = loop {
+        let mut conn = loop {
             match Self::connect(&path) {
                 Err(e) if is_busy(&e) && started.elapsed() < OPEN_PATIENCE => {
                     std::thread::sleep(std::time::Duration::from_millis(50));
@@ -385,9 +445,18 @@ impl Queue {
                 other => break other.map_err(open_err)?,
             }
         };
+        let (changes, _) = tokio::sync::watch::channel(0u64);
+        let hook = changes.clone();
+        conn.update_hook(Some(
+            move |_: rusqlite::hooks::Action, _: &str, _: &str, _: i64| {
+                hook.send_modify(|n| *n = n.wrapping_add(1));
+            },
+        ))
+        .map_err(open_err)?;
         Ok(Queue {
             conn: Mutex::new(conn),
             spool_dir: data_dir.join("spool"),
+            changes,
         })
     }
 
@@ -408,6 +477,11 @@ impl Queue {
 
     pub fn spool_dir(&self) -> &Path {
         &self.spool_dir
+    }
+
+    /// Ticks whenever a row changes (seen once the change's lock is released).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> QueueResult<T>) -> QueueResult<T> {

@@ -73,7 +73,8 @@ impl Queue {
                  k.declared, k.count_note, \
                  (SELECT COUNT(*) FROM pages p WHERE p.packet_id = k.id AND p.blank = 0 \
                   AND (k.cover_code IS NULL OR p.page_index > 0)), \
-                 k.cover_problem \
+                 k.cover_problem, k.fate, k.doc_no, k.document_id, \
+                 (SELECT COUNT(*) FROM pages p WHERE p.packet_id = k.id AND p.blank = 1) \
                  FROM packets k ORDER BY k.seq DESC LIMIT ?1"
             ))?;
             let rows = stmt.query_map([limit], |r| {
@@ -93,6 +94,10 @@ impl Queue {
                     count_note: r.get(12)?,
                     scanned: r.get(13)?,
                     cover_problem: r.get(14)?,
+                    fate: r.get(15)?,
+                    doc_no: r.get(16)?,
+                    document_id: r.get(17)?,
+                    blanks: r.get(18)?,
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
@@ -102,17 +107,67 @@ impl Queue {
     pub fn quarantined(&self, limit: u32) -> QueueResult<Vec<Quarantined>> {
         self.with(|c| {
             let mut stmt = c.prepare(
-                "SELECT COALESCE(moved_to, path), COALESCE(reason, ''), created_at FROM files \
+                "SELECT id, COALESCE(moved_to, path), COALESCE(reason, ''), created_at FROM files \
                  WHERE state = 'quarantined' ORDER BY id DESC LIMIT ?1",
             )?;
             let rows = stmt.query_map([limit], |r| {
                 Ok(Quarantined {
-                    path: r.get(0)?,
-                    reason: r.get(1)?,
-                    at: r.get(2)?,
+                    id: r.get(0)?,
+                    path: r.get(1)?,
+                    reason: r.get(2)?,
+                    at: r.get(3)?,
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// When a file last arrived in each watched folder (taken, queued or quarantined).
+    pub fn last_arrivals(&self) -> QueueResult<Vec<(String, String)>> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT watch_dir, MAX(created_at) FROM files GROUP BY watch_dir",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// Takes a quarantined file back (a clerk fixed it): `put_back(kept,
+    /// inbox_path)` moves it into its inbox while its record is deleted in
+    /// the same transaction, so the watcher takes it as new, and a failed
+    /// move leaves it quarantined. Returns where it went, or None when no
+    /// file is quarantined under `id`.
+    pub fn retry_quarantined(
+        &self,
+        id: i64,
+        put_back: impl FnOnce(&Path, &Path) -> std::io::Result<PathBuf>,
+    ) -> QueueResult<Option<PathBuf>> {
+        self.tx(|tx| {
+            let found: Option<(String, Option<String>)> = tx
+                .query_row(
+                    "SELECT path, moved_to FROM files WHERE id = ?1 AND state = 'quarantined'",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((path, moved_to)) = found else {
+                return Ok(None);
+            };
+            tx.execute("DELETE FROM files WHERE id = ?1", [id])?;
+            let kept = PathBuf::from(moved_to.unwrap_or_else(|| path.clone()));
+            let inbox_path = PathBuf::from(path);
+            if kept == inbox_path {
+                return Ok(Some(inbox_path));
+            }
+            let back = put_back(&kept, &inbox_path).map_err(|e| {
+                QueueError::File(format!(
+                    "moving {} back to {}: {e}",
+                    kept.display(),
+                    inbox_path.display()
+                ))
+            })?;
+            Ok(Some(back))
         })
     }
 }

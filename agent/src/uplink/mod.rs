@@ -17,7 +17,7 @@
 use crate::config::AgentConfig;
 use crate::cover_rules;
 use crate::fsutil;
-use crate::queue::{DeliveredFile, Queue, QueuedPage};
+use crate::queue::{DeliveredFile, FateKind, PacketFate, Queue, QueuedPage};
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
 use imc_shared::CoverPatterns;
@@ -61,6 +61,9 @@ pub struct Uplink {
     pub cover_keys: Arc<RwLock<imc_shared::cover_keys::CoverKeys>>,
     /// Woken when ingest or the sealer made new work.
     pub work: Arc<Notify>,
+    /// Woken when the desk's documents may have changed on the server (the
+    /// link came up, a packet matched or came back): the console's cache refreshes.
+    pub desk_changed: Arc<Notify>,
 }
 
 /// Exponential backoff with full jitter, so a site's desks do not reconnect in step.
@@ -159,10 +162,21 @@ impl Uplink {
     }
 
     async fn set_link(&self, state: &str, detail: &str) {
-        let value = serde_json::json!({ "state": state, "detail": detail, "at": chrono::Utc::now().to_rfc3339() })
-            .to_string();
+        let state = state.to_owned();
+        let detail = detail.to_owned();
         if let Err(e) = self
-            .blocking(move |q| Ok(q.set_meta(LINK_STATE_KEY, &value)?))
+            .blocking(move |q| {
+                // `at` is when the link entered this state: a desk retrying
+                // every minute has been offline since its first failure.
+                let since = q
+                    .meta(LINK_STATE_KEY)?
+                    .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok())
+                    .filter(|old| old["state"] == state.as_str())
+                    .and_then(|old| old["at"].as_str().map(str::to_owned))
+                    .unwrap_or_else(|| chrono::Utc::now().to_rfc3339());
+                let value = serde_json::json!({ "state": state, "detail": detail, "at": since });
+                Ok(q.set_meta(LINK_STATE_KEY, &value.to_string())?)
+            })
             .await
         {
             tracing::warn!(error = %e, "could not record the link state");
@@ -231,6 +245,7 @@ impl Uplink {
         }
         self.set_link("connected", &format!("site {}", welcome.site))
             .await;
+        self.desk_changed.notify_one();
         tracing::info!(site = %welcome.site, window = welcome.window_pages, "connected to the server");
         let chunk = (welcome.max_chunk_bytes as usize).clamp(4 * 1024, MAX_CHUNK_BYTES);
         let window = Window::new(&welcome);
@@ -346,8 +361,19 @@ impl Uplink {
                 } else {
                     tracing::warn!(packet = %outcome.packet_id, "packet not matched: {}", outcome.message);
                 }
+                let kind = match outcome.matched {
+                    true => FateKind::Matched,
+                    false => FateKind::Unmatched,
+                };
+                self.desk_changed.notify_one();
                 self.blocking(move |q| {
-                    Ok(q.record_outcome(outcome.packet_id, outcome.matched, &outcome.message)?)
+                    let fate = PacketFate {
+                        kind,
+                        message: &outcome.message,
+                        doc_no: outcome.doc_no.as_deref(),
+                        document_id: outcome.document_id,
+                    };
+                    Ok(q.record_outcome(outcome.packet_id, &fate)?)
                 })
                 .await
             }
@@ -358,8 +384,20 @@ impl Uplink {
                 } else {
                     tracing::warn!(packet = %notice.packet_id, "{}", notice.message);
                 }
+                let kind = match (matched, notice.kind.as_str()) {
+                    (true, _) => FateKind::Matched,
+                    (false, "rejected") => FateKind::Rejected,
+                    (false, _) => FateKind::Unmatched,
+                };
+                self.desk_changed.notify_one();
                 self.blocking(move |q| {
-                    Ok(q.record_outcome(notice.packet_id, matched, &notice.message)?)
+                    let fate = PacketFate {
+                        kind,
+                        message: &notice.message,
+                        doc_no: notice.doc_no.as_deref(),
+                        document_id: notice.document_id,
+                    };
+                    Ok(q.record_outcome(notice.packet_id, &fate)?)
                 })
                 .await
             }

@@ -9,7 +9,7 @@ pub mod receipt;
 mod staff;
 
 pub use audit::{Actor, Decision};
-pub use desk::CloseReason;
+pub use desk::{CloseReason, site_sees};
 pub use staff::{Role, User};
 
 /// Longest free text IMC keeps in a field (titles, reasons), in characters.

@@ -7,6 +7,7 @@ use crate::auth::Caller;
 use crate::cover::CoverFields;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use crate::store::Document;
 use anyhow::Context;
 use axum::extract::State;
 use axum::http::header;
@@ -14,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use imc_shared::api::ErrorBody;
 
 #[derive(Clone, Copy)]
-enum CoverFormat {
+pub(super) enum CoverFormat {
     Png,
     Pdf,
 }
@@ -35,17 +36,22 @@ async fn cover_response(
     id: i64,
     format: CoverFormat,
 ) -> ApiResult<Response> {
-    let bytes = render_cover(state, caller, id, format).await?;
+    let doc = require(state, caller, id).await?;
+    document_cover(state, doc, format).await
+}
+
+/// The cover sheet of `doc` as a response, for a caller already allowed to see it.
+pub(super) async fn document_cover(
+    state: &AppState,
+    doc: Document,
+    format: CoverFormat,
+) -> ApiResult<Response> {
+    let bytes = render_cover(state, doc, format).await?;
     Ok(([(header::CONTENT_TYPE, format.content_type())], bytes).into_response())
 }
 
-async fn render_cover(
-    state: &AppState,
-    caller: &Caller,
-    id: i64,
-    format: CoverFormat,
-) -> ApiResult<Vec<u8>> {
-    let doc = require(state, caller, id).await?;
+async fn render_cover(state: &AppState, doc: Document, format: CoverFormat) -> ApiResult<Vec<u8>> {
+    let id = doc.id;
     let covers = state.covers.clone();
     let qr_text = state
         .cover_keys

@@ -17,6 +17,7 @@ mod images;
 mod metrics;
 mod openapi;
 mod packets;
+mod scan_desk;
 mod settings;
 mod tokens;
 mod views;
@@ -86,6 +87,12 @@ pub(crate) fn api() -> PolicyRoutes {
         .get("/agents", scope(Admin), admin::agents)
         .post("/agents/{id}/revoke", scope(Admin), admin::revoke_agent)
         .get("/agent/uplink", Access::Agent, crate::uplink::upgrade)
+        .get("/agent/documents", Access::Agent, scan_desk::documents)
+        .get(
+            "/agent/documents/{id}/cover.pdf",
+            Access::Agent,
+            scan_desk::cover_pdf,
+        )
         .get("/tokens", scope(Admin), tokens::list)
         .post("/tokens", scope(Admin), tokens::create)
         .post("/tokens/{id}/rotate", scope(Admin), tokens::rotate)

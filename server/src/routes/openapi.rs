@@ -8,7 +8,8 @@
 
 use super::views::Binary;
 use super::{
-    admin, archive, covers, decisions, documents, images, packets, settings, tokens, webhooks,
+    admin, archive, covers, decisions, documents, images, packets, scan_desk, settings, tokens,
+    webhooks,
 };
 use axum::Json;
 use imc_shared::api::ErrorBody;
@@ -54,6 +55,8 @@ use utoipa::{Modify, OpenApi};
         admin::agents,
         admin::revoke_agent,
         crate::uplink::upgrade,
+        scan_desk::documents,
+        scan_desk::cover_pdf,
         tokens::list,
         tokens::create,
         tokens::rotate,

@@ -525,6 +525,10 @@ pub trait Store: Send + Sync + 'static {
     async fn documents_by_doc_no(&self, doc_no: &str) -> StoreResult<Vec<Document>>;
     async fn documents_by_ids(&self, ids: &[i64]) -> StoreResult<Vec<Document>>;
     async fn documents_by_doc_nos(&self, doc_nos: &[String]) -> StoreResult<Vec<Document>>;
+    /// What a desk of `site` may be asked to scan: match-mode documents still
+    /// awaiting their paper (any desk may receive it), and documents rejected
+    /// after a packet from `site` (to be rescanned there); newest first.
+    async fn desk_documents(&self, site: &str, limit: u32) -> StoreResult<Vec<Document>>;
     async fn images(&self, document_id: i64) -> StoreResult<Vec<Image>>;
     /// The declared attachment count against the scanned pages (see
     /// `crate::attachments::check`).

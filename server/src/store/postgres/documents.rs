@@ -242,6 +242,26 @@ pub async fn by_doc_nos(c: &impl GenericClient, doc_nos: &[String]) -> StoreResu
         .collect()
 }
 
+/// See [`crate::store::Store::desk_documents`].
+pub async fn for_desk(
+    c: &impl GenericClient,
+    site: &str,
+    limit: u32,
+) -> StoreResult<Vec<Document>> {
+    let sql = format!(
+        "SELECT {DOCUMENT_COLUMNS} FROM documents d \
+         WHERE (d.status = 'awaiting_images' AND d.mode = 'match') \
+         OR (d.status = 'rejected' AND EXISTS \
+             (SELECT 1 FROM packets p WHERE p.document_id = d.id AND p.site = $1)) \
+         ORDER BY d.updated_at DESC, d.id DESC LIMIT $2"
+    );
+    db::query(c, &sql, &[&site, &i64::from(limit)])
+        .await?
+        .iter()
+        .map(rows::document)
+        .collect()
+}
+
 pub async fn images(c: &impl GenericClient, document_id: i64) -> StoreResult<Vec<Image>> {
     let sql = format!(
         "SELECT {IMAGE_COLUMNS} FROM images WHERE document_id = $1 AND replaced_at IS NULL ORDER BY page_no"

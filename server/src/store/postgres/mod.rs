@@ -305,6 +305,10 @@ impl Store for PgStore {
         on_conn!(self, |c| documents::by_doc_nos(c, &[doc_no.to_owned()]))
     }
 
+    async fn desk_documents(&self, site: &str, limit: u32) -> StoreResult<Vec<Document>> {
+        on_conn!(self, |c| documents::for_desk(c, site, limit))
+    }
+
     async fn documents_by_ids(&self, ids: &[i64]) -> StoreResult<Vec<Document>> {
         on_conn!(self, |c| documents::by_ids(c, ids))
     }

@@ -181,6 +181,19 @@ pub fn by_doc_nos(conn: &Connection, doc_nos: &[String]) -> StoreResult<Vec<Docu
     rows::collect(stmt.query_map([keys], rows::document)?)
 }
 
+/// See [`crate::store::Store::desk_documents`].
+pub fn for_desk(conn: &Connection, site: &str, limit: u32) -> StoreResult<Vec<Document>> {
+    let sql = format!(
+        "SELECT {DOCUMENT_COLUMNS} FROM documents d \
+         WHERE (d.status = 'awaiting_images' AND d.mode = 'match') \
+         OR (d.status = 'rejected' AND EXISTS \
+             (SELECT 1 FROM packets p WHERE p.document_id = d.id AND p.site = ?1)) \
+         ORDER BY d.updated_at DESC, d.id DESC LIMIT ?2"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    rows::collect(stmt.query_map(params![site, limit], rows::document)?)
+}
+
 pub fn images(conn: &Connection, document_id: i64) -> StoreResult<Vec<Image>> {
     let sql = format!(
         "SELECT {IMAGE_COLUMNS} FROM images WHERE document_id = ?1 AND replaced_at IS NULL ORDER BY page_no"

@@ -365,6 +365,12 @@ impl Store for SqliteStore {
         self.read(move |c| documents::by_doc_nos(c, &doc_nos)).await
     }
 
+    async fn desk_documents(&self, site: &str, limit: u32) -> StoreResult<Vec<Document>> {
+        let site = site.to_owned();
+        self.read(move |c| documents::for_desk(c, &site, limit))
+            .await
+    }
+
     async fn images(&self, document_id: i64) -> StoreResult<Vec<Image>> {
         self.read(move |c| documents::images(c, document_id)).await
     }

@@ -1,0 +1,255 @@
+//! The scan desk's console, served by the real agent: driven in Debian's
+//! headless Chromium by `tests/browser/console.mjs` through a whole day's
+//! events (a match, an unknown cover, a rejection, a reprint, the server
+//! going away, a short packet scanned offline), and probed over HTTP for
+//! what it must refuse.
+//!
+//! `IMC_SCREENSHOTS=DIR` makes the browser script save the console there
+//! in both languages (`scripts/screenshots.sh` uses it).
+
+use crate::harness::{TestAgent, TestServer, bin, eventually, free_addr};
+use crate::scan;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(60);
+const REASON: &str = "Page 2 is blurred";
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("browser")
+}
+
+async fn document(server: &TestServer, doc_no: &str, attachments: u32, title: &str) -> Value {
+    let (status, doc) = server
+        .post(
+            "/documents",
+            json!({"source_system": "ERP", "doc_no": doc_no, "doc_type": "expense", "org": "HQ",
+                   "title": title, "amount": "1234.50", "submitter": "Zhang San",
+                   "attachment_count": attachments}),
+        )
+        .await;
+    assert_eq!(status, 201, "{doc}");
+    doc
+}
+
+/// An agent with its console on a free loopback port; returns its URL.
+async fn agent_with_console(server: &TestServer) -> (TestAgent, String) {
+    let agent = TestAgent::enroll(server).await;
+    let addr = free_addr();
+    agent.configure("console", addr.clone().into());
+    (agent, format!("http://{addr}/"))
+}
+
+async fn console_up(url: &str) {
+    let client = reqwest::Client::new();
+    eventually("the console to answer", WAIT, || async {
+        client
+            .get(url)
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
+            .map(|_| ())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_desk_console_in_a_real_browser() {
+    let mut server = TestServer::start();
+    let (status, _) = server
+        .put("/schemes/all-match", json!({"mode": "match"}))
+        .await;
+    assert_eq!(status, 200);
+    let doc_a = document(&server, "EXP-CON-0001", 2, "Travel to Shanghai").await;
+    let doc_b = document(&server, "EXP-CON-0002", 3, "Office supplies").await;
+    let cover_a = server.cover_scan(&doc_a).await;
+    let cover_b = server.cover_scan(&doc_b).await;
+    let id_a = doc_a["id"].as_i64().unwrap();
+
+    let (mut agent, url) = agent_with_console(&server).await;
+    agent.start();
+    console_up(&url).await;
+    // The desk's copy of its documents, fetched when the link came up.
+    eventually("the desk's copy of its documents", WAIT, || async {
+        agent.status().contains("link: connected").then_some(())
+    })
+    .await;
+
+    let pdf_dir = tempfile::tempdir().unwrap();
+    let pdf_out = pdf_dir.path().join("reprinted-cover.pdf");
+    let mut node = Command::new("node");
+    node.arg(browser_dir().join("console.mjs"))
+        .current_dir(browser_dir())
+        .env("IMC_CONSOLE_URL", &url)
+        .env("IMC_DOC_A", "EXP-CON-0001")
+        .env("IMC_DOC_B", "EXP-CON-0002")
+        .env("IMC_REJECT_REASON", REASON)
+        .env("IMC_COVER_PDF_OUT", &pdf_out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = node
+        .spawn()
+        .expect("run node (installed by scripts/setup.sh, with tests/browser's npm packages)");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            println!("browser: {line}");
+            let _ = tx.send(line);
+        }
+    });
+    let stderr = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut lines: Vec<String> = Vec::new();
+    while !lines.iter().any(|l| l == "CONSOLE OK") {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => {
+                match line.as_str() {
+                    "READY" => {
+                        agent.drop_file("a_0001.jpg", &cover_a);
+                        agent.drop_file("a_0002.png", &scan::png(&scan::text_page(51)));
+                        agent.drop_file("a_0003.png", &scan::png(&scan::text_page(52)));
+                    }
+                    "MATCHED" => {
+                        let code = imc_shared::CoverCode::issue(0x00C0_FFEE_0001).to_string();
+                        agent.drop_file("u_0001.png", &scan::png(&scan::barcode_page(&code)));
+                        agent.drop_file("u_0002.png", &scan::png(&scan::text_page(53)));
+                    }
+                    "WAITING" => {
+                        let (status, body) = server
+                            .post(
+                                &format!("/documents/{id_a}/reject"),
+                                json!({ "reason": REASON }),
+                            )
+                            .await;
+                        assert_eq!(status, 200, "{body}");
+                    }
+                    "REJECTED" => server.kill(),
+                    "OFFLINE" => {
+                        agent.drop_file("b_0001.jpg", &cover_b);
+                        agent.drop_file("b_0002.png", &scan::png(&scan::text_page(54)));
+                    }
+                    _ => {}
+                }
+                lines.push(line);
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
+                    break;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    if child.try_wait().unwrap().is_none() && Instant::now() > deadline {
+        let _ = child.kill();
+    }
+    let status = child.wait().unwrap();
+    let errors = errors.join().unwrap();
+    assert!(
+        status.success() && lines.iter().any(|l| l == "CONSOLE OK"),
+        "browser test failed ({status}):\n{errors}\nstdout: {lines:?}"
+    );
+
+    // The reprinted cover is the server's cover: its barcode reads as A's code.
+    let output = Command::new(bin("imc-agent"))
+        .arg("--config")
+        .arg(pdf_dir.path().join("none.toml"))
+        .arg("inspect")
+        .arg(&pdf_out)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "inspect of the reprint: {text}");
+    // (Read without the desk's keys: the barcode, not the signed QR's verdict.)
+    let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert!(
+        first["barcodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["format"] == "code128" && b["text"] == doc_a["cover_code"]),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn the_console_refuses_other_hosts_origins_and_actions_without_its_token() {
+    let server = TestServer::start();
+    let (mut agent, url) = agent_with_console(&server).await;
+    agent.start();
+    console_up(&url).await;
+    let client = reqwest::Client::new();
+    let port = url
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_owned();
+
+    // DNS rebinding: a name that resolves to loopback is still not this console.
+    let r = client
+        .get(format!("{url}view"))
+        .header("host", format!("evil.example:{port}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = client
+        .get(format!("{url}view"))
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // An action without the page's token, even from its own origin.
+    let r = client
+        .post(format!("{url}actions/close-packet"))
+        .header("origin", url.trim_end_matches('/'))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("token"),
+        "{body}"
+    );
+    // With the token from the page, it works.
+    let page = client.get(&url).send().await.unwrap().text().await.unwrap();
+    let token = page
+        .split("name=\"console-token\" content=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let r = client
+        .post(format!("{url}actions/close-packet"))
+        .header("x-console-token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["closed"], 0);
+    // A quarantined file that is not there.
+    let r = client
+        .post(format!("{url}actions/retry-file"))
+        .header("x-console-token", &token)
+        .json(&json!({"id": 999}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
