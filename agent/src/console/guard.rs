@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 pub const CSRF_HEADER: &str = "x-console-token";
 const SESSION_COOKIE: &str = "imc_console";
 /// Wrong PINs allowed per window before every attempt is refused.
-const PIN_ATTEMPTS: usize = 5;
+pub const PIN_ATTEMPTS: usize = 5;
 const PIN_WINDOW: Duration = Duration::from_secs(60);
 const MAX_SESSIONS: usize = 64;
 

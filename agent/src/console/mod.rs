@@ -261,3 +261,6 @@ pub fn open_in_browser(url: &str) -> anyhow::Result<()> {
         .with_context(|| format!("opening {url} in the browser (open it by hand)"))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
