@@ -115,6 +115,21 @@ pub fn install(layout: &Layout, options: InstallOptions) -> anyhow::Result<()> {
         ));
     }
 
+    // The clerk's way to the console; none when the console is off.
+    match config.console_addr()? {
+        Some(addr) => {
+            let url = imc_agent::console::url_for(addr);
+            if crate::shortcut::ensure(layout, &url)? {
+                changes.push(format!("added the console shortcut ({url})"));
+            }
+        }
+        None => {
+            if crate::shortcut::remove(layout)? {
+                changes.push("removed the console shortcut (the console is off)".into());
+            }
+        }
+    }
+
     if changes.is_empty() {
         println!(
             "already installed: agent {} at site {}; nothing changed",
@@ -151,6 +166,9 @@ pub fn uninstall(layout: &Layout, options: UninstallOptions) -> anyhow::Result<(
         println!("removed the agent service");
     } else {
         println!("no agent service was registered");
+    }
+    if crate::shortcut::remove(layout)? {
+        println!("removed the console shortcut");
     }
     if !options.purge {
         println!(

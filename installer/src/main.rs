@@ -6,6 +6,7 @@ mod folders;
 mod install;
 mod layout;
 mod service;
+mod shortcut;
 mod unit;
 
 use clap::{Parser, Subcommand};

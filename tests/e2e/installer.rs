@@ -101,6 +101,12 @@ async fn staged_install_verifies_is_idempotent_and_uninstall_keeps_unsent_pages(
         "{unit_text}"
     );
 
+    // The clerk finds the console in the applications menu.
+    let shortcut = root.join("usr/share/applications/imc-desk-console.desktop");
+    let entry = std::fs::read_to_string(&shortcut).expect("the console shortcut");
+    assert!(entry.starts_with("[Desktop Entry]\nType=Link\n"), "{entry}");
+    assert!(entry.contains("URL=http://127.0.0.1:8411/"), "{entry}");
+
     let config_path = root.join("etc/imc-agent/agent.toml");
     let config: toml::Table =
         toml::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
@@ -174,6 +180,7 @@ async fn staged_install_verifies_is_idempotent_and_uninstall_keeps_unsent_pages(
     let plain = installer(&root, &["uninstall"]);
     assert!(plain.status.success(), "uninstall: {}", text(&plain));
     assert!(!unit.exists(), "uninstall removes the unit");
+    assert!(!shortcut.exists(), "uninstall removes the console shortcut");
     assert!(
         config_path.exists(),
         "uninstall without --purge keeps the config"
