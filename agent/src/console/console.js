@@ -17,7 +17,7 @@ const T = {
     st_open: "Scanning…", st_sending: "Sending", st_sent: "Sent, waiting for the server",
     st_matched: "Matched", st_waiting: "Waiting for its document", st_no_cover: "No cover sheet",
     st_empty: "Empty: nothing after the cover", st_rejected: "Sent back by sign-off", st_failed: "Refused by the server",
-    st_held: "Held: pages refused",
+    st_held: "Held: pages refused", st_queued: "Kept on this desk until the server is back",
     hint_waiting: "Its document is not known yet; it attaches when the ERP sends it.",
     hint_no_cover: "Scan the cover sheet first, then these pages again, or ask sign-off staff to attach them.",
     hint_empty: "Only a cover was scanned. Scan the document's pages after its cover.",
@@ -48,7 +48,7 @@ const T = {
     st_open: "扫描中…", st_sending: "上传中", st_sent: "已上传，等待服务器",
     st_matched: "已匹配", st_waiting: "等待单据", st_no_cover: "没有封面",
     st_empty: "空包：封面后没有页", st_rejected: "签收退回", st_failed: "服务器拒绝",
-    st_held: "暂停：有页被拒绝",
+    st_held: "暂停：有页被拒绝", st_queued: "已保存在本机，服务器恢复后上传",
     hint_waiting: "服务器上还没有这张单据；ERP 推送后会自动关联。",
     hint_no_cover: "请先扫描封面，再重新扫描这些页，或请签收人员手工关联。",
     hint_empty: "只扫描了封面。请在封面后扫描单据各页。",
@@ -73,7 +73,7 @@ const STATE_CLASS = {
   empty: "warn", rejected: "bad", failed: "bad", held: "bad",
 };
 const STATE_MARK = {
-  open: "●", sending: "↑", sent: "…", matched: "✓", waiting: "⏳", no_cover: "⚠", empty: "⚠",
+  open: "●", sending: "↑", sent: "↑", matched: "✓", waiting: "…", no_cover: "⚠", empty: "⚠",
   rejected: "✗", failed: "✗", held: "✗",
 };
 
@@ -151,6 +151,8 @@ function countLine(p) {
 }
 
 function stateLabel(p) {
+  const offline = view && view.link.state !== "connected";
+  if (offline && (p.state === "sending" || p.state === "sent")) return `↑ ${t("st_queued")}`;
   let label = t("st_" + p.state);
   if (p.state === "matched" && p.document) label += ` → ${p.document.doc_no}`;
   if (p.state === "sending") label += ` ${t("sent_of", p.pages_sent, p.pages)}`;
@@ -294,7 +296,9 @@ async function find(event) {
   try {
     const r = await call("GET", `/documents?q=${encodeURIComponent(q)}`);
     if (!r.documents.length) { out.replaceChildren(el("li", { class: "bad-text" }, t("not_found"))); return; }
-    out.replaceChildren(...r.documents.map(docItem), r.offline ? el("li", { class: "muted" }, t("from_cache")) : null);
+    const items = r.documents.map(docItem);
+    if (r.offline) items.push(el("li", { class: "muted" }, t("from_cache")));
+    out.replaceChildren(...items);
   } catch (e) { out.replaceChildren(el("li", { class: "bad-text" }, e.message)); }
 }
 

@@ -22,7 +22,12 @@ async fn console_beyond_loopback(
     let csrf = console.inner.guard.csrf.clone();
     let stop = CancellationToken::new();
     tokio::spawn(serve(console, listener, stop.clone()));
-    (dir, format!("http://127.0.0.1:{}", bound.port()), csrf, stop)
+    (
+        dir,
+        format!("http://127.0.0.1:{}", bound.port()),
+        csrf,
+        stop,
+    )
 }
 
 async fn login(client: &reqwest::Client, base: &str, csrf: &str, pin: &str) -> reqwest::Response {
@@ -40,8 +45,24 @@ async fn beyond_loopback_the_console_asks_for_the_pin_and_slows_down_guessing() 
     let (_dir, base, csrf, stop) = console_beyond_loopback("2468").await;
     let client = reqwest::Client::new();
     // The page loads (it asks for the PIN); the desk's data does not.
-    assert_eq!(client.get(format!("{base}/")).send().await.unwrap().status(), 200);
-    assert_eq!(client.get(format!("{base}/view")).send().await.unwrap().status(), 401);
+    assert_eq!(
+        client
+            .get(format!("{base}/"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        client
+            .get(format!("{base}/view"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
     for _ in 0..guard::PIN_ATTEMPTS {
         assert_eq!(login(&client, &base, &csrf, "1111").await.status(), 401);
     }
