@@ -42,7 +42,10 @@ fn page(cover: Option<String>, n: usize) -> NewPage {
 
 /// One packet (a cover and two pages, one file each), sealed; returns its id.
 fn packet(queue: &Queue, inbox: &std::path::Path, n: usize) -> Uuid {
-    for (i, cover) in [Some(format!("IMC{n:010}")), None, None].into_iter().enumerate() {
+    for (i, cover) in [Some(format!("IMC{n:010}")), None, None]
+        .into_iter()
+        .enumerate()
+    {
         let key = FileKey {
             path: inbox.join(format!("scan_{n:05}_{i}.png")),
             size: 200_000,
@@ -161,8 +164,9 @@ async fn main() {
     // Drain what the heartbeat sent meanwhile (nothing changed: nothing should come).
     let idle_bytes = {
         let mut n = 0;
-        while let Ok(Some(chunk)) =
-            tokio::time::timeout(Duration::from_millis(50), events.chunk()).await.unwrap_or(Ok(None))
+        while let Ok(Some(chunk)) = tokio::time::timeout(Duration::from_millis(50), events.chunk())
+            .await
+            .unwrap_or(Ok(None))
         {
             n += chunk.len();
         }
@@ -196,7 +200,10 @@ async fn main() {
 
     println!("console bench: {PACKETS} packets in the recent list");
     println!("  view read (baseline)        {read_ms:.1} ms");
-    println!("  first event                 {} KiB", first_event_bytes / 1024);
+    println!(
+        "  first event                 {} KiB",
+        first_event_bytes / 1024
+    );
     println!(
         "  memory: before console {} MiB, page open {} MiB (ratio {:.2})",
         rss_before / 1024,

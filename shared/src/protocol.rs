@@ -105,6 +105,11 @@ pub struct PacketSeal {
     /// [`crate::cover_qr::SIGNATURE_INVALID`]. The packet stays unmatched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cover_problem: Option<String>,
+    /// A packet without a cover that the clerk chose, on the desk's
+    /// console, as the rescan of this rejected document: if it matches
+    /// nothing else, its pages replace that document's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rescan_of: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -316,6 +321,7 @@ mod tests {
             empty: false,
             packet_seq: None,
             cover_problem: None,
+            rescan_of: None,
         });
         let json = serde_json::to_string(&msg).unwrap();
         assert!(json.contains("\"type\":\"seal\""), "{json}");

@@ -4,7 +4,9 @@
 //   READY     the console is open and connected: scan packet A (cover + 2 pages)
 //   MATCHED   A showed as matched: scan a packet whose cover names no document yet
 //   WAITING   it showed as waiting: reject A with a reason
-//   REJECTED  the reason reached the desk; the reprinted cover PDF is saved: stop the server
+//   REJECTED  the reason reached the desk; the reprinted cover PDF is saved
+//   RESCAN    the clerk chose A's rescan: scan two pages without a cover
+//   RESCANNED they replaced A's pages: stop the server
 //   OFFLINE   the offline banner is up: scan packet B (declares 3 pages, 1 scanned)
 //   CONSOLE OK
 // The page is never reloaded: a marker set at the start must survive to the end.
@@ -103,6 +105,18 @@ try {
   await screenshot(page, "console-zh");
   await page.click("#lang");
   console.log("REJECTED");
+
+  // The clerk rescans A: chosen from the list, the next pages need no cover.
+  const rescanButton = page.locator(`#pending li[data-doc="${docA}"] button.rescan`);
+  await rescanButton.waitFor();
+  await rescanButton.click();
+  await page.waitForSelector("#rescan-next");
+  check((await page.textContent("#now-body")).includes(`rescan of ${docA}`), "the chosen rescan is not shown");
+  console.log("RESCAN");
+  const rescanned = page.locator(`#packets li[data-state="matched"]`, { hasText: `rescan of ${docA}` });
+  await rescanned.waitFor();
+  check((await rescanned.textContent()).includes(`Matched → ${docA}`), `the rescan did not reach A: ${await rescanned.textContent()}`);
+  console.log("RESCANNED");
 
   // The server goes away: a banner says so, and scanning goes on.
   await page.waitForSelector("#offline:not([hidden])");

@@ -136,7 +136,17 @@ async fn the_desk_console_in_a_real_browser() {
                             .await;
                         assert_eq!(status, 200, "{body}");
                     }
-                    "REJECTED" => server.kill(),
+                    "RESCAN" => {
+                        agent.drop_file("r_0001.png", &scan::png(&scan::text_page(55)));
+                        agent.drop_file("r_0002.png", &scan::png(&scan::text_page(56)));
+                    }
+                    "RESCANNED" => {
+                        // The rescan's pages replaced A's, and A waits for sign-off again.
+                        let (_, doc) = server.get(&format!("/documents/{id_a}")).await;
+                        assert_eq!(doc["status"], "matched", "{doc}");
+                        assert_eq!(doc["images"].as_array().unwrap().len(), 2, "{doc}");
+                        server.kill();
+                    }
                     "OFFLINE" => {
                         agent.drop_file("b_0001.jpg", &cover_b);
                         agent.drop_file("b_0002.png", &scan::png(&scan::text_page(54)));
@@ -252,4 +262,67 @@ async fn the_console_refuses_other_hosts_origins_and_actions_without_its_token()
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
+}
+
+/// A rescan chosen for a document that was never rejected here is refused by
+/// the server: the packet waits in the exception queue saying why.
+#[tokio::test]
+async fn a_rescan_the_server_refuses_leaves_the_packet_unmatched_with_the_reason() {
+    let server = TestServer::start();
+    let doc = server.match_document("EXP-CON-0009").await;
+    let (mut agent, url) = agent_with_console(&server).await;
+    agent.start();
+    console_up(&url).await;
+    let client = reqwest::Client::new();
+    let page = client.get(&url).send().await.unwrap().text().await.unwrap();
+    let token = page
+        .split("name=\"console-token\" content=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let chose = client
+        .post(format!("{url}actions/rescan"))
+        .header("x-console-token", &token)
+        .json(&json!({"id": doc["id"], "doc_no": "EXP-CON-0009"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chose.status(), 200);
+    agent.drop_file("r_0001.png", &scan::png(&scan::text_page(61)));
+    let packet = eventually(
+        "the refused rescan in the exception queue",
+        WAIT,
+        || async {
+            let (_, list) = server.get("/packets?state=unmatched").await;
+            list["packets"].as_array().and_then(|p| p.first().cloned())
+        },
+    )
+    .await;
+    assert_eq!(packet["reason"], "no cover sheet before these pages");
+    assert_eq!(
+        server.status_of(doc["id"].as_i64().unwrap()).await,
+        "awaiting_images"
+    );
+    // The clerk reads why on the console, next to the document it was chosen for.
+    let shown = eventually("the refusal on the console", WAIT, || async {
+        let view: Value = client
+            .get(format!("{url}view"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let shown = view["packets"][0].clone();
+        (shown["state"] == "no_cover").then_some(shown)
+    })
+    .await;
+    assert_eq!(shown["rescan_of"], "EXP-CON-0009", "{shown}");
+    let message = shown["message"].as_str().unwrap();
+    assert!(
+        message.contains("not taken as the chosen rescan")
+            && message.contains("not awaiting a rescan"),
+        "{shown}"
+    );
 }

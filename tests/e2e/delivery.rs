@@ -552,6 +552,7 @@ async fn a_seal_the_server_refuses_for_good_is_set_aside_and_shown_not_retried()
             empty: false,
             packet_seq: None,
             cover_problem: None,
+            rescan_of: None,
         },
     ))
     .await;

@@ -468,6 +468,7 @@ async fn deliver_packet(server: &TestServer, token: &str, doc: &Value) -> uuid::
             empty: false,
             packet_seq: None,
             cover_problem: None,
+            rescan_of: None,
         }))
         .await;
     server

@@ -80,6 +80,35 @@ pub async fn retry_file(State(console): State<Console>, Json(retry): Json<Retry>
 }
 
 #[derive(Deserialize)]
+pub struct Rescan {
+    /// The rejected document; `null` takes the choice back.
+    id: Option<i64>,
+    #[serde(default)]
+    doc_no: String,
+}
+
+/// Binds the next packet without a cover to a rejected document; its
+/// pages replace that document's once the server checks it is this site's.
+pub async fn rescan(State(console): State<Console>, Json(rescan): Json<Rescan>) -> Response {
+    let inner = Arc::clone(&console.inner);
+    let chose = tokio::task::spawn_blocking(move || match rescan.id {
+        Some(id) => inner
+            .queue
+            .choose_rescan(&inner.config.watch, id, rescan.doc_no.trim()),
+        None => inner.queue.delete_meta(crate::queue::RESCAN_NEXT_KEY),
+    })
+    .await;
+    match chose {
+        Ok(Ok(())) => {
+            console.inner.work.notify_one();
+            Json(serde_json::json!({ "ok": true })).into_response()
+        }
+        Ok(Err(e)) => internal(format!("choosing the rescan: {e}")),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
 pub struct Find {
     q: String,
 }

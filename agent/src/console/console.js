@@ -34,6 +34,8 @@ const T = {
     print: "Print cover", not_found: "No such document for this desk.", from_cache: "(from this desk's copy: the server is away)",
     closed: (n) => n ? "Packet closed." : "No packet was open.",
     cached_at: (t) => `as of ${t}`, rescan: "rescan", awaiting: "awaiting paper",
+    rescan_now: "Rescan now", rescan_next: (d) => `Next packet is the rescan of ${d}: scan its pages, no cover needed.`,
+    rescan_cancel: "Cancel", rescan_of: (d) => `rescan of ${d}`,
   },
   zh: {
     title: "扫描台", sound: "声音", pin: "扫描台 PIN", sign_in: "打开", now: "正在扫描",
@@ -65,6 +67,8 @@ const T = {
     print: "打印封面", not_found: "本扫描台找不到这张单据。", from_cache: "（来自本机缓存：服务器不可用）",
     closed: (n) => n ? "已结束本包。" : "没有未结束的包。",
     cached_at: (t) => `更新于 ${t}`, rescan: "需重扫", awaiting: "等待纸质单据",
+    rescan_now: "现在重扫", rescan_next: (d) => `下一包是 ${d} 的重扫：直接扫描各页，无需封面。`,
+    rescan_cancel: "取消", rescan_of: (d) => `${d} 的重扫`,
   },
 };
 
@@ -154,6 +158,7 @@ function stateLabel(p) {
   const offline = view && view.link.state !== "connected";
   if (offline && (p.state === "sending" || p.state === "sent")) return `↑ ${t("st_queued")}`;
   let label = t("st_" + p.state);
+  if (p.rescan_of) label = `${t("rescan_of", p.rescan_of)}: ${label}`;
   if (p.state === "matched" && p.document) label += ` → ${p.document.doc_no}`;
   if (p.state === "sending") label += ` ${t("sent_of", p.pages_sent, p.pages)}`;
   return `${STATE_MARK[p.state] || ""} ${label}`;
@@ -168,6 +173,12 @@ function renderNow(v) {
   const box = $("now-body");
   const p = v.now_scanning;
   box.className = "card " + (p ? STATE_CLASS[p.state] || "" : "");
+  if (!p && v.rescan_next) {
+    box.className = "card warn";
+    box.replaceChildren(el("div", { class: "doc" }, v.rescan_next.doc_no), el("p", { id: "rescan-next" }, t("rescan_next", v.rescan_next.doc_no)),
+      el("button", { type: "button", onclick: () => chooseRescan(null, "") }, t("rescan_cancel")));
+    return;
+  }
   if (!p) { box.replaceChildren(el("p", { class: "muted" }, t("idle"))); return; }
   box.replaceChildren(
     el("div", { class: "doc" }, p.document ? p.document.doc_no : (p.cover_code ? `${t("cover")} ${p.cover_code}` : t("st_no_cover"))),
@@ -238,7 +249,13 @@ function docItem(d) {
   return el("li", { "data-doc": d.doc_no },
     el("strong", {}, d.doc_no), " ", el("span", { class: "muted" }, [d.title, d.amount].filter(Boolean).join(" · ")),
     el("div", { class: d.status === "rejected" ? "bad-text" : "muted" }, tag),
-    el("a", { href: `/documents/${d.id}/cover.pdf`, target: "_blank", rel: "noopener", class: "print" }, t("print")));
+    el("a", { href: `/documents/${d.id}/cover.pdf`, target: "_blank", rel: "noopener", class: "print" }, t("print")),
+    d.status === "rejected" ? el("button", { type: "button", class: "rescan", onclick: () => chooseRescan(d.id, d.doc_no) }, t("rescan_now")) : null);
+}
+
+async function chooseRescan(id, docNo) {
+  try { await call("POST", "/actions/rescan", { id, doc_no: docNo }); }
+  catch (e) { flash(e.message, true); }
 }
 
 function announce(v) {

@@ -82,6 +82,7 @@ impl Console {
             .route("/documents/{id}/cover.pdf", get(actions::cover_pdf))
             .route("/actions/close-packet", post(actions::close_packet))
             .route("/actions/retry-file", post(actions::retry_file))
+            .route("/actions/rescan", post(actions::rescan))
             .route("/login", post(guard::login))
             .layer(axum::middleware::from_fn_with_state(
                 self.clone(),

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 /// Packets the console lists, newest first.
 pub const RECENT_PACKETS: u32 = 500;
 const QUARANTINED: u32 = 50;
+const DISK_STEP: u64 = 64 * 1024 * 1024;
 
 #[derive(Debug, Serialize, PartialEq)]
 pub struct ConsoleView {
@@ -26,6 +27,14 @@ pub struct ConsoleView {
     /// Documents awaiting paper or a rescan, as last fetched from the server.
     pub pending: Vec<CachedDocument>,
     pub pending_fetched_at: Option<String>,
+    /// The rejected document the next packet without a cover goes to.
+    pub rescan_next: Option<ChosenRescan>,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct ChosenRescan {
+    pub id: i64,
+    pub doc_no: String,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -83,6 +92,8 @@ pub struct PacketView {
     pub state: &'static str,
     /// The server's words about it, or why it failed.
     pub message: Option<String>,
+    /// The rejected document the clerk chose it for (no cover of its own).
+    pub rescan_of: Option<String>,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -138,7 +149,9 @@ pub fn read(config: &AgentConfig, queue: &Queue) -> QueueResult<ConsoleView> {
             bytes_waiting: stats.bytes,
             spool_used_bytes: stats.bytes + stats.failed_bytes,
             spool_max_bytes: room.max_spool_bytes,
-            disk_free_bytes: crate::room::free_bytes(queue.spool_dir()),
+            // To 64 MiB: other programs' writes must not make an idle page redraw.
+            disk_free_bytes: crate::room::free_bytes(queue.spool_dir())
+                .map(|b| b / DISK_STEP * DISK_STEP),
             disk_keep_bytes: room.min_free_bytes,
             room_warning: queue.meta(crate::room::ROOM_KEY)?,
             scan_line_waiting: queue.meta(crate::scan_line::BLOCKED_KEY)?,
@@ -169,6 +182,9 @@ pub fn read(config: &AgentConfig, queue: &Queue) -> QueueResult<ConsoleView> {
             .collect(),
         pending: queue.desk_documents()?,
         pending_fetched_at: queue.meta(crate::queue::DESK_DOCUMENTS_FETCHED)?,
+        rescan_next: queue
+            .chosen_rescan()?
+            .map(|(id, doc_no)| ChosenRescan { id, doc_no }),
     })
 }
 
@@ -213,10 +229,11 @@ fn packet_view(p: &PacketSummary, cached: Option<&CachedDocument>) -> PacketView
         .clone()
         .or_else(|| p.outcome.clone())
         .or_else(|| p.cover_problem.clone());
-    let document = match (&p.doc_no, cached) {
+    let doc_no = p.doc_no.as_ref().or(p.rescan_doc_no.as_ref());
+    let document = match (doc_no, cached) {
         (_, Some(doc)) => Some(DocumentName {
             id: p.document_id.or(Some(doc.id)),
-            doc_no: p.doc_no.clone().unwrap_or_else(|| doc.doc_no.clone()),
+            doc_no: doc_no.cloned().unwrap_or_else(|| doc.doc_no.clone()),
             title: doc.title.clone(),
             submitter: doc.submitter.clone(),
             amount: doc.amount.clone(),
@@ -254,5 +271,6 @@ fn packet_view(p: &PacketSummary, cached: Option<&CachedDocument>) -> PacketView
         count,
         state,
         message,
+        rescan_of: p.rescan_doc_no.clone(),
     }
 }

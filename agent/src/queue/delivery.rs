@@ -51,7 +51,7 @@ impl Queue {
     /// server could never complete it.
     pub fn next_seal(&self) -> QueueResult<Option<SealWork>> {
         let sql = format!(
-            "SELECT k.id, k.cover_code, k.page_count, {EMPTY}, k.seq, k.cover_problem FROM packets k \
+            "SELECT k.id, k.cover_code, k.page_count, {EMPTY}, k.seq, k.cover_problem, k.rescan_of FROM packets k \
              WHERE k.sealed = 1 AND k.seal_acked = 0 AND k.seal_failure IS NULL \
              AND NOT EXISTS (SELECT 1 FROM pages p WHERE p.packet_id = k.id AND p.state IN ('queued', 'failed')) \
              ORDER BY k.seq LIMIT 1"
@@ -67,11 +67,12 @@ impl Queue {
                         r.get::<_, bool>(3)?,
                         r.get::<_, u64>(4)?,
                         r.get::<_, Option<String>>(5)?,
+                        r.get::<_, Option<i64>>(6)?,
                     ))
                 })
                 .optional()?;
             row.map(
-                |(id, cover_code, page_count, empty, packet_seq, cover_problem)| {
+                |(id, cover_code, page_count, empty, packet_seq, cover_problem, rescan_of)| {
                     Ok(SealWork {
                         packet_id: uuid(&id)?,
                         packet_seq,
@@ -79,6 +80,7 @@ impl Queue {
                         page_count,
                         empty,
                         cover_problem,
+                        rescan_of,
                     })
                 },
             )

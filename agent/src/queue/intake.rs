@@ -63,7 +63,11 @@ impl Queue {
                     }
                     None => match open_packet(tx, &watch)? {
                         Some(id) => id,
-                        None => new_packet(tx, &watch, None)?,
+                        None => {
+                            let id = new_packet(tx, &watch, None)?;
+                            bind_rescan(tx, &id)?;
+                            id
+                        }
                     },
                 };
                 let page_index: u32 = tx.query_row(
@@ -183,6 +187,68 @@ fn new_packet(tx: &Transaction<'_>, watch: &str, cover_code: Option<&str>) -> Qu
         params![id, watch, cover_code, now_ms(), now(), seq],
     )?;
     Ok(id)
+}
+
+/// Meta key: the rejected document (`{"id", "doc_no"}`) the clerk chose on
+/// the console for the next packet without a cover.
+pub const RESCAN_NEXT_KEY: &str = "rescan_next";
+
+/// Gives a new cover-less packet the rescan the clerk asked for, once.
+fn bind_rescan(tx: &Transaction<'_>, packet_id: &str) -> QueueResult<()> {
+    let chosen: Option<String> = tx
+        .query_row(
+            "SELECT value FROM meta WHERE key = ?1",
+            [RESCAN_NEXT_KEY],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(chosen) = chosen else {
+        return Ok(());
+    };
+    tx.execute("DELETE FROM meta WHERE key = ?1", [RESCAN_NEXT_KEY])?;
+    let chosen: serde_json::Value = serde_json::from_str(&chosen)
+        .map_err(|e| QueueError::Corrupt(format!("the chosen rescan: {e}")))?;
+    tx.execute(
+        "UPDATE packets SET rescan_of = ?2, rescan_doc_no = ?3 WHERE id = ?1",
+        params![packet_id, chosen["id"].as_i64(), chosen["doc_no"].as_str()],
+    )?;
+    Ok(())
+}
+
+impl Queue {
+    /// Binds the next packet without a cover to a rejected document (the
+    /// clerk's choice on the console): the open packets close first, so the
+    /// next page starts it.
+    pub fn choose_rescan(
+        &self,
+        watch_dirs: &[PathBuf],
+        document_id: i64,
+        doc_no: &str,
+    ) -> QueueResult<()> {
+        let chosen = serde_json::json!({ "id": document_id, "doc_no": doc_no }).to_string();
+        self.tx(|tx| {
+            for dir in watch_dirs {
+                seal_open(tx, &dir.to_string_lossy())?;
+            }
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2",
+                params![RESCAN_NEXT_KEY, chosen],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The rescan chosen for the next packet, if any: `(document id, doc_no)`.
+    pub fn chosen_rescan(&self) -> QueueResult<Option<(i64, String)>> {
+        let Some(json) = self.meta(RESCAN_NEXT_KEY)? else {
+            return Ok(None);
+        };
+        let chosen: serde_json::Value = serde_json::from_str(&json)
+            .map_err(|e| QueueError::Corrupt(format!("the chosen rescan: {e}")))?;
+        Ok(chosen["id"]
+            .as_i64()
+            .map(|id| (id, chosen["doc_no"].as_str().unwrap_or_default().to_owned())))
+    }
 }
 
 fn seal_open(tx: &Transaction<'_>, watch: &str) -> QueueResult<()> {

@@ -15,6 +15,7 @@ mod delivery;
 mod desk_documents;
 pub use desk_documents::FETCHED_KEY as DESK_DOCUMENTS_FETCHED;
 mod intake;
+pub use intake::RESCAN_NEXT_KEY;
 mod report;
 pub use desk_documents::CachedDocument;
 
@@ -129,6 +130,8 @@ pub struct SealWork {
     pub empty: bool,
     /// Why the first page was refused as a cover.
     pub cover_problem: Option<String>,
+    /// The rejected document the clerk chose this cover-less packet for.
+    pub rescan_of: Option<i64>,
 }
 
 /// A source file all of whose pages the server has stored.
@@ -192,6 +195,8 @@ pub struct PacketSummary {
     pub document_id: Option<i64>,
     /// Blank pages (dropped backs) in the packet.
     pub blanks: u32,
+    /// The rejected document the clerk chose this packet for (its number).
+    pub rescan_doc_no: Option<String>,
 }
 
 /// What the server said became of a sealed packet.
@@ -371,6 +376,13 @@ fn add_failure_columns(conn: &Connection) -> rusqlite::Result<()> {
         "fate",
         "ALTER TABLE packets ADD COLUMN fate TEXT; ALTER TABLE packets ADD COLUMN doc_no TEXT; \
          ALTER TABLE packets ADD COLUMN document_id INTEGER; ALTER TABLE packets ADD COLUMN fate_at TEXT;",
+    )?;
+    // A cover-less packet the clerk chose on the console as a document's rescan.
+    add_columns(
+        conn,
+        "packets",
+        "rescan_of",
+        "ALTER TABLE packets ADD COLUMN rescan_of INTEGER; ALTER TABLE packets ADD COLUMN rescan_doc_no TEXT;",
     )
 }
 

@@ -161,6 +161,7 @@ impl Link<'_> {
             empty: seal.empty,
             packet_seq: Some(seal.packet_seq),
             cover_problem: seal.cover_problem,
+            rescan_of: seal.rescan_of,
         }))
         .await
     }

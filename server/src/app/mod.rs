@@ -5,3 +5,4 @@
 pub mod agents;
 pub mod archive;
 pub mod decisions;
+pub mod desks;

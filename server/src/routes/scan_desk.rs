@@ -1,13 +1,12 @@
 //! What an agent asks for its desk's console, with its own credentials:
 //! the documents its clerk may be scanning, and their cover sheets to
 //! reprint. An agent sees only what its site may see
-//! ([`crate::domain::site_sees`]); anything else is "not found".
+//! ([`crate::app::desks::visible`]); anything else is "not found".
 
 use super::covers::{CoverFormat, document_cover};
 use super::extract::{ApiPath, ApiQuery};
 use super::views::Binary;
 use crate::auth::Caller;
-use crate::domain::site_sees;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::{Agent, Document};
@@ -35,20 +34,8 @@ fn agent_of(caller: &Caller) -> ApiResult<&Agent> {
     }
 }
 
-/// Whether a desk of `site` sent a packet that this document holds.
-async fn scanned_at(state: &AppState, doc: &Document, site: &str) -> ApiResult<bool> {
-    let senders = state.store.packets_of_document(doc.id).await?;
-    if senders.is_empty() {
-        return Ok(false);
-    }
-    let agents = state.store.agents().await?;
-    Ok(senders
-        .iter()
-        .any(|(_, sender)| agents.iter().any(|a| &a.id == sender && a.site == site)))
-}
-
 async fn visible(state: &AppState, doc: &Document, site: &str) -> ApiResult<bool> {
-    Ok(site_sees(doc.status, doc.mode, false) || scanned_at(state, doc, site).await?)
+    Ok(crate::app::desks::visible(state, doc, site).await?)
 }
 
 fn desk_view(doc: Document) -> DeskDocument {

@@ -1573,6 +1573,7 @@ fn sealing(
         empty,
         packet_seq,
         cover_problem: None,
+        rescan_of: None,
     }
 }
 

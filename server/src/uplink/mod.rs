@@ -435,6 +435,7 @@ mod tests {
             empty: false,
             packet_seq: None,
             cover_problem: None,
+            rescan_of: None,
         };
         say(&mut client, &AgentMessage::Seal(seal(3))).await;
         let e = protocol_error(hear(&mut client).await);
@@ -508,6 +509,7 @@ mod tests {
                 empty: true,
                 packet_seq: None,
                 cover_problem: None,
+                rescan_of: None,
             }),
         )
         .await;

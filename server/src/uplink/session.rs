@@ -614,6 +614,29 @@ impl Session {
             .push(Box::pin(async move { (id, packet_id, answer.await) }));
     }
 
+    /// A cover-less packet the clerk chose as a rejected document's rescan:
+    /// attached in place of its pages, or left unmatched saying why not.
+    async fn rescan(
+        &self,
+        packet_id: Uuid,
+        document_id: i64,
+        unmatched: String,
+    ) -> anyhow::Result<PacketResolution> {
+        Ok(
+            match crate::app::desks::attach_rescan(&self.state, &self.agent, packet_id, document_id)
+                .await?
+            {
+                Ok(doc) => PacketResolution::Matched {
+                    document_id: doc.id,
+                    doc_no: doc.doc_no,
+                },
+                Err(why) => PacketResolution::Unmatched {
+                    reason: format!("{unmatched}; not taken as the chosen rescan: {why}"),
+                },
+            },
+        )
+    }
+
     pub(super) async fn on_seal(&mut self, seal: PacketSeal) -> anyhow::Result<Vec<ServerMessage>> {
         let packet_id = seal.packet_id;
         if let Err(why) = validate_seal(&seal) {
@@ -639,8 +662,15 @@ impl Session {
                 true,
             )]);
         }
+        let rescan_of = seal.rescan_of.filter(|_| seal.cover_code.is_none());
         match self.state.store.seal_packet(&self.agent, seal).await {
             Ok(resolution) => {
+                let resolution = match (resolution, rescan_of) {
+                    (PacketResolution::Unmatched { reason }, Some(document_id)) => {
+                        self.rescan(packet_id, document_id, reason).await?
+                    }
+                    (resolution, _) => resolution,
+                };
                 let mut replies = vec![ServerMessage::Sealed { packet_id }];
                 replies.extend(outcome(packet_id, resolution));
                 Ok(replies)

@@ -391,6 +391,7 @@ impl<'a> Session<'a> {
                 empty: packet.sent.stored.is_empty(),
                 packet_seq: None,
                 cover_problem: None,
+                rescan_of: None,
             });
             self.packets[index].seal_sent = true;
             self.send(&seal).await?;
