@@ -326,3 +326,79 @@ async fn a_rescan_the_server_refuses_leaves_the_packet_unmatched_with_the_reason
         "{shown}"
     );
 }
+
+/// The agent's own routes answer for its site only: a document rejected
+/// after another site's scan is "not found" to this desk, and an API token
+/// cannot use them.
+#[tokio::test]
+async fn a_desk_sees_only_its_sites_documents() {
+    let server = TestServer::start();
+    let doc = server.match_document("EXP-CON-0010").await;
+    let id = doc["id"].as_i64().unwrap();
+    let cover = server.cover_scan(&doc).await;
+    let mut here = TestAgent::enroll(&server).await;
+    here.start();
+    here.drop_file("s_0001.jpg", &cover);
+    here.drop_file("s_0002.png", &scan::png(&scan::text_page(71)));
+    server.wait_for_status(id, "matched", WAIT).await;
+    let (status, _) = server
+        .post(
+            &format!("/documents/{id}/reject"),
+            json!({"reason": "torn"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let elsewhere = TestAgent::enroll_at(&server, "branch-02", &["--insecure".into()])
+        .await
+        .unwrap();
+
+    let client = reqwest::Client::new();
+    let ask = |agent: &TestAgent, path: String| {
+        let request = client
+            .get(format!("{}/api/v1{path}", server.base))
+            .bearer_auth(agent.config_value("token"));
+        async move { request.send().await.unwrap() }
+    };
+    // The site that scanned it: listed for rescan, and its cover reprints.
+    let listed: Value = ask(&here, "/agent/documents".into())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        listed["documents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["id"] == id && d["status"] == "rejected" && d["reject_reason"] == "torn"),
+        "{listed}"
+    );
+    let pdf = ask(&here, format!("/agent/documents/{id}/cover.pdf")).await;
+    assert_eq!(pdf.status(), 200);
+    assert!(pdf.bytes().await.unwrap().starts_with(b"%PDF"));
+    // Another site: not listed, not found, not even by number.
+    let listed: Value = ask(&elsewhere, "/agent/documents".into())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        !listed["documents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["id"] == id),
+        "{listed}"
+    );
+    let pdf = ask(&elsewhere, format!("/agent/documents/{id}/cover.pdf")).await;
+    assert_eq!(pdf.status(), 404);
+    let found: Value = ask(&elsewhere, "/agent/documents?q=EXP-CON-0010".into())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["documents"], json!([]));
+    // An API token is not a desk.
+    let (status, body) = server.get("/agent/documents").await;
+    assert_eq!(status, 403, "{body}");
+}

@@ -346,10 +346,19 @@ impl TestAgent {
         server: &TestServer,
         extra: &[std::ffi::OsString],
     ) -> Result<TestAgent, String> {
+        TestAgent::enroll_at(server, "test-site", extra).await
+    }
+
+    /// Enrols a desk of `site`.
+    pub async fn enroll_at(
+        server: &TestServer,
+        site: &str,
+        extra: &[std::ffi::OsString],
+    ) -> Result<TestAgent, String> {
         let tmp = tempfile::tempdir().expect("temp dir");
         let root = tmp.path().to_owned();
         let config = root.join("agent.toml");
-        let code = server.enrollment_code("test-site").await;
+        let code = server.enrollment_code(site).await;
         let output = Command::new(bin("imc-agent"))
             .arg("--config")
             .arg(&config)
