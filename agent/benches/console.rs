@@ -70,6 +70,7 @@ fn matched(queue: &Queue, id: Uuid, doc_no: &str) {
                 message: &message,
                 doc_no: Some(doc_no),
                 document_id: Some(1),
+                warnings: &[],
             },
         )
         .unwrap();

@@ -191,6 +191,10 @@ pub struct PacketOutcome {
     #[serde(default)]
     pub doc_no: Option<String>,
     pub message: String,
+    /// What the clerk should look at although the packet matched (a VAT
+    /// invoice already on another live document).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

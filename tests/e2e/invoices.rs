@@ -15,6 +15,8 @@ async fn the_same_invoice_on_two_documents_flags_both() {
     let b = server.match_document("EXP-B").await;
     let (a, b) = (a["id"].as_i64().unwrap(), b["id"].as_i64().unwrap());
     let mut agent = TestAgent::enroll(&server).await;
+    let console = crate::harness::free_addr();
+    agent.configure("console", console.clone().into());
     agent.start();
     let invoice = scan::png(&scan::qr_page(VAT_QR));
     for (n, id) in [(1, a), (2, b)] {
@@ -33,4 +35,25 @@ async fn the_same_invoice_on_two_documents_flags_both() {
         assert_eq!(conflicts[0]["invoice_number"], "12345678");
         assert_eq!(conflicts[0]["other_document_id"], other);
     }
+    // The clerk is told at the desk: the second packet matched, with a warning.
+    let view = crate::harness::eventually("the warning on the desk's console", WAIT, || async {
+        let view: serde_json::Value = reqwest::get(format!("http://{console}/view"))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (view["packets"][0]["state"] == "matched").then_some(view)
+    })
+    .await;
+    assert_eq!(
+        view["packets"][0]["warnings"],
+        serde_json::json!(["duplicate invoice 3200154130 12345678 is already on document EXP-A"]),
+        "{view}"
+    );
+    assert_eq!(
+        view["packets"][1]["warnings"],
+        serde_json::json!([]),
+        "{view}"
+    );
 }

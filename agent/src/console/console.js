@@ -150,6 +150,7 @@ function countLine(p) {
     parts.push(t("pages", p.scanned));
   }
   if (p.count_note) parts.push(` · ${p.count_note}`);
+  for (const w of p.warnings || []) parts.push(el("strong", { class: "warn-text warning" }, ` ⚠ ${w}`));
   if (p.blanks) parts.push(` · ${t("blanks", p.blanks)}`);
   return parts;
 }
@@ -192,7 +193,7 @@ function renderNow(v) {
 function renderPackets(v) {
   const list = $("packets");
   $("recent-count").textContent = `(${v.packets.length})`;
-  list.replaceChildren(...v.packets.map((p) => el("li", { class: STATE_CLASS[p.state] || "", "data-state": p.state, "data-packet": p.id },
+  list.replaceChildren(...v.packets.map((p) => el("li", { class: (p.warnings || []).length && p.state === "matched" ? "warn" : STATE_CLASS[p.state] || "", "data-state": p.state, "data-packet": p.id },
     el("span", { class: "muted" }, when(p.created_at)),
     el("span", {}, ...documentLine(p)),
     el("span", { class: "state" }, stateLabel(p)),

@@ -94,6 +94,8 @@ pub struct PacketView {
     pub message: Option<String>,
     /// The rejected document the clerk chose it for (no cover of its own).
     pub rescan_of: Option<String>,
+    /// What to look at although it matched (a duplicate invoice).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -272,5 +274,10 @@ fn packet_view(p: &PacketSummary, cached: Option<&CachedDocument>) -> PacketView
         state,
         message,
         rescan_of: p.rescan_doc_no.clone(),
+        warnings: p
+            .warnings
+            .as_deref()
+            .map(|w| w.lines().map(str::to_owned).collect())
+            .unwrap_or_default(),
     }
 }

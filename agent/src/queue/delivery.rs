@@ -181,8 +181,8 @@ impl Queue {
         self.with(|c| {
             c.execute(
                 "UPDATE packets SET outcome = ?2, matched = ?3, fate = ?4, \
-                 doc_no = COALESCE(?5, doc_no), document_id = COALESCE(?6, document_id), fate_at = ?7 \
-                 WHERE id = ?1",
+                 doc_no = COALESCE(?5, doc_no), document_id = COALESCE(?6, document_id), fate_at = ?7, \
+                 warnings = ?8 WHERE id = ?1",
                 params![
                     packet_id.to_string(),
                     fate.message,
@@ -190,7 +190,8 @@ impl Queue {
                     fate.kind.as_str(),
                     fate.doc_no,
                     fate.document_id,
-                    now()
+                    now(),
+                    (!fate.warnings.is_empty()).then(|| fate.warnings.join("\n"))
                 ],
             )?;
             Ok(())

@@ -197,6 +197,8 @@ pub struct PacketSummary {
     pub blanks: u32,
     /// The rejected document the clerk chose this packet for (its number).
     pub rescan_doc_no: Option<String>,
+    /// What the server said to look at, one per line.
+    pub warnings: Option<String>,
 }
 
 /// What the server said became of a sealed packet.
@@ -225,6 +227,8 @@ pub struct PacketFate<'a> {
     pub message: &'a str,
     pub doc_no: Option<&'a str>,
     pub document_id: Option<i64>,
+    /// What the clerk should look at although it matched.
+    pub warnings: &'a [String],
 }
 
 #[derive(Debug, Clone)]
@@ -383,6 +387,12 @@ fn add_failure_columns(conn: &Connection) -> rusqlite::Result<()> {
         "packets",
         "rescan_of",
         "ALTER TABLE packets ADD COLUMN rescan_of INTEGER; ALTER TABLE packets ADD COLUMN rescan_doc_no TEXT;",
+    )?;
+    add_columns(
+        conn,
+        "packets",
+        "warnings",
+        "ALTER TABLE packets ADD COLUMN warnings TEXT;",
     )
 }
 

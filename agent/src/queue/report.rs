@@ -74,7 +74,7 @@ impl Queue {
                  (SELECT COUNT(*) FROM pages p WHERE p.packet_id = k.id AND p.blank = 0 \
                   AND (k.cover_code IS NULL OR p.page_index > 0)), \
                  k.cover_problem, k.fate, k.doc_no, k.document_id, \
-                 (SELECT COUNT(*) FROM pages p WHERE p.packet_id = k.id AND p.blank = 1), k.rescan_doc_no \
+                 (SELECT COUNT(*) FROM pages p WHERE p.packet_id = k.id AND p.blank = 1), k.rescan_doc_no, k.warnings \
                  FROM packets k ORDER BY k.seq DESC LIMIT ?1"
             ))?;
             let rows = stmt.query_map([limit], |r| {
@@ -99,6 +99,7 @@ impl Queue {
                     document_id: r.get(17)?,
                     blanks: r.get(18)?,
                     rescan_doc_no: r.get(19)?,
+                    warnings: r.get(20)?,
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)

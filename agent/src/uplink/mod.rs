@@ -372,6 +372,7 @@ impl Uplink {
                         message: &outcome.message,
                         doc_no: outcome.doc_no.as_deref(),
                         document_id: outcome.document_id,
+                        warnings: &outcome.warnings,
                     };
                     Ok(q.record_outcome(outcome.packet_id, &fate)?)
                 })
@@ -396,6 +397,7 @@ impl Uplink {
                         message: &notice.message,
                         doc_no: notice.doc_no.as_deref(),
                         document_id: notice.document_id,
+                        warnings: &[],
                     };
                     Ok(q.record_outcome(notice.packet_id, &fate)?)
                 })

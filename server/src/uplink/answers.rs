@@ -89,6 +89,7 @@ pub(super) fn outcome(packet_id: Uuid, resolution: PacketResolution) -> Option<S
             document_id: Some(document_id),
             message: format!("matched to document {doc_no}"),
             doc_no: Some(doc_no),
+            warnings: Vec::new(),
         },
         PacketResolution::Unmatched { reason } => PacketOutcome {
             packet_id,
@@ -96,6 +97,7 @@ pub(super) fn outcome(packet_id: Uuid, resolution: PacketResolution) -> Option<S
             document_id: None,
             doc_no: None,
             message: reason,
+            warnings: Vec::new(),
         },
     };
     Some(ServerMessage::PacketOutcome(outcome))

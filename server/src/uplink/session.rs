@@ -637,6 +637,25 @@ impl Session {
         )
     }
 
+    /// VAT invoices on a just-matched document that are already on another
+    /// live one, in the clerk's words.
+    async fn duplicate_invoices(&self, document_id: i64) -> anyhow::Result<Vec<String>> {
+        let mut said = Vec::new();
+        for conflict in self.state.store.document_conflicts(document_id).await? {
+            let other = self
+                .state
+                .store
+                .document(conflict.other_document_id)
+                .await?
+                .map_or_else(|| format!("#{}", conflict.other_document_id), |d| d.doc_no);
+            said.push(format!(
+                "duplicate invoice {} {} is already on document {other}",
+                conflict.invoice_code, conflict.invoice_number
+            ));
+        }
+        Ok(said)
+    }
+
     pub(super) async fn on_seal(&mut self, seal: PacketSeal) -> anyhow::Result<Vec<ServerMessage>> {
         let packet_id = seal.packet_id;
         if let Err(why) = validate_seal(&seal) {
@@ -671,8 +690,18 @@ impl Session {
                     }
                     (resolution, _) => resolution,
                 };
+                let matched_to = match &resolution {
+                    PacketResolution::Matched { document_id, .. } => Some(*document_id),
+                    _ => None,
+                };
+                let mut told = outcome(packet_id, resolution);
+                if let (Some(ServerMessage::PacketOutcome(said)), Some(document_id)) =
+                    (&mut told, matched_to)
+                {
+                    said.warnings = self.duplicate_invoices(document_id).await?;
+                }
                 let mut replies = vec![ServerMessage::Sealed { packet_id }];
-                replies.extend(outcome(packet_id, resolution));
+                replies.extend(told);
                 Ok(replies)
             }
             Err(crate::store::StoreError::Conflict(msg)) => {
