@@ -33,9 +33,13 @@ pub fn render(config: &AgentConfig) -> anyhow::Result<String> {
         .meta(crate::uplink::BACKLOG_KEY)?
         .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok())
     {
+        let eta = progress["eta_secs"]
+            .as_u64()
+            .map(|secs| format!(", about {} min left", secs.div_ceil(60).max(1)))
+            .unwrap_or_default();
         writeln!(
             out,
-            "backlog draining: {} of {} pages sent ({} waiting, as of {})",
+            "backlog draining: {} of {} pages sent ({} waiting{eta}, as of {})",
             progress["sent"],
             progress["total"],
             progress["waiting"],

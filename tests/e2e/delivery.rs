@@ -278,6 +278,10 @@ async fn a_thousand_pages_scanned_while_the_server_is_down_drain_in_order() {
     })
     .await;
     assert!(progress.contains("of 1000 pages sent"), "{progress}");
+    assert!(
+        progress.contains(" min left, as of "),
+        "the time left: {progress}"
+    );
     let stored = wait_for_all(&server, &expected).await;
     assert_exactly_once(&stored, &expected);
     let in_scan_order: Vec<String> = expected.iter().map(|(_, b)| sha256_hex(b)).collect();

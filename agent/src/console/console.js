@@ -35,7 +35,7 @@ const T = {
     closed: (n) => n ? "Packet closed." : "No packet was open.",
     cached_at: (t) => `as of ${t}`, rescan: "rescan", awaiting: "awaiting paper",
     rescan_now: "Rescan now", rescan_next: (d) => `Next packet is the rescan of ${d}: scan its pages, no cover needed.`,
-    rescan_cancel: "Cancel", rescan_of: (d) => `rescan of ${d}`,
+    rescan_cancel: "Cancel", rescan_of: (d) => `rescan of ${d}`, eta: (m) => `about ${m} min left`,
   },
   zh: {
     title: "扫描台", sound: "声音", pin: "扫描台 PIN", sign_in: "打开", now: "正在扫描",
@@ -68,7 +68,7 @@ const T = {
     closed: (n) => n ? "已结束本包。" : "没有未结束的包。",
     cached_at: (t) => `更新于 ${t}`, rescan: "需重扫", awaiting: "等待纸质单据",
     rescan_now: "现在重扫", rescan_next: (d) => `下一包是 ${d} 的重扫：直接扫描各页，无需封面。`,
-    rescan_cancel: "取消", rescan_of: (d) => `${d} 的重扫`,
+    rescan_cancel: "取消", rescan_of: (d) => `${d} 的重扫`, eta: (m) => `约 ${m} 分钟传完`,
   },
 };
 
@@ -216,7 +216,8 @@ function renderHealth(v) {
   const q = v.queue;
   const facts = [
     [t("server"), `${v.server_url} — ${t(v.link.state)}${v.link.since ? ` (${when(v.link.since)})` : ""}`],
-    [t("backlog"), `${t("pages", q.pages_waiting)}, ${bytes(q.bytes_waiting)}`],
+    [t("backlog"), `${t("pages", q.pages_waiting)}, ${bytes(q.bytes_waiting)}` +
+      (q.backlog_eta_secs !== null && q.backlog_eta_secs !== undefined && v.link.state === "connected" ? ` — ${t("eta", Math.max(1, Math.round(q.backlog_eta_secs / 60)))}` : "")],
     [t("spool"), `${bytes(q.spool_used_bytes)} / ${bytes(q.spool_max_bytes)}`],
     [t("disk"), `${bytes(q.disk_free_bytes)} (≥ ${bytes(q.disk_keep_bytes)})`],
     ...v.watching.map((w) => [t("watching"), `${w.dir} — ${t("last_file")}: ${w.last_file_at ? when(w.last_file_at) : t("never_file")}`]),

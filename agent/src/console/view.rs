@@ -59,6 +59,8 @@ pub struct QueueHealth {
     /// Why the scan line is held (a file failed and is retried), if it is.
     pub scan_line_waiting: Option<String>,
     pub failed_pages: u64,
+    /// A long backlog draining: about how long until it is sent, at the pace so far.
+    pub backlog_eta_secs: Option<u64>,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -158,6 +160,10 @@ pub fn read(config: &AgentConfig, queue: &Queue) -> QueueResult<ConsoleView> {
             room_warning: queue.meta(crate::room::ROOM_KEY)?,
             scan_line_waiting: queue.meta(crate::scan_line::BLOCKED_KEY)?,
             failed_pages: stats.failed,
+            backlog_eta_secs: queue
+                .meta(crate::uplink::BACKLOG_KEY)?
+                .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok())
+                .and_then(|progress| progress["eta_secs"].as_u64()),
         },
         watching: config
             .watch

@@ -8,6 +8,8 @@ use super::*;
 pub(super) struct Drain {
     pub(super) total: Option<u64>,
     pub(super) sent: u64,
+    /// When this drain began: the pace so far gives the time left.
+    started: Option<Instant>,
 }
 
 impl Drain {
@@ -16,6 +18,7 @@ impl Drain {
     pub(super) async fn pages_sent(&mut self, uplink: &Uplink, pages: u64) -> anyhow::Result<()> {
         let before = self.sent;
         self.sent += pages;
+        let started = *self.started.get_or_insert_with(Instant::now);
         let crossed = before / Self::EVERY != self.sent / Self::EVERY;
         if self.total.is_none() || crossed {
             let waiting = uplink.blocking(|q| Ok(q.waiting_pages()?)).await?;
@@ -29,10 +32,14 @@ impl Drain {
                     total,
                     waiting
                 );
+                let eta_secs = (self.sent > 0)
+                    .then(|| started.elapsed().as_secs_f64() * waiting as f64 / self.sent as f64)
+                    .map(|secs| secs.ceil() as u64);
                 let progress = serde_json::json!({
                     "sent": self.sent,
                     "total": total,
                     "waiting": waiting,
+                    "eta_secs": eta_secs,
                     "at": chrono::Utc::now().to_rfc3339(),
                 })
                 .to_string();
