@@ -29,7 +29,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// Changes closer together than this reach the page as one update.
-const COALESCE: Duration = Duration::from_millis(100);
+const COALESCE: Duration = Duration::from_millis(50);
 /// The page is refreshed this often even without a change (ages, disk room).
 const HEARTBEAT: Duration = Duration::from_secs(5);
 /// Pages open at once: each holds one stream and one snapshot at a time.
