@@ -11,9 +11,8 @@
 //   CONSOLE OK
 // The page is never reloaded: a marker set at the start must survive to the end.
 
-import { chromium } from "playwright-core";
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { launch } from "./chromium.mjs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 const env = (name) => {
@@ -39,18 +38,7 @@ async function screenshot(page, name) {
   await page.screenshot({ path: join(shots, `${name}.png`), fullPage: false });
 }
 
-const profile = mkdtempSync(join(tmpdir(), "imc-chromium-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  ],
-  viewport: { width: 1400, height: 900 },
-  locale: "en-US",
-  timezoneId: "Asia/Shanghai",
-});
+const { context, close } = await launch();
 
 try {
   const page = context.pages()[0] || (await context.newPage());
@@ -138,6 +126,5 @@ try {
   console.error(`console browser test failed: ${e && e.stack ? e.stack : e}`);
   process.exitCode = 1;
 } finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
+  await close();
 }

@@ -6,9 +6,8 @@
 // for a packet to arrive; prints "DESK OK" at the end; any failed check exits
 // non-zero with the reason on stderr.
 
-import { chromium } from "playwright-core";
-import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { launch } from "./chromium.mjs";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 
 const env = (name) => {
@@ -60,19 +59,7 @@ async function postFromPage(page, path, fields) {
   }, { path, fields });
 }
 
-const profile = mkdtempSync(join(tmpdir(), "imc-chromium-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  ],
-  viewport: { width: 1400, height: 900 },
-  locale: "en-US",
-  // A desk in Shanghai: times must read in local time, zone named.
-  timezoneId: "Asia/Shanghai",
-});
+const { context, close } = await launch();
 
 try {
   const page = context.pages()[0] || (await context.newPage());
@@ -267,6 +254,5 @@ try {
   console.error(`desk browser test failed: ${e && e.stack ? e.stack : e}`);
   process.exitCode = 1;
 } finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
+  await close();
 }

@@ -7,20 +7,15 @@
 //! `IMC_SCREENSHOTS=DIR` makes the browser script save the console there
 //! in both languages (`scripts/screenshots.sh` uses it).
 
+use crate::browser;
 use crate::harness::{TestAgent, TestServer, bin, eventually, free_addr};
 use crate::scan;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
 const REASON: &str = "Page 2 is blurred";
-
-fn browser_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("browser")
-}
 
 async fn document(server: &TestServer, doc_no: &str, attachments: u32, title: &str) -> Value {
     let (status, doc) = server
@@ -41,6 +36,16 @@ async fn agent_with_console(server: &TestServer) -> (TestAgent, String) {
     let addr = free_addr();
     agent.configure("console", addr.clone().into());
     (agent, format!("http://{addr}/"))
+}
+
+/// The CSRF token the console's page carries.
+async fn console_token(client: &reqwest::Client, url: &str) -> String {
+    let page = client.get(url).send().await.unwrap().text().await.unwrap();
+    page.split("name=\"console-token\" content=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned()
 }
 
 async fn console_up(url: &str) {
@@ -81,97 +86,54 @@ async fn the_desk_console_in_a_real_browser() {
 
     let pdf_dir = tempfile::tempdir().unwrap();
     let pdf_out = pdf_dir.path().join("reprinted-cover.pdf");
-    let mut node = Command::new("node");
-    node.arg(browser_dir().join("console.mjs"))
-        .current_dir(browser_dir())
-        .env("IMC_CONSOLE_URL", &url)
-        .env("IMC_DOC_A", "EXP-CON-0001")
-        .env("IMC_DOC_B", "EXP-CON-0002")
-        .env("IMC_REJECT_REASON", REASON)
-        .env("IMC_COVER_PDF_OUT", &pdf_out)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = node
-        .spawn()
-        .expect("run node (installed by scripts/setup.sh, with tests/browser's npm packages)");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            println!("browser: {line}");
-            let _ = tx.send(line);
-        }
-    });
-    let stderr = child.stderr.take().unwrap();
-    let errors = std::thread::spawn(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>()
-            .join("\n")
-    });
-
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let mut lines: Vec<String> = Vec::new();
-    while !lines.iter().any(|l| l == "CONSOLE OK") {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(line) => {
-                match line.as_str() {
-                    "READY" => {
-                        agent.drop_file("a_0001.jpg", &cover_a);
-                        agent.drop_file("a_0002.png", &scan::png(&scan::text_page(51)));
-                        agent.drop_file("a_0003.png", &scan::png(&scan::text_page(52)));
-                    }
-                    "MATCHED" => {
-                        let code = imc_shared::CoverCode::issue(0x00C0_FFEE_0001).to_string();
-                        agent.drop_file("u_0001.png", &scan::png(&scan::barcode_page(&code)));
-                        agent.drop_file("u_0002.png", &scan::png(&scan::text_page(53)));
-                    }
-                    "WAITING" => {
-                        let (status, body) = server
-                            .post(
-                                &format!("/documents/{id_a}/reject"),
-                                json!({ "reason": REASON }),
-                            )
-                            .await;
-                        assert_eq!(status, 200, "{body}");
-                    }
-                    "RESCAN" => {
-                        agent.drop_file("r_0001.png", &scan::png(&scan::text_page(55)));
-                        agent.drop_file("r_0002.png", &scan::png(&scan::text_page(56)));
-                    }
-                    "RESCANNED" => {
-                        // The rescan's pages replaced A's, and A waits for sign-off again.
-                        let (_, doc) = server.get(&format!("/documents/{id_a}")).await;
-                        assert_eq!(doc["status"], "matched", "{doc}");
-                        assert_eq!(doc["images"].as_array().unwrap().len(), 2, "{doc}");
-                        server.kill();
-                    }
-                    "OFFLINE" => {
-                        agent.drop_file("b_0001.jpg", &cover_b);
-                        agent.drop_file("b_0002.png", &scan::png(&scan::text_page(54)));
-                    }
-                    _ => {}
-                }
-                lines.push(line);
+    let env = [
+        ("IMC_CONSOLE_URL", url.clone()),
+        ("IMC_DOC_A", "EXP-CON-0001".to_owned()),
+        ("IMC_DOC_B", "EXP-CON-0002".to_owned()),
+        ("IMC_REJECT_REASON", REASON.to_owned()),
+        ("IMC_COVER_PDF_OUT", pdf_out.display().to_string()),
+    ];
+    let limit = Duration::from_secs(180);
+    browser::drive("console.mjs", &env, "CONSOLE OK", limit, async |line| {
+        match line {
+            "READY" => {
+                agent.drop_file("a_0001.jpg", &cover_a);
+                agent.drop_file("a_0002.png", &scan::png(&scan::text_page(51)));
+                agent.drop_file("a_0003.png", &scan::png(&scan::text_page(52)));
             }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
-                    break;
-                }
+            "MATCHED" => {
+                let code = imc_shared::CoverCode::issue(0x00C0_FFEE_0001).to_string();
+                agent.drop_file("u_0001.png", &scan::png(&scan::barcode_page(&code)));
+                agent.drop_file("u_0002.png", &scan::png(&scan::text_page(53)));
             }
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            "WAITING" => {
+                let (status, body) = server
+                    .post(
+                        &format!("/documents/{id_a}/reject"),
+                        json!({ "reason": REASON }),
+                    )
+                    .await;
+                assert_eq!(status, 200, "{body}");
+            }
+            "RESCAN" => {
+                agent.drop_file("r_0001.png", &scan::png(&scan::text_page(55)));
+                agent.drop_file("r_0002.png", &scan::png(&scan::text_page(56)));
+            }
+            "RESCANNED" => {
+                // The rescan's pages replaced A's, and A waits for sign-off again.
+                let (_, doc) = server.get(&format!("/documents/{id_a}")).await;
+                assert_eq!(doc["status"], "matched", "{doc}");
+                assert_eq!(doc["images"].as_array().unwrap().len(), 2, "{doc}");
+                server.kill();
+            }
+            "OFFLINE" => {
+                agent.drop_file("b_0001.jpg", &cover_b);
+                agent.drop_file("b_0002.png", &scan::png(&scan::text_page(54)));
+            }
+            _ => {}
         }
-    }
-    if child.try_wait().unwrap().is_none() && Instant::now() > deadline {
-        let _ = child.kill();
-    }
-    let status = child.wait().unwrap();
-    let errors = errors.join().unwrap();
-    assert!(
-        status.success() && lines.iter().any(|l| l == "CONSOLE OK"),
-        "browser test failed ({status}):\n{errors}\nstdout: {lines:?}"
-    );
+    })
+    .await;
 
     // The reprinted cover is the server's cover: its barcode reads as A's code.
     let output = Command::new(bin("imc-agent"))
@@ -238,13 +200,7 @@ async fn the_console_refuses_other_hosts_origins_and_actions_without_its_token()
         "{body}"
     );
     // With the token from the page, it works.
-    let page = client.get(&url).send().await.unwrap().text().await.unwrap();
-    let token = page
-        .split("name=\"console-token\" content=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_owned();
+    let token = console_token(&client, &url).await;
     let r = client
         .post(format!("{url}actions/close-packet"))
         .header("x-console-token", &token)
@@ -274,13 +230,7 @@ async fn a_rescan_the_server_refuses_leaves_the_packet_unmatched_with_the_reason
     agent.start();
     console_up(&url).await;
     let client = reqwest::Client::new();
-    let page = client.get(&url).send().await.unwrap().text().await.unwrap();
-    let token = page
-        .split("name=\"console-token\" content=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_owned();
+    let token = console_token(&client, &url).await;
     let chose = client
         .post(format!("{url}actions/rescan"))
         .header("x-console-token", &token)

@@ -5,21 +5,16 @@
 //! `IMC_SCREENSHOTS=DIR` makes the browser script save the main pages there
 //! (`scripts/screenshots.sh` uses it for `docs/screenshots/`).
 
+use crate::browser;
 use crate::harness::{self, TestAgent, TestServer, bin, eventually};
 use crate::scan;
 use image::{GrayImage, Luma};
 use serde_json::json;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
 pub(crate) const PASSWORD: &str = "desk-password-1";
-
-fn browser_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("browser")
-}
 
 pub(crate) fn add_user(server: &TestServer, name: &str, role: &str, site: Option<&str>) {
     let mut command = Command::new(bin("imc-server"));
@@ -177,76 +172,38 @@ async fn sign_off_desk_in_a_real_browser() {
     })
     .await;
 
-    let mut node = Command::new("node");
-    node.arg(browser_dir().join("desk.mjs"))
-        .current_dir(browser_dir())
-        .env("IMC_URL", &server.base)
-        .env("IMC_SIGNOFF_USER", "wang")
-        .env("IMC_SIGNOFF_PASSWORD", PASSWORD)
-        .env("IMC_CLERK_USER", "li")
-        .env("IMC_CLERK_PASSWORD", PASSWORD)
-        .env("IMC_ADMIN_USER", "boss")
-        .env("IMC_ADMIN_PASSWORD", PASSWORD)
-        .env("IMC_LIVE_DOC_NO", "EXP-UI-0001")
-        .env("IMC_ATTACH_DOC_NO", "EXP-UI-0002")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = node
-        .spawn()
-        .expect("run node (installed by scripts/setup.sh, with tests/browser's npm packages)");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            println!("browser: {line}");
-            let _ = tx.send(line);
-        }
-    });
-    let stderr = child.stderr.take().unwrap();
-    let errors = std::thread::spawn(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>()
-            .join("\n")
-    });
-
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut lines = Vec::new();
+    let env = [
+        ("IMC_URL", server.base.clone()),
+        ("IMC_SIGNOFF_USER", "wang".to_owned()),
+        ("IMC_SIGNOFF_PASSWORD", PASSWORD.to_owned()),
+        ("IMC_CLERK_USER", "li".to_owned()),
+        ("IMC_CLERK_PASSWORD", PASSWORD.to_owned()),
+        ("IMC_ADMIN_USER", "boss".to_owned()),
+        ("IMC_ADMIN_PASSWORD", PASSWORD.to_owned()),
+        ("IMC_LIVE_DOC_NO", "EXP-UI-0001".to_owned()),
+        ("IMC_ATTACH_DOC_NO", "EXP-UI-0002".to_owned()),
+    ];
     let mut dropped = false;
-    while !lines.iter().any(|l: &String| l == "DESK OK") {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(line) => {
-                if line == "READY" && !dropped {
-                    // The browser waits on the queue page: now the packet arrives.
-                    let (_, cover) = server
-                        .get_bytes(&format!("/documents/{live_id}/cover.png"))
-                        .await;
-                    agent.drop_file("live_0001.png", &cover);
-                    agent.drop_file("live_0002.png", &scan::png(&scan::text_page(41)));
-                    agent.drop_file("live_0003.png", &blank_page());
-                    agent.drop_file("live_0004.png", &scan::png(&scan::text_page(42)));
-                    dropped = true;
-                }
-                lines.push(line);
+    browser::drive(
+        "desk.mjs",
+        &env,
+        "DESK OK",
+        Duration::from_secs(120),
+        async |line| {
+            if line == "READY" && !dropped {
+                // The browser waits on the queue page: now the packet arrives.
+                let (_, cover) = server
+                    .get_bytes(&format!("/documents/{live_id}/cover.png"))
+                    .await;
+                agent.drop_file("live_0001.png", &cover);
+                agent.drop_file("live_0002.png", &scan::png(&scan::text_page(41)));
+                agent.drop_file("live_0003.png", &blank_page());
+                agent.drop_file("live_0004.png", &scan::png(&scan::text_page(42)));
+                dropped = true;
             }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
-                    break;
-                }
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-    }
-    if child.try_wait().unwrap().is_none() && Instant::now() > deadline {
-        let _ = child.kill();
-    }
-    let status = child.wait().unwrap();
-    let errors = errors.join().unwrap();
-    assert!(
-        status.success() && lines.iter().any(|l| l == "DESK OK"),
-        "browser test failed ({status}):\n{errors}\nstdout: {lines:?}"
-    );
+        },
+    )
+    .await;
 
     // What the browser did is what the API sees.
     let (_, doc) = server.get(&format!("/documents/{live_id}")).await;

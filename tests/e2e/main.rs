@@ -6,6 +6,7 @@
 // A test that cannot set itself up should fail loudly, right there.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod browser;
 mod harness;
 mod proxy;
 mod raw_uplink;

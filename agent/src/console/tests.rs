@@ -2,10 +2,8 @@
 
 use super::*;
 
-async fn console_beyond_loopback(
-    pin: &str,
-) -> (tempfile::TempDir, String, String, CancellationToken) {
-    let dir = tempfile::tempdir().unwrap();
+/// A desk of site `hq` whose server is nowhere (port 9).
+fn test_config() -> AgentConfig {
     let mut config = AgentConfig::new(
         "http://127.0.0.1:9".into(),
         "agent-1".into(),
@@ -13,6 +11,14 @@ async fn console_beyond_loopback(
         "imc_agent_secret".into(),
     );
     config.insecure = true;
+    config
+}
+
+async fn console_beyond_loopback(
+    pin: &str,
+) -> (tempfile::TempDir, String, String, CancellationToken) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config();
     config.data_dir = Some(dir.path().join("data"));
     config.console_pin = Some(pin.into());
     let queue = Arc::new(Queue::open(&dir.path().join("data")).unwrap());
@@ -102,13 +108,7 @@ async fn a_retried_quarantined_file_goes_back_to_its_inbox_and_is_forgotten() {
     std::fs::create_dir_all(&quarantine).unwrap();
     let kept = quarantine.join("scan_0007.pdf");
     std::fs::write(&kept, b"%PDF-1.4 fixed").unwrap();
-    let mut config = AgentConfig::new(
-        "http://127.0.0.1:9".into(),
-        "agent-1".into(),
-        "hq".into(),
-        "imc_agent_secret".into(),
-    );
-    config.insecure = true;
+    let mut config = test_config();
     config.watch = vec![inbox.clone()];
     let queue = Arc::new(Queue::open(&dir.path().join("data")).unwrap());
     let key = crate::queue::FileKey {
