@@ -134,6 +134,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let url = imc_agent::console::url_for(addr);
             println!("{url}");
+            let reach = match addr.ip().is_unspecified() {
+                true => std::net::SocketAddr::from(([127, 0, 0, 1], addr.port())),
+                false => addr,
+            };
+            if std::net::TcpStream::connect_timeout(&reach, std::time::Duration::from_secs(2))
+                .is_err()
+            {
+                anyhow::bail!(
+                    "nothing answers at {url}: the agent is not running (start its service, or `imc-agent run`)"
+                );
+            }
             imc_agent::console::open_in_browser(&url)?;
         }
         Command::Status => print!(
