@@ -244,13 +244,16 @@ pub struct StatusQuery {
     pub ids: Option<Vec<i64>>,
     #[serde(default)]
     pub doc_nos: Option<Vec<String>>,
+    /// Cover codes (影像编码), the key Kingdee-style integrations keep.
+    #[serde(default)]
+    pub cover_codes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusQueryResult {
     pub results: Vec<StatusView>,
-    /// The asked-for ids or doc_nos that name no document.
+    /// The asked-for ids, doc_nos or cover codes that name no document.
     pub not_found: Vec<String>,
 }
 

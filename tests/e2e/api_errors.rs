@@ -157,6 +157,30 @@ async fn documents_are_idempotent_on_their_key_and_transitions_are_checked() {
     assert_eq!(status, 200);
     assert_eq!(bulk["results"][0]["status"], "awaiting_images");
     assert_eq!(bulk["not_found"], json!(["NOPE"]));
+    // By cover code (影像编码), single and bulk: the same answers.
+    let (_, doc) = server.get(&format!("/documents/{id}")).await;
+    let code = doc["cover_code"].as_str().unwrap().to_owned();
+    let (status, found) = server.get(&format!("/documents?cover_code={code}")).await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["documents"][0]["id"], id);
+    let (status, bulk) = server
+        .post(
+            "/documents/status:query",
+            json!({"cover_codes": [code, "IMCNOSUCH"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{bulk}");
+    assert_eq!(bulk["results"][0]["id"], id);
+    assert_eq!(bulk["not_found"], json!(["IMCNOSUCH"]));
+    let (status, body) = server
+        .post(
+            "/documents/status:query",
+            json!({"doc_nos": ["IDEM-1"], "cover_codes": [code]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = server.get("/documents").await;
+    assert_eq!(status, 400);
     let ids: Vec<i64> = (0..1001).collect();
     let (status, _) = server
         .post("/documents/status:query", json!({ "ids": ids }))

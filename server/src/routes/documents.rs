@@ -234,7 +234,11 @@ pub async fn get_one(
 #[into_params(parameter_in = Query)]
 pub struct FindQuery {
     /// The ERP's document number.
-    doc_no: String,
+    #[serde(default)]
+    doc_no: Option<String>,
+    /// Or the cover code (影像编码) printed on its cover sheet.
+    #[serde(default)]
+    cover_code: Option<String>,
     /// Only the document of this source system.
     #[serde(default)]
     source_system: Option<String>,
@@ -249,8 +253,8 @@ pub struct DocumentList {
     get, path = "/api/v1/documents", tag = "documents",
     params(FindQuery),
     responses(
-        (status = 200, description = "Documents with this doc_no (one per source system)", body = DocumentList),
-        (status = 400, description = "doc_no is missing", body = ErrorBody),
+        (status = 200, description = "Documents with this doc_no (one per source system), or the document with this cover code", body = DocumentList),
+        (status = 400, description = "Neither or both of doc_no and cover_code", body = ErrorBody),
     ),
 )]
 pub async fn find(
@@ -258,8 +262,22 @@ pub async fn find(
     caller: Caller,
     ApiQuery(query): ApiQuery<FindQuery>,
 ) -> ApiResult<Json<DocumentList>> {
+    let found = match (&query.doc_no, &query.cover_code) {
+        (Some(doc_no), None) => state.store.documents_by_doc_no(doc_no).await?,
+        (None, Some(code)) => {
+            state
+                .store
+                .documents_by_cover_codes(std::slice::from_ref(code))
+                .await?
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "give exactly one of doc_no or cover_code",
+            ));
+        }
+    };
     let mut documents = Vec::new();
-    for doc in state.store.documents_by_doc_no(&query.doc_no).await? {
+    for doc in found {
         if caller.sees_source(&doc.source_system)
             && query
                 .source_system
@@ -290,10 +308,10 @@ pub async fn status(
 
 #[utoipa::path(
     post, path = "/api/v1/documents/status:query", tag = "documents",
-    request_body(content = StatusQuery, description = "Exactly one of ids or doc_nos, at most 1000"),
+    request_body(content = StatusQuery, description = "Exactly one of ids, doc_nos or cover_codes, at most 1000"),
     responses(
         (status = 200, description = "The status of each document found; unknown keys in not_found", body = StatusQueryResult),
-        (status = 400, description = "Both or neither of ids and doc_nos, or more than 1000", body = ErrorBody),
+        (status = 400, description = "Not exactly one of ids, doc_nos and cover_codes, or more than 1000", body = ErrorBody),
     ),
 )]
 pub async fn status_query(
@@ -301,25 +319,34 @@ pub async fn status_query(
     caller: Caller,
     ApiJson(query): ApiJson<StatusQuery>,
 ) -> ApiResult<Json<StatusQueryResult>> {
-    let (docs, asked): (Vec<Document>, Vec<String>) = match (query.ids, query.doc_nos) {
-        (Some(ids), None) => {
-            check_bulk("ids", ids.len())?;
-            let asked = ids.iter().map(i64::to_string).collect();
-            (state.store.documents_by_ids(&ids).await?, asked)
-        }
-        (None, Some(doc_nos)) => {
-            check_bulk("doc_nos", doc_nos.len())?;
-            (state.store.documents_by_doc_nos(&doc_nos).await?, doc_nos)
-        }
-        _ => return Err(ApiError::bad_request("give exactly one of ids or doc_nos")),
-    };
+    let (docs, asked): (Vec<Document>, Vec<String>) =
+        match (query.ids, query.doc_nos, query.cover_codes) {
+            (Some(ids), None, None) => {
+                check_bulk("ids", ids.len())?;
+                let asked = ids.iter().map(i64::to_string).collect();
+                (state.store.documents_by_ids(&ids).await?, asked)
+            }
+            (None, Some(doc_nos), None) => {
+                check_bulk("doc_nos", doc_nos.len())?;
+                (state.store.documents_by_doc_nos(&doc_nos).await?, doc_nos)
+            }
+            (None, None, Some(codes)) => {
+                check_bulk("cover_codes", codes.len())?;
+                (state.store.documents_by_cover_codes(&codes).await?, codes)
+            }
+            _ => {
+                return Err(ApiError::bad_request(
+                    "give exactly one of ids, doc_nos or cover_codes",
+                ));
+            }
+        };
     let docs: Vec<Document> = docs
         .into_iter()
         .filter(|d| caller.sees_source(&d.source_system))
         .collect();
     let found: std::collections::HashSet<String> = docs
         .iter()
-        .flat_map(|d| [d.id.to_string(), d.doc_no.clone()])
+        .flat_map(|d| [d.id.to_string(), d.doc_no.clone(), d.cover_code.clone()])
         .collect();
     let not_found = asked.into_iter().filter(|k| !found.contains(k)).collect();
     Ok(Json(StatusQueryResult {

@@ -525,6 +525,8 @@ pub trait Store: Send + Sync + 'static {
     async fn documents_by_doc_no(&self, doc_no: &str) -> StoreResult<Vec<Document>>;
     async fn documents_by_ids(&self, ids: &[i64]) -> StoreResult<Vec<Document>>;
     async fn documents_by_doc_nos(&self, doc_nos: &[String]) -> StoreResult<Vec<Document>>;
+    /// The documents with these cover codes (影像编码); unknown ones left out.
+    async fn documents_by_cover_codes(&self, codes: &[String]) -> StoreResult<Vec<Document>>;
     /// What a desk of `site` may be asked to scan: match-mode documents still
     /// awaiting their paper (any desk may receive it), and documents rejected
     /// after a packet from `site` (to be rescanned there); newest first.

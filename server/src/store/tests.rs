@@ -350,6 +350,14 @@ async fn a_document_is_created_once(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(by_nos.len(), 2);
+    let by_codes = store
+        .documents_by_cover_codes(&[first.cover_code.clone(), "IMCNOSUCH".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        by_codes.iter().map(|d| d.id).collect::<Vec<_>>(),
+        vec![first.id]
+    );
     assert_eq!(store.documents_by_doc_no("D-3").await.unwrap()[0].id, other);
     assert!(store.document(999_999).await.unwrap().is_none());
     let audit = store.document_audit(first.id).await.unwrap();

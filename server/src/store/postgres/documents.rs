@@ -242,6 +242,21 @@ pub async fn by_doc_nos(c: &impl GenericClient, doc_nos: &[String]) -> StoreResu
         .collect()
 }
 
+pub async fn by_cover_codes(
+    c: &impl GenericClient,
+    codes: &[String],
+) -> StoreResult<Vec<Document>> {
+    let sql = format!(
+        "SELECT {DOCUMENT_COLUMNS} FROM documents d WHERE d.cover_code = ANY($1) ORDER BY d.id"
+    );
+    let codes = codes.to_vec();
+    db::query(c, &sql, &[&codes])
+        .await?
+        .iter()
+        .map(rows::document)
+        .collect()
+}
+
 /// See [`crate::store::Store::desk_documents`].
 pub async fn for_desk(
     c: &impl GenericClient,

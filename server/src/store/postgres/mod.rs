@@ -305,6 +305,10 @@ impl Store for PgStore {
         on_conn!(self, |c| documents::by_doc_nos(c, &[doc_no.to_owned()]))
     }
 
+    async fn documents_by_cover_codes(&self, codes: &[String]) -> StoreResult<Vec<Document>> {
+        on_conn!(self, |c| documents::by_cover_codes(c, codes))
+    }
+
     async fn desk_documents(&self, site: &str, limit: u32) -> StoreResult<Vec<Document>> {
         on_conn!(self, |c| documents::for_desk(c, site, limit))
     }

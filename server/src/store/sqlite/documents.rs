@@ -181,6 +181,17 @@ pub fn by_doc_nos(conn: &Connection, doc_nos: &[String]) -> StoreResult<Vec<Docu
     rows::collect(stmt.query_map([keys], rows::document)?)
 }
 
+pub fn by_cover_codes(conn: &Connection, codes: &[String]) -> StoreResult<Vec<Document>> {
+    let keys = serde_json::to_string(codes)
+        .map_err(|e| StoreError::Corrupt(format!("bulk cover codes: {e}")))?;
+    let sql = format!(
+        "SELECT {DOCUMENT_COLUMNS} FROM documents d \
+         WHERE d.cover_code IN (SELECT value FROM json_each(?1)) ORDER BY d.id"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    rows::collect(stmt.query_map([keys], rows::document)?)
+}
+
 /// See [`crate::store::Store::desk_documents`].
 pub fn for_desk(conn: &Connection, site: &str, limit: u32) -> StoreResult<Vec<Document>> {
     let sql = format!(

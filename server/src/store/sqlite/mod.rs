@@ -365,6 +365,12 @@ impl Store for SqliteStore {
         self.read(move |c| documents::by_doc_nos(c, &doc_nos)).await
     }
 
+    async fn documents_by_cover_codes(&self, codes: &[String]) -> StoreResult<Vec<Document>> {
+        let codes = codes.to_vec();
+        self.read(move |c| documents::by_cover_codes(c, &codes))
+            .await
+    }
+
     async fn desk_documents(&self, site: &str, limit: u32) -> StoreResult<Vec<Document>> {
         let site = site.to_owned();
         self.read(move |c| documents::for_desk(c, &site, limit))
