@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the Debian packages of the agent (imc-agent + imc-installer) and the
-# server (release), then checks them: control data and file lists, lintian,
+# server from the `dist` profile (release code, stripped, LTO), then checks them: control data and file lists, lintian,
 # a dry-run install on this machine, and the agent package unpacked into a
 # throwaway root whose programs run and whose unit `systemd-analyze verify`
 # accepts. Packages land in target/debian/. Not part of the test suite (a
@@ -17,15 +17,21 @@ fi
 need=()
 command -v lintian >/dev/null || need+=(lintian)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+# cargo-deb and the Depends line below read the binaries' libraries with it.
+command -v dpkg-shlibdeps >/dev/null || need+=(dpkg-dev)
 if ((${#need[@]})); then
     if [[ $(id -u) -eq 0 ]]; then sudo=""; else sudo="sudo"; fi
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-cargo build --release --locked -p imc-agent -p imc-installer -p imc-server
-agent_deb=$("$cargo_deb" -p imc-agent --no-build 2>/dev/null | tail -n 1)
-server_deb=$("$cargo_deb" -p imc-server --no-build 2>/dev/null | tail -n 1)
+# Only the three programs the packages ship (not imc-loadgen): each is one
+# whole-program LTO link. The assets' `target/release/` in the Cargo.toml
+# metadata is cargo-deb's name for the profile's output, here target/dist/.
+cargo build --profile dist --locked -p imc-agent -p imc-installer -p imc-server \
+    --bin imc-agent --bin imc-installer --bin imc-server
+agent_deb=$("$cargo_deb" -p imc-agent --profile dist --no-build | tail -n 1)
+server_deb=$("$cargo_deb" -p imc-server --profile dist --no-build | tail -n 1)
 
 for deb in "$agent_deb" "$server_deb"; do
     echo "== $deb"
