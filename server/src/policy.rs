@@ -71,6 +71,15 @@ impl PolicyRoutes {
         self.add("POST", path, access, axum::routing::post(h))
     }
 
+    pub(crate) fn delete<H: Handler<T, AppState>, T: 'static>(
+        self,
+        path: &'static str,
+        access: Access,
+        h: H,
+    ) -> PolicyRoutes {
+        self.add("DELETE", path, access, axum::routing::delete(h))
+    }
+
     pub(crate) fn put<H: Handler<T, AppState>, T: 'static>(
         self,
         path: &'static str,

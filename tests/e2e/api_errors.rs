@@ -479,3 +479,46 @@ async fn webhook_urls_must_be_plain_http_urls() {
         (200, Some("https://erp.example.com/hook"))
     );
 }
+
+/// Schemes are listed, read one by one and deleted; a deleted scheme no
+/// longer decides the mode, and documents keep the mode they were made with.
+#[tokio::test]
+async fn schemes_are_listed_read_and_deleted() {
+    let server = TestServer::start();
+    for (name, body) in [
+        ("all-match", json!({"mode": "match"})),
+        ("payables", json!({"doc_type": "payable", "mode": "sync"})),
+    ] {
+        let (status, body) = server.put(&format!("/schemes/{name}"), body).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, list) = server.get("/schemes").await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = list["schemes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["all-match", "payables"]);
+    let (status, one) = server.get("/schemes/payables").await;
+    assert_eq!((status, one["mode"].as_str()), (200, Some("sync")));
+    let (status, body) = server.get("/schemes/nope").await;
+    assert_eq!(status, 404, "{body}");
+
+    let before = server.match_document("SCH-1").await;
+    let (status, _) = server.delete("/schemes/all-match").await;
+    assert_eq!(status, 204);
+    let (status, body) = server.delete("/schemes/all-match").await;
+    assert_eq!(status, 404, "{body}");
+    let (status, after) = server
+        .post(
+            "/documents",
+            json!({"source_system": "ERP", "doc_no": "SCH-2", "doc_type": "expense", "org": "HQ"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{after}");
+    assert_eq!(after["mode"], "basic", "no scheme left for it");
+    let (_, kept) = server.get(&format!("/documents/{}", before["id"])).await;
+    assert_eq!(kept["mode"], "match");
+}

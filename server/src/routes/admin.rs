@@ -45,13 +45,74 @@ pub async fn put_scheme(
         rules: body.rules,
     };
     let scheme = state.store.put_scheme(scheme, &caller.actor()).await?;
-    Ok(Json(SchemeView {
+    Ok(Json(scheme_view(scheme)))
+}
+
+fn scheme_view(scheme: Scheme) -> SchemeView {
+    SchemeView {
         name: scheme.name,
         org: scheme.org,
         doc_type: scheme.doc_type,
         mode: scheme.mode,
         rules: scheme.rules,
+    }
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct SchemeList {
+    schemes: Vec<SchemeView>,
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/schemes", tag = "admin",
+    responses((status = 200, description = "Every image scheme, by name", body = SchemeList)),
+)]
+pub async fn schemes(State(state): State<AppState>) -> ApiResult<Json<SchemeList>> {
+    let schemes = state.store.schemes().await?;
+    Ok(Json(SchemeList {
+        schemes: schemes.into_iter().map(scheme_view).collect(),
     }))
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/schemes/{name}", tag = "admin",
+    params(("name" = String, Path, description = "Scheme name")),
+    responses(
+        (status = 200, description = "The scheme", body = SchemeView),
+        (status = 404, description = "No scheme of that name", body = ErrorBody),
+    ),
+)]
+pub async fn get_scheme(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Json<SchemeView>> {
+    let scheme = state
+        .store
+        .schemes()
+        .await?
+        .into_iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| ApiError::NotFound(format!("scheme {name}")))?;
+    Ok(Json(scheme_view(scheme)))
+}
+
+#[utoipa::path(
+    delete, path = "/api/v1/schemes/{name}", tag = "admin",
+    params(("name" = String, Path, description = "Scheme name")),
+    responses(
+        (status = 204, description = "Deleted; documents keep the mode they were created with"),
+        (status = 404, description = "No scheme of that name", body = ErrorBody),
+    ),
+)]
+pub async fn delete_scheme(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    match state.store.delete_scheme(&name, &caller.actor()).await? {
+        true => Ok(StatusCode::NO_CONTENT),
+        false => Err(ApiError::NotFound(format!("scheme {name}"))),
+    }
 }
 
 #[utoipa::path(

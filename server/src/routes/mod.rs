@@ -77,7 +77,10 @@ pub(crate) fn api() -> PolicyRoutes {
             scope(Packets),
             packets::page_bytes,
         )
+        .get("/schemes", scope(Admin), admin::schemes)
+        .get("/schemes/{name}", scope(Admin), admin::get_scheme)
         .put("/schemes/{name}", scope(Admin), admin::put_scheme)
+        .delete("/schemes/{name}", scope(Admin), admin::delete_scheme)
         .post(
             "/sites/{site}/enrollment-codes",
             scope(Admin),

@@ -518,6 +518,11 @@ pub trait Store: Send + Sync + 'static {
         value: String,
     ) -> StoreResult<bool>;
     async fn put_scheme(&self, scheme: Scheme, actor: &Actor) -> StoreResult<Scheme>;
+    /// Every scheme, by name.
+    async fn schemes(&self) -> StoreResult<Vec<Scheme>>;
+    /// Deletes a scheme (documents keep the mode they were created with);
+    /// false when there was none of that name.
+    async fn delete_scheme(&self, name: &str, actor: &Actor) -> StoreResult<bool>;
 
     // Documents.
     async fn create_document(&self, doc: NewDocument, actor: &Actor) -> StoreResult<Created>;

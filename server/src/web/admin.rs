@@ -30,7 +30,7 @@ pub async fn page(
     Query(query): Query<AdminQuery>,
 ) -> UiResult<Markup> {
     let t = staff.lang.text();
-    let schemes = state.web.store.schemes().await?;
+    let schemes = state.store.schemes().await?;
     let settings = state.store.settings().await?;
     let settings_json = serde_json::to_string_pretty(&settings)
         .map_err(|e| anyhow::anyhow!("settings as JSON: {e}"))?;

@@ -7,7 +7,7 @@
 //!
 //! [`Store`]: crate::store::Store
 
-use crate::store::{Actor, Document, Packet, Scheme, StoreResult};
+use crate::store::{Actor, Document, Packet, StoreResult};
 use async_trait::async_trait;
 use imc_shared::api::PacketState;
 use uuid::Uuid;
@@ -115,7 +115,4 @@ pub trait WebStore: Send + Sync + 'static {
         within: Option<String>,
         limit: u32,
     ) -> StoreResult<Vec<Packet>>;
-
-    /// Its token stops working; fails with `NotFound` for an unknown or revoked agent.
-    async fn schemes(&self) -> StoreResult<Vec<Scheme>>;
 }

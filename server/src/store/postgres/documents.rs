@@ -12,6 +12,18 @@ use crate::store::*;
 use crate::workflow::{self, Attach, Via};
 use deadpool_postgres::GenericClient;
 
+pub async fn delete_scheme(
+    tx: &impl GenericClient,
+    name: &str,
+    actor: &Actor,
+) -> StoreResult<bool> {
+    if db::execute(tx, "DELETE FROM schemes WHERE name = $1", &[&name]).await? == 0 {
+        return Ok(false);
+    }
+    audit(tx, actor, None, "scheme.delete", None, None, Some(name)).await?;
+    Ok(true)
+}
+
 pub async fn put_scheme(
     tx: &impl GenericClient,
     scheme: Scheme,

@@ -284,6 +284,14 @@ impl Store for PgStore {
         in_tx!(self, |tx| documents::put_scheme(&tx, scheme, actor))
     }
 
+    async fn schemes(&self) -> StoreResult<Vec<Scheme>> {
+        on_conn!(self, |c| web::schemes(c))
+    }
+
+    async fn delete_scheme(&self, name: &str, actor: &Actor) -> StoreResult<bool> {
+        in_tx!(self, |tx| documents::delete_scheme(&tx, name, actor))
+    }
+
     async fn create_document(&self, doc: NewDocument, actor: &Actor) -> StoreResult<Created> {
         in_tx!(self, |tx| async {
             match documents::create(&tx, doc, actor).await? {

@@ -198,7 +198,7 @@ async fn search(
     .collect()
 }
 
-async fn schemes(c: &impl GenericClient) -> StoreResult<Vec<Scheme>> {
+pub(super) async fn schemes(c: &impl GenericClient) -> StoreResult<Vec<Scheme>> {
     db::query(
         c,
         "SELECT name, org, doc_type, mode, rules FROM schemes ORDER BY name",
@@ -501,9 +501,5 @@ impl WebStore for PgStore {
 
     async fn packet(&self, id: Uuid) -> StoreResult<Option<Packet>> {
         packets::one(&self.conn().await?, id).await
-    }
-
-    async fn schemes(&self) -> StoreResult<Vec<Scheme>> {
-        schemes(&self.conn().await?).await
     }
 }

@@ -26,6 +26,14 @@ pub fn put_scheme(tx: &Transaction<'_>, scheme: Scheme, actor: &Actor) -> StoreR
     Ok(scheme)
 }
 
+pub fn delete_scheme(tx: &Transaction<'_>, name: &str, actor: &Actor) -> StoreResult<bool> {
+    if tx.execute("DELETE FROM schemes WHERE name = ?1", [name])? == 0 {
+        return Ok(false);
+    }
+    audit(tx, actor, None, "scheme.delete", None, None, Some(name))?;
+    Ok(true)
+}
+
 /// The most specific scheme wins: org and type, then type, then org, then a
 /// global one; no scheme at all means basic mode.
 fn resolve_mode(tx: &Transaction<'_>, org: &str, doc_type: &str) -> StoreResult<ImageMode> {

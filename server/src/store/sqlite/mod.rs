@@ -332,6 +332,16 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn schemes(&self) -> StoreResult<Vec<Scheme>> {
+        self.read(web::schemes).await
+    }
+
+    async fn delete_scheme(&self, name: &str, actor: &Actor) -> StoreResult<bool> {
+        let (name, actor) = (name.to_owned(), actor.clone());
+        self.write(move |tx| documents::delete_scheme(tx, &name, &actor))
+            .await
+    }
+
     async fn create_document(&self, doc: NewDocument, actor: &Actor) -> StoreResult<Created> {
         let actor = actor.clone();
         self.write(move |tx| match documents::create(tx, doc, &actor)? {

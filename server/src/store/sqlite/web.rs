@@ -165,7 +165,7 @@ fn search(
     rows::collect(rows)
 }
 
-fn schemes(conn: &Connection) -> StoreResult<Vec<Scheme>> {
+pub(super) fn schemes(conn: &Connection) -> StoreResult<Vec<Scheme>> {
     let mut stmt =
         conn.prepare_cached("SELECT name, org, doc_type, mode, rules FROM schemes ORDER BY name")?;
     let rows = stmt.query_map([], |r| {
@@ -442,10 +442,6 @@ impl WebStore for SqliteStore {
     ) -> StoreResult<Vec<Packet>> {
         self.read(move |c| packets::list_at(c, state, within.as_deref(), limit))
             .await
-    }
-
-    async fn schemes(&self) -> StoreResult<Vec<Scheme>> {
-        self.read(schemes).await
     }
 }
 
