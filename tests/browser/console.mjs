@@ -11,32 +11,16 @@
 //   CONSOLE OK
 // The page is never reloaded: a marker set at the start must survive to the end.
 
-import { launch } from "./chromium.mjs";
-import { mkdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { check, env, launch, screenshot } from "./harness.mjs";
+import { writeFileSync } from "node:fs";
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-};
 const url = env("IMC_CONSOLE_URL");
 const docA = env("IMC_DOC_A");
 const docB = env("IMC_DOC_B");
 const reason = env("IMC_REJECT_REASON");
 const pdfOut = env("IMC_COVER_PDF_OUT");
-const shots = process.env.IMC_SCREENSHOTS || "";
 const WAIT = 60_000;
 
-function check(condition, message) {
-  if (!condition) throw new Error(message);
-}
-
-async function screenshot(page, name) {
-  if (!shots) return;
-  mkdirSync(shots, { recursive: true });
-  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: false });
-}
 
 const { context, close } = await launch();
 

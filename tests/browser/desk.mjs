@@ -6,33 +6,16 @@
 // for a packet to arrive; prints "DESK OK" at the end; any failed check exits
 // non-zero with the reason on stderr.
 
-import { launch } from "./chromium.mjs";
-import { mkdirSync } from "node:fs";
-import { join } from "node:path";
+import { check, env, launch, screenshot } from "./harness.mjs";
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-};
 const base = env("IMC_URL");
 const signoff = { name: env("IMC_SIGNOFF_USER"), password: env("IMC_SIGNOFF_PASSWORD") };
 const clerk = { name: env("IMC_CLERK_USER"), password: env("IMC_CLERK_PASSWORD") };
 const admin = { name: env("IMC_ADMIN_USER"), password: env("IMC_ADMIN_PASSWORD") };
 const liveDocNo = env("IMC_LIVE_DOC_NO");
 const attachDocNo = env("IMC_ATTACH_DOC_NO");
-const shots = process.env.IMC_SCREENSHOTS || "";
 const WAIT = 45_000;
 
-function check(condition, message) {
-  if (!condition) throw new Error(message);
-}
-
-async function screenshot(page, name) {
-  if (!shots) return;
-  mkdirSync(shots, { recursive: true });
-  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: false });
-}
 
 async function login(page, user) {
   await page.goto(`${base}/ui/login`);

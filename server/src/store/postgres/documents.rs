@@ -243,26 +243,27 @@ pub async fn to_archive(
 }
 
 pub async fn by_doc_nos(c: &impl GenericClient, doc_nos: &[String]) -> StoreResult<Vec<Document>> {
-    let sql = format!(
-        "SELECT {DOCUMENT_COLUMNS} FROM documents d WHERE d.doc_no = ANY($1) ORDER BY d.id"
-    );
-    let doc_nos = doc_nos.to_vec();
-    db::query(c, &sql, &[&doc_nos])
-        .await?
-        .iter()
-        .map(rows::document)
-        .collect()
+    by_text_key(c, "doc_no", doc_nos).await
 }
 
 pub async fn by_cover_codes(
     c: &impl GenericClient,
     codes: &[String],
 ) -> StoreResult<Vec<Document>> {
+    by_text_key(c, "cover_code", codes).await
+}
+
+/// The documents whose `column` (a fixed name, never input) is one of `keys`.
+async fn by_text_key(
+    c: &impl GenericClient,
+    column: &str,
+    keys: &[String],
+) -> StoreResult<Vec<Document>> {
     let sql = format!(
-        "SELECT {DOCUMENT_COLUMNS} FROM documents d WHERE d.cover_code = ANY($1) ORDER BY d.id"
+        "SELECT {DOCUMENT_COLUMNS} FROM documents d WHERE d.{column} = ANY($1) ORDER BY d.id"
     );
-    let codes = codes.to_vec();
-    db::query(c, &sql, &[&codes])
+    let keys = keys.to_vec();
+    db::query(c, &sql, &[&keys])
         .await?
         .iter()
         .map(rows::document)

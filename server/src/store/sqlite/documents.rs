@@ -179,22 +179,20 @@ pub fn to_archive(
 }
 
 pub fn by_doc_nos(conn: &Connection, doc_nos: &[String]) -> StoreResult<Vec<Document>> {
-    let keys = serde_json::to_string(doc_nos)
-        .map_err(|e| StoreError::Corrupt(format!("bulk doc_nos: {e}")))?;
-    let sql = format!(
-        "SELECT {DOCUMENT_COLUMNS} FROM documents d \
-         WHERE d.doc_no IN (SELECT value FROM json_each(?1)) ORDER BY d.id"
-    );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    rows::collect(stmt.query_map([keys], rows::document)?)
+    by_text_key(conn, "doc_no", doc_nos)
 }
 
 pub fn by_cover_codes(conn: &Connection, codes: &[String]) -> StoreResult<Vec<Document>> {
-    let keys = serde_json::to_string(codes)
-        .map_err(|e| StoreError::Corrupt(format!("bulk cover codes: {e}")))?;
+    by_text_key(conn, "cover_code", codes)
+}
+
+/// The documents whose `column` (a fixed name, never input) is one of `keys`.
+fn by_text_key(conn: &Connection, column: &str, keys: &[String]) -> StoreResult<Vec<Document>> {
+    let keys = serde_json::to_string(keys)
+        .map_err(|e| StoreError::Corrupt(format!("bulk {column}s: {e}")))?;
     let sql = format!(
         "SELECT {DOCUMENT_COLUMNS} FROM documents d \
-         WHERE d.cover_code IN (SELECT value FROM json_each(?1)) ORDER BY d.id"
+         WHERE d.{column} IN (SELECT value FROM json_each(?1)) ORDER BY d.id"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     rows::collect(stmt.query_map([keys], rows::document)?)
