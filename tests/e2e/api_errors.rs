@@ -522,3 +522,56 @@ async fn schemes_are_listed_read_and_deleted() {
     let (_, kept) = server.get(&format!("/documents/{}", before["id"])).await;
     assert_eq!(kept["mode"], "match");
 }
+
+/// Scheme rules: a rule IMC does not know is refused when the scheme is
+/// saved; `require_attachment_count` refuses a cover push without the count.
+#[tokio::test]
+async fn scheme_rules_are_checked_and_a_required_count_is_enforced() {
+    let server = TestServer::start();
+    let (status, body) = server
+        .put(
+            "/schemes/typo",
+            json!({"mode": "match", "rules": {"require_attachement_count": true}}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["field"], "rules");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("require_attachement_count"),
+        "{body}"
+    );
+    let (status, _) = server.get("/schemes/typo").await;
+    assert_eq!(status, 404, "nothing saved");
+
+    let (status, body) = server
+        .put(
+            "/schemes/expenses",
+            json!({"doc_type": "expense", "mode": "match", "rules": {"require_attachment_count": true}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let push = |doc_no: &str, count: Option<u32>| {
+        let mut body =
+            json!({"source_system": "ERP", "doc_no": doc_no, "doc_type": "expense", "org": "HQ"});
+        if let Some(n) = count {
+            body["attachment_count"] = n.into();
+        }
+        body
+    };
+    let (status, body) = server.post("/documents", push("REQ-1", None)).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["field"], "attachment_count");
+    let (status, body) = server.post("/documents", push("REQ-1", Some(2))).await;
+    assert_eq!(status, 201, "{body}");
+    // Another type is not under that scheme.
+    let (status, body) = server
+        .post(
+            "/documents",
+            json!({"source_system": "ERP", "doc_no": "REQ-2", "doc_type": "payable", "org": "HQ"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+}

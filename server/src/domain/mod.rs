@@ -6,6 +6,7 @@ mod audit;
 pub mod credentials;
 mod desk;
 pub mod receipt;
+pub mod scheme_rules;
 mod staff;
 
 pub use audit::{Actor, Decision};

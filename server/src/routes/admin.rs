@@ -21,7 +21,7 @@ use imc_shared::text::check_identifier;
     request_body = PutScheme,
     responses(
         (status = 200, description = "Created or replaced; applies to documents created from now on", body = SchemeView),
-        (status = 400, description = "Bad name or an unknown mode", body = ErrorBody),
+        (status = 400, description = "Bad name, an unknown mode, or a rule IMC does not know", body = ErrorBody),
     ),
 )]
 pub async fn put_scheme(
@@ -37,6 +37,9 @@ pub async fn put_scheme(
             check_identifier(field, value)?;
         }
     }
+    // Rules IMC does not know would do nothing: refused rather than kept.
+    crate::domain::scheme_rules::SchemeRules::parse(body.rules.as_ref())
+        .map_err(|e| ApiError::field("rules", e.0))?;
     let scheme = Scheme {
         name,
         org: body.org.filter(|o| !o.trim().is_empty()),

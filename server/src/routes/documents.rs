@@ -163,6 +163,9 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateDocument>,
 ) -> ApiResult<(StatusCode, Json<DocumentCreated>)> {
     caller.require_source(body.source_system.trim())?;
+    if body.attachment_count.is_none() {
+        require_declared_count(&state, body.org.trim(), body.doc_type.trim()).await?;
+    }
     let erp_code = body.cover_code.is_some();
     // An issued code may collide with an existing one (45 random bits): draw again.
     let mut attempts = 0;
@@ -193,6 +196,30 @@ pub async fn create(
             status: doc.status,
         }),
     ))
+}
+
+/// A scheme with `require_attachment_count` refuses a cover push that does
+/// not say how many pages follow the cover.
+async fn require_declared_count(state: &AppState, org: &str, doc_type: &str) -> ApiResult<()> {
+    use crate::domain::scheme_rules::{SchemeRules, applicable};
+    let schemes = state.store.schemes().await?;
+    let Some(scheme) = applicable(&schemes, org, doc_type, |s| {
+        (s.name.as_str(), s.org.as_deref(), s.doc_type.as_deref())
+    }) else {
+        return Ok(());
+    };
+    // Stored rules were checked when saved; rules saved before that are ignored.
+    let rules = SchemeRules::parse(scheme.rules.as_ref()).unwrap_or_default();
+    if rules.require_attachment_count {
+        return Err(ApiError::field(
+            "attachment_count",
+            format!(
+                "scheme {} requires the attachment count: give the number of pages after the cover",
+                scheme.name
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The document, if it exists and the caller may see its source system (a
