@@ -596,6 +596,7 @@ async fn agent_connected(server: &TestServer, id: &str) -> bool {
 /// once, every packet matched, no shared partial is left, and the desk's
 /// session stays put on B (no takeover loop between the replicas).
 async fn a_desk_moves_off_a_failed_replica(fault: Fault) {
+    let _alone = crate::harness::machine_heavy().await;
     const PACKETS: usize = 2;
     const BIG_PER_PACKET: usize = 2;
     let started = std::time::Instant::now();

@@ -89,6 +89,15 @@ fn spawn_server(
     }
 }
 
+/// Held by the tests that load the whole machine (a flood of connections,
+/// replicas failing over, the load generator), so that they do not run at
+/// the same time on a 2-core machine: one that measures answers under its
+/// own load must not be measuring another's. Other tests run beside them.
+pub async fn machine_heavy() -> tokio::sync::MutexGuard<'static, ()> {
+    static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    HEAVY.lock().await
+}
+
 /// A free loopback port, for a server that must come up later on a known address.
 pub fn free_addr() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -31,6 +31,7 @@ async fn loadgen(server: &TestServer, extra: &[&str]) -> (i32, Value) {
 
 #[tokio::test]
 async fn loadgen_streams_verifies_and_reports_every_page() {
+    let _alone = crate::harness::machine_heavy().await;
     let server = TestServer::start();
     let (code, summary) = loadgen(
         &server,

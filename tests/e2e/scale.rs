@@ -110,6 +110,7 @@ pub(crate) fn assert_audit_chain_intact(database: &str) {
 
 #[tokio::test]
 async fn replicas_on_postgres_and_garage_share_documents_and_images() {
+    let _alone = crate::harness::machine_heavy().await;
     let settings = services();
     let database = fresh_database(&settings).await;
 
