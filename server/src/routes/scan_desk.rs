@@ -6,6 +6,7 @@
 use super::covers::{CoverFormat, document_cover};
 use super::extract::{ApiPath, ApiQuery};
 use super::views::Binary;
+use crate::app::desks;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -32,10 +33,6 @@ fn agent_of(caller: &Caller) -> ApiResult<&Agent> {
         Caller::Agent(agent) => Ok(agent),
         Caller::Token(_) => Err(ApiError::Forbidden("only a desk's agent may ask".into())),
     }
-}
-
-async fn visible(state: &AppState, doc: &Document, site: &str) -> ApiResult<bool> {
-    Ok(crate::app::desks::visible(state, doc, site).await?)
 }
 
 fn desk_view(doc: Document) -> DeskDocument {
@@ -75,7 +72,7 @@ pub async fn documents(
             let hits = state.store.documents_by_doc_no(text).await?;
             let mut seen = Vec::new();
             for doc in hits {
-                if visible(&state, &doc, &agent.site).await? {
+                if desks::visible(&state, &doc, &agent.site).await? {
                     seen.push(doc);
                 }
             }
@@ -116,7 +113,7 @@ pub async fn cover_pdf(
     let agent = agent_of(&caller)?;
     let not_found = || ApiError::NotFound(format!("document {id}"));
     let doc = state.store.document(id).await?.ok_or_else(not_found)?;
-    if !visible(&state, &doc, &agent.site).await? {
+    if !desks::visible(&state, &doc, &agent.site).await? {
         return Err(not_found());
     }
     document_cover(&state, doc, CoverFormat::Pdf).await
