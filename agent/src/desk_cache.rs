@@ -1,11 +1,9 @@
 //! Keeps the desk's copy of its documents ([`crate::queue::CachedDocument`])
 //! fresh: fetched from the server when the link comes up, when a packet's
-//! fate arrives (at most every [`MIN_GAP`]), and every few minutes; a
-//! failed fetch keeps the old copy.
+//! fate arrives, and every few minutes; a failed fetch keeps the old copy.
 
 use crate::config::AgentConfig;
 use crate::queue::Queue;
-use crate::server_api;
 use anyhow::Context;
 use imc_shared::api::DeskDocuments;
 use std::sync::Arc;
@@ -16,9 +14,52 @@ use tokio_util::sync::CancellationToken;
 const EVERY: Duration = Duration::from_secs(300);
 /// Notices come in bursts (a batch of matches): one fetch answers them all.
 const SETTLE: Duration = Duration::from_millis(300);
-/// A match or a rejection wakes a refresh, but a busy desk refreshes at most
-/// this often: the list can hold thousands of documents.
-const MIN_GAP: Duration = Duration::from_secs(10);
+const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An HTTP client for the agent's own requests to its server: the same
+/// trust and client certificate as the uplink.
+pub fn server_client(config: &AgentConfig) -> anyhow::Result<reqwest::Client> {
+    config
+        .trust()
+        .http_client_with(config.client_identity().as_ref())
+}
+
+/// `GET {server}/api/v1{path}` with the agent's token.
+pub async fn get(
+    client: &reqwest::Client,
+    config: &AgentConfig,
+    path: &str,
+) -> anyhow::Result<reqwest::Response> {
+    let url = format!("{}/api/v1{path}", config.server_url.trim_end_matches('/'));
+    let response = client
+        .get(&url)
+        .bearer_auth(&config.token)
+        .timeout(FETCH_TIMEOUT)
+        .send()
+        .await
+        .with_context(|| format!("asking the server for {path}"))?;
+    let status = response.status();
+    if !status.is_success() {
+        let body = response.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<imc_shared::api::ErrorBody>(&body)
+            .map(|e| e.error.message)
+            .unwrap_or(body);
+        return Err(ServerAnswered {
+            status: status.as_u16(),
+            message,
+        }
+        .into());
+    }
+    Ok(response)
+}
+
+/// The server answered, and refused: its status and words.
+#[derive(Debug, thiserror::Error)]
+#[error("the server answered {status}: {message}")]
+pub struct ServerAnswered {
+    pub status: u16,
+    pub message: String,
+}
 
 pub async fn run(
     config: Arc<AgentConfig>,
@@ -26,18 +67,13 @@ pub async fn run(
     wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let client = server_api::client(&config)?;
-    let mut last: Option<tokio::time::Instant> = None;
+    let client = server_client(&config)?;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            _ = wake.notified() => {
-                let not_before = last.map_or_else(tokio::time::Instant::now, |at| at + MIN_GAP);
-                tokio::time::sleep_until(not_before.max(tokio::time::Instant::now() + SETTLE)).await;
-            }
+            _ = wake.notified() => tokio::time::sleep(SETTLE).await,
             _ = tokio::time::sleep(EVERY) => {}
         }
-        last = Some(tokio::time::Instant::now());
         match fetch(&client, &config).await {
             Ok(list) => {
                 let queue = Arc::clone(&queue);
@@ -54,7 +90,7 @@ pub async fn run(
 }
 
 async fn fetch(client: &reqwest::Client, config: &AgentConfig) -> anyhow::Result<DeskDocuments> {
-    server_api::get(client, config, "/agent/documents")
+    get(client, config, "/agent/documents")
         .await?
         .json()
         .await

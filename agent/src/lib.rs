@@ -39,7 +39,6 @@ pub mod room;
 pub mod scan_line;
 pub mod scan_order;
 pub mod sealing;
-pub mod server_api;
 pub mod signal;
 #[cfg(test)]
 mod sim;

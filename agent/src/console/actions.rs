@@ -121,7 +121,7 @@ pub async fn find_documents(State(console): State<Console>, Query(find): Query<F
     }
     let inner = &console.inner;
     let path = format!("/agent/documents?q={}", urlencode(&q));
-    let asked = crate::server_api::get(&inner.client, &inner.config, &path).await;
+    let asked = crate::desk_cache::get(&inner.client, &inner.config, &path).await;
     let from_server = match asked {
         Ok(response) => response
             .json::<imc_shared::api::DeskDocuments>()
@@ -155,10 +155,10 @@ pub async fn find_documents(State(console): State<Console>, Query(find): Query<F
 pub async fn cover_pdf(State(console): State<Console>, Path(id): Path<i64>) -> Response {
     let inner = &console.inner;
     let path = format!("/agent/documents/{id}/cover.pdf");
-    let response = match crate::server_api::get(&inner.client, &inner.config, &path).await {
+    let response = match crate::desk_cache::get(&inner.client, &inner.config, &path).await {
         Ok(response) => response,
         Err(e) => {
-            return match e.downcast_ref::<crate::server_api::ServerAnswered>() {
+            return match e.downcast_ref::<crate::desk_cache::ServerAnswered>() {
                 Some(refused) => failure(
                     StatusCode::from_u16(refused.status).unwrap_or(StatusCode::BAD_GATEWAY),
                     &refused.message,

@@ -58,7 +58,7 @@ impl Console {
         bound: SocketAddr,
     ) -> anyhow::Result<Console> {
         let guard = guard::Guard::new(bound, config.console_pin.clone())?;
-        let client = crate::server_api::client(&config)?;
+        let client = crate::desk_cache::server_client(&config)?;
         Ok(Console {
             inner: Arc::new(Inner {
                 config,

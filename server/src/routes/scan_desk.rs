@@ -6,7 +6,6 @@
 use super::covers::{CoverFormat, document_cover};
 use super::extract::{ApiPath, ApiQuery};
 use super::views::Binary;
-use crate::app::desks;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -33,6 +32,10 @@ fn agent_of(caller: &Caller) -> ApiResult<&Agent> {
         Caller::Agent(agent) => Ok(agent),
         Caller::Token(_) => Err(ApiError::Forbidden("only a desk's agent may ask".into())),
     }
+}
+
+async fn visible(state: &AppState, doc: &Document, site: &str) -> ApiResult<bool> {
+    Ok(crate::app::desks::visible(state, doc, site).await?)
 }
 
 fn desk_view(doc: Document) -> DeskDocument {
@@ -72,7 +75,7 @@ pub async fn documents(
             let hits = state.store.documents_by_doc_no(text).await?;
             let mut seen = Vec::new();
             for doc in hits {
-                if desks::visible(&state, &doc, &agent.site).await? {
+                if visible(&state, &doc, &agent.site).await? {
                     seen.push(doc);
                 }
             }
@@ -113,7 +116,7 @@ pub async fn cover_pdf(
     let agent = agent_of(&caller)?;
     let not_found = || ApiError::NotFound(format!("document {id}"));
     let doc = state.store.document(id).await?.ok_or_else(not_found)?;
-    if !desks::visible(&state, &doc, &agent.site).await? {
+    if !visible(&state, &doc, &agent.site).await? {
         return Err(not_found());
     }
     document_cover(&state, doc, CoverFormat::Pdf).await
